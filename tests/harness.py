@@ -53,8 +53,8 @@ def random_inputs(model: Any, seed: int = 0) -> list[np.ndarray]:
 
 def keras_outputs(model: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     out = model(inputs if len(inputs) > 1 else inputs[0], training=False)
-    if isinstance(out, dict):
-        out = list(out.values())
+    if isinstance(out, dict):  # model.outputs order: Keras flattens dicts in sorted key order
+        out = [out[key] for key in sorted(out)]
     if not isinstance(out, (list, tuple)):
         out = [out]
     return [np.asarray(o) for o in out]

@@ -2,9 +2,9 @@
 
 from .api import convert, load, save
 from .converters.registry import converter as register
-from .errors import ConversionError, ModelFileError, Tf2TorchError, UnsupportedLayerError
+from .errors import ConversionError, ConversionNotice, ModelFileError, Tf2TorchError, UnsupportedLayerError
 from .verify import verify
 
 __version__ = "0.1.0"
 __all__ = ["convert", "verify", "save", "load", "register", "Tf2TorchError", "ModelFileError",
-           "UnsupportedLayerError", "ConversionError"]
+           "UnsupportedLayerError", "ConversionError", "ConversionNotice"]

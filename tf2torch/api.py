@@ -4,38 +4,54 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 
 import torch.fx as fx
 
 from . import converters  # noqa: F401  (registers every converter family)
 from .assemble import assemble
+from .errors import ConversionNotice
 from .graph import KerasGraph
 from .io import load_payload, save  # noqa: F401
 from .readers import open_model
 
 
 def convert(path: str | os.PathLike, layout: str = "channels_first",
-            input_shapes: Sequence[Sequence[int | None]] | None = None) -> fx.GraphModule:
+            input_shapes: Sequence[Sequence[int | None]] | None = None, dtype: str | None = None) -> fx.GraphModule:
     """Convert a Keras ``.h5`` or ``.keras`` file into a torch module in eval mode.
 
     ``layout="channels_first"`` (default): 4-D/5-D inputs and outputs are N,C,H,W / N,C,D,H,W; 2-D and 3-D ones
     keep Keras's layout. ``layout="keras"``: every input and output exactly as in Keras.
     ``input_shapes``: one shape per input without the batch axis, to fix dimensions the model leaves open.
+    ``dtype``: None computes as the model does (float64 layers in float64, mixed precision in float32 with a
+    notice); ``"float32"`` or ``"float64"`` converts every floating layer and input to that dtype.
+    The module returns its outputs in Keras's ``model.outputs`` order and names them in ``output_names``
+    (``input_names`` likewise).
     """
     with open_model(path) as graph:
-        module = assemble(graph, layout, input_shapes)
-        _attach_meta(module, graph, layout, input_shapes)
+        module = assemble(graph, layout, input_shapes, dtype)
+        _attach_meta(module, graph, layout, input_shapes, dtype)
+    for notice in module.tf2torch_notices:
+        warnings.warn(notice, ConversionNotice, stacklevel=2)
     return module
 
 
 def _attach_meta(module: fx.GraphModule, graph: KerasGraph, layout: str,
-                 input_shapes: Sequence[Sequence[int | None]] | None) -> None:
+                 input_shapes: Sequence[Sequence[int | None]] | None, dtype: str | None) -> None:
     module.tf2torch_meta = {
         "graph": graph.to_json(),
         "layout": layout,
         "input_shapes": [list(s) if s is not None else None for s in input_shapes] if input_shapes else None,
+        "dtype": dtype,
+        "submodules": submodule_names(module),
     }
+
+
+def submodule_names(module: fx.GraphModule) -> dict[str, str]:
+    """torch submodule path → the Keras layer it was converted from."""
+    return {str(n.target): n.meta["tf2torch"]["layer"] for n in module.graph.nodes
+            if n.op == "call_module" and "layer" in n.meta.get("tf2torch", {})}
 
 
 def load(path: str | os.PathLike) -> fx.GraphModule:
@@ -43,7 +59,7 @@ def load(path: str | os.PathLike) -> fx.GraphModule:
     payload = load_payload(path)
     meta = json.loads(payload["meta"])
     graph = KerasGraph.from_json(meta["graph"])
-    module = assemble(graph, meta["layout"], meta.get("input_shapes"))
+    module = assemble(graph, meta["layout"], meta.get("input_shapes"), meta.get("dtype"))
     module.load_state_dict(payload["state_dict"], strict=True)
-    _attach_meta(module, graph, meta["layout"], meta.get("input_shapes"))
+    _attach_meta(module, graph, meta["layout"], meta.get("input_shapes"), meta.get("dtype"))
     return module.eval()

@@ -9,6 +9,7 @@ differs between the two is dynamic (None) for the converters.
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
 import re
 from collections import Counter
@@ -22,18 +23,17 @@ from torch import nn
 
 from . import layout as L
 from .converters import registry
+from .dtypes import compute_dtype, input_dtype, parse_forced
 from .errors import ConversionError, Tf2TorchError, UnsupportedLayerError
 from .graph import KerasGraph, Node, TensorRef
+from .naming import TorchNames, legal_segment
 
 EXAMPLE_BATCH = 2
-DYNAMIC_SIZES = (64, 67)  # two sizes of different parity for dimensions the model leaves open
+# Stand-in sizes for the dimensions a model leaves open, tried in turn until every layer accepts them: two
+# sizes of different parity, then multiples of 64 (U-Nets), then long sequences (a crop of thousands).
+DYNAMIC_SIZES = ((64, 67), (64, 128), (1024, 2048), (16384, 32768))
+MAX_EXAMPLE_ELEMENTS = 1 << 25  # per example tensor: a stand-in size never builds a tensor larger than this
 NO_OP_INPUT = "InputLayer"
-
-TORCH_DTYPES = {
-    "float16": torch.float32, "bfloat16": torch.float32, "float32": torch.float32, "float64": torch.float32,
-    "int8": torch.int64, "int16": torch.int64, "int32": torch.int64, "int64": torch.int64,
-    "uint8": torch.int64, "bool": torch.bool,
-}
 
 
 # Layers whose output carries their first input's mask on (``supports_masking = True`` in
@@ -73,13 +73,6 @@ def join_masks(tensors: tuple[torch.Tensor, ...], masks: tuple[torch.Tensor | No
 
 def example(state: TensorState, variant: int) -> torch.Tensor:
     return state.examples[min(variant, len(state.examples) - 1)]
-
-
-def module_path(layer_key: str) -> str:
-    """Keras layer key (``inner/conv1``) → torch submodule path (``inner.conv1``)."""
-    parts = [re.sub(r"\W", "_", p) or "_" for p in layer_key.split("/")]
-    parts = [("_" + p) if p[0].isdigit() else p for p in parts]
-    return ".".join(parts)
 
 
 def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
@@ -127,19 +120,50 @@ def check_supported(graph: KerasGraph) -> None:
         raise UnsupportedLayerError(missing, reasons)
 
 
+@dataclass
+class BuiltCall:
+    """One conversion of a layer, for calls whose inputs share ``signature`` (shapes, layouts, dtypes)."""
+
+    signature: tuple[Any, ...]
+    path: str
+    module: nn.Module
+    converted: registry.Converted
+
+
+class StandInSizeError(Tf2TorchError):
+    """A layer refused the stand-in sizes given to the dimensions the model leaves open."""
+
+    def __init__(self, error: Tf2TorchError, sizes: tuple[int, int], inputs: list[str]):
+        self.error = error
+        super().__init__(f"{error} (while building, the open dimensions of input(s) {', '.join(inputs)} were "
+                         f"given the stand-in sizes {sizes[0]} and {sizes[1]}; give the real sizes with "
+                         "--input-shape / input_shapes=)")
+
+
+class ExampleTooLarge(Exception):
+    """The next stand-in sizes would make example tensors larger than ``MAX_EXAMPLE_ELEMENTS``."""
+
+
 class Assembler:
     def __init__(self, graph: KerasGraph, layout: str = "channels_first",
-                 input_shapes: Sequence[Sequence[int | None]] | None = None):
+                 input_shapes: Sequence[Sequence[int | None]] | None = None,
+                 dynamic_sizes: tuple[int, int] = DYNAMIC_SIZES[0], dtype: str | None = None):
         if layout not in ("channels_first", "keras"):
             raise Tf2TorchError(f"layout must be 'channels_first' or 'keras', not {layout!r}")
         self.graph = graph
         self.layout = layout
         self.input_shapes = input_shapes
+        self.dynamic_sizes = dynamic_sizes
+        self.forced_dtype = parse_forced(dtype)
+        self.notices: list[str] = []
         self.fx = fx.Graph()
         self.root = nn.Module()
+        self.names = TorchNames()
+        self.input_names: list[str] = []
+        self.open_inputs: list[str] = []
         self.states: dict[TensorRef, TensorState] = {}
-        self.built: dict[str, tuple[nn.Module, registry.Converted]] = {}
-        self.mask_modules: set[str] = set()
+        self.built: dict[str, list[BuiltCall]] = {}
+        self.mask_modules: dict[str, str] = {}
         self.multi_output: dict[str, tuple[fx.Node, list[L.Layout], list[list[torch.Tensor]],
                                            list[TensorState | None]]] = {}
 
@@ -162,15 +186,25 @@ class Assembler:
             assert spec is not None
             shape = self._input_shape(i)
             dynamic = any(d is None for d in shape)
-            variants = DYNAMIC_SIZES if dynamic else DYNAMIC_SIZES[:1]
-            dtype = TORCH_DTYPES.get(str(spec.dtype), torch.float32)
-            examples = [torch.zeros((EXAMPLE_BATCH, *[d if d is not None else v for d in shape]), dtype=dtype)
-                        for v in variants]
+            if dynamic:
+                self.open_inputs.append(spec.name)
+            variants = self.dynamic_sizes if dynamic else self.dynamic_sizes[:1]
+            dtype = input_dtype(spec.name, spec.dtype, self.forced_dtype, self.notices)
+            sizes = [(EXAMPLE_BATCH, *[d if d is not None else v for d in shape]) for v in variants]
+            if max(math.prod(s) for s in sizes) > MAX_EXAMPLE_ELEMENTS:
+                if dynamic and self.dynamic_sizes != DYNAMIC_SIZES[0]:
+                    raise ExampleTooLarge()
+                raise Tf2TorchError(f"input {spec.name}: shape {list(shape)} is too large to build the model "
+                                    f"with (examples of over {MAX_EXAMPLE_ELEMENTS:,} values); give a smaller "
+                                    "--input-shape")
+            examples = [torch.zeros(size, dtype=dtype) for size in sizes]
             rank = len(shape) + 1
             layout = L.CHANNELS_FIRST if self.layout == "channels_first" and rank in (4, 5) else L.KERAS
             if layout == L.CHANNELS_FIRST:
                 examples = [e.permute(L.to_channels_first_perm(rank)) for e in examples]
-            node = self.fx.placeholder(module_path(spec.name))
+            name = self.names.unique("<inputs>", legal_segment(spec.name))
+            self.input_names.append(spec.name)
+            node = self.fx.placeholder(name)
             node.meta["tf2torch"] = {"keras_node": ref.node, "layer": layer_name, "class_name": "InputLayer",
                                      "layouts": [layout]}
             self.states[ref] = TensorState(node, L.normalize(layout, rank), examples)
@@ -219,23 +253,15 @@ class Assembler:
         tensor_kwargs: dict[str, Any] = {
             k: ([self.state_of(x) for x in r] if isinstance(r, list) else self.state_of(r))
             for k, r in node.tensor_kwargs.items()}
+        dtype = compute_dtype(node.layer, layer.class_name, layer.config.get("dtype"), self.forced_dtype,
+                              self.notices)
+        if dtype is not None:  # Keras casts floating inputs to the layer's compute dtype (autocast)
+            inputs = [self.cast(s, dtype) for s in inputs]
+            tensor_kwargs = {k: ([self.cast(x, dtype) for x in v] if isinstance(v, list) else self.cast(v, dtype))
+                             for k, v in tensor_kwargs.items()}
         input_masks = [s.mask for s in inputs]
-        if node.layer in self.built:
-            module, converted = self.built[node.layer]
-        else:
-            spec = registry.LayerSpec(
-                name=node.layer, class_name=layer.class_name, config=layer.config,
-                input_shapes=[s.keras_shape for s in inputs], input_layouts=[s.layout for s in inputs],
-                input_dtypes=[s.examples[0].dtype for s in inputs], keras_version=self.graph.keras_version,
-                weight_handles=layer.weights, call_kwargs=node.kwargs,
-                tensor_kwarg_names=list(node.tensor_kwargs), _load=self.graph.load_weight)
-            fn = registry.converter_for(layer.class_name)
-            assert fn is not None
-            with skip_random_init():
-                converted = fn(spec)
-            module = converted.module.eval()
-            _set_submodule(self.root, module_path(node.layer), module)
-            self.built[node.layer] = (module, converted)
+        call = self.built_call(node, inputs, dtype)
+        module, converted, path = call.module, call.converted, call.path
         wanted = converted.input_layouts
         if wanted is None or isinstance(wanted, (str, L.FlatChannelsFirst)):
             wanted = [wanted] * len(inputs)
@@ -246,7 +272,7 @@ class Assembler:
                          for k, v in tensor_kwargs.items()}  # keyword inputs always arrive in Keras layout
         fx_kwargs = {k: ([m.fx_node if m is not None else None for m in s] if isinstance(s, list) else s.fx_node)
                      for k, s in tensor_kwargs.items()}
-        fx_node = self.fx.call_module(module_path(node.layer), tuple(s.fx_node for s in inputs), fx_kwargs)
+        fx_node = self.fx.call_module(path, tuple(s.fx_node for s in inputs), fx_kwargs)
         variants = len(inputs[0].examples) if inputs else 1
         outs = []
         with torch.no_grad():
@@ -288,6 +314,59 @@ class Assembler:
             self.states[TensorRef(node.id, 0)] = TensorState(fx_node, layouts[0], [p[0] for p in per_output],
                                                              masks[0])
 
+    def cast(self, state: TensorState, dtype: torch.dtype) -> TensorState:
+        """``state`` in ``dtype`` when it is a floating tensor of another float dtype (Keras's autocast)."""
+        current = state.examples[0].dtype
+        if not current.is_floating_point or current == dtype:
+            return state
+        node = self.fx.call_method("to", (state.fx_node, dtype))
+        node.meta["tf2torch"] = {"cast": True}
+        return TensorState(node, state.layout, [e.to(dtype) for e in state.examples], state.mask)
+
+    def built_call(self, node: Node, inputs: list[TensorState], dtype: torch.dtype | None) -> BuiltCall:
+        """The conversion of ``node``'s layer for inputs like these. A layer shared by calls of other shapes,
+        layouts or dtypes is converted again for them (SAME padding, a Flatten order... depend on the input);
+        parameters equal to the first conversion's are shared with it, so the layer's weights stay one."""
+        signature = (tuple(s.keras_shape for s in inputs), tuple(s.layout for s in inputs),
+                     tuple(s.examples[0].dtype for s in inputs), dtype)
+        calls = self.built.setdefault(node.layer, [])
+        for call in calls:
+            if call.signature == signature:
+                return call
+        layer = self.graph.layers[node.layer]
+        loads: Counter[int] = Counter()
+
+        def load(weight: Any) -> Any:
+            loads[id(weight)] += 1
+            return self.graph.load_weight(weight)
+
+        spec = registry.LayerSpec(
+            name=node.layer, class_name=layer.class_name, config=layer.config,
+            input_shapes=[s.keras_shape for s in inputs], input_layouts=[s.layout for s in inputs],
+            input_dtypes=[s.examples[0].dtype for s in inputs], keras_version=self.graph.keras_version,
+            weight_handles=layer.weights, call_kwargs=node.kwargs,
+            tensor_kwarg_names=list(node.tensor_kwargs), _load=load)
+        fn = registry.converter_for(layer.class_name)
+        assert fn is not None
+        with skip_random_init(), registry.weight_dtype(dtype or torch.float32):
+            converted = registry.run_converter(fn, spec)
+        for weight in layer.weights:
+            if loads[id(weight)] != 1:
+                spec.fail(f"stored weight {weight.name} {tuple(weight.shape)} was read {loads[id(weight)]} times by "
+                          "the converter, not once (a converter bug, or a weight it does not understand)")
+        module = converted.module.eval()
+        if dtype == torch.float64:
+            module = module.double()
+        if calls:
+            share_equal_tensors(calls[0].module, module)
+            path = self.names.extra(node.layer, f"call{len(calls)}")
+        else:
+            path = self.names.path(node.layer)
+        _set_submodule(self.root, path, module)
+        call = BuiltCall(signature, path, module, converted)
+        calls.append(call)
+        return call
+
     # -- masks ------------------------------------------------------------------------------------------
     def mask_kwargs(self, converted: registry.Converted, input_masks: list[TensorState | None],
                     tensor_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -319,10 +398,10 @@ class Assembler:
         if policy == "merge":
             return self.merged_mask(node, inputs, input_masks)
         if isinstance(policy, nn.Module):
-            path = module_path(node.layer) + "_mask"
-            if node.layer + "_mask" not in self.mask_modules:
-                _set_submodule(self.root, path, policy.eval())
-                self.mask_modules.add(node.layer + "_mask")
+            if node.layer not in self.mask_modules:
+                self.mask_modules[node.layer] = self.names.extra(node.layer, "mask")
+                _set_submodule(self.root, self.mask_modules[node.layer], policy.eval())
+            path = self.mask_modules[node.layer]
             fx_mask = self.fx.call_module(path, tuple(s.fx_node for s in inputs))
             fx_mask.meta["tf2torch"] = {"mask_of": node.id}
             with torch.no_grad():
@@ -394,7 +473,12 @@ class Assembler:
         for node in self.graph.nodes:
             if self.graph.layers[node.layer].class_name == NO_OP_INPUT:
                 continue
-            self.add_node(node)
+            try:
+                self.add_node(node)
+            except ConversionError as exc:
+                if self.open_inputs:
+                    raise StandInSizeError(exc, self.dynamic_sizes, self.open_inputs) from exc
+                raise
             for ref in node.all_inputs():
                 uses[ref.node] -= 1
                 if uses[ref.node] == 0:
@@ -407,12 +491,61 @@ class Assembler:
             results.append(self.convert_layout(state, wanted).fx_node)
         self.fx.output(results[0] if len(results) == 1 else tuple(results))
         self.fx.lint()
+        self.check_one_node_per_call()
         class_name = re.sub(r"\W", "_", self.graph.name) or "KerasModel"
         module = fx.GraphModule(self.root, self.fx, class_name=class_name)
+        module.input_names = list(self.input_names)
+        names = list(self.graph.output_names)
+        module.output_names = names if len(names) == len(results) else [f"output_{i}" for i in range(len(results))]
+        module.tf2torch_notices = list(self.notices)
         return module.eval()
+
+    def check_one_node_per_call(self) -> None:
+        """The invariant every conversion ends with: each Keras layer call became exactly one module call."""
+        calls = Counter(n.meta["tf2torch"]["keras_node"] for n in self.fx.nodes
+                        if n.op == "call_module" and "keras_node" in n.meta.get("tf2torch", {}))
+        for node in self.graph.nodes:
+            if self.graph.layers[node.layer].class_name == NO_OP_INPUT:
+                continue
+            if calls[node.id] != 1:
+                raise ConversionError(node.layer, self.graph.layers[node.layer].class_name,
+                                      f"internal error: call {node.id} became {calls[node.id]} torch calls, not 1")
+
+
+def share_equal_tensors(first: nn.Module, other: nn.Module) -> None:
+    """Make ``other`` use ``first``'s parameters and buffers wherever they hold the same values, so a shared layer
+    converted twice keeps one set of weights (and trains as one)."""
+    mine = list(first.parameters())
+    for name, param in list(other.named_parameters()):
+        same = next((p for p in mine if p.shape == param.shape and p.dtype == param.dtype and torch.equal(p, param)),
+                    None)
+        if same is not None:
+            owner, _, leaf = name.rpartition(".")
+            setattr(other.get_submodule(owner) if owner else other, leaf, same)
+    buffers = list(first.buffers())
+    for name, buf in list(other.named_buffers()):
+        same = next((b for b in buffers if b.shape == buf.shape and b.dtype == buf.dtype and torch.equal(b, buf)),
+                    None)
+        if same is not None:
+            owner, _, leaf = name.rpartition(".")
+            (other.get_submodule(owner) if owner else other).register_buffer(leaf, same)
 
 
 def assemble(graph: KerasGraph, layout: str = "channels_first",
-             input_shapes: Sequence[Sequence[int | None]] | None = None) -> fx.GraphModule:
-    return Assembler(graph, layout, input_shapes).build()
+             input_shapes: Sequence[Sequence[int | None]] | None = None, dtype: str | None = None) -> fx.GraphModule:
+    """Build the module; when a layer refuses the stand-in sizes of open dimensions, try the next ones."""
+    errors: list[StandInSizeError] = []
+    for sizes in DYNAMIC_SIZES:
+        try:
+            return Assembler(graph, layout, input_shapes, sizes, dtype).build()
+        except StandInSizeError as exc:
+            errors.append(exc)
+        except ExampleTooLarge:
+            break
+    if not errors:
+        raise Tf2TorchError("the model's open dimensions could not be given stand-in sizes small enough to build "
+                            "it; give the real sizes with --input-shape / input_shapes=")
+    if all(str(e.error) == str(errors[0].error) for e in errors):
+        raise errors[0].error  # the same at every size: not about the sizes
+    raise errors[0]
 

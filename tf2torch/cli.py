@@ -69,17 +69,17 @@ def main() -> None:
 REPORT_HELP = "Write a report: .json (for CI), .md (for a pull request) or .html (for people); repeatable."
 
 
-def verify_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+def verify_options(fn: Callable[..., Any], dtype_flag: str = "--dtype") -> Callable[..., Any]:
     """Options shared by ``verify`` and ``convert --verify``."""
     options = [
         click.option("--report", "reports", multiple=True, type=click.Path(dir_okay=False), help=REPORT_HELP),
         click.option("--rtol", type=float, default=None,
                      help="Relative tolerance against each layer's output scale [float32: 1e-5, float64: 1e-10]."),
         click.option("--atol", type=float, default=None, help="Absolute tolerance [0]."),
-        click.option("--dtype", type=click.Choice(["float32", "float64", "both"]), default="float32",
+        click.option(dtype_flag, "verify_dtype", type=click.Choice(["float32", "float64", "both"]), default="float32",
                      show_default=True,
-                     help="Precision of both sides; 'both' judges float32 and tells round-off from a semantic "
-                          "mismatch with a float64 run."),
+                     help="Precision of both sides when verifying; 'both' judges float32 and tells round-off from "
+                          "a semantic mismatch with a float64 run."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -92,27 +92,39 @@ def verify_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--keep-layout", is_flag=True, help="Take and return tensors exactly in Keras's layout (NHWC).")
 @click.option("--input-shape", "input_shape", multiple=True,
               help="Shape of an input without the batch axis, e.g. 224,224,3; repeat for several inputs.")
+@click.option("--dtype", "model_dtype", type=click.Choice(["float32", "float64"]), default=None,
+              help="Floating dtype of the converted model [default: the model's own: float64 layers stay float64, "
+                   "mixed precision becomes float32]")
 @click.option("--verify", "run_verify", is_flag=True,
               help="Compare every layer with Keras after converting; exit 1 on a mismatch.")
-@verify_options
+@functools.partial(verify_options, dtype_flag="--verify-dtype")
 @friendly_errors
-def convert(source: str, output: str, keep_layout: bool, input_shape: tuple[str, ...], run_verify: bool,
-            reports: tuple[str, ...], rtol: float | None, atol: float | None, dtype: str) -> None:
+def convert(source: str, output: str, keep_layout: bool, input_shape: tuple[str, ...], model_dtype: str | None,
+            run_verify: bool, reports: tuple[str, ...], rtol: float | None, atol: float | None,
+            verify_dtype: str) -> None:
     """Convert SOURCE (.h5 or .keras) into a safe PyTorch file OUTPUT (.pt)."""
+    import warnings
+
     from . import api
+    from .errors import ConversionNotice
 
     if reports and not run_verify:
         raise click.UsageError("--report needs --verify")
     check_report_paths(reports)
-    module = api.convert(source, layout="keras" if keep_layout else "channels_first",
-                         input_shapes=parse_input_shapes(input_shape))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConversionNotice)
+        module = api.convert(source, layout="keras" if keep_layout else "channels_first",
+                             input_shapes=parse_input_shapes(input_shape), dtype=model_dtype)
+    for warning in caught:
+        if issubclass(warning.category, ConversionNotice):
+            click.echo(f"notice: {_one_line(str(warning.message))}", err=True)
     api.save(module, output)
     n_weights = sum(t.numel() for name, t in module.state_dict().items()  # what Keras counts as parameters
                     if not name.endswith("num_batches_tracked"))
     click.echo(f"converted {source} -> {output} ({n_weights:,} weights, "
                f"layout {'keras' if keep_layout else 'channels_first'})")
     if run_verify:
-        report = run_verification(source, module, reports=reports, rtol=rtol, atol=atol, dtype=dtype,
+        report = run_verification(source, module, reports=reports, rtol=rtol, atol=atol, dtype=verify_dtype,
                                   input_shapes=parse_input_shapes(input_shape), quiet=True)
         sys.exit(0 if report.ok else 1)
 
@@ -133,14 +145,14 @@ def convert(source: str, output: str, keep_layout: bool, input_shape: tuple[str,
 @friendly_errors
 def verify(source: str, converted: str | None, inputs: str | None, input_shape: tuple[str, ...],
            batch_size: int, seed: int, quiet: bool, reports: tuple[str, ...], rtol: float | None,
-           atol: float | None, dtype: str) -> None:
+           atol: float | None, verify_dtype: str) -> None:
     """Run SOURCE with Keras and its conversion (CONVERTED .pt, or converted now) on the same inputs and compare
     every layer's output. Exit 0 when all match, 1 on a mismatch, 2 on bad usage or input."""
     check_report_paths(reports)
     model: Any = converted
     if converted is not None and not os.path.exists(converted):
         raise Tf2TorchError(f"{converted}: no such file")
-    report = run_verification(source, model, reports=reports, rtol=rtol, atol=atol, dtype=dtype,
+    report = run_verification(source, model, reports=reports, rtol=rtol, atol=atol, dtype=verify_dtype,
                               input_shapes=parse_input_shapes(input_shape), inputs=inputs,
                               batch_size=batch_size, seed=seed, quiet=quiet)
     sys.exit(0 if report.ok else 1)
@@ -196,6 +208,8 @@ def inspect(source: str) -> None:
                    f"{len(graph.layers)} layers, {len(graph.nodes)} calls")
         for spec in graph.input_specs:
             click.echo(f"  input {spec.name}: shape {list(spec.shape)} {spec.dtype}")
+        if graph.output_names:
+            click.echo(f"  outputs (in order): {', '.join(graph.output_names)}")
         calls: dict[str, int] = {}
         for node in graph.nodes:
             calls[node.layer] = calls.get(node.layer, 0) + 1

@@ -37,3 +37,8 @@ class ConversionError(Tf2TorchError):
         self.layer = layer
         self.class_name = class_name
         super().__init__(f"layer {layer} ({class_name}): {message}")
+
+
+class ConversionNotice(UserWarning):
+    """A conversion that is exact up to a documented choice (mixed precision computed in float32); the CLI prints
+    it as one ``notice:`` line."""

@@ -89,6 +89,7 @@ class KerasGraph:
     input_specs: list[InputSpec]
     keras_version: str = "unknown"
     source_format: str = "unknown"
+    output_names: list[str] = field(default_factory=list)
     _loader: Callable[[Weight], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -134,4 +135,5 @@ class KerasGraph:
             inputs=[ref(r) for r in data["inputs"]], outputs=[ref(r) for r in data["outputs"]],
             input_specs=[InputSpec(s["name"], tuple(s["shape"]), s["dtype"]) for s in data["input_specs"]],
             keras_version=data["keras_version"], source_format=data["source_format"],
+            output_names=list(data.get("output_names") or []),
         )

@@ -213,6 +213,10 @@ def convert_prelu(spec: LayerSpec) -> Converted:
     in the tensor's layout, varies along dim 1 only (channels-first with all other axes shared, or 2-D);
     otherwise a broadcast alpha in the tensor's layout."""
     (alpha,) = spec.weights(expected=1)
+    shared = spec.config.get("shared_axes") or []
+    shared = {int(a) for a in ([shared] if isinstance(shared, int) else shared)}
+    expected = tuple(1 if axis in shared else size for axis, size in enumerate(spec.input_shape) if axis > 0)
+    spec.check_shapes([alpha], [tuple(None if d is None else d for d in expected)], ["alpha"])
     alpha = keras_alpha_to_layout(alpha, spec.input_layout)
     if all(d == 1 for d in alpha.shape[1:]):
         module = nn.PReLU(int(alpha.size))

@@ -32,7 +32,7 @@ from ..nn.attention import (
     projection_equation,
 )
 from .activations import activation_for
-from .registry import Converted, LayerSpec, as_parameter, converter
+from .registry import NO_EFFECT, Converted, LayerSpec, as_parameter, converter
 
 
 def einsum_dense_module(equation: str, kernel: np.ndarray, bias: np.ndarray | None,
@@ -44,16 +44,56 @@ def einsum_dense_module(equation: str, kernel: np.ndarray, bias: np.ndarray | No
     return module
 
 
-@converter("EinsumDense")
+@converter("EinsumDense", defaults={"lora_rank": None, "lora_alpha": None, "quantization_config": None})
 def convert_einsum_dense(spec: LayerSpec) -> Converted:
     """``EinsumDense``: ``torch.einsum`` with the Keras equation on the stored kernel, plus the stored bias (shaped
     by ``bias_axes`` to broadcast on the trailing output axes), then the activation ([K3] ``core/einsum_dense.py``).
     """
     has_bias = spec.config.get("bias_axes") is not None
     arrays = spec.weights(expected=2 if has_bias else 1)
+    check_einsum_output_shape(spec, arrays[0])
     module = einsum_dense_module(spec.config["equation"], arrays[0], arrays[1] if has_bias else None,
                                  activation_for(spec))
     return Converted(module, input_layouts=KERAS, output_layouts=KERAS)
+
+
+def check_einsum_output_shape(spec: LayerSpec, kernel: np.ndarray) -> None:
+    """The config's ``output_shape`` (without batch; None where dynamic) must be what the equation makes of the
+    stored kernel: each output letter found in the kernel has the kernel's size."""
+    declared = spec.config["output_shape"]
+    declared = [declared] if isinstance(declared, int) else list(declared or [])
+    equation = str(spec.config["equation"]).replace(" ", "")
+    inputs, _, output = equation.partition("->")
+    kernel_letters = inputs.split(",")[1] if "," in inputs else ""
+    sizes = dict(zip(kernel_letters, kernel.shape))
+    for letter, size in zip(output[-len(declared):] if declared else "", declared):
+        if size is not None and letter in sizes and int(size) != sizes[letter]:
+            spec.fail(f"output_shape {declared} disagrees with the stored kernel {tuple(kernel.shape)} "
+                      f"(equation {equation})")
+
+
+def check_mha_config(spec: LayerSpec, weights: dict[str, np.ndarray]) -> None:
+    """The stored projections must be what ``num_heads``, ``key_dim``, ``value_dim``, ``output_shape``,
+    ``use_bias`` and ``use_gate`` make ([K3]/[TFK] ``multi_head_attention.py`` ``build``)."""
+    cfg = spec.config
+    heads, key_dim = int(cfg["num_heads"]), int(cfg["key_dim"])
+    value_dim = int(cfg.get("value_dim") or key_dim)
+    output_shape = cfg.get("output_shape")
+    expected = {"query_kernel": (None, heads, key_dim), "key_kernel": (None, heads, key_dim),
+                "value_kernel": (None, heads, value_dim)}
+    if output_shape is not None:
+        tail = (int(output_shape),) if isinstance(output_shape, int) else tuple(int(d) for d in output_shape)
+    else:
+        tail = (None,)
+    expected["output_kernel"] = (heads, value_dim, *tail)
+    if bool(cfg.get("use_gate", False)) != ("gate_kernel" in weights):
+        spec.fail(f"use_gate={cfg.get('use_gate', False)} disagrees with the stored weights ({', '.join(weights)})")
+    if bool(cfg.get("use_bias", True)) != ("query_bias" in weights):
+        spec.fail(f"use_bias={cfg.get('use_bias', True)} disagrees with the stored weights ({', '.join(weights)})")
+    if "gate_kernel" in weights:
+        expected["gate_kernel"] = (None, heads, value_dim)
+    names = list(expected)
+    spec.check_shapes([weights[n] for n in names], [expected[n] for n in names], names)
 
 
 # Sub-layer names: ``.keras`` children (``query_dense``; [K3] keeps the gate as ``_gate_dense``) and ``.h5`` weight
@@ -160,7 +200,11 @@ def keras_mha(weights: dict[str, np.ndarray], input_rank: int, key_dim: int, axe
                               style, **options)
 
 
-@converter("MultiHeadAttention")
+@converter("MultiHeadAttention", defaults={
+    "query_shape": NO_EFFECT, "key_shape": NO_EFFECT, "value_shape": NO_EFFECT,  # [TFK] build shapes
+    "dropout": NO_EFFECT,  # on the attention probabilities, inactive at inference
+    "flash_attention": NO_EFFECT,  # [K3] a kernel choice, same result
+})
 def convert_multi_head_attention(spec: LayerSpec) -> Converted:
     """``MultiHeadAttention``: ``nn.MultiheadAttention`` (with Keras's masks as an additive float mask) where that
     is exact (``fits_torch_mha``), else the Keras computation itself (``tf2torch.nn.attention.MultiHeadAttention``).
@@ -172,6 +216,7 @@ def convert_multi_head_attention(spec: LayerSpec) -> Converted:
     axes = attention_axes_of(cfg.get("attention_axes"), input_rank)
     style = mha_softmax_style(spec, input_rank, return_scores)
     weights = mha_weights(spec)
+    check_mha_config(spec, weights)
     options = {"causal": bool(spec.call_kwargs.get("use_causal_mask", False)),
                "sliding_window": cfg.get("sliding_window"), "return_scores": return_scores}
     if fits_torch_mha(weights, input_rank, axes, style):
@@ -190,7 +235,7 @@ def dense_attention_options(spec: LayerSpec) -> dict[str, bool]:
     return {"causal": causal, "return_scores": bool(spec.call_kwargs.get("return_attention_scores", False))}
 
 
-@converter("Attention")
+@converter("Attention", defaults={"dropout": NO_EFFECT})  # on the attention weights, inactive at inference
 def convert_attention(spec: LayerSpec) -> Converted:
     """``Attention`` (Luong): ``softmax(q·kᵀ · scale) · v`` with no 1/√d; ``score_mode="concat"`` scores
     ``concat_score_weight · Σ tanh(scale · (q + k))``. Stored weights: ``scale`` then ``concat_score_weight``,
@@ -207,7 +252,7 @@ def convert_attention(spec: LayerSpec) -> Converted:
                      output_mask="propagate")
 
 
-@converter("AdditiveAttention")
+@converter("AdditiveAttention", defaults={"dropout": NO_EFFECT})  # inactive at inference
 def convert_additive_attention(spec: LayerSpec) -> Converted:
     """``AdditiveAttention`` (Bahdanau): scores ``Σ scale · tanh(q + k)``; ``scale`` (features,) when
     ``use_scale`` (the default), else 1."""

@@ -134,10 +134,39 @@ def pointwise_conv(kernel: np.ndarray, bias: np.ndarray | None) -> nn.Module:
 
 
 def stored_weights(spec: LayerSpec, kernels: int) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """(kernels, bias or None) in Keras order: the kernels first, then the bias when ``use_bias``."""
+    """(kernels, bias or None) in Keras order: the kernels first, then the bias when ``use_bias``; their shapes
+    checked against the config (``kernel_size``, ``filters``, ``depth_multiplier``, ``groups``)."""
     use_bias = bool(spec.config.get("use_bias", True))
     arrays = spec.weights(expected=kernels + int(use_bias))
+    spec.check_shapes(arrays, expected_weight_shapes(spec, kernels, use_bias))
     return arrays[:kernels], (arrays[kernels] if use_bias else None)
+
+
+def expected_weight_shapes(spec: LayerSpec, kernels: int, use_bias: bool) -> list[tuple[int | None, ...]]:
+    """The stored shapes a convolution config implies ([K3] ``layers/convolutional/base_*conv.py`` ``build``)."""
+    n = spatial_rank(spec)
+    size = as_tuple(spec.config["kernel_size"], n)
+    channels = spec.input_shape[1] if channels_first_data(spec) else spec.input_shape[-1]
+    name = spec.class_name
+    if "Depthwise" in name:
+        multiplier = int(spec.config.get("depth_multiplier", 1))
+        shapes: list[tuple[int | None, ...]] = [(*size, channels, multiplier)]
+        out = None if channels is None else channels * multiplier
+    elif "Separable" in name:
+        multiplier = int(spec.config.get("depth_multiplier", 1))
+        filters = int(spec.config["filters"])
+        depth = None if channels is None else channels * multiplier
+        shapes = [(*size, channels, multiplier), (*((1,) * n), depth, filters)]
+        out = filters
+    elif "Transpose" in name or "Deconv" in name:
+        filters = int(spec.config["filters"])
+        shapes, out = [(*size, filters, channels)], filters
+    else:
+        filters = int(spec.config["filters"])
+        groups = int(spec.config.get("groups", 1) or 1)
+        shapes = [(*size, None if channels is None else channels // groups, filters)]
+        out = filters
+    return shapes[:kernels] + ([(out,)] if use_bias else [])
 
 
 # -- converters ----------------------------------------------------------------------------------------------
@@ -153,7 +182,7 @@ def convert_conv(spec: LayerSpec) -> Converted:
                      output_layouts=layout)
 
 
-@converter("DepthwiseConv1D", "DepthwiseConv2D")
+@converter("DepthwiseConv1D", "DepthwiseConv2D", defaults={"groups": 1})
 def convert_depthwise_conv(spec: LayerSpec) -> Converted:
     """``Conv{n}d(in, in * dm, groups=in)``. The kernel is ``depthwise_kernel`` in [TFK] but ``kernel`` in [K3]
     (read by position); output channel ``c * dm + m`` ([TF] ``depthwise_conv2d``). Keras 3 runs stride > 1 with
@@ -167,7 +196,8 @@ def convert_depthwise_conv(spec: LayerSpec) -> Converted:
                      output_layouts=layout)
 
 
-@converter("SeparableConv1D", "SeparableConv2D", "SeparableConvolution1D", "SeparableConvolution2D")
+@converter("SeparableConv1D", "SeparableConv2D", "SeparableConvolution1D", "SeparableConvolution2D",
+           defaults={"groups": 1})
 def convert_separable_conv(spec: LayerSpec) -> Converted:
     """Depthwise conv without bias (it owns strides, padding and dilation), then a 1×1 conv with the layer's
     single bias ([K3] ``layers/convolutional/base_separable_conv.py``, [TF] ``nn_impl.separable_conv2d``)."""
@@ -194,6 +224,9 @@ def convert_conv_transpose(spec: LayerSpec) -> Converted:
     padding = str(cfg.get("padding", "valid")).lower()
     if padding not in ("valid", "same"):
         spec.fail(f"padding {padding!r} is not supported for a transposed convolution")
+    groups = int(cfg.get("groups", 1) or 1)
+    if groups != 1 and spec.keras_major >= 3:
+        spec.fail(f"groups={groups} is not supported for a transposed convolution")
     (kernel,), bias = stored_weights(spec, 1)
     weight = transposed_kernel_to_iohw(kernel)
     stride = as_tuple(cfg.get("strides", 1), n)

@@ -29,10 +29,12 @@ def flattened_kernel_to_linear(kernel: np.ndarray, channels: int, spatial: tuple
     return np.ascontiguousarray(k.transpose(order)).reshape(units, -1)
 
 
-@converter("Dense")
+@converter("Dense", defaults={"lora_rank": None, "lora_alpha": None, "quantization_config": None})
 def convert_dense(spec: LayerSpec) -> Converted:
     use_bias = spec.config.get("use_bias", True)
+    units = int(spec.config["units"])
     arrays = spec.weights(expected=2 if use_bias else 1)
+    spec.check_shapes(arrays, [(spec.input_shape[-1], units), (units,)], ["kernel", "bias"])
     layout = spec.input_layout
     if isinstance(layout, FlatChannelsFirst):
         weight, wanted = flattened_kernel_to_linear(arrays[0], layout.channels, layout.spatial), None

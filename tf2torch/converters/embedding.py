@@ -12,9 +12,11 @@ from ..nn.sequence import KerasEmbedding, Masking, MaskingMask, NonZeroMask
 from .registry import Converted, LayerSpec, as_parameter, converter
 
 
-@converter("Embedding")
+@converter("Embedding", defaults={"embeddings_initializer": None, "sparse": False, "lora_rank": None,
+                                   "lora_alpha": None, "quantization_config": None})
 def convert_embedding(spec: LayerSpec) -> Converted:
     (table,) = spec.weights(expected=1)
+    spec.check_shapes([table], [(int(spec.config["input_dim"]), int(spec.config["output_dim"]))], ["embeddings"])
     module = KerasEmbedding(table.shape[0], table.shape[1])
     module.weight = as_parameter(table)
     mask = NonZeroMask() if spec.config.get("mask_zero") else "none"

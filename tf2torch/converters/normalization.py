@@ -45,7 +45,7 @@ from ..nn.normalization import (
     LayerNormOnDims,
     RMSNormOnDims,
 )
-from .registry import Converted, LayerSpec, converter, to_tensor
+from .registry import NO_EFFECT, Converted, LayerSpec, converter, to_tensor
 
 BATCH_NORM_BY_RANK = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
 # [TF] ``nn_impl.fused_batch_norm``: ``min_epsilon = 1.001e-5`` (cuDNN's old CUDNN_BN_MIN_EPSILON plus a margin).
@@ -203,7 +203,10 @@ def broadcast_batch_norm(spec: LayerSpec, axes: list[int], arrays: Sequence[np.n
     return Converted(load_params(module, params))
 
 
-@converter("BatchNormalization", "SyncBatchNormalization")
+@converter("BatchNormalization", "SyncBatchNormalization", defaults={
+    "renorm_clipping": NO_EFFECT, "renorm_momentum": NO_EFFECT,  # renorm trains differently, infers the same
+    "synchronized": NO_EFFECT,  # cross-replica batch statistics: training only
+})
 def convert_batch_normalization(spec: LayerSpec) -> Converted:
     """Inference batch normalization with the moving statistics (renorm too: trap (b) of the semantics doc).
     One axis → ``nn.BatchNorm{1,2,3}d`` when it lands on dim 1, else ``BatchNormOnAxis``; tf.keras axis lists →

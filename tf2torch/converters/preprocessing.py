@@ -28,7 +28,7 @@ from ..nn.preprocessing import (
     RoundToInputDtype,
     TFResize,
 )
-from .registry import Converted, LayerSpec, converter, to_tensor
+from .registry import NO_EFFECT, Converted, LayerSpec, converter, to_tensor
 
 RESIZE_METHODS = (*TORCH_MODES, *MATRIX_METHODS)
 
@@ -100,7 +100,7 @@ def normalization_statistics(spec: LayerSpec, kept_shape: tuple[int, ...]) -> tu
     return mean.reshape(kept_shape), variance.reshape(kept_shape)
 
 
-@converter("Normalization")
+@converter("Normalization", defaults={"variance": None})
 def convert_normalization(spec: LayerSpec) -> Converted:
     """``(x - mean) / max(sqrt(variance), 1e-7)`` (or its inverse), statistics broadcast along ``axis``."""
     keep = kept_axes(spec)
@@ -134,7 +134,8 @@ def resize_method(spec: LayerSpec) -> str:
     return method
 
 
-@converter("Resizing")
+@converter("Resizing", defaults={"pad_to_aspect_ratio": False,
+                                 "fill_value": NO_EFFECT})  # fill_value: read whenever it pads
 def convert_resizing(spec: LayerSpec) -> Converted:
     """``tf.image.resize`` to (height, width), after Keras's optional crop or pad to the target aspect ratio
     ([K3] ``backend/tensorflow/image.py::resize``, [TFK] ``image_utils.smart_resize``)."""

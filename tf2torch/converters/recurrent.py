@@ -29,7 +29,7 @@ from ..nn.recurrent import (
 )
 from .activations import activation_module
 from .conv import CONV_BY_RANK, hwio_to_oihw, sequence, strided_conv
-from .registry import Converted, LayerSpec, converter, to_tensor
+from .registry import NO_EFFECT, Converted, LayerSpec, converter, to_tensor
 
 
 # -- weight transforms ---------------------------------------------------------------------------------------
@@ -185,11 +185,28 @@ def keras_rnn(spec: LayerSpec, zero_output_for_mask: bool | None = None) -> Kera
     """The Keras layer ``spec`` describes (its class, config and weights) as a ``KerasRNN``."""
     cfg = spec.config
     reject_unsupported(spec, cfg)
+    check_units(spec, int(cfg["units"]) if "units" in cfg else int(cfg["filters"]))
     core = CORES[spec.class_name](spec, cfg)
     if zero_output_for_mask is None:
         zero_output_for_mask = bool(cfg.get("zero_output_for_mask", False))
     return KerasRNN(core, bool(cfg.get("return_sequences", False)), bool(cfg.get("return_state", False)),
                     bool(cfg.get("go_backwards", False)), zero_output_for_mask)
+
+
+GATES = {"LSTM": 4, "CuDNNLSTM": 4, "ConvLSTM1D": 4, "ConvLSTM2D": 4, "ConvLSTM3D": 4, "GRU": 3, "CuDNNGRU": 3,
+         "SimpleRNN": 1}
+
+
+def check_units(spec: LayerSpec, units: int) -> None:
+    """The stored kernel and recurrent kernel must be (…, gates·units) and (…, units, gates·units)."""
+    handles = spec.weight_handles
+    if len(handles) < 2 or spec.class_name not in GATES:
+        return
+    width = GATES[spec.class_name] * units
+    kernel, recurrent = tuple(handles[0].shape), tuple(handles[1].shape)
+    if kernel[-1:] != (width,) or recurrent[-2:] != (units, width):
+        spec.fail(f"the config's {units} units imply a kernel (…, {width}) and a recurrent kernel (…, {units}, "
+                  f"{width}); the file stores {kernel} and {recurrent} (the config and the weights disagree)")
 
 
 def recurrent_result(spec: LayerSpec, module: nn.Module, return_sequences: bool) -> Converted:
@@ -202,7 +219,15 @@ def recurrent_result(spec: LayerSpec, module: nn.Module, return_sequences: bool)
 
 
 # -- converters ----------------------------------------------------------------------------------------------
-@converter("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+RNN_NO_EFFECT = {
+    "dropout": NO_EFFECT, "recurrent_dropout": NO_EFFECT,  # inactive at inference (train mode refuses them)
+    "unroll": NO_EFFECT, "implementation": NO_EFFECT,  # how Keras runs the loop, not what it computes
+    "unit_forget_bias": NO_EFFECT,  # an initializer
+}
+
+
+@converter("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
+           defaults=RNN_NO_EFFECT)
 def convert_recurrent(spec: LayerSpec) -> Converted:
     """A real ``nn.LSTM``/``nn.GRU``/``nn.RNN`` where torch computes what Keras does, wrapped in ``KerasRNN``
     for ``return_sequences``/``return_state``/``go_backwards``/masks/initial states."""
@@ -220,7 +245,7 @@ def cell_layer_spec(spec: LayerSpec, cell: dict[str, Any]) -> LayerSpec:
     return replace(spec, class_name=layer_class, config={**(cell.get("config") or {}), **flags})
 
 
-@converter("RNN")
+@converter("RNN", defaults=RNN_NO_EFFECT)
 def convert_rnn(spec: LayerSpec) -> Converted:
     """``keras.layers.RNN`` around a single ``LSTMCell``/``GRUCell``/``SimpleRNNCell``: the layer of that cell."""
     cell = spec.config.get("cell")

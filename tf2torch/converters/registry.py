@@ -8,7 +8,8 @@ file and never imports TensorFlow. Registering the same class name twice is an e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,58 @@ from ..layout import Layout
 
 ConverterFn = Callable[["LayerSpec"], "Converted"]
 CONVERTERS: dict[str, ConverterFn] = {}
+# Config keys a converter does not read, with the one value it accepts for each (Keras's default), by class.
+CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {}
+
+# Config keys that never change what a layer computes at inference: names, training-time settings
+# (initializers, regularizers, constraints, seeds) and the shapes Keras records for building. ``dtype`` is read
+# by the assembler (the layer's compute dtype), not by converters.
+INFERENCE_NEUTRAL_KEYS = frozenset({
+    "name", "trainable", "dtype", "autocast", "seed", "build_config", "batch_input_shape", "batch_shape",
+    "input_shape", "input_dim", "input_length", "_keras_op", "supports_masking",
+})
+INFERENCE_NEUTRAL_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
+
+
+class TrackedConfig(dict):
+    """A layer config that records which keys its converter read, so an option nobody implemented is refused
+    instead of silently ignored. Reading a key (``cfg[k]``, ``cfg.get(k)``, iterating items/values) counts;
+    asking ``k in cfg`` does not."""
+
+    def __init__(self, data: Any = (), owner: str = "", is_config: bool = True):
+        super().__init__(data)
+        self.read: set[str] = set()
+        self.owner = owner
+        self.is_config = is_config
+        ledger = _LEDGER[-1] if _LEDGER else None
+        if ledger is not None:
+            ledger.append(self)
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def items(self):  # type: ignore[override]
+        self.read.update(self.keys())
+        return super().items()
+
+    def values(self):  # type: ignore[override]
+        self.read.update(self.keys())
+        return super().values()
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self.read.add(key)
+        return super().pop(key, *default)
+
+    def unread(self) -> list[str]:
+        return [k for k in self.keys() if k not in self.read]
+
+
+_LEDGER: list[list[TrackedConfig]] = []
 
 
 @dataclass
@@ -39,6 +92,12 @@ class LayerSpec:
     call_kwargs: dict[str, Any] = field(default_factory=dict)
     tensor_kwarg_names: list[str] = field(default_factory=list)
     _load: Callable[[Weight], np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, TrackedConfig):
+            self.config = TrackedConfig(self.config, self.class_name)
+        if not isinstance(self.call_kwargs, TrackedConfig):
+            self.call_kwargs = TrackedConfig(self.call_kwargs, self.class_name, is_config=False)
 
     @property
     def keras_major(self) -> int:
@@ -59,6 +118,21 @@ class LayerSpec:
                       f"({', '.join(w.name for w in self.weight_handles) or 'none'})")
         assert self._load is not None
         return [self._load(w) for w in self.weight_handles]
+
+    def check_shapes(self, arrays: Sequence[np.ndarray], expected: Sequence[tuple[int | None, ...] | None],
+                     names: Sequence[str] | None = None) -> None:
+        """Refuse weights whose shape disagrees with what the config implies (None: any size on that axis;
+        an entry None: not checked). Keras itself refuses to load such a file."""
+        for i, (array, shape) in enumerate(zip(arrays, expected)):
+            if shape is None:
+                continue
+            ok = array.ndim == len(shape) and all(s is None or int(s) == d for s, d in zip(shape, array.shape))
+            if not ok:
+                name = names[i] if names else (self.weight_handles[i].name if i < len(self.weight_handles)
+                                               else f"weight {i}")
+                wanted = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+                self.fail(f"the config implies {name} of shape {wanted}, the file stores {tuple(array.shape)}; "
+                          "the config and the weights disagree (Keras refuses to load this file)")
 
     def fail(self, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
         raise ConversionError(self.name, self.class_name, message)
@@ -84,26 +158,112 @@ class Converted:
     clears_input_masks: bool = False
 
 
-def converter(*class_names: str, replace: bool = False) -> Callable[[ConverterFn], ConverterFn]:
-    """Register ``fn`` as the converter of each Keras class in ``class_names``."""
+def converter(*class_names: str, replace: bool = False,
+              defaults: dict[str, Any] | None = None) -> Callable[[ConverterFn], ConverterFn]:
+    """Register ``fn`` as the converter of each Keras class in ``class_names``.
+
+    ``defaults``: config keys the converter does not read, each with the only value it accepts (Keras's default
+    for it). Any other key it leaves unread refuses the conversion by name (``run_converter``)."""
 
     def register(fn: ConverterFn) -> ConverterFn:
         for name in class_names:
             if name in CONVERTERS and not replace:
                 raise ValueError(f"a converter for {name} is already registered ({CONVERTERS[name].__name__})")
             CONVERTERS[name] = fn
+            CONFIG_DEFAULTS[name] = dict(defaults or {})
         return fn
 
     return register
+
+
+def _neutral(key: str) -> bool:
+    return key in INFERENCE_NEUTRAL_KEYS or key.endswith(INFERENCE_NEUTRAL_SUFFIXES)
+
+
+class AnyOf(tuple):
+    """A ``defaults`` entry that accepts any of several values (``AnyOf((None, "linear"))``)."""
+
+
+class _NoEffect:
+    """A ``defaults`` entry for a key whose value cannot change the converted model (a build shape Keras records,
+    a dropout rate at inference); say why next to it."""
+
+    def __repr__(self) -> str:
+        return "NO_EFFECT"
+
+
+NO_EFFECT = _NoEffect()
+
+
+def _accepts(value: Any, default: Any) -> bool:
+    if default is NO_EFFECT:
+        return True
+    if isinstance(default, AnyOf):
+        return any(_accepts(value, d) for d in default)
+    if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple)):
+        return list(value) == list(default)
+    return bool(value == default)
+
+
+# Call arguments every converter may leave unread when they hold these values.
+NEUTRAL_CALL_ARGS = {"training": AnyOf((None, False))}
+
+
+def run_converter(fn: ConverterFn, spec: LayerSpec) -> Converted:
+    """Run ``fn`` on ``spec`` and refuse the result if it left a config key or call argument unread that is not
+    at its declared default (``converter(defaults=...)``): a Keras option no converter implements must never be
+    dropped silently. Every config made while converting (inner layers, cells) is checked the same way."""
+    created: list[TrackedConfig] = []
+    _LEDGER.append(created)
+    try:
+        spec.config.read.clear()
+        spec.call_kwargs.read.clear()
+        converted = fn(spec)
+    finally:
+        _LEDGER.pop()
+    for cfg in [spec.config, *(c for c in created if c.is_config and c is not spec.config)]:
+        owner = cfg.owner or spec.class_name
+        defaults = CONFIG_DEFAULTS.get(owner, {})
+        for key in cfg.unread():
+            if _neutral(key):
+                continue
+            if key in defaults and _accepts(cfg[key], defaults[key]):
+                continue
+            value = dict.__getitem__(cfg, key)
+            spec.fail(f"config key {key!r} = {value!r} is not supported by tf2torch's {owner} converter "
+                      "(it would be ignored, so the converted model would differ from Keras)")
+    for key in spec.call_kwargs.unread():
+        if key.startswith("__"):
+            continue
+        value = dict.__getitem__(spec.call_kwargs, key)
+        if key in NEUTRAL_CALL_ARGS and _accepts(value, NEUTRAL_CALL_ARGS[key]):
+            continue
+        spec.fail(f"the layer is called with {key}={value!r}, which tf2torch's {spec.class_name} converter does "
+                  "not implement")
+    return converted
 
 
 def converter_for(class_name: str) -> ConverterFn | None:
     return CONVERTERS.get(class_name)
 
 
+_WEIGHT_DTYPE: list[torch.dtype] = [torch.float32]
+
+
+@contextlib.contextmanager
+def weight_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Floating weights made by ``to_tensor`` while converting a layer are in ``dtype`` (its compute dtype)."""
+    _WEIGHT_DTYPE.append(dtype)
+    try:
+        yield
+    finally:
+        _WEIGHT_DTYPE.pop()
+
+
 def to_tensor(array: np.ndarray) -> torch.Tensor:
-    """A float32 (or the array's integer type) contiguous tensor; shares the array's memory when it already is
-    contiguous float32, so no extra copy of a large weight is made."""
+    """A contiguous tensor in the converting layer's floating dtype (float32 unless the layer computes in
+    float64), or the array's integer type; shares the array's memory when it already has that dtype, so no extra
+    copy of a large weight is made."""
     array = np.ascontiguousarray(array)
     root = array
     while isinstance(root.base, np.ndarray):
@@ -111,8 +271,8 @@ def to_tensor(array: np.ndarray) -> torch.Tensor:
     if root.nbytes > array.nbytes:  # a slice of a larger array: copy, or the whole array would stay alive
         array = array.copy()
     tensor = torch.from_numpy(array)
-    if tensor.is_floating_point() and tensor.dtype != torch.float32:
-        tensor = tensor.float()
+    if tensor.is_floating_point() and tensor.dtype != _WEIGHT_DTYPE[-1]:
+        tensor = tensor.to(_WEIGHT_DTYPE[-1])
     return tensor
 
 

@@ -32,7 +32,7 @@ from ..layout import (
 )
 from ..nn.reshaping import Crop, LegacyBilinearUpsample2d, Permute, Repeat, RepeatVector, Reshape
 from .conv import as_tuple, channels_first_data, conv_layout, spatial_rank
-from .registry import Converted, LayerSpec, converter
+from .registry import NO_EFFECT, Converted, LayerSpec, converter
 
 ZERO_PAD_BY_COUNT = {1: nn.ZeroPad1d, 2: nn.ZeroPad2d, 3: nn.ZeroPad3d}
 Pairs = tuple[tuple[int, int], ...]
@@ -102,9 +102,10 @@ def convert_flatten(spec: LayerSpec) -> Converted:
     rank = len(shape)
     layout = normalize(spec.input_layout, rank)
     static = all(d is not None for d in shape[1:])
+    channels_first = channels_first_data(spec)  # no matter for a tensor already flat
     if isinstance(layout, FlatChannelsFirst) or rank <= 2:
         return Converted(nn.Flatten())
-    if channels_first_data(spec):
+    if channels_first:
         if not static:
             return Converted(ChannelsFirstFlatten(), input_layouts=KERAS, output_layouts=KERAS)
         flat = FlatChannelsFirst(int(shape[1]), tuple(int(d) for d in shape[2:]))
@@ -206,7 +207,8 @@ def convert_repeat_vector(spec: LayerSpec) -> Converted:
 
 
 @converter("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-           "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity")
+           "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity",
+           defaults={k: NO_EFFECT for k in ("rate", "noise_shape", "stddev", "l1", "l2")})  # inference: identity
 def convert_inference_identity(spec: LayerSpec) -> Converted:
     """Identity at inference ([K3] ``layers/regularization/``: ``call`` returns ``inputs`` unless training;
     ActivityRegularization only adds a loss; ``Identity``); any layout passes through."""

@@ -340,8 +340,8 @@ def _ref_list(value: Any) -> list[tuple[str, int, int]]:
     value = normalize_value(value)
     if value is None:
         return []
-    if isinstance(value, dict):
-        value = list(value.values())
+    if isinstance(value, dict):  # Keras flattens dict structures in sorted key order (``model.outputs``)
+        value = [value[k] for k in sorted(value)]
     if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
         return [(value[0], int(value[1]), int(value[2]))]
     refs: list[tuple[str, int, int]] = []
@@ -372,8 +372,21 @@ def parse_model_config(model_config: Any, keras_version: str, source_format: str
     inputs = [TensorRef(n.id, 0) for n in builder.nodes if builder.layers[n.layer].class_name == "InputLayer"]
     graph = KerasGraph(name=name, layers=builder.layers, nodes=_topological(builder.nodes, outputs),
                        inputs=_ordered_inputs(model_config, inputs), outputs=outputs,
-                       input_specs=builder.input_specs, keras_version=keras_version, source_format=source_format)
+                       input_specs=builder.input_specs, keras_version=keras_version, source_format=source_format,
+                       output_names=_output_names(model_config))
     return graph, tree
+
+
+def _output_names(model_config: dict[str, Any]) -> list[str]:
+    """Keras's ``model.output_names``: the layer name of each output in ``model.outputs`` order (dict outputs
+    sorted by key); a Sequential's is its last layer's."""
+    cfg = model_config["config"]
+    if model_config["class_name"] == "Sequential" or isinstance(cfg, list):
+        layers = cfg if isinstance(cfg, list) else cfg.get("layers", [])
+        last = layers[-1] if layers else {}
+        name = last.get("name") or (last.get("config") or {}).get("name")
+        return [str(name)] if name else []
+    return [str(ref[0]) for ref in _ref_list(cfg.get("output_layers"))]
 
 
 def _ordered_inputs(model_config: dict[str, Any], inputs: list[TensorRef]) -> list[TensorRef]:

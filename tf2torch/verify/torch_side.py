@@ -80,7 +80,13 @@ def in_dtype(module: fx.GraphModule, dtype: torch.dtype) -> fx.GraphModule:
     floats = [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
     if all(t.dtype == dtype for t in floats):
         return module
-    return copy.deepcopy(module).to(dtype)
+    moved = copy.deepcopy(module).to(dtype)
+    casts = [n for n in moved.graph.nodes if (n.meta.get("tf2torch") or {}).get("cast")]
+    for node in casts:  # Keras's autocasts between layers of different float dtypes: all in ``dtype`` now
+        node.args = (node.args[0], dtype)
+    if casts:
+        moved.recompile()
+    return moved
 
 
 def count_calls(module: fx.GraphModule) -> int:

@@ -1,0 +1,303 @@
+"""Right or refused: every conversion either matches Keras or stops, naming the layer and the reason.
+
+Each case is one a new user hit: a layer shared by calls of different sizes, names that collide once made legal,
+dict outputs, float64 and mixed-precision models, quantized layers, configs that disagree with their weights, a
+config option no converter implements, open dimensions that need more than the default stand-in size.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from harness import (
+    FLAVOURS,
+    assert_matches,
+    check_conversion,
+    formats_for,
+    keras_module,
+    keras_outputs,
+    random_inputs,
+    torch_outputs,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tf2torch
+from tf2torch.errors import ConversionError, Tf2TorchError
+from tf2torch.naming import RESERVED, TorchNames, legal_segment
+
+
+# -- a layer shared by calls of different sizes ---------------------------------------------------------------
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_shared_conv_gets_each_calls_same_padding(flavour, tmp_path):
+    """One Conv2D(k=4, s=2, same) on 32×32 and on 33×33: TF pads (1, 2) for 32 and (1, 1)... per call."""
+
+    def build(k):
+        a = k.Input((32, 32, 3), name="a")
+        b = k.Input((33, 33, 3), name="b")
+        conv = k.layers.Conv2D(5, 4, strides=2, padding="same", name="shared_conv")
+        ya, yb = conv(a), conv(b)
+        return k.Model([a, b], [k.layers.Flatten(name="fa")(ya), k.layers.Flatten(name="fb")(yb)])
+
+    check_conversion(build, flavour, tmp_path)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_shared_layer_converted_twice_keeps_one_set_of_weights(flavour, tmp_path):
+    k = keras_module(flavour)
+    a, b = k.Input((8, 8, 3)), k.Input((9, 9, 3))
+    conv = k.layers.Conv2D(4, 3, strides=2, padding="same", name="conv")
+    model = k.Model([a, b], [conv(a), conv(b)])
+    path = tmp_path / "m.h5"
+    model.save(path)
+    module = tf2torch.convert(path)
+    params = list(module.parameters())
+    assert sum(p.numel() for p in params) == model.count_params()
+
+
+# -- names -----------------------------------------------------------------------------------------------------
+COLLIDING = ["blk-1", "blk_1", "blk.1", "type", "training", "forward", "graph", "code", "in", "class", "lambda",
+             "self", "1st", "_1st", "état", "etat", "__init__", "add_module", "state_dict", "None"]
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_colliding_and_reserved_layer_names(flavour, tmp_path):
+    """Each name is its own submodule with its own weights, whatever sanitising makes of it."""
+
+    def build(k):
+        x = k.Input((6,), name="input")
+        # TensorFlow's name scopes (tf_keras) take only [A-Za-z0-9.][A-Za-z0-9_.\/>-]*
+        names = [n for n in COLLIDING if flavour == "keras3" or re.fullmatch(r"[A-Za-z0-9.][\w.>-]*", n, re.ASCII)]
+        outs = [k.layers.Dense(2, name=name)(x) for name in names]
+        return k.Model(x, outs)
+
+    check_conversion(build, flavour, tmp_path, layouts=("keras",))
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_input_named_like_a_keyword(flavour, tmp_path):
+    def build(k):
+        x = k.Input((4,), name="in")
+        y = k.Input((4,), name="lambda")
+        return k.Model([x, y], k.layers.Add(name="class")([x, y]))
+
+    check_conversion(build, flavour, tmp_path, layouts=("keras",))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(COLLIDING + sorted(RESERVED)[:40]),
+                          st.text(alphabet="ab_-. 1éΩ", min_size=1, max_size=4)), min_size=1, max_size=12))
+def test_torch_names_are_unique_legal_and_not_reserved(names):
+    """Property: any Keras keys, nested or not, get distinct identifier paths that torch accepts."""
+    allocator = TorchNames()
+    keys = []
+    for i, name in enumerate(names):
+        key = name if i % 3 else f"outer/{name}"
+        if key not in keys and name != "outer":
+            keys.append(key)
+    paths = [allocator.path(k) for k in keys]
+    assert len(set(paths)) == len(paths)
+    root = torch.nn.Module()
+    for path in paths:
+        for segment in path.split("."):
+            assert segment.isidentifier() and segment not in RESERVED, segment
+        parent = root
+        *parents, leaf = path.split(".")
+        for p in parents:
+            if not hasattr(parent, p):
+                parent.add_module(p, torch.nn.Module())
+            parent = getattr(parent, p)
+        parent.add_module(leaf, torch.nn.Identity())
+
+
+@pytest.mark.parametrize("name", ["training", "forward", "in", "class", "blk-1"])
+def test_legal_segment_never_reserved(name):
+    segment = legal_segment(name)
+    assert segment.isidentifier() and segment not in RESERVED
+
+
+# -- outputs -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_dict_outputs_follow_model_outputs_order_and_are_named(flavour, tmp_path):
+    k = keras_module(flavour)
+    x = k.Input((4,), name="x")
+    model = k.Model(x, {"z_out": k.layers.Dense(2, name="zeta")(x), "a_out": k.layers.Dense(3, name="alpha")(x)})
+    inputs = random_inputs(model)
+    out = model(inputs[0], training=False)
+    ref = [np.asarray(out[key]) for key in sorted(out)]  # model.outputs order: keys sorted
+    for fmt in formats_for(flavour):
+        path = tmp_path / f"m.{fmt}"
+        model.save(path)
+        module = tf2torch.convert(path)
+        assert module.output_names == list(model.output_names) == ["alpha", "zeta"]
+        assert module.input_names == ["x"]
+        assert_matches(torch_outputs(module, inputs, "keras"), ref, what=fmt)
+
+
+# -- dtypes ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_float64_model_computes_in_float64(flavour, tmp_path):
+    k = keras_module(flavour)
+    x = k.Input((6, 6, 2), dtype="float64")
+    y = k.layers.Conv2D(3, 3, padding="same", dtype="float64", name="conv")(x)
+    y = k.layers.BatchNormalization(dtype="float64", name="bn")(y)
+    y = k.layers.Flatten(dtype="float64")(y)
+    model = k.Model(x, k.layers.Dense(4, dtype="float64", name="dense")(y))
+    data = np.random.default_rng(0).standard_normal((2, 6, 6, 2))
+    ref = np.asarray(model(data, training=False))
+    assert ref.dtype == np.float64
+    path = tmp_path / "m.h5"
+    model.save(path)
+    for layout in ("channels_first", "keras"):
+        module = tf2torch.convert(path, layout=layout)
+        assert all(p.dtype == torch.float64 for p in module.parameters())
+        got = torch_outputs(module, [data], layout)[0]
+        assert got.dtype == np.float64
+        assert np.max(np.abs(got - ref)) / np.max(np.abs(ref)) < 1e-12
+    forced = tf2torch.convert(path, dtype="float32")
+    assert all(p.dtype == torch.float32 for p in forced.parameters())
+    got = torch_outputs(forced, [data.astype(np.float32)], "channels_first")[0]
+    assert_matches([got], [ref])
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_float32_layers_cast_float64_inputs_like_keras(flavour, tmp_path):
+    def build(k):
+        x = k.Input((5,), dtype="float64")
+        return k.Model(x, k.layers.Dense(3, name="d")(x))
+
+    data = [np.random.default_rng(1).standard_normal((2, 5))]
+    check_conversion(build, flavour, tmp_path, inputs=data)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_converts_to_float32_with_a_notice(flavour, policy, tmp_path):
+    k = keras_module(flavour)
+    x = k.Input((8,))
+    y = k.layers.Dense(6, dtype=policy, name="d1")(x)
+    model = k.Model(x, k.layers.Dense(2, dtype="float32", name="d2")(y))
+    path = tmp_path / "m.h5"
+    model.save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = tf2torch.convert(path)
+    notices = [w for w in caught if issubclass(w.category, tf2torch.ConversionNotice)]
+    assert len(notices) == 1 and policy in str(notices[0].message) and "float32" in str(notices[0].message)
+    data = random_inputs(model)
+    ref32 = k.Model.from_config(_float32_config(model.get_config()))
+    ref32.set_weights(model.get_weights())
+    assert_matches(torch_outputs(module, data, "keras"), keras_outputs(ref32, data))
+    # against Keras's own half-precision result, the difference is half-precision round-off
+    assert_matches(torch_outputs(module, data, "keras"), keras_outputs(model, data), rtol=2e-2)
+
+
+def _float32_config(config):
+    text = json.dumps(config)
+    for policy in ("mixed_float16", "mixed_bfloat16"):
+        text = text.replace(f'"{policy}"', '"float32"')
+    return json.loads(text)
+
+
+def test_int8_quantized_model_is_refused_by_name(tmp_path):
+    import keras
+
+    x = keras.Input((8,))
+    model = keras.Model(x, keras.layers.Dense(4, name="dense_q")(x))
+    model.quantize("int8")
+    path = tmp_path / "q.keras"
+    model.save(path)
+    with pytest.raises(ConversionError, match=r"dense_q.*quantized"):
+        tf2torch.convert(path)
+
+
+# -- config and weights -------------------------------------------------------------------------------------------
+def _edit_h5_config(path, edit):
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        edit(config)
+        f.attrs["model_config"] = json.dumps(config)
+
+
+def _layer_config(config, name):
+    for layer in config["config"]["layers"]:
+        if layer["config"]["name"] == name:
+            return layer["config"]
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_config_that_disagrees_with_its_weights_is_refused(flavour, tmp_path):
+    k = keras_module(flavour)
+    x = k.Input((8,))
+    model = k.Model(x, k.layers.Dense(3, name="dense")(x))
+    path = tmp_path / "m.h5"
+    model.save(path)
+    _edit_h5_config(path, lambda c: _layer_config(c, "dense").update(units=5))
+    with pytest.raises(ConversionError, match=r"dense \(Dense\).*\(8, 5\).*\(8, 3\)"):
+        tf2torch.convert(path)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("layer_name, key, value", [
+    ("dense", "future_option", True),
+    ("conv", "padding_mode", "reflect"),
+    ("bn", "future_axis_mode", "mean"),
+])
+def test_unread_config_key_with_a_value_is_refused_by_name(flavour, layer_name, key, value, tmp_path):
+    """An option no converter reads must refuse the conversion, naming the layer, the key and its value."""
+    k = keras_module(flavour)
+    x = k.Input((6, 6, 2))
+    y = k.layers.Conv2D(3, 3, name="conv")(x)
+    y = k.layers.BatchNormalization(name="bn")(y)
+    model = k.Model(x, k.layers.Dense(2, name="dense")(k.layers.Flatten()(y)))
+    path = tmp_path / "m.h5"
+    model.save(path)
+    _edit_h5_config(path, lambda c: _layer_config(c, layer_name).update({key: value}))
+    with pytest.raises(ConversionError, match=rf"{layer_name} .*{key}.*{value!r}".replace("(", r"\(")):
+        tf2torch.convert(path)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_call_with_training_true_is_refused(flavour, tmp_path):
+    k = keras_module(flavour)
+    x = k.Input((4,))
+    model = k.Model(x, k.layers.Dropout(0.5, name="drop")(x, training=True))
+    for fmt in formats_for(flavour):
+        path = tmp_path / f"m.{fmt}"
+        model.save(path)
+        with pytest.raises(ConversionError, match=r"drop .*training=True"):
+            tf2torch.convert(path)
+
+
+# -- open dimensions ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_open_length_that_must_exceed_the_stand_in(flavour, tmp_path):
+    """A genomics-style model: an open-length input cropped by 5000 on each side."""
+
+    def build(k):
+        x = k.Input((None, 4))
+        y = k.layers.Conv1D(3, 5, padding="same", name="conv")(x)
+        return k.Model(x, k.layers.Cropping1D((5000, 5000), name="crop")(y))
+
+    data = [np.random.default_rng(0).standard_normal((1, 10050, 4)).astype("float32")]
+    check_conversion(build, flavour, tmp_path, inputs=data, layouts=("keras",))
+
+
+def test_no_stand_in_size_fits_says_so(tmp_path):
+    import keras
+
+    x = keras.Input((None, 4))
+    y = keras.layers.Cropping1D((40000, 40000), name="crop")(x)
+    path = tmp_path / "m.keras"
+    keras.Model(x, y).save(path)
+    with pytest.raises(Tf2TorchError, match=r"crop.*stand-in sizes.*--input-shape"):
+        tf2torch.convert(path)
+    module = tf2torch.convert(path, input_shapes=[[80010, 4]])
+    assert module(torch.zeros(1, 80010, 4)).shape == (1, 10, 4)

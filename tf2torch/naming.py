@@ -1,0 +1,78 @@
+"""Torch names for Keras layers: legal, unique, and never an attribute torch already uses.
+
+Keras allows names that are not Python identifiers (``blk-1``, ``conv 1``, ``класс``), names that collide once
+made legal (``blk-1`` and ``blk_1``), Python keywords (``in``, ``class``) and names of ``nn.Module`` /
+``fx.GraphModule`` attributes (``training``, ``forward``, ``graph``, ``code``, ``type``): ``add_module`` would
+refuse the last kind or silently replace an earlier submodule with a colliding one. ``TorchNames`` gives each
+Keras layer key (``outer/inner``) one dotted path whose segments are legal, unique among their siblings and
+free of those attributes; the Keras name of every submodule stays in the converted module's metadata.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+
+import torch.fx as fx
+from torch import nn
+
+
+def _attributes() -> set[str]:
+    """Every attribute of an ``fx.GraphModule`` and an ``nn.Sequential``, class and instance (``training``)."""
+    graph = fx.Graph()
+    graph.output(None)
+    return set(dir(fx.GraphModule(nn.Module(), graph))) | set(dir(nn.Sequential()))
+
+
+RESERVED = frozenset(_attributes()) | frozenset(keyword.kwlist) | {
+    "self", "torch", "None", "True", "False", "input_names", "output_names", "tf2torch_meta", "tf2torch_notices"}
+
+
+def legal_segment(name: str) -> str:
+    """A Python identifier made from one Keras name segment (not yet de-duplicated)."""
+    segment = re.sub(r"\W", "_", name, flags=re.ASCII)
+    if segment.startswith("__"):  # dunder names belong to Python
+        segment = segment.lstrip("_")
+    if not segment:
+        segment = "layer"
+    if segment[0].isdigit():
+        segment = "_" + segment
+    while segment in RESERVED:
+        segment += "_"
+    return segment
+
+
+class TorchNames:
+    """Allocates torch submodule paths for Keras layer keys, one per key, unique per parent."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, str] = {}
+        self.taken: dict[str, set[str]] = {}
+
+    def path(self, keras_key: str) -> str:
+        """The dotted torch path of ``keras_key`` (``outer/inner``), allocated on first use."""
+        if keras_key in self.paths:
+            return self.paths[keras_key]
+        parent_key, _, leaf = keras_key.rpartition("/")
+        parent = self.path(parent_key) if parent_key else ""
+        segment = self.unique(parent, legal_segment(leaf))
+        path = f"{parent}.{segment}" if parent else segment
+        self.paths[keras_key] = path
+        return path
+
+    def unique(self, parent: str, segment: str) -> str:
+        taken = self.taken.setdefault(parent, set())
+        candidate, n = segment, 1
+        while candidate in taken:
+            candidate = f"{segment}_{n}"
+            n += 1
+        taken.add(candidate)
+        return candidate
+
+    def extra(self, keras_key: str, suffix: str) -> str:
+        """A new sibling path for an extra submodule of ``keras_key`` (a mask module, a second call's
+        conversion), unique like every other name."""
+        parent_key, _, leaf = keras_key.rpartition("/")
+        parent = self.path(parent_key) if parent_key else ""
+        segment = self.unique(parent, legal_segment(f"{leaf}_{suffix}"))
+        return f"{parent}.{segment}" if parent else segment
