@@ -1,5 +1,5 @@
-"""Reshaping layers: Flatten, ZeroPadding, Cropping, UpSampling, Reshape, Permute, RepeatVector, and the layers
-that do nothing at inference (Dropout and friends).
+"""Reshaping layers: Flatten, ZeroPadding, Cropping, UpSampling, Reshape, Permute, RepeatVector, and the identities
+(ActivityRegularization, Identity).
 
 Traps:
 - Flatten flattens in H,W,C order always, even for ``channels_first`` data ([K3] ``reshaping/flatten.py``). A
@@ -205,11 +205,10 @@ def convert_repeat_vector(spec: LayerSpec) -> Converted:
     return Converted(RepeatVector(spec.config["n"]), input_layouts=KERAS, output_layouts=KERAS)
 
 
-@converter("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-           "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity")
-def convert_inference_identity(spec: LayerSpec) -> Converted:
-    """Identity at inference ([K3] ``layers/regularization/``: ``call`` returns ``inputs`` unless training;
-    ActivityRegularization only adds a loss; ``Identity``); any layout passes through."""
+@converter("ActivityRegularization", "Identity")
+def convert_identity(spec: LayerSpec) -> Converted:
+    """Identity: ActivityRegularization only adds a loss (``tf2torch.regularization_loss``); any layout passes
+    through. Dropout and the noise layers are in ``regularization.py``."""
     if len(spec.input_shapes) != 1:
         spec.fail(f"expected one input tensor, got {len(spec.input_shapes)}")
     return Converted(nn.Identity())
