@@ -21,6 +21,7 @@ import torch.fx as fx
 from torch import nn
 
 from . import layout as L
+from . import training
 from .converters import registry
 from .errors import ConversionError, Tf2TorchError, UnsupportedLayerError
 from .graph import KerasGraph, Node, TensorRef
@@ -409,6 +410,8 @@ class Assembler:
         self.fx.lint()
         class_name = re.sub(r"\W", "_", self.graph.name) or "KerasModel"
         module = fx.GraphModule(self.root, self.fx, class_name=class_name)
+        training.attach(module, [(key, self.graph.layers[key].class_name, self.graph.layers[key].config, sub)
+                                 for key, (sub, _) in self.built.items()], self.graph.keras_major)
         return module.eval()
 
 

@@ -66,6 +66,8 @@ def convert_spatial_dropout(spec: LayerSpec) -> Converted:
     rank = SPATIAL_RANK[spec.class_name]
     if len(spec.input_shape) != rank:
         spec.fail(f"expected a {rank}-D input, got shape {spec.input_shape}")
+    if spec.config.get("noise_shape") is not None:  # [TFK] configs carry Dropout's key, always None here
+        spec.fail(f"noise_shape {spec.config['noise_shape']} is not supported (the layer sets its own)")
     channels_first = spec.config.get("data_format", "channels_last") == "channels_first" and rank > 3
     spatial = list(range(2, rank)) if channels_first else list(range(1, rank - 1))
     return Converted(Dropout(rate_of(spec), held_dims(spec, spatial)))

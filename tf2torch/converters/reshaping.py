@@ -211,4 +211,5 @@ def convert_identity(spec: LayerSpec) -> Converted:
     through. Dropout and the noise layers are in ``regularization.py``."""
     if len(spec.input_shapes) != 1:
         spec.fail(f"expected one input tensor, got {len(spec.input_shapes)}")
+    spec.config.get("l1"), spec.config.get("l2")  # ActivityRegularization's loss: ``training.py``
     return Converted(nn.Identity())
