@@ -19,7 +19,10 @@ import torch
 from harness import formats_for, keras_module, max_rel_error, to_torch_input
 
 import tf2torch
+from tf2torch.converters.normalization import batch_norm_training
+from tf2torch.converters.registry import LayerSpec
 from tf2torch.errors import ConversionError
+from tf2torch.layout import KERAS
 
 LR = 0.5
 WEIGHT_RTOL = 1e-5
@@ -115,6 +118,23 @@ def test_one_sgd_step_matches_keras(flavour, tmp_path, build, layout):
         else:
             assert np.abs(update).max() == 0, f"{name} changed in torch but not in Keras"
     assert changed >= len(want) // 2  # the step really moved the model
+
+
+@pytest.mark.parametrize("version,rank,config,biased,refused", [
+    ("3.15.1", 4, {}, True, False),             # [K3]: ops.moments, biased
+    ("2.21.0", 4, {}, False, False),            # [TFK] fused kernel: Bessel-corrected, as torch
+    ("2.21.0", 2, {}, True, False),             # [TFK] non-fused: biased
+    ("2.21.0", 4, {"fused": False}, True, False),
+    ("2.21.0", 4, {"renorm": True}, True, True),
+    ("2.21.0", 4, {"virtual_batch_size": 2}, True, True),
+    ("2.2.4", 4, {}, False, True),              # standalone Keras 2.2: its own correction, not reproduced
+    ("2.2.4-tf", 4, {}, False, False),
+])
+def test_batch_norm_training_mode_by_writer(version, rank, config, biased, refused):
+    spec = LayerSpec(name="bn", class_name="BatchNormalization", config=config, input_shapes=[(None,) * rank],
+                     input_layouts=[KERAS], input_dtypes=[torch.float32], keras_version=version)
+    training = batch_norm_training(spec, [rank - 1], rank)
+    assert training["biased_moving_variance"] == biased and bool(training["training_refusal"]) == refused
 
 
 # -- dropout and noise: identity in eval, Keras's statistics in train mode ------------------------------------

@@ -195,6 +195,11 @@ def batch_norm_epsilon(spec: LayerSpec, axes: Sequence[int], rank: int) -> float
     return max(epsilon, FUSED_EPSILON_FLOOR) if fused_epsilon_applies(spec, axes, rank) else epsilon
 
 
+def standalone_keras2(version: str) -> bool:
+    """Files written by the standalone ``keras`` package before 2.4 (tf.keras wrote ``2.x.y-tf``)."""
+    return keras_version_tuple(version)[0] == 2 and keras_version_tuple(version) < (2, 4) and "tf" not in version
+
+
 def batch_norm_training(spec: LayerSpec, axes: Sequence[int], rank: int) -> dict[str, bool | str]:
     """How the layer trains, for ``KerasTrainingMixin``: TF's fused kernel (tf.keras, 4-D/5-D) updates the moving
     variance with the Bessel-corrected batch variance as torch does, [K3] and non-fused [TFK] with the biased
@@ -205,6 +210,9 @@ def batch_norm_training(spec: LayerSpec, axes: Sequence[int], rank: int) -> dict
         refusal = f"{spec.name}: batch renormalization (renorm=True)"
     elif cfg.get("virtual_batch_size") is not None:
         refusal = f"{spec.name}: ghost batch normalization (virtual_batch_size)"
+    elif standalone_keras2(spec.keras_version):
+        refusal = (f"{spec.name}: the moving-variance update of standalone Keras {spec.keras_version} (its own "
+                   "sample-size correction) is not reproduced")
     return {"biased_moving_variance": not fused_kernel_used(spec, axes, rank),
             "frozen": cfg.get("trainable", True) is False, "training_refusal": refusal}
 
