@@ -410,8 +410,7 @@ class Assembler:
         self.fx.lint()
         class_name = re.sub(r"\W", "_", self.graph.name) or "KerasModel"
         module = fx.GraphModule(self.root, self.fx, class_name=class_name)
-        training.attach(module, [(key, self.graph.layers[key].class_name, self.graph.layers[key].config, sub)
-                                 for key, (sub, _) in self.built.items()], self.graph.keras_major)
+        training.attach(module, self.graph)
         return module.eval()
 
 

@@ -16,14 +16,17 @@ regularizers (``L1``, ``L2``, ``L1L2``) on its submodule; ``regularization_loss(
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from .errors import ConversionError
+
+if TYPE_CHECKING:
+    from .graph import KerasGraph
 
 PENALTY_CLASSES = {"L1": ("l1",), "L2": ("l2",), "L1L2": ("l1", "l2")}
 CONV_CLASSES = ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
@@ -148,14 +151,25 @@ def clear_activity(root: nn.Module, args: Any) -> None:
             regs.activity_losses.clear()
 
 
-def attach(root: nn.Module, layers: Iterable[tuple[str, str, dict[str, Any], nn.Module]], keras_major: int) -> None:
-    """``trainable=False`` → ``requires_grad=False``; record regularizers (``layers``: name, class, config,
-    converted submodule)."""
+def converted_layers(root: fx.GraphModule, graph: KerasGraph) -> Iterator[tuple[str, str, dict[str, Any], nn.Module]]:
+    """(layer name, class, config, submodule) of every module the graph calls for a Keras layer, once each."""
+    seen = set()
+    for node in root.graph.nodes:
+        meta = node.meta.get("tf2torch", {})
+        if node.op != "call_module" or "keras_node" not in meta or node.target in seen:
+            continue
+        seen.add(node.target)
+        layer = graph.layers[meta["layer"]]
+        yield meta["layer"], layer.class_name, layer.config, root.get_submodule(node.target)
+
+
+def attach(root: fx.GraphModule, graph: KerasGraph) -> None:
+    """``trainable=False`` → ``requires_grad=False``; record each layer's regularizers on its submodule."""
     activity = []
-    for name, class_name, config, module in layers:
+    for name, class_name, config, module in converted_layers(root, graph):
         if config.get("trainable", True) is False:
             module.requires_grad_(False)
-        regs = layer_regularizers(name, class_name, config, module, keras_major)
+        regs = layer_regularizers(name, class_name, config, module, graph.keras_major)
         if regs is None:
             continue
         module.tf2torch_regularizers = regs
@@ -172,6 +186,7 @@ def regularization_loss(model: nn.Module) -> torch.Tensor:
     the activity penalties of the last forward pass in train mode; Keras's ``sum(model.losses)``. Add it to the
     loss before ``backward()``. Raises ``ConversionError`` for a regularizer tf2torch does not reproduce."""
     total = next(model.parameters(), torch.zeros(())).new_zeros(())
+    counted: set[int] = set()  # a layer converted once per input signature shares its parameters
     for module in model.modules():
         regs = getattr(module, "tf2torch_regularizers", None)
         if regs is None:
@@ -183,6 +198,9 @@ def regularization_loss(model: nn.Module) -> torch.Tensor:
                                   "on layer outputs)")
         for name, l1, l2 in regs.weights:
             parameter = module.get_parameter(name)
+            if id(parameter) in counted:
+                continue
+            counted.add(id(parameter))
             if parameter.requires_grad or not regs.trainable_only:
                 total = total + penalty(parameter, l1, l2)
         for loss in regs.activity_losses:
