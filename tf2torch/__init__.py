@@ -3,8 +3,9 @@
 from .api import convert, load, save
 from .converters.registry import converter as register
 from .errors import ConversionError, ConversionNotice, ModelFileError, Tf2TorchError, UnsupportedLayerError
+from .training import regularization_loss
 from .verify import verify
 
 __version__ = "0.1.0"
-__all__ = ["convert", "verify", "save", "load", "register", "Tf2TorchError", "ModelFileError",
-           "UnsupportedLayerError", "ConversionError", "ConversionNotice"]
+__all__ = ["convert", "verify", "save", "load", "register", "regularization_loss", "Tf2TorchError",
+           "ModelFileError", "UnsupportedLayerError", "ConversionError", "ConversionNotice"]

@@ -22,6 +22,7 @@ import torch.fx as fx
 from torch import nn
 
 from . import layout as L
+from . import training
 from .converters import registry
 from .dtypes import compute_dtype, input_dtype, parse_forced
 from .errors import ConversionError, Tf2TorchError, UnsupportedLayerError
@@ -498,6 +499,7 @@ class Assembler:
         names = list(self.graph.output_names)
         module.output_names = names if len(names) == len(results) else [f"output_{i}" for i in range(len(results))]
         module.tf2torch_notices = list(self.notices)
+        training.attach(module, self.graph)
         return module.eval()
 
     def check_one_node_per_call(self) -> None:

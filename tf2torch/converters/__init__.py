@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     pooling,
     preprocessing,
     recurrent,
+    regularization,
     reshaping,
     wrappers,
 )

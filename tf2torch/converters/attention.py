@@ -159,13 +159,15 @@ def mha_weights(spec: LayerSpec) -> dict[str, np.ndarray]:
     return {role: arrays[i] for role, i in roles.items()}
 
 
-def fits_torch_mha(weights: dict[str, np.ndarray], input_rank: int, axes: tuple[int, ...], style: str) -> bool:
+def fits_torch_mha(weights: dict[str, np.ndarray], input_rank: int, axes: tuple[int, ...], style: str,
+                   dropout: float) -> bool:
     """``nn.MultiheadAttention`` is exact when H·dk = E (the query size), dv = dk, the output size is E, the
-    inputs are 3-D, there is no gate, and the masking adds a constant it can take as a float mask."""
+    inputs are 3-D, there is no gate, the masking adds a constant it can take as a float mask, and there is no
+    dropout (torch returns the dropped probabilities, Keras the ones before dropout)."""
     dq, heads, dk = weights["query_kernel"].shape
     return (input_rank == 3 and axes == (1,) and "gate_kernel" not in weights and heads * dk == dq
             and weights["value_kernel"].shape[1:] == (heads, dk) and weights["output_kernel"].shape == (heads, dk, dq)
-            and style in (KERAS3_DOT_PRODUCT, TF_KERAS_SOFTMAX))
+            and style in (KERAS3_DOT_PRODUCT, TF_KERAS_SOFTMAX) and dropout == 0)
 
 
 def torch_mha(weights: dict[str, np.ndarray], use_bias: bool) -> nn.MultiheadAttention:
@@ -219,20 +221,22 @@ def convert_multi_head_attention(spec: LayerSpec) -> Converted:
     check_mha_config(spec, weights)
     options = {"causal": bool(spec.call_kwargs.get("use_causal_mask", False)),
                "sliding_window": cfg.get("sliding_window"), "return_scores": return_scores}
-    if fits_torch_mha(weights, input_rank, axes, style):
+    dropout = float(cfg.get("dropout", 0.0))
+    if fits_torch_mha(weights, input_rank, axes, style, dropout):
         module: nn.Module = KerasMaskedMultiheadAttention(torch_mha(weights, bool(cfg.get("use_bias", True))),
                                                           style, **options)
     else:
-        module = keras_mha(weights, input_rank, int(cfg["key_dim"]), axes, style, options)
+        module = keras_mha(weights, input_rank, int(cfg["key_dim"]), axes, style, {**options, "dropout": dropout})
     return Converted(module, input_layouts=KERAS, output_layouts=KERAS, takes_mask="per_input",
                      output_mask="propagate", clears_input_masks=True)
 
 
-def dense_attention_options(spec: LayerSpec) -> dict[str, bool]:
-    """``use_causal_mask`` (a call argument; [TFK] before 2.10: the ``causal`` config) and
-    ``return_attention_scores``."""
+def dense_attention_options(spec: LayerSpec) -> dict[str, Any]:
+    """``use_causal_mask`` (a call argument; [TFK] before 2.10: the ``causal`` config),
+    ``return_attention_scores`` and ``dropout`` (on the attention weights, train mode only)."""
     causal = bool(spec.call_kwargs.get("use_causal_mask", False) or spec.config.get("causal", False))
-    return {"causal": causal, "return_scores": bool(spec.call_kwargs.get("return_attention_scores", False))}
+    return {"causal": causal, "return_scores": bool(spec.call_kwargs.get("return_attention_scores", False)),
+            "dropout": float(spec.config.get("dropout", 0.0))}
 
 
 @converter("Attention", defaults={"dropout": NO_EFFECT})  # on the attention weights, inactive at inference

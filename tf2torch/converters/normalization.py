@@ -41,6 +41,9 @@ from ..nn.normalization import (
     BatchNormOnAxis,
     BroadcastBatchNorm,
     GroupNormOnAxis,
+    KerasBatchNorm1d,
+    KerasBatchNorm2d,
+    KerasBatchNorm3d,
     L2Normalize,
     LayerNormOnDims,
     RMSNormOnDims,
@@ -48,6 +51,8 @@ from ..nn.normalization import (
 from .registry import NO_EFFECT, Converted, LayerSpec, converter, to_tensor
 
 BATCH_NORM_BY_RANK = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
+KERAS_BATCH_NORM = {nn.BatchNorm1d: KerasBatchNorm1d, nn.BatchNorm2d: KerasBatchNorm2d,
+                    nn.BatchNorm3d: KerasBatchNorm3d}
 # [TF] ``nn_impl.fused_batch_norm``: ``min_epsilon = 1.001e-5`` (cuDNN's old CUDNN_BN_MIN_EPSILON plus a margin).
 FUSED_EPSILON_FLOOR = 1.001e-5
 # The last tf.keras release assumed to clamp (Keras 2 was TF's own Keras up to 2.15); 2.21 is proven not to.
@@ -146,6 +151,15 @@ def trailing(dims: Sequence[int], rank: int) -> bool:
     return list(dims) == list(range(rank - len(dims), rank))
 
 
+def freeze_placeholders(module: nn.Module, scale: bool, center: bool) -> None:
+    """Torch's affine is weight and bias together: the one Keras does not have (``scale``/``center`` False) is a
+    constant ones/zeros that training must not move."""
+    for name, present in (("weight", scale), ("bias", center)):
+        param = getattr(module, name, None)
+        if param is not None and not present:
+            param.requires_grad_(False)
+
+
 def load_params(module: nn.Module, params: dict[str, np.ndarray]) -> nn.Module:
     """Copy arrays into the module's parameters/buffers of the same names (reshaped to their shapes)."""
     with torch.no_grad():
@@ -156,14 +170,12 @@ def load_params(module: nn.Module, params: dict[str, np.ndarray]) -> nn.Module:
 
 
 # -- BatchNormalization --------------------------------------------------------------------------------------
-def fused_epsilon_applies(spec: LayerSpec, axes: Sequence[int], rank: int) -> bool:
-    """Whether tf.keras ran this layer through ``fused_batch_norm`` and its epsilon floor: [TFK]
-    ``_fused_can_be_used`` (no renorm, virtual_batch_size or synchronization; float16/bfloat16/float32) and
-    ``build`` (rank 4 or 5, one axis that is 1 or the last)."""
+def fused_kernel_used(spec: LayerSpec, axes: Sequence[int], rank: int) -> bool:
+    """Whether tf.keras ran this layer through ``fused_batch_norm``: [TFK] ``_fused_can_be_used`` (no renorm,
+    virtual_batch_size or synchronization; float16/bfloat16/float32) and ``build`` (rank 4 or 5, one axis that
+    is 1 or the last)."""
     cfg = spec.config
     if spec.keras_major != 2 or spec.class_name != "BatchNormalization":
-        return False
-    if keras_version_tuple(spec.keras_version) > LAST_CLAMPING_KERAS:
         return False
     if cfg.get("renorm") or cfg.get("virtual_batch_size") is not None or cfg.get("synchronized"):
         return False
@@ -172,9 +184,37 @@ def fused_epsilon_applies(spec: LayerSpec, axes: Sequence[int], rank: int) -> bo
     return rank in (4, 5) and len(axes) == 1 and axes[0] in (1, rank - 1)
 
 
+def fused_epsilon_applies(spec: LayerSpec, axes: Sequence[int], rank: int) -> bool:
+    """The fused kernel's epsilon floor, in the tf.keras releases whose wrapper applied it."""
+    clamping = keras_version_tuple(spec.keras_version) <= LAST_CLAMPING_KERAS
+    return clamping and fused_kernel_used(spec, axes, rank)
+
+
 def batch_norm_epsilon(spec: LayerSpec, axes: Sequence[int], rank: int) -> float:
     epsilon = float(spec.config.get("epsilon", 1e-3))
     return max(epsilon, FUSED_EPSILON_FLOOR) if fused_epsilon_applies(spec, axes, rank) else epsilon
+
+
+def standalone_keras2(version: str) -> bool:
+    """Files written by the standalone ``keras`` package before 2.4 (tf.keras wrote ``2.x.y-tf``)."""
+    return keras_version_tuple(version)[0] == 2 and keras_version_tuple(version) < (2, 4) and "tf" not in version
+
+
+def batch_norm_training(spec: LayerSpec, axes: Sequence[int], rank: int) -> dict[str, bool | str]:
+    """How the layer trains, for ``KerasTrainingMixin``: TF's fused kernel (tf.keras, 4-D/5-D) updates the moving
+    variance with the Bessel-corrected batch variance as torch does, [K3] and non-fused [TFK] with the biased
+    one (both measured against Keras 3 and tf_keras 2.21); ``trainable=False`` runs in inference mode."""
+    cfg = spec.config
+    refusal = ""
+    if cfg.get("renorm"):
+        refusal = f"{spec.name}: batch renormalization (renorm=True)"
+    elif cfg.get("virtual_batch_size") is not None:
+        refusal = f"{spec.name}: ghost batch normalization (virtual_batch_size)"
+    elif standalone_keras2(spec.keras_version):
+        refusal = (f"{spec.name}: the moving-variance update of standalone Keras {spec.keras_version} (its own "
+                   "sample-size correction) is not reproduced")
+    return {"biased_moving_variance": not fused_kernel_used(spec, axes, rank),
+            "frozen": cfg.get("trainable", True) is False, "training_refusal": refusal}
 
 
 def batch_norm_axes(spec: LayerSpec, rank: int) -> list[int]:
@@ -186,10 +226,16 @@ def batch_norm_axes(spec: LayerSpec, rank: int) -> list[int]:
     return keras_axes(axis, rank)
 
 
-def batch_norm_module(channels: int, dim: int, rank: int, eps: float, momentum: float, affine: bool) -> nn.Module:
+def batch_norm_module(channels: int, dim: int, rank: int, eps: float, momentum: float, affine: bool,
+                      training: dict[str, bool | str]) -> nn.Module:
+    """Torch's own ``BatchNorm{1,2,3}d`` where it also trains as Keras does, else its ``KerasBatchNorm``
+    sibling, or ``BatchNormOnAxis`` for channels off dim 1."""
     if dim == 1 and rank in BATCH_NORM_BY_RANK:
-        return BATCH_NORM_BY_RANK[rank](channels, eps=eps, momentum=momentum, affine=affine)
-    return BatchNormOnAxis(channels, dim, eps=eps, momentum=momentum, affine=affine)
+        torch_class = BATCH_NORM_BY_RANK[rank]
+        if not any(training.values()):
+            return torch_class(channels, eps=eps, momentum=momentum, affine=affine)
+        return KERAS_BATCH_NORM[torch_class](channels, eps=eps, momentum=momentum, affine=affine, **training)
+    return BatchNormOnAxis(channels, dim, eps=eps, momentum=momentum, affine=affine, **training)
 
 
 def broadcast_batch_norm(spec: LayerSpec, axes: list[int], arrays: Sequence[np.ndarray], eps: float, scale: bool,
@@ -199,7 +245,8 @@ def broadcast_batch_norm(spec: LayerSpec, axes: list[int], arrays: Sequence[np.n
     *affine, mean, variance = arrays
     params = {**affine_params(affine, scale, center), "running_mean": mean, "running_var": variance}
     params = {k: broadcast_to_layout(keras_param_to_broadcast(v, shape), spec.input_layout) for k, v in params.items()}
-    module = BroadcastBatchNorm(shape_in_layout(shape, spec.input_layout), eps, scale=scale, center=center)
+    module = BroadcastBatchNorm(shape_in_layout(shape, spec.input_layout), eps, scale=scale, center=center,
+                                frozen=spec.config.get("trainable", True) is False)
     return Converted(load_params(module, params))
 
 
@@ -227,7 +274,9 @@ def convert_batch_normalization(spec: LayerSpec) -> Converted:
         params = {k: hwc_vector_to_chw(v, layout.channels, layout.spatial) for k, v in params.items()}
     dim = keras_axis_in_layout(axes[0], rank, layout)
     momentum = 1.0 - float(cfg.get("momentum", 0.99))
-    module = batch_norm_module(params["running_mean"].size, dim, rank, eps, momentum, affine=scale or center)
+    module = batch_norm_module(params["running_mean"].size, dim, rank, eps, momentum, affine=scale or center,
+                               training=batch_norm_training(spec, axes, rank))
+    freeze_placeholders(module, scale, center)
     return Converted(load_params(module, params))
 
 
@@ -262,6 +311,7 @@ def convert_layer_normalization(spec: LayerSpec) -> Converted:
                                scale, center, rms_scaling)
     if center and not scale and isinstance(module, nn.LayerNorm):
         params["weight"] = np.ones(layout_shape, np.float32)  # torch's affine is weight and bias together
+    freeze_placeholders(module, scale, center)
     return Converted(load_params(module, params), input_layouts=wanted)
 
 
@@ -320,4 +370,5 @@ def convert_group_normalization(spec: LayerSpec) -> Converted:
     if affine:  # torch's affine is weight and bias together: the missing one is ones / zeros
         params = {"weight": np.ones(channels, np.float32), "bias": np.zeros(channels, np.float32)}
         load_params(module, {**params, **affine_params(arrays, scale, center)})
+        freeze_placeholders(module, scale, center)
     return Converted(module, input_layouts=wanted)

@@ -99,6 +99,21 @@ def reject_unsupported(spec: LayerSpec, cfg: dict[str, Any]) -> None:
         spec.fail("time_major=True is not supported; save the model with time_major=False")
 
 
+def dropout_refusal(spec: LayerSpec, cfg: dict[str, Any]) -> str:
+    """Keras's ``dropout``/``recurrent_dropout`` masks (drawn once per sequence, applied inside the cell, per gate
+    in tf.keras's ``implementation=1``) are not implemented: a layer using them refuses train mode (eval mode,
+    where Keras does not apply them, is exact)."""
+    rates = {key: float(cfg.get(key, 0.0) or 0.0) for key in ("dropout", "recurrent_dropout")}
+    used = ", ".join(f"{key}={rate:g}" for key, rate in rates.items() if rate > 0)
+    return f"{spec.name}: {spec.class_name} with {used} (set them to 0 to fine-tune)" if used else ""
+
+
+def structural_zero(parameter: nn.Parameter | None) -> None:
+    """torch's second RNN bias where Keras has one: kept at zero, or each step would train the bias twice."""
+    if parameter is not None:
+        parameter.requires_grad_(False)
+
+
 def split_weights(spec: LayerSpec, cfg: dict[str, Any], kernels: int) -> tuple[list[np.ndarray], np.ndarray | None]:
     """(kernels, bias or None) in Keras order."""
     use_bias = bool(cfg.get("use_bias", True))
@@ -120,6 +135,8 @@ def lstm_core(spec: LayerSpec, cfg: dict[str, Any]) -> nn.Module:
     if act == "tanh" and rec == "sigmoid":
         lstm = nn.LSTM(size, units, batch_first=True, bias=bias is not None)
         set_parameters(lstm, weight_ih_l0=w_ih, weight_hh_l0=w_hh, bias_ih_l0=b_ih, bias_hh_l0=b_hh)
+        if "CuDNN" not in spec.class_name:
+            structural_zero(lstm.bias_hh_l0 if bias is not None else None)
         return lstm
     cell = KerasLSTMCell(size, units, bias is not None, act_module, rec_module)
     set_parameters(cell, weight_ih=w_ih, weight_hh=w_hh, bias_ih=None if bias is None else b_ih + b_hh)
@@ -155,6 +172,7 @@ def simple_rnn_core(spec: LayerSpec, cfg: dict[str, Any]) -> nn.Module:
         rnn = nn.RNN(size, units, nonlinearity=act, batch_first=True, bias=bias is not None)
         set_parameters(rnn, weight_ih_l0=kernel.T, weight_hh_l0=recurrent.T, bias_ih_l0=bias,
                        bias_hh_l0=None if bias is None else np.zeros_like(bias))
+        structural_zero(rnn.bias_hh_l0 if bias is not None else None)
         return rnn
     cell = KerasSimpleRNNCell(size, units, bias is not None, activation_or_fail(spec, cfg.get("activation")))
     set_parameters(cell, weight_ih=kernel.T, weight_hh=recurrent.T, bias_ih=bias)
@@ -190,7 +208,7 @@ def keras_rnn(spec: LayerSpec, zero_output_for_mask: bool | None = None) -> Kera
     if zero_output_for_mask is None:
         zero_output_for_mask = bool(cfg.get("zero_output_for_mask", False))
     return KerasRNN(core, bool(cfg.get("return_sequences", False)), bool(cfg.get("return_state", False)),
-                    bool(cfg.get("go_backwards", False)), zero_output_for_mask)
+                    bool(cfg.get("go_backwards", False)), zero_output_for_mask, dropout_refusal(spec, cfg))
 
 
 GATES = {"LSTM": 4, "CuDNNLSTM": 4, "ConvLSTM1D": 4, "ConvLSTM2D": 4, "ConvLSTM3D": 4, "GRU": 3, "CuDNNGRU": 3,

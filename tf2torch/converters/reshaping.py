@@ -1,5 +1,5 @@
-"""Reshaping layers: Flatten, ZeroPadding, Cropping, UpSampling, Reshape, Permute, RepeatVector, and the layers
-that do nothing at inference (Dropout and friends).
+"""Reshaping layers: Flatten, ZeroPadding, Cropping, UpSampling, Reshape, Permute, RepeatVector, and the identities
+(ActivityRegularization, Identity).
 
 Traps:
 - Flatten flattens in H,W,C order always, even for ``channels_first`` data ([K3] ``reshaping/flatten.py``). A
@@ -32,7 +32,7 @@ from ..layout import (
 )
 from ..nn.reshaping import Crop, LegacyBilinearUpsample2d, Permute, Repeat, RepeatVector, Reshape
 from .conv import as_tuple, channels_first_data, conv_layout, spatial_rank
-from .registry import NO_EFFECT, Converted, LayerSpec, converter
+from .registry import Converted, LayerSpec, converter
 
 ZERO_PAD_BY_COUNT = {1: nn.ZeroPad1d, 2: nn.ZeroPad2d, 3: nn.ZeroPad3d}
 Pairs = tuple[tuple[int, int], ...]
@@ -206,12 +206,11 @@ def convert_repeat_vector(spec: LayerSpec) -> Converted:
     return Converted(RepeatVector(spec.config["n"]), input_layouts=KERAS, output_layouts=KERAS)
 
 
-@converter("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-           "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity",
-           defaults={k: NO_EFFECT for k in ("rate", "noise_shape", "stddev", "l1", "l2")})  # inference: identity
-def convert_inference_identity(spec: LayerSpec) -> Converted:
-    """Identity at inference ([K3] ``layers/regularization/``: ``call`` returns ``inputs`` unless training;
-    ActivityRegularization only adds a loss; ``Identity``); any layout passes through."""
+@converter("ActivityRegularization", "Identity")
+def convert_identity(spec: LayerSpec) -> Converted:
+    """Identity: ActivityRegularization only adds a loss (``tf2torch.regularization_loss``); any layout passes
+    through. Dropout and the noise layers are in ``regularization.py``."""
     if len(spec.input_shapes) != 1:
         spec.fail(f"expected one input tensor, got {len(spec.input_shapes)}")
+    spec.config.get("l1"), spec.config.get("l2")  # ActivityRegularization's loss: ``training.py``
     return Converted(nn.Identity())

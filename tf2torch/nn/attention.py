@@ -19,6 +19,7 @@ from __future__ import annotations
 import string
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # [K3] backend/tensorflow/nn.py ``_get_large_negative``: the fill of ``ops.dot_product_attention``.
@@ -218,8 +219,9 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, query_dense: EinsumDense, key_dense: EinsumDense, value_dense: EinsumDense,
                  output_dense: EinsumDense, gate_dense: EinsumDense | None, key_dim: int, input_rank: int,
                  attention_axes: tuple[int, ...], softmax_style: str, causal: bool = False,
-                 sliding_window: int | None = None, return_scores: bool = False):
+                 sliding_window: int | None = None, return_scores: bool = False, dropout: float = 0.0):
         super().__init__()
+        self.dropout = dropout  # on the probabilities in train mode; the returned scores are taken before it
         self.query_dense, self.key_dense, self.value_dense = query_dense, key_dense, value_dense
         self.output_dense, self.gate_dense = output_dense, gate_dense
         self.key_dim = key_dim
@@ -242,7 +244,8 @@ class MultiHeadAttention(nn.Module):
         if keep is not None:
             keep = expand_mask(keep, scores.dim(), len(self.attention_axes))
         probs = masked_softmax(scores, keep, self.softmax_style, len(self.attention_axes))
-        out = torch.einsum(self.combine_equation, probs, v)
+        dropped = F.dropout(probs, self.dropout) if self.training and self.dropout > 0 else probs
+        out = torch.einsum(self.combine_equation, dropped, v)
         if gate is not None:
             out = out * gate
         out = self.output_dense(out)
@@ -292,15 +295,19 @@ def dot_attention_scores(query: torch.Tensor, key: torch.Tensor, scale: torch.Te
 
 
 def apply_attention_scores(scores: torch.Tensor, value: torch.Tensor, query_mask: torch.Tensor | None,
-                           value_mask: torch.Tensor | None, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keras ``Attention``/``AdditiveAttention`` from scores on: masked scores lowered by 1e9, softmax,
-    ``weights @ value``, rows of masked queries zeroed ([K3] ``_apply_scores`` and ``call``)."""
+                           value_mask: torch.Tensor | None, causal: bool, dropout: float = 0.0
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keras ``Attention``/``AdditiveAttention`` from scores on: masked scores lowered by 1e9, softmax, dropout
+    (train mode; the returned weights are the dropped ones), ``weights @ value``, rows of masked queries zeroed
+    ([K3] ``_apply_scores`` and ``call``)."""
     keep = value_mask.bool().unsqueeze(-2) if value_mask is not None else None
     if causal:
         keep = both(keep, causal_mask(scores.shape[-2], scores.shape[-1], scores.device))
     if keep is not None:
         scores = torch.where(keep, scores, scores - SCORES_MASK_OFFSET)
     weights = torch.softmax(scores, dim=-1)
+    if dropout > 0:
+        weights = F.dropout(weights, dropout)
     out = weights @ value
     if query_mask is not None:
         out = torch.where(query_mask.bool()[..., None], out, torch.zeros((), dtype=out.dtype))
@@ -311,8 +318,10 @@ class DotProductAttention(nn.Module):
     """Keras ``Attention`` (Luong): scores ``q·kᵀ`` times the learned ``scale`` if ``use_scale``, or the
     "concat" score; inputs ``[query, value]`` or ``[query, value, key]``, masks ``[query_mask, value_mask]``."""
 
-    def __init__(self, use_scale: bool, concat: bool, causal: bool = False, return_scores: bool = False):
+    def __init__(self, use_scale: bool, concat: bool, causal: bool = False, return_scores: bool = False,
+                 dropout: float = 0.0):
         super().__init__()
+        self.dropout = dropout
         self.scale = nn.Parameter(torch.ones(())) if use_scale else None
         self.concat_score_weight = nn.Parameter(torch.ones(())) if concat else None
         self.causal, self.return_scores = causal, return_scores
@@ -323,7 +332,8 @@ class DotProductAttention(nn.Module):
         key = value if key is None else key
         masks = list(mask if mask is not None else masks or []) + [None, None]
         scores = dot_attention_scores(query, key, self.scale, self.concat_score_weight)
-        out, weights = apply_attention_scores(scores, value, masks[0], masks[1], self.causal)
+        out, weights = apply_attention_scores(scores, value, masks[0], masks[1], self.causal,
+                                              self.dropout if self.training else 0.0)
         return (out, weights) if self.return_scores else out
 
 
@@ -331,8 +341,10 @@ class AdditiveAttention(nn.Module):
     """Keras ``AdditiveAttention`` (Bahdanau): scores ``Σ_d scale_d · tanh(q + k)`` (``scale`` of the feature
     size when ``use_scale``, else 1); the rest as ``DotProductAttention``."""
 
-    def __init__(self, features: int, use_scale: bool, causal: bool = False, return_scores: bool = False):
+    def __init__(self, features: int, use_scale: bool, causal: bool = False, return_scores: bool = False,
+                 dropout: float = 0.0):
         super().__init__()
+        self.dropout = dropout
         self.scale = nn.Parameter(torch.ones(features)) if use_scale else None
         self.causal, self.return_scores = causal, return_scores
 
@@ -343,7 +355,8 @@ class AdditiveAttention(nn.Module):
         masks = list(mask if mask is not None else masks or []) + [None, None]
         summed = torch.tanh(query[..., :, None, :] + key[..., None, :, :])
         scores = (summed * self.scale if self.scale is not None else summed).sum(-1)
-        out, weights = apply_attention_scores(scores, value, masks[0], masks[1], self.causal)
+        out, weights = apply_attention_scores(scores, value, masks[0], masks[1], self.causal,
+                                              self.dropout if self.training else 0.0)
         return (out, weights) if self.return_scores else out
 
 

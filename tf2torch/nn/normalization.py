@@ -5,6 +5,8 @@ only; Keras normalizes any axis or axis list. These modules keep torch's paramet
 ``running_mean``, ``running_var``) so a state_dict reads like hand-written PyTorch. Formulas and sources:
 
 - ``BatchNormOnAxis`` / ``GroupNormOnAxis``: torch's own modules with the channel axis moved to dim 1 and back.
+- ``KerasBatchNorm{1,2,3}d`` (and ``BatchNormOnAxis``): torch's in eval mode; in train mode the moving variance
+  follows the biased batch variance where Keras's does, and ``trainable=False`` layers stay in inference mode.
 - ``BroadcastBatchNorm``: tf.keras BatchNormalization with an axis list at inference,
   ``(x - moving_mean) * rsqrt(moving_variance + eps) * gamma + beta`` with parameters shaped like the input with
   1 on every non-normalized axis ([TFK] ``layers/normalization/batch_normalization.py``).
@@ -21,16 +23,69 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
-class BatchNormOnAxis(nn.BatchNorm1d):
+class KerasTrainingMixin:
+    """Keras's train-mode batch normalization on top of torch's: eval mode is torch's own ``forward``.
+
+    - ``biased_moving_variance``: the moving variance follows the biased batch variance ([K3] ``ops.moments``,
+      [TFK] non-fused ``tf.nn.moments``); torch (and tf.keras's fused kernel on 4-D/5-D inputs) uses the
+      unbiased one. The batch is normalized with the biased variance in all of them.
+    - ``frozen``: Keras runs a layer saved with ``trainable=False`` in inference mode even when training
+      ([K3] ``call``: ``training and self.trainable``; [TFK] ``if not self.trainable: training = False``).
+    - ``training_refusal``: why train mode is not Keras's here (renorm, virtual batches), raised in train mode.
+    """
+
+    def __init__(self, *args, biased_moving_variance: bool = False, frozen: bool = False,
+                 training_refusal: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.biased_moving_variance = biased_moving_variance
+        self.frozen = frozen
+        self.training_refusal = training_refusal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        if self.frozen:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0,
+                                self.eps)
+        if self.training_refusal:
+            raise RuntimeError(f"train mode is not supported: {self.training_refusal}")
+        if not self.biased_moving_variance:
+            return super().forward(x)
+        var, mean = torch.var_mean(x, dim=[0, *range(2, x.dim())], correction=0)
+        with torch.no_grad():  # Keras: moving * momentum + batch * (1 - momentum), torch's momentum = 1 - Keras's
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var, self.momentum)
+            self.num_batches_tracked.add_(1)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+    def extra_repr(self) -> str:
+        flags = [f"{k}=True" for k in ("biased_moving_variance", "frozen") if getattr(self, k)]
+        return ", ".join([super().extra_repr(), *flags])
+
+
+class KerasBatchNorm1d(KerasTrainingMixin, nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` that trains as Keras does (see ``KerasTrainingMixin``)."""
+
+
+class KerasBatchNorm2d(KerasTrainingMixin, nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` that trains as Keras does (see ``KerasTrainingMixin``)."""
+
+
+class KerasBatchNorm3d(KerasTrainingMixin, nn.BatchNorm3d):
+    """``nn.BatchNorm3d`` that trains as Keras does (see ``KerasTrainingMixin``)."""
+
+
+class BatchNormOnAxis(KerasTrainingMixin, nn.BatchNorm1d):
     """``nn.BatchNorm1d`` over channels held on any axis ``dim`` of a tensor of any rank (Keras ``axis`` not on
-    dim 1, e.g. the features of a (B, T, F) tensor, or rank > 5)."""
+    dim 1, e.g. the features of a (B, T, F) tensor, or rank > 5); trains as Keras does (``KerasTrainingMixin``)."""
 
     def __init__(self, num_features: int, dim: int, eps: float = 1e-3, momentum: float = 0.01,
-                 affine: bool = True):
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
+                 affine: bool = True, **training: bool | str):
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine, **training)
         self.dim = dim
 
     def _check_input_dim(self, input: torch.Tensor) -> None:  # noqa: A002  (torch's signature)
@@ -64,17 +119,22 @@ def optional_parameter(shape: Sequence[int], fill: float, present: bool) -> nn.P
 
 class BroadcastBatchNorm(nn.Module):
     """Inference batch normalization with statistics and parameters shaped like the input (1 on every
-    non-normalized axis): tf.keras ``BatchNormalization(axis=[...])``."""
+    non-normalized axis): tf.keras ``BatchNormalization(axis=[...])``. Train mode is refused unless ``frozen``
+    (a Keras layer with ``trainable=False`` stays in inference mode)."""
 
-    def __init__(self, shape: Sequence[int], eps: float = 1e-3, scale: bool = True, center: bool = True):
+    def __init__(self, shape: Sequence[int], eps: float = 1e-3, scale: bool = True, center: bool = True,
+                 frozen: bool = False):
         super().__init__()
         self.eps = eps
+        self.frozen = frozen
         self.weight = optional_parameter(shape, 1.0, scale)
         self.bias = optional_parameter(shape, 0.0, center)
         self.register_buffer("running_mean", torch.zeros(tuple(shape)))
         self.register_buffer("running_var", torch.ones(tuple(shape)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not self.frozen:
+            raise RuntimeError("train mode is not supported for a batch normalization over an axis list")
         y = (x - self.running_mean) * torch.rsqrt(self.running_var + self.eps)
         if self.weight is not None:
             y = y * self.weight

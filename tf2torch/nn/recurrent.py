@@ -326,9 +326,10 @@ class KerasRNN(nn.Module):
     ``(output, *states)`` when ``return_state``."""
 
     def __init__(self, rnn: nn.Module, return_sequences: bool = False, return_state: bool = False,
-                 go_backwards: bool = False, zero_output_for_mask: bool = False):
+                 go_backwards: bool = False, zero_output_for_mask: bool = False, training_refusal: str = ""):
         super().__init__()
         self.rnn = rnn
+        self.training_refusal = training_refusal  # why train mode would not be Keras's (raised in train mode)
         self.return_sequences = return_sequences
         self.return_state = return_state
         self.go_backwards = go_backwards
@@ -356,6 +357,8 @@ class KerasRNN(nn.Module):
 
     def forward(self, x: torch.Tensor, *states: torch.Tensor, initial_state: Sequence[torch.Tensor] | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if self.training and self.training_refusal:
+            raise RuntimeError(f"train mode is not supported: {self.training_refusal}")
         given = list(states) or initial_state
         if isinstance(given, torch.Tensor):
             given = [given]
