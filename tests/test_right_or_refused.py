@@ -116,6 +116,32 @@ def test_torch_names_are_unique_legal_and_not_reserved(names):
         parent.add_module(leaf, torch.nn.Identity())
 
 
+NAME_PARTS = st.sampled_from(["blk", "in", "class", "training", "forward", "code", "graph", "type", "état", "1",
+                               "-", "_", ".", "Ω", "lambda", "state_dict"])
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                HealthCheck.function_scoped_fixture])
+@given(names=st.lists(st.lists(NAME_PARTS, min_size=1, max_size=3).map("".join), min_size=2, max_size=6,
+                      unique=True))
+def test_models_with_random_colliding_names_convert_exactly(names, tmp_path_factory):
+    """Property, on real Keras 3 models: whatever the layer names, each layer keeps its own weights."""
+    import keras
+
+    x = keras.Input((5,), name="x")
+    model = keras.Model(x, [keras.layers.Dense(2, name=name)(x) for name in names])
+    path = tmp_path_factory.mktemp("names") / "m.keras"
+    model.save(path)
+    data = random_inputs(model)
+    module = tf2torch.convert(path)
+    assert_matches(torch_outputs(module, data, "keras"), keras_outputs(model, data))
+    assert sorted(tf2torch_meta_names(module)) == sorted(names)
+
+
+def tf2torch_meta_names(module):
+    return list(module.tf2torch_meta["submodules"].values())
+
+
 @pytest.mark.parametrize("name", ["training", "forward", "in", "class", "blk-1"])
 def test_legal_segment_never_reserved(name):
     segment = legal_segment(name)

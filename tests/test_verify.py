@@ -221,16 +221,18 @@ def test_broken_converter_is_named_as_first_divergence(case, broken_converter, t
 
 # -- round-off or semantic ----------------------------------------------------------------------------------------
 def near_twins(k):
-    """Two nearly equal dot products around 1e4, then their difference: float32 keeps ~3 digits of it."""
+    """Two nearly equal dot products around 1e4, then their difference: float32 keeps ~3 digits of it. As a
+    convolution, TF (Eigen) and torch (oneDNN) sum in different orders, so their float32 results differ (a Dense
+    can round identically on both sides: both call the same sgemm)."""
     rng = np.random.default_rng(0)
-    x = k.Input((512,), name="x")
-    a = k.layers.Dense(2, name="near_twins")(x)
-    model = k.Model(x, k.layers.Dense(1, use_bias=False, name="difference")(a), name="cancellation")
+    x = k.Input((512, 1), name="x")
+    a = k.layers.Conv1D(2, 512, name="near_twins")(x)
+    model = k.Model(x, k.layers.Conv1D(1, 1, use_bias=False, name="difference")(a), name="cancellation")
     w1 = rng.standard_normal(512)
     w2 = w1 + 1e-3 * rng.standard_normal(512)
-    model.get_layer("near_twins").set_weights([np.stack([w1, w2], 1).astype("float32"),
+    model.get_layer("near_twins").set_weights([np.stack([w1, w2], 1)[:, None, :].astype("float32"),
                                                np.array([1e4, 1e4], "float32")])
-    model.get_layer("difference").set_weights([np.array([[1.0], [-1.0]], "float32")])
+    model.get_layer("difference").set_weights([np.array([[[1.0], [-1.0]]], "float32")])
     return model
 
 

@@ -253,6 +253,7 @@ def broadcast_batch_norm(spec: LayerSpec, axes: list[int], arrays: Sequence[np.n
 @converter("BatchNormalization", "SyncBatchNormalization", defaults={
     "renorm_clipping": NO_EFFECT, "renorm_momentum": NO_EFFECT,  # renorm trains differently, infers the same
     "synchronized": NO_EFFECT,  # cross-replica batch statistics: training only
+    "momentum": NO_EFFECT,  # moving-statistics update: read where train mode is supported
 })
 def convert_batch_normalization(spec: LayerSpec) -> Converted:
     """Inference batch normalization with the moving statistics (renorm too: trap (b) of the semantics doc).

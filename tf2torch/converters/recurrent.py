@@ -205,8 +205,9 @@ def keras_rnn(spec: LayerSpec, zero_output_for_mask: bool | None = None) -> Kera
     reject_unsupported(spec, cfg)
     check_units(spec, int(cfg["units"]) if "units" in cfg else int(cfg["filters"]))
     core = CORES[spec.class_name](spec, cfg)
+    configured = bool(cfg.get("zero_output_for_mask", False))  # Bidirectional decides it for its layers
     if zero_output_for_mask is None:
-        zero_output_for_mask = bool(cfg.get("zero_output_for_mask", False))
+        zero_output_for_mask = configured
     return KerasRNN(core, bool(cfg.get("return_sequences", False)), bool(cfg.get("return_state", False)),
                     bool(cfg.get("go_backwards", False)), zero_output_for_mask, dropout_refusal(spec, cfg))
 
@@ -222,6 +223,11 @@ def check_units(spec: LayerSpec, units: int) -> None:
         return
     width = GATES[spec.class_name] * units
     kernel, recurrent = tuple(handles[0].shape), tuple(handles[1].shape)
+    if spec.class_name.startswith("ConvLSTM"):
+        size = spec.config["kernel_size"]
+        size = tuple(size) if isinstance(size, (list, tuple)) else (size,) * (len(kernel) - 2)
+        if kernel[:-2] != tuple(int(s) for s in size):
+            spec.fail(f"kernel_size {list(size)} disagrees with the stored kernel {kernel}")
     if kernel[-1:] != (width,) or recurrent[-2:] != (units, width):
         spec.fail(f"the config's {units} units imply a kernel (…, {width}) and a recurrent kernel (…, {units}, "
                   f"{width}); the file stores {kernel} and {recurrent} (the config and the weights disagree)")
