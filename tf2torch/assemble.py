@@ -127,6 +127,20 @@ def check_supported(graph: KerasGraph) -> None:
         raise UnsupportedLayerError(missing, reasons)
 
 
+MAX_EXAMPLE_ELEMENTS = 1 << 26  # per example input (256 MiB of float32): shapes are found by running examples
+
+
+def check_example_size(name: str, shape: Sequence[int | None]) -> None:
+    """Refuse, before allocating, an example input too large to build with (a declared [100000, 100000, 3])."""
+    elements = EXAMPLE_BATCH
+    for d in shape:
+        elements *= d if d is not None else max(DYNAMIC_SIZES)
+    if elements > MAX_EXAMPLE_ELEMENTS:
+        raise Tf2TorchError(f"input {name}: shape {list(shape)} is too large to build the model with (an example "
+                            f"batch of {elements:,} values, limit {MAX_EXAMPLE_ELEMENTS:,}); give a smaller shape "
+                            "with --input-shape (input_shapes=...)")
+
+
 class Assembler:
     def __init__(self, graph: KerasGraph, layout: str = "channels_first",
                  input_shapes: Sequence[Sequence[int | None]] | None = None):
@@ -164,6 +178,7 @@ class Assembler:
             dynamic = any(d is None for d in shape)
             variants = DYNAMIC_SIZES if dynamic else DYNAMIC_SIZES[:1]
             dtype = TORCH_DTYPES.get(str(spec.dtype), torch.float32)
+            check_example_size(spec.name, shape)
             examples = [torch.zeros((EXAMPLE_BATCH, *[d if d is not None else v for d in shape]), dtype=dtype)
                         for v in variants]
             rank = len(shape) + 1
@@ -232,7 +247,13 @@ class Assembler:
             fn = registry.converter_for(layer.class_name)
             assert fn is not None
             with skip_random_init():
-                converted = fn(spec)
+                try:
+                    converted = fn(spec)
+                except Tf2TorchError:
+                    raise
+                except Exception as exc:  # a config or weight the converter cannot take: name the layer
+                    raise ConversionError(node.layer, layer.class_name,
+                                          f"cannot convert ({type(exc).__name__}: {exc})") from exc
             module = converted.module.eval()
             _set_submodule(self.root, module_path(node.layer), module)
             self.built[node.layer] = (module, converted)
@@ -377,9 +398,9 @@ class Assembler:
 
     def release(self, node_id: str) -> None:
         """Drop the example activations of a node nothing else reads, so peak memory stays near the weights."""
-        for ref, state in self.states.items():
-            if ref.node == node_id:
-                state.examples = [e.new_empty((0, *e.shape[1:])) for e in state.examples]
+        count = len(self.multi_output[node_id][1]) if node_id in self.multi_output else 1
+        for state in filter(None, (self.states.get(TensorRef(node_id, i)) for i in range(count))):
+            state.examples = [e.new_empty((0, *e.shape[1:])) for e in state.examples]
         if node_id in self.multi_output:
             fx_node, layouts, outs, mask = self.multi_output[node_id]
             self.multi_output[node_id] = (fx_node, layouts, [[o.new_empty((0, *o.shape[1:])) for o in out]
