@@ -10,6 +10,9 @@ import io
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -184,6 +187,31 @@ def test_hdf5_loop_is_stopped_by_the_watchdog(tmp_path, monkeypatch):
     t = time.monotonic()
     assert_refused(run_cli("convert", DATA / "hdf5_attribute_loop.h5", out), out, "did not finish within 2 s")
     assert time.monotonic() - t < 30
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the reader process through /proc")
+def test_ctrl_c_stops_a_looping_read(tmp_path):
+    """The issue's symptom: SIGINT was ignored while HDF5 looped. Now the tool waits in Python and Ctrl-C works."""
+    env = {**os.environ, "TF2TORCH_READ_TIMEOUT": "600", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "tf2torch", "inspect", str(DATA / "hdf5_attribute_loop.h5")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=DATA.parent.parent)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 240
+    reader = ""
+    while not reader and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        reader = children.read_text().strip() if children.exists() else ""
+    assert reader, "the reader process never started"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("Ctrl-C did not stop tf2torch")
+    assert proc.returncode != 0
+    assert not Path(f"/proc/{reader.split()[0]}").exists() or "zombie" in Path(
+        f"/proc/{reader.split()[0]}/status").read_text(), "the looping reader was left running"
 
 
 def test_watchdog_stops_a_slow_read_and_passes_results_and_errors():

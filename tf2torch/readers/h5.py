@@ -9,6 +9,7 @@ before gamma). Attribute lists over 64 KB are split into ``name0``, ``name1``, .
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import h5py
@@ -176,7 +177,8 @@ def dataset_loader(file: h5py.File):
             raise ModelFileError(f"cannot read weight {weight.key}: {exc}; the file is truncated or damaged") from None
         if obj is None:
             raise ModelFileError(f"cannot read weight {weight.key}: missing; the file is damaged")
-        return policy.read_dataset(obj, weight.key)
+        return policy.read_dataset(obj, weight.key, file_size)
+    file_size = os.path.getsize(file.filename)
     return load
 
 

@@ -172,9 +172,9 @@ def check_dataset(obj: object, where: str, budget: Budget) -> tuple[tuple[int, .
     return tuple(int(d) for d in shape), str(dtype)
 
 
-def read_dataset(obj: object, where: str) -> np.ndarray:
+def read_dataset(obj: object, where: str, file_size: int) -> np.ndarray:
     """The values of a weight the policy accepted (re-checked: the key is looked up again)."""
-    check_dataset(obj, where, Budget(MAX_TOTAL_BYTES))
+    check_dataset(obj, where, Budget(file_size))
     try:
         return np.asarray(obj[()])
     except (OSError, RuntimeError, ValueError, TypeError) as exc:
