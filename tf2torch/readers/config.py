@@ -20,9 +20,9 @@ from typing import Any
 
 from ..errors import ModelFileError
 from ..graph import InputSpec, KerasGraph, Layer, Node, TensorRef
+from .policy import MAX_NESTING
 
 MODEL_CLASSES = {"Sequential", "Functional", "Model"}
-MAX_NESTING = 64  # nested models inside nested models (the reading policy's limit; Keras files use a few)
 ALL_OUTPUTS = -1  # TensorRef index: every output of the node (a Sequential's last layer)
 
 

@@ -189,7 +189,8 @@ def parse_json(text: str | bytes, what: str) -> object:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{what} is not valid JSON ({exc})") from None
     except RecursionError:
-        raise ModelFileError(f"{what} nests objects too deeply to be a Keras model config") from None
+        raise ModelFileError(f"{what} nests too deeply to be read (models nested thousands deep?); tf2torch reads "
+                             f"at most {policy.MAX_NESTING} levels of nested models") from None
 
 
 def open_h5(path: str) -> Any:

@@ -33,7 +33,7 @@ MAX_TOTAL_BYTES = 64 << 30              # all weights of a model, and an unpacke
 MAX_WEIGHT_RANK = 8
 MAX_CONFIG_BYTES = 1 << 30              # model_config / config.json
 MAX_METADATA_BYTES = 1 << 20            # metadata.json
-MAX_NESTING = 200                       # nested models inside nested models
+MAX_NESTING = 64                        # nested models inside nested models (enforced in config.py)
 MAX_GROUP_DEPTH = 64                    # HDF5 groups below a layer's weight group
 
 

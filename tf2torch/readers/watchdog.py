@@ -5,7 +5,8 @@ model's ``.h5`` does it while the ``model_config`` attribute is read): Python ne
 Ctrl-C nor a timer in the same process can stop it. The structure is therefore read in a forked child process
 that the parent waits for with a deadline (``TF2TORCH_READ_TIMEOUT`` seconds, default ``READ_TIMEOUT_S``),
 polling, so Ctrl-C works too; the child's result (a plain-data ``KerasGraph``, or the exception it raised) comes
-back pickled over a pipe. Where ``fork`` does not exist the read runs in-process.
+back pickled over a pipe. Where ``fork`` does not exist, or with ``TF2TORCH_NO_WATCHDOG=1`` (for a host process
+whose threads make forking unsafe), the read runs in-process.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import select
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -41,7 +43,9 @@ def guarded(read: Callable[[], T], what: str, timeout: float | None = None) -> T
     rfd, wfd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    with warnings.catch_warnings():  # Python 3.12 warns on fork() in a threaded process; the child runs h5py only
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the child: read, send the result, leave without running any cleanup of the parent's
         os.close(rfd)
         code = 0
