@@ -5,7 +5,7 @@ PIP := $(PYTHON) -m pip
 STAMP := .make/installed-$(shell $(PYTHON) -c 'import sys; print("%d%d" % sys.version_info[:2])' 2>/dev/null)
 DEMO_OUT ?= build/demo
 
-.PHONY: install test lint demo bench clean fixtures
+.PHONY: install test lint demo bench clean fixtures fuzz
 
 install: $(STAMP)
 
@@ -15,6 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: install
 	$(PYTHON) -m pytest -q
+
+# A longer seeded run of the mutation fuzzer (tests/test_fuzz.py); FUZZ_SEED picks another sequence of cases.
+FUZZ_CASES ?= 3000
+FUZZ_SEED ?= 1
+fuzz: install
+	FUZZ_CASES=$(FUZZ_CASES) FUZZ_SEED=$(FUZZ_SEED) $(PYTHON) -m pytest -q -x tests/test_fuzz.py
 
 lint: install
 	$(PYTHON) -m ruff check tf2torch tests benchmarks fixtures

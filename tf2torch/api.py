@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -11,9 +10,9 @@ import torch.fx as fx
 
 from . import converters  # noqa: F401  (registers every converter family)
 from .assemble import assemble
-from .errors import ConversionNotice
+from .errors import ConversionNotice, ModelFileError
 from .graph import KerasGraph
-from .io import load_payload, save  # noqa: F401
+from .io import load_payload, read_saved, save  # noqa: F401
 from .readers import open_model
 
 
@@ -56,10 +55,13 @@ def submodule_names(module: fx.GraphModule) -> dict[str, str]:
 
 def load(path: str | os.PathLike) -> fx.GraphModule:
     """Load a file written by ``tf2torch.save``; safe (``weights_only=True``), no pickled code."""
-    payload = load_payload(path)
-    meta = json.loads(payload["meta"])
-    graph = KerasGraph.from_json(meta["graph"])
-    module = assemble(graph, meta["layout"], meta.get("input_shapes"), meta.get("dtype"))
-    module.load_state_dict(payload["state_dict"], strict=True)
-    _attach_meta(module, graph, meta["layout"], meta.get("input_shapes"), meta.get("dtype"))
+    graph, meta, state_dict = read_saved(path)
+    layout, input_shapes, dtype = meta["layout"], meta.get("input_shapes"), meta.get("dtype")
+    try:
+        module = assemble(graph, layout, input_shapes, dtype)
+        module.load_state_dict(state_dict, strict=True)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:  # an IR that does not hold together
+        raise ModelFileError(f"{path}: a damaged tf2torch file ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:300]})") from None
+    _attach_meta(module, graph, layout, input_shapes, dtype)
     return module.eval()

@@ -33,7 +33,7 @@ EXAMPLE_BATCH = 2
 # Stand-in sizes for the dimensions a model leaves open, tried in turn until every layer accepts them: two
 # sizes of different parity, then multiples of 64 (U-Nets), then long sequences (a crop of thousands).
 DYNAMIC_SIZES = ((64, 67), (64, 128), (1024, 2048), (16384, 32768))
-MAX_EXAMPLE_ELEMENTS = 1 << 25  # per example tensor: a stand-in size never builds a tensor larger than this
+MAX_EXAMPLE_ELEMENTS = 1 << 26  # per example input (256 MiB of float32): shapes are found by running examples
 NO_OP_INPUT = "InputLayer"
 
 
@@ -145,6 +145,15 @@ class ExampleTooLarge(Exception):
     """The next stand-in sizes would make example tensors larger than ``MAX_EXAMPLE_ELEMENTS``."""
 
 
+def check_example_size(name: str, sizes: Sequence[Sequence[int]]) -> None:
+    """Refuse, before allocating, an example input too large to build with (a declared [100000, 100000, 3])."""
+    elements = max(math.prod(s) for s in sizes)
+    if elements > MAX_EXAMPLE_ELEMENTS:
+        raise Tf2TorchError(f"input {name}: shape {list(sizes[0][1:])} is too large to build the model with (an "
+                            f"example batch of {elements:,} values, limit {MAX_EXAMPLE_ELEMENTS:,}); give a smaller "
+                            "shape with --input-shape (input_shapes=...)")
+
+
 class Assembler:
     def __init__(self, graph: KerasGraph, layout: str = "channels_first",
                  input_shapes: Sequence[Sequence[int | None]] | None = None,
@@ -192,12 +201,10 @@ class Assembler:
             variants = self.dynamic_sizes if dynamic else self.dynamic_sizes[:1]
             dtype = input_dtype(spec.name, spec.dtype, self.forced_dtype, self.notices)
             sizes = [(EXAMPLE_BATCH, *[d if d is not None else v for d in shape]) for v in variants]
-            if max(math.prod(s) for s in sizes) > MAX_EXAMPLE_ELEMENTS:
-                if dynamic and self.dynamic_sizes != DYNAMIC_SIZES[0]:
-                    raise ExampleTooLarge()
-                raise Tf2TorchError(f"input {spec.name}: shape {list(shape)} is too large to build the model "
-                                    f"with (examples of over {MAX_EXAMPLE_ELEMENTS:,} values); give a smaller "
-                                    "--input-shape")
+            if dynamic and self.dynamic_sizes != DYNAMIC_SIZES[0] and \
+                    max(math.prod(s) for s in sizes) > MAX_EXAMPLE_ELEMENTS:
+                raise ExampleTooLarge()  # later stand-ins only: the first ones get the clear error below
+            check_example_size(spec.name, sizes)
             examples = [torch.zeros(size, dtype=dtype) for size in sizes]
             rank = len(shape) + 1
             layout = L.CHANNELS_FIRST if self.layout == "channels_first" and rank in (4, 5) else L.KERAS
@@ -350,7 +357,13 @@ class Assembler:
         fn = registry.converter_for(layer.class_name)
         assert fn is not None
         with skip_random_init(), registry.weight_dtype(dtype or torch.float32):
-            converted = registry.run_converter(fn, spec)
+            try:
+                converted = registry.run_converter(fn, spec)
+            except Tf2TorchError:
+                raise
+            except Exception as exc:  # a config or weight the converter cannot take: name the layer
+                raise ConversionError(node.layer, layer.class_name,
+                                      f"cannot convert ({type(exc).__name__}: {exc})") from exc
         for weight in layer.weights:
             if loads[id(weight)] != 1:
                 spec.fail(f"stored weight {weight.name} {tuple(weight.shape)} was read {loads[id(weight)]} times by "
@@ -457,9 +470,9 @@ class Assembler:
 
     def release(self, node_id: str) -> None:
         """Drop the example activations of a node nothing else reads, so peak memory stays near the weights."""
-        for ref, state in self.states.items():
-            if ref.node == node_id:
-                state.examples = [e.new_empty((0, *e.shape[1:])) for e in state.examples]
+        count = len(self.multi_output[node_id][1]) if node_id in self.multi_output else 1
+        for state in filter(None, (self.states.get(TensorRef(node_id, i)) for i in range(count))):
+            state.examples = [e.new_empty((0, *e.shape[1:])) for e in state.examples]
         if node_id in self.multi_output:
             fx_node, layouts, outs, mask = self.multi_output[node_id]
             self.multi_output[node_id] = (fx_node, layouts, [[o.new_empty((0, *o.shape[1:])) for o in out]

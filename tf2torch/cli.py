@@ -32,6 +32,9 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(2)
         except (click.ClickException, click.exceptions.Exit, SystemExit, KeyboardInterrupt):
             raise
+        except MemoryError:  # the reading policy bounds what a file may declare; the machine may hold less
+            click.echo("error: out of memory while converting; the model is too large for this machine", err=True)
+            sys.exit(2)
         except Exception as exc:  # never a traceback for the user
             if os.environ.get("TF2TORCH_DEBUG"):
                 raise

@@ -73,3 +73,51 @@ def load_payload(path: str | os.PathLike) -> dict[str, Any]:
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise ModelFileError(f"{p}: written by a newer tf2torch (format {payload['format_version']}); upgrade")
     return payload
+
+
+WEIGHT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+                           "uint16", "uint32", "uint64", "bool"})
+
+
+def read_saved(path: str | os.PathLike) -> tuple[Any, dict[str, Any], dict[str, torch.Tensor]]:
+    """(graph, meta, state_dict) of a ``.pt`` written by ``save``; a malformed file (missing keys,
+    wrong types, weights larger than the file holds) is a ``ModelFileError``, never a bare ``KeyError``."""
+    from .graph import KerasGraph
+
+    payload = load_payload(path)
+    try:
+        meta = json.loads(payload["meta"])
+        graph = KerasGraph.from_json(meta["graph"])
+        layout, input_shapes, state_dict = meta["layout"], meta.get("input_shapes"), payload["state_dict"]
+        if not isinstance(state_dict, dict) or not all(isinstance(t, torch.Tensor) for t in state_dict.values()):
+            raise TypeError("state_dict is not a mapping of tensors")
+        if meta.get("dtype") not in (None, "float32", "float64"):
+            raise TypeError(f"dtype {meta.get('dtype')!r} is not float32, float64 or null")
+        if layout not in ("channels_first", "keras"):
+            raise TypeError(f"layout {layout!r} is not channels_first or keras")
+        if input_shapes is not None and not (isinstance(input_shapes, list) and all(
+                s is None or (isinstance(s, list) and all(d is None or type(d) is int and d >= 0 for d in s))
+                for s in input_shapes)):
+            raise TypeError(f"input_shapes {input_shapes!r} are not lists of dimensions")
+        _check_declared_weights(graph, os.path.getsize(path))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
+        raise ModelFileError(f"{path}: a damaged tf2torch file ({type(exc).__name__}: {exc})") from None
+    return graph, meta, state_dict
+
+
+def _check_declared_weights(graph: Any, file_size: int) -> None:
+    """Weight shapes in the IR are allocated (as zeros) before the state_dict fills them: they must be shapes, of
+    a known dtype, and no larger in all than the file could hold (counted at 8 bytes a value, float64's size)."""
+    total = 0
+    for layer in graph.layers.values():
+        for w in layer.weights:
+            if str(w.dtype) not in WEIGHT_DTYPES:
+                raise TypeError(f"weight {w.key or w.name} has dtype {w.dtype!r}")
+            if not all(type(d) is int and d >= 0 for d in w.shape):
+                raise TypeError(f"weight {w.key or w.name} has shape {list(w.shape)!r}")
+            count = 1
+            for d in w.shape:
+                count *= d
+            total += count * 8
+    if total > 2 * file_size + (64 << 20):
+        raise ValueError(f"the saved graph declares weights of {total:,} bytes, more than the file could hold")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ModelFileError
 from ..graph import KerasGraph
-from .h5 import dataset_loader, open_h5, read_h5
-from .keras_zip import make_workdir, read_keras_zip
+from . import policy, watchdog
+from .h5 import dataset_loader, h5_config_text, open_h5, parse_json, read_h5
+from .keras_zip import keras_zip_config, make_workdir, read_keras_zip
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
@@ -40,31 +43,64 @@ def file_kind(path: str | os.PathLike) -> str:
 
 @contextlib.contextmanager
 def open_model(path: str | os.PathLike) -> Iterator[KerasGraph]:
-    """Read the graph and keep the file open so weights stream in one at a time while converting."""
+    """Read the graph and keep the file open so weights stream in one at a time while converting.
+
+    The structure (config, weight names, shapes, the reading policy's checks) is read under the watchdog; the
+    weight values are read afterwards, one at a time, each checked again by the policy.
+    """
     kind = file_kind(path)
-    if kind == "h5":
-        file = open_h5(str(path))
-        try:
-            try:
-                graph = read_h5(file, str(path))
-            except (OSError, RuntimeError) as exc:
-                raise ModelFileError(f"{path}: cannot read the HDF5 structure ({exc}); the file is damaged") from None
-            graph._loader = dataset_loader(file)
-            yield graph
-        finally:
-            file.close()
-        return
-    workdir = make_workdir()
+    path = str(path)
+    workdir = make_workdir() if kind == "keras" else None
     file = None
     try:
-        try:
-            graph, file = read_keras_zip(str(path), workdir)
-        except (OSError, RuntimeError) as exc:
-            raise ModelFileError(f"{path}: cannot read model.weights.h5 ({exc}); the file is damaged") from None
-        if file is not None:
+        graph, weights_path = watchdog.guarded(lambda: read_structure(kind, path, workdir), path)
+        if weights_path is not None:
+            file = open_h5(str(weights_path))
             graph._loader = dataset_loader(file)
         yield graph
     finally:
         if file is not None:
             file.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def read_config(path: str | os.PathLike) -> object:
+    """The raw (JSON-decoded) model config of a model file, read under the policy and the watchdog."""
+    kind = file_kind(path)
+    path = str(path)
+
+    def read() -> object:
+        if kind == "h5":
+            file = open_h5(path)
+            try:
+                text = h5_config_text(file, path)
+            finally:
+                file.close()
+            return parse_json(text, f"{path}: the model config")
+        return keras_zip_config(path)
+
+    try:
+        return watchdog.guarded(read, path)
+    except (OSError, RuntimeError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise ModelFileError(f"{path}: cannot read the model config ({exc}); the file is damaged") from None
+
+
+def read_structure(kind: str, path: str, workdir: Path | None) -> tuple[KerasGraph, str | Path | None]:
+    """The graph of a model file (no weight values) and the HDF5 file its weights are in."""
+    try:
+        if kind == "h5":
+            file = open_h5(path)
+            try:
+                return read_h5(file, path), path
+            finally:
+                file.close()
+        assert workdir is not None
+        return read_keras_zip(path, workdir)
+    except RecursionError:
+        raise ModelFileError(f"{path}: the model nests too deeply (tf2torch reads at most {policy.MAX_NESTING} "
+                             "levels of nested models)") from None
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        what = "the HDF5 structure" if kind == "h5" else "model.weights.h5"
+        raise ModelFileError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc}); the file is "
+                             "damaged") from None

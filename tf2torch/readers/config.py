@@ -13,12 +13,14 @@ Everything past this module sees one normalized form: a flattened ``KerasGraph``
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ModelFileError
 from ..graph import InputSpec, KerasGraph, Layer, Node, TensorRef
+from .policy import MAX_NESTING
 
 MODEL_CLASSES = {"Sequential", "Functional", "Model"}
 ALL_OUTPUTS = -1  # TensorRef index: every output of the node (a Sequential's last layer)
@@ -31,6 +33,19 @@ class ModelTree:
     key: str
     class_name: str
     layers: list[tuple[str, str, "ModelTree | None"]] = field(default_factory=list)
+    _index: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def find(self, key: str) -> tuple[str, str, "ModelTree | None"] | None:
+        i = self._index.get(key)
+        return self.layers[i] if i is not None else None
+
+    def add(self, key: str, class_name: str, sub: "ModelTree | None" = None) -> None:
+        """Add ``key`` (a dict lookup, not a scan: a model may have 100,000 layers); replace it if known."""
+        if key in self._index:
+            self.layers[self._index[key]] = (key, class_name, sub)
+        else:
+            self._index[key] = len(self.layers)
+            self.layers.append((key, class_name, sub))
 
 
 def normalize_value(value: Any) -> Any:
@@ -49,6 +64,7 @@ def normalize_value(value: Any) -> Any:
     return {k: normalize_value(v) for k, v in value.items()}
 
 
+@functools.lru_cache(maxsize=4096)
 def to_snake_case(name: str) -> str:
     """Keras's ``naming.to_snake_case``: the key a class gets in a ``.keras`` weights file."""
     name = re.sub(r"\W+", "", name)
@@ -66,10 +82,22 @@ def is_model(layer_cfg: dict[str, Any]) -> bool:
 def _shape_without_batch(cfg: dict[str, Any]) -> tuple[int | None, ...] | None:
     for key in ("batch_shape", "batch_input_shape"):
         if cfg.get(key) is not None:
-            return tuple(cfg[key][1:])
+            return _checked_shape(cfg[key], key)[1:]
     if cfg.get("input_shape") is not None:
-        return tuple(cfg["input_shape"])
+        return _checked_shape(cfg["input_shape"], "input_shape")
     return None
+
+
+def _checked_shape(value: Any, key: str) -> tuple[int | None, ...]:
+    """A declared shape: a list of non-negative integers or None (open)."""
+    if not isinstance(value, list) or not value and key != "input_shape":
+        raise ModelFileError(f"{key} {value!r} is not a list of dimensions; the model config does not parse")
+    dims = tuple(value)
+    for d in dims:
+        if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 0):
+            raise ModelFileError(f"{key} {value!r}: dimension {d!r} is not a non-negative integer or null; the "
+                                 "model config does not parse")
+    return dims
 
 
 class _GraphBuilder:
@@ -77,6 +105,7 @@ class _GraphBuilder:
         self.layers: dict[str, Layer] = {}
         self.nodes: list[Node] = []
         self.input_specs: list[InputSpec] = []
+        self.depth = 0
 
     # -- layers -----------------------------------------------------------------------------------------
     def add_layer(self, key: str, layer_cfg: dict[str, Any]) -> None:
@@ -96,10 +125,17 @@ class _GraphBuilder:
     def expand_model(self, model_cfg: dict[str, Any], layer_prefix: str, node_prefix: str,
                      bound: list[TensorRef] | None, tree: ModelTree) -> list[TensorRef]:
         """Add the nodes of one model call; ``bound`` are the outer tensors fed to its inputs (None: top level)."""
+        if self.depth >= MAX_NESTING:
+            raise ModelFileError(f"nested model {layer_prefix.rstrip('/')[:200]}: models nested more than "
+                                 f"{MAX_NESTING} deep; tf2torch reads at most {MAX_NESTING} levels")
         cfg = model_cfg.get("config")
-        if model_cfg.get("class_name") == "Sequential" or isinstance(cfg, list):
-            return self._expand_sequential(cfg, layer_prefix, node_prefix, bound, tree)
-        return self._expand_functional(cfg, layer_prefix, node_prefix, bound, tree)
+        self.depth += 1
+        try:
+            if model_cfg.get("class_name") == "Sequential" or isinstance(cfg, list):
+                return self._expand_sequential(cfg, layer_prefix, node_prefix, bound, tree)
+            return self._expand_functional(cfg, layer_prefix, node_prefix, bound, tree)
+        finally:
+            self.depth -= 1
 
     def _expand_sequential(self, cfg: Any, layer_prefix: str, node_prefix: str,
                            bound: list[TensorRef] | None, tree: ModelTree) -> list[TensorRef]:
@@ -112,7 +148,7 @@ class _GraphBuilder:
         current: list[TensorRef]
         if layer_cfgs[0].get("class_name") == "InputLayer":
             first, rest = layer_cfgs[0], layer_cfgs[1:]
-            tree.layers.append((layer_prefix + first["name"], "InputLayer", None))
+            tree.add(layer_prefix + first["name"], "InputLayer")
             current = self._input(first["name"], normalize_value(first["config"]), layer_prefix, node_prefix, bound, 0)
         else:
             first_cfg = normalize_value(layer_cfgs[0].get("config") or {})
@@ -134,7 +170,7 @@ class _GraphBuilder:
         output_refs = _ref_list(cfg.get("output_layers"))
         resolved: dict[tuple[str, int], list[TensorRef]] = {}
         for lc in cfg["layers"]:
-            tree.layers.append((layer_prefix + lc["name"], lc["class_name"], None))
+            tree.add(layer_prefix + lc["name"], lc["class_name"])
         # bind inputs
         if bound is not None and len(bound) != len(input_refs):
             raise ModelFileError(f"nested model {layer_prefix.rstrip('/')}: called with {len(bound)} tensors, "
@@ -145,27 +181,56 @@ class _GraphBuilder:
                                               bound, i)
 
         in_progress: set[tuple[str, int]] = set()
+        parsed: dict[tuple[str, int], Any] = {}
+
+        def parse(key: tuple[str, int]) -> Any:
+            """The serialized call ``key`` = (layer, index into its inbound_nodes), parsed once."""
+            if key not in parsed:
+                name, call = key
+                if name not in layer_cfgs:
+                    raise ModelFileError(f"the model config refers to a layer {name!r} that it does not define")
+                calls = layer_cfgs[name].get("inbound_nodes") or []
+                if call >= len(calls) or call < 0:
+                    raise ModelFileError(f"layer {name}: the config refers to call {call}, the layer has "
+                                         f"{len(calls)}")
+                parsed[key] = self._parse_call(calls[call], layer_cfgs)
+            return parsed[key]
+
+        def dependency(ref: tuple[str, int, int]) -> tuple[str, int] | None:
+            name, node_index, _ = ref
+            lc = layer_cfgs.get(name)
+            if lc is None or lc["class_name"] == "InputLayer":
+                return None
+            return (name, node_index - 1 if _starts_at_one(lc, self._dialect, False) else node_index)
 
         def resolve(name: str, call: int) -> list[TensorRef]:
-            """Outputs of call ``call`` (an index into the layer's serialized inbound_nodes) of ``name``."""
-            if (name, call) in resolved:
-                return resolved[(name, call)]
-            if name not in layer_cfgs:
-                raise ModelFileError(f"the model config refers to a layer {name!r} that it does not define")
-            lc = layer_cfgs[name]
-            calls = lc.get("inbound_nodes") or []
-            if call >= len(calls) or call < 0:
-                raise ModelFileError(f"layer {name}: the config refers to call {call}, the layer has {len(calls)}")
-            if (name, call) in in_progress:
-                raise ModelFileError(f"layer {name}: the model config has a cycle")
-            in_progress.add((name, call))
-            args, tensor_kwargs, kwargs = self._parse_call(calls[call], layer_cfgs)
-            inputs = [t for ref in args for t in resolve_ref(ref)]
-            tkw = {k: ([resolve_ref(x)[0] for x in r] if isinstance(r, list) else resolve_ref(r)[0])
-                   for k, r in tensor_kwargs.items()}
-            out = self._call(lc, layer_prefix, node_prefix, call, inputs, tkw, kwargs, tree)
-            resolved[(name, call)] = out
-            return out
+            """Outputs of call ``call`` (an index into the layer's serialized inbound_nodes) of ``name``; an explicit
+            stack, not recursion, so a chain of 100,000 layers resolves."""
+            stack = [(name, call)]
+            while stack:
+                key = stack[-1]
+                if key in resolved:
+                    stack.pop()
+                    continue
+                args, tensor_kwargs, kwargs = parse(key)
+                refs = list(args) + [x for r in tensor_kwargs.values() for x in (r if isinstance(r, list) else [r])]
+                waiting = [d for d in map(dependency, refs) if d is not None and d not in resolved]
+                if waiting:
+                    if key in in_progress:
+                        raise ModelFileError(f"layer {key[0]}: the model config has a cycle")
+                    in_progress.add(key)
+                    for d in waiting:
+                        if d in in_progress:
+                            raise ModelFileError(f"layer {d[0]}: the model config has a cycle")
+                    stack.extend(reversed(waiting))
+                    continue
+                inputs = [t for ref in args for t in resolve_ref(ref)]
+                tkw = {k: ([resolve_ref(x)[0] for x in r] if isinstance(r, list) else resolve_ref(r)[0])
+                       for k, r in tensor_kwargs.items()}
+                resolved[key] = self._call(layer_cfgs[key[0]], layer_prefix, node_prefix, key[1], inputs, tkw,
+                                           kwargs, tree)
+                stack.pop()
+            return resolved[(name, call)]
 
         def resolve_ref(ref: tuple[str, int, int], from_io_list: bool = False) -> list[TensorRef]:
             name, node_index, tensor_index = ref
@@ -212,16 +277,17 @@ class _GraphBuilder:
         node_id = node_prefix + name + (f":{call}" if call else "")
         if is_model(lc):
             sub = ModelTree(layer_prefix + name, lc["class_name"])
-            if not any(entry[0] == sub.key and entry[2] is not None for entry in tree.layers):
-                _replace_tree_entry(tree, layer_prefix + name, lc["class_name"], sub)
+            known = tree.find(sub.key)
+            if known is None or known[2] is None:
+                tree.add(layer_prefix + name, lc["class_name"], sub)
             else:
                 sub = ModelTree(sub.key, sub.class_name)  # later call of a shared nested model: tree known
             return self.expand_model(lc, layer_prefix + name + "/", node_id + "/", inputs, sub)
         inner = (lc.get("config") or {}).get("layer") if lc.get("class_name") == "TimeDistributed" else None
         if isinstance(inner, dict) and is_model(inner):
             return self._expand_time_distributed(lc, inner, layer_prefix + name, node_id, inputs, tree)
-        if not any(entry[0] == layer_prefix + name for entry in tree.layers):
-            tree.layers.append((layer_prefix + name, lc["class_name"], None))
+        if tree.find(layer_prefix + name) is None:
+            tree.add(layer_prefix + name, lc["class_name"])
         self.add_layer(layer_prefix + name, lc)
         self.nodes.append(Node(node_id, layer_prefix + name, list(inputs), dict(tensor_kwargs), kwargs))
         return [TensorRef(node_id, 0)]
@@ -231,9 +297,10 @@ class _GraphBuilder:
         """``TimeDistributed(model)``: fold time into the batch, run the inner model's layers (flattened like any
         nested model, so each uses its own converter), unfold. The inner layers are keyed ``<td>/<layer>``."""
         sub = ModelTree(key, inner["class_name"])
-        known = next((entry[2] for entry in tree.layers if entry[0] == key and entry[2] is not None), None)
+        entry = tree.find(key)
+        known = entry[2] if entry is not None else None
         if known is None:
-            _replace_tree_entry(tree, key, "TimeDistributed", sub)
+            tree.add(key, "TimeDistributed", sub)
         for suffix, class_name in (("fold", "TimeDistributedFold"), ("unfold", "TimeDistributedUnfold")):
             self.layers.setdefault(f"{key}/{suffix}", Layer(f"{key}/{suffix}", class_name, {"name": suffix}))
         self.nodes.append(Node(f"{node_id}/fold", f"{key}/fold", [inputs[0]]))
@@ -274,14 +341,6 @@ class _GraphBuilder:
                     elif value is not None:
                         kwargs[key] = normalize_value(value)
         return args, tensor_kwargs, kwargs
-
-
-def _replace_tree_entry(tree: ModelTree, key: str, class_name: str, sub: ModelTree) -> None:
-    for i, entry in enumerate(tree.layers):
-        if entry[0] == key:
-            tree.layers[i] = (key, class_name, sub)
-            return
-    tree.layers.append((key, class_name, sub))
 
 
 def _starts_at_one(lc: dict[str, Any], dialect: int, from_io_list: bool) -> bool:
@@ -361,14 +420,18 @@ def parse_model_config(model_config: Any, keras_version: str, source_format: str
     builder = _GraphBuilder()
     cfg = model_config["config"]
     name = (cfg.get("name") if isinstance(cfg, dict) else None) or "model"
+    if not isinstance(name, str):
+        raise ModelFileError(f"the model's name {name!r} is not a string; the model config does not parse")
     tree = ModelTree("", model_config["class_name"])
     try:
         outputs = builder.expand_model(model_config, "", "", None, tree)
         if model_config["class_name"] == "Sequential" or isinstance(cfg, list):
             # A Sequential returns whatever its last layer returns, several tensors included.
             outputs = [TensorRef(ref.node, ALL_OUTPUTS) for ref in outputs]
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise ModelFileError(f"the model config does not parse ({type(exc).__name__}: {exc})") from None
+    except RecursionError:
+        raise ModelFileError("the model config nests values too deeply to be a Keras model config") from None
     inputs = [TensorRef(n.id, 0) for n in builder.nodes if builder.layers[n.layer].class_name == "InputLayer"]
     graph = KerasGraph(name=name, layers=builder.layers, nodes=_topological(builder.nodes, outputs),
                        inputs=_ordered_inputs(model_config, inputs), outputs=outputs,

@@ -10,8 +10,6 @@ alphabetically.
 
 from __future__ import annotations
 
-import json
-import shutil
 import tempfile
 import zipfile
 import zlib
@@ -21,34 +19,40 @@ import h5py
 
 from ..errors import ModelFileError
 from ..graph import KerasGraph, Weight
+from . import policy
 from .config import ModelTree, parse_model_config, to_snake_case
+from .h5 import parse_json
 
 CHILD_ORDER = {"forward_layer": 0, "backward_layer": 1}
 
 
-def read_keras_zip(path: str, workdir: Path) -> tuple[KerasGraph, h5py.File | None]:
-    """Parse the archive; ``model.weights.h5`` is streamed to ``workdir`` so h5py reads it lazily."""
+def read_keras_zip(path: str, workdir: Path) -> tuple[KerasGraph, Path | None]:
+    """Parse the archive; ``model.weights.h5`` is streamed (size-checked) to ``workdir`` so h5py reads it lazily.
+    Returns the graph and the path of the unpacked weights file (None without weights)."""
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
             if "config.json" not in names:
                 raise ModelFileError(f"{path}: zip file without config.json; not a Keras .keras model file")
-            config_text = archive.read("config.json")
-            metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
+            config_text = policy.read_zip_member(archive, "config.json", policy.MAX_CONFIG_BYTES, path)
+            metadata_text = (policy.read_zip_member(archive, "metadata.json", policy.MAX_METADATA_BYTES, path)
+                             if "metadata.json" in names else None)
             weights_path = None
             if "model.weights.h5" in names:
                 weights_path = workdir / "model.weights.h5"
-                with archive.open("model.weights.h5") as src, open(weights_path, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+                with open(weights_path, "wb") as dst:
+                    policy.read_zip_member(archive, "model.weights.h5", policy.MAX_TOTAL_BYTES, path, dst)
             elif "model.weights.npz" in names:
                 raise ModelFileError(f"{path}: weights stored as .npz are not supported; re-save with Keras 3's "
                                      "default (model.weights.h5)")
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         raise ModelFileError(f"{path}: the zip archive is truncated or damaged ({exc})") from None
-    try:
-        model_config = json.loads(config_text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{path}: config.json is not valid JSON ({exc})") from None
+    except (OSError, ValueError, RuntimeError) as exc:  # e.g. an encrypted member, a bad header
+        raise ModelFileError(f"{path}: the zip archive cannot be read ({exc})") from None
+    model_config = parse_json(config_text, f"{path}: config.json")
+    metadata = parse_json(metadata_text, f"{path}: metadata.json") if metadata_text is not None else {}
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{path}: metadata.json is not a JSON object")
     keras_version = str(metadata.get("keras_version", "3"))
     graph, tree = parse_model_config(model_config, keras_version, "keras")
     if weights_path is None:
@@ -57,18 +61,38 @@ def read_keras_zip(path: str, workdir: Path) -> tuple[KerasGraph, h5py.File | No
         file = h5py.File(weights_path, "r")
     except OSError as exc:
         raise ModelFileError(f"{path}: model.weights.h5 inside the archive is damaged ({exc})") from None
-    root = file["_layer_checkpoint_dependencies"] if "_layer_checkpoint_dependencies" in file else file
-    if "layers" in root:
-        _attach(graph, tree, root["layers"])
-    return graph, file
+    try:
+        budget = policy.Budget.for_file(weights_path)
+        root = policy.group_child(file, "_layer_checkpoint_dependencies", "model.weights.h5") or file
+        layers = policy.group_child(root, "layers", "model.weights.h5")
+        if layers is not None:
+            _attach(graph, tree, layers, budget)
+    finally:
+        file.close()
+    return graph, weights_path
 
 
-def _attach(graph: KerasGraph, tree: ModelTree, container: h5py.Group) -> None:
+def keras_zip_config(path: str) -> object:
+    """Only the decoded ``config.json`` of a ``.keras`` file."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" not in archive.namelist():
+                raise ModelFileError(f"{path}: zip file without config.json; not a Keras .keras model file")
+            text = policy.read_zip_member(archive, "config.json", policy.MAX_CONFIG_BYTES, path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, OSError,
+            ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: the zip archive is truncated or damaged ({exc})") from None
+    return parse_json(text, f"{path}: config.json")
+
+
+def _attach(graph: KerasGraph, tree: ModelTree, container: h5py.Group, budget: policy.Budget) -> None:
     by_name_attr = {}
-    for key in container:
-        vars_group = container[key].get("vars")
+    present = set(container)  # one listing, not an HDF5 lookup per layer
+    for key in present:
+        group = policy.child(container, key, container.name)
+        vars_group = policy.group_child(group, "vars", group.name) if isinstance(group, h5py.Group) else None
         if vars_group is not None and "name" in vars_group.attrs:
-            by_name_attr[str(vars_group.attrs["name"])] = key
+            by_name_attr[str(policy.attribute(vars_group, "name", vars_group.name))] = key
     used: dict[str, int] = {}
     for layer_key, class_name, sub in tree.layers:
         if tree.class_name == "Sequential" and class_name == "InputLayer":
@@ -82,27 +106,45 @@ def _attach(graph: KerasGraph, tree: ModelTree, container: h5py.Group) -> None:
             counted = base
         name = layer_key.split("/")[-1]
         group_key = by_name_attr.get(name, counted)
-        if group_key not in container:
+        if group_key not in present:
             continue
-        group = container[group_key]
+        group = policy.group_child(container, group_key, f"layer {layer_key}")
+        if group is None:
+            continue
         if sub is not None:
             if "layers" not in group and "layer" in group:  # TimeDistributed(model): the model is its `layer`
-                group = group["layer"]
-            if "layers" in group:
-                _attach(graph, sub, group["layers"])
+                group = policy.group_child(group, "layer", f"layer {layer_key}")
+            layers = policy.group_child(group, "layers", f"layer {layer_key}")
+            if layers is not None:
+                _attach(graph, sub, layers, budget)
         elif layer_key in graph.layers:
-            graph.layers[layer_key].weights = list(_layer_weights(group, ""))
+            graph.layers[layer_key].weights = list(_layer_weights(group, "", layer_key, budget, 0))
 
 
-def _layer_weights(group: h5py.Group, prefix: str):
-    if "vars" in group:
-        for index in sorted(group["vars"], key=int):
-            ds = group["vars"][index]
-            yield Weight(f"{prefix}vars/{index}", tuple(ds.shape), str(ds.dtype), ds.name)
-    children = sorted((k for k in group if k != "vars" and isinstance(group[k], h5py.Group)),
-                      key=lambda k: (CHILD_ORDER.get(k, 2), k))
-    for child in children:
-        yield from _layer_weights(group[child], f"{prefix}{child}/")
+def _layer_weights(group: h5py.Group, prefix: str, layer_key: str, budget: policy.Budget, depth: int):
+    if depth > policy.MAX_GROUP_DEPTH:
+        raise ModelFileError(f"layer {layer_key}: weight groups nested more than {policy.MAX_GROUP_DEPTH} deep "
+                             "(a cycle of hard links?); the file is damaged")
+    vars_group = policy.group_child(group, "vars", f"layer {layer_key}")
+    if vars_group is not None:
+        try:
+            indices = sorted(vars_group, key=int)
+        except ValueError:
+            raise ModelFileError(f"layer {layer_key}: weight names in {vars_group.name} are not numbers; the file "
+                                 "is damaged") from None
+        for index in indices:
+            ds = policy.child(vars_group, index, f"layer {layer_key}")
+            shape, dtype = policy.check_dataset(ds, f"layer {layer_key}, weight {prefix}vars/{index}", budget)
+            yield Weight(f"{prefix}vars/{index}", shape, dtype, ds.name)
+    children = []
+    for k in group:
+        if k == "vars":
+            continue
+        obj = policy.child(group, k, f"layer {layer_key}")
+        if isinstance(obj, h5py.Group):
+            children.append(k)
+    for child in sorted(children, key=lambda k: (CHILD_ORDER.get(k, 2), k)):
+        yield from _layer_weights(group[child], f"{prefix}{child}/", layer_key, budget, depth + 1)
 
 
 def make_workdir() -> Path:

@@ -63,11 +63,31 @@ def import_keras(keras_major: int) -> tuple[Any, str, str | None]:
     return keras, ("keras" if keras.__version__.startswith("3") else "tf_keras"), note
 
 
+def check_safe_to_load(path: str) -> None:
+    """Refuse, before Keras opens it, a file that Keras could not load without running code stored in it, or that
+    breaks the reading policy (external storage, links, bombs: Keras would read those too). The same check as
+    ``convert``: a ``Lambda``'s bytecode is never executed, reachable or not ([K3] ``safe_mode``; tf_keras loads
+    ``.h5`` Lambdas without asking)."""
+    from ..errors import UnsupportedLayerError
+    from ..readers import open_model, read_config
+    from ..readers.policy import layers_with_code
+
+    with open_model(path):
+        pass
+    code = layers_with_code(read_config(path))
+    if code:
+        reason = ("stores Python bytecode, which tf2torch never executes (verify loads the model with Keras, so it "
+                  "refuses it too); replace the Lambda with a built-in layer")
+        raise UnsupportedLayerError(code, {name: reason for name, _ in code})
+
+
 def load_keras_model(path: str, keras_major: int, dtype: str = "float32") -> KerasModel:
-    """Load ``path`` with the right Keras, in ``dtype`` (``float64`` rebuilds every layer in float64)."""
+    """Load ``path`` with the right Keras, in ``dtype`` (``float64`` rebuilds every layer in float64); never runs
+    code stored in the file (``check_safe_to_load``, and ``safe_mode=True`` where Keras has it)."""
+    check_safe_to_load(path)
     keras, flavour, note = import_keras(keras_major)
     try:
-        model = keras.models.load_model(str(path), compile=False)
+        model = keras.models.load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many kinds; the user needs one line
         message = " ".join(str(exc).split())[:300]
         raise ModelFileError(f"{path}: {flavour} {keras.__version__} cannot load this model ({message})") from None
