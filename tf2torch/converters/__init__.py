@@ -8,7 +8,6 @@ from . import (  # noqa: F401
     embedding,
     merge,
     normalization,
-    ops,
     pooling,
     preprocessing,
     recurrent,

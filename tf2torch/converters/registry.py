@@ -98,6 +98,11 @@ def converter(*class_names: str, replace: bool = False) -> Callable[[ConverterFn
 
 
 def converter_for(class_name: str) -> ConverterFn | None:
+    """The converter of a layer class, or of an op node (a dotted name: ``tf2torch.ops``)."""
+    if "." in class_name:
+        from .. import ops
+
+        return ops.converter_for(class_name)
     return CONVERTERS.get(class_name)
 
 
