@@ -1,10 +1,11 @@
 """tf2torch: convert TensorFlow/Keras models into PyTorch modules that match them to float32 round-off."""
 
 from .api import convert, load, save
+from .converters.registry import Converted, LayerSpec
 from .converters.registry import converter as register
 from .errors import ConversionError, ModelFileError, Tf2TorchError, UnsupportedLayerError
 from .verify import verify
 
 __version__ = "0.1.0"
-__all__ = ["convert", "verify", "save", "load", "register", "Tf2TorchError", "ModelFileError",
-           "UnsupportedLayerError", "ConversionError"]
+__all__ = ["convert", "verify", "save", "load", "register", "LayerSpec", "Converted", "Tf2TorchError",
+           "ModelFileError", "UnsupportedLayerError", "ConversionError"]

@@ -10,6 +10,7 @@ import torch.fx as fx
 
 from . import converters  # noqa: F401  (registers every converter family)
 from .assemble import assemble
+from .errors import UnsupportedLayerError
 from .graph import KerasGraph
 from .io import load_payload, save  # noqa: F401
 from .readers import open_model
@@ -31,8 +32,11 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
 
 def _attach_meta(module: fx.GraphModule, graph: KerasGraph, layout: str,
                  input_shapes: Sequence[Sequence[int | None]] | None) -> None:
+    from .converters.registry import custom_converters
+
     module.tf2torch_meta = {
         "graph": graph.to_json(),
+        "custom_converters": custom_converters([layer.class_name for layer in graph.layers.values()]),
         "layout": layout,
         "input_shapes": [list(s) if s is not None else None for s in input_shapes] if input_shapes else None,
     }
@@ -43,7 +47,22 @@ def load(path: str | os.PathLike) -> fx.GraphModule:
     payload = load_payload(path)
     meta = json.loads(payload["meta"])
     graph = KerasGraph.from_json(meta["graph"])
+    require_custom_converters(path, meta.get("custom_converters") or {})
     module = assemble(graph, meta["layout"], meta.get("input_shapes"))
     module.load_state_dict(payload["state_dict"], strict=True)
     _attach_meta(module, graph, meta["layout"], meta.get("input_shapes"))
     return module.eval()
+
+
+def require_custom_converters(path: str | os.PathLike, used: dict[str, str]) -> None:
+    """A ``.pt`` converted with the user's own converters is rebuilt with them: say which to register."""
+    from .converters.registry import converter_for
+
+    missing = {name: fn for name, fn in used.items() if converter_for(name) is None}
+    if missing:
+        listed = ", ".join(f"{name} (converted by {fn})" for name, fn in missing.items())
+        raise UnsupportedLayerError(
+            [(name, name) for name in missing],
+            message=f"{path} was converted with custom converters that are not registered now: {listed}. Import "
+                    f"the module that registers them (@tf2torch.register({next(iter(missing))!r})) before "
+                    "tf2torch.load")

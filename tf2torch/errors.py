@@ -17,8 +17,12 @@ class ModelFileError(Tf2TorchError):
 class UnsupportedLayerError(Tf2TorchError):
     """One or more layers have no converter; lists every one of them at once."""
 
-    def __init__(self, layers: list[tuple[str, str]], reasons: dict[str, str] | None = None):
+    def __init__(self, layers: list[tuple[str, str]], reasons: dict[str, str] | None = None,
+                 message: str | None = None):
         self.layers = layers
+        if message is not None:
+            super().__init__(message)
+            return
         reasons = reasons or {}
         parts = []
         for name, class_name in layers:
