@@ -261,3 +261,18 @@ def test_unimplemented_argument_refused(case, tmp_path):
     k.Model(x, fn(k, x)).save(path)
     with pytest.raises(tf2torch.Tf2TorchError, match=word):
         tf2torch.convert(path)
+
+
+def test_saved_op_model_loads(tmp_path):
+    """Op arguments live in the IR (plain JSON), so a saved ``.pt`` rebuilds the same module."""
+    import keras
+    import torch
+
+    path = tmp_path / "m.keras"
+    keras3_mixed(keras).save(path)
+    module = tf2torch.convert(path)
+    tf2torch.save(module, tmp_path / "m.pt")
+    loaded = tf2torch.load(tmp_path / "m.pt")
+    x = torch.randn(2, 3, 16, 16)
+    for a, b in zip(module(x), loaded(x)):
+        assert torch.equal(a, b)
