@@ -58,6 +58,11 @@ OPS = {
     "equal_or": (lambda o, x, y: o.cast(o.logical_or(o.equal(o.round(x), 0.0), o.not_equal(y, 1.0)), "float32"),
                  lambda t, x, y: t.cast(t.math.logical_or(t.equal(t.round(x), 0.0), t.not_equal(y, 1.0)),
                                         "float32"), "any"),
+    "more_unary": (lambda o, x, y: o.tanh(x) + o.erf(y) + o.softsign(x) + o.expm1(y) + o.reciprocal(x),
+                   lambda t, x, y: t.tanh(x) + t.math.erf(y) + t.nn.softsign(x) + t.math.expm1(y)
+                   + t.math.reciprocal(x), "positive"),
+    "tf_only_arithmetic": (None, lambda t, x, y: t.math.squared_difference(x, y) + t.math.add_n([x, y, x])
+                           + t.math.divide_no_nan(x, t.nn.relu(y)), "any"),
     # reductions
     "mean_spatial": (lambda o, x, y: o.mean(x, axis=[1, 2]), lambda t, x, y: t.reduce_mean(x, axis=[1, 2]), "any"),
     "sum_channels_keepdims": (lambda o, x, y: o.sum(x, axis=-1, keepdims=True),
@@ -95,6 +100,8 @@ OPS = {
     "concatenate_h": (lambda o, x, y: o.concatenate([x, y], axis=1), lambda t, x, y: t.concat([x, y], axis=1), "any"),
     "stack": (lambda o, x, y: o.stack([x, y], axis=2), lambda t, x, y: t.stack([x, y], axis=2), "any"),
     "split": (lambda o, x, y: o.split(x, [1, 3], axis=2)[1], lambda t, x, y: t.split(x, [1, 2, 1], axis=2)[1], "any"),
+    "unstack": (lambda o, x, y: o.unstack(x, axis=2)[1] - o.unstack(y, axis=-1)[3][..., :1],
+                lambda t, x, y: t.unstack(x, axis=2)[1] - t.unstack(y, axis=-1)[3][..., :1], "any"),
     "tile": (lambda o, x, y: o.tile(x, (1, 2, 1, 3)), lambda t, x, y: t.tile(x, (1, 2, 1, 3)), "any"),
     "repeat": (lambda o, x, y: o.repeat(x, 2, axis=2), lambda t, x, y: t.repeat(x, 2, axis=2), "any"),
     "broadcast_to": (lambda o, x, y: o.broadcast_to(x[:1, :1], (2, 3, 4, 5)),

@@ -25,8 +25,9 @@ def convert_layer_scale(spec: LayerSpec) -> Converted:
     return Converted(module, input_layouts=layout, output_layouts=layout)
 
 
-@converter("CustomScaleLayer")
+@converter("CustomScaleLayer", "Custom>CustomScaleLayer")
 def convert_custom_scale_layer(spec: LayerSpec) -> Converted:
+    """tf_keras registers it as ``Custom>CustomScaleLayer`` (its ``.keras`` files record that name)."""
     if len(spec.input_shapes) != 2:
         spec.fail(f"expected two inputs, got {len(spec.input_shapes)}")
     layouts = set(spec.input_layouts)

@@ -284,6 +284,13 @@ def full_like(x: torch.Tensor, value: float, dtype: torch.dtype | None) -> torch
     return torch.full_like(x, value, dtype=dtype or x.dtype)
 
 
+def add_n(*xs: torch.Tensor) -> torch.Tensor:
+    out = xs[0]
+    for x in xs[1:]:
+        out = out + x
+    return out
+
+
 def power(x: torch.Tensor, y: Any) -> torch.Tensor:
     return torch.pow(x, y)
 
@@ -294,7 +301,8 @@ def identity(x: torch.Tensor) -> torch.Tensor:
 
 FUNCTIONS: dict[str, Any] = {
     # arithmetic
-    "add": torch.add, "subtract": torch.sub, "multiply": torch.mul, "divide": torch.div, "true_divide": true_divide,
+    "add": torch.add, "add_n": add_n, "subtract": torch.sub, "multiply": torch.mul, "divide": torch.div,
+    "true_divide": true_divide,
     "floor_divide": floor_divide, "floor_mod": floor_mod, "power": power, "divide_no_nan": divide_no_nan,
     "minimum": torch.minimum, "maximum": torch.maximum, "squared_difference": lambda x, y: (x - y) * (x - y),
     "negative": torch.neg, "abs": torch.abs, "square": torch.square, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt,

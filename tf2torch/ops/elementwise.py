@@ -113,6 +113,16 @@ def convert_unary(call: OpCall) -> Converted:
     return elementwise(call, call.op, [call.arg("x")])
 
 
+spelling("tf.math.add_n", "add_n", "inputs:xs, name=None")
+spelling("tf.add_n", "add_n", "inputs:xs, name=None")
+
+
+@operation("add_n")
+def convert_add_n(call: OpCall) -> Converted:
+    xs = call.arg("xs")
+    return elementwise(call, "add_n", xs if isinstance(xs, list) else [xs])
+
+
 # -- unary with parameters ----------------------------------------------------------------------------------
 spelling("keras.ops.Round", "round", "x, decimals=0")
 spelling("tf.math.round", "round", "x, name=None")
