@@ -95,3 +95,34 @@ def test_registered_name_shadowing_a_builtin_is_not_sent_to_it(tmp_path):
     keras.Model(x, Dense()(x)).save(path)
     with pytest.raises(UnsupportedLayerError, match=r"shadow>Dense"):
         tf2torch.convert(path)
+
+
+def test_user_converter_for_an_op_spelling(tmp_path):
+    """An operation tf2torch lacks can get a converter of yours under its spelling (``tf.math.cumsum``)."""
+    import tensorflow as tf
+    import tf_keras as k
+    import torch
+
+    x = k.Input((4, 3))
+    model = k.Model(x, tf.math.cumsum(x, axis=1))
+    path = tmp_path / "cumsum.h5"
+    model.save(path)
+
+    class CumSum(torch.nn.Module):
+        def __init__(self, dim: int):
+            super().__init__()
+            self.dim = dim
+
+        def forward(self, x):
+            return torch.cumsum(x, self.dim)
+
+    def convert_cumsum(spec: tf2torch.LayerSpec) -> tf2torch.Converted:
+        return tf2torch.Converted(CumSum(int(spec.call_kwargs["__kwargs__"]["axis"])), input_layouts="keras")
+
+    tf2torch.register("tf.math.cumsum")(convert_cumsum)
+    try:
+        module = tf2torch.convert(path)
+    finally:
+        registry.CONVERTERS.pop("tf.math.cumsum")
+    data = np.random.default_rng(0).standard_normal((2, 4, 3)).astype("float32")
+    np.testing.assert_allclose(module(torch.from_numpy(data)).numpy(), np.asarray(model(data)), rtol=1e-5, atol=1e-6)

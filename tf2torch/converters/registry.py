@@ -98,8 +98,9 @@ def converter(*class_names: str, replace: bool = False) -> Callable[[ConverterFn
 
 
 def converter_for(class_name: str) -> ConverterFn | None:
-    """The converter of a layer class, or of an op node (a dotted name: ``tf2torch.ops``)."""
-    if "." in class_name:
+    """The converter of a layer class, or of an op node (a dotted name: ``tf2torch.ops``, unless the user
+    registered a converter for that very spelling)."""
+    if "." in class_name and class_name not in CONVERTERS:
         from .. import ops
 
         return ops.converter_for(class_name)
@@ -109,7 +110,7 @@ def converter_for(class_name: str) -> ConverterFn | None:
 def describe_converter(class_name: str) -> str | None:
     """Which converter handles ``class_name``: ``conv.convert_conv2d``, ``op add`` for an op node, or
     ``custom my_module.convert_scale`` for one registered outside tf2torch (None: no converter)."""
-    if "." in class_name:
+    if "." in class_name and class_name not in CONVERTERS:
         from .. import ops
 
         spelling = ops.SPELLINGS.get(class_name)
