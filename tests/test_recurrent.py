@@ -147,6 +147,10 @@ CASES = {
     "stacked": lambda k: seq(k, k.layers.LSTM(5, return_sequences=True), k.layers.GRU(4, return_sequences=True),
                              k.layers.SimpleRNN(3), k.layers.Dense(2)),
     "odd_length": lambda k: seq(k, k.layers.LSTM(3, return_sequences=True), shape=(7, 2)),
+    "rnn_cell_list": lambda k: seq(k, k.layers.RNN([k.layers.LSTMCell(4), k.layers.GRUCell(3)],
+                                                  return_sequences=True)),
+    "rnn_stacked_cells": lambda k: seq(k, k.layers.RNN(k.layers.StackedRNNCells(
+        [k.layers.SimpleRNNCell(4), k.layers.LSTMCell(3, use_bias=False), k.layers.GRUCell(2)]))),
     "dynamic_length": lambda k: seq(k, k.layers.GRU(4, return_sequences=True), shape=(None, FEATURES)),
 }
 
@@ -174,6 +178,8 @@ MASK_CASES = {
     "simple_rnn_state": lambda k: chain(k, k.layers.Masking(), k.layers.SimpleRNN(4, return_state=True)),
     "simple_rnn_elu_sequences": lambda k: seq(k, k.layers.Masking(), k.layers.SimpleRNN(
         4, activation="elu", return_sequences=True)),
+    "stacked_cells": lambda k: seq(k, k.layers.Masking(), k.layers.RNN(
+        [k.layers.GRUCell(4), k.layers.LSTMCell(3)], return_sequences=True)),
 }
 
 

@@ -10,7 +10,7 @@ import torch.fx as fx
 
 from . import converters  # noqa: F401  (registers every converter family)
 from .assemble import assemble
-from .errors import ConversionNotice, ModelFileError
+from .errors import ConversionNotice, ModelFileError, UnsupportedLayerError
 from .graph import KerasGraph
 from .io import load_payload, read_saved, save  # noqa: F401
 from .readers import open_model
@@ -38,8 +38,11 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
 
 def _attach_meta(module: fx.GraphModule, graph: KerasGraph, layout: str,
                  input_shapes: Sequence[Sequence[int | None]] | None, dtype: str | None) -> None:
+    from .converters.registry import custom_converters
+
     module.tf2torch_meta = {
         "graph": graph.to_json(),
+        "custom_converters": custom_converters([layer.class_name for layer in graph.layers.values()]),
         "layout": layout,
         "input_shapes": [list(s) if s is not None else None for s in input_shapes] if input_shapes else None,
         "dtype": dtype,
@@ -57,6 +60,7 @@ def load(path: str | os.PathLike) -> fx.GraphModule:
     """Load a file written by ``tf2torch.save``; safe (``weights_only=True``), no pickled code."""
     graph, meta, state_dict = read_saved(path)
     layout, input_shapes, dtype = meta["layout"], meta.get("input_shapes"), meta.get("dtype")
+    require_custom_converters(path, meta.get("custom_converters") or {})
     try:
         module = assemble(graph, layout, input_shapes, dtype)
         module.load_state_dict(state_dict, strict=True)
@@ -65,3 +69,17 @@ def load(path: str | os.PathLike) -> fx.GraphModule:
                              f"{' '.join(str(exc).split())[:300]})") from None
     _attach_meta(module, graph, layout, input_shapes, dtype)
     return module.eval()
+
+
+def require_custom_converters(path: str | os.PathLike, used: dict[str, str]) -> None:
+    """A ``.pt`` converted with the user's own converters is rebuilt with them: say which to register."""
+    from .converters.registry import converter_for
+
+    missing = {name: fn for name, fn in used.items() if converter_for(name) is None}
+    if missing:
+        listed = ", ".join(f"{name} (converted by {fn})" for name, fn in missing.items())
+        raise UnsupportedLayerError(
+            [(name, name) for name in missing],
+            message=f"{path} was converted with custom converters that are not registered now: {listed}. Import "
+                    f"the module that registers them (@tf2torch.register({next(iter(missing))!r})) before "
+                    "tf2torch.load")

@@ -200,7 +200,7 @@ def run_verification(source: str, model: Any, *, reports: tuple[str, ...], quiet
 @click.argument("source", type=click.Path(dir_okay=True))
 @friendly_errors
 def inspect(source: str) -> None:
-    """List SOURCE's layers: class, calls, parameters, and whether a converter exists."""
+    """List SOURCE's layers and ops: class, calls, parameters, and the converter each uses."""
     import numpy as np
 
     from .converters import registry
@@ -220,10 +220,10 @@ def inspect(source: str) -> None:
         missing = 0
         for key, layer in graph.layers.items():
             params = sum(int(np.prod(w.shape)) for w in layer.weights)
-            ok = layer.class_name == "InputLayer" or registry.converter_for(layer.class_name) is not None
-            missing += not ok
+            used = "input" if layer.class_name == "InputLayer" else registry.describe_converter(layer.class_name)
+            missing += used is None
             click.echo(f"  {key:<{width}}  {layer.class_name:<24} calls={calls.get(key, 0)}  "
-                       f"params={params:<10,} {'ok' if ok else 'NO CONVERTER'}")
+                       f"params={params:<10,} {used or 'NO CONVERTER'}")
         total = sum(int(np.prod(w.shape)) for layer in graph.layers.values() for w in layer.weights)
         click.echo(f"total parameters: {total:,}; layers without a converter: {missing}")
 

@@ -17,15 +17,21 @@ class ModelFileError(Tf2TorchError):
 class UnsupportedLayerError(Tf2TorchError):
     """One or more layers have no converter; lists every one of them at once."""
 
-    def __init__(self, layers: list[tuple[str, str]], reasons: dict[str, str] | None = None):
+    def __init__(self, layers: list[tuple[str, str]], reasons: dict[str, str] | None = None,
+                 message: str | None = None):
         self.layers = layers
+        if message is not None:
+            super().__init__(message)
+            return
         reasons = reasons or {}
         parts = []
         for name, class_name in layers:
             reason = reasons.get(name)
-            parts.append(f"{name} ({class_name}{': ' + reason if reason else ''})")
+            kind = "operation " if "." in class_name else ""  # op nodes go by a dotted spelling (tf.math.cumsum)
+            parts.append(f"{name} ({kind}{class_name}{': ' + reason if reason else ''})")
+        what = "layer(s) and operation(s)" if any("." in c for _, c in layers) else "layer(s)"
         super().__init__(
-            f"{len(layers)} layer(s) cannot be converted: {', '.join(parts)}. "
+            f"{len(layers)} {what} cannot be converted: {', '.join(parts)}. "
             "Register a converter with @tf2torch.register('ClassName') to add support."
         )
 

@@ -2,13 +2,13 @@
 
 from . import (  # noqa: F401
     activations,
+    applications,
     attention,
     conv,
     dense,
     embedding,
     merge,
     normalization,
-    ops,
     pooling,
     preprocessing,
     recurrent,

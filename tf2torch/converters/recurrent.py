@@ -26,7 +26,9 @@ from ..nn.recurrent import (
     KerasLSTMCell,
     KerasRNN,
     KerasSimpleRNNCell,
+    KerasStackedRNN,
 )
+from ..readers.config import to_snake_case
 from .activations import activation_module
 from .conv import CONV_BY_RANK, hwio_to_oihw, sequence, strided_conv
 from .registry import NO_EFFECT, Converted, LayerSpec, converter, to_tensor
@@ -273,10 +275,59 @@ def cell_layer_spec(spec: LayerSpec, cell: dict[str, Any]) -> LayerSpec:
 def convert_rnn(spec: LayerSpec) -> Converted:
     """``keras.layers.RNN`` around a single ``LSTMCell``/``GRUCell``/``SimpleRNNCell``: the layer of that cell."""
     cell = spec.config.get("cell")
+    if isinstance(cell, list):
+        cell = {"class_name": "StackedRNNCells", "config": {"cells": cell}}
     if not isinstance(cell, dict):
-        spec.fail("RNN around a list of cells (StackedRNNCells) is not supported")
+        spec.fail("the RNN has no cell config")
+    if cell.get("class_name") == "StackedRNNCells":
+        return convert_stacked_rnn(spec, list((cell.get("config") or {}).get("cells") or []))
     inner = cell_layer_spec(spec, cell)
     return recurrent_result(spec, keras_rnn(inner), bool(spec.config.get("return_sequences", False)))
+
+
+def convert_stacked_rnn(spec: LayerSpec, cells: list[dict[str, Any]]) -> Converted:
+    """``RNN([cell, cell])`` / ``RNN(StackedRNNCells([...]))``: one layer per cell, each with its share of the
+    weights (in cell order: kernel, recurrent kernel[, bias]); every layer but the last returns its sequence."""
+    if not cells:
+        spec.fail("StackedRNNCells without cells")
+    for flag in ("return_state", "go_backwards"):
+        if spec.config.get(flag):
+            spec.fail(f"RNN around stacked cells with {flag}=True is not supported")
+    if spec.tensor_kwarg_names and spec.tensor_kwarg_names != ["mask"]:
+        spec.fail("RNN around stacked cells called with initial states is not supported")
+    return_sequences = bool(spec.config.get("return_sequences", False))
+    layers = []
+    for i, (cell, handles) in enumerate(zip(cells, stacked_cell_weights(spec, cells))):
+        inner = cell_layer_spec(spec, cell)
+        flags = {"return_sequences": return_sequences or i < len(cells) - 1, "return_state": False}
+        inner = replace(inner, name=f"{spec.name}/cell_{i}", config={**inner.config, **flags},
+                        weight_handles=handles)
+        layers.append(keras_rnn(inner))
+    return recurrent_result(spec, KerasStackedRNN(layers), return_sequences)
+
+
+def stacked_cell_weights(spec: LayerSpec, cells: list[dict[str, Any]]) -> list[list[Any]]:
+    """Each cell's weights, told by the cell's name in the weight's path: ``.h5`` uses the cell's own name,
+    ``.keras`` its class in snake case (``lstm_cell``, ``lstm_cell_1``...) and lists the cells in alphabetical
+    order of that; otherwise by position."""
+    paths = [w.name.split("/") for w in spec.weight_handles]
+    seen: dict[str, int] = {}
+    by_class = []
+    for cell in cells:
+        base = to_snake_case(str(cell.get("class_name")))
+        by_class.append(base if base not in seen else f"{base}_{seen[base]}")
+        seen[base] = seen.get(base, 0) + 1
+    for names in ([layer_name(cell) for cell in cells], by_class):
+        if len(set(names)) == len(names) and all(sum(n in p for n in names) == 1 for p in paths):
+            return [[w for w, p in zip(spec.weight_handles, paths) if n in p] for n in names]
+    shares, handles = [], list(spec.weight_handles)
+    for cell in cells:
+        count = 2 + int(bool((cell.get("config") or {}).get("use_bias", True)))
+        shares.append(handles[:count])
+        handles = handles[count:]
+    if handles:
+        spec.fail(f"{len(handles)} stored weights left over after the {len(cells)} cells took theirs")
+    return shares
 
 
 def wrapped_spec(spec: LayerSpec, layer: dict[str, Any], handles: list[Any], side: str) -> LayerSpec:

@@ -244,7 +244,44 @@ def run_converter(fn: ConverterFn, spec: LayerSpec) -> Converted:
 
 
 def converter_for(class_name: str) -> ConverterFn | None:
+    """The converter of a layer class, or of an op node (a dotted name: ``tf2torch.ops``, unless the user
+    registered a converter for that very spelling)."""
+    if "." in class_name and class_name not in CONVERTERS:
+        from .. import ops
+
+        return ops.converter_for(class_name)
     return CONVERTERS.get(class_name)
+
+
+def describe_converter(class_name: str) -> str | None:
+    """Which converter handles ``class_name``: ``conv.convert_conv2d``, ``op add`` for an op node, or
+    ``custom my_module.convert_scale`` for one registered outside tf2torch (None: no converter)."""
+    if "." in class_name and class_name not in CONVERTERS:
+        from .. import ops
+
+        spelling = ops.SPELLINGS.get(class_name)
+        return f"op {spelling.op}" if spelling is not None and spelling.op in ops.OPS else None
+    fn = CONVERTERS.get(class_name)
+    if fn is None:
+        return None
+    if is_custom(fn):
+        return f"custom {fn.__module__}.{fn.__qualname__}"
+    return f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}"
+
+
+def is_custom(fn: ConverterFn) -> bool:
+    """A converter registered by the user (``@tf2torch.register``), not shipped with tf2torch."""
+    return not str(getattr(fn, "__module__", "")).startswith("tf2torch.")
+
+
+def custom_converters(class_names: Sequence[str]) -> dict[str, str]:
+    """The classes among ``class_names`` converted by a user's converter → that converter's name."""
+    used = {}
+    for name in class_names:
+        fn = CONVERTERS.get(name)
+        if fn is not None and is_custom(fn):
+            used[name] = f"{fn.__module__}.{fn.__qualname__}"
+    return used
 
 
 _WEIGHT_DTYPE: list[torch.dtype] = [torch.float32]

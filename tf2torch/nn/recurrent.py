@@ -425,3 +425,18 @@ class KerasBidirectional(nn.Module):
 
     def extra_repr(self) -> str:
         return f"merge_mode={self.merge_mode!r}"
+
+
+class KerasStackedRNN(nn.Module):
+    """``RNN(StackedRNNCells([c1, c2, ...]))``: each step runs the cells in turn, so the whole is the cells' layers
+    one after the other, every layer but the last returning its sequence. Masked steps keep every cell's state
+    either way."""
+
+    def __init__(self, layers: Sequence[nn.Module]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, mask=mask)
+        return x

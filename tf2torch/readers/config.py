@@ -117,9 +117,7 @@ class _GraphBuilder:
         class_name = layer_cfg.get("class_name")
         if not isinstance(class_name, str):
             raise ModelFileError(f"layer {key}: no class_name; the model config does not parse")
-        if layer_cfg.get("module") and str(layer_cfg["module"]).startswith("keras.src.ops"):
-            config["_keras_op"] = True
-        self.layers[key] = Layer(key, class_name, config)
+        self.layers[key] = Layer(key, op_spelling(layer_cfg) or _registered_name(layer_cfg) or class_name, config)
 
     # -- models -----------------------------------------------------------------------------------------
     def expand_model(self, model_cfg: dict[str, Any], layer_prefix: str, node_prefix: str,
@@ -193,7 +191,10 @@ class _GraphBuilder:
                 if call >= len(calls) or call < 0:
                     raise ModelFileError(f"layer {name}: the config refers to call {call}, the layer has "
                                          f"{len(calls)}")
-                parsed[key] = self._parse_call(calls[call], layer_cfgs)
+                if op_spelling(layer_cfgs[name]):
+                    parsed[key] = _parse_op_call(calls[call], layer_cfgs)
+                else:
+                    parsed[key] = self._parse_call(calls[call], layer_cfgs)
             return parsed[key]
 
         def dependency(ref: tuple[str, int, int]) -> tuple[str, int] | None:
@@ -341,6 +342,123 @@ class _GraphBuilder:
                     elif value is not None:
                         kwargs[key] = normalize_value(value)
         return args, tensor_kwargs, kwargs
+
+
+def op_spelling(layer_cfg: dict[str, Any]) -> str | None:
+    """The name an op node goes by in the IR: ``keras.ops.<OpClass>`` for a Keras 3 op node (its ``module`` is
+    under ``keras.src.ops``), ``tf.<symbol>`` for a tf_keras ``TFOpLambda`` / ``SlicingOpLambda``. The dot keeps
+    ops and layers apart: no Keras layer class name holds one."""
+    class_name = str(layer_cfg.get("class_name"))
+    if str(layer_cfg.get("module") or "").startswith("keras.src.ops") or _keras3_h5_op(layer_cfg):
+        return f"keras.ops.{class_name}"
+    if class_name in ("TFOpLambda", "SlicingOpLambda"):
+        function = (layer_cfg.get("config") or {}).get("function")
+        if not isinstance(function, str):
+            raise ModelFileError(f"layer {layer_cfg.get('name')}: a {class_name} without a function name")
+        return f"tf.{function}"
+    return None
+
+
+def _keras3_h5_op(layer_cfg: dict[str, Any]) -> bool:
+    """Keras 3 ``.h5`` files drop ``module``; an op node is then told by its config, which holds no
+    ``trainable`` (every layer's ``get_config`` writes it; an Operation's does not)."""
+    calls = layer_cfg.get("inbound_nodes") or []
+    config = layer_cfg.get("config")
+    return ("module" not in layer_cfg and bool(calls) and isinstance(calls[0], dict) and isinstance(config, dict)
+            and "trainable" not in config and not is_model(layer_cfg) and layer_cfg.get("class_name") != "InputLayer")
+
+
+def _registered_name(layer_cfg: dict[str, Any]) -> str | None:
+    """Keras 3's ``registered_name`` when it names a package (``my_package>Dense``): a custom class that shadows a
+    built-in name is looked up by it, so it never gets the built-in converter."""
+    name = layer_cfg.get("registered_name")
+    return name if isinstance(name, str) and ">" in name else None
+
+
+CONSTANT_VALUE = "_CONSTANT_VALUE"  # [TFK] keras/engine/node.py: a constant first argument of a TFOpLambda
+
+
+def _parse_op_call(call: Any, layer_cfgs: dict[str, Any]):
+    """An op node's call → (tensor refs in argument order, {}, {"__args__": [...], "__kwargs__": {...}}) where the
+    templates hold constants as they are and each tensor as ``{"__tensor__": i}``, slices as
+    ``{"__slice__": [start, stop, step]}``, ``...`` as ``{"__ellipsis__": True}``, numpy arrays as
+    ``{"__array__": values, "dtype": ...}``.
+
+    Keras 3: ``{"args": [...], "kwargs": {...}}``. tf_keras ([TFK] ``functional.py`` ``process_node``): the first
+    argument's structure made of ``[layer, node, tensor, kwargs]`` entries (one entry, or a nested list of them;
+    ``_CONSTANT_VALUE`` entries carry a constant), the call's keyword arguments in the entries' ``kwargs``, where
+    ``[layer, node, tensor]`` is a tensor."""
+    refs: list[tuple[str, int, int]] = []
+
+    def tensor(ref: tuple[str, int, int]) -> dict[str, int]:
+        refs.append(ref)
+        return {"__tensor__": len(refs) - 1}
+
+    def keras3(value: Any) -> Any:
+        if isinstance(value, list):
+            return [keras3(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        kind, cfg = value.get("class_name"), value.get("config")
+        if kind == "__keras_tensor__":
+            h = cfg["keras_history"]
+            return tensor((h[0], int(h[1]), int(h[2])))
+        if kind == "__tuple__":
+            return [keras3(v) for v in value.get("items", [])]
+        if kind == "__slice__":
+            return {"__slice__": [keras3(cfg.get(k)) for k in ("start", "stop", "step")]}
+        if kind == "__ellipsis__":
+            return {"__ellipsis__": True}
+        if kind == "__numpy__":
+            return {"__array__": cfg["value"], "dtype": cfg.get("dtype")}
+        return {k: keras3(v) for k, v in normalize_value(value).items()}
+
+    if isinstance(call, dict):
+        args = keras3(call.get("args") or [])
+        kwargs = {k: keras3(v) for k, v in (call.get("kwargs") or {}).items()}
+        return refs, {}, {"__args__": args, "__kwargs__": kwargs}
+
+    def is_ref(value: Any) -> bool:
+        return (isinstance(value, list) and len(value) in (3, 4) and isinstance(value[0], str)
+                and (value[0] in layer_cfgs or value[0] == CONSTANT_VALUE) and isinstance(value[1], int))
+
+    kwargs: dict[str, Any] = {}
+
+    def first_argument(value: Any) -> Any:
+        if is_ref(value):
+            if len(value) == 4 and isinstance(value[3], dict):
+                kwargs.clear()
+                kwargs.update(value[3])
+            if value[0] == CONSTANT_VALUE:
+                return value[2]
+            return tensor((value[0], int(value[1]), int(value[2])))
+        if isinstance(value, list):
+            return [first_argument(v) for v in value]
+        raise ModelFileError(f"an op node's argument {value!r} does not parse")
+
+    def keyword(value: Any) -> Any:
+        if is_ref(value) and value[0] != CONSTANT_VALUE:
+            return tensor((value[0], int(value[1]), int(value[2])))
+        if isinstance(value, list):
+            return [keyword(v) for v in value]
+        if isinstance(value, dict):
+            if value.get("class_name") == "__ellipsis__":
+                return {"__ellipsis__": True}
+            return {k: keyword(v) for k, v in normalize_value(value).items()}
+        return value
+
+    if not isinstance(call, list):
+        raise ModelFileError("an inbound node is neither a list nor an object; the model config does not parse")
+    first = first_argument(call)
+    return refs, {}, {"__args__": [first], "__kwargs__": {k: keyword(v) for k, v in kwargs.items()}}
+
+
+def _replace_tree_entry(tree: ModelTree, key: str, class_name: str, sub: ModelTree) -> None:
+    for i, entry in enumerate(tree.layers):
+        if entry[0] == key:
+            tree.layers[i] = (key, class_name, sub)
+            return
+    tree.layers.append((key, class_name, sub))
 
 
 def _starts_at_one(lc: dict[str, Any], dialect: int, from_io_list: bool) -> bool:

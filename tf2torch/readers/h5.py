@@ -70,7 +70,7 @@ def read_h5(file: h5py.File, path: str) -> KerasGraph:
 def _attach_weights(graph: KerasGraph, tree: ModelTree, weights_root: h5py.Group, budget: policy.Budget) -> None:
     stored = set(read_attr_list(weights_root, "layer_names")) if _has_list(weights_root, "layer_names") else None
     for key, _, sub in tree.layers:
-        name = key.split("/")[-1]
+        name = _own_name(tree, key)
         if stored is not None and name not in stored:
             continue
         group = policy.group_child(weights_root, name, f"layer {key}")
@@ -82,6 +82,11 @@ def _attach_weights(graph: KerasGraph, tree: ModelTree, weights_root: h5py.Group
                 graph.layers[key].weights = [_weight(group, wn, name, budget) for wn in weight_names]
         else:
             _assign_nested(graph, sub, group, weight_names, budget)
+
+
+def _own_name(tree: ModelTree, key: str) -> str:
+    """The layer's own name (which may hold a ``/``: tf_keras MobileNetV3's ``Conv/BatchNorm``)."""
+    return key[len(tree.key) + 1:] if tree.key and key.startswith(tree.key + "/") else key
 
 
 def _has_list(obj: h5py.HLObject, name: str) -> bool:
@@ -114,6 +119,8 @@ def _weight(group: h5py.Group, weight_name: str, layer_name: str, budget: policy
 def _relative_name(weight_name: str, layer_name: str) -> str:
     """``block1_conv/kernel:0`` → ``kernel``; ``bidirectional/forward_lstm/lstm_cell/kernel:0`` →
     ``forward_lstm/lstm_cell/kernel``."""
+    if weight_name.startswith(layer_name + "/") and "/" in layer_name:
+        return weight_name.split(":")[0][len(layer_name) + 1:]
     segments = weight_name.split(":")[0].split("/")
     if layer_name in segments[:-1]:
         segments = segments[segments.index(layer_name) + 1:]

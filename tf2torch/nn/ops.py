@@ -1,0 +1,358 @@
+"""Run-time side of the operations library: one module, ``Op``, that calls a function of ``FUNCTIONS`` with the
+arguments the converter fixed (constants, axes already in the tensor's layout) and the input tensors in their
+slots. Each function has TensorFlow's semantics, stated where torch differs (floor division and modulo follow
+the divisor's sign in both; ``round`` is half to even in both; ``gelu`` approximations; ``pad`` modes).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Slot:
+    """Placeholder for the ``index``-th input tensor of an ``Op`` (or a tensor constant kept as a buffer)."""
+
+    def __init__(self, index: int | str):
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"x{self.index}" if isinstance(self.index, int) else str(self.index)
+
+
+def _fill(value: Any, tensors: tuple[torch.Tensor, ...], module: nn.Module) -> Any:
+    if isinstance(value, Slot):
+        return tensors[value.index] if isinstance(value.index, int) else getattr(module, value.index)
+    if isinstance(value, list):
+        return [_fill(v, tensors, module) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_fill(v, tensors, module) for v in value)
+    return value
+
+
+def _has_slot(value: Any) -> bool:
+    if isinstance(value, Slot):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_has_slot(v) for v in value)
+    return False
+
+
+def floor_divide(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.div(x, y, rounding_mode="floor")
+
+
+def floor_mod(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """TF ``floormod``: the result has the divisor's sign (torch.remainder agrees)."""
+    return torch.remainder(x, y)
+
+
+def true_divide(x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    if dtype is not None:
+        x, y = x.to(dtype), y.to(dtype)
+    return torch.div(x, y)
+
+
+def divide_no_nan(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.where(y == 0, torch.zeros_like(x * y), x / torch.where(y == 0, torch.ones_like(y), y))
+
+
+def binary(fn_name: str) -> Any:
+    return getattr(torch, fn_name)
+
+
+def hard_sigmoid_k3(x: torch.Tensor) -> torch.Tensor:
+    """Keras 3 / tf.keras ``hard_sigmoid`` op: relu6(x + 3) / 6."""
+    return F.relu6(x + 3.0) / 6.0
+
+
+def hard_swish(x: torch.Tensor) -> torch.Tensor:
+    return x * F.relu6(x + 3.0) / 6.0
+
+
+def gelu(x: torch.Tensor, approximate: bool) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh" if approximate else "none")
+
+
+def leaky_relu(x: torch.Tensor, negative_slope: float) -> torch.Tensor:
+    return torch.where(x >= 0, x, x * negative_slope)
+
+
+def elu(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    return torch.where(x > 0, x, alpha * torch.expm1(x))
+
+
+def selu(x: torch.Tensor) -> torch.Tensor:
+    return F.selu(x)
+
+
+def softplus(x: torch.Tensor) -> torch.Tensor:
+    return F.softplus(x)
+
+
+def softmax(x: torch.Tensor, dims: list[int]) -> torch.Tensor:
+    if len(dims) == 1:
+        return torch.softmax(x, dims[0])
+    shifted = x - x.amax(dim=dims, keepdim=True)
+    exp = shifted.exp()
+    return exp / exp.sum(dim=dims, keepdim=True)
+
+
+def log_softmax(x: torch.Tensor, dims: list[int]) -> torch.Tensor:
+    if len(dims) == 1:
+        return torch.log_softmax(x, dims[0])
+    return x - torch.logsumexp(x, dim=dims, keepdim=True)
+
+
+def l2_normalize(x: torch.Tensor, dims: list[int], epsilon: float) -> torch.Tensor:
+    """TF: ``x * rsqrt(max(sum(x**2), epsilon))``."""
+    return x * torch.rsqrt(torch.clamp(torch.sum(x * x, dim=dims, keepdim=True), min=epsilon))
+
+
+def reduce(x: torch.Tensor, op: str, dims: list[int] | None, keepdim: bool, correction: int = 0) -> torch.Tensor:
+    """Reductions over several axes (None: all), TF semantics: an empty ``dims`` list reduces nothing."""
+    if dims is not None and len(dims) == 0:
+        return x
+    if op in ("mean", "sum", "amax", "amin"):
+        fn = getattr(torch, op)
+        return fn(x, dim=dims if dims is not None else list(range(x.dim())), keepdim=keepdim)
+    if op in ("std", "var"):
+        dims_ = dims if dims is not None else list(range(x.dim()))
+        return getattr(torch, op)(x, dim=dims_, keepdim=keepdim, correction=correction)
+    fn = {"prod": torch.prod, "any": torch.any, "all": torch.all}[op]
+    if op in ("any", "all") and x.dtype != torch.bool:
+        x = x != 0
+    for dim in sorted(dims if dims is not None else range(x.dim()), reverse=True):
+        x = fn(x, dim=dim, keepdim=keepdim)
+    return x
+
+
+def arg_reduce(x: torch.Tensor, op: str, dim: int | None, keepdim: bool) -> torch.Tensor:
+    fn = torch.argmax if op == "argmax" else torch.argmin
+    if dim is None:
+        out = fn(x.reshape(-1))
+        return out.reshape([1] * x.dim()) if keepdim else out
+    return fn(x, dim=dim, keepdim=keepdim)
+
+
+def reshape(x: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    return x.reshape(shape)
+
+
+def reshape_keep_batch(x: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    """A reshape whose batch entry was fixed at build time: keep the run-time batch."""
+    return x.reshape(x.shape[0], *shape)
+
+
+def expand_dims(x: torch.Tensor, dims: list[int]) -> torch.Tensor:
+    for dim in dims:
+        x = x.unsqueeze(dim)
+    return x
+
+
+def squeeze(x: torch.Tensor, dims: list[int] | None) -> torch.Tensor:
+    if dims is None:
+        return x.squeeze()
+    for dim in sorted(dims, reverse=True):
+        x = x.squeeze(dim)
+    return x
+
+
+def concat(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
+    return torch.cat(tensors, dim)
+
+
+def stack(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
+    return torch.stack(tensors, dim)
+
+
+def split(x: torch.Tensor, sizes: list[int], dim: int) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.split(x, sizes, dim))
+
+
+def unstack(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.unbind(x, dim))
+
+
+def tile(x: torch.Tensor, reps: list[int]) -> torch.Tensor:
+    return x.repeat(*reps)
+
+
+def repeat(x: torch.Tensor, repeats: Any, dim: int | None) -> torch.Tensor:
+    if dim is None:
+        return torch.repeat_interleave(x.reshape(-1), torch.as_tensor(repeats))
+    return torch.repeat_interleave(x, torch.as_tensor(repeats) if isinstance(repeats, list) else repeats, dim=dim)
+
+
+def broadcast_to(x: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    return x.expand(*shape) if x.dim() == len(shape) else torch.broadcast_to(x, shape)
+
+
+def broadcast_to_keep_batch(x: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    return torch.broadcast_to(x, (x.shape[0], *shape))
+
+
+def pad(x: torch.Tensor, pads: list[int], mode: str, value: float) -> torch.Tensor:
+    """``pads`` already in torch's order (last axis first). TF REFLECT = torch reflect, SYMMETRIC has no torch
+    mode: it is built from flips."""
+    if mode == "symmetric":
+        for i in range(len(pads) // 2):
+            dim = x.dim() - 1 - i
+            before, after = pads[2 * i], pads[2 * i + 1]
+            parts = []
+            if before:
+                parts.append(x.narrow(dim, 0, before).flip(dim))
+            parts.append(x)
+            if after:
+                parts.append(x.narrow(dim, x.shape[dim] - after, after).flip(dim))
+            x = torch.cat(parts, dim)
+        return x
+    if mode == "reflect":
+        # torch's reflect pads at most the last 3 dims of a batched tensor: pad axis by axis along flips.
+        for i in range(len(pads) // 2):
+            dim = x.dim() - 1 - i
+            before, after = pads[2 * i], pads[2 * i + 1]
+            parts = []
+            if before:
+                parts.append(x.narrow(dim, 1, before).flip(dim))
+            parts.append(x)
+            if after:
+                parts.append(x.narrow(dim, x.shape[dim] - 1 - after, after).flip(dim))
+            x = torch.cat(parts, dim)
+        return x
+    return F.pad(x, pads, mode="constant", value=value)
+
+
+def cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    if x.is_floating_point() and not dtype.is_floating_point and dtype != torch.bool:
+        x = torch.trunc(x)  # TF casts float → int toward zero
+    return x.to(dtype)
+
+
+def getitem(x: torch.Tensor, index: list[Any]) -> torch.Tensor:
+    """``x[index]``: ints, ``(start, stop, step)`` slices (any step sign, Python's clipping), ``None`` (new axis)
+    and ``...``."""
+    consumed = sum(1 for i in index if i is not None and i is not Ellipsis)
+    out, dim = x, 0
+    for item in index:
+        if item is Ellipsis:
+            dim += x.dim() - consumed
+        elif item is None:
+            out = out.unsqueeze(dim)
+            dim += 1
+        elif isinstance(item, tuple):
+            if item[2] is not None and item[2] < 0:
+                positions = torch.arange(*slice(*item).indices(out.shape[dim]), device=out.device)
+                out = out.index_select(dim, positions)
+            else:
+                out = out[(slice(None),) * dim + (slice(*item),)]
+            dim += 1
+        else:
+            out = out.select(dim, item)
+    return out
+
+
+def gather(x: torch.Tensor, indices: Any, dim: int) -> torch.Tensor:
+    idx = torch.as_tensor(indices, device=x.device).long()
+    idx = torch.where(idx < 0, idx + x.shape[dim], idx)
+    out = torch.index_select(x, dim, idx.reshape(-1))
+    return out.reshape(*x.shape[:dim], *idx.shape, *x.shape[dim + 1:])
+
+
+def resize(x: torch.Tensor, size: list[int], method: str, antialias: bool) -> torch.Tensor:
+    """``tf.image.resize`` (half-pixel centres, no corner alignment) on an N,C,H,W tensor."""
+    if method == "nearest":
+        return F.interpolate(x, size=size, mode="nearest-exact")
+    return F.interpolate(x, size=size, mode=method, align_corners=False, antialias=antialias)
+
+
+def where(condition: torch.Tensor, x: Any, y: Any) -> torch.Tensor:
+    if condition.dtype != torch.bool:
+        condition = condition != 0
+    return torch.where(condition, x, y)
+
+
+def clip(x: torch.Tensor, low: Any, high: Any) -> torch.Tensor:
+    return torch.minimum(torch.maximum(x, torch.as_tensor(low, dtype=x.dtype)), torch.as_tensor(high, dtype=x.dtype))
+
+
+def full_like(x: torch.Tensor, value: float, dtype: torch.dtype | None) -> torch.Tensor:
+    return torch.full_like(x, value, dtype=dtype or x.dtype)
+
+
+def add_n(*xs: torch.Tensor) -> torch.Tensor:
+    out = xs[0]
+    for x in xs[1:]:
+        out = out + x
+    return out
+
+
+def power(x: torch.Tensor, y: Any) -> torch.Tensor:
+    return torch.pow(x, y)
+
+
+def identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+FUNCTIONS: dict[str, Any] = {
+    # arithmetic
+    "add": torch.add, "add_n": add_n, "subtract": torch.sub, "multiply": torch.mul, "divide": torch.div,
+    "true_divide": true_divide,
+    "floor_divide": floor_divide, "floor_mod": floor_mod, "power": power, "divide_no_nan": divide_no_nan,
+    "minimum": torch.minimum, "maximum": torch.maximum, "squared_difference": lambda x, y: (x - y) * (x - y),
+    "negative": torch.neg, "abs": torch.abs, "square": torch.square, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt,
+    "exp": torch.exp, "log": torch.log, "log1p": torch.log1p, "expm1": torch.expm1, "sign": torch.sign,
+    "round": torch.round, "floor": torch.floor, "ceil": torch.ceil, "reciprocal": torch.reciprocal,
+    "sin": torch.sin, "cos": torch.cos, "tanh": torch.tanh, "erf": torch.erf, "clip": clip, "identity": identity,
+    # comparisons and logic
+    "equal": torch.eq, "not_equal": torch.ne, "greater": torch.gt, "greater_equal": torch.ge, "less": torch.lt,
+    "less_equal": torch.le, "logical_and": torch.logical_and, "logical_or": torch.logical_or,
+    "logical_xor": torch.logical_xor, "logical_not": torch.logical_not, "where": where,
+    # activations
+    "relu": torch.relu, "relu6": F.relu6, "sigmoid": torch.sigmoid, "hard_sigmoid": hard_sigmoid_k3,
+    "hard_swish": hard_swish, "silu": F.silu, "gelu": gelu, "softmax": softmax, "log_softmax": log_softmax,
+    "softplus": softplus, "softsign": F.softsign, "elu": elu, "selu": selu, "leaky_relu": leaky_relu,
+    "l2_normalize": l2_normalize,
+    # reductions
+    "reduce": reduce, "arg_reduce": arg_reduce,
+    # linear algebra
+    "matmul": torch.matmul, "einsum": torch.einsum, "tensordot": torch.tensordot,
+    # shapes
+    "reshape": reshape, "reshape_keep_batch": reshape_keep_batch, "permute": torch.permute,
+    "expand_dims": expand_dims, "squeeze": squeeze, "concat": concat, "stack": stack, "split": split,
+    "unstack": unstack, "tile": tile, "repeat": repeat, "broadcast_to": broadcast_to,
+    "broadcast_to_keep_batch": broadcast_to_keep_batch, "pad": pad, "cast": cast, "getitem": getitem,
+    "gather": gather, "full_like": full_like, "resize": resize,
+}
+
+
+class Op(nn.Module):
+    """``FUNCTIONS[fn](*args, **kwargs)``: ``Slot(i)`` in the arguments stands for the i-th input tensor,
+    ``Slot("c0")`` for a tensor constant (a buffer, so it follows ``.to(device)``)."""
+
+    def __init__(self, fn: str, args: list[Any], kwargs: dict[str, Any] | None = None,
+                 constants: dict[str, torch.Tensor] | None = None, label: str = ""):
+        super().__init__()
+        if fn not in FUNCTIONS:
+            raise ValueError(f"unknown operation function {fn}")
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs or {}
+        self.label = label
+        for name, value in (constants or {}).items():
+            self.register_buffer(name, value, persistent=False)
+
+    def forward(self, *tensors: torch.Tensor) -> Any:
+        args = _fill(self.args, tensors, self)
+        kwargs = {k: _fill(v, tensors, self) for k, v in self.kwargs.items()}
+        return FUNCTIONS[self.fn](*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        parts = [repr(a) if not isinstance(a, float) or math.isfinite(a) else str(a) for a in self.args]
+        parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"{self.label or self.fn}({', '.join(parts)})"
