@@ -7,10 +7,13 @@ l2_normalize) remap their axes instead.
 
 from __future__ import annotations
 
+import torch
+
+from .. import layout as L
 from ..converters.registry import Converted
 from ..nn.ops import Op, Slot
 from .common import axis_list, elementwise, in_layout, op_result
-from .registry import OpCall, operation, spelling
+from .registry import OpCall, TensorArg, operation, spelling
 
 TF_BINARY = "x, y, name=None"
 K3_BINARY = "x1:x, x2:y"
@@ -99,10 +102,6 @@ def convert_binary(call: OpCall) -> Converted:
 
 def _divide(call: OpCall, x, y) -> Converted:
     """True division; integer operands divide as float32 in Keras 3 and float64 in TF (``truediv``)."""
-    import torch
-
-    from .registry import TensorArg
-
     tensors = [t for t in (x, y) if isinstance(t, TensorArg)]
     integer = all(not call.dtype(t).is_floating_point for t in tensors)
     dtype = (torch.float32 if call.keras_major >= 3 else torch.float64) if integer else None
@@ -241,8 +240,6 @@ def convert_l2_normalize(call: OpCall) -> Converted:
 def _along_axes(call: OpCall, x, fn: str, axes: list[int], kwargs: dict) -> Converted:
     layout = call.layout(x)
     if not isinstance(layout, str):
-        from .. import layout as L
-
         layout = L.KERAS
     dims = in_layout(axes, call.rank(x), layout)
     return op_result(call, Op(fn, [Slot(x.index), dims], kwargs, label=call.spelling.name), layout)
