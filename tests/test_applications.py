@@ -34,7 +34,7 @@ APPLICATIONS = {  # name → input size
     "RegNetX002": SMALLEST,  # tf_keras only
 }
 KERAS3_APPLICATIONS = [name for name in APPLICATIONS if name != "RegNetX002"]
-TF_KERAS_APPLICATIONS = ("MobileNetV2", "ConvNeXtTiny", "RegNetX002", "InceptionResNetV2")
+TF_KERAS_APPLICATIONS = ("MobileNetV2", "MobileNetV3Small", "ConvNeXtTiny", "RegNetX002", "InceptionResNetV2")
 # Channels-first graphs whose convolution trunk must run without a single permute (ops included).
 NO_PERMUTES = ("ResNet50", "MobileNetV3Small")
 

@@ -168,7 +168,7 @@ class Assembler:
         self.notices: list[str] = []
         self.fx = fx.Graph()
         self.root = nn.Module()
-        self.names = TorchNames()
+        self.names = TorchNames(graph.containers)
         self.input_names: list[str] = []
         self.open_inputs: list[str] = []
         self.states: dict[TensorRef, TensorState] = {}

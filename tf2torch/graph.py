@@ -91,6 +91,7 @@ class KerasGraph:
     keras_version: str = "unknown"
     source_format: str = "unknown"
     output_names: list[str] = field(default_factory=list)
+    containers: list[str] | None = None  # layer-key prefixes that are nested models (None: every "/" nests)
     _loader: Callable[[Weight], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -161,4 +162,5 @@ class KerasGraph:
             input_specs=[InputSpec(s["name"], tuple(s["shape"]), s["dtype"]) for s in data["input_specs"]],
             keras_version=data["keras_version"], source_format=data["source_format"],
             output_names=list(data.get("output_names") or []),
+            containers=data.get("containers"),
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import keyword
 import re
+from collections.abc import Iterable
 
 import torch.fx as fx
 from torch import nn
@@ -45,15 +46,29 @@ def legal_segment(name: str) -> str:
 class TorchNames:
     """Allocates torch submodule paths for Keras layer keys, one per key, unique per parent."""
 
-    def __init__(self) -> None:
+    def __init__(self, containers: Iterable[str] | None = None) -> None:
         self.paths: dict[str, str] = {}
         self.taken: dict[str, set[str]] = {}
+        self.containers = set(containers) if containers is not None else None
+
+    def split(self, keras_key: str) -> tuple[str, str]:
+        """(parent key, own name): the parent is the longest nested model the key lies in. A "/" elsewhere is
+        part of the name (tf_keras allows ``Conv/BatchNorm``). Without a list of nested models, every "/" nests."""
+        if self.containers is None:
+            parent, _, leaf = keras_key.rpartition("/")
+            return parent, leaf
+        parts = keras_key.split("/")
+        for cut in range(len(parts) - 1, 0, -1):
+            parent = "/".join(parts[:cut])
+            if parent in self.containers:
+                return parent, "/".join(parts[cut:])
+        return "", keras_key
 
     def path(self, keras_key: str) -> str:
         """The dotted torch path of ``keras_key`` (``outer/inner``), allocated on first use."""
         if keras_key in self.paths:
             return self.paths[keras_key]
-        parent_key, _, leaf = keras_key.rpartition("/")
+        parent_key, leaf = self.split(keras_key)
         parent = self.path(parent_key) if parent_key else ""
         segment = self.unique(parent, legal_segment(leaf))
         path = f"{parent}.{segment}" if parent else segment
@@ -72,7 +87,7 @@ class TorchNames:
     def extra(self, keras_key: str, suffix: str) -> str:
         """A new sibling path for an extra submodule of ``keras_key`` (a mask module, a second call's
         conversion), unique like every other name."""
-        parent_key, _, leaf = keras_key.rpartition("/")
+        parent_key, leaf = self.split(keras_key)
         parent = self.path(parent_key) if parent_key else ""
         segment = self.unique(parent, legal_segment(f"{leaf}_{suffix}"))
         return f"{parent}.{segment}" if parent else segment

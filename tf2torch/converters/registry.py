@@ -221,6 +221,8 @@ def run_converter(fn: ConverterFn, spec: LayerSpec) -> Converted:
         converted = fn(spec)
     finally:
         _LEDGER.pop()
+    if "." in spec.class_name:  # an operation (tf2torch.ops) binds its own arguments and refuses unread ones
+        return converted
     for cfg in [spec.config, *(c for c in created if c.is_config and c is not spec.config)]:
         owner = cfg.owner or spec.class_name
         defaults = CONFIG_DEFAULTS.get(owner, {})

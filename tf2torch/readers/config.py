@@ -105,6 +105,7 @@ class _GraphBuilder:
         self.layers: dict[str, Layer] = {}
         self.nodes: list[Node] = []
         self.input_specs: list[InputSpec] = []
+        self.containers: set[str] = set()  # keys of nested models: the "/" after one is nesting, not a name
         self.depth = 0
 
     # -- layers -----------------------------------------------------------------------------------------
@@ -277,6 +278,7 @@ class _GraphBuilder:
             raise ModelFileError("a layer has no name; the model config does not parse")
         node_id = node_prefix + name + (f":{call}" if call else "")
         if is_model(lc):
+            self.containers.add(layer_prefix + name)
             sub = ModelTree(layer_prefix + name, lc["class_name"])
             known = tree.find(sub.key)
             if known is None or known[2] is None:
@@ -298,6 +300,7 @@ class _GraphBuilder:
         """``TimeDistributed(model)``: fold time into the batch, run the inner model's layers (flattened like any
         nested model, so each uses its own converter), unfold. The inner layers are keyed ``<td>/<layer>``."""
         sub = ModelTree(key, inner["class_name"])
+        self.containers.add(key)
         entry = tree.find(key)
         known = entry[2] if entry is not None else None
         if known is None:
@@ -554,6 +557,7 @@ def parse_model_config(model_config: Any, keras_version: str, source_format: str
     graph = KerasGraph(name=name, layers=builder.layers, nodes=_topological(builder.nodes, outputs),
                        inputs=_ordered_inputs(model_config, inputs), outputs=outputs,
                        input_specs=builder.input_specs, keras_version=keras_version, source_format=source_format,
+                       containers=sorted(builder.containers),
                        output_names=_output_names(model_config))
     return graph, tree
 
