@@ -1,13 +1,18 @@
 """Whole keras.applications models (weights=None, nothing downloaded) with randomized BatchNormalization
-statistics, saved in every format, converted in both layouts and compared on logits with Keras."""
+statistics, saved in every format, converted in both layouts and compared on logits with Keras. Each converted
+model is also emitted as Python, .pt2 and ONNX: the first two run without tf2torch (``standalone.py``) within
+1e-6 of the converted module, the ONNX model runs in onnxruntime within the suite's tolerance of Keras."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import RTOL, assert_matches, keras_module, keras_outputs, torch_outputs
+import torch
+from harness import RTOL, assert_matches, keras_module, keras_outputs, max_rel_error, to_torch_input, torch_outputs
+from standalone import STANDALONE_TOL, channels_last, onnx_outputs, run_standalone
 
 import tf2torch
+from tf2torch.emit import emit
 
 APPLICATIONS = {
     "ResNet50": (224, 224, 3),
@@ -49,7 +54,23 @@ def image_batch(shape, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 255, (2, *shape)).astype("float32")
 
 
-def check_application(flavour: str, name: str, tmp_path, formats) -> dict:
+def check_emitted(module, name: str, x: np.ndarray, ref: list[np.ndarray], tmp_path) -> dict:
+    """Emit python, pt2 and onnx; run the first two without tf2torch, the last in onnxruntime."""
+    root = tmp_path / "emitted"
+    emit(module, root / name, ("python", "pt2", "onnx"))
+    inputs = [to_torch_input(x, "channels_first")]
+    with torch.no_grad():
+        expected = module(*inputs).double().numpy()
+    got = run_standalone(root, {name: inputs}, tmp_path)[name]
+    errors = {kind: max_rel_error(got[kind][0].double().numpy(), expected) for kind in ("python", "pt2")}
+    for kind, err in errors.items():
+        assert err <= STANDALONE_TOL, f"{name} {kind}: {err:.3g} from the converted module"
+    errors["onnx"] = assert_matches(channels_last(onnx_outputs(root / name / "model.onnx", inputs)), ref, RTOL,
+                                    f"{name} onnxruntime vs Keras")
+    return errors
+
+
+def check_application(flavour: str, name: str, tmp_path, formats, emit_too: bool = True) -> dict:
     model = build(flavour, name)
     x = image_batch(APPLICATIONS[name])
     ref = keras_outputs(model, [x])
@@ -61,6 +82,9 @@ def check_application(flavour: str, name: str, tmp_path, formats) -> dict:
             module = tf2torch.convert(path, layout=layout)
             got = torch_outputs(module, [x], layout)
             errors[(fmt, layout)] = assert_matches(got, ref, RTOL, f"{flavour} {name} .{fmt} {layout}")
+            if emit_too and fmt == formats[0] and layout == "channels_first":
+                emitted = check_emitted(module, name, x, ref, tmp_path)
+                errors.update({(kind, "emitted"): e for kind, e in emitted.items()})
             del module
         path.unlink()
     print(name, flavour, {f"{f}/{lay}": f"{e:.2e}" for (f, lay), e in errors.items()})

@@ -2,9 +2,10 @@
 
 from .api import convert, load, save
 from .converters.registry import converter as register
+from .emit import to_onnx, to_pt2, to_python
 from .errors import ConversionError, ModelFileError, Tf2TorchError, UnsupportedLayerError
 from .verify import verify
 
 __version__ = "0.1.0"
-__all__ = ["convert", "verify", "save", "load", "register", "Tf2TorchError", "ModelFileError",
-           "UnsupportedLayerError", "ConversionError"]
+__all__ = ["convert", "verify", "save", "load", "register", "to_python", "to_pt2", "to_onnx", "Tf2TorchError",
+           "ModelFileError", "UnsupportedLayerError", "ConversionError"]

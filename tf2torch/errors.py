@@ -37,3 +37,7 @@ class ConversionError(Tf2TorchError):
         self.layer = layer
         self.class_name = class_name
         super().__init__(f"layer {layer} ({class_name}): {message}")
+
+
+class EmitError(Tf2TorchError):
+    """A converted module cannot be written as standalone source or exported (names the layer and the reason)."""
