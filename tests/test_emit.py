@@ -12,6 +12,7 @@ the batch dimension is dynamic.
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,16 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from harness import RTOL, assert_matches, keras_module, keras_outputs, max_rel_error, to_torch_input, torch_outputs
+from harness import (
+    RTOL,
+    assert_matches,
+    keras_module,
+    keras_outputs,
+    max_rel_error,
+    random_inputs,
+    to_torch_input,
+    torch_outputs,
+)
 from standalone import STANDALONE_TOL, channels_last, onnx_outputs, run_standalone
 
 import tf2torch
@@ -202,6 +212,69 @@ def test_generated_files_pass_ruff(emitted):
     paths = [str(p) for name in results for p in sorted((results[name][0]).glob("*.py"))]
     run = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config", str(ROOT / "pyproject.toml"),
                           *paths], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:]
+
+
+# -- the writers, family by family (Python only: no export, fast) ---------------------------------------------------
+def sequence_zoo(k):
+    """Keras 3 masks as op nodes (a dead Embedding mask) into an LSTM; Bidirectional GRU, the generic
+    MultiHeadAttention (EinsumDense), Attention with scale and concat, AdditiveAttention, LayerNormalization over
+    two axes."""
+    L = k.layers
+    ids = k.Input((6,), dtype="int32")
+    masked = L.LSTM(3)(L.Embedding(9, 4, mask_zero=True)(ids))
+    x = features = k.Input((5, 4))
+    x = L.Bidirectional(L.GRU(3, return_sequences=True))(x)
+    x = L.MultiHeadAttention(2, 3, value_dim=5, output_shape=6)(x, x)
+    x = L.Attention(use_scale=True, score_mode="concat")([x, x])
+    x = L.AdditiveAttention()([x, x])
+    x = L.GlobalAveragePooling1D()(L.LayerNormalization(axis=[1, 2])(x))
+    return k.Model([ids, features], L.Concatenate()([masked, x]), name="sequence_zoo")
+
+
+def image_zoo(k):
+    """Preprocessing with constant tensors and resampling matrices, transposed and separable convs, PReLU."""
+    L = k.layers
+    x = inputs = k.Input((20, 24, 3))
+    x = L.Rescaling([0.5, 1.0, 2.0], offset=[1.0, 0.0, 1.0])(x)
+    x = L.Normalization(mean=[1.0, 2.0, 3.0], variance=[1.0, 4.0, 9.0])(x)
+    x = L.Resizing(10, 9, interpolation="bicubic")(x)
+    x = L.CenterCrop(8, 8)(x)
+    x = L.Conv2DTranspose(2, 3, strides=2, padding="same")(x)
+    x = L.SeparableConv2D(4, 3, strides=2, padding="same")(x)
+    x = L.PReLU()(x)
+    return k.Model(inputs, L.GlobalAveragePooling2D()(x), name="image_zoo")
+
+
+def recurrent_zoo(k):
+    L = k.layers
+    x = inputs = k.Input((3, 6, 6, 2))
+    x = L.ConvLSTM2D(2, 3, padding="same", return_sequences=True)(x)
+    x = L.TimeDistributed(L.Conv2D(2, 3))(x)
+    x = L.Reshape((3, 32))(x)
+    x = L.SimpleRNN(4, activation="relu")(x)
+    return k.Model(inputs, x, name="recurrent_zoo")
+
+
+@pytest.mark.parametrize("build", [sequence_zoo, image_zoo, recurrent_zoo], ids=lambda b: b.__name__)
+def test_python_source_rebuilds_every_family(build, tmp_path):
+    model = build(keras_module("keras3"))
+    path = tmp_path / "model.keras"
+    model.save(str(path))
+    module = tf2torch.convert(path)
+    to_python(module, tmp_path / build.__name__)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        generated = importlib.import_module(f"{build.__name__}.model").load()
+    finally:
+        sys.path.remove(str(tmp_path))
+    inputs = as_module_inputs(module, random_inputs(model))
+    with torch.no_grad():
+        want, got = flat(module(*inputs)), flat(generated(*inputs))
+    for w, g in zip(want, got):
+        assert max_rel_error(g.double().numpy(), w.double().numpy()) <= STANDALONE_TOL
+    run = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config", str(ROOT / "pyproject.toml"),
+                          str(tmp_path / build.__name__)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:]
 
 

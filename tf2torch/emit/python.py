@@ -167,6 +167,8 @@ class ForwardWriter:
             if node.op == "output":
                 result = self.argument(node.args[0])
                 continue
+            if not node.users:  # a mask nothing reads (a Keras 3 graph recomputes it as op nodes): dead code
+                continue
             if self.reuse_input_name(node):
                 self.names[node] = self.names[node.args[0]]
             target = self.name(node)

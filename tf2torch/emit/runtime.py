@@ -139,11 +139,15 @@ class RuntimeCopy:
 
     def text(self, model_name: str, version: str) -> str:
         self.imports.setdefault(("from", "__future__"), set()).add(("annotations", None))
-        body = []
+        body, first = [], None
         for name in self.module_order:
             source = self.modules[name]
-            body.extend(source.source(source.statements[i]) for i in sorted(self.chosen[name]))
-        return HEADER.format(model=model_name, version=version) + "\n" + self.import_lines() + "\n\n\n" + \
+            for i in sorted(self.chosen[name]):
+                first = first or source.statements[i]
+                body.append(source.source(source.statements[i]))
+        # isort: two blank lines after the imports before a def or class, one before anything else
+        gap = "\n\n\n" if isinstance(first, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) else "\n\n"
+        return HEADER.format(model=model_name, version=version) + "\n" + self.import_lines() + gap + \
             "\n\n\n".join(body) + "\n"
 
 
