@@ -21,8 +21,8 @@ from tf2torch.converters.reshaping import (
     torch_pad_order,
 )
 from tf2torch.errors import ConversionError
-from tf2torch.layout import flat_channels_first_to_keras, to_channels_first_perm, to_keras_perm
-from tf2torch.nn.reshaping import Crop, LegacyBilinearUpsample2d
+from tf2torch.layout import to_channels_first_perm, to_keras_perm
+from tf2torch.nn.reshaping import Crop, LegacyBilinearUpsample2d, flat_channels_first_to_keras
 
 
 def conv2d(k, shape=(7, 5, 3), filters=4, kernel=2):

@@ -28,6 +28,8 @@ from .dtypes import compute_dtype, input_dtype, parse_forced
 from .errors import ConversionError, Tf2TorchError, UnsupportedLayerError
 from .graph import KerasGraph, Node, TensorRef
 from .naming import TorchNames, legal_segment
+from .nn.merge import join_masks
+from .nn.reshaping import flat_channels_first_to_keras
 
 EXAMPLE_BATCH = 2
 # Stand-in sizes for the dimensions a model leaves open, tried in turn until every layer accepts them: two
@@ -62,14 +64,6 @@ class TensorState:
         shapes = [L.keras_shape(tuple(e.shape), self.layout) for e in self.examples]
         dims = [a if all(s[i] == a for s in shapes) else None for i, a in enumerate(shapes[0])]
         return (None, *dims[1:])
-
-
-def join_masks(tensors: tuple[torch.Tensor, ...], masks: tuple[torch.Tensor | None, ...], axis: int) -> torch.Tensor:
-    """Concatenate the masks of tensors joined along ``axis`` (not the feature axis); unmasked ones count as
-    all True."""
-    parts = [m if m is not None else torch.ones(t.shape[:-1], dtype=torch.bool, device=t.device)
-             for t, m in zip(tensors, masks)]
-    return torch.cat(parts, dim=axis)
 
 
 def example(state: TensorState, variant: int) -> torch.Tensor:
@@ -225,9 +219,9 @@ class Assembler:
         if wanted is None or wanted == current:
             return state
         if isinstance(current, L.FlatChannelsFirst):
-            node = self.fx.call_function(L.flat_channels_first_to_keras,
+            node = self.fx.call_function(flat_channels_first_to_keras,
                                          (state.fx_node, current.channels, current.spatial))
-            examples = [L.flat_channels_first_to_keras(e, current.channels, current.spatial)
+            examples = [flat_channels_first_to_keras(e, current.channels, current.spatial)
                         for e in state.examples]
             return self.convert_layout(TensorState(node, L.KERAS, examples, state.mask), wanted)
         if wanted == L.CHANNELS_FIRST and current == L.KERAS:

@@ -91,7 +91,10 @@ def verify_options(fn: Callable[..., Any], dtype_flag: str = "--dtype") -> Calla
 
 @main.command()
 @click.argument("source", type=click.Path(dir_okay=True))
-@click.argument("output", type=click.Path(dir_okay=False))
+@click.argument("output", type=click.Path(dir_okay=True))
+@click.option("--emit", "emit_kinds", multiple=True, type=click.Choice(["python", "pt2", "onnx"]),
+              help="Write OUTPUT as a directory: python (model.py, runtime.py, model.safetensors), pt2 "
+                   "(torch.export), onnx; repeatable.")
 @click.option("--keep-layout", is_flag=True, help="Take and return tensors exactly in Keras's layout (NHWC).")
 @click.option("--input-shape", "input_shape", multiple=True,
               help="Shape of an input without the batch axis, e.g. 224,224,3; repeat for several inputs.")
@@ -102,10 +105,11 @@ def verify_options(fn: Callable[..., Any], dtype_flag: str = "--dtype") -> Calla
               help="Compare every layer with Keras after converting; exit 1 on a mismatch.")
 @functools.partial(verify_options, dtype_flag="--verify-dtype")
 @friendly_errors
-def convert(source: str, output: str, keep_layout: bool, input_shape: tuple[str, ...], model_dtype: str | None,
-            run_verify: bool, reports: tuple[str, ...], rtol: float | None, atol: float | None,
-            verify_dtype: str) -> None:
-    """Convert SOURCE (.h5 or .keras) into a safe PyTorch file OUTPUT (.pt)."""
+def convert(source: str, output: str, emit_kinds: tuple[str, ...], keep_layout: bool, input_shape: tuple[str, ...],
+            model_dtype: str | None, run_verify: bool, reports: tuple[str, ...], rtol: float | None,
+            atol: float | None, verify_dtype: str) -> None:
+    """Convert SOURCE (.h5 or .keras) into a safe PyTorch file OUTPUT (.pt), or with --emit into the directory
+    OUTPUT (standalone Python, torch.export, ONNX)."""
     import warnings
 
     from . import api
@@ -121,7 +125,13 @@ def convert(source: str, output: str, keep_layout: bool, input_shape: tuple[str,
     for warning in caught:
         if issubclass(warning.category, ConversionNotice):
             click.echo(f"notice: {_one_line(str(warning.message))}", err=True)
-    api.save(module, output)
+    if emit_kinds:
+        from .emit import emit
+
+        written = emit(module, output, tuple(dict.fromkeys(emit_kinds)))
+        output = f"{output}/ ({', '.join(p.name for p in written)})"
+    else:
+        api.save(module, output)
     n_weights = sum(t.numel() for name, t in module.state_dict().items()  # what Keras counts as parameters
                     if not name.endswith("num_batches_tracked"))
     click.echo(f"converted {source} -> {output} ({n_weights:,} weights, "

@@ -48,3 +48,7 @@ class ConversionError(Tf2TorchError):
 class ConversionNotice(UserWarning):
     """A conversion that is exact up to a documented choice (mixed precision computed in float32); the CLI prints
     it as one ``notice:`` line."""
+
+
+class EmitError(Tf2TorchError):
+    """A converted module cannot be written as standalone source or exported (names the layer and the reason)."""

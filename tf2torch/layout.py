@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-import torch
-
 KERAS = "keras"
 CHANNELS_FIRST = "channels_first"
 
@@ -60,9 +58,3 @@ def keras_shape(shape: tuple[int | None, ...], layout: Layout) -> tuple[int | No
     if normalize(layout, len(shape)) == CHANNELS_FIRST:
         return (shape[0], *shape[2:], shape[1])
     return tuple(shape)
-
-
-def flat_channels_first_to_keras(x: torch.Tensor, channels: int, spatial: tuple[int, ...]) -> torch.Tensor:
-    """Reorder a Flatten of an N,C,*S tensor into Keras's N,(*S, C) order."""
-    x = x.reshape(x.shape[0], channels, *spatial)
-    return x.permute(0, *range(2, 2 + len(spatial)), 1).flatten(1)

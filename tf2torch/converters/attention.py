@@ -248,10 +248,10 @@ def convert_attention(spec: LayerSpec) -> Converted:
     concat = spec.config.get("score_mode", "dot") == "concat"
     arrays = spec.weights(expected=use_scale + concat)
     module = DotProductAttention(use_scale, concat, **dense_attention_options(spec))
-    if use_scale:
-        module.scale = as_parameter(arrays[0])
+    if use_scale:  # stored as () or (1,): kept as the module's own scalar shape, so it rebuilds from its arguments
+        module.scale = nn.Parameter(as_parameter(arrays[0]).detach().reshape(()))
     if concat:
-        module.concat_score_weight = as_parameter(arrays[-1])
+        module.concat_score_weight = nn.Parameter(as_parameter(arrays[-1]).detach().reshape(()))
     return Converted(module, input_layouts=KERAS, output_layouts=KERAS, takes_mask="per_input",
                      output_mask="propagate")
 

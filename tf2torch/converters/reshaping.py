@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..layout import (
@@ -30,7 +29,15 @@ from ..layout import (
     to_channels_first_perm,
     to_keras_perm,
 )
-from ..nn.reshaping import Crop, LegacyBilinearUpsample2d, Permute, Repeat, RepeatVector, Reshape
+from ..nn.reshaping import (
+    ChannelsFirstFlatten,
+    Crop,
+    LegacyBilinearUpsample2d,
+    Permute,
+    Repeat,
+    RepeatVector,
+    Reshape,
+)
 from .conv import as_tuple, channels_first_data, conv_layout, spatial_rank
 from .registry import Converted, LayerSpec, converter
 
@@ -87,13 +94,6 @@ def spatial_placement(spec: LayerSpec, n: int) -> tuple[Any, int]:
 
 
 # -- converters ---------------------------------------------------------------------------------------------------
-class ChannelsFirstFlatten(nn.Module):
-    """Flatten a Keras ``channels_first`` tensor the way Keras does: channels moved last first."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, *range(2, x.dim()), 1).flatten(1)
-
-
 @converter("Flatten")
 def convert_flatten(spec: LayerSpec) -> Converted:
     """Keras orders features (*spatial, C) even for ``channels_first`` data: a static channels-first tensor is

@@ -206,3 +206,11 @@ def batch_dot_equation(x_rank: int, y_rank: int, dims: tuple[int, int]) -> str:
     x_letters[dims[0]] = y_letters[dims[1]] = "k"
     out = x_letters[:dims[0]] + x_letters[dims[0] + 1:] + [a for i, a in enumerate(y_letters) if i not in (0, dims[1])]
     return f"{''.join(x_letters)},{''.join(y_letters)}->{''.join(out)}"
+
+
+def join_masks(tensors: tuple[torch.Tensor, ...], masks: tuple[torch.Tensor | None, ...], axis: int) -> torch.Tensor:
+    """Concatenate the masks of tensors joined along ``axis`` (not the feature axis); unmasked ones count as
+    all True."""
+    parts = [m if m is not None else torch.ones(t.shape[:-1], dtype=torch.bool, device=t.device)
+             for t, m in zip(tensors, masks)]
+    return torch.cat(parts, dim=axis)

@@ -15,10 +15,13 @@ from torch import nn
 
 
 def tf_same_padding(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
-    """(before, after) padding TF ``SAME`` applies along one spatial axis of length ``size``."""
+    """(before, after) padding TF ``SAME`` applies along one spatial axis of length ``size``. ``size`` may be a
+    symbolic size (``torch.export`` with a dynamic dimension): the arithmetic then stays symbolic, and never floors
+    a negative number (ONNX's integer ``Div`` truncates toward zero)."""
     k_eff = (kernel - 1) * dilation + 1
-    out = -(-size // stride)
-    total = max((out - 1) * stride + k_eff - size, 0)
+    out = (size + stride - 1) // stride
+    total = (out - 1) * stride + k_eff - size
+    total = max(total, 0) if isinstance(total, int) else torch.sym_max(total, 0)
     return total // 2, total - total // 2
 
 
@@ -56,7 +59,7 @@ class TFSamePad(nn.Module):
         spatial = x.shape[-len(self.kernel_size):]
         for size, k, s, d in zip(reversed(spatial), reversed(self.kernel_size), reversed(self.stride),
                                  reversed(self.dilation)):
-            pads.extend(tf_same_padding(int(size), k, s, d))
+            pads.extend(tf_same_padding(size, k, s, d))
         return F.pad(x, pads, value=self.value)
 
     def extra_repr(self) -> str:

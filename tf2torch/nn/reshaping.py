@@ -114,3 +114,16 @@ class LegacyBilinearUpsample2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"scale_factor={self.scale_factor}"
+
+
+class ChannelsFirstFlatten(nn.Module):
+    """Flatten a Keras ``channels_first`` tensor the way Keras does: channels moved last first."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, *range(2, x.dim()), 1).flatten(1)
+
+
+def flat_channels_first_to_keras(x: torch.Tensor, channels: int, spatial: tuple[int, ...]) -> torch.Tensor:
+    """Reorder a Flatten of an N,C,*S tensor into Keras's N,(*S, C) order."""
+    x = x.reshape(x.shape[0], channels, *spatial)
+    return x.permute(0, *range(2, 2 + len(spatial)), 1).flatten(1)

@@ -17,6 +17,7 @@ import torch
 import torch.fx as fx
 
 from .. import layout as L
+from ..nn.reshaping import flat_channels_first_to_keras
 
 OnOutput = Callable[[str, list[torch.Tensor]], None]
 
@@ -24,7 +25,7 @@ OnOutput = Callable[[str, list[torch.Tensor]], None]
 def to_keras_layout(tensor: torch.Tensor, layout: L.Layout) -> torch.Tensor:
     """A tensor held in ``layout`` as Keras holds it (a view where a permute suffices)."""
     if isinstance(layout, L.FlatChannelsFirst):
-        return L.flat_channels_first_to_keras(tensor, layout.channels, tuple(layout.spatial))
+        return flat_channels_first_to_keras(tensor, layout.channels, tuple(layout.spatial))
     if L.normalize(layout, tensor.dim()) == L.CHANNELS_FIRST:
         return tensor.permute(L.to_keras_perm(tensor.dim()))
     return tensor

@@ -1,0 +1,112 @@
+"""Run emitted models where tf2torch cannot help: a fresh virtual environment with torch and safetensors only
+(and what they need at run time), and onnxruntime for ONNX files."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+STANDALONE_TOL = 1e-6
+
+
+def requirement_closure(names: list[str]) -> set[str]:
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        for text in importlib.metadata.distribution(name).requires or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return seen
+
+
+def standalone_python(directory: Path) -> Path:
+    """A venv without system site-packages whose site-packages links only torch, safetensors and their run-time
+    requirements (installing torch from PyPI would pull CUDA). Returns its python."""
+    venv = directory / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(subprocess.check_output([str(python), "-c", where], text=True).strip())
+    for name in requirement_closure(["torch", "safetensors"]):
+        dist = importlib.metadata.distribution(name)
+        tops = {f.parts[0] for f in dist.files or [] if f.parts and f.parts[0] not in ("..", "__pycache__")}
+        for top in tops:
+            target = Path(dist.locate_file(top))
+            if target.exists() and not (site / top).exists():
+                (site / top).symlink_to(target)
+    return python
+
+
+RUNNER = '''
+import importlib, importlib.util, sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+for name in ("tf2torch", "keras", "tensorflow", "tf_keras"):
+    assert importlib.util.find_spec(name) is None, f"{name} is importable"
+root = Path(sys.argv[1])
+sys.path.insert(0, str(root))
+for case in sys.argv[2:]:
+    given = load_file(str(root / f"{case}_inputs.safetensors"))
+    args = [given[f"input{i}"] for i in range(len(given))]
+    model = importlib.import_module(f"{case}.model").load()
+    assert not model.training
+    program = torch.export.load(str(root / case / "model.pt2")).module()
+    with torch.no_grad():
+        outs = {"python": model(*args), "pt2": program(*args)}
+    tensors = {}
+    for kind, out in outs.items():
+        for i, t in enumerate(out if isinstance(out, (list, tuple)) else [out]):
+            tensors[f"{kind}{i}"] = t.contiguous()
+    torch.save(tensors, str(root / f"{case}_outputs.pt"))  # safetensors' writer would need numpy
+print("ok", sorted(sys.modules.keys() & {"tf2torch", "keras", "tensorflow"}))
+'''
+
+
+def run_standalone(root: Path, cases: dict[str, list[torch.Tensor]], workdir: Path) -> dict[str, dict[str, list]]:
+    """Run ``root/<case>/`` (model.py package and model.pt2) on its inputs in the standalone venv; returns
+    case → {"python": outputs, "pt2": outputs}."""
+    from safetensors.torch import save_file
+
+    for name, inputs in cases.items():
+        save_file({f"input{i}": t.contiguous() for i, t in enumerate(inputs)}, str(root / f"{name}_inputs.safetensors"))
+    (workdir / "runner.py").write_text(RUNNER)
+    python = standalone_python(workdir)
+    run = subprocess.run([str(python), "-I", str(workdir / "runner.py"), str(root), *cases], capture_output=True,
+                         text=True, timeout=1200, cwd=workdir)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().endswith("ok []"), run.stdout[-500:]
+    results = {}
+    for name in cases:
+        got = torch.load(str(root / f"{name}_outputs.pt"), weights_only=True)
+        results[name] = {kind: [got[k] for k in sorted((k for k in got if k.startswith(kind)),
+                                                       key=lambda k: int(k[len(kind):]))]
+                         for kind in ("python", "pt2")}
+    return results
+
+
+def onnx_outputs(path: Path, inputs: list[torch.Tensor]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert isinstance(session.get_inputs()[0].shape[0], str), "the batch dimension is not symbolic"
+    return session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)})
+
+
+def channels_last(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Outputs of a channels-first module in Keras's layout."""
+    return [a if a.ndim not in (4, 5) else np.moveaxis(a, 1, -1) for a in arrays]

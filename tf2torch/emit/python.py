@@ -1,0 +1,301 @@
+"""A converted module as PyTorch source a team can own: ``model.py``, ``runtime.py``, ``model.safetensors``.
+
+``model.py`` holds one ``nn.Module`` named after the Keras model: ``__init__`` builds each submodule with its
+hyperparameters spelled out (``spell.py``), under the Keras layer's name; ``forward`` is the converted graph, one
+line per layer call, Keras names as variable names. ``runtime.py`` holds the ``tf2torch/nn`` helpers the model
+uses (``runtime.py`` of this package copies them). ``load()`` builds the class, loads the weights strictly and
+returns the module in eval mode. Nothing written imports tf2torch, Keras or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import keyword
+import operator
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from ..errors import EmitError
+from .inputs import module_inputs
+from .runtime import import_name_order, runtime_source
+from .spell import CannotSpell, Spelling, function_expr, module_expr
+
+WIDTH = 120
+MODEL_FILE = "model.py"
+RUNTIME_FILE = "runtime.py"
+WEIGHTS_FILE = "model.safetensors"
+RESERVED = {"self", "torch", "nn", "F", "OrderedDict", "operator", "math", "Path", "os", "load", "WEIGHTS",
+            "l", "O", "I"}  # the last three: ruff E741
+
+
+# -- layout of long expressions -----------------------------------------------------------------------------------
+def render(expr: ast.expr, indent: int, lead: int) -> str:
+    """``expr`` on one line when it fits in ``WIDTH`` after ``lead`` characters, else one argument a line."""
+    flat = ast.unparse(expr)
+    if indent + lead + len(flat) <= WIDTH:
+        return flat
+    inner = indent + 4
+    if isinstance(expr, ast.Call):
+        items = [render(a, inner, 1) for a in expr.args]  # 1: the comma after each item
+        items += [f"{k.arg}={render(k.value, inner, len(k.arg or '') + 2)}" for k in expr.keywords]
+        opening, closing = ast.unparse(expr.func) + "(", ")"
+    elif isinstance(expr, (ast.List, ast.Tuple)):
+        items = [render(e, inner, 1) for e in expr.elts]
+        opening, closing = ("[", "]") if isinstance(expr, ast.List) else ("(", ")")
+    elif isinstance(expr, ast.Dict):
+        items = [f"{ast.unparse(k)}: {render(v, inner, len(ast.unparse(k)) + 3)}"
+                 for k, v in zip(expr.keys, expr.values) if k is not None]
+        opening, closing = "{", "}"
+    else:
+        return flat
+    return opening + "\n" + "".join(" " * inner + item + ",\n" for item in items) + " " * indent + closing
+
+
+# -- names --------------------------------------------------------------------------------------------------------
+def identifier(name: str) -> str:
+    name = re.sub(r"\W", "_", name) or "_"
+    if name[0].isdigit():
+        name = "_" + name
+    if keyword.iskeyword(name) or name in RESERVED or hasattr(builtins, name):
+        name += "_"
+    return name
+
+
+def class_name(module: fx.GraphModule) -> str:
+    name = identifier(type(module).__name__)
+    return name if name not in ("Module", "nn") else name + "_"
+
+
+def keras_layers(module: fx.GraphModule) -> dict[str, str]:
+    """Top-level submodule name → the Keras layer it was converted from (for error messages)."""
+    layers = {}
+    for node in module.graph.nodes:
+        info = node.meta.get("tf2torch", {})
+        if node.op == "call_module" and "layer" in info:
+            layers[str(node.target).split(".")[0]] = info["layer"]
+    return layers
+
+
+# -- __init__ -----------------------------------------------------------------------------------------------------
+def init_lines(module: nn.Module, owner: str, sp: Spelling, layers: dict[str, str]) -> list[str]:
+    if module._parameters or [b for b in module._buffers.values() if b is not None]:
+        raise EmitError(f"{owner} holds tensors of its own ({list(module._parameters) + list(module._buffers)}); "
+                        "only submodules can be written")
+    lines = []
+    for name, child in module.named_children():
+        target = f"{owner}.{name}"
+        if type(child) is nn.Module:  # a nested Keras model: a plain container
+            lines.append(f"{target} = nn.Module()")
+            lines.extend(init_lines(child, target, sp, layers))
+            continue
+        try:
+            expr = module_expr(child, sp)
+        except CannotSpell as exc:
+            path = target.removeprefix("self.")
+            layer = layers.get(path.split(".")[0], path)
+            raise EmitError(f"layer {layer} ({type(child).__name__}): {exc}") from None
+        lines.append(f"{target} = {render(expr, 8, len(target) + 3)}")
+    return lines
+
+
+# -- forward ------------------------------------------------------------------------------------------------------
+class ForwardWriter:
+    def __init__(self, module: fx.GraphModule, sp: Spelling):
+        self.module = module
+        self.sp = sp
+        self.names: dict[fx.Node, str] = {}
+        self.taken: set[str] = set()
+
+    def name(self, node: fx.Node) -> str:
+        if node not in self.names:
+            base = identifier(node.name)
+            candidate, i = base, 1
+            while candidate in self.taken:
+                candidate, i = f"{base}_{i}", i + 1
+            self.names[node] = candidate
+            self.taken.add(candidate)
+        return self.names[node]
+
+    def argument(self, value: Any) -> str:
+        if isinstance(value, fx.Node):
+            return self.names[value]
+        if isinstance(value, (list, tuple)):
+            items = [self.argument(v) for v in value]
+            if isinstance(value, list):
+                return "[" + ", ".join(items) + "]"
+            return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+        if isinstance(value, torch.dtype):
+            self.sp.use("torch")
+            return str(value)
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return repr(value)
+        raise EmitError(f"a graph argument of type {type(value).__name__} cannot be written ({value!r})")
+
+    def arguments(self, node: fx.Node) -> str:
+        parts = [self.argument(a) for a in node.args]
+        parts += [f"{k}={self.argument(v)}" for k, v in node.kwargs.items()]
+        return ", ".join(parts)
+
+    def reuse_input_name(self, node: fx.Node) -> bool:
+        """A layout change whose input nothing else reads keeps the input's name: ``logits = logits.permute(...)``
+        (so outputs and inputs keep their Keras names)."""
+        source = node.args[0] if node.args else None
+        return (node.op == "call_method" and node.target == "permute" and isinstance(source, fx.Node)
+                and len(source.users) == 1)
+
+    def lines(self) -> tuple[list[str], list[str], str]:
+        params, body, result = [], [], ""
+        for node in self.module.graph.nodes:  # fx names a call after its function: keep the function's name free
+            if node.op == "call_function":
+                self.taken.add(getattr(node.target, "__name__", ""))
+        for node in self.module.graph.nodes:  # a layer's (first) call is named after the layer
+            if node.op in ("call_module", "placeholder") and "layer" in node.meta.get("tf2torch", {}):
+                wanted = identifier(str(node.target).replace(".", "_"))
+                if wanted not in self.taken:
+                    self.names[node] = wanted
+                    self.taken.add(wanted)
+        for node in self.module.graph.nodes:
+            if node.op == "placeholder":
+                params.append(self.name(node))
+                continue
+            if node.op == "output":
+                result = self.argument(node.args[0])
+                continue
+            if not node.users:  # a mask nothing reads (a Keras 3 graph recomputes it as op nodes): dead code
+                continue
+            if self.reuse_input_name(node):
+                self.names[node] = self.names[node.args[0]]
+            target = self.name(node)
+            body.append(f"{target} = {self.expression(node)}")
+        return params, body, result
+
+    def expression(self, node: fx.Node) -> str:
+        if node.op == "call_module":
+            return f"self.{node.target}({self.arguments(node)})"
+        if node.op == "call_method":
+            receiver, *rest = node.args
+            parts = [self.argument(a) for a in rest] + [f"{k}={self.argument(v)}" for k, v in node.kwargs.items()]
+            return f"{self.argument(receiver)}.{node.target}({', '.join(parts)})"
+        if node.op == "get_attr":
+            return f"self.{node.target}"
+        if node.op == "call_function":
+            if node.target is operator.getitem:
+                return f"{self.argument(node.args[0])}[{self.argument(node.args[1])}]"
+            try:
+                func = ast.unparse(function_expr(node.target, self.sp))
+            except CannotSpell as exc:
+                raise EmitError(f"graph node {node.name}: {exc}") from None
+            return f"{func}({self.arguments(node)})"
+        raise EmitError(f"graph node {node.name}: operation {node.op!r} cannot be written")
+
+
+def wrap_statement(line: str, indent: int) -> str:
+    """Long forward lines (a Concatenate of many branches) break after the opening parenthesis."""
+    if indent + len(line) <= WIDTH or "(" not in line:
+        return " " * indent + line
+    try:
+        stmt = ast.parse(line).body[0]
+    except SyntaxError:
+        return " " * indent + line
+    if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call):
+        lead = ast.unparse(stmt.targets[0]) + " = "
+        return " " * indent + lead + render(stmt.value, indent, len(lead))
+    return " " * indent + line
+
+
+# -- the files ----------------------------------------------------------------------------------------------------
+def model_source(module: fx.GraphModule, version: str) -> tuple[str, str | None]:
+    """(model.py, runtime.py or None) for a module made by ``tf2torch.convert``."""
+    sp = Spelling()
+    sp.use("nn")
+    name = class_name(module)
+    init = init_lines(module, "self", sp, keras_layers(module))
+    writer = ForwardWriter(module, sp)
+    writer.taken.update(RESERVED | {name})
+    params, body, result = writer.lines()
+    runtime = runtime_source(sp.runtime, name, version) if sp.runtime else None
+    inputs = module_inputs(module)
+    doc_inputs = "\n".join(f"    - {i.describe()}" for i in inputs)
+    stdlib = [f"import {m}" for m in ("math", "operator") if m in sp.imports]
+    stdlib += ["from collections import OrderedDict"] * ("OrderedDict" in sp.imports) + ["from pathlib import Path"]
+    third = ["import torch"] * ("torch" in sp.imports) + ["import torch.nn.functional as F"] * ("F" in sp.imports)
+    third.append("from torch import nn")
+    blocks = ["\n".join(stdlib), "\n".join(third)]
+    if runtime:
+        names = sorted(sp.runtime, key=import_name_order)
+        line = f"from .runtime import {', '.join(names)}"
+        if len(line) > WIDTH:
+            line = "from .runtime import (\n" + "".join(f"    {n},\n" for n in names) + ")"
+        blocks.append(line)
+    imports = "\n\n".join(blocks)
+    text = f'''"""PyTorch code generated by tf2torch {version} from the Keras model {type(module).__name__!r}.
+
+Inputs (batch first):
+{doc_inputs}
+Submodules and variables carry the Keras layer names. ``load()`` returns the model with its weights, in eval mode.
+"""
+
+from __future__ import annotations
+
+{imports}
+
+WEIGHTS = Path(__file__).with_name("{WEIGHTS_FILE}")
+
+
+class {name}(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+{chr(10).join(" " * 8 + line for line in init)}
+
+    def forward(self, {", ".join(params)}):
+{chr(10).join(wrap_statement(line, 8) for line in body)}
+        return {result}
+
+
+def load(weights: str | Path = WEIGHTS) -> {name}:
+    """The model with the weights in ``weights`` (loaded strictly: every tensor, nothing else), in eval mode."""
+    from safetensors.torch import load_file
+
+    model = {name}()
+    model.load_state_dict(load_file(str(weights)), strict=True)
+    return model.eval()
+'''
+    return text, runtime
+
+
+def weights_for_safetensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The state_dict, each tensor contiguous and owning its memory (safetensors refuses shared storage)."""
+    seen: set[int] = set()
+    tensors = {}
+    for key, value in module.state_dict().items():
+        value = value.detach().cpu()
+        ptr = value.untyped_storage().data_ptr()
+        if ptr in seen or not value.is_contiguous():
+            value = value.clone(memory_format=torch.contiguous_format)
+        seen.add(ptr)
+        tensors[key] = value.contiguous()
+    return tensors
+
+
+def write_python(module: fx.GraphModule, directory: Path, version: str) -> list[Path]:
+    from safetensors.torch import save_file
+
+    model_py, runtime_py = model_source(module, version)
+    written = [directory / MODEL_FILE, directory / WEIGHTS_FILE, directory / "__init__.py"]
+    (directory / MODEL_FILE).write_text(model_py)
+    if runtime_py is not None:
+        (directory / RUNTIME_FILE).write_text(runtime_py)
+        written.append(directory / RUNTIME_FILE)
+    name = class_name(module)
+    exported = ", ".join(sorted([name, "load"], key=import_name_order))
+    (directory / "__init__.py").write_text(f'"""{name}, generated by tf2torch."""\n\nfrom .model import {exported}\n\n'
+                                           f'__all__ = ["{name}", "load"]\n')
+    save_file(weights_for_safetensors(module), str(directory / WEIGHTS_FILE),
+              metadata={"generator": f"tf2torch {version}", "model": name})
+    return written
