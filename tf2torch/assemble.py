@@ -24,6 +24,7 @@ from . import layout as L
 from .converters import registry
 from .errors import ConversionError, Tf2TorchError, UnsupportedLayerError
 from .graph import KerasGraph, Node, TensorRef
+from .shapes import predicted_output
 
 EXAMPLE_BATCH = 2
 DYNAMIC_SIZES = (64, 67)  # two sizes of different parity for dimensions the model leaves open
@@ -255,7 +256,8 @@ class Assembler:
                 kwargs = {k: ([example(m, v) if m is not None else None for m in s] if isinstance(s, list)
                               else example(s, v)) for k, s in tensor_kwargs.items()}
                 try:
-                    out = module(*args, **kwargs)
+                    out = predicted_output(module, args, kwargs)  # torch's own conv/elementwise: no need to run
+                    out = module(*args, **kwargs) if out is None else out
                 except Exception as exc:  # a converter bug or a config we misread: name the layer
                     raise ConversionError(node.layer, layer.class_name,
                                           f"the converted module failed on inputs of shape "

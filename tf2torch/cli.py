@@ -94,10 +94,13 @@ def verify_options(fn: Callable[..., Any]) -> Callable[..., Any]:
               help="Shape of an input without the batch axis, e.g. 224,224,3; repeat for several inputs.")
 @click.option("--verify", "run_verify", is_flag=True,
               help="Compare every layer with Keras after converting; exit 1 on a mismatch.")
+@click.option("--optimize", is_flag=True,
+              help="Inference only: fold batch norms and input scaling into convolutions, drop no-ops, "
+                   "channels_last weights.")
 @verify_options
 @friendly_errors
 def convert(source: str, output: str, keep_layout: bool, input_shape: tuple[str, ...], run_verify: bool,
-            reports: tuple[str, ...], rtol: float | None, atol: float | None, dtype: str) -> None:
+            optimize: bool, reports: tuple[str, ...], rtol: float | None, atol: float | None, dtype: str) -> None:
     """Convert SOURCE (.h5 or .keras) into a safe PyTorch file OUTPUT (.pt)."""
     from . import api
 
@@ -105,7 +108,7 @@ def convert(source: str, output: str, keep_layout: bool, input_shape: tuple[str,
         raise click.UsageError("--report needs --verify")
     check_report_paths(reports)
     module = api.convert(source, layout="keras" if keep_layout else "channels_first",
-                         input_shapes=parse_input_shapes(input_shape))
+                         input_shapes=parse_input_shapes(input_shape), optimize=optimize)
     api.save(module, output)
     n_weights = sum(t.numel() for name, t in module.state_dict().items()  # what Keras counts as parameters
                     if not name.endswith("num_batches_tracked"))
