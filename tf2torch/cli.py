@@ -41,6 +41,18 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def return_freed_memory_to_the_os() -> None:
+    """Large temporaries (a weight as read, before its transposed copy) go back to the OS when freed. glibc raises
+    its mmap threshold after the first large free (up to 32 MB), after which those temporaries come from the heap
+    and fragment it: ResNet50's conversion peaked 15 MB higher. A fixed threshold stops that (glibc only)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def parse_input_shapes(values: tuple[str, ...]) -> list[list[int | None]] | None:
     """``--input-shape 224,224,3`` (repeat per input; ``?`` or ``None`` for an open dimension)."""
     if not values:
@@ -107,6 +119,7 @@ def convert(source: str, output: str, keep_layout: bool, input_shape: tuple[str,
     if reports and not run_verify:
         raise click.UsageError("--report needs --verify")
     check_report_paths(reports)
+    return_freed_memory_to_the_os()
     module = api.convert(source, layout="keras" if keep_layout else "channels_first",
                          input_shapes=parse_input_shapes(input_shape), optimize=optimize)
     api.save(module, output)
