@@ -138,6 +138,8 @@ def test_optimized_module_saves_loads_and_records_folds(tmp_path):
     assert c1.meta["tf2torch"]["folded"] == ["c1_bn", "rescale"]
     assert module.c1.weight.is_contiguous(memory_format=torch.channels_last)
     assert not any(isinstance(m, (nn.Identity, nn.Dropout)) for m in module.modules())
+    relus = [m for m in module.modules() if isinstance(m, nn.ReLU)]
+    assert relus and all(m.inplace for m in relus)  # after c1 (folded BN) and inside act (conv, relu)
 
 
 def test_conv_trunk_compiles_without_graph_breaks(tmp_path):
