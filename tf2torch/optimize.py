@@ -14,8 +14,11 @@ keeps its name, with the folded layers listed in its node's ``meta["tf2torch"]["
 - Inference no-ops dropped: ``nn.Identity`` and dropouts (the optimised module is for inference only).
 - Activations in place (``inplace=True``) where they read a fresh tensor nothing else reads (a conv's, a batch
   norm's or a merge's output): one allocation and one pass over memory fewer per activation.
-- Weights in ``torch.channels_last`` when the model has 2-D convolutions (faster with oneDNN on CPU; measured in
-  ``benchmarks/bench_routes.py``); outputs are made contiguous again.
+- 2-D convolutions become ``FusedConv2d`` (``tf2torch/nn/fused.py``): weight prepacked for oneDNN and the
+  activation after it (ReLU, ReLU6, SiLU, Hardswish; a separate layer nothing else reads, or the conv layer's own)
+  applied in the same pass. Same module name; a fused activation layer disappears like a folded BN.
+- 4-D inputs and weights in ``torch.channels_last`` when the model has 2-D convolutions (faster with oneDNN on
+  CPU; measured in ``benchmarks/bench_routes.py``); outputs are made contiguous again.
 
 The result is an ``fx.GraphModule`` meant for inference; ``tf2torch.save``/``load`` keep the optimisation (the
 file records it and ``load`` replays it on the rebuilt module before loading the folded weights).
@@ -29,6 +32,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from .nn.fused import POST_OPS, FusedConv2d, fused_conv_available
 from .nn.merge import Add, Average, Maximum, Minimum, Multiply, Subtract
 from .nn.preprocessing import KerasNormalization, Rescale, as_float
 
@@ -43,11 +47,14 @@ MERGES = (Add, Subtract, Multiply, Average, Maximum, Minimum)
 def optimize(module: fx.GraphModule, channels_last: bool = True) -> fx.GraphModule:
     """Rewrite ``module`` in place for inference (see the module docstring) and return it."""
     module.eval()
+    has_conv2d = any(isinstance(m, nn.Conv2d) for m in module.modules())
     drop_no_ops(module)
     fold_batch_norms(module)
     fold_input_scaling(module)
     activations_in_place(module)
-    if channels_last and any(isinstance(m, nn.Conv2d) for m in module.modules()):
+    if fused_conv_available():
+        fuse_convolutions(module)
+    if channels_last and has_conv2d:
         to_channels_last(module)
     module.graph.eliminate_dead_code()
     module.graph.lint()
@@ -253,11 +260,66 @@ def activations_in_place(gm: fx.GraphModule) -> None:
                     after.inplace = True
 
 
+def fusable(conv: nn.Module) -> bool:
+    return type(conv) is nn.Conv2d and not isinstance(conv.padding, str) and conv.padding_mode == "zeros"
+
+
+def replace_submodule(gm: fx.GraphModule, path: str, module: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(gm.get_submodule(parent) if parent else gm, name, module)
+
+
+def fuse_convolutions(gm: fx.GraphModule) -> None:
+    """Conv2d → FusedConv2d, with the activation that follows it (inside the layer or as the next layer)."""
+    removed: set[fx.Node] = set()
+    for node in list(gm.graph.nodes):
+        module = module_of(gm, node) if node not in removed else None
+        if module is None or not called_once(gm, node):
+            continue
+        parts = list(module) if type(module) is nn.Sequential else [module]
+        names = list(module._modules) if type(module) is nn.Sequential else [None]
+        own_activation = len(parts) >= 2 and type(parts[-1]) in POST_OPS and fusable(parts[-2])
+        if own_activation:
+            conv, activation, keep = parts[-2], parts[-1], len(parts) - 2
+        elif fusable(parts[-1]):
+            conv, activation, keep = parts[-1], None, len(parts) - 1
+        else:
+            continue
+        if activation is None and len(node.users) == 1:
+            user = next(iter(node.users))
+            follower = module_of(gm, user)
+            if type(follower) in POST_OPS and sole_input(user) is node and called_once(gm, user):
+                activation = follower
+                note_fold(node, user, computes_it=True)
+                remove_node(gm, user, node)
+                removed.add(user)
+                gm.delete_submodule(user.target)  # now held by the fused conv: unused-module clean-up skips it
+        fused = FusedConv2d(conv, activation)
+        if keep == 0:
+            replace_submodule(gm, node.target, fused)
+        else:
+            seq = nn.Sequential()
+            for name, part in zip(names[:keep], parts[:keep]):
+                seq.add_module(name, part)
+            seq.add_module(names[keep], fused)
+            replace_submodule(gm, node.target, seq)
+
+
+def channels_last_if_4d(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
 def to_channels_last(gm: fx.GraphModule) -> None:
-    """4-D weights in channels_last memory (the values are the same); 4-D outputs handed back contiguous."""
+    """4-D inputs and weights in channels_last memory (the values are the same); 4-D outputs handed back
+    contiguous."""
     for sub in gm.modules():
         if isinstance(sub, nn.Conv2d):
             sub.weight.data = sub.weight.data.contiguous(memory_format=torch.channels_last)
+    for node in list(gm.graph.nodes):
+        if node.op == "placeholder" and node.users:
+            with gm.graph.inserting_after(node):
+                moved = gm.graph.call_function(channels_last_if_4d, (node,))
+            node.replace_all_uses_with(moved, delete_user_cb=lambda user, moved=moved: user is not moved)
     output = next(n for n in gm.graph.nodes if n.op == "output")
     with gm.graph.inserting_before(output):
         output.args = (_contiguous(gm, output.args[0]),)
