@@ -13,11 +13,13 @@ from .assemble import assemble
 from .errors import ConversionNotice, ModelFileError, UnsupportedLayerError
 from .graph import KerasGraph
 from .io import load_payload, read_saved, save  # noqa: F401
+from .optimize import optimize as optimize_module
 from .readers import open_model
 
 
 def convert(path: str | os.PathLike, layout: str = "channels_first",
-            input_shapes: Sequence[Sequence[int | None]] | None = None, dtype: str | None = None) -> fx.GraphModule:
+            input_shapes: Sequence[Sequence[int | None]] | None = None, dtype: str | None = None,
+            optimize: bool = False) -> fx.GraphModule:
     """Convert a Keras ``.h5`` or ``.keras`` file into a torch module in eval mode.
 
     ``layout="channels_first"`` (default): 4-D/5-D inputs and outputs are N,C,H,W / N,C,D,H,W; 2-D and 3-D ones
@@ -27,10 +29,15 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
     notice); ``"float32"`` or ``"float64"`` converts every floating layer and input to that dtype.
     The module returns its outputs in Keras's ``model.outputs`` order and names them in ``output_names``
     (``input_names`` likewise).
+    ``optimize=True``: an inference-only module with batch norms and input scaling folded into convolutions,
+    no-ops dropped and channels_last weights (``tf2torch.optimize``); the default keeps one module per layer.
     """
     with open_model(path) as graph:
         module = assemble(graph, layout, input_shapes, dtype)
         _attach_meta(module, graph, layout, input_shapes, dtype)
+    if optimize:
+        optimize_module(module)
+        module.tf2torch_meta["optimize"] = True
     for notice in module.tf2torch_notices:
         warnings.warn(notice, ConversionNotice, stacklevel=2)
     return module
@@ -63,11 +70,15 @@ def load(path: str | os.PathLike) -> fx.GraphModule:
     require_custom_converters(path, meta.get("custom_converters") or {})
     try:
         module = assemble(graph, layout, input_shapes, dtype)
+        if meta.get("optimize"):
+            optimize_module(module)  # the same folds (they depend on the structure only), then the folded weights
         module.load_state_dict(state_dict, strict=True)
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:  # an IR that does not hold together
         raise ModelFileError(f"{path}: a damaged tf2torch file ({type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:300]})") from None
     _attach_meta(module, graph, layout, input_shapes, dtype)
+    if meta.get("optimize"):
+        module.tf2torch_meta["optimize"] = True
     return module.eval()
 
 

@@ -30,6 +30,7 @@ from .graph import KerasGraph, Node, TensorRef
 from .naming import TorchNames, legal_segment
 from .nn.merge import join_masks
 from .nn.reshaping import flat_channels_first_to_keras
+from .shapes import predicted_output
 
 EXAMPLE_BATCH = 2
 # Stand-in sizes for the dimensions a model leaves open, tried in turn until every layer accepts them: two
@@ -283,7 +284,8 @@ class Assembler:
                 kwargs = {k: ([example(m, v) if m is not None else None for m in s] if isinstance(s, list)
                               else example(s, v)) for k, s in tensor_kwargs.items()}
                 try:
-                    out = module(*args, **kwargs)
+                    out = predicted_output(module, args, kwargs)  # torch's own conv/elementwise: no need to run
+                    out = module(*args, **kwargs) if out is None else out
                 except Exception as exc:  # a converter bug or a config we misread: name the layer
                     raise ConversionError(node.layer, layer.class_name,
                                           f"the converted module failed on inputs of shape "

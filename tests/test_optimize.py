@@ -1,0 +1,156 @@
+"""``convert(..., optimize=True)`` against real Keras models (both Keras versions, both layouts, every format):
+batch norms and input scaling folded into convolutions, no-ops dropped, channels_last, within 1e-5 of Keras; and
+the folds that would not be exact are left alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from harness import (
+    LAYOUTS,
+    assert_matches,
+    formats_for,
+    keras_module,
+    keras_outputs,
+    random_inputs,
+    torch_outputs,
+)
+from torch import nn
+
+import tf2torch
+from tf2torch.nn.fused import FusedConv2d, fused_conv_available
+
+
+def randomize_batch_norms(model, seed: int = 1) -> None:
+    """Moving statistics and affine parameters far from their initial values, so a wrong fold shows."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            shapes = [w.shape for w in layer.get_weights()]
+            values = [rng.uniform(0.5, 1.5, s).astype("float32") for s in shapes]
+            names = [w.name.split("/")[-1].split(":")[0] for w in layer.weights]
+            values = [v - 1.0 if "beta" in n or "mean" in n else v for v, n in zip(values, names)]
+            layer.set_weights(values)
+
+
+def trunk(k):
+    """Conv→BN folds (with and without bias, SAME padding, depthwise, separable, scale/center off); conv with its
+    own activation, conv read twice: no fold; Dropout dropped; a scale-only Rescaling into a padded conv."""
+    inp = k.Input((12, 11, 3))
+    x = k.layers.Rescaling(1.0 / 255, name="rescale")(inp)
+    x = k.layers.Conv2D(8, 3, padding="same", name="c1")(x)
+    x = k.layers.BatchNormalization(name="c1_bn")(x)
+    x = k.layers.ReLU(name="re_lu")(x)
+    x = k.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="c2")(x)
+    x = k.layers.BatchNormalization(scale=False, name="c2_bn")(x)
+    x = k.layers.Dropout(0.5, name="drop")(x)
+    x = k.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="dw")(x)
+    x = k.layers.BatchNormalization(center=False, name="dw_bn")(x)
+    y = k.layers.SeparableConv2D(16, 3, name="sep")(x)
+    y = k.layers.BatchNormalization(name="sep_bn")(y)
+    z = k.layers.Conv2D(16, 3, activation="relu", name="act")(x)
+    z = k.layers.BatchNormalization(name="act_bn")(z)
+    w = k.layers.Conv2D(16, 3, name="shared")(x)
+    v = k.layers.BatchNormalization(name="shared_bn")(w)
+    out = k.layers.Add()([y, z, v, w])
+    return k.Model(inp, k.layers.GlobalAveragePooling2D()(out))
+
+
+def offset_valid(k):
+    """Rescaling with an offset into an unpadded conv: folds."""
+    inp = k.Input((9, 10, 3))
+    x = k.layers.Rescaling([0.5, 2.0, 0.25], offset=[-1.0, 0.5, 2.0], name="rescale")(inp)
+    x = k.layers.Conv2D(4, 3, name="c1")(x)
+    return k.Model(inp, k.layers.BatchNormalization(name="bn")(x))
+
+
+def offset_same(k):
+    """Rescaling with an offset into a zero-padded conv: the padded border would differ, no fold."""
+    inp = k.Input((9, 10, 3))
+    x = k.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inp)
+    return k.Model(inp, k.layers.Conv2D(4, 3, padding="same", name="c1")(x))
+
+
+def normalization_valid(k):
+    inp = k.Input((9, 10, 3))
+    x = k.layers.Normalization(mean=[0.5, -1.0, 2.0], variance=[4.0, 0.25, 1.0], name="norm")(inp)
+    return k.Model(inp, k.layers.Conv2D(4, 3, name="c1")(x))
+
+
+def conv1d(k):
+    inp = k.Input((20, 5))
+    x = k.layers.Conv1D(6, 3, padding="causal", name="c1")(inp)
+    x = k.layers.BatchNormalization(name="c1_bn")(x)
+    return k.Model(inp, k.layers.Conv1D(6, 3, name="c2")(x))
+
+
+# (model, layers gone in the channels_first conversion, layers that must remain)
+CASES = [
+    (trunk, {"c1_bn", "c2_bn", "dw_bn", "sep_bn", "rescale"}, {"c1", "c2", "dw", "sep", "act_bn", "shared_bn"}),
+    (offset_valid, {"rescale", "bn"}, {"c1"}),
+    (offset_same, set(), {"rescale", "c1"}),
+    (normalization_valid, {"norm"}, {"c1"}),
+    (conv1d, {"c1_bn"}, {"c1", "c2"}),
+]
+
+
+@pytest.mark.parametrize(("build", "gone", "kept"), CASES, ids=[c[0].__name__ for c in CASES])
+def test_optimized_matches_keras(build, gone, kept, flavour, tmp_path):
+    k = keras_module(flavour)
+    model = build(k)
+    randomize_batch_norms(model)
+    inputs = random_inputs(model)
+    inputs = [a * 100 if build is normalization_valid else a for a in inputs]
+    ref = keras_outputs(model, inputs)
+    for fmt in formats_for(flavour):
+        path = tmp_path / f"model.{fmt}"
+        model.save(str(path))
+        for layout in LAYOUTS:
+            module = tf2torch.convert(path, layout=layout, optimize=True)
+            assert_matches(torch_outputs(module, inputs, layout), ref, what=f"{flavour} .{fmt} {layout} optimized")
+            names = {name for name, _ in module.named_children()}
+            assert kept <= names, f"{sorted(kept - names)} missing from {sorted(names)}"
+            if layout == "channels_first":
+                assert not gone & names, f"{sorted(gone & names)} not folded"
+
+
+def test_nothing_else_changes_without_optimize(tmp_path):
+    keras = keras_module("keras3")
+    path = tmp_path / "model.keras"
+    trunk(keras).save(str(path))
+    names = {name for name, _ in tf2torch.convert(path).named_children()}
+    assert {"c1_bn", "rescale", "drop"} <= names
+
+
+def test_optimized_module_saves_loads_and_records_folds(tmp_path):
+    keras = keras_module("keras3")
+    model = trunk(keras)
+    randomize_batch_norms(model)
+    path = tmp_path / "model.keras"
+    model.save(str(path))
+    module = tf2torch.convert(path, optimize=True)
+    tf2torch.save(module, tmp_path / "model.pt")
+    loaded = tf2torch.load(tmp_path / "model.pt")
+    x = torch.randn(2, 3, 12, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), module(x), rtol=0, atol=0)
+    c1 = next(n for n in module.graph.nodes if n.target == "c1")
+    assert not any(isinstance(m, (nn.Identity, nn.Dropout)) for m in module.modules())
+    if fused_conv_available():  # c1's BN folded, then the ReLU layer after it and act's own relu fused
+        assert isinstance(module.c1, FusedConv2d) and module.c1.post_op == "relu"
+        assert isinstance(module.act, FusedConv2d) and module.act.post_op == "relu"
+        assert "re_lu" not in dict(module.named_children())
+        assert c1.meta["tf2torch"]["folded"] == ["c1_bn", "rescale", "re_lu"]
+
+
+def test_conv_trunk_compiles_without_graph_breaks(tmp_path):
+    """torch.compile sees one graph for a converted conv trunk, default and optimized (dynamo tracing only)."""
+    keras = keras_module("keras3")
+    path = tmp_path / "model.keras"
+    trunk(keras).save(str(path))
+    x = torch.randn(2, 3, 12, 11)
+    for optimize in (False, True):
+        explanation = torch._dynamo.explain(tf2torch.convert(path, optimize=optimize))(x)
+        assert explanation.graph_break_count == 0, explanation.break_reasons
+        assert explanation.graph_count == 1

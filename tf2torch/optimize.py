@@ -1,0 +1,333 @@
+"""Opt-in inference optimisation of a converted module (``convert(..., optimize=True)``, ``convert --optimize``).
+
+Every rewrite is exact up to float32 round-off (the suite checks 1e-5 against Keras) and keeps the submodule names
+of the Keras layers that remain: a BatchNormalization folded into ``conv1_conv`` disappears and ``conv1_conv``
+keeps its name, with the folded layers listed in its node's ``meta["tf2torch"]["folded"]``.
+
+- BatchNormalization folded into the convolution before it: ``W' = W * s``, ``b' = (b - mean) * s + beta`` with
+  ``s = gamma / sqrt(var + eps)`` per output channel, computed in float64. Only when nothing else reads the
+  conv's output, the BN normalizes the conv's channel axis (dim 1) and the conv ends the converted module (a conv
+  layer with its own ``activation`` ends with the activation: no fold).
+- Rescaling / Normalization folded into the convolution after it: ``conv(x * s + o) = conv_{W * s}(x) + conv_W(o)``
+  with per-input-channel ``s`` and ``o``. Zero padding pads ``x * s + o`` with zeros, not with ``o``, so with an
+  offset the fold needs a conv without padding; a pure scale commutes with zero padding.
+- Inference no-ops dropped: ``nn.Identity`` and dropouts (the optimised module is for inference only).
+- Activations in place (``inplace=True``) where they read a fresh tensor nothing else reads (a conv's, a batch
+  norm's or a merge's output): one allocation and one pass over memory fewer per activation.
+- 2-D convolutions become ``FusedConv2d`` (``tf2torch/nn/fused.py``): weight prepacked for oneDNN and the
+  activation after it (ReLU, ReLU6, SiLU, Hardswish; a separate layer nothing else reads, or the conv layer's own)
+  applied in the same pass. Same module name; a fused activation layer disappears like a folded BN.
+- 4-D inputs and weights in ``torch.channels_last`` when the model has 2-D convolutions (faster with oneDNN on
+  CPU; measured in ``benchmarks/bench_routes.py``); outputs are made contiguous again.
+
+The result is an ``fx.GraphModule`` meant for inference; ``tf2torch.save``/``load`` keep the optimisation (the
+file records it and ``load`` replays it on the rebuilt module before loading the folded weights).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from .nn.fused import POST_OPS, FusedConv2d, fused_conv_available
+from .nn.merge import Add, Average, Maximum, Minimum, Multiply, Subtract
+from .nn.preprocessing import KerasNormalization, Rescale, as_float
+
+CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+BATCH_NORM_RANK = {nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNorm3d: 3}
+NO_OPS = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+PAD_MODULE_PREFIXES = ("pad",)
+IN_PLACE = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.Hardswish, nn.ELU, nn.LeakyReLU)
+MERGES = (Add, Subtract, Multiply, Average, Maximum, Minimum)
+
+
+def optimize(module: fx.GraphModule, channels_last: bool = True) -> fx.GraphModule:
+    """Rewrite ``module`` in place for inference (see the module docstring) and return it."""
+    module.eval()
+    has_conv2d = any(isinstance(m, nn.Conv2d) for m in module.modules())
+    drop_no_ops(module)
+    fold_batch_norms(module)
+    fold_input_scaling(module)
+    activations_in_place(module)
+    if fused_conv_available():
+        fuse_convolutions(module)
+    if channels_last and has_conv2d:
+        to_channels_last(module)
+    module.graph.eliminate_dead_code()
+    module.graph.lint()
+    module.delete_all_unused_submodules()
+    module.recompile()
+    return module
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+def module_of(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
+    return gm.get_submodule(node.target) if node.op == "call_module" else None
+
+
+def called_once(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """The node's module is not shared with another call (a Keras layer used twice)."""
+    return sum(1 for n in gm.graph.nodes if n.op == "call_module" and n.target == node.target) == 1
+
+
+def sole_input(node: fx.Node) -> fx.Node | None:
+    return node.args[0] if len(node.args) == 1 and not node.kwargs and isinstance(node.args[0], fx.Node) else None
+
+
+def trailing_conv(module: nn.Module) -> nn.Module | None:
+    """The convolution that produces the module's output: the module itself, or the last part of an
+    ``nn.Sequential`` (pad, conv) / (pad, depthwise, pointwise)."""
+    if type(module) in CONVS:
+        return module
+    if type(module) is nn.Sequential and len(module) and type(module[-1]) in CONVS:
+        return module[-1]
+    return None
+
+
+def leading_conv(module: nn.Module) -> tuple[nn.Module, bool] | None:
+    """(the convolution that reads the module's input, whether zeros are padded before it)."""
+    if type(module) in CONVS:
+        return module, module.padding == "same" or any(p != 0 for p in _padding(module))
+    if type(module) is nn.Sequential and len(module):
+        first = module[0]
+        if type(first) in CONVS:
+            return first, any(p != 0 for p in _padding(first))
+        names = list(module._modules)
+        if names[0] in PAD_MODULE_PREFIXES and len(module) > 1 and type(module[1]) in CONVS:
+            return module[1], True
+    return None
+
+
+def _padding(conv: nn.Module) -> tuple[int, ...]:
+    return (1,) if isinstance(conv.padding, str) else tuple(conv.padding)
+
+
+def note_fold(node: fx.Node, folded: fx.Node, computes_it: bool) -> None:
+    """Record the folded layer on the node that absorbed it; when the node now computes the folded layer's output
+    (a BN after a conv), it stands for that Keras node (``tf2torch verify`` compares it with the BN)."""
+    meta = node.meta.setdefault("tf2torch", {})
+    theirs = folded.meta.get("tf2torch", {})
+    meta.setdefault("folded", []).append(theirs.get("layer", str(folded.target)))
+    if computes_it:
+        for key in ("keras_node", "layouts"):
+            if key in theirs:
+                meta[key] = theirs[key]
+
+
+def remove_node(gm: fx.GraphModule, node: fx.Node, replacement: fx.Node) -> None:
+    node.replace_all_uses_with(replacement)
+    gm.graph.erase_node(node)
+
+
+# -- rewrites ---------------------------------------------------------------------------------------------------
+def drop_no_ops(gm: fx.GraphModule) -> None:
+    for node in list(gm.graph.nodes):
+        module = module_of(gm, node)
+        source = sole_input(node)
+        if module is not None and type(module) in NO_OPS and source is not None:
+            remove_node(gm, node, source)
+
+
+def batch_norm_scale_shift(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s, t) in float64 with ``bn(x) = x * s + t`` per channel (eval mode, running statistics)."""
+    mean, var = bn.running_mean.double(), bn.running_var.double()
+    gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(mean)
+    beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(mean)
+    s = gamma / torch.sqrt(var + bn.eps)
+    return s, beta - mean * s
+
+
+def fold_batch_norms(gm: fx.GraphModule) -> None:
+    for node in list(gm.graph.nodes):
+        bn = module_of(gm, node)
+        if type(bn) not in BATCH_NORM_RANK or bn.running_mean is None or not called_once(gm, node):
+            continue
+        source = sole_input(node)
+        producer = module_of(gm, source) if source is not None else None
+        conv = trailing_conv(producer) if producer is not None else None
+        if (conv is None or len(source.users) != 1 or not called_once(gm, source)
+                or BATCH_NORM_RANK[type(bn)] != conv.weight.dim() - 2 or conv.out_channels != bn.num_features):
+            continue
+        fold_into_conv(conv, *batch_norm_scale_shift(bn))
+        note_fold(source, node, computes_it=True)
+        remove_node(gm, node, source)
+
+
+@torch.no_grad()
+def fold_into_conv(conv: nn.Module, scale: torch.Tensor, shift: torch.Tensor) -> None:
+    """``conv`` becomes ``conv(x) * scale + shift`` (per output channel)."""
+    weight = conv.weight.double()
+    bias = conv.bias.double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    conv.weight = nn.Parameter((weight * scale.reshape(shape)).to(conv.weight.dtype))
+    conv.bias = nn.Parameter((bias * scale + shift).to(conv.weight.dtype))
+
+
+def per_channel(value: float | torch.Tensor, channels: int, channel_dim: int, rank: int) -> torch.Tensor | None:
+    """A scalar or a tensor broadcast against a rank-``rank`` tensor → one float64 value per channel, or None when
+    it varies along another axis."""
+    if not isinstance(value, torch.Tensor):
+        return torch.full((channels,), float(value), dtype=torch.float64)
+    if value.dim() > rank:
+        return None
+    full = value.reshape((1,) * (rank - value.dim()) + tuple(value.shape))
+    if any(size != 1 for d, size in enumerate(full.shape) if d != channel_dim):
+        return None
+    return full.reshape(-1).double().expand(channels).clone()
+
+
+def scaling_of(module: nn.Module, channels: int, channel_dim: int,
+               rank: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(s, o) per channel with ``module(x) = float(x) * s + o``, for Rescaling and (non-inverted) Normalization."""
+    if type(module) is Rescale:
+        s = per_channel(module.scale, channels, channel_dim, rank)
+        o = per_channel(module.offset, channels, channel_dim, rank)
+    elif type(module) is KerasNormalization and not module.invert:
+        std = torch.clamp_min(torch.sqrt(module.variance.double()), module.epsilon)
+        s = per_channel(1.0 / std, channels, channel_dim, rank)
+        o = per_channel(-module.mean.double() / std, channels, channel_dim, rank)
+    else:
+        return None
+    return None if s is None or o is None else (s, o)
+
+
+def fold_input_scaling(gm: fx.GraphModule) -> None:
+    """Rescaling/Normalization → conv: the conv takes the unscaled input (cast to float as Keras does)."""
+    for node in list(gm.graph.nodes):
+        scaling = module_of(gm, node)
+        if type(scaling) not in (Rescale, KerasNormalization) or len(node.users) != 1 or not called_once(gm, node):
+            continue
+        source = sole_input(node)
+        user = next(iter(node.users))
+        found = leading_conv(module_of(gm, user)) if module_of(gm, user) is not None else None
+        if source is None or found is None or sole_input(user) is not node or not called_once(gm, user):
+            continue
+        conv, padded = found
+        if conv.groups != 1:
+            continue
+        rank = conv.weight.dim()
+        so = scaling_of(scaling, conv.in_channels, 1, rank)
+        # Normalization's mean is a weight: decide on the structure alone, so that ``load`` replays the same folds
+        offset_free = type(scaling) is Rescale and not bool((so[1] != 0).any()) if so is not None else False
+        if so is None or (padded and not offset_free):
+            continue
+        fold_scaling_into_conv(conv, *so)
+        note_fold(user, node, computes_it=False)
+        with gm.graph.inserting_before(node):
+            cast = gm.graph.call_function(as_float, (source,))
+        remove_node(gm, node, cast)
+
+
+@torch.no_grad()
+def fold_scaling_into_conv(conv: nn.Module, scale: torch.Tensor, offset: torch.Tensor) -> None:
+    """``conv(x * scale + offset)`` as one conv (``scale``/``offset`` per input channel, no padding when
+    ``offset`` is not zero)."""
+    weight = conv.weight.double()
+    shape = (1, -1) + (1,) * (weight.dim() - 2)
+    bias = conv.bias.double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    bias = bias + (weight * offset.reshape(shape)).sum(dim=tuple(range(1, weight.dim())))
+    conv.weight = nn.Parameter((weight * scale.reshape(shape)).to(conv.weight.dtype))
+    conv.bias = nn.Parameter(bias.to(conv.weight.dtype))
+
+
+def fresh_output(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """Whether the node's output is a new tensor (not a view of, or the same tensor as, anything else)."""
+    module = module_of(gm, node)
+    if module is None:
+        return False
+    if type(module) is nn.Sequential and len(module):
+        module = module[-1]
+        return type(module) in CONVS or type(module) in BATCH_NORM_RANK or type(module) in IN_PLACE
+    if type(module) in MERGES:
+        return len(node.args) >= 2
+    return type(module) in CONVS or type(module) in BATCH_NORM_RANK
+
+
+def activations_in_place(gm: fx.GraphModule) -> None:
+    for node in gm.graph.nodes:
+        module = module_of(gm, node)
+        source = sole_input(node)
+        if (type(module) in IN_PLACE and source is not None and len(source.users) == 1 and called_once(gm, node)
+                and fresh_output(gm, source)):
+            module.inplace = True
+    for module in gm.modules():  # (conv, activation) inside one converted layer
+        if type(module) is nn.Sequential:
+            for before, after in zip(module, list(module)[1:]):
+                if type(after) in IN_PLACE and (type(before) in CONVS or type(before) in BATCH_NORM_RANK):
+                    after.inplace = True
+
+
+def fusable(conv: nn.Module) -> bool:
+    return type(conv) is nn.Conv2d and not isinstance(conv.padding, str) and conv.padding_mode == "zeros"
+
+
+def replace_submodule(gm: fx.GraphModule, path: str, module: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(gm.get_submodule(parent) if parent else gm, name, module)
+
+
+def fuse_convolutions(gm: fx.GraphModule) -> None:
+    """Conv2d → FusedConv2d, with the activation that follows it (inside the layer or as the next layer)."""
+    removed: set[fx.Node] = set()
+    for node in list(gm.graph.nodes):
+        module = module_of(gm, node) if node not in removed else None
+        if module is None or not called_once(gm, node):
+            continue
+        parts = list(module) if type(module) is nn.Sequential else [module]
+        names = list(module._modules) if type(module) is nn.Sequential else [None]
+        own_activation = len(parts) >= 2 and type(parts[-1]) in POST_OPS and fusable(parts[-2])
+        if own_activation:
+            conv, activation, keep = parts[-2], parts[-1], len(parts) - 2
+        elif fusable(parts[-1]):
+            conv, activation, keep = parts[-1], None, len(parts) - 1
+        else:
+            continue
+        if activation is None and len(node.users) == 1:
+            user = next(iter(node.users))
+            follower = module_of(gm, user)
+            if type(follower) in POST_OPS and sole_input(user) is node and called_once(gm, user):
+                activation = follower
+                note_fold(node, user, computes_it=True)
+                remove_node(gm, user, node)
+                removed.add(user)
+                gm.delete_submodule(user.target)  # now held by the fused conv: unused-module clean-up skips it
+        fused = FusedConv2d(conv, activation)
+        if keep == 0:
+            replace_submodule(gm, node.target, fused)
+        else:
+            seq = nn.Sequential()
+            for name, part in zip(names[:keep], parts[:keep]):
+                seq.add_module(name, part)
+            seq.add_module(names[keep], fused)
+            replace_submodule(gm, node.target, seq)
+
+
+def channels_last_if_4d(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def to_channels_last(gm: fx.GraphModule) -> None:
+    """4-D inputs and weights in channels_last memory (the values are the same); 4-D outputs handed back
+    contiguous."""
+    for sub in gm.modules():
+        if isinstance(sub, nn.Conv2d):
+            sub.weight.data = sub.weight.data.contiguous(memory_format=torch.channels_last)
+    for node in list(gm.graph.nodes):
+        if node.op == "placeholder" and node.users:
+            with gm.graph.inserting_after(node):
+                moved = gm.graph.call_function(channels_last_if_4d, (node,))
+            node.replace_all_uses_with(moved, delete_user_cb=lambda user, moved=moved: user is not moved)
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    with gm.graph.inserting_before(output):
+        output.args = (_contiguous(gm, output.args[0]),)
+
+
+def _contiguous(gm: fx.GraphModule, value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return type(value)(_contiguous(gm, v) for v in value)
+    if isinstance(value, fx.Node):
+        return gm.graph.call_method("contiguous", (value,))
+    return value
