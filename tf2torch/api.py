@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import torch.fx as fx
 
@@ -12,18 +13,26 @@ from . import converters  # noqa: F401  (registers every converter family)
 from .assemble import assemble
 from .graph import KerasGraph
 from .io import load_payload, save  # noqa: F401
+from .ops import tf_raw  # noqa: F401  (raw TensorFlow graph ops, for SavedModels, checkpoints, frozen graphs)
 from .readers import open_model
 
 
 def convert(path: str | os.PathLike, layout: str = "channels_first",
-            input_shapes: Sequence[Sequence[int | None]] | None = None) -> fx.GraphModule:
+            input_shapes: Sequence[Sequence[int | None]] | None = None, *, signature: str | None = None,
+            inputs: Sequence[str] | None = None, outputs: Sequence[str] | None = None,
+            constants: dict[str, Any] | None = None) -> fx.GraphModule:
     """Convert a Keras ``.h5`` or ``.keras`` file into a torch module in eval mode.
 
     ``layout="channels_first"`` (default): 4-D/5-D inputs and outputs are N,C,H,W / N,C,D,H,W; 2-D and 3-D ones
     keep Keras's layout. ``layout="keras"``: every input and output exactly as in Keras.
     ``input_shapes``: one shape per input without the batch axis, to fix dimensions the model leaves open.
+    TensorFlow graphs (SavedModel directory, TF1 checkpoint with its ``.meta``, frozen ``.pb``): ``signature``
+    (default ``serving_default``), ``inputs`` / ``outputs`` (tensor names, default the signature's or the
+    placeholders and sinks), ``constants`` (placeholder name → value fixed at conversion, e.g.
+    ``{"is_training": False}``).
     """
-    with open_model(path) as graph:
+    tf_options = {"signature": signature, "inputs": inputs, "outputs": outputs, "constants": constants}
+    with open_model(path, tf_options) as graph:
         module = assemble(graph, layout, input_shapes)
         _attach_meta(module, graph, layout, input_shapes)
     return module

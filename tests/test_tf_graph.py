@@ -1,0 +1,109 @@
+"""TensorFlow graphs: SavedModel signatures, TF1 checkpoints with their MetaGraph, frozen GraphDefs.
+
+Fixtures are made here with TensorFlow (tests/tf_graph_fixtures.py); every conversion is compared with
+TensorFlow's own output at the suite's tolerance, in both layouts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from harness import LAYOUTS, assert_matches, torch_outputs
+from tf_graph_fixtures import tf1_training_graph, tf_module_saved_model
+
+import tf2torch
+from tf2torch.errors import Tf2TorchError
+from tf2torch.readers import file_kind
+
+CONSTANTS = {"is_training": False}
+
+
+@pytest.fixture(scope="module")
+def tf1(tmp_path_factory):
+    return tf1_training_graph(tmp_path_factory.mktemp("tf1") / "model_dir")
+
+
+@pytest.fixture(scope="module")
+def tf_module(tmp_path_factory):
+    return tf_module_saved_model(tmp_path_factory.mktemp("tfmodule") / "saved")
+
+
+def outputs_of(module, inputs, layout):
+    return torch_outputs(module, [inputs], layout)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_tf1_checkpoint_directory(tf1, layout):
+    """The checkpoint directory as given: a `checkpoint` file with a foreign absolute path, a stale
+    `_output_shapes`, a training graph with tf.cond on is_training around batch norm and dropout."""
+    module = tf2torch.convert(tf1["dir"], layout=layout, constants=CONSTANTS)
+    assert_matches(outputs_of(module, tf1["inputs"], layout), [tf1["reference"]], what="checkpoint dir")
+
+
+@pytest.mark.parametrize("form", ["prefix", "prefix_without_step", "index_file"])
+def test_tf1_checkpoint_path_forms(tf1, form):
+    path = {"prefix": tf1["prefix"], "prefix_without_step": str(tf1["dir"] / "model.ckpt"),
+            "index_file": tf1["prefix"] + ".index"}[form]
+    assert file_kind(path) == "checkpoint"
+    module = tf2torch.convert(path, constants=CONSTANTS)
+    assert_matches(outputs_of(module, tf1["inputs"], "channels_first"), [tf1["reference"]], what=form)
+
+
+def test_tf1_batch_norm_uses_moving_statistics(tf1):
+    module = tf2torch.convert(tf1["dir"], constants=CONSTANTS)
+    norms = [m for m in module.modules() if type(m).__name__ == "BatchNorm2d"]
+    assert len(norms) == 1
+    np.testing.assert_array_equal(norms[0].running_mean.numpy(), tf1["moving_mean"])
+
+
+def test_tf1_pruned_to_inference_path(tf1):
+    module = tf2torch.convert(tf1["dir"], constants=CONSTANTS)
+    classes = {layer["class_name"] for layer in module.tf2torch_meta["graph"]["layers"].values()}
+    assert not any(c.split(">")[-1] in ("RandomUniform", "Switch", "Merge", "ApplyAdam", "AssignSub")
+                   for c in classes), classes
+    assert [s["name"] for s in module.tf2torch_meta["graph"]["input_specs"]] == ["x"]
+    # an NHWC conv trunk runs channels-first without a single transpose
+    permutes = [n for n in module.graph.nodes if n.op == "call_method" and n.target == "permute"]
+    assert permutes == []
+
+
+def test_tf1_predicate_must_be_fixed(tf1):
+    with pytest.raises(Tf2TorchError, match="--constant"):
+        tf2torch.convert(tf1["dir"])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_frozen_graph(tf1, layout):
+    module = tf2torch.convert(tf1["dir"] / "frozen.pb", layout=layout, constants=CONSTANTS)
+    assert_matches(outputs_of(module, tf1["inputs"], layout), [tf1["reference"]], what="frozen .pb")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_tf_module_saved_model(tf_module, layout):
+    module = tf2torch.convert(tf_module["dir"], layout=layout)
+    assert_matches(outputs_of(module, tf_module["inputs"], layout), tf_module["reference"], what="tf.Module")
+
+
+def test_save_load_round_trip(tf1, tmp_path):
+    module = tf2torch.convert(tf1["dir"], constants=CONSTANTS)
+    tf2torch.save(module, tmp_path / "m.pt")
+    loaded = tf2torch.load(tmp_path / "m.pt")
+    assert_matches(outputs_of(loaded, tf1["inputs"], "channels_first"), [tf1["reference"]], what="reloaded")
+
+
+def test_without_tensorflow_one_line_says_how_to_install(tf_module, tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["tensorflow"] = None  # as if TensorFlow were not installed
+        from tf2torch.cli import main
+        main(["convert", {str(tf_module["dir"])!r}, {str(tmp_path / "out.pt")!r}])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        "error: reading SavedModels, TF checkpoints and frozen graphs needs TensorFlow: pip install tf2torch[tf]"]
+    assert not (tmp_path / "out.pt").exists()
