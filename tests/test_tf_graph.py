@@ -13,7 +13,14 @@ import textwrap
 import numpy as np
 import pytest
 from harness import LAYOUTS, assert_matches, torch_outputs
-from tf_graph_fixtures import tf1_training_graph, tf_module_saved_model
+from tf_graph_fixtures import (
+    CUSTOM_LAYER_SCRIPT,
+    image_batch,
+    randomize_batch_norms,
+    small_cnn,
+    tf1_training_graph,
+    tf_module_saved_model,
+)
 
 import tf2torch
 from tf2torch.errors import Tf2TorchError
@@ -107,3 +114,74 @@ def test_without_tensorflow_one_line_says_how_to_install(tf_module, tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "error: reading SavedModels, TF checkpoints and frozen graphs needs TensorFlow: pip install tf2torch[tf]"]
     assert not (tmp_path / "out.pt").exists()
+
+
+# -- Keras SavedModels ----------------------------------------------------------------------------------------
+def test_tf_keras_saved_model_equals_h5(tmp_path):
+    """tf_keras `model.save(dir)`: structure from keras_metadata.pb, weights from variables/; the conversion
+    is the same as converting the .h5 of the model."""
+    import tf_keras
+
+    model = small_cnn(tf_keras)
+    randomize_batch_norms(model)
+    model.save(str(tmp_path / "saved"))
+    model.save(str(tmp_path / "model.h5"))
+    inputs = image_batch((2, 12, 12, 3))
+    reference = [model(inputs, training=False).numpy()]
+    from_dir = tf2torch.convert(tmp_path / "saved")
+    from_h5 = tf2torch.convert(tmp_path / "model.h5")
+    assert from_dir.code == from_h5.code
+    graph = from_dir.tf2torch_meta["graph"]
+    assert graph["source_format"] == "savedmodel" and "conv1" in graph["layers"]
+    for key, value in from_h5.state_dict().items():
+        np.testing.assert_array_equal(from_dir.state_dict()[key].numpy(), value.numpy(), err_msg=key)
+    for layout in LAYOUTS:
+        assert_matches(torch_outputs(tf2torch.convert(tmp_path / "saved", layout=layout), [inputs], layout),
+                       reference, what=f"tf_keras SavedModel {layout}")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_keras3_export(tmp_path, layout):
+    """Keras 3 `model.export(dir)`: no Keras metadata, converted from the serving signature's graph."""
+    import keras
+
+    model = small_cnn(keras)
+    randomize_batch_norms(model)
+    model.export(str(tmp_path / "exported"), verbose=False)
+    inputs = image_batch((2, 12, 12, 3))
+    reference = [np.asarray(model(inputs, training=False))]
+    module = tf2torch.convert(tmp_path / "exported", layout=layout)
+    assert_matches(torch_outputs(module, [inputs], layout), reference, what="Keras 3 export")
+
+
+def test_tf_keras_saved_model_with_custom_layer(tmp_path):
+    """A custom layer tf2torch has no converter for, whose class exists only in the script that saved the
+    model: the model converts from its traced serving signature, in a process that never saw that class."""
+    saved, data = tmp_path / "custom", tmp_path / "io.npz"
+    subprocess.run([sys.executable, "-c", CUSTOM_LAYER_SCRIPT, str(saved), str(data)], check=True, timeout=300,
+                   capture_output=True)
+    proc = subprocess.run([sys.executable, "-m", "tf2torch", "convert", str(saved), str(tmp_path / "out.pt")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    module = tf2torch.load(tmp_path / "out.pt")
+    arrays = np.load(data)
+    assert_matches(torch_outputs(module, [arrays["x"]], "channels_first"), [arrays["y"]], what="custom layer")
+    assert any(key.startswith("model/gated") for key in module.tf2torch_meta["graph"]["layers"])
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_saved_model_equals_h5(tmp_path):
+    import tf_keras
+
+    model = tf_keras.applications.MobileNetV2(input_shape=(64, 64, 3), weights=None, alpha=0.35, classes=10)
+    randomize_batch_norms(model)
+    model.save(str(tmp_path / "saved"))
+    model.save(str(tmp_path / "model.h5"))
+    inputs = image_batch((2, 64, 64, 3))
+    from_dir = tf2torch.convert(tmp_path / "saved")
+    from_h5 = tf2torch.convert(tmp_path / "model.h5")
+    assert from_dir.code == from_h5.code
+    for key, value in from_h5.state_dict().items():
+        np.testing.assert_array_equal(from_dir.state_dict()[key].numpy(), value.numpy(), err_msg=key)
+    assert_matches(torch_outputs(from_dir, [inputs], "channels_first"), [model(inputs, training=False).numpy()],
+                   what="MobileNetV2 SavedModel")

@@ -145,3 +145,50 @@ def tf_module_saved_model(directory: Path) -> dict:
     inputs = image_batch((2, 9, 9, 3))
     out = module(inputs)
     return {"dir": directory, "inputs": inputs, "reference": [out["features"].numpy(), out["probs"].numpy()]}
+
+
+def small_cnn(k):
+    inputs = k.Input((12, 12, 3), name="image")
+    h = k.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu", name="conv1")(inputs)
+    h = k.layers.BatchNormalization(name="bn1")(h)
+    h = k.layers.DepthwiseConv2D(3, padding="same", name="dw")(h)
+    h = k.layers.MaxPooling2D(name="pool")(h)
+    h = k.layers.Flatten(name="flatten")(h)
+    outputs = k.layers.Dense(4, activation="softmax", name="head")(h)
+    return k.Model(inputs, outputs, name="small_cnn")
+
+
+def randomize_batch_norms(model) -> None:
+    """Moving statistics that differ from their initial values, as after training."""
+    rng = np.random.default_rng(3)
+    for layer in model.layers:
+        if "BatchNormalization" in type(layer).__name__:
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") if i != 1 else
+                               rng.standard_normal(w.shape).astype("float32")
+                               for i, w in enumerate(layer.get_weights())])
+
+
+CUSTOM_LAYER_SCRIPT = """
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np
+import tensorflow as tf
+import tf_keras as k
+
+class GatedScale(k.layers.Layer):  # defined only in this script: not importable at conversion
+    def build(self, shape):
+        self.gate = self.add_weight(name="gate", shape=(shape[-1],), initializer="random_normal")
+
+    def call(self, x):
+        return x * tf.sigmoid(self.gate) + tf.square(x) * 0.1
+
+inputs = k.Input((10, 10, 3), name="image")
+h = k.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+h = GatedScale(name="gated")(h)
+h = k.layers.GlobalAveragePooling2D(name="gap")(h)
+outputs = k.layers.Dense(3, name="head")(h)
+model = k.Model(inputs, outputs)
+model.save(sys.argv[1])
+x = np.random.default_rng(1).standard_normal((2, 10, 10, 3)).astype("float32")
+np.savez(sys.argv[2], x=x, y=model(x).numpy())
+"""

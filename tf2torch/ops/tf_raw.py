@@ -88,7 +88,7 @@ def only_first_output(spec: LayerSpec) -> None:
 
 
 def tensor(array: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(array))
+    t = torch.from_numpy(np.array(array, copy=True, order="C"))  # (ascontiguousarray turns 0-d into 1-d)
     return t.float() if t.is_floating_point() and t.dtype != torch.float32 else t
 
 
