@@ -421,8 +421,8 @@ class TFConvTranspose(nn.Module):
         self.conv = conv
         self.crop = [tuple(c) for c in crop]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        y = self.conv(inputs[-1])  # the output size, when computed at run time, comes first and is static here
         for i, (start, size) in enumerate(self.crop):
             y = y.narrow(2 + i, start, size)
         return y
