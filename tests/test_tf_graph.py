@@ -185,3 +185,36 @@ def test_mobilenet_v2_saved_model_equals_h5(tmp_path):
         np.testing.assert_array_equal(from_dir.state_dict()[key].numpy(), value.numpy(), err_msg=key)
     assert_matches(torch_outputs(from_dir, [inputs], "channels_first"), [model(inputs, training=False).numpy()],
                    what="MobileNetV2 SavedModel")
+
+
+# -- command line: convert, inspect, verify -----------------------------------------------------------------
+def test_cli_convert_inspect_verify_checkpoint(tf1, tmp_path):
+    from click.testing import CliRunner
+
+    from tf2torch.cli import main
+
+    runner = CliRunner()
+    out = tmp_path / "out.pt"
+    result = runner.invoke(main, ["convert", str(tf1["dir"]), str(out), "--constant", "is_training=false"])
+    assert result.exit_code == 0, result.output
+    module = tf2torch.load(out)
+    assert_matches(outputs_of(module, tf1["inputs"], "channels_first"), [tf1["reference"]], what="cli .pt")
+
+    result = runner.invoke(main, ["inspect", str(tf1["dir"]), "--constant", "is_training=false"])
+    assert result.exit_code == 0, result.output
+    assert "placeholder is_training:0: bool [] (fixed by --constant)" in result.output
+    assert "placeholder x:0: float32 [?, 16, 16, 3]" in result.output
+    assert "layers without a converter: 0" in result.output
+
+    result = runner.invoke(main, ["inspect", str(tf1["dir"])])  # the placeholders come before the error
+    assert result.exit_code == 2 and "placeholder is_training:0: bool []" in result.output
+    assert "--constant" in result.output
+
+    result = runner.invoke(main, ["verify", str(tf1["dir"]), str(out), "--constant", "is_training=false"])
+    assert result.exit_code == 0, result.output
+    assert "conv1/Conv2D" in result.output and "dw/depthwise" in result.output and "OK:" in result.output
+
+
+def test_verify_saved_models(tf_module):
+    report = tf2torch.verify(tf_module["dir"])
+    assert report.ok and len(report.layers) == 7

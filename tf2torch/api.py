@@ -35,6 +35,9 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
     with open_model(path, tf_options) as graph:
         module = assemble(graph, layout, input_shapes)
         _attach_meta(module, graph, layout, input_shapes)
+    if any(v for v in tf_options.values()):
+        module.tf2torch_meta["tf_options"] = {k: (list(v) if isinstance(v, (list, tuple)) else v)
+                                              for k, v in tf_options.items() if v}
     return module
 
 
@@ -55,4 +58,6 @@ def load(path: str | os.PathLike) -> fx.GraphModule:
     module = assemble(graph, meta["layout"], meta.get("input_shapes"))
     module.load_state_dict(payload["state_dict"], strict=True)
     _attach_meta(module, graph, meta["layout"], meta.get("input_shapes"))
+    if "tf_options" in meta:
+        module.tf2torch_meta["tf_options"] = meta["tf_options"]
     return module.eval()

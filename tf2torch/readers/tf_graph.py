@@ -39,7 +39,8 @@ from ..graph import InputSpec, KerasGraph, Layer, Node, TensorRef, Weight
 from .tf_paths import checkpoint_prefix, import_tensorflow
 
 RAW = "tf.raw>"
-INLINE_LIMIT = 16  # constants with at most this many elements live in the op's config, larger ones are weights
+INLINE_LIMIT = 64  # integer constants (shapes, axes) up to this size and float scalars live in the op's config;
+# every other constant (kernels, biases, batch-norm statistics) is a weight
 IDENTITY_OPS = frozenset({"Identity", "StopGradient", "Snapshot", "PreventGradient", "CheckNumerics",
                           "EnsureShape", "PlaceholderWithDefault", "RefIdentity"})
 VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
@@ -87,6 +88,11 @@ class TFOptions:
     outputs: list[str] | None = None
     constants: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def plain(self) -> bool:
+        """No option that asks for the graph rather than the Keras structure."""
+        return self.signature is None and self.inputs is None and self.outputs is None and not self.constants
+
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> "TFOptions":
         return cls(signature=options.get("signature"), inputs=list(options["inputs"]) if options.get("inputs")
@@ -100,20 +106,22 @@ def open_tf_model(path: str | os.PathLike, kind: str, options: dict[str, Any]) -
     tf = import_tensorflow()
     opts = TFOptions.from_dict(options)
     p = Path(path)
-    if kind == "savedmodel":
+    if kind == "savedmodel" and opts.plain:
         directory = p if p.is_dir() else p.parent
-        plain = opts.signature is None and opts.inputs is None and opts.outputs is None and not opts.constants
-        if plain and (directory / "keras_metadata.pb").exists():
+        if (directory / "keras_metadata.pb").exists():
             graph = keras_saved_model_or_none(tf, directory)
             if graph is not None:
                 yield graph
                 return
-        source = read_saved_model(tf, directory, opts.signature)
-    elif kind == "checkpoint":
-        source = read_checkpoint(tf, p)
-    else:
-        source = read_graphdef(tf, p)
-    yield walk(tf, source, opts)
+    yield walk(tf, read_source(tf, p, kind, opts), opts)
+
+
+def read_source(tf: Any, path: Path, kind: str, opts: TFOptions) -> TFSource:
+    if kind == "savedmodel":
+        return read_saved_model(tf, path if path.is_dir() else path.parent, opts.signature)
+    if kind == "checkpoint":
+        return read_checkpoint(tf, path)
+    return read_graphdef(tf, path)
 
 
 def keras_saved_model_or_none(tf: Any, directory: Path) -> KerasGraph | None:
@@ -508,7 +516,16 @@ class Walker:
         return [self.values[t] for t in tensors]
 
 
-def walk(tf: Any, source: TFSource, options: TFOptions) -> KerasGraph:
+@dataclass
+class Ends:
+    inputs: list[Tensor]
+    input_names: list[str]
+    outputs: list[Tensor]
+    output_names: list[str]
+
+
+def prepare(tf: Any, source: TFSource, options: TFOptions) -> tuple[Walker, Ends]:
+    """Choose the inputs and outputs, feed the constants and resolve the graph between them."""
     walker = Walker(tf, source, options)
     walker.apply_constants()
     outputs, output_names = walker.choose_outputs()
@@ -530,7 +547,12 @@ def walk(tf: Any, source: TFSource, options: TFOptions) -> KerasGraph:
                      key=position.get)
         inputs, input_names, input_ops = [(n, 0) for n in phs], [re.sub(r"\W", "_", n) for n in phs], set(phs)
     walker.forward(order, input_ops)
-    return build_ir(walker, inputs, input_names, outputs, output_names)
+    return walker, Ends(inputs, input_names, outputs, output_names)
+
+
+def walk(tf: Any, source: TFSource, options: TFOptions) -> KerasGraph:
+    walker, ends = prepare(tf, source, options)
+    return build_ir(walker, ends.inputs, ends.input_names, ends.outputs, ends.output_names)
 
 
 # -- IR ---------------------------------------------------------------------------------------------------------
@@ -638,7 +660,8 @@ def build_ir(walker: Walker, inputs: list[Tensor], input_names: list[str], outpu
                 continue
             value = values[r]
             entry: dict[str, Any] = {"dtype": str(value.dtype), "shape": list(value.shape)}
-            if value.size <= INLINE_LIMIT and value.dtype.kind in "biuf":
+            if (value.size <= INLINE_LIMIT and value.dtype.kind in "biu") or (value.size == 1 and
+                                                                                value.dtype.kind == "f"):
                 entry["value"] = value.tolist()
             elif value.dtype.kind in "biuf":
                 entry["weight"] = len(weights)
@@ -678,6 +701,38 @@ def build_ir(walker: Walker, inputs: list[Tensor], input_names: list[str], outpu
     return graph
 
 
+def runnable_graph_def(walker: Walker, graph: KerasGraph) -> Any:
+    """The resolved graph the conversion read, as TensorFlow runs it: the IR's ops with their constant operands
+    as ``Const`` nodes and their run-time operands wired as in the IR. ``verify`` runs this, so each converted
+    op is compared with TensorFlow's own kernel on the same values."""
+    tf = walker.tf
+    graph_def = tf.compat.v1.GraphDef()
+    consts: dict[Tensor, str] = {}
+    for node in graph.nodes:
+        layer = graph.layers[node.layer]
+        copy = graph_def.node.add()
+        if layer.class_name == "InputLayer":  # whatever op it was, the input is fed
+            copy.name, copy.op = node.id, "Placeholder"
+            copy.attr["dtype"].type = tf.as_dtype(layer.config["dtype"]).as_datatype_enum
+            continue
+        copy.CopyFrom(walker.nodes[node.id])
+        del copy.input[:]
+        for t in walker.data_inputs(node.id):
+            r = walker.resolve(t)
+            if walker.state.get(r[0]) == "dyn":
+                copy.input.append(tensor_name(r))
+                continue
+            if r not in consts:
+                value = walker.evaluate([r])[0]
+                const = graph_def.node.add()
+                const.name = consts[r] = f"tf2torch_const/{len(consts)}"
+                const.op = "Const"
+                const.attr["dtype"].type = tf.as_dtype(value.dtype).as_datatype_enum
+                const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+            copy.input.append(consts[r])
+    return graph_def
+
+
 def describe_placeholders(tf: Any, source: TFSource) -> list[dict[str, Any]]:
     """Every placeholder with its dtype and shape (and whether it has a default), for ``inspect``."""
     walker = Walker(tf, source, TFOptions())
@@ -700,3 +755,25 @@ def parse_constant(text: str) -> tuple[str, Any]:
         return name.strip(), json.loads(value)
     except json.JSONDecodeError:
         raise Tf2TorchError(f"--constant {text!r}: the value is not JSON (false, 0.5, [1, 2])") from None
+
+
+def list_placeholders(path: str | os.PathLike, options: dict[str, Any]) -> list[str]:
+    """Lines for ``inspect``: the graph's placeholders (name, dtype, shape, default), fed ones marked."""
+    from . import file_kind
+
+    tf = import_tensorflow()
+    opts = TFOptions.from_dict(options)
+    source = read_source(tf, Path(path), file_kind(path), opts)
+    lines = []
+    if source.inputs:
+        lines.append("signature inputs: " + ", ".join(f"{k}={v}" for k, v in zip(source.input_names or [],
+                                                                                 source.inputs)))
+        lines.append("signature outputs: " + ", ".join(f"{k}={v}" for k, v in zip(source.output_names or [],
+                                                                                  source.outputs or [])))
+    fed = {tensor_id(n)[0] for n in opts.constants}
+    for row in describe_placeholders(tf, source):
+        shape = "unknown" if row["shape"] is None else str(row["shape"]).replace("None", "?")
+        notes = [n for n, on in (("with a default", row["default"]),
+                                 ("fixed by --constant", tensor_id(row["name"])[0] in fed)) if on]
+        lines.append(f"placeholder {row['name']}: {row['dtype']} {shape}" + (f" ({', '.join(notes)})" if notes else ""))
+    return lines
