@@ -218,3 +218,35 @@ def test_cli_convert_inspect_verify_checkpoint(tf1, tmp_path):
 def test_verify_saved_models(tf_module):
     report = tf2torch.verify(tf_module["dir"])
     assert report.ok and len(report.layers) == 7
+
+
+# -- issue 13: training graphs ----------------------------------------------------------------------------------
+def test_tf1_graph_with_if_ops(tmp_path):
+    """tf.cond as `If` / `StatelessIf` (TF 2 control flow in a tf.compat.v1 graph): only the taken branch is
+    inlined and converted."""
+    fixture = tf1_training_graph(tmp_path / "v2", control_flow_v2=True)
+    module = tf2torch.convert(fixture["dir"], constants=CONSTANTS)
+    assert_matches(outputs_of(module, fixture["inputs"], "channels_first"), [fixture["reference"]], what="If")
+    classes = [layer["class_name"] for layer in module.tf2torch_meta["graph"]["layers"].values()]
+    assert "tf.raw>FusedBatchNormV3" in classes and not any("If" in c or "Random" in c for c in classes), classes
+    assert tf2torch.verify(fixture["dir"], module, tf_options={"constants": CONSTANTS}).ok
+
+
+def test_placeholder_with_default_is_folded(tmp_path):
+    """An `is_training` placeholder_with_default(False) gates the conds: folded to its default unasked."""
+    fixture = tf1_training_graph(tmp_path / "default", with_default=True)
+    module = tf2torch.convert(fixture["dir"])
+    assert_matches(outputs_of(module, fixture["inputs"], "channels_first"), [fixture["reference"]], what="default")
+
+
+def test_checkpoint_prefix_is_a_directory(tf1, tmp_path):
+    """`saver.save(sess, "model_dir/")` writes `model_dir/.index`, `.meta`, `.data-...`: the folder is the prefix."""
+    import shutil
+
+    folder = tmp_path / "model_dir"
+    folder.mkdir()
+    for suffix in (".index", ".meta", ".data-00000-of-00001"):
+        shutil.copy(tf1["prefix"] + suffix, folder / suffix)
+    assert file_kind(folder) == "checkpoint"
+    module = tf2torch.convert(folder, constants=CONSTANTS)
+    assert_matches(outputs_of(module, tf1["inputs"], "channels_first"), [tf1["reference"]], what="dir prefix")

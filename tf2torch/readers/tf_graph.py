@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import keyword
 import os
 import re
 from collections import deque
@@ -187,8 +188,8 @@ def read_checkpoint(tf: Any, path: Path) -> TFSource:
         meta.ParseFromString(meta_path.read_bytes())
     except Exception as exc:
         raise ModelFileError(f"{meta_path}: not a MetaGraphDef ({_first_line(exc)})") from None
-    try:
-        reader = tf.train.load_checkpoint(prefix)
+    try:  # (not tf.train.load_checkpoint: it reads a prefix that is a directory as "the latest in it")
+        reader = tf.compat.v1.train.NewCheckpointReader(prefix)
     except Exception as exc:
         raise ModelFileError(f"{prefix}: cannot read the checkpoint ({type(exc).__name__}: "
                              f"{_first_line(exc)})") from None
@@ -271,6 +272,7 @@ class Walker:
         self.dead_ports: dict[str, set[int]] = {}
         self.values: dict[Tensor, np.ndarray] = {}
         self.fed: dict[str, np.ndarray] = {}
+        self.arg_nodes: set[str] = set()  # arguments of inlined If branches (aliases of the If's inputs)
 
     def _import(self) -> Any:
         graph = self.tf.Graph()
@@ -358,7 +360,7 @@ class Walker:
             seen.add(n)
             if n in stop or n in self.fed:
                 continue
-            stack.extend(t[0] for t in self.data_inputs(n))
+            stack.extend(self._deps(n))
         loops = sorted(n for n in seen if self.nodes[n].op in LOOP_OPS)
         if loops:
             frames = sorted({self.nodes[n].attr["frame_name"].s.decode() for n in loops
@@ -370,7 +372,7 @@ class Walker:
         for n in seen:
             if n in stop or n in self.fed:
                 continue
-            for src in {t[0] for t in self.data_inputs(n)}:
+            for src in set(self._deps(n)):
                 indegree[n] += 1
                 users[src].append(n)
         order, queue = [], deque(sorted(n for n, d in indegree.items() if d == 0))
@@ -385,9 +387,27 @@ class Walker:
             raise ModelFileError("the graph has a cycle outside a while loop; it is not a valid TF graph")
         return order
 
+    def _deps(self, name: str) -> list[str]:
+        """The ops ``name`` reads, through the aliases known so far (an inlined branch's argument reads what the
+        If was given; after the walk, a resolved Switch, Merge or If reads its live input)."""
+        if name in self.arg_nodes:
+            return [self.resolve((name, 0))[0]]
+        return [self.resolve(t)[0] for t in self.data_inputs(name)]
+
     def forward(self, order: list[str], inputs: set[str]) -> None:
+        inlined = len(self.arg_nodes)
+        self._forward(order, inputs)
+        if len(self.arg_nodes) != inlined:
+            self.tf_graph = self._import()  # the inlined branches' ops, for their dtypes and shapes
+
+    def _forward(self, order: list[str], inputs: set[str]) -> None:
         for name in order:
+            if name in self.state:  # already walked (an inlined branch's cone reaches back into the graph)
+                continue
             node = self.nodes[name]
+            if name in self.arg_nodes:
+                self.state[name] = self.state.get(self.resolve((name, 0))[0], "dyn")
+                continue
             if name in inputs:
                 self.state[name] = "dyn"
                 continue
@@ -414,6 +434,9 @@ class Walker:
                 continue
             if node.op == "Switch":
                 self._switch(name, ins)
+                continue
+            if node.op in ("If", "StatelessIf"):
+                self._if(name, ins)
                 continue
             if node.op == "Placeholder":
                 raise Tf2TorchError(f"placeholder {name} feeds the outputs but is neither an input nor a constant: "
@@ -451,6 +474,44 @@ class Walker:
         self.alias[(name, live)] = data
         self.dead_ports[name] = {1 - live}
         self.state[name] = self.state[data[0]]
+
+    def _if(self, name: str, ins: list[Tensor]) -> None:
+        """``If`` / ``StatelessIf`` with a constant predicate: the taken branch's function is inlined under
+        ``<if>/then`` or ``<if>/else`` and walked like the rest; the other branch is never looked at."""
+        from tensorflow.python.framework import function_def_to_graph
+
+        pred, args = ins[0], ins[1:]
+        if self.state[pred[0]] != "const":
+            raise Tf2TorchError(f"{name} ({self.nodes[name].op}, a tf.cond) depends on a predicate computed at run "
+                                f"time ({tensor_name(pred)}); fix it with --constant NAME=VALUE (e.g. "
+                                "is_training=false)")
+        taken = bool(np.asarray(self.evaluate([pred])[0]).reshape(-1)[0])
+        branch = self.nodes[name].attr["then_branch" if taken else "else_branch"].func.name
+        fdef = next((f for f in self.graph_def.library.function if f.signature.name == branch), None)
+        if fdef is None:
+            raise ModelFileError(f"{name}: branch function {branch} is missing from the graph's library")
+        body, flat = function_def_to_graph.function_def_to_graph_def(fdef)
+        prefix = f"{name}/{'then' if taken else 'else'}"
+        for node in body.node:
+            node.name = f"{prefix}/{node.name}"
+            inputs = [("^" if i.startswith("^") else "") + f"{prefix}/{i.lstrip('^')}" for i in node.input]
+            del node.input[:]
+            node.input.extend(inputs)
+            for attr in ("_output_shapes", "_class"):
+                if attr in node.attr:
+                    del node.attr[attr]
+            added = self.graph_def.node.add()
+            added.CopyFrom(node)
+            self.nodes[node.name] = added
+        for i, arg in enumerate(fdef.signature.input_arg):
+            self.arg_nodes.add(f"{prefix}/{arg.name}")
+            self.alias[(f"{prefix}/{arg.name}", 0)] = args[i]
+        outs = [tensor_id(flat[fdef.ret[a.name]]) for a in fdef.signature.output_arg]
+        outs = [(f"{prefix}/{o[0]}", o[1]) for o in outs]
+        self._forward(self.cone(outs, set()), set())
+        for i, o in enumerate(outs):
+            self.alias[(name, i)] = o
+        self.state[name] = "dyn"
 
     def _merge(self, name: str, ins: list[Tensor], dead: list[Tensor]) -> None:
         live = [t for t in ins if t not in dead]
@@ -591,9 +652,12 @@ def layer_keys(names: list[str]) -> dict[str, str]:
     """Op name → IR layer key: the op's name scope path without the ``StatefulPartitionedCall`` scopes that
     inlined functions add, and ``dense/<op>_op`` when an op's name is also another op's scope (``dense`` beside
     ``dense/MatMul``)."""
-    short = {n: "/".join(p for p in n.split("/") if not CALL_SCOPE.match(p)) or n for n in names}
+    def segment(part: str) -> str:  # fx writes submodule paths as attribute accesses: no keywords
+        return part + "_" if keyword.iskeyword(part) else part
+
+    short = {n: "/".join(segment(p) for p in n.split("/") if not CALL_SCOPE.match(p)) or n for n in names}
     if len(set(short.values())) != len(short):
-        short = {n: n for n in names}
+        short = {n: "/".join(segment(p) for p in n.split("/")) for n in names}
     keys = list(short.values())
     scopes = {"/".join(k.split("/")[:i]) for k in keys for i in range(1, k.count("/") + 1)}
     return {n: (f"{k}/{k.split('/')[-1]}_op" if k in scopes else k) for n, k in short.items()}
