@@ -16,6 +16,7 @@ from harness import LAYOUTS, assert_matches, torch_outputs
 from tf_graph_fixtures import (
     CUSTOM_LAYER_SCRIPT,
     image_batch,
+    nested_recurrent,
     randomize_batch_norms,
     small_cnn,
     tf1_training_graph,
@@ -117,22 +118,24 @@ def test_without_tensorflow_one_line_says_how_to_install(tf_module, tmp_path):
 
 
 # -- Keras SavedModels ----------------------------------------------------------------------------------------
-def test_tf_keras_saved_model_equals_h5(tmp_path):
+@pytest.mark.parametrize("build, shape, layer", [(small_cnn, (2, 12, 12, 3), "conv1"),
+                                                  (nested_recurrent, (2, 6, 4), "inner/inner_dense")])
+def test_tf_keras_saved_model_equals_h5(tmp_path, build, shape, layer):
     """tf_keras `model.save(dir)`: structure from keras_metadata.pb, weights from variables/; the conversion
     is the same as converting the .h5 of the model."""
     import tf_keras
 
-    model = small_cnn(tf_keras)
+    model = build(tf_keras)
     randomize_batch_norms(model)
     model.save(str(tmp_path / "saved"))
     model.save(str(tmp_path / "model.h5"))
-    inputs = image_batch((2, 12, 12, 3))
+    inputs = image_batch(shape)
     reference = [model(inputs, training=False).numpy()]
     from_dir = tf2torch.convert(tmp_path / "saved")
     from_h5 = tf2torch.convert(tmp_path / "model.h5")
     assert from_dir.code == from_h5.code
     graph = from_dir.tf2torch_meta["graph"]
-    assert graph["source_format"] == "savedmodel" and "conv1" in graph["layers"]
+    assert graph["source_format"] == "savedmodel" and layer in graph["layers"]
     for key, value in from_h5.state_dict().items():
         np.testing.assert_array_equal(from_dir.state_dict()[key].numpy(), value.numpy(), err_msg=key)
     for layout in LAYOUTS:

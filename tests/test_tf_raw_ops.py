@@ -103,3 +103,16 @@ def test_raw_op(case, tmp_path):
     for layout in LAYOUTS:
         module = tf2torch.convert(path, layout=layout)
         assert_matches(torch_outputs(module, [x], layout), reference, what=f"{case} {layout}")
+
+
+def test_unsupported_ops_listed_at_once(tmp_path):
+    import tensorflow as tf
+
+    from tf2torch.errors import UnsupportedLayerError
+
+    path = tmp_path / "unsupported.pb"
+    frozen_pb(tf, lambda x: tf.math.cumsum(x, axis=1) + tf.math.atan2(x, x + 2.0), (2, 5), path)
+    with pytest.raises(UnsupportedLayerError) as error:
+        tf2torch.convert(path)
+    message = str(error.value)
+    assert "2 layer(s)" in message and "tf.raw>Cumsum" in message and "tf.raw>Atan2" in message

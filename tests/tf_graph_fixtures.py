@@ -20,7 +20,8 @@ def image_batch(shape=(2, 16, 16, 3), seed: int = 1) -> np.ndarray:
 
 def tf1_training_graph(directory: Path, with_default: bool = False, control_flow_v2: bool = False) -> dict:
     """A TF1 training graph: conv SAME stride 2, depthwise conv, batch norm behind ``tf.cond(is_training)``
-    whose moving statistics are updated through ``UPDATE_OPS``, dropout behind the same cond, dense, softmax;
+    whose moving statistics are updated through ``UPDATE_OPS``, dropout behind the same cond, dense (its kernel
+    a partitioned variable, ``kernel/part_0..1``), softmax;
     Adam, a saver; trained 3 steps. Saved as ``model.ckpt-3`` with a stale ``_output_shapes`` in the .meta and a
     ``checkpoint`` file naming a foreign absolute path; also frozen to ``frozen.pb``. ``tf.cond`` is built as
     TF 1.x built it (``Switch`` / ``Merge``), or as ``If`` ops with ``control_flow_v2``."""
@@ -79,7 +80,7 @@ def _tf1_training_graph(tf, directory: Path, with_default: bool) -> dict:
         h = tf.cond(is_training, lambda: tf.nn.dropout(h, rate=0.5), lambda: h)
         h = tf.reduce_mean(h, axis=[1, 2])
         with v1.variable_scope("dense"):
-            wd = v1.get_variable("kernel", [16, 5])
+            wd = v1.get_variable("kernel", [16, 5], partitioner=v1.fixed_size_partitioner(2))
             bd = v1.get_variable("bias", [5], initializer=v1.random_normal_initializer())
             logits = tf.matmul(h, wd) + bd
         probs = tf.nn.softmax(logits, name="probs")
@@ -192,3 +193,14 @@ model.save(sys.argv[1])
 x = np.random.default_rng(1).standard_normal((2, 10, 10, 3)).astype("float32")
 np.savez(sys.argv[2], x=x, y=model(x).numpy())
 """
+
+
+def nested_recurrent(k):
+    """A nested model and an LSTM: in a SavedModel the LSTM is taken from the Keras metadata, not its traced
+    While loop."""
+    inner_in = k.Input((6, 4), name="inner_in")
+    inner = k.Model(inner_in, k.layers.Dense(5, activation="tanh", name="inner_dense")(inner_in), name="inner")
+    inputs = k.Input((6, 4), name="sequence")
+    h = inner(inputs)
+    h = k.layers.LSTM(7, name="lstm")(h)
+    return k.Model(inputs, k.layers.Dense(3, name="head")(h), name="nested_recurrent")
