@@ -253,3 +253,32 @@ def test_checkpoint_prefix_is_a_directory(tf1, tmp_path):
     assert file_kind(folder) == "checkpoint"
     module = tf2torch.convert(folder, constants=CONSTANTS)
     assert_matches(outputs_of(module, tf1["inputs"], "channels_first"), [tf1["reference"]], what="dir prefix")
+
+
+def test_traced_while_loop_refused_by_name(tmp_path):
+    """A Keras 3 RNN exported as a SavedModel is a `While` loop in the graph: refused by name, with the reason."""
+    import keras
+
+    from tf2torch.errors import UnsupportedLayerError
+
+    inputs = keras.Input((5, 3))
+    model = keras.Model(inputs, keras.layers.SimpleRNN(4, name="rnn")(inputs))
+    model.export(str(tmp_path / "rnn"), verbose=False)
+    with pytest.raises(UnsupportedLayerError, match=r"while \(tf\.raw>While: a while loop"):
+        tf2torch.convert(tmp_path / "rnn")
+
+
+def test_damaged_graph_files_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from tf2torch.cli import main
+
+    (tmp_path / "broken.pb").write_bytes(b"\x0a\xff\xff\xff\x0f garbage")
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"not a protobuf")
+    for path in (tmp_path / "broken.pb", saved):
+        result = CliRunner().invoke(main, ["convert", str(path), str(tmp_path / "out.pt")])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1, result.output
+        assert not (tmp_path / "out.pt").exists()

@@ -189,14 +189,19 @@ class TFReduce(nn.Module):
 
 
 class TFShape(nn.Module):
-    """``Shape``: the run-time shape as an integer tensor (TF layout)."""
+    """``Shape``: the run-time shape as an integer tensor, in TF's axis order (``order`` reads a channels-first
+    tensor's axes in that order)."""
 
-    def __init__(self, dtype: torch.dtype = torch.int32):
+    def __init__(self, dtype: torch.dtype = torch.int32, order: Sequence[int] | None = None):
         super().__init__()
         self.dtype = dtype
+        self.order = tuple(order) if order is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tensor(tuple(x.shape), dtype=self.dtype)
+        shape = tuple(x.shape)
+        if self.order is not None:
+            shape = tuple(shape[i] for i in self.order)
+        return torch.tensor(shape, dtype=self.dtype)
 
 
 class TFSoftmax(nn.Module):

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..converters.conv import depthwise_kernel_to_oihw, hwio_to_oihw, transposed_kernel_to_iohw
 from ..converters.registry import Converted, LayerSpec, as_parameter, converter, to_tensor
-from ..layout import CHANNELS_FIRST, KERAS, keras_axis_in_layout, normalize, to_channels_first_perm
+from ..layout import CHANNELS_FIRST, KERAS, keras_axis_in_layout, normalize, to_channels_first_perm, to_keras_perm
 from ..nn.padding import same_pad_module, static_same_padding, tf_same_padding
 from ..nn.pooling import TFSameAvgPool
 from ..nn.tf_ops import (
@@ -371,8 +371,12 @@ def convert_reshape(spec: LayerSpec) -> Converted:
 
 @raw("Shape")
 def convert_shape(spec: LayerSpec) -> Converted:
+    """The TF-layout shape of a tensor in any layout: no transpose just to read a shape."""
     dtype = TORCH_DTYPES.get(attr(spec, "out_type", "int32"), torch.int32)
-    return Converted(TFShape(dtype), input_layouts=KERAS, output_layouts=KERAS)
+    rank = len(spec.input_shape)
+    layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
+    order = to_keras_perm(rank) if is_channels_first(layout, rank) else None
+    return Converted(TFShape(dtype, order), input_layouts=layout, output_layouts=KERAS)
 
 
 @raw("Transpose")

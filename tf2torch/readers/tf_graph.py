@@ -50,6 +50,8 @@ NON_OUTPUT_OPS = frozenset({"NoOp", "Assert", "Assign", "AssignAdd", "AssignSub"
                             "AssignAddVariableOp", "AssignSubVariableOp", "SaveV2", "RestoreV2", "MergeV2Checkpoints",
                             "Const", "Placeholder", "PlaceholderWithDefault", "VariableV2", "VarHandleOp",
                             "Print", "PrintV2", "ScalarSummary", "HistogramSummary", "MergeSummary", "ImageSummary"})
+LOOP_REASON = ("a while loop (tf.while_loop, or an RNN traced into the graph) is not converted yet; a Keras RNN in "
+               "a tf_keras SavedModel converts from its Keras metadata")
 TRAINING_SCOPES = ("gradients", "save", "train", "optimizer", "summaries")
 
 Tensor = tuple[str, int]
@@ -365,8 +367,8 @@ class Walker:
         if loops:
             frames = sorted({self.nodes[n].attr["frame_name"].s.decode() for n in loops
                              if "frame_name" in self.nodes[n].attr})
-            raise UnsupportedLayerError([(f, "while loop (TF1 Enter/Exit frame)") for f in frames or loops[:1]],
-                                        {f: "loops are not converted yet" for f in frames or loops[:1]})
+            raise UnsupportedLayerError([(f, RAW + "While") for f in frames or loops[:1]],
+                                        {f: LOOP_REASON for f in frames or loops[:1]})
         indegree = {n: 0 for n in seen}
         users: dict[str, list[str]] = {n: [] for n in seen}
         for n in seen:
@@ -746,8 +748,15 @@ def build_ir(walker: Walker, inputs: list[Tensor], input_names: list[str], outpu
         key = keys[n]
         layers[key] = Layer(key, RAW + node.op, config, weights)
         nodes.append(Node(n, key, refs))
-    if missing:
-        raise UnsupportedLayerError(missing, {m[0]: "a function call left in the graph" for m in missing})
+    loops = [(n, walker.nodes[n].op) for n in ops if walker.nodes[n].op in ("While", "StatelessWhile")]
+    if missing or loops:
+        from ..converters import registry
+
+        unsupported = [(keys[n], RAW + walker.nodes[n].op) for n in ops
+                       if registry.converter_for(RAW + walker.nodes[n].op) is None]
+        reasons = {keys[n]: "a function call left in the graph" for n, _ in missing}
+        reasons.update({keys[n]: LOOP_REASON for n, _ in loops})
+        raise UnsupportedLayerError(unsupported, reasons)
     used_outputs: dict[str, set[int]] = {}
     for node in nodes:
         for r in node.inputs:
