@@ -39,6 +39,9 @@ def cases(tf):
         "pool_valid_3d": ((2, 4, 6, 6, 3), lambda x: tf.nn.max_pool3d(x, 2, 2, "VALID") * 2.0),
         "batch_norm_inference": (X4, lambda x: tf.compat.v1.nn.fused_batch_norm(
             x, W["scale"], W["offset"], W["mean"], W["var"], epsilon=1e-3, is_training=False)[0]),
+        "batch_norm_nchw": ((2, 4, 5, 6), lambda x: tf.nn.relu6(tf.compat.v1.nn.fused_batch_norm(
+            x, W["scale"], W["offset"], W["mean"], W["var"], epsilon=1e-3, data_format="NCHW",
+            is_training=False)[0])),
         "resize_bilinear_half_pixel": (X4, lambda x: tf.image.resize(x, (13, 5))),
         "resize_bilinear_align_corners": (X4, lambda x: tf.compat.v1.image.resize_bilinear(
             x, (13, 5), align_corners=True)),
@@ -84,7 +87,7 @@ def frozen_pb(tf, fn, shape, path):
 
 
 CASES = ["conv_valid_dilated", "conv_same_stride2_even_kernel", "conv_explicit", "depthwise_stride2",
-         "conv3d_same", "conv_transpose_same", "pools", "pool_valid_3d", "batch_norm_inference",
+         "conv3d_same", "conv_transpose_same", "pools", "pool_valid_3d", "batch_norm_inference", "batch_norm_nchw",
          "resize_bilinear_half_pixel", "resize_bilinear_align_corners", "resize_bilinear_legacy", "resize_nearest",
          "pads", "strided_slices", "slice_shrink_newaxis", "shape_ops", "flatten_dynamic", "squeeze_expand_tile",
          "stack_unstack_split", "splitv_gather", "reductions", "mean_channels", "elementwise", "select", "matmuls",
