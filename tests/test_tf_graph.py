@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from harness import LAYOUTS, assert_matches, torch_outputs
 from tf_graph_fixtures import (
-    CUSTOM_LAYER_SCRIPT,
+    custom_layer_model,
     image_batch,
     nested_recurrent,
     randomize_batch_norms,
@@ -160,15 +160,17 @@ def test_keras3_export(tmp_path, layout):
 def test_tf_keras_saved_model_with_custom_layer(tmp_path):
     """A custom layer tf2torch has no converter for, whose class exists only in the script that saved the
     model: the model converts from its traced serving signature, in a process that never saw that class."""
-    saved, data = tmp_path / "custom", tmp_path / "io.npz"
-    subprocess.run([sys.executable, "-c", CUSTOM_LAYER_SCRIPT, str(saved), str(data)], check=True, timeout=300,
-                   capture_output=True)
+    import tf_keras
+
+    model = custom_layer_model(tf_keras)
+    saved = tmp_path / "custom"
+    model.save(str(saved))
+    x = image_batch((2, 10, 10, 3))
     proc = subprocess.run([sys.executable, "-m", "tf2torch", "convert", str(saved), str(tmp_path / "out.pt")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     module = tf2torch.load(tmp_path / "out.pt")
-    arrays = np.load(data)
-    assert_matches(torch_outputs(module, [arrays["x"]], "channels_first"), [arrays["y"]], what="custom layer")
+    assert_matches(torch_outputs(module, [x], "channels_first"), [model(x).numpy()], what="custom layer")
     assert any(key.startswith("model/gated") for key in module.tf2torch_meta["graph"]["layers"])
 
 
