@@ -10,6 +10,7 @@ trunk needs no transposes; every other op asks for the TF layout and gets it.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -48,8 +49,33 @@ TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": t
                 "int16": torch.int16, "bool": torch.bool}
 
 
+# IR bookkeeping every raw-op node carries (not op semantics), and attributes that only name types.
+METADATA_KEYS = ("op", "tf_name", "T", "output_dtypes", "output_shapes", "outputs_used")
+TYPE_ATTRS = frozenset({"dtype", "Tidx", "Tshape", "Tpaddings", "Tindices", "Tparams", "Taxis", "Tmultiples",
+                        "Tperm", "SrcT", "Tout", "Tcond", "Tin", "N", "num", "Tblock_shape", "Tcrops", "Tlen",
+                        "Tsplits", "out_type", "Tdim", "Tnum_splits", "Index", "index_type", "Tlabels", "Targmax", "TI", "Treal",
+                        "Tcomplex", "Tinput", "Tfilter", "Tbias",
+                        # hints for kernels and gradients, no effect on the values
+                        "use_cudnn_on_gpu", "grad_a", "grad_b", "grad_x", "grad_y", "num_split"})
+
+
 def raw(*ops: str):
-    return converter(*(RAW + op for op in ops))
+    """Register a raw-op converter; afterwards, any attribute of the op the converter did not read (and that does
+    not just name a type) refuses the conversion by name: right or refused."""
+    def register(fn):
+        @functools.wraps(fn)
+        def convert(spec: LayerSpec) -> Converted:
+            for key in METADATA_KEYS:
+                spec.config.get(key)
+            spec.__dict__["_attrs_read"] = set()
+            converted = fn(spec)
+            unread = sorted(set(spec.config["attrs"]) - spec.__dict__["_attrs_read"] - TYPE_ATTRS)
+            if unread:
+                spec.fail("attribute(s) not supported: " + ", ".join(f"{k}={spec.config['attrs'][k]!r}"
+                                                                     for k in unread))
+            return converted
+        return converter(*(RAW + op for op in ops))(convert)
+    return register
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
@@ -74,6 +100,7 @@ def const_operand(spec: LayerSpec, i: int, what: str) -> np.ndarray:
 
 
 def attr(spec: LayerSpec, name: str, default: Any = None) -> Any:
+    spec.__dict__.setdefault("_attrs_read", set()).add(name)
     return spec.config["attrs"].get(name, default)
 
 
@@ -188,6 +215,7 @@ def _conv_padding(spec: LayerSpec, kernel: tuple[int, ...], stride: tuple[int, .
                   dilation: tuple[int, ...]) -> tuple[nn.Module | None, tuple[int, ...]]:
     n = len(kernel)
     padding = attr(spec, "padding", "VALID")
+    flat = [int(v) for v in attr(spec, "explicit_paddings", [])]
     if padding == "VALID":
         return None, (0,) * n
     if padding == "SAME":
@@ -196,7 +224,6 @@ def _conv_padding(spec: LayerSpec, kernel: tuple[int, ...], stride: tuple[int, .
             return None, symmetric
         return same_pad_module(kernel, stride, dilation), (0,) * n
     if padding == "EXPLICIT":
-        flat = [int(v) for v in attr(spec, "explicit_paddings", [])]
         pairs = [tuple(flat[2 * i:2 * i + 2]) for i in range(len(flat) // 2)]
         spatial = pairs[1:1 + n] if nhwc(spec) else pairs[2:2 + n]
         if all(a == b for a, b in spatial):
@@ -250,6 +277,7 @@ def convert_conv_transpose(spec: LayerSpec) -> Converted:
     dilation = spatial_attr(spec, "dilations", n)
     k = kernel.shape[:n]
     padding = attr(spec, "padding", "VALID")
+    attr(spec, "explicit_paddings")
     if padding not in ("SAME", "VALID"):
         spec.fail(f"padding {padding!r} is not supported")
     crop = [(tf_same_padding(int(s), int(kk), st, d)[0] if padding == "SAME" else 0, int(s))
@@ -307,6 +335,7 @@ def convert_pool(spec: LayerSpec) -> Converted:
     kernel = spatial_attr(spec, "ksize", n)
     stride = spatial_attr(spec, "strides", n)
     padding = attr(spec, "padding", "VALID")
+    attr(spec, "explicit_paddings")  # only with padding EXPLICIT, refused below
     is_max = op.startswith("Max")
     pool_cls = {2: (nn.MaxPool2d, nn.AvgPool2d), 3: (nn.MaxPool3d, nn.AvgPool3d)}[n][0 if is_max else 1]
     if padding == "VALID":
