@@ -284,3 +284,13 @@ def test_damaged_graph_files_one_line(tmp_path):
         assert result.exit_code == 2, result.output
         assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1, result.output
         assert not (tmp_path / "out.pt").exists()
+
+
+def test_chosen_inputs_and_outputs(tf1):
+    """--inputs / --outputs: only the ops between them are converted (the logits from the first ReLU on)."""
+    module = tf2torch.convert(tf1["dir"], constants=CONSTANTS, inputs=["conv1/Relu:0"], outputs=["dense/add"])
+    graph = module.tf2torch_meta["graph"]
+    assert [(s["name"], list(s["shape"])) for s in graph["input_specs"]] == [("conv1_Relu", [8, 8, 8])]
+    assert not any(c["class_name"] in ("tf.raw>Conv2D", "tf.raw>Softmax") for c in graph["layers"].values())
+    report = tf2torch.verify(tf1["dir"], module, tf_options=module.tf2torch_meta["tf_options"])
+    assert report.ok and [r.node for r in report.layers][-1] == "dense/add"

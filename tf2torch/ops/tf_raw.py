@@ -53,7 +53,8 @@ TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": t
 METADATA_KEYS = ("op", "tf_name", "T", "output_dtypes", "output_shapes", "outputs_used")
 TYPE_ATTRS = frozenset({"dtype", "Tidx", "Tshape", "Tpaddings", "Tindices", "Tparams", "Taxis", "Tmultiples",
                         "Tperm", "SrcT", "Tout", "Tcond", "Tin", "N", "num", "Tblock_shape", "Tcrops", "Tlen",
-                        "Tsplits", "out_type", "Tdim", "Tnum_splits", "Index", "index_type", "Tlabels", "Targmax", "TI", "Treal",
+                        "Tsplits", "out_type", "Tdim", "Tnum_splits", "Index", "index_type", "Tlabels", "Targmax", "TI",
+                        "Treal",
                         "Tcomplex", "Tinput", "Tfilter", "Tbias",
                         # hints for kernels and gradients, no effect on the values
                         "use_cudnn_on_gpu", "grad_a", "grad_b", "grad_x", "grad_y", "num_split"})

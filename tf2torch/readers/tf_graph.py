@@ -709,7 +709,7 @@ def build_ir(walker: Walker, inputs: list[Tensor], input_names: list[str], outpu
         key = input_keys[op_name]
         layers[key] = Layer(key, "InputLayer", {"name": key, "tf_name": op_name,
                                                 "batch_shape": shape, "dtype": t.dtype.name})
-        nodes.append(Node(op_name, key))
+        nodes.append(Node(key, key))  # an input's node is named like its spec, as for Keras InputLayers
         specs.append(InputSpec(key, tuple(shape[1:]), t.dtype.name))
     missing = []
     for n in ops:
@@ -722,7 +722,7 @@ def build_ir(walker: Walker, inputs: list[Tensor], input_names: list[str], outpu
             r = walker.resolve(t)
             if walker.state.get(r[0]) == "dyn":
                 operands.append({"input": len(refs)})
-                refs.append(TensorRef(r[0], r[1]))
+                refs.append(TensorRef(input_keys.get(r[0], r[0]), r[1]))
                 continue
             value = values[r]
             entry: dict[str, Any] = {"dtype": str(value.dtype), "shape": list(value.shape)}
@@ -767,8 +767,8 @@ def build_ir(walker: Walker, inputs: list[Tensor], input_names: list[str], outpu
         if node.layer in layers and layers[node.layer].class_name.startswith(RAW):
             layers[node.layer].config["outputs_used"] = sorted(used_outputs.get(node.id, {0}))
     graph = KerasGraph(name=walker.source.name, layers=layers, nodes=nodes,
-                       inputs=[TensorRef(t[0], 0) for t in inputs],
-                       outputs=[TensorRef(o[0], o[1]) for o in outputs], input_specs=specs,
+                       inputs=[TensorRef(input_keys[t[0]], 0) for t in inputs],
+                       outputs=[TensorRef(input_keys.get(o[0], o[0]), o[1]) for o in outputs], input_specs=specs,
                        keras_version=f"tf-{tf.__version__}", source_format=walker.source.source_format)
     graph._loader = lambda w: values[tensor_id(w.key)]
     return graph
@@ -785,7 +785,7 @@ def runnable_graph_def(walker: Walker, graph: KerasGraph) -> Any:
         layer = graph.layers[node.layer]
         copy = graph_def.node.add()
         if layer.class_name == "InputLayer":  # whatever op it was, the input is fed
-            copy.name, copy.op = node.id, "Placeholder"
+            copy.name, copy.op = layer.config["tf_name"], "Placeholder"
             copy.attr["dtype"].type = tf.as_dtype(layer.config["dtype"]).as_datatype_enum
             continue
         copy.CopyFrom(walker.nodes[node.id])

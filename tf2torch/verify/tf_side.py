@@ -42,8 +42,9 @@ def run_graph(source: str | os.PathLike, options: Mapping[str, Any], graph_json:
         fetches[node.id] = [f"{node.id}:{i}" for i in range(count)]
     feeds = {}
     for node in graph.nodes:
-        if graph.layers[node.layer].class_name == "InputLayer":
-            feeds[f"{node.id}:0"] = inputs[node.layer]
+        layer = graph.layers[node.layer]
+        if layer.class_name == "InputLayer":
+            feeds[f"{layer.config['tf_name']}:0"] = inputs[node.layer]
     tf_graph = tf.Graph()
     with tf_graph.as_default():
         tf.graph_util.import_graph_def(graph_def, name="")
