@@ -48,8 +48,11 @@ def outputs_of(module, inputs, layout):
 def test_tf1_checkpoint_directory(tf1, layout):
     """The checkpoint directory as given: a `checkpoint` file with a foreign absolute path, a stale
     `_output_shapes`, a training graph with tf.cond on is_training around batch norm and dropout."""
+    meta = (tf1["prefix"] + ".meta", (tf1["dir"] / "checkpoint"))
+    before = [open(p, "rb").read() for p in meta]
     module = tf2torch.convert(tf1["dir"], layout=layout, constants=CONSTANTS)
     assert_matches(outputs_of(module, tf1["inputs"], layout), [tf1["reference"]], what="checkpoint dir")
+    assert [open(p, "rb").read() for p in meta] == before  # cleaned in memory only
 
 
 @pytest.mark.parametrize("form", ["prefix", "prefix_without_step", "index_file"])
