@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch.fx as fx
 
@@ -13,13 +14,15 @@ from .assemble import assemble
 from .errors import ConversionNotice, ModelFileError, UnsupportedLayerError
 from .graph import KerasGraph
 from .io import load_payload, read_saved, save  # noqa: F401
+from .ops import tf_raw  # noqa: F401  (raw TensorFlow graph ops, for SavedModels, checkpoints, frozen graphs)
 from .optimize import optimize as optimize_module
 from .readers import open_model
 
 
 def convert(path: str | os.PathLike, layout: str = "channels_first",
             input_shapes: Sequence[Sequence[int | None]] | None = None, dtype: str | None = None,
-            optimize: bool = False) -> fx.GraphModule:
+            optimize: bool = False, *, signature: str | None = None, inputs: Sequence[str] | None = None,
+            outputs: Sequence[str] | None = None, constants: dict[str, Any] | None = None) -> fx.GraphModule:
     """Convert a Keras ``.h5`` or ``.keras`` file into a torch module in eval mode.
 
     ``layout="channels_first"`` (default): 4-D/5-D inputs and outputs are N,C,H,W / N,C,D,H,W; 2-D and 3-D ones
@@ -31,10 +34,18 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
     (``input_names`` likewise).
     ``optimize=True``: an inference-only module with batch norms and input scaling folded into convolutions,
     no-ops dropped and channels_last weights (``tf2torch.optimize``); the default keeps one module per layer.
+    TensorFlow graphs (SavedModel directory, TF1 checkpoint with its ``.meta``, frozen ``.pb``): ``signature``
+    (default ``serving_default``), ``inputs`` / ``outputs`` (tensor names, default the signature's or the
+    placeholders and sinks), ``constants`` (placeholder name → value fixed at conversion, e.g.
+    ``{"is_training": False}``).
     """
-    with open_model(path) as graph:
+    tf_options = {"signature": signature, "inputs": inputs, "outputs": outputs, "constants": constants}
+    with open_model(path, tf_options) as graph:
         module = assemble(graph, layout, input_shapes, dtype)
         _attach_meta(module, graph, layout, input_shapes, dtype)
+    if any(v for v in tf_options.values()):
+        module.tf2torch_meta["tf_options"] = {k: (list(v) if isinstance(v, (list, tuple)) else v)
+                                              for k, v in tf_options.items() if v}
     if optimize:
         optimize_module(module)
         module.tf2torch_meta["optimize"] = True
@@ -79,6 +90,8 @@ def load(path: str | os.PathLike) -> fx.GraphModule:
     _attach_meta(module, graph, layout, input_shapes, dtype)
     if meta.get("optimize"):
         module.tf2torch_meta["optimize"] = True
+    if "tf_options" in meta:
+        module.tf2torch_meta["tf_options"] = meta["tf_options"]
     return module.eval()
 
 

@@ -84,6 +84,39 @@ def main() -> None:
 REPORT_HELP = "Write a report: .json (for CI), .md (for a pull request) or .html (for people); repeatable."
 
 
+def tf_graph_options(inputs_flag: str = "--inputs", outputs_flag: str = "--outputs"
+                     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Options for TensorFlow graphs (SavedModel, TF1 checkpoint, frozen .pb)."""
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        options = [
+            click.option("--signature", default=None, help="SavedModel signature [serving_default]."),
+            click.option(inputs_flag, "tf_inputs", multiple=True,
+                         help="TF graphs: input tensor names (comma-separated or repeated) [the signature's, or "
+                              "the placeholders on the path]."),
+            click.option(outputs_flag, "tf_outputs", multiple=True,
+                         help="TF graphs: output tensor names [the signature's, or the sinks with a batch axis]."),
+            click.option("--constant", "constants", multiple=True, metavar="NAME=VALUE",
+                         help="TF graphs: feed a placeholder a fixed value (JSON), e.g. is_training=false; "
+                              "repeatable."),
+        ]
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return decorate
+
+
+def tf_options_from(signature: str | None, tf_inputs: tuple[str, ...], tf_outputs: tuple[str, ...],
+                    constants: tuple[str, ...]) -> dict[str, Any]:
+    from .readers.tf_graph import parse_constant
+
+    def names(values: tuple[str, ...]) -> list[str] | None:
+        out = [n.strip() for v in values for n in v.split(",") if n.strip()]
+        return out or None
+
+    return {"signature": signature, "inputs": names(tf_inputs), "outputs": names(tf_outputs),
+            "constants": dict(parse_constant(c) for c in constants) or None}
+
+
 def verify_options(fn: Callable[..., Any], dtype_flag: str = "--dtype") -> Callable[..., Any]:
     """Options shared by ``verify`` and ``convert --verify``."""
     options = [
@@ -119,12 +152,15 @@ def verify_options(fn: Callable[..., Any], dtype_flag: str = "--dtype") -> Calla
               help="Inference only: fold batch norms and input scaling into convolutions, drop no-ops, "
                    "channels_last weights.")
 @functools.partial(verify_options, dtype_flag="--verify-dtype")
+@tf_graph_options()
 @friendly_errors
 def convert(source: str, output: str, emit_kinds: tuple[str, ...], keep_layout: bool, input_shape: tuple[str, ...],
             model_dtype: str | None, run_verify: bool, optimize: bool, reports: tuple[str, ...], rtol: float | None,
-            atol: float | None, verify_dtype: str) -> None:
-    """Convert SOURCE (.h5 or .keras) into a safe PyTorch file OUTPUT (.pt), or with --emit into the directory
-    OUTPUT (standalone Python, torch.export, ONNX)."""
+            atol: float | None, verify_dtype: str, signature: str | None, tf_inputs: tuple[str, ...],
+            tf_outputs: tuple[str, ...], constants: tuple[str, ...]) -> None:
+    """Convert SOURCE (.h5, .keras, a SavedModel directory, a TF checkpoint with its .meta, a frozen .pb) into a
+    safe PyTorch file OUTPUT (.pt), or with --emit into the directory OUTPUT (standalone Python, torch.export,
+    ONNX)."""
     import warnings
 
     from . import api
@@ -134,10 +170,12 @@ def convert(source: str, output: str, emit_kinds: tuple[str, ...], keep_layout: 
         raise click.UsageError("--report needs --verify")
     check_report_paths(reports)
     return_freed_memory_to_the_os()
+    tf_options = tf_options_from(signature, tf_inputs, tf_outputs, constants)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConversionNotice)
         module = api.convert(source, layout="keras" if keep_layout else "channels_first",
-                             input_shapes=parse_input_shapes(input_shape), dtype=model_dtype, optimize=optimize)
+                             input_shapes=parse_input_shapes(input_shape), dtype=model_dtype, optimize=optimize,
+                             **tf_options)
     for warning in caught:
         if issubclass(warning.category, ConversionNotice):
             click.echo(f"notice: {_one_line(str(warning.message))}", err=True)
@@ -154,7 +192,7 @@ def convert(source: str, output: str, emit_kinds: tuple[str, ...], keep_layout: 
                f"layout {'keras' if keep_layout else 'channels_first'})")
     if run_verify:
         report = run_verification(source, module, reports=reports, rtol=rtol, atol=atol, dtype=verify_dtype,
-                                  input_shapes=parse_input_shapes(input_shape), quiet=True)
+                                  input_shapes=parse_input_shapes(input_shape), quiet=True, tf_options=tf_options)
         sys.exit(0 if report.ok else 1)
 
 
@@ -171,10 +209,12 @@ def convert(source: str, output: str, emit_kinds: tuple[str, ...], keep_layout: 
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the failing layer calls and the verdict.")
 @verify_options
+@tf_graph_options("--input-tensors", "--output-tensors")
 @friendly_errors
 def verify(source: str, converted: str | None, inputs: str | None, input_shape: tuple[str, ...],
            batch_size: int, seed: int, quiet: bool, reports: tuple[str, ...], rtol: float | None,
-           atol: float | None, verify_dtype: str) -> None:
+           atol: float | None, verify_dtype: str, signature: str | None, tf_inputs: tuple[str, ...],
+           tf_outputs: tuple[str, ...], constants: tuple[str, ...]) -> None:
     """Run SOURCE with Keras and its conversion (CONVERTED .pt, or converted now) on the same inputs and compare
     every layer's output. Exit 0 when all match, 1 on a mismatch, 2 on bad usage or input."""
     check_report_paths(reports)
@@ -183,7 +223,8 @@ def verify(source: str, converted: str | None, inputs: str | None, input_shape: 
         raise Tf2TorchError(f"{converted}: no such file")
     report = run_verification(source, model, reports=reports, rtol=rtol, atol=atol, dtype=verify_dtype,
                               input_shapes=parse_input_shapes(input_shape), inputs=inputs,
-                              batch_size=batch_size, seed=seed, quiet=quiet)
+                              batch_size=batch_size, seed=seed, quiet=quiet,
+                              tf_options=tf_options_from(signature, tf_inputs, tf_outputs, constants))
     sys.exit(0 if report.ok else 1)
 
 
@@ -224,16 +265,28 @@ def run_verification(source: str, model: Any, *, reports: tuple[str, ...], quiet
 
 @main.command()
 @click.argument("source", type=click.Path(dir_okay=True))
+@tf_graph_options()
 @friendly_errors
-def inspect(source: str) -> None:
-    """List SOURCE's layers and ops: class, calls, parameters, and the converter each uses."""
+def inspect(source: str, signature: str | None, tf_inputs: tuple[str, ...], tf_outputs: tuple[str, ...],
+            constants: tuple[str, ...]) -> None:
+    """List SOURCE's layers (or a TF graph's ops): class, calls, parameters, and the converter each uses;
+    for TF graphs, the placeholders first (what --constant can fix)."""
     import numpy as np
 
+    from . import api  # noqa: F401  (registers the converters)
     from .converters import registry
-    from .readers import open_model
+    from .readers import file_kind, open_model
 
-    with open_model(source) as graph:
-        click.echo(f"{graph.name}: Keras {graph.keras_version} ({graph.source_format}), "
+    tf_options = tf_options_from(signature, tf_inputs, tf_outputs, constants)
+    if file_kind(source) in ("savedmodel", "checkpoint", "graphdef"):
+        from .readers.tf_graph import list_placeholders
+
+        for row in list_placeholders(source, tf_options):
+            click.echo(row)
+    with open_model(source, tf_options) as graph:
+        written_by = (f"TensorFlow {graph.keras_version[3:]} graph" if graph.keras_version.startswith("tf-")
+                      else f"Keras {graph.keras_version}")
+        click.echo(f"{graph.name}: {written_by} ({graph.source_format}), "
                    f"{len(graph.layers)} layers, {len(graph.nodes)} calls")
         for spec in graph.input_specs:
             click.echo(f"  input {spec.name}: shape {list(spec.shape)} {spec.dtype}")

@@ -1,4 +1,6 @@
-"""Readers turn a model file into a ``KerasGraph``. They use h5py and json only and know nothing of torch."""
+"""Readers turn a model file into a ``KerasGraph``. They use h5py and json only and know nothing of torch;
+the TensorFlow formats (SavedModel, TF1 checkpoint, frozen GraphDef) import TensorFlow lazily, inside their
+readers, so converting ``.h5`` / ``.keras`` never does."""
 
 from __future__ import annotations
 
@@ -9,27 +11,31 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ..errors import ModelFileError
 from ..graph import KerasGraph
 from . import policy, watchdog
 from .h5 import dataset_loader, h5_config_text, open_h5, parse_json, read_h5
 from .keras_zip import keras_zip_config, make_workdir, read_keras_zip
+from .tf_paths import tf_kind
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
 
 
 def file_kind(path: str | os.PathLike) -> str:
-    """``h5`` or ``keras``, told by the file's first bytes, not its name."""
+    """``h5`` or ``keras``, told by the file's first bytes, not its name; ``savedmodel``, ``checkpoint`` or
+    ``graphdef`` for the TensorFlow formats (a checkpoint prefix need not exist as a file)."""
     p = Path(path)
+    kind = tf_kind(p)
+    if kind is not None:
+        return kind
     if not p.exists():
         raise ModelFileError(f"{p}: no such file")
     if p.is_dir():
-        if (p / "saved_model.pb").exists():
-            raise ModelFileError(f"{p}: SavedModel directories are not supported yet; load it with tf.keras and "
-                                 "save it as .keras or .h5")
-        raise ModelFileError(f"{p}: is a directory, not a Keras model file (.h5 or .keras)")
+        raise ModelFileError(f"{p}: is a directory, not a model (.h5, .keras, a SavedModel directory or a "
+                             "directory holding a TF checkpoint)")
     with open(p, "rb") as f:
         head = f.read(8)
     if head.startswith(HDF5_SIGNATURE):
@@ -42,13 +48,20 @@ def file_kind(path: str | os.PathLike) -> str:
 
 
 @contextlib.contextmanager
-def open_model(path: str | os.PathLike) -> Iterator[KerasGraph]:
+def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None) -> Iterator[KerasGraph]:
     """Read the graph and keep the file open so weights stream in one at a time while converting.
+    ``tf_options`` (TensorFlow formats only): ``signature``, ``inputs``, ``outputs``, ``constants``.
 
     The structure (config, weight names, shapes, the reading policy's checks) is read under the watchdog; the
     weight values are read afterwards, one at a time, each checked again by the policy.
     """
     kind = file_kind(path)
+    if kind in ("savedmodel", "checkpoint", "graphdef"):
+        from .tf_graph import open_tf_model
+
+        with open_tf_model(path, kind, tf_options or {}) as graph:
+            yield graph
+        return
     path = str(path)
     workdir = make_workdir() if kind == "keras" else None
     file = None

@@ -19,7 +19,8 @@ import torch
 import torch.fx as fx
 
 from ..errors import ModelFileError, Tf2TorchError
-from . import keras_side, torch_side
+from ..readers.tf_paths import tf_kind
+from . import keras_side, tf_side, torch_side
 from .compare import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -41,7 +42,8 @@ Progress = Callable[[int, int, str], None]  # (done, total, what is running)
 def verify(source: Any, model: fx.GraphModule | str | os.PathLike | None = None, *,
            inputs: Any = None, input_shapes: Sequence[Sequence[int | None] | None] | None = None,
            dtype: str = "float32", rtol: float | None = None, atol: float | None = None,
-           batch_size: int = 2, seed: int = 0, progress: Progress | None = None) -> Report:
+           batch_size: int = 2, seed: int = 0, progress: Progress | None = None,
+           tf_options: Mapping[str, Any] | None = None) -> Report:
     """Run the Keras model in ``source`` and its conversion on the same inputs; compare every layer call.
 
     ``source``: the ``.h5``/``.keras`` file (loaded with the Keras that wrote it), or a Keras model in memory.
@@ -50,11 +52,13 @@ def verify(source: Any, model: fx.GraphModule | str | os.PathLike | None = None,
     or a dict (input name → array), Keras layout with the batch axis; seeded random inputs when absent.
     ``dtype``: ``float32``, ``float64``, or ``both`` (judged in float32; the float64 run tells round-off from a
     semantic mismatch). Pass/fail per call: ``max|Δ| <= atol + rtol * max|Keras output|``.
+    TensorFlow graphs (SavedModel signature, TF1 checkpoint, frozen ``.pb``) run on TensorFlow, op by op;
+    ``tf_options`` (``signature``, ``inputs``, ``outputs``, ``constants``) as for ``convert``.
     """
     if dtype not in DTYPES:
         raise Tf2TorchError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     is_file = isinstance(source, (str, os.PathLike))
-    if is_file and not Path(source).exists():
+    if is_file and not Path(source).exists() and tf_kind(Path(source)) is None:
         raise ModelFileError(f"{source}: no such file")
     if not is_file and model is None:
         raise Tf2TorchError("verifying a Keras model in memory needs its converted module: verify(keras_model, module)")
@@ -63,7 +67,7 @@ def verify(source: Any, model: fx.GraphModule | str | os.PathLike | None = None,
     atol = DEFAULT_ATOL[judged] if atol is None else float(atol)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    module = resolve_module(source, model, input_shapes, timings)
+    module = resolve_module(source, model, input_shapes, timings, tf_options)
     graph = module.tf2torch_meta["graph"]
     arrays = (user_inputs(inputs, graph) if inputs is not None else
               random_inputs(graph, input_shapes or module.tf2torch_meta.get("input_shapes"), batch_size, seed))
@@ -75,13 +79,13 @@ def verify(source: Any, model: fx.GraphModule | str | os.PathLike | None = None,
     return session.build_report(results, dtype, judged)
 
 
-def resolve_module(source: str | os.PathLike, model: Any, input_shapes: Any, timings: dict[str, float]
-                   ) -> fx.GraphModule:
+def resolve_module(source: str | os.PathLike, model: Any, input_shapes: Any, timings: dict[str, float],
+                   tf_options: Mapping[str, Any] | None = None) -> fx.GraphModule:
     from .. import api
 
     t = time.perf_counter()
     if model is None:
-        model = api.convert(source, input_shapes=input_shapes)
+        model = api.convert(source, input_shapes=input_shapes, **dict(tf_options or {}))
         timings["convert"] = time.perf_counter() - t
     elif isinstance(model, (str, os.PathLike)):
         model = api.load(model)
@@ -118,6 +122,8 @@ class Session:
 
     def run(self, dtype: str) -> dict[str, tuple[Metrics, bool, list[list[int]] | None]]:
         """One float32 or float64 run: node id → (metrics, shapes agree, torch shapes when they do not)."""
+        if tf_side.is_tf_graph(self.graph):
+            return self.run_tf_graph(dtype)
         t = time.perf_counter()
         loaded = (keras_side.load_keras_model(str(self.source), self.keras_major, dtype)
                   if isinstance(self.source, (str, os.PathLike))
@@ -134,6 +140,21 @@ class Session:
         keras_out = self.align(keras_out)
         self.check_dtypes(keras_out, dtype)
         return self.run_torch(keras_out, dtype)
+
+    def run_tf_graph(self, dtype: str) -> dict[str, tuple[Metrics, bool, list[list[int]] | None]]:
+        """A TensorFlow graph: TensorFlow runs the resolved graph (float32: the graph's own precision)."""
+        if dtype != "float32":
+            raise Tf2TorchError("TensorFlow graphs are verified in float32 (their own precision); drop --dtype")
+        if not isinstance(self.source, (str, os.PathLike)):
+            raise Tf2TorchError("verifying a TensorFlow graph needs its path")
+        t = time.perf_counter()
+        by_name = {a.name: a.array for a in self.arrays}
+        options = self.module.tf2torch_meta.get("tf_options") or {}
+        self.loaded_with, tf_out = tf_side.run_graph(self.source, options, self.graph, by_name)
+        for node_id in tf_out:
+            self.tracker.step(f"tensorflow {node_id}")
+        self.timings[f"tensorflow_{dtype}"] = time.perf_counter() - t
+        return self.run_torch(tf_out, dtype)
 
     def run_torch(self, keras_out: dict[str, list[np.ndarray]], dtype: str
                   ) -> dict[str, tuple[Metrics, bool, list[list[int]] | None]]:

@@ -1,0 +1,299 @@
+"""TensorFlow graphs: SavedModel signatures, TF1 checkpoints with their MetaGraph, frozen GraphDefs.
+
+Fixtures are made here with TensorFlow (tests/tf_graph_fixtures.py); every conversion is compared with
+TensorFlow's own output at the suite's tolerance, in both layouts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from harness import LAYOUTS, assert_matches, torch_outputs
+from tf_graph_fixtures import (
+    custom_layer_model,
+    image_batch,
+    nested_recurrent,
+    randomize_batch_norms,
+    small_cnn,
+    tf1_training_graph,
+    tf_module_saved_model,
+)
+
+import tf2torch
+from tf2torch.errors import Tf2TorchError
+from tf2torch.readers import file_kind
+
+CONSTANTS = {"is_training": False}
+
+
+@pytest.fixture(scope="module")
+def tf1(tmp_path_factory):
+    return tf1_training_graph(tmp_path_factory.mktemp("tf1") / "model_dir")
+
+
+@pytest.fixture(scope="module")
+def tf_module(tmp_path_factory):
+    return tf_module_saved_model(tmp_path_factory.mktemp("tfmodule") / "saved")
+
+
+def outputs_of(module, inputs, layout):
+    return torch_outputs(module, [inputs], layout)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_tf1_checkpoint_directory(tf1, layout):
+    """The checkpoint directory as given: a `checkpoint` file with a foreign absolute path, a stale
+    `_output_shapes`, a training graph with tf.cond on is_training around batch norm and dropout."""
+    meta = (tf1["prefix"] + ".meta", (tf1["dir"] / "checkpoint"))
+    before = [open(p, "rb").read() for p in meta]
+    module = tf2torch.convert(tf1["dir"], layout=layout, constants=CONSTANTS)
+    assert_matches(outputs_of(module, tf1["inputs"], layout), [tf1["reference"]], what="checkpoint dir")
+    assert [open(p, "rb").read() for p in meta] == before  # cleaned in memory only
+
+
+@pytest.mark.parametrize("form", ["prefix", "prefix_without_step", "index_file"])
+def test_tf1_checkpoint_path_forms(tf1, form):
+    path = {"prefix": tf1["prefix"], "prefix_without_step": str(tf1["dir"] / "model.ckpt"),
+            "index_file": tf1["prefix"] + ".index"}[form]
+    assert file_kind(path) == "checkpoint"
+    module = tf2torch.convert(path, constants=CONSTANTS)
+    assert_matches(outputs_of(module, tf1["inputs"], "channels_first"), [tf1["reference"]], what=form)
+
+
+def test_tf1_batch_norm_uses_moving_statistics(tf1):
+    module = tf2torch.convert(tf1["dir"], constants=CONSTANTS)
+    norms = [m for m in module.modules() if type(m).__name__ == "BatchNorm2d"]
+    assert len(norms) == 1
+    np.testing.assert_array_equal(norms[0].running_mean.numpy(), tf1["moving_mean"])
+
+
+def test_tf1_pruned_to_inference_path(tf1):
+    module = tf2torch.convert(tf1["dir"], constants=CONSTANTS)
+    classes = {layer["class_name"] for layer in module.tf2torch_meta["graph"]["layers"].values()}
+    assert not any(c.split(">")[-1] in ("RandomUniform", "Switch", "Merge", "ApplyAdam", "AssignSub")
+                   for c in classes), classes
+    assert [s["name"] for s in module.tf2torch_meta["graph"]["input_specs"]] == ["x"]
+    # an NHWC conv trunk runs channels-first without a single transpose
+    permutes = [n for n in module.graph.nodes if n.op == "call_method" and n.target == "permute"]
+    assert permutes == []
+
+
+def test_tf1_predicate_must_be_fixed(tf1):
+    with pytest.raises(Tf2TorchError, match="--constant"):
+        tf2torch.convert(tf1["dir"])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_frozen_graph(tf1, layout):
+    module = tf2torch.convert(tf1["dir"] / "frozen.pb", layout=layout, constants=CONSTANTS)
+    assert_matches(outputs_of(module, tf1["inputs"], layout), [tf1["reference"]], what="frozen .pb")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_tf_module_saved_model(tf_module, layout):
+    module = tf2torch.convert(tf_module["dir"], layout=layout)
+    assert_matches(outputs_of(module, tf_module["inputs"], layout), tf_module["reference"], what="tf.Module")
+
+
+def test_save_load_round_trip(tf1, tmp_path):
+    module = tf2torch.convert(tf1["dir"], constants=CONSTANTS)
+    tf2torch.save(module, tmp_path / "m.pt")
+    loaded = tf2torch.load(tmp_path / "m.pt")
+    assert_matches(outputs_of(loaded, tf1["inputs"], "channels_first"), [tf1["reference"]], what="reloaded")
+
+
+def test_without_tensorflow_one_line_says_how_to_install(tf_module, tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["tensorflow"] = None  # as if TensorFlow were not installed
+        from tf2torch.cli import main
+        main(["convert", {str(tf_module["dir"])!r}, {str(tmp_path / "out.pt")!r}])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        "error: reading SavedModels, TF checkpoints and frozen graphs needs TensorFlow: pip install tf2torch[tf]"]
+    assert not (tmp_path / "out.pt").exists()
+
+
+# -- Keras SavedModels ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("build, shape, layer", [(small_cnn, (2, 12, 12, 3), "conv1"),
+                                                  (nested_recurrent, (2, 6, 4), "inner/inner_dense")])
+def test_tf_keras_saved_model_equals_h5(tmp_path, build, shape, layer):
+    """tf_keras `model.save(dir)`: structure from keras_metadata.pb, weights from variables/; the conversion
+    is the same as converting the .h5 of the model."""
+    import tf_keras
+
+    model = build(tf_keras)
+    randomize_batch_norms(model)
+    model.save(str(tmp_path / "saved"))
+    model.save(str(tmp_path / "model.h5"))
+    inputs = image_batch(shape)
+    reference = [model(inputs, training=False).numpy()]
+    from_dir = tf2torch.convert(tmp_path / "saved")
+    from_h5 = tf2torch.convert(tmp_path / "model.h5")
+    assert from_dir.code == from_h5.code
+    graph = from_dir.tf2torch_meta["graph"]
+    assert graph["source_format"] == "savedmodel" and layer in graph["layers"]
+    for key, value in from_h5.state_dict().items():
+        np.testing.assert_array_equal(from_dir.state_dict()[key].numpy(), value.numpy(), err_msg=key)
+    for layout in LAYOUTS:
+        assert_matches(torch_outputs(tf2torch.convert(tmp_path / "saved", layout=layout), [inputs], layout),
+                       reference, what=f"tf_keras SavedModel {layout}")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_keras3_export(tmp_path, layout):
+    """Keras 3 `model.export(dir)`: no Keras metadata, converted from the serving signature's graph."""
+    import keras
+
+    model = small_cnn(keras)
+    randomize_batch_norms(model)
+    model.export(str(tmp_path / "exported"), verbose=False)
+    inputs = image_batch((2, 12, 12, 3))
+    reference = [np.asarray(model(inputs, training=False))]
+    module = tf2torch.convert(tmp_path / "exported", layout=layout)
+    assert_matches(torch_outputs(module, [inputs], layout), reference, what="Keras 3 export")
+
+
+def test_tf_keras_saved_model_with_custom_layer(tmp_path):
+    """A custom layer tf2torch has no converter for, whose class exists only in the script that saved the
+    model: the model converts from its traced serving signature, in a process that never saw that class."""
+    import tf_keras
+
+    model = custom_layer_model(tf_keras)
+    saved = tmp_path / "custom"
+    model.save(str(saved))
+    x = image_batch((2, 10, 10, 3))
+    proc = subprocess.run([sys.executable, "-m", "tf2torch", "convert", str(saved), str(tmp_path / "out.pt")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    module = tf2torch.load(tmp_path / "out.pt")
+    assert_matches(torch_outputs(module, [x], "channels_first"), [model(x).numpy()], what="custom layer")
+    assert any(key.startswith("model/gated") for key in module.tf2torch_meta["graph"]["layers"])
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_saved_model_equals_h5(tmp_path):
+    import tf_keras
+
+    model = tf_keras.applications.MobileNetV2(input_shape=(64, 64, 3), weights=None, alpha=0.35, classes=10)
+    randomize_batch_norms(model)
+    model.save(str(tmp_path / "saved"))
+    model.save(str(tmp_path / "model.h5"))
+    inputs = image_batch((2, 64, 64, 3))
+    from_dir = tf2torch.convert(tmp_path / "saved")
+    from_h5 = tf2torch.convert(tmp_path / "model.h5")
+    assert from_dir.code == from_h5.code
+    for key, value in from_h5.state_dict().items():
+        np.testing.assert_array_equal(from_dir.state_dict()[key].numpy(), value.numpy(), err_msg=key)
+    assert_matches(torch_outputs(from_dir, [inputs], "channels_first"), [model(inputs, training=False).numpy()],
+                   what="MobileNetV2 SavedModel")
+
+
+# -- command line: convert, inspect, verify -----------------------------------------------------------------
+def test_cli_convert_inspect_verify_checkpoint(tf1, tmp_path):
+    from click.testing import CliRunner
+
+    from tf2torch.cli import main
+
+    runner = CliRunner()
+    out = tmp_path / "out.pt"
+    result = runner.invoke(main, ["convert", str(tf1["dir"]), str(out), "--constant", "is_training=false"])
+    assert result.exit_code == 0, result.output
+    module = tf2torch.load(out)
+    assert_matches(outputs_of(module, tf1["inputs"], "channels_first"), [tf1["reference"]], what="cli .pt")
+
+    result = runner.invoke(main, ["inspect", str(tf1["dir"]), "--constant", "is_training=false"])
+    assert result.exit_code == 0, result.output
+    assert "placeholder is_training:0: bool [] (fixed by --constant)" in result.output
+    assert "placeholder x:0: float32 [?, 16, 16, 3]" in result.output
+    assert "layers without a converter: 0" in result.output
+
+    result = runner.invoke(main, ["inspect", str(tf1["dir"])])  # the placeholders come before the error
+    assert result.exit_code == 2 and "placeholder is_training:0: bool []" in result.output
+    assert "--constant" in result.output
+
+    result = runner.invoke(main, ["verify", str(tf1["dir"]), str(out), "--constant", "is_training=false"])
+    assert result.exit_code == 0, result.output
+    assert "conv1/Conv2D" in result.output and "dw/depthwise" in result.output and "OK:" in result.output
+
+
+def test_verify_saved_models(tf_module):
+    report = tf2torch.verify(tf_module["dir"])
+    assert report.ok and len(report.layers) == 7
+
+
+# -- issue 13: training graphs ----------------------------------------------------------------------------------
+def test_tf1_graph_with_if_ops(tmp_path):
+    """tf.cond as `If` / `StatelessIf` (TF 2 control flow in a tf.compat.v1 graph): only the taken branch is
+    inlined and converted."""
+    fixture = tf1_training_graph(tmp_path / "v2", control_flow_v2=True)
+    module = tf2torch.convert(fixture["dir"], constants=CONSTANTS)
+    assert_matches(outputs_of(module, fixture["inputs"], "channels_first"), [fixture["reference"]], what="If")
+    classes = [layer["class_name"] for layer in module.tf2torch_meta["graph"]["layers"].values()]
+    assert "tf.raw>FusedBatchNormV3" in classes and not any("If" in c or "Random" in c for c in classes), classes
+    assert tf2torch.verify(fixture["dir"], module, tf_options={"constants": CONSTANTS}).ok
+
+
+def test_placeholder_with_default_is_folded(tmp_path):
+    """An `is_training` placeholder_with_default(False) gates the conds: folded to its default unasked."""
+    fixture = tf1_training_graph(tmp_path / "default", with_default=True)
+    module = tf2torch.convert(fixture["dir"])
+    assert_matches(outputs_of(module, fixture["inputs"], "channels_first"), [fixture["reference"]], what="default")
+
+
+def test_checkpoint_prefix_is_a_directory(tf1, tmp_path):
+    """`saver.save(sess, "model_dir/")` writes `model_dir/.index`, `.meta`, `.data-...`: the folder is the prefix."""
+    import shutil
+
+    folder = tmp_path / "model_dir"
+    folder.mkdir()
+    for suffix in (".index", ".meta", ".data-00000-of-00001"):
+        shutil.copy(tf1["prefix"] + suffix, folder / suffix)
+    assert file_kind(folder) == "checkpoint"
+    module = tf2torch.convert(folder, constants=CONSTANTS)
+    assert_matches(outputs_of(module, tf1["inputs"], "channels_first"), [tf1["reference"]], what="dir prefix")
+
+
+def test_traced_while_loop_refused_by_name(tmp_path):
+    """A Keras 3 RNN exported as a SavedModel is a `While` loop in the graph: refused by name, with the reason."""
+    import keras
+
+    from tf2torch.errors import UnsupportedLayerError
+
+    inputs = keras.Input((5, 3))
+    model = keras.Model(inputs, keras.layers.SimpleRNN(4, name="rnn")(inputs))
+    model.export(str(tmp_path / "rnn"), verbose=False)
+    with pytest.raises(UnsupportedLayerError, match=r"while \(tf\.raw>While: a while loop"):
+        tf2torch.convert(tmp_path / "rnn")
+
+
+def test_damaged_graph_files_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from tf2torch.cli import main
+
+    (tmp_path / "broken.pb").write_bytes(b"\x0a\xff\xff\xff\x0f garbage")
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"not a protobuf")
+    for path in (tmp_path / "broken.pb", saved):
+        result = CliRunner().invoke(main, ["convert", str(path), str(tmp_path / "out.pt")])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1, result.output
+        assert not (tmp_path / "out.pt").exists()
+
+
+def test_chosen_inputs_and_outputs(tf1):
+    """--inputs / --outputs: only the ops between them are converted (the logits from the first ReLU on)."""
+    module = tf2torch.convert(tf1["dir"], constants=CONSTANTS, inputs=["conv1/Relu:0"], outputs=["dense/add"])
+    graph = module.tf2torch_meta["graph"]
+    assert [(s["name"], list(s["shape"])) for s in graph["input_specs"]] == [("conv1_Relu", [8, 8, 8])]
+    assert not any(c["class_name"] in ("tf.raw>Conv2D", "tf.raw>Softmax") for c in graph["layers"].values())
+    report = tf2torch.verify(tf1["dir"], module, tf_options=module.tf2torch_meta["tf_options"])
+    assert report.ok and [r.node for r in report.layers][-1] == "dense/add"

@@ -1,0 +1,121 @@
+"""Raw TF ops through the graph walker: a table of small ``tf.function``s, each frozen to a GraphDef ``.pb``,
+converted in both layouts and compared with TensorFlow's own output."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+from harness import LAYOUTS, assert_matches, torch_outputs
+
+import tf2torch
+
+RNG = np.random.default_rng(0)
+
+
+def w(*shape):
+    return RNG.standard_normal(shape).astype("float32")
+
+
+X4 = (2, 8, 8, 4)
+WEIGHTS = {"k": w(3, 3, 4, 5), "k2": w(2, 2, 4, 5), "dw": w(3, 3, 4, 2), "k3": w(3, 3, 3, 3, 2), "kt": w(3, 3, 5, 4),
+           "m": w(4, 6), "scale": np.abs(w(4)) + 0.5, "offset": w(4), "mean": w(4), "var": np.abs(w(4)) + 0.5}
+
+
+def cases(tf):
+    W = WEIGHTS
+    return {
+        "conv_valid_dilated": (X4, lambda x: tf.nn.conv2d(x, W["k"], 1, "VALID", dilations=2)),
+        "conv_same_stride2_even_kernel": (X4, lambda x: tf.nn.relu(tf.nn.conv2d(x, W["k2"], 2, "SAME"))),
+        "conv_explicit": (X4, lambda x: tf.nn.conv2d(x, W["k"], 2, [[0, 0], [1, 2], [2, 1], [0, 0]])),
+        "depthwise_stride2": (X4, lambda x: tf.nn.depthwise_conv2d(x, W["dw"], [1, 2, 2, 1], "SAME")),
+        "conv3d_same": ((2, 4, 6, 6, 3), lambda x: tf.nn.conv3d(x, W["k3"], [1, 1, 2, 2, 1], "SAME")),
+        "conv_transpose_same": (X4, lambda x: tf.nn.conv2d_transpose(
+            x, W["kt"], tf.stack([tf.shape(x)[0], 16, 16, 5]), 2, "SAME")),
+        "pools": (X4, lambda x: tf.nn.avg_pool2d(x, 3, 2, "SAME") + tf.nn.max_pool2d(x, 3, 2, "SAME")),
+        "pool_valid_3d": ((2, 4, 6, 6, 3), lambda x: tf.nn.max_pool3d(x, 2, 2, "VALID") * 2.0),
+        "batch_norm_inference": (X4, lambda x: tf.compat.v1.nn.fused_batch_norm(
+            x, W["scale"], W["offset"], W["mean"], W["var"], epsilon=1e-3, is_training=False)[0]),
+        "batch_norm_nchw": ((2, 4, 5, 6), lambda x: tf.nn.relu6(tf.compat.v1.nn.fused_batch_norm(
+            x, W["scale"], W["offset"], W["mean"], W["var"], epsilon=1e-3, data_format="NCHW",
+            is_training=False)[0])),
+        "resize_bilinear_half_pixel": (X4, lambda x: tf.image.resize(x, (13, 5))),
+        "resize_bilinear_align_corners": (X4, lambda x: tf.compat.v1.image.resize_bilinear(
+            x, (13, 5), align_corners=True)),
+        "resize_bilinear_legacy": (X4, lambda x: tf.compat.v1.image.resize_bilinear(x, (13, 5))),
+        "resize_nearest": (X4, lambda x: tf.image.resize(x, (13, 5), method="nearest")
+                           + tf.compat.v1.image.resize_nearest_neighbor(x, (13, 5), align_corners=True)),
+        "pads": (X4, lambda x: tf.pad(x, [[0, 0], [2, 1], [1, 2], [0, 0]], "REFLECT")
+                 + tf.pad(x, [[0, 0], [2, 1], [1, 2], [0, 0]], "SYMMETRIC")
+                 + tf.pad(x, [[0, 0], [2, 1], [1, 2], [0, 0]], constant_values=0.5)),
+        "strided_slices": (X4, lambda x: tf.concat([x[:, ::-1, 1:5:2, :][:, 2:6], x[:, 1:5, 0:2, 1:]], axis=-1)),
+        "slice_shrink_newaxis": (X4, lambda x: x[..., 0][:, tf.newaxis, 2:, -1] * tf.slice(x, [0, 1, 1, 0],
+                                                                                           [-1, 1, 6, 1])[..., 0]),
+        "shape_ops": (X4, lambda x: tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [-1, 4, 64])),
+        "flatten_dynamic": (X4, lambda x: tf.nn.softmax(tf.matmul(
+            tf.reduce_mean(tf.reshape(x, [tf.shape(x)[0], -1, 4]), axis=1), W["m"]))),
+        "squeeze_expand_tile": (X4, lambda x: tf.tile(tf.expand_dims(tf.squeeze(x[:, :1], axis=1), 1),
+                                                      [1, 2, 1, 1])),
+        "stack_unstack_split": (X4, lambda x: tf.stack(tf.unstack(x, axis=3)[::-1], axis=1)
+                                + tf.concat(tf.split(x, 2, axis=3)[::-1], axis=3)[:, None, :, :, 0]),
+        "splitv_gather": (X4, lambda x: tf.gather(tf.split(x, [1, -1], axis=2)[1], [2, 0, 1], axis=3)),
+        "reductions": (X4, lambda x: tf.reduce_max(x, axis=-1, keepdims=True) + tf.reduce_sum(x, [1, 2],
+                       keepdims=True) - tf.reduce_min(x, axis=[1, 2, 3], keepdims=True)),
+        "mean_channels": (X4, lambda x: tf.reduce_mean(x, axis=3)),
+        "elementwise": (X4, lambda x: tf.nn.leaky_relu(x, 0.3) + tf.nn.selu(x) + tf.nn.softplus(x)
+                        + tf.math.rsqrt(tf.abs(x) + 1.0) + tf.pow(tf.abs(x), 1.5) + tf.nn.elu(x)
+                        + tf.maximum(x, 0.2) - tf.minimum(x, W["offset"]) + tf.math.squared_difference(x, 1.0)
+                        + tf.math.divide_no_nan(x, tf.nn.relu(x)) + tf.nn.relu6(x * 4.0) + tf.tanh(-x)),
+        "select": (X4, lambda x: tf.where(x > 0.0, x, 0.1 * x) + tf.cast(tf.logical_and(x > -1.0, x < 1.0),
+                                                                          tf.float32)),
+        "matmuls": ((2, 3, 4), lambda x: tf.matmul(x, x, transpose_b=True) + tf.einsum("bij,bkj->bik", x, x)),
+        "lrn": (X4, lambda x: tf.nn.local_response_normalization(x, depth_radius=2, bias=1.0, alpha=0.1, beta=0.75)),
+        "softmax_4d": (X4, lambda x: tf.nn.softmax(x) + tf.nn.log_softmax(x)),
+        "argmax": ((2, 7), lambda x: tf.cast(tf.argmax(x, axis=1), tf.float32) + tf.reduce_sum(x, 1)),
+    }
+
+
+def frozen_pb(tf, fn, shape, path):
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    concrete = tf.function(fn).get_concrete_function(tf.TensorSpec((None, *shape[1:]), tf.float32, name="x"))
+    frozen = convert_variables_to_constants_v2(concrete)
+    path.write_bytes(frozen.graph.as_graph_def().SerializeToString())
+
+
+CASES = ["conv_valid_dilated", "conv_same_stride2_even_kernel", "conv_explicit", "depthwise_stride2",
+         "conv3d_same", "conv_transpose_same", "pools", "pool_valid_3d", "batch_norm_inference", "batch_norm_nchw",
+         "resize_bilinear_half_pixel", "resize_bilinear_align_corners", "resize_bilinear_legacy", "resize_nearest",
+         "pads", "strided_slices", "slice_shrink_newaxis", "shape_ops", "flatten_dynamic", "squeeze_expand_tile",
+         "stack_unstack_split", "splitv_gather", "reductions", "mean_channels", "elementwise", "select", "matmuls",
+         "lrn", "softmax_4d", "argmax"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_raw_op(case, tmp_path):
+    import tensorflow as tf
+
+    shape, fn = cases(tf)[case]
+    path = tmp_path / f"{case}.pb"
+    frozen_pb(tf, fn, shape, path)
+    x = RNG.standard_normal(shape).astype("float32")
+    reference = [np.asarray(fn(tf.constant(x)))]
+    for layout in LAYOUTS:
+        module = tf2torch.convert(path, layout=layout)
+        assert_matches(torch_outputs(module, [x], layout), reference, what=f"{case} {layout}")
+
+
+def test_unsupported_ops_listed_at_once(tmp_path):
+    import tensorflow as tf
+
+    from tf2torch.errors import UnsupportedLayerError
+
+    path = tmp_path / "unsupported.pb"
+    frozen_pb(tf, lambda x: tf.math.cumsum(x, axis=1) + tf.math.atan2(x, x + 2.0), (2, 5), path)
+    with pytest.raises(UnsupportedLayerError) as error:
+        tf2torch.convert(path)
+    message = str(error.value)
+    assert "2 layer(s)" in message and "tf.raw>Cumsum" in message and "tf.raw>Atan2" in message

@@ -1,0 +1,575 @@
+"""Converters for the raw ops of TensorFlow inference graphs (the graph walker's IR nodes, class
+``tf.raw>OpType``), registered in their own namespace so they never collide with Keras class names.
+
+Each IR node's config holds the op's attributes and its ``operands``: ``{"input": k}`` (the k-th run-time
+input), an inline constant (``value``) or a weight (``weight``). A tensor's ``KERAS`` layout is the layout the
+TF graph holds it in; ops that can (convolutions, bias, batch norm, pooling, element-wise, reductions over the
+spatial axes, concatenation along channels, padding, resizing) run channels-first on NHWC graphs, so a conv
+trunk needs no transposes; every other op asks for the TF layout and gets it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..converters.conv import depthwise_kernel_to_oihw, hwio_to_oihw, transposed_kernel_to_iohw
+from ..converters.registry import Converted, LayerSpec, as_parameter, converter, to_tensor
+from ..layout import CHANNELS_FIRST, KERAS, keras_axis_in_layout, normalize, to_channels_first_perm, to_keras_perm
+from ..nn.padding import same_pad_module, static_same_padding, tf_same_padding
+from ..nn.pooling import TFSameAvgPool
+from ..nn.tf_ops import (
+    BINARY,
+    TFLRN,
+    UNARY,
+    TFArgMax,
+    TFBinary,
+    TFCast,
+    TFConvTranspose,
+    TFFunction,
+    TFPad,
+    TFPermute,
+    TFReduce,
+    TFResize,
+    TFShape,
+    TFSlice,
+    TFSoftmax,
+    TFSplit,
+    TFSqueeze,
+    TFUnary,
+)
+
+RAW = "tf.raw>"
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float32,
+                "int32": torch.int32, "int64": torch.int64, "int8": torch.int8, "uint8": torch.uint8,
+                "int16": torch.int16, "bool": torch.bool}
+
+
+# IR bookkeeping every raw-op node carries (not op semantics), and attributes that only name types.
+METADATA_KEYS = ("op", "tf_name", "T", "output_dtypes", "output_shapes", "outputs_used")
+TYPE_ATTRS = frozenset({"dtype", "Tidx", "Tshape", "Tpaddings", "Tindices", "Tparams", "Taxis", "Tmultiples",
+                        "Tperm", "SrcT", "Tout", "Tcond", "Tin", "N", "num", "Tblock_shape", "Tcrops", "Tlen",
+                        "Tsplits", "out_type", "Tdim", "Tnum_splits", "Index", "index_type", "Tlabels", "Targmax", "TI",
+                        "Treal",
+                        "Tcomplex", "Tinput", "Tfilter", "Tbias",
+                        # hints for kernels and gradients, no effect on the values
+                        "use_cudnn_on_gpu", "grad_a", "grad_b", "grad_x", "grad_y", "num_split"})
+
+
+def raw(*ops: str):
+    """Register a raw-op converter; afterwards, any attribute of the op the converter did not read (and that does
+    not just name a type) refuses the conversion by name: right or refused."""
+    def register(fn):
+        @functools.wraps(fn)
+        def convert(spec: LayerSpec) -> Converted:
+            for key in METADATA_KEYS:
+                spec.config.get(key)
+            spec.__dict__["_attrs_read"] = set()
+            converted = fn(spec)
+            unread = sorted(set(spec.config["attrs"]) - spec.__dict__["_attrs_read"] - TYPE_ATTRS)
+            if unread:
+                spec.fail("attribute(s) not supported: " + ", ".join(f"{k}={spec.config['attrs'][k]!r}"
+                                                                     for k in unread))
+            return converted
+        return converter(*(RAW + op for op in ops))(convert)
+    return register
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+def operand(spec: LayerSpec, i: int) -> np.ndarray | None:
+    """The constant value of operand ``i``, or None when it is a run-time input."""
+    entry = spec.config["operands"][i]
+    if "input" in entry:
+        return None
+    if "weight" in entry:
+        assert spec._load is not None
+        return np.asarray(spec._load(spec.weight_handles[entry["weight"]]))
+    if entry["dtype"] in ("object", "str") or entry["dtype"].startswith("<U") or entry["dtype"].startswith("|S"):
+        spec.fail("string tensors are not supported")
+    return np.asarray(entry["value"], dtype=entry["dtype"]).reshape(entry["shape"])
+
+
+def const_operand(spec: LayerSpec, i: int, what: str) -> np.ndarray:
+    value = operand(spec, i)
+    if value is None:
+        spec.fail(f"{what} (operand {i}) is computed at run time; tf2torch needs it constant")
+    return value
+
+
+def attr(spec: LayerSpec, name: str, default: Any = None) -> Any:
+    spec.__dict__.setdefault("_attrs_read", set()).add(name)
+    return spec.config["attrs"].get(name, default)
+
+
+def n_operands(spec: LayerSpec) -> int:
+    return len(spec.config["operands"])
+
+
+def only_first_output(spec: LayerSpec) -> None:
+    used = spec.config.get("outputs_used", [0])
+    if any(i != 0 for i in used):
+        spec.fail(f"outputs {used} are used; only output 0 is converted (the others are training statistics)")
+
+
+def tensor(array: np.ndarray) -> torch.Tensor:
+    t = torch.from_numpy(np.array(array, copy=True, order="C"))  # (ascontiguousarray turns 0-d into 1-d)
+    return t.float() if t.is_floating_point() and t.dtype != torch.float32 else t
+
+
+def to_layout(value: np.ndarray, rank: int, layout: Any) -> np.ndarray:
+    """A constant broadcast against a tensor of ``rank`` held in ``layout``, moved into that layout."""
+    if normalize(layout, rank) != CHANNELS_FIRST:
+        return value
+    padded = value.reshape((1,) * (rank - value.ndim) + value.shape)
+    return padded.transpose(to_channels_first_perm(rank))
+
+
+def is_channels_first(layout: Any, rank: int) -> bool:
+    return normalize(layout, rank) == CHANNELS_FIRST
+
+
+def nhwc(spec: LayerSpec) -> bool:
+    fmt = attr(spec, "data_format", "NHWC")
+    if fmt not in ("NHWC", "NCHW", "NDHWC", "NCDHW", "NWC", "NCW"):
+        spec.fail(f"data_format {fmt!r} is not supported")
+    return not fmt.startswith("NC")
+
+
+def spatial_attr(spec: LayerSpec, name: str, n: int) -> tuple[int, ...]:
+    values = attr(spec, name, [1] * (n + 2))
+    return tuple(int(v) for v in (values[1:1 + n] if nhwc(spec) else values[2:2 + n]))
+
+
+def tf_spatial_sizes(spec: LayerSpec, n: int) -> tuple[int | None, ...]:
+    shape = spec.input_shape
+    return tuple(shape[1:1 + n]) if nhwc(spec) else tuple(shape[2:2 + n])
+
+
+def conv_layout(spec: LayerSpec) -> str:
+    return CHANNELS_FIRST if nhwc(spec) else KERAS
+
+
+# -- element-wise --------------------------------------------------------------------------------------------
+@raw(*UNARY, "LeakyRelu")
+def convert_unary(spec: LayerSpec) -> Converted:
+    alpha = float(attr(spec, "alpha", 0.2)) if spec.class_name == RAW + "LeakyRelu" else None
+    return Converted(TFUnary(spec.config["op"], alpha))
+
+
+@raw(*BINARY)
+def convert_binary(spec: LayerSpec) -> Converted:
+    op = spec.config["op"]
+    if op == "BiasAdd":
+        return convert_bias_add(spec)
+    a, b = operand(spec, 0), operand(spec, 1)
+    if a is not None and b is not None:
+        spec.fail("both operands are constant (internal error: should have been folded)")
+    if a is None and b is None:
+        shapes = spec.input_shapes
+        same = len(shapes[0]) == len(shapes[1]) and spec.input_layouts[0] == spec.input_layouts[1] \
+            and isinstance(spec.input_layouts[0], str)
+        return Converted(TFBinary(op), input_layouts=None if same else KERAS)
+    const, side = (b, 1) if a is None else (a, 0)
+    rank = len(spec.input_shape)
+    layout = spec.input_layout
+    if const.ndim > rank or not isinstance(layout, str):
+        layout = KERAS
+    return Converted(TFBinary(op, tensor(to_layout(const, rank, layout)), side), input_layouts=layout,
+                     output_layouts=layout)
+
+
+def convert_bias_add(spec: LayerSpec) -> Converted:
+    bias = const_operand(spec, 1, "the bias")
+    rank = len(spec.input_shape)
+    if nhwc(spec):
+        layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
+        value = to_layout(bias, rank, layout)
+    else:
+        layout = KERAS
+        value = bias.reshape(-1, *[1] * (rank - 2))
+    return Converted(TFBinary("BiasAdd", tensor(value)), input_layouts=layout, output_layouts=layout)
+
+
+@raw("Softmax", "LogSoftmax")
+def convert_softmax(spec: LayerSpec) -> Converted:
+    rank = len(spec.input_shape)
+    layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
+    dim = 1 if is_channels_first(layout, rank) else -1
+    return Converted(TFSoftmax(dim, log=spec.config["op"] == "LogSoftmax"), input_layouts=layout)
+
+
+@raw("Cast")
+def convert_cast(spec: LayerSpec) -> Converted:
+    attr(spec, "Truncate")
+    dst = attr(spec, "DstT")
+    if dst not in TORCH_DTYPES:
+        spec.fail(f"cast to {dst} is not supported")
+    return Converted(TFCast(TORCH_DTYPES[dst]))
+
+
+# -- convolutions ---------------------------------------------------------------------------------------------
+def _conv_padding(spec: LayerSpec, kernel: tuple[int, ...], stride: tuple[int, ...],
+                  dilation: tuple[int, ...]) -> tuple[nn.Module | None, tuple[int, ...]]:
+    n = len(kernel)
+    padding = attr(spec, "padding", "VALID")
+    flat = [int(v) for v in attr(spec, "explicit_paddings", [])]
+    if padding == "VALID":
+        return None, (0,) * n
+    if padding == "SAME":
+        symmetric = static_same_padding(tf_spatial_sizes(spec, n), kernel, stride, dilation)
+        if symmetric is not None:
+            return None, symmetric
+        return same_pad_module(kernel, stride, dilation), (0,) * n
+    if padding == "EXPLICIT":
+        pairs = [tuple(flat[2 * i:2 * i + 2]) for i in range(len(flat) // 2)]
+        spatial = pairs[1:1 + n] if nhwc(spec) else pairs[2:2 + n]
+        if all(a == b for a, b in spatial):
+            return None, tuple(a for a, _ in spatial)
+        return TFPad([(0, 0), (0, 0), *spatial]), (0,) * n
+    spec.fail(f"padding {padding!r} is not supported")
+
+
+def _conv(spec: LayerSpec, weight: np.ndarray, groups: int) -> Converted:
+    n = weight.ndim - 2
+    stride = spatial_attr(spec, "strides", n)
+    dilation = spatial_attr(spec, "dilations", n)
+    kernel = tuple(weight.shape[2:])
+    pad, padding = _conv_padding(spec, kernel, stride, dilation)
+    conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[n](
+        weight.shape[1] * groups, weight.shape[0], kernel, stride=stride, padding=padding, dilation=dilation,
+        groups=groups, bias=False)
+    conv.weight = as_parameter(weight)
+    module = conv if pad is None else nn.Sequential(pad, conv)
+    return Converted(module, input_layouts=conv_layout(spec), output_layouts=conv_layout(spec))
+
+
+@raw("Conv2D", "Conv3D", "Conv1D")
+def convert_conv(spec: LayerSpec) -> Converted:
+    attr(spec, "use_cudnn_on_gpu")
+    kernel = const_operand(spec, 1, "the filter")
+    in_channels = spec.input_shape[-1 if nhwc(spec) else 1]
+    groups = int(in_channels) // kernel.shape[-2] if in_channels else 1
+    return _conv(spec, hwio_to_oihw(kernel), groups)
+
+
+@raw("DepthwiseConv2dNative")
+def convert_depthwise(spec: LayerSpec) -> Converted:
+    kernel = const_operand(spec, 1, "the filter")
+    return _conv(spec, depthwise_kernel_to_oihw(kernel), kernel.shape[-2])
+
+
+@raw("Conv2DBackpropInput", "Conv3DBackpropInputV2")
+def convert_conv_transpose(spec: LayerSpec) -> Converted:
+    if spec.config["operands"][2].get("input") is None:
+        spec.fail("the input (operand 2) is constant")
+    kernel = const_operand(spec, 1, "the filter")
+    n = kernel.ndim - 2
+    out_shape = spec.config["output_shapes"][0]
+    sizes = operand(spec, 0)
+    spatial = (list(sizes[1:1 + n]) if nhwc(spec) else list(sizes[2:2 + n])) if sizes is not None else (
+        (out_shape[1:1 + n] if nhwc(spec) else out_shape[2:2 + n]) if out_shape else None)
+    if spatial is None or any(s is None for s in spatial):
+        spec.fail("the output size is not static")
+    stride = spatial_attr(spec, "strides", n)
+    dilation = spatial_attr(spec, "dilations", n)
+    k = kernel.shape[:n]
+    padding = attr(spec, "padding", "VALID")
+    attr(spec, "explicit_paddings")
+    if padding not in ("SAME", "VALID"):
+        spec.fail(f"padding {padding!r} is not supported")
+    crop = [(tf_same_padding(int(s), int(kk), st, d)[0] if padding == "SAME" else 0, int(s))
+            for s, kk, st, d in zip(spatial, k, stride, dilation)]
+    weight = transposed_kernel_to_iohw(kernel)
+    conv = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[n](
+        weight.shape[0], weight.shape[1], tuple(k), stride=stride, dilation=dilation, bias=False)
+    conv.weight = as_parameter(weight)
+    layout = conv_layout(spec)  # the run-time input (operand 2) is the node's only input
+    return Converted(TFConvTranspose(conv, crop), input_layouts=layout, output_layouts=layout)
+
+
+# -- matmul, batch norm --------------------------------------------------------------------------------------
+@raw("MatMul", "BatchMatMulV2", "BatchMatMul", "BatchMatMulV3")
+def convert_matmul(spec: LayerSpec) -> Converted:
+    op = spec.config["op"]
+    ta = bool(attr(spec, "transpose_a", False) or attr(spec, "adj_x", False))
+    tb = bool(attr(spec, "transpose_b", False) or attr(spec, "adj_y", False))
+    a, b = operand(spec, 0), operand(spec, 1)
+    if op == "MatMul" and a is None and b is not None and not ta:
+        weight = b if tb else b.T
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+        linear.weight = as_parameter(weight)
+        return Converted(linear, input_layouts=KERAS, output_layouts=KERAS)
+    slots, consts = _slots(spec)
+    return Converted(TFFunction("MatMul", slots, consts, adj_x=ta, adj_y=tb), input_layouts=KERAS,
+                     output_layouts=KERAS)
+
+
+@raw("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
+def convert_fused_batch_norm(spec: LayerSpec) -> Converted:
+    if attr(spec, "is_training", True):
+        spec.fail("is_training=True computes batch statistics; the graph is a training graph: fix the "
+                  "training flag with --constant (e.g. is_training=false)")
+    only_first_output(spec)
+    attr(spec, "U")
+    attr(spec, "exponential_avg_factor")
+    scale, offset, mean, variance = (const_operand(spec, i, w) for i, w in
+                                     enumerate(("scale", "offset", "mean", "variance"), start=1))
+    rank = len(spec.input_shape)
+    norm = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}[rank](
+        scale.shape[0], eps=float(attr(spec, "epsilon", 1e-4)))
+    norm.weight = as_parameter(scale)
+    norm.bias = as_parameter(offset)
+    norm.running_mean.copy_(to_tensor(mean))
+    norm.running_var.copy_(to_tensor(variance))
+    return Converted(norm.eval(), input_layouts=conv_layout(spec), output_layouts=conv_layout(spec))
+
+
+# -- pooling ---------------------------------------------------------------------------------------------------
+@raw("MaxPool", "AvgPool", "MaxPool3D", "AvgPool3D")
+def convert_pool(spec: LayerSpec) -> Converted:
+    op = spec.config["op"]
+    n = 3 if op.endswith("3D") else 2
+    kernel = spatial_attr(spec, "ksize", n)
+    stride = spatial_attr(spec, "strides", n)
+    padding = attr(spec, "padding", "VALID")
+    attr(spec, "explicit_paddings")  # only with padding EXPLICIT, refused below
+    is_max = op.startswith("Max")
+    pool_cls = {2: (nn.MaxPool2d, nn.AvgPool2d), 3: (nn.MaxPool3d, nn.AvgPool3d)}[n][0 if is_max else 1]
+    if padding == "VALID":
+        module: nn.Module = pool_cls(kernel, stride)
+    elif padding == "SAME":
+        symmetric = static_same_padding(tf_spatial_sizes(spec, n), kernel, stride, (1,) * n)
+        if symmetric is not None and all(p <= k // 2 for p, k in zip(symmetric, kernel)):
+            module = pool_cls(kernel, stride, padding=symmetric) if is_max else \
+                pool_cls(kernel, stride, padding=symmetric, count_include_pad=False)
+        elif is_max:
+            module = nn.Sequential(same_pad_module(kernel, stride, value=float("-inf")), pool_cls(kernel, stride))
+        else:
+            module = TFSameAvgPool(kernel, stride)
+    else:
+        spec.fail(f"padding {padding!r} is not supported")
+    return Converted(module, input_layouts=conv_layout(spec), output_layouts=conv_layout(spec))
+
+
+# -- reductions -----------------------------------------------------------------------------------------------
+@raw("Mean", "Sum", "Max", "Min", "Prod", "All", "Any")
+def convert_reduce(spec: LayerSpec) -> Converted:
+    axes = [int(a) for a in np.asarray(const_operand(spec, 1, "the axes")).reshape(-1)]
+    keep = bool(attr(spec, "keep_dims", False))
+    rank = len(spec.input_shape)
+    axes = sorted({a % rank for a in axes}) if rank else []
+    layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
+    if is_channels_first(layout, rank) and not keep and not set(range(1, rank - 1)) <= set(axes):
+        layout = KERAS
+    mapped = [keras_axis_in_layout(a, rank, layout) for a in axes]
+    out_layout = layout if keep else KERAS
+    return Converted(TFReduce(spec.config["op"], mapped, keep), input_layouts=layout, output_layouts=out_layout)
+
+
+@raw("ArgMax", "ArgMin")
+def convert_argmax(spec: LayerSpec) -> Converted:
+    axis = int(const_operand(spec, 1, "the axis")) % len(spec.input_shape)
+    dtype = TORCH_DTYPES.get(attr(spec, "output_type", "int64"), torch.int64)
+    return Converted(TFArgMax(axis, dtype, spec.config["op"] == "ArgMin"), input_layouts=KERAS, output_layouts=KERAS)
+
+
+# -- shapes ---------------------------------------------------------------------------------------------------
+def _slots(spec: LayerSpec, skip: tuple[int, ...] = ()) -> tuple[list[tuple[str, int]], list[torch.Tensor]]:
+    slots, consts = [], []
+    for i, entry in enumerate(spec.config["operands"]):
+        if i in skip:
+            continue
+        if "input" in entry:
+            slots.append(("input", entry["input"]))
+        else:
+            value = operand(spec, i)
+            assert value is not None
+            slots.append(("const", len(consts)))
+            consts.append(tensor(value))
+    return slots, consts
+
+
+@raw("Reshape")
+def convert_reshape(spec: LayerSpec) -> Converted:
+    slots, consts = _slots(spec)
+    return Converted(TFFunction("Reshape", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("Shape")
+def convert_shape(spec: LayerSpec) -> Converted:
+    """The TF-layout shape of a tensor in any layout: no transpose just to read a shape."""
+    dtype = TORCH_DTYPES.get(attr(spec, "out_type", "int32"), torch.int32)
+    rank = len(spec.input_shape)
+    layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
+    order = to_keras_perm(rank) if is_channels_first(layout, rank) else None
+    return Converted(TFShape(dtype, order), input_layouts=layout, output_layouts=KERAS)
+
+
+@raw("Transpose")
+def convert_transpose(spec: LayerSpec) -> Converted:
+    perm = const_operand(spec, 1, "the permutation").reshape(-1).tolist()
+    return Converted(TFPermute(perm), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("Squeeze")
+def convert_squeeze(spec: LayerSpec) -> Converted:
+    rank = len(spec.input_shape)
+    axes = [int(a) % rank for a in attr(spec, "squeeze_dims", [])]
+    return Converted(TFSqueeze(axes), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("ExpandDims")
+def convert_expand_dims(spec: LayerSpec) -> Converted:
+    axis = int(np.asarray(const_operand(spec, 1, "the axis")).reshape(-1)[0])
+    rank = len(spec.input_shape)
+    return Converted(TFSqueeze([axis % (rank + 1)], expand=True), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("ConcatV2")
+def convert_concat(spec: LayerSpec) -> Converted:
+    count = n_operands(spec) - 1
+    axis = int(const_operand(spec, count, "the axis"))
+    rank = len(spec.input_shape)
+    layouts = set(spec.input_layouts)
+    layout = KERAS
+    all_inputs = all("input" in spec.config["operands"][i] for i in range(count))
+    if all_inputs and len(layouts) == 1 and isinstance(spec.input_layout, str):
+        layout = spec.input_layout
+    slots, consts = _slots(spec, skip=(count,))
+    dim = keras_axis_in_layout(axis % rank, rank, layout)
+    return Converted(TFFunction("ConcatV2", slots, consts, axis=dim), input_layouts=layout, output_layouts=layout)
+
+
+@raw("Pack")
+def convert_pack(spec: LayerSpec) -> Converted:
+    rank = len(spec.input_shapes[0]) if spec.input_shapes else 0
+    axis = int(attr(spec, "axis", 0)) % (rank + 1)
+    slots, consts = _slots(spec)
+    return Converted(TFFunction("Pack", slots, consts, axis=axis), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("Unpack")
+def convert_unpack(spec: LayerSpec) -> Converted:
+    rank = len(spec.input_shape)
+    attr(spec, "num")
+    return Converted(TFSplit(None, int(attr(spec, "axis", 0)) % rank, unstack=True), input_layouts=KERAS,
+                     output_layouts=KERAS)
+
+
+@raw("Split", "SplitV")
+def convert_split(spec: LayerSpec) -> Converted:
+    rank = len(spec.input_shape)
+    if spec.config["op"] == "Split":
+        axis = int(const_operand(spec, 0, "the axis")) % rank
+        num = int(attr(spec, "num_split"))
+        size = spec.input_shape[axis]
+        if size is None:
+            spec.fail("splitting a dynamic axis")
+        sizes = [size // num] * num
+    else:
+        sizes = [int(s) for s in const_operand(spec, 1, "the sizes").reshape(-1)]
+        axis = int(const_operand(spec, 2, "the axis")) % rank
+        if -1 in sizes:
+            size = spec.input_shape[axis]
+            if size is None:
+                spec.fail("splitting a dynamic axis")
+            sizes[sizes.index(-1)] = size - sum(s for s in sizes if s != -1)
+    return Converted(TFSplit(sizes, axis), input_layouts=KERAS, output_layouts=KERAS)
+
+
+def strided_slice_spec(begin: list[int], end: list[int], strides: list[int], masks: dict[str, int]) -> list[Any]:
+    """[TF] ``strided_slice`` masks → one entry per slicing axis (see ``TFSlice``)."""
+    spec: list[Any] = []
+    for i, (b, e, s) in enumerate(zip(begin, end, strides)):
+        bit = 1 << i
+        if masks["ellipsis_mask"] & bit:
+            spec.append(("ellipsis",))
+        elif masks["new_axis_mask"] & bit:
+            spec.append(("new",))
+        elif masks["shrink_axis_mask"] & bit:
+            spec.append(("index", int(b)))
+        else:
+            spec.append(("slice", None if masks["begin_mask"] & bit else int(b),
+                         None if masks["end_mask"] & bit else int(e), int(s)))
+    return spec
+
+
+@raw("StridedSlice")
+def convert_strided_slice(spec: LayerSpec) -> Converted:
+    begin, end, strides = (const_operand(spec, i, w).reshape(-1).tolist()
+                           for i, w in ((1, "begin"), (2, "end"), (3, "strides")))
+    masks = {k: int(attr(spec, k, 0)) for k in
+             ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")}
+    if any(s == 0 for s in strides):
+        spec.fail("stride 0")
+    return Converted(TFSlice(strided_slice_spec(begin, end, strides, masks)), input_layouts=KERAS,
+                     output_layouts=KERAS)
+
+
+@raw("Slice")
+def convert_slice(spec: LayerSpec) -> Converted:
+    begin = const_operand(spec, 1, "begin").reshape(-1).tolist()
+    size = const_operand(spec, 2, "size").reshape(-1).tolist()
+    entries = [("slice", int(b), None if s == -1 else int(b) + int(s), 1) for b, s in zip(begin, size)]
+    return Converted(TFSlice(entries), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("Pad", "PadV2", "MirrorPad")
+def convert_pad(spec: LayerSpec) -> Converted:
+    pads = const_operand(spec, 1, "the paddings").reshape(-1, 2).tolist()
+    value = 0.0
+    if spec.config["op"] == "PadV2":
+        value = float(const_operand(spec, 2, "the constant value"))
+    mode = str(attr(spec, "mode", "CONSTANT")).upper()
+    rank = len(spec.input_shape)
+    layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
+    if is_channels_first(layout, rank):
+        pads = [pads[p] for p in to_channels_first_perm(rank)]
+    return Converted(TFPad(pads, mode, value), input_layouts=layout, output_layouts=layout)
+
+
+@raw("Tile")
+def convert_tile(spec: LayerSpec) -> Converted:
+    slots, consts = _slots(spec)
+    return Converted(TFFunction("Tile", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("GatherV2")
+def convert_gather(spec: LayerSpec) -> Converted:
+    if int(attr(spec, "batch_dims", 0)) != 0:
+        spec.fail("batch_dims != 0 is not supported")
+    axis = int(const_operand(spec, 2, "the axis"))
+    params = operand(spec, 0)
+    rank = len(params.shape) if params is not None else len(spec.input_shape)
+    slots, consts = _slots(spec, skip=(2,))
+    return Converted(TFFunction("GatherV2", slots, consts, axis=axis % rank), input_layouts=KERAS,
+                     output_layouts=KERAS)
+
+
+@raw("AddN", "Select", "SelectV2", "Einsum", "Fill")
+def convert_function(spec: LayerSpec) -> Converted:
+    op = spec.config["op"]
+    params = {"equation": attr(spec, "equation")} if op == "Einsum" else {}
+    slots, consts = _slots(spec)
+    return Converted(TFFunction(op, slots, consts, **params), input_layouts=KERAS, output_layouts=KERAS)
+
+
+# -- images ---------------------------------------------------------------------------------------------------
+@raw("ResizeBilinear", "ResizeNearestNeighbor")
+def convert_resize(spec: LayerSpec) -> Converted:
+    size = const_operand(spec, 1, "the size").reshape(-1).tolist()
+    method = "bilinear" if spec.config["op"] == "ResizeBilinear" else "nearest"
+    module = TFResize(size, method, bool(attr(spec, "align_corners", False)),
+                      bool(attr(spec, "half_pixel_centers", False)))
+    return Converted(module, input_layouts=CHANNELS_FIRST, output_layouts=CHANNELS_FIRST)
+
+
+@raw("LRN")
+def convert_lrn(spec: LayerSpec) -> Converted:
+    module = TFLRN(int(attr(spec, "depth_radius", 5)), float(attr(spec, "bias", 1.0)),
+                   float(attr(spec, "alpha", 1.0)), float(attr(spec, "beta", 0.5)))
+    return Converted(module, input_layouts=CHANNELS_FIRST, output_layouts=CHANNELS_FIRST)

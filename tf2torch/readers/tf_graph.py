@@ -1,0 +1,852 @@
+"""The graph walker: a TensorFlow graph (SavedModel signature, TF1 checkpoint + MetaGraph, frozen GraphDef) →
+the same ``KerasGraph`` IR as the Keras readers, one IR node per TF op left on the path from the inputs to
+the outputs.
+
+What happens to the graph, in order (all in memory; the files are never changed):
+1. the graph is read: a SavedModel signature is frozen by TensorFlow (``convert_variables_to_constants_v2``,
+   which restores the variables and inlines the functions); a TF1 MetaGraph is cleaned of stale
+   ``_output_shapes`` attributes and its variables are read from the checkpoint by name; a frozen GraphDef
+   is taken as is;
+2. inputs: the signature's, ``--inputs`` tensor names, or the placeholders on the path; outputs: the
+   signature's, ``--outputs``, or the sinks with a batch axis (losses and metrics are scalars);
+3. ``--constant NAME=VALUE`` feeds placeholders; a ``PlaceholderWithDefault`` not chosen as input is its
+   default; identities (``Identity``, ``StopGradient``...) are looked through;
+4. TF1 control flow with a constant predicate is resolved: a ``Switch`` passes its data to the live port
+   only, everything fed by a dead port is dead, a ``Merge`` takes its one live input; so dead branches
+   (dropout's ``RandomUniform``, batch-norm moment updates, ``Assert``) are never converted;
+5. ops whose inputs are all constant are folded by TensorFlow itself (one session over the constant
+   sub-graph); each remaining op becomes an IR node of class ``tf.raw>OpType`` whose constant operands are
+   inline (small) or weights (large), converted by ``tf2torch/ops/tf_raw.py``.
+Control dependencies are ignored: they order side effects (updates, asserts), never values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import keyword
+import os
+import re
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelFileError, Tf2TorchError, UnsupportedLayerError
+from ..graph import InputSpec, KerasGraph, Layer, Node, TensorRef, Weight
+from .tf_paths import checkpoint_prefix, import_tensorflow
+
+RAW = "tf.raw>"
+INLINE_LIMIT = 64  # integer constants (shapes, axes) up to this size and float scalars live in the op's config;
+# every other constant (kernels, biases, batch-norm statistics) is a weight
+IDENTITY_OPS = frozenset({"Identity", "StopGradient", "Snapshot", "PreventGradient", "CheckNumerics",
+                          "EnsureShape", "PlaceholderWithDefault", "RefIdentity"})
+VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
+LOOP_OPS = frozenset({"Enter", "Exit", "NextIteration", "LoopCond", "RefEnter", "RefExit", "RefNextIteration"})
+NON_OUTPUT_OPS = frozenset({"NoOp", "Assert", "Assign", "AssignAdd", "AssignSub", "AssignVariableOp",
+                            "AssignAddVariableOp", "AssignSubVariableOp", "SaveV2", "RestoreV2", "MergeV2Checkpoints",
+                            "Const", "Placeholder", "PlaceholderWithDefault", "VariableV2", "VarHandleOp",
+                            "Print", "PrintV2", "ScalarSummary", "HistogramSummary", "MergeSummary", "ImageSummary"})
+LOOP_REASON = ("a while loop (tf.while_loop, or an RNN traced into the graph) is not converted yet; a Keras RNN in "
+               "a tf_keras SavedModel converts from its Keras metadata")
+TRAINING_SCOPES = ("gradients", "save", "train", "optimizer", "summaries")
+
+Tensor = tuple[str, int]
+
+
+def tensor_id(name: str) -> Tensor:
+    """``conv1/Relu:0`` → (``conv1/Relu``, 0); ``x`` → (``x``, 0)."""
+    name = name.lstrip("^")
+    match = re.match(r"^(.*):(\d+)$", name)
+    return (match.group(1), int(match.group(2))) if match else (name, 0)
+
+
+def tensor_name(t: Tensor) -> str:
+    return f"{t[0]}:{t[1]}"
+
+
+@dataclass
+class TFSource:
+    """A TensorFlow graph ready to walk: a GraphDef, variable values by node name, and what the file says the
+    inputs and outputs are (None: not said)."""
+
+    graph_def: Any
+    name: str
+    source_format: str
+    variables: Any = None  # a checkpoint reader (TF1) or None when every variable is already a constant
+    variable_slices: dict[str, tuple[str, list[tuple[int, int]]]] = field(default_factory=dict)
+    inputs: list[str] | None = None
+    input_names: list[str] | None = None
+    outputs: list[str] | None = None
+    output_names: list[str] | None = None
+
+
+@dataclass
+class TFOptions:
+    signature: str | None = None
+    inputs: list[str] | None = None
+    outputs: list[str] | None = None
+    constants: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def plain(self) -> bool:
+        """No option that asks for the graph rather than the Keras structure."""
+        return self.signature is None and self.inputs is None and self.outputs is None and not self.constants
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any]) -> "TFOptions":
+        return cls(signature=options.get("signature"), inputs=list(options["inputs"]) if options.get("inputs")
+                   else None, outputs=list(options["outputs"]) if options.get("outputs") else None,
+                   constants=dict(options.get("constants") or {}))
+
+
+# -- opening each format ---------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def open_tf_model(path: str | os.PathLike, kind: str, options: dict[str, Any]) -> Iterator[KerasGraph]:
+    tf = import_tensorflow()
+    opts = TFOptions.from_dict(options)
+    p = Path(path)
+    if kind == "savedmodel" and opts.plain:
+        directory = p if p.is_dir() else p.parent
+        if (directory / "keras_metadata.pb").exists():
+            graph = keras_saved_model_or_none(tf, directory)
+            if graph is not None:
+                yield graph
+                return
+    yield walk(tf, read_source(tf, p, kind, opts), opts)
+
+
+def read_source(tf: Any, path: Path, kind: str, opts: TFOptions) -> TFSource:
+    if kind == "savedmodel":
+        return read_saved_model(tf, path if path.is_dir() else path.parent, opts.signature)
+    if kind == "checkpoint":
+        return read_checkpoint(tf, path)
+    return read_graphdef(tf, path)
+
+
+def keras_saved_model_or_none(tf: Any, directory: Path) -> KerasGraph | None:
+    """The Keras structure when every layer has a converter; None sends the model through its traced
+    signature instead (a custom layer whose class is not importable here converts from its own graph)."""
+    from ..converters import registry
+    from .savedmodel_keras import read_keras_saved_model
+
+    try:
+        graph = read_keras_saved_model(tf, directory)
+    except ModelFileError as exc:
+        if "subclassed" in str(exc) or "Lambda" in str(exc):
+            return None
+        raise
+    if any(layer.class_name not in ("InputLayer", "Lambda") and registry.converter_for(layer.class_name) is None
+           for layer in graph.layers.values()) or any(layer.class_name == "Lambda" for layer in graph.layers.values()):
+        return None
+    return graph
+
+
+def read_saved_model(tf: Any, directory: Path, signature: str | None) -> TFSource:
+    """Freeze one signature with TensorFlow. Loading runs TensorFlow's own restore ops on ``variables/`` and
+    nothing else: no Python from the SavedModel (none is stored) and no user code."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    try:
+        loaded = tf.saved_model.load(str(directory))
+    except Exception as exc:  # TF raises many kinds for damaged SavedModels
+        raise ModelFileError(f"{directory}: TensorFlow cannot load this SavedModel ({type(exc).__name__}: "
+                             f"{_first_line(exc)})") from None
+    signatures = dict(loaded.signatures)
+    if not signatures:
+        raise ModelFileError(f"{directory}: the SavedModel has no signatures; re-export it with a serving "
+                             "signature (tf.saved_model.save(obj, dir, signatures=...))")
+    name = signature or ("serving_default" if "serving_default" in signatures else sorted(signatures)[0])
+    if name not in signatures:
+        raise Tf2TorchError(f"{directory}: no signature {name!r}; the SavedModel has {', '.join(sorted(signatures))}")
+    fn = signatures[name]
+    frozen = convert_variables_to_constants_v2(fn)
+    graph_def = frozen.graph.as_graph_def()
+    _, kwargs = fn.structured_input_signature
+    input_keys = sorted(kwargs)
+    outputs = fn.structured_outputs
+    output_keys = sorted(outputs) if isinstance(outputs, dict) else [str(i) for i in range(len(frozen.outputs))]
+    inputs = [t.name for t in frozen.inputs if t.dtype != tf.resource]
+    if len(inputs) != len(input_keys):
+        input_keys = [tensor_id(t)[0] for t in inputs]
+    return TFSource(graph_def, directory.name or "saved_model", "savedmodel", inputs=inputs,
+                    input_names=input_keys, outputs=[t.name for t in frozen.outputs], output_names=output_keys)
+
+
+def read_checkpoint(tf: Any, path: Path) -> TFSource:
+    prefix = checkpoint_prefix(path)
+    assert prefix is not None
+    meta_path = Path(prefix + ".meta")
+    if not meta_path.is_file():
+        raise ModelFileError(f"{prefix}: the checkpoint has no .meta file, so no graph: tf2torch needs the graph "
+                             "that goes with the weights (a .meta, a SavedModel or a frozen .pb)")
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    meta = meta_graph_pb2.MetaGraphDef()
+    try:
+        meta.ParseFromString(meta_path.read_bytes())
+    except Exception as exc:
+        raise ModelFileError(f"{meta_path}: not a MetaGraphDef ({_first_line(exc)})") from None
+    try:  # (not tf.train.load_checkpoint: it reads a prefix that is a directory as "the latest in it")
+        reader = tf.compat.v1.train.NewCheckpointReader(prefix)
+    except Exception as exc:
+        raise ModelFileError(f"{prefix}: cannot read the checkpoint ({type(exc).__name__}: "
+                             f"{_first_line(exc)})") from None
+    source = TFSource(meta.graph_def, Path(prefix).name or Path(prefix).parent.name, "checkpoint",
+                      variables=reader, variable_slices=_partitions(meta))
+    signature = meta.signature_def.get("serving_default")
+    if signature is not None:
+        keys = sorted(signature.inputs)
+        source.inputs, source.input_names = [signature.inputs[k].name for k in keys], keys
+        keys = sorted(signature.outputs)
+        source.outputs, source.output_names = [signature.outputs[k].name for k in keys], keys
+    return source
+
+
+def _partitions(meta: Any) -> dict[str, tuple[str, list[tuple[int, int]]]]:
+    """Partitioned variables (``w/part_0``...): the full variable's checkpoint name and the slice each part holds."""
+    from tensorflow.core.framework import variable_pb2
+
+    slices = {}
+    for key in ("variables", "trainable_variables"):
+        if key not in meta.collection_def:
+            continue
+        for raw in meta.collection_def[key].bytes_list.value:
+            var = variable_pb2.VariableDef()
+            var.ParseFromString(raw)
+            info = var.save_slice_info_def
+            if info.full_name:
+                bounds = [(int(o), int(o) + int(n)) for o, n in zip(info.var_offset, info.var_shape)]
+                slices[tensor_id(var.variable_name)[0]] = (info.full_name, bounds)
+    return slices
+
+
+def read_graphdef(tf: Any, path: Path) -> TFSource:
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        data = path.read_bytes()
+        if path.suffix == ".pbtxt":
+            from google.protobuf import text_format
+
+            text_format.Parse(data.decode("utf8"), graph_def)
+        else:
+            graph_def.ParseFromString(data)
+    except Exception as exc:
+        raise ModelFileError(f"{path}: not a TensorFlow GraphDef ({type(exc).__name__}: {_first_line(exc)})") from None
+    if not graph_def.node:
+        raise ModelFileError(f"{path}: the GraphDef holds no ops")
+    return TFSource(graph_def, path.stem, "graphdef")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
+# -- the walk ------------------------------------------------------------------------------------------------
+def clean_node_defs(graph_def: Any) -> Any:
+    """A copy without the ``_output_shapes`` / ``_class`` attributes that TF 1.x wrote and TF 2.x may refuse."""
+    cleaned = type(graph_def)()
+    cleaned.CopyFrom(graph_def)
+    for node in cleaned.node:
+        for attr in ("_output_shapes", "_class"):
+            if attr in node.attr:
+                del node.attr[attr]
+        node.device = ""
+    return cleaned
+
+
+class Walker:
+    def __init__(self, tf: Any, source: TFSource, options: TFOptions):
+        self.tf = tf
+        self.source = source
+        self.options = options
+        self.graph_def = clean_node_defs(source.graph_def)
+        if self.graph_def.library.function and not source.source_format == "savedmodel":
+            pass  # functions are only reached through call ops, which are refused by name if on the path
+        self.nodes = {n.name: n for n in self.graph_def.node}
+        self.tf_graph = self._import()
+        self.alias: dict[Tensor, Tensor] = {}
+        self.state: dict[str, str] = {}  # node → "const" | "dyn" | "dead"
+        self.dead_ports: dict[str, set[int]] = {}
+        self.values: dict[Tensor, np.ndarray] = {}
+        self.fed: dict[str, np.ndarray] = {}
+        self.arg_nodes: set[str] = set()  # arguments of inlined If branches (aliases of the If's inputs)
+
+    def _import(self) -> Any:
+        graph = self.tf.Graph()
+        try:
+            with graph.as_default():
+                self.tf.graph_util.import_graph_def(self.graph_def, name="")
+        except Exception as exc:
+            raise ModelFileError(f"TensorFlow cannot import the graph ({type(exc).__name__}: "
+                                 f"{_first_line(exc)})") from None
+        return graph
+
+    # tensors ------------------------------------------------------------------------------------------------
+    def tf_tensor(self, t: Tensor) -> Any:
+        return self.tf_graph.get_operation_by_name(t[0]).outputs[t[1]]
+
+    def data_inputs(self, name: str) -> list[Tensor]:
+        return [tensor_id(i) for i in self.nodes[name].input if not i.startswith("^")]
+
+    def resolve(self, t: Tensor) -> Tensor:
+        while t in self.alias:
+            t = self.alias[t]
+        return t
+
+    def known(self, name: str, what: str) -> Tensor:
+        t = tensor_id(name)
+        if t[0] not in self.nodes:
+            raise Tf2TorchError(f"{what} {name!r}: no such op in the graph")
+        if t[1] >= len(self.tf_graph.get_operation_by_name(t[0]).outputs):
+            raise Tf2TorchError(f"{what} {name!r}: op {t[0]} has no output {t[1]}")
+        return t
+
+    # choosing ends -------------------------------------------------------------------------------------------
+    def choose_outputs(self) -> tuple[list[Tensor], list[str]]:
+        if self.options.outputs:
+            outs = [self.known(n, "--outputs") for n in self.options.outputs]
+            return outs, [re.sub(r"\W", "_", o[0]) for o in outs]
+        if self.source.outputs:
+            return [tensor_id(n) for n in self.source.outputs], list(self.source.output_names or [])
+        consumed = {tensor_id(i)[0] for n in self.graph_def.node for i in n.input if not i.startswith("^")}
+        sinks = []
+        for node in self.graph_def.node:
+            if node.name in consumed or node.op in NON_OUTPUT_OPS or node.name.split("/")[0] in TRAINING_SCOPES:
+                continue
+            op = self.tf_graph.get_operation_by_name(node.name)
+            if not op.outputs or op.outputs[0].shape.rank in (None, 0) or op.outputs[0].dtype.is_integer is None:
+                continue
+            if not self._depends_on_placeholder(node.name):
+                continue
+            sinks.append((node.name, 0))
+        if not sinks:
+            raise Tf2TorchError("cannot tell the graph's outputs (no sink with a batch axis depends on a placeholder);"
+                                " name them with --outputs")
+        return sinks, [re.sub(r"\W", "_", s[0]) for s in sinks]
+
+    def _depends_on_placeholder(self, name: str) -> bool:
+        seen, stack = set(), [name]
+        while stack:
+            n = stack.pop()
+            if n in seen or n not in self.nodes:
+                continue
+            seen.add(n)
+            if self.nodes[n].op == "Placeholder":
+                return True
+            stack.extend(t[0] for t in self.data_inputs(n))
+        return False
+
+    def apply_constants(self) -> None:
+        for name, value in self.options.constants.items():
+            t = self.known(name, "--constant")
+            node = self.nodes[t[0]]
+            if node.op not in ("Placeholder", "PlaceholderWithDefault"):
+                raise Tf2TorchError(f"--constant {name}: {t[0]} is a {node.op}, not a placeholder")
+            dtype = self.tf_tensor(t).dtype.as_numpy_dtype
+            self.fed[t[0]] = np.asarray(value, dtype=dtype)
+
+    # the forward pass over the backward cone -------------------------------------------------------------------
+    def cone(self, outputs: list[Tensor], stop: set[str]) -> list[str]:
+        """Ops the outputs depend on (data edges only), in topological order; ``stop`` ops end the search."""
+        seen: set[str] = set()
+        stack = [o[0] for o in outputs]
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if n in stop or n in self.fed:
+                continue
+            stack.extend(self._deps(n))
+        loops = sorted(n for n in seen if self.nodes[n].op in LOOP_OPS)
+        if loops:
+            frames = sorted({self.nodes[n].attr["frame_name"].s.decode() for n in loops
+                             if "frame_name" in self.nodes[n].attr})
+            raise UnsupportedLayerError([(f, RAW + "While") for f in frames or loops[:1]],
+                                        {f: LOOP_REASON for f in frames or loops[:1]})
+        indegree = {n: 0 for n in seen}
+        users: dict[str, list[str]] = {n: [] for n in seen}
+        for n in seen:
+            if n in stop or n in self.fed:
+                continue
+            for src in set(self._deps(n)):
+                indegree[n] += 1
+                users[src].append(n)
+        order, queue = [], deque(sorted(n for n, d in indegree.items() if d == 0))
+        while queue:
+            n = queue.popleft()
+            order.append(n)
+            for u in users[n]:
+                indegree[u] -= 1
+                if indegree[u] == 0:
+                    queue.append(u)
+        if len(order) != len(seen):
+            raise ModelFileError("the graph has a cycle outside a while loop; it is not a valid TF graph")
+        return order
+
+    def _deps(self, name: str) -> list[str]:
+        """The ops ``name`` reads, through the aliases known so far (an inlined branch's argument reads what the
+        If was given; after the walk, a resolved Switch, Merge or If reads its live input)."""
+        if name in self.arg_nodes:
+            return [self.resolve((name, 0))[0]]
+        return [self.resolve(t)[0] for t in self.data_inputs(name)]
+
+    def forward(self, order: list[str], inputs: set[str]) -> None:
+        inlined = len(self.arg_nodes)
+        self._forward(order, inputs)
+        if len(self.arg_nodes) != inlined:
+            self.tf_graph = self._import()  # the inlined branches' ops, for their dtypes and shapes
+
+    def _forward(self, order: list[str], inputs: set[str]) -> None:
+        for name in order:
+            if name in self.state:  # already walked (an inlined branch's cone reaches back into the graph)
+                continue
+            node = self.nodes[name]
+            if name in self.arg_nodes:
+                self.state[name] = self.state.get(self.resolve((name, 0))[0], "dyn")
+                continue
+            if name in inputs:
+                self.state[name] = "dyn"
+                continue
+            if name in self.fed:
+                self.state[name] = "const"
+                self.values[(name, 0)] = self.fed[name]
+                continue
+            ins = [self.resolve(t) for t in self.data_inputs(name)]
+            dead = [t for t in ins if self._dead(t)]
+            if node.op == "Merge":
+                self._merge(name, ins, dead)
+                continue
+            if dead:
+                self.state[name] = "dead"
+                continue
+            if node.op in IDENTITY_OPS and ins:
+                self.alias[(name, 0)] = ins[0]
+                self.state[name] = self.state[ins[0][0]]
+                continue
+            if node.op == "IdentityN":
+                for i, t in enumerate(ins):
+                    self.alias[(name, i)] = t
+                self.state[name] = "dyn" if any(self.state[t[0]] == "dyn" for t in ins) else "const"
+                continue
+            if node.op == "Switch":
+                self._switch(name, ins)
+                continue
+            if node.op in ("If", "StatelessIf"):
+                self._if(name, ins)
+                continue
+            if node.op == "Placeholder":
+                raise Tf2TorchError(f"placeholder {name} feeds the outputs but is neither an input nor a constant: "
+                                    f"add it to --inputs, or fix it with --constant {name}=VALUE")
+            if node.op in VARIABLE_OPS:
+                self.values[(name, 0)] = self._variable(name)
+                self.state[name] = "const"
+                continue
+            if node.op == "ReadVariableOp" and self.nodes[ins[0][0]].op in VARIABLE_OPS:
+                self.alias[(name, 0)] = ins[0]
+                self.state[name] = "const"
+                continue
+            if node.op == "Const" or (ins and all(self.state[t[0]] == "const" for t in ins)
+                                      and not self._stateful(node.op)):
+                self.state[name] = "const"
+            else:
+                self.state[name] = "dyn"
+
+    def _dead(self, t: Tensor) -> bool:
+        return self.state.get(t[0]) == "dead" or t[1] in self.dead_ports.get(t[0], set())
+
+    def _stateful(self, op: str) -> bool:
+        from tensorflow.python.framework import op_def_registry
+
+        op_def = op_def_registry.get(op)
+        return op_def is None or op_def.is_stateful
+
+    def _switch(self, name: str, ins: list[Tensor]) -> None:
+        data, pred = ins
+        if self.state[pred[0]] != "const":
+            raise Tf2TorchError(f"{name} (Switch of a tf.cond) depends on a predicate computed at run time "
+                                f"({tensor_name(pred)}); fix it with --constant NAME=VALUE (e.g. "
+                                "is_training=false)")
+        live = 1 if bool(np.asarray(self.evaluate([pred])[0]).reshape(-1)[0]) else 0
+        self.alias[(name, live)] = data
+        self.dead_ports[name] = {1 - live}
+        self.state[name] = self.state[data[0]]
+
+    def _if(self, name: str, ins: list[Tensor]) -> None:
+        """``If`` / ``StatelessIf`` with a constant predicate: the taken branch's function is inlined under
+        ``<if>/then`` or ``<if>/else`` and walked like the rest; the other branch is never looked at."""
+        from tensorflow.python.framework import function_def_to_graph
+
+        pred, args = ins[0], ins[1:]
+        if self.state[pred[0]] != "const":
+            raise Tf2TorchError(f"{name} ({self.nodes[name].op}, a tf.cond) depends on a predicate computed at run "
+                                f"time ({tensor_name(pred)}); fix it with --constant NAME=VALUE (e.g. "
+                                "is_training=false)")
+        taken = bool(np.asarray(self.evaluate([pred])[0]).reshape(-1)[0])
+        branch = self.nodes[name].attr["then_branch" if taken else "else_branch"].func.name
+        fdef = next((f for f in self.graph_def.library.function if f.signature.name == branch), None)
+        if fdef is None:
+            raise ModelFileError(f"{name}: branch function {branch} is missing from the graph's library")
+        body, flat = function_def_to_graph.function_def_to_graph_def(fdef)
+        prefix = f"{name}/{'then' if taken else 'else'}"
+        for node in body.node:
+            node.name = f"{prefix}/{node.name}"
+            inputs = [("^" if i.startswith("^") else "") + f"{prefix}/{i.lstrip('^')}" for i in node.input]
+            del node.input[:]
+            node.input.extend(inputs)
+            for attr in ("_output_shapes", "_class"):
+                if attr in node.attr:
+                    del node.attr[attr]
+            added = self.graph_def.node.add()
+            added.CopyFrom(node)
+            self.nodes[node.name] = added
+        for i, arg in enumerate(fdef.signature.input_arg):
+            self.arg_nodes.add(f"{prefix}/{arg.name}")
+            self.alias[(f"{prefix}/{arg.name}", 0)] = args[i]
+        outs = [tensor_id(flat[fdef.ret[a.name]]) for a in fdef.signature.output_arg]
+        outs = [(f"{prefix}/{o[0]}", o[1]) for o in outs]
+        self._forward(self.cone(outs, set()), set())
+        for i, o in enumerate(outs):
+            self.alias[(name, i)] = o
+        self.state[name] = "dyn"
+
+    def _merge(self, name: str, ins: list[Tensor], dead: list[Tensor]) -> None:
+        live = [t for t in ins if t not in dead]
+        if len(live) != 1:
+            raise Tf2TorchError(f"{name} (Merge of a tf.cond) has {len(live)} live inputs; fix the predicate with "
+                                "--constant NAME=VALUE")
+        self.alias[(name, 0)] = live[0]
+        self.values[(name, 1)] = np.asarray(ins.index(live[0]), dtype=np.int32)
+        self.state[name] = self.state[live[0][0]]
+
+    def _variable(self, name: str) -> np.ndarray:
+        reader = self.source.variables
+        node = self.nodes[name]
+        if reader is None:
+            raise ModelFileError(f"variable {name} has no value: the graph is not frozen and no checkpoint was given")
+        key = name
+        if node.op == "VarHandleOp" and node.attr["shared_name"].s:
+            key = node.attr["shared_name"].s.decode()
+        if reader.has_tensor(key):
+            return np.asarray(reader.get_tensor(key))
+        if name in self.source.variable_slices:
+            full, bounds = self.source.variable_slices[name]
+            if reader.has_tensor(full):
+                return np.asarray(reader.get_tensor(full))[tuple(slice(a, b) for a, b in bounds)]
+        raise ModelFileError(f"variable {name} is not in the checkpoint")
+
+    # constant folding ------------------------------------------------------------------------------------------
+    def evaluate(self, tensors: list[Tensor]) -> list[np.ndarray]:
+        """Values of constant tensors, computed by TensorFlow on the constant sub-graph (control edges cut,
+        resolved switches looked through, variables and fed placeholders as constants)."""
+        tensors = [self.resolve(t) for t in tensors]
+        wanted = [t for t in tensors if t not in self.values]
+        if wanted:
+            tf = self.tf
+            graph_def = tf.compat.v1.GraphDef()
+            added: set[str] = set()
+            stack = [t[0] for t in wanted]
+            while stack:
+                n = stack.pop()
+                if n in added:
+                    continue
+                added.add(n)
+                node = graph_def.node.add()
+                if (n, 0) in self.values and self.nodes[n].op != "Merge":
+                    value = self.values[(n, 0)]
+                    node.name, node.op = n, "Const"
+                    node.attr["dtype"].type = tf.as_dtype(value.dtype).as_datatype_enum
+                    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+                    continue
+                node.CopyFrom(self.nodes[n])
+                del node.input[:]
+                for t in self.data_inputs(n):
+                    r = self.resolve(t)
+                    node.input.append(tensor_name(r))
+                    stack.append(r[0])
+            graph = tf.Graph()
+            with graph.as_default():
+                tf.graph_util.import_graph_def(graph_def, name="")
+            with tf.compat.v1.Session(graph=graph) as session:
+                results = session.run([tensor_name(t) for t in wanted])
+            for t, v in zip(wanted, results):
+                self.values[t] = np.asarray(v)
+        return [self.values[t] for t in tensors]
+
+
+@dataclass
+class Ends:
+    inputs: list[Tensor]
+    input_names: list[str]
+    outputs: list[Tensor]
+    output_names: list[str]
+
+
+def prepare(tf: Any, source: TFSource, options: TFOptions) -> tuple[Walker, Ends]:
+    """Choose the inputs and outputs, feed the constants and resolve the graph between them."""
+    walker = Walker(tf, source, options)
+    walker.apply_constants()
+    outputs, output_names = walker.choose_outputs()
+    if options.inputs:
+        inputs = [walker.known(n, "--inputs") for n in options.inputs]
+        input_names = [re.sub(r"\W", "_", t[0]) for t in inputs]
+    elif source.inputs:
+        inputs = [tensor_id(n) for n in source.inputs]
+        input_names = list(source.input_names or [t[0] for t in inputs])
+    else:
+        inputs, input_names = [], []
+    input_ops = {t[0] for t in inputs}
+    if any(t[1] != 0 for t in inputs):
+        raise Tf2TorchError("--inputs must name op outputs :0 (placeholders or the first output of an op)")
+    order = walker.cone(outputs, input_ops)
+    if not options.inputs and not source.inputs:  # default: the placeholders on the path, in graph order
+        position = {n.name: i for i, n in enumerate(walker.graph_def.node)}
+        phs = sorted((n for n in order if walker.nodes[n].op == "Placeholder" and n not in walker.fed),
+                     key=position.get)
+        inputs, input_names, input_ops = [(n, 0) for n in phs], [re.sub(r"\W", "_", n) for n in phs], set(phs)
+    walker.forward(order, input_ops)
+    return walker, Ends(inputs, input_names, outputs, output_names)
+
+
+def walk(tf: Any, source: TFSource, options: TFOptions) -> KerasGraph:
+    walker, ends = prepare(tf, source, options)
+    return build_ir(walker, ends.inputs, ends.input_names, ends.outputs, ends.output_names)
+
+
+# -- IR ---------------------------------------------------------------------------------------------------------
+def attr_json(tf: Any, value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "s":
+        return value.s.decode("utf8", "replace")
+    if kind in ("i", "f", "b"):
+        return getattr(value, kind)
+    if kind == "type":
+        return tf.as_dtype(value.type).name
+    if kind == "shape":
+        return None if value.shape.unknown_rank else [d.size if d.size >= 0 else None for d in value.shape.dim]
+    if kind == "list":
+        lst = value.list
+        if lst.s:
+            return [s.decode("utf8", "replace") for s in lst.s]
+        if lst.i:
+            return list(lst.i)
+        if lst.f:
+            return list(lst.f)
+        if lst.type:
+            return [tf.as_dtype(t).name for t in lst.type]
+        if lst.b:
+            return list(lst.b)
+        return []
+    if kind == "func":
+        return value.func.name
+    return None  # tensors (Const values) are carried as operands, not attributes
+
+
+CALL_SCOPE = re.compile(r"^(Stateful)?PartitionedCall(_\d+)?$")
+
+
+def layer_keys(names: list[str]) -> dict[str, str]:
+    """Op name → IR layer key: the op's name scope path without the ``StatefulPartitionedCall`` scopes that
+    inlined functions add, and ``dense/<op>_op`` when an op's name is also another op's scope (``dense`` beside
+    ``dense/MatMul``)."""
+    def segment(part: str) -> str:  # fx writes submodule paths as attribute accesses: no keywords
+        return part + "_" if keyword.iskeyword(part) else part
+
+    short = {n: "/".join(segment(p) for p in n.split("/") if not CALL_SCOPE.match(p)) or n for n in names}
+    if len(set(short.values())) != len(short):
+        short = {n: "/".join(segment(p) for p in n.split("/")) for n in names}
+    keys = list(short.values())
+    scopes = {"/".join(k.split("/")[:i]) for k in keys for i in range(1, k.count("/") + 1)}
+    return {n: (f"{k}/{k.split('/')[-1]}_op" if k in scopes else k) for n, k in short.items()}
+
+
+def build_ir(walker: Walker, inputs: list[Tensor], input_names: list[str], outputs: list[Tensor],
+             output_names: list[str]) -> KerasGraph:
+    tf = walker.tf
+    outputs = [walker.resolve(o) for o in outputs]
+    input_ops = {t[0] for t in inputs}
+    for o, name in zip(outputs, output_names):
+        if walker.state.get(o[0]) != "dyn":
+            raise Tf2TorchError(f"output {name} ({tensor_name(o)}) does not depend on the inputs")
+    # The ops on the path, after resolution: walk back from the outputs through dynamic ops only.
+    needed: list[str] = []
+    seen: set[str] = set()
+    stack = [o[0] for o in outputs]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        needed.append(n)
+        if n in input_ops:
+            continue
+        for t in walker.data_inputs(n):
+            r = walker.resolve(t)
+            if walker.state.get(r[0]) == "dyn":
+                stack.append(r[0])
+    order_index = {n: i for i, n in enumerate(walker.cone(outputs, input_ops))}
+    needed.sort(key=order_index.__getitem__)
+    ops = [n for n in needed if n not in input_ops]
+    const_operands = sorted({walker.resolve(t) for n in ops for t in walker.data_inputs(n)
+                             if walker.state.get(walker.resolve(t)[0]) == "const"})
+    values = dict(zip(const_operands, walker.evaluate(const_operands))) if const_operands else {}
+    input_keys = {t[0]: re.sub(r"\W", "_", name) for t, name in zip(inputs, input_names)}
+    keys = layer_keys(ops)
+    keys.update(input_keys)
+    layers: dict[str, Layer] = {}
+    nodes: list[Node] = []
+    specs = []
+    for op_name, _ in inputs:
+        t = walker.tf_tensor((op_name, 0))
+        shape = t.shape.as_list() if t.shape.rank is not None else None
+        if shape is None or not shape:
+            raise Tf2TorchError(f"input {op_name}: unknown rank or a scalar; tf2torch needs inputs with a batch axis")
+        key = input_keys[op_name]
+        layers[key] = Layer(key, "InputLayer", {"name": key, "tf_name": op_name,
+                                                "batch_shape": shape, "dtype": t.dtype.name})
+        nodes.append(Node(key, key))  # an input's node is named like its spec, as for Keras InputLayers
+        specs.append(InputSpec(key, tuple(shape[1:]), t.dtype.name))
+    missing = []
+    for n in ops:
+        node = walker.nodes[n]
+        if node.op in ("PartitionedCall", "StatefulPartitionedCall") or walker.graph_def.library and any(
+                f.signature.name == node.op for f in walker.graph_def.library.function):
+            missing.append((n, node.op))
+        operands, refs, weights = [], [], []
+        for i, t in enumerate(walker.data_inputs(n)):
+            r = walker.resolve(t)
+            if walker.state.get(r[0]) == "dyn":
+                operands.append({"input": len(refs)})
+                refs.append(TensorRef(input_keys.get(r[0], r[0]), r[1]))
+                continue
+            value = values[r]
+            entry: dict[str, Any] = {"dtype": str(value.dtype), "shape": list(value.shape)}
+            if (value.size <= INLINE_LIMIT and value.dtype.kind in "biu") or (value.size == 1 and
+                                                                                value.dtype.kind == "f"):
+                entry["value"] = value.tolist()
+            elif value.dtype.kind in "biuf":
+                entry["weight"] = len(weights)
+                weights.append(Weight(f"operand{i}", tuple(value.shape), str(value.dtype), tensor_name(r)))
+            else:
+                entry["value"] = [v.decode("utf8", "replace") if isinstance(v, bytes) else str(v)
+                                  for v in value.reshape(-1).tolist()]
+            operands.append(entry)
+        op = walker.tf_graph.get_operation_by_name(n)
+        config = {
+            "op": node.op, "tf_name": n, "operands": operands,
+            "attrs": {k: attr_json(tf, v) for k, v in sorted(node.attr.items()) if not k.startswith("_")
+                      and k not in ("T", "value")},
+            "T": attr_json(tf, node.attr["T"]) if "T" in node.attr else None,
+            "output_dtypes": [o.dtype.name for o in op.outputs],
+            "output_shapes": [o.shape.as_list() if o.shape.rank is not None else None for o in op.outputs],
+        }
+        key = keys[n]
+        layers[key] = Layer(key, RAW + node.op, config, weights)
+        nodes.append(Node(n, key, refs))
+    loops = [(n, walker.nodes[n].op) for n in ops if walker.nodes[n].op in ("While", "StatelessWhile")]
+    if missing or loops:
+        from ..converters import registry
+
+        unsupported = [(keys[n], RAW + walker.nodes[n].op) for n in ops
+                       if registry.converter_for(RAW + walker.nodes[n].op) is None]
+        reasons = {keys[n]: "a function call left in the graph" for n, _ in missing}
+        reasons.update({keys[n]: LOOP_REASON for n, _ in loops})
+        raise UnsupportedLayerError(unsupported, reasons)
+    used_outputs: dict[str, set[int]] = {}
+    for node in nodes:
+        for r in node.inputs:
+            used_outputs.setdefault(r.node, set()).add(r.index)
+    for o in outputs:
+        used_outputs.setdefault(o[0], set()).add(o[1])
+    for node in nodes:
+        if node.layer in layers and layers[node.layer].class_name.startswith(RAW):
+            layers[node.layer].config["outputs_used"] = sorted(used_outputs.get(node.id, {0}))
+    graph = KerasGraph(name=walker.source.name, layers=layers, nodes=nodes,
+                       inputs=[TensorRef(input_keys[t[0]], 0) for t in inputs],
+                       outputs=[TensorRef(input_keys.get(o[0], o[0]), o[1]) for o in outputs], input_specs=specs,
+                       keras_version=f"tf-{tf.__version__}", source_format=walker.source.source_format)
+    graph._loader = lambda w: values[tensor_id(w.key)]
+    return graph
+
+
+def runnable_graph_def(walker: Walker, graph: KerasGraph) -> Any:
+    """The resolved graph the conversion read, as TensorFlow runs it: the IR's ops with their constant operands
+    as ``Const`` nodes and their run-time operands wired as in the IR. ``verify`` runs this, so each converted
+    op is compared with TensorFlow's own kernel on the same values."""
+    tf = walker.tf
+    graph_def = tf.compat.v1.GraphDef()
+    consts: dict[Tensor, str] = {}
+    for node in graph.nodes:
+        layer = graph.layers[node.layer]
+        copy = graph_def.node.add()
+        if layer.class_name == "InputLayer":  # whatever op it was, the input is fed
+            copy.name, copy.op = layer.config["tf_name"], "Placeholder"
+            copy.attr["dtype"].type = tf.as_dtype(layer.config["dtype"]).as_datatype_enum
+            continue
+        copy.CopyFrom(walker.nodes[node.id])
+        del copy.input[:]
+        for t in walker.data_inputs(node.id):
+            r = walker.resolve(t)
+            if walker.state.get(r[0]) == "dyn":
+                copy.input.append(tensor_name(r))
+                continue
+            if r not in consts:
+                value = walker.evaluate([r])[0]
+                const = graph_def.node.add()
+                const.name = consts[r] = f"tf2torch_const/{len(consts)}"
+                const.op = "Const"
+                const.attr["dtype"].type = tf.as_dtype(value.dtype).as_datatype_enum
+                const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+            copy.input.append(consts[r])
+    return graph_def
+
+
+def describe_placeholders(tf: Any, source: TFSource) -> list[dict[str, Any]]:
+    """Every placeholder with its dtype and shape (and whether it has a default), for ``inspect``."""
+    walker = Walker(tf, source, TFOptions())
+    rows = []
+    for node in walker.graph_def.node:
+        if node.op in ("Placeholder", "PlaceholderWithDefault"):
+            t = walker.tf_tensor((node.name, 0))
+            rows.append({"name": f"{node.name}:0", "dtype": t.dtype.name,
+                         "shape": t.shape.as_list() if t.shape.rank is not None else None,
+                         "default": node.op == "PlaceholderWithDefault"})
+    return rows
+
+
+def parse_constant(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` with VALUE as JSON (``false``, ``0.5``, ``[1, 2]``)."""
+    if "=" not in text:
+        raise Tf2TorchError(f"--constant {text!r}: expected NAME=VALUE, e.g. is_training=false")
+    name, value = text.split("=", 1)
+    try:
+        return name.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        raise Tf2TorchError(f"--constant {text!r}: the value is not JSON (false, 0.5, [1, 2])") from None
+
+
+def list_placeholders(path: str | os.PathLike, options: dict[str, Any]) -> list[str]:
+    """Lines for ``inspect``: the graph's placeholders (name, dtype, shape, default), fed ones marked."""
+    from . import file_kind
+
+    tf = import_tensorflow()
+    opts = TFOptions.from_dict(options)
+    source = read_source(tf, Path(path), file_kind(path), opts)
+    lines = []
+    if source.inputs:
+        lines.append("signature inputs: " + ", ".join(f"{k}={v}" for k, v in zip(source.input_names or [],
+                                                                                 source.inputs)))
+        lines.append("signature outputs: " + ", ".join(f"{k}={v}" for k, v in zip(source.output_names or [],
+                                                                                  source.outputs or [])))
+    fed = {tensor_id(n)[0] for n in opts.constants}
+    for row in describe_placeholders(tf, source):
+        shape = "unknown" if row["shape"] is None else str(row["shape"]).replace("None", "?")
+        notes = [n for n, on in (("with a default", row["default"]),
+                                 ("fixed by --constant", tensor_id(row["name"])[0] in fed)) if on]
+        lines.append(f"placeholder {row['name']}: {row['dtype']} {shape}" + (f" ({', '.join(notes)})" if notes else ""))
+    return lines
