@@ -9,7 +9,8 @@ import torch
 import torch.fx as fx
 
 from .. import layout as L
-from ..assemble import DYNAMIC_SIZES, EXAMPLE_BATCH, TORCH_DTYPES, module_path
+from ..assemble import DYNAMIC_SIZES, EXAMPLE_BATCH
+from ..dtypes import input_dtype, parse_forced
 from ..errors import EmitError
 from ..io import conversion_meta
 
@@ -22,7 +23,7 @@ class InputInfo:
     dtype: torch.dtype
     channels_first: bool
 
-    def example(self, batch: int = EXAMPLE_BATCH, open_size: int = DYNAMIC_SIZES[0],
+    def example(self, batch: int = EXAMPLE_BATCH, open_size: int = DYNAMIC_SIZES[0][0],
                 generator: torch.Generator | None = None) -> torch.Tensor:
         shape = [batch, *[open_size if d is None else d for d in self.shape[1:]]]
         if self.dtype.is_floating_point:
@@ -41,14 +42,15 @@ def module_inputs(module: fx.GraphModule) -> list[InputInfo]:
     meta = conversion_meta(module)
     specs = meta["graph"]["input_specs"]
     given = meta.get("input_shapes") or []
-    by_path = {module_path(s["name"]): (i, s) for i, s in enumerate(specs)}
+    by_name = {s["name"]: (i, s) for i, s in enumerate(specs)}
+    placeholders = [node for node in module.graph.nodes if node.op == "placeholder"]
+    keras_names = list(getattr(module, "input_names", None) or [s["name"] for s in specs])
+    forced = parse_forced(meta.get("dtype"))
     infos = []
-    for node in module.graph.nodes:
-        if node.op != "placeholder":
-            continue
-        if node.target not in by_path:
+    for node, keras_name in zip(placeholders, keras_names):
+        if keras_name not in by_name:
             raise EmitError(f"input {node.target}: not among the Keras model's inputs")
-        i, spec = by_path[node.target]
+        i, spec = by_name[keras_name]
         shape = tuple(spec["shape"])
         if i < len(given) and given[i] is not None:
             shape = tuple(given[i])
@@ -57,6 +59,6 @@ def module_inputs(module: fx.GraphModule) -> list[InputInfo]:
         full = (None, *shape)
         if channels_first:
             full = tuple(full[j] for j in L.to_channels_first_perm(rank))
-        infos.append(InputInfo(node.target, spec["name"], full, TORCH_DTYPES.get(str(spec["dtype"]), torch.float32),
+        infos.append(InputInfo(node.target, spec["name"], full, input_dtype(spec["name"], spec["dtype"], forced, []),
                                channels_first))
     return infos
