@@ -269,7 +269,7 @@ def test_traced_while_loop_refused_by_name(tmp_path):
     inputs = keras.Input((5, 3))
     model = keras.Model(inputs, keras.layers.SimpleRNN(4, name="rnn")(inputs))
     model.export(str(tmp_path / "rnn"), verbose=False)
-    with pytest.raises(UnsupportedLayerError, match=r"while \(tf\.raw>While: a while loop"):
+    with pytest.raises(UnsupportedLayerError, match=r"while \(operation tf\.raw>While: a while loop"):
         tf2torch.convert(tmp_path / "rnn")
 
 

@@ -32,13 +32,15 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from .nn import noise
 from .nn.fused import POST_OPS, FusedConv2d, fused_conv_available
 from .nn.merge import Add, Average, Maximum, Minimum, Multiply, Subtract
 from .nn.preprocessing import KerasNormalization, Rescale, as_float
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 BATCH_NORM_RANK = {nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNorm3d: 3}
-NO_OPS = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+NO_OPS = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+          noise.Dropout, noise.AlphaDropout, noise.GaussianDropout, noise.GaussianNoise)  # identities at inference
 PAD_MODULE_PREFIXES = ("pad",)
 IN_PLACE = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.Hardswish, nn.ELU, nn.LeakyReLU)
 MERGES = (Add, Subtract, Multiply, Average, Maximum, Minimum)
@@ -131,6 +133,15 @@ def drop_no_ops(gm: fx.GraphModule) -> None:
             remove_node(gm, node, source)
 
 
+def batch_norm_rank(module: nn.Module | None) -> int | None:
+    """1, 2 or 3 for torch's batch norms and their subclasses (``KerasBatchNorm2d`` trains like Keras, infers like
+    ``BatchNorm2d``), else None."""
+    for cls, rank in BATCH_NORM_RANK.items():
+        if isinstance(module, cls):
+            return rank
+    return None
+
+
 def batch_norm_scale_shift(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """(s, t) in float64 with ``bn(x) = x * s + t`` per channel (eval mode, running statistics)."""
     mean, var = bn.running_mean.double(), bn.running_var.double()
@@ -143,13 +154,14 @@ def batch_norm_scale_shift(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 def fold_batch_norms(gm: fx.GraphModule) -> None:
     for node in list(gm.graph.nodes):
         bn = module_of(gm, node)
-        if type(bn) not in BATCH_NORM_RANK or bn.running_mean is None or not called_once(gm, node):
+        rank = batch_norm_rank(bn)
+        if rank is None or bn.running_mean is None or not called_once(gm, node):
             continue
         source = sole_input(node)
         producer = module_of(gm, source) if source is not None else None
         conv = trailing_conv(producer) if producer is not None else None
         if (conv is None or len(source.users) != 1 or not called_once(gm, source)
-                or BATCH_NORM_RANK[type(bn)] != conv.weight.dim() - 2 or conv.out_channels != bn.num_features):
+                or rank != conv.weight.dim() - 2 or conv.out_channels != bn.num_features):
             continue
         fold_into_conv(conv, *batch_norm_scale_shift(bn))
         note_fold(source, node, computes_it=True)

@@ -207,6 +207,13 @@ def _accepts(value: Any, default: Any) -> bool:
 
 # Call arguments every converter may leave unread when they hold these values.
 NEUTRAL_CALL_ARGS = {"training": AnyOf((None, False))}
+# Layers whose ``training=True`` call computes something else than inference (dropout, noise, batch statistics,
+# augmentation); for every other layer a constant ``training=True`` changes nothing ([K3]/[TFK] ``call``).
+TRAINING_SENSITIVE = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+                      "GaussianDropout", "AlphaDropout", "BatchNormalization", "SyncBatchNormalization", "LSTM",
+                      "GRU", "SimpleRNN", "RNN", "CuDNNLSTM", "CuDNNGRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
+                      "Bidirectional", "TimeDistributed", "MultiHeadAttention", "Attention", "AdditiveAttention",
+                      "StochasticDepth", "Functional", "Sequential", "Model")
 
 
 def run_converter(fn: ConverterFn, spec: LayerSpec) -> Converted:
@@ -239,6 +246,8 @@ def run_converter(fn: ConverterFn, spec: LayerSpec) -> Converted:
             continue
         value = dict.__getitem__(spec.call_kwargs, key)
         if key in NEUTRAL_CALL_ARGS and _accepts(value, NEUTRAL_CALL_ARGS[key]):
+            continue
+        if key == "training" and not (spec.class_name in TRAINING_SENSITIVE or spec.class_name.startswith("Random")):
             continue
         spec.fail(f"the layer is called with {key}={value!r}, which tf2torch's {spec.class_name} converter does "
                   "not implement")

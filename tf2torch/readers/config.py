@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import ModelFileError
 from ..graph import InputSpec, KerasGraph, Layer, Node, TensorRef
+from .keras_ops import KERAS3_OP_CLASSES
 from .policy import MAX_NESTING
 
 MODEL_CLASSES = {"Sequential", "Functional", "Model"}
@@ -364,11 +365,13 @@ def op_spelling(layer_cfg: dict[str, Any]) -> str | None:
 
 def _keras3_h5_op(layer_cfg: dict[str, Any]) -> bool:
     """Keras 3 ``.h5`` files drop ``module``; an op node is then told by its config, which holds no
-    ``trainable`` (every layer's ``get_config`` writes it; an Operation's does not)."""
+    ``trainable`` (every layer's ``get_config`` writes it; an Operation's does not), and by its class, one of
+    Keras 3's operations (``keras_ops.py``): a hand-written layer config without ``trainable`` stays a layer."""
     calls = layer_cfg.get("inbound_nodes") or []
     config = layer_cfg.get("config")
     return ("module" not in layer_cfg and bool(calls) and isinstance(calls[0], dict) and isinstance(config, dict)
-            and "trainable" not in config and not is_model(layer_cfg) and layer_cfg.get("class_name") != "InputLayer")
+            and "trainable" not in config and layer_cfg.get("class_name") in KERAS3_OP_CLASSES
+            and not is_model(layer_cfg))
 
 
 def _registered_name(layer_cfg: dict[str, Any]) -> str | None:
