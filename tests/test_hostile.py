@@ -408,7 +408,8 @@ def test_bad_axis(tmp_path, axis):
     config = chain_config(1)
     layers = config["config"]["layers"]
     tensor = {"class_name": "__keras_tensor__", "config": {"keras_history": ["a0", 0, 0]}}
-    layers.append({"class_name": "Concatenate", "name": "cat", "config": {"name": "cat", "axis": axis},
+    layers.append({"class_name": "Concatenate", "name": "cat", "config": {"name": "cat", "axis": axis,
+                                                                           "trainable": True},
                    "inbound_nodes": [{"args": [[tensor, tensor]], "kwargs": {}}]})
     config["config"]["output_layers"] = [["cat", 0, 0]]
     src = h5_with_config(tmp_path / "bad.h5", config)
