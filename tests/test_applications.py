@@ -85,7 +85,7 @@ def check_emitted(module, name: str, x: np.ndarray, ref: list[np.ndarray], tmp_p
     """Emit python, pt2 and onnx; run the first two without tf2torch, the last in onnxruntime."""
     root = tmp_path / "emitted"
     emit(module, root / name, ("python", "pt2", "onnx"))
-    inputs = [to_torch_input(x, "channels_first")]
+    inputs = [to_torch_input(x, "channels_first").contiguous()]  # as the other process gets it: same conv kernels
     with torch.no_grad():
         expected = module(*inputs).double().numpy()
     got = run_standalone(root, {name: inputs}, tmp_path)[name]

@@ -115,7 +115,7 @@ def keras_model(flavour, source, tmp_path):
 def as_module_inputs(module, arrays):
     """Keras arrays → the converted module's inputs (layout and dtype it was exported with)."""
     infos = module_inputs(module)
-    return [to_torch_input(a, "channels_first" if i.channels_first else "keras").to(i.dtype)
+    return [to_torch_input(a, "channels_first" if i.channels_first else "keras").to(i.dtype).contiguous()
             for a, i in zip(arrays, infos)]
 
 
