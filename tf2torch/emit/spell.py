@@ -232,6 +232,33 @@ def torch_rnn_writer(module: nn.Module, sp: Spelling) -> ast.expr | None:
     return expr
 
 
+def keras_training_writer(module: nn.Module, sp: Spelling) -> ast.expr | None:
+    """Batch norms that train as Keras does (``nn.normalization.KerasTrainingMixin``): torch's constructor (or
+    the class's own signature) plus the mixin's keywords."""
+    from ..nn.normalization import KerasTrainingMixin
+
+    if not isinstance(module, KerasTrainingMixin):
+        return None
+    cls = type(module)
+    if cls.__init__ is KerasTrainingMixin.__init__:  # KerasBatchNorm1d/2d/3d: torch's own arguments
+        try:
+            expr = ast.parse(f"{cls.__name__}({module.extra_repr()})", mode="eval").body
+        except SyntaxError:
+            return None
+        if not isinstance(expr, ast.Call):
+            return None
+        expr.func = sp.use_runtime(cls)
+    else:
+        expr = signature_writer(module, sp)
+    if not isinstance(expr, ast.Call):
+        return None
+    for name, default in (("biased_moving_variance", False), ("frozen", False), ("training_refusal", "")):
+        value = getattr(module, name)
+        if value != default:
+            expr.keywords.append(ast.keyword(name, ast.Constant(value)))
+    return expr
+
+
 MISSING = object()
 # Constructor arguments a module does not keep under their own name: class name → reader.
 def dense_cell_arguments(m: nn.Module) -> dict[str, Any]:
@@ -328,7 +355,8 @@ def signature_writer(module: nn.Module, sp: Spelling) -> ast.expr | None:
     return call(func, args, **kwargs)
 
 
-WRITERS = (container_writer, multihead_attention_writer, torch_rnn_writer, torch_repr_writer, signature_writer)
+WRITERS = (container_writer, multihead_attention_writer, torch_rnn_writer, keras_training_writer, torch_repr_writer,
+           signature_writer)
 
 
 def module_expr(module: nn.Module, sp: Spelling) -> ast.expr:
