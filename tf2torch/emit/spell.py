@@ -115,6 +115,8 @@ def value_expr(value: Any, sp: Spelling, weight_ids: frozenset[int] = frozenset(
         return call(sp.use("torch.device"), [ast.Constant(str(value))])
     if isinstance(value, torch.Tensor):
         return tensor_expr(value, sp, loaded=id(value) in weight_ids)
+    if type(value).__name__ == "Slot" and type(value).__module__ == f"{RUNTIME_PACKAGE}.ops":  # an Op's input slot
+        return call(sp.use_runtime(type(value)), [ast.Constant(value.index)])
     if isinstance(value, nn.Module):
         return module_expr(value, sp)
     if inspect.isclass(value) and issubclass(value, nn.Module):
@@ -252,9 +254,10 @@ def keras_training_writer(module: nn.Module, sp: Spelling) -> ast.expr | None:
         expr = signature_writer(module, sp)
     if not isinstance(expr, ast.Call):
         return None
+    present = {k.arg for k in expr.keywords}
     for name, default in (("biased_moving_variance", False), ("frozen", False), ("training_refusal", "")):
         value = getattr(module, name)
-        if value != default:
+        if value != default and name not in present:
             expr.keywords.append(ast.keyword(name, ast.Constant(value)))
     return expr
 
@@ -298,6 +301,7 @@ ARGUMENT_READERS: dict[str, Callable[[nn.Module], dict[str, Any]]] = {
     "DotProductAttention": lambda m: {"use_scale": m.scale is not None, "concat": m.concat_score_weight is not None},
     "AdditiveAttention": lambda m: {"use_scale": m.scale is not None,
                                     "features": m.scale.shape[0] if m.scale is not None else 1},
+    "Op": lambda m: {"constants": dict(m.named_buffers(recurse=False)) or None},
     "KerasLSTMCell": dense_cell_arguments,
     "KerasGRUCell": dense_cell_arguments,
     "KerasSimpleRNNCell": dense_cell_arguments,
@@ -413,7 +417,7 @@ def rebuild_difference(expr: ast.expr, module: nn.Module, sp: Spelling) -> str |
 def tensor_difference(a: torch.Tensor, b: torch.Tensor, compare_values: bool) -> str | None:
     if tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
         return f"{tuple(b.shape)} {b.dtype} instead of {tuple(a.shape)} {a.dtype}"
-    if isinstance(a, nn.Parameter) != isinstance(b, nn.Parameter) or a.requires_grad != b.requires_grad:
+    if isinstance(a, nn.Parameter) != isinstance(b, nn.Parameter):  # requires_grad (frozen layers) is not rebuilt
         return "a parameter where a buffer was (or the reverse)"
     if compare_values and not (a.is_meta or b.is_meta):
         equal = torch.equal(a, b) if not a.is_floating_point() else bool(

@@ -23,6 +23,12 @@ class Slot:
     def __repr__(self) -> str:
         return f"x{self.index}" if isinstance(self.index, int) else str(self.index)
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Slot) and other.index == self.index
+
+    def __hash__(self) -> int:
+        return hash(("Slot", self.index))
+
 
 def _fill(value: Any, tensors: tuple[torch.Tensor, ...], module: nn.Module) -> Any:
     if isinstance(value, Slot):
@@ -295,7 +301,7 @@ def power(x: torch.Tensor, y: Any) -> torch.Tensor:
     return torch.pow(x, y)
 
 
-def identity(x: torch.Tensor) -> torch.Tensor:
+def same_tensor(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
@@ -308,7 +314,7 @@ FUNCTIONS: dict[str, Any] = {
     "negative": torch.neg, "abs": torch.abs, "square": torch.square, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt,
     "exp": torch.exp, "log": torch.log, "log1p": torch.log1p, "expm1": torch.expm1, "sign": torch.sign,
     "round": torch.round, "floor": torch.floor, "ceil": torch.ceil, "reciprocal": torch.reciprocal,
-    "sin": torch.sin, "cos": torch.cos, "tanh": torch.tanh, "erf": torch.erf, "clip": clip, "identity": identity,
+    "sin": torch.sin, "cos": torch.cos, "tanh": torch.tanh, "erf": torch.erf, "clip": clip, "identity": same_tensor,
     # comparisons and logic
     "equal": torch.eq, "not_equal": torch.ne, "greater": torch.gt, "greater_equal": torch.ge, "less": torch.lt,
     "less_equal": torch.le, "logical_and": torch.logical_and, "logical_or": torch.logical_or,
