@@ -415,6 +415,14 @@ def test_bad_axis(tmp_path, axis):
     assert_refused(run_cli("convert", src, tmp_path / "out.pt"), tmp_path / "out.pt", "cat (Concatenate)")
 
 
+def test_second_output_of_a_one_output_layer(tmp_path):
+    """Found by the fuzzer: used to be an 'internal error'."""
+    config = chain_config(2)
+    config["config"]["output_layers"] = [["a1", 0, 1]]
+    src = h5_with_config(tmp_path / "bad.h5", config)
+    assert_refused(run_cli("convert", src, tmp_path / "out.pt"), tmp_path / "out.pt", "uses output 1 of a1")
+
+
 def test_converter_exception_names_the_layer(tmp_path):
     config = chain_config(1)
     config["config"]["layers"][1]["config"]["activation"] = {"weird": [1]}
