@@ -189,7 +189,8 @@ def test_hdf5_loop_is_stopped_by_the_watchdog(tmp_path, monkeypatch):
     assert time.monotonic() - t < 30
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the reader process through /proc")
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
+                    reason="finds the reader process through /proc/<pid>/task/<pid>/children")
 def test_ctrl_c_stops_a_looping_read(tmp_path):
     """The issue's symptom: SIGINT was ignored while HDF5 looped. Now the tool waits in Python and Ctrl-C works."""
     env = {**os.environ, "TF2TORCH_READ_TIMEOUT": "600", "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -414,6 +415,14 @@ def test_bad_axis(tmp_path, axis):
     config["config"]["output_layers"] = [["cat", 0, 0]]
     src = h5_with_config(tmp_path / "bad.h5", config)
     assert_refused(run_cli("convert", src, tmp_path / "out.pt"), tmp_path / "out.pt", "cat (Concatenate)")
+
+
+def test_second_output_of_a_one_output_layer(tmp_path):
+    """Found by the fuzzer: used to be an 'internal error'."""
+    config = chain_config(2)
+    config["config"]["output_layers"] = [["a1", 0, 1]]
+    src = h5_with_config(tmp_path / "bad.h5", config)
+    assert_refused(run_cli("convert", src, tmp_path / "out.pt"), tmp_path / "out.pt", "uses output 1 of a1")
 
 
 def test_converter_exception_names_the_layer(tmp_path):

@@ -25,7 +25,7 @@ from . import layout as L
 from . import training
 from .converters import registry
 from .dtypes import compute_dtype, input_dtype, parse_forced
-from .errors import ConversionError, Tf2TorchError, UnsupportedLayerError
+from .errors import ConversionError, ModelFileError, Tf2TorchError, UnsupportedLayerError
 from .graph import KerasGraph, Node, TensorRef
 from .naming import TorchNames, legal_segment
 from .nn.merge import join_masks
@@ -242,12 +242,16 @@ class Assembler:
         if ref.node in self.multi_output:
             node, layouts, outs, mask = self.multi_output[ref.node]
             if ref.index >= len(layouts):
-                raise Tf2TorchError(f"internal error: {ref.node} has {len(layouts)} outputs, asked for {ref.index}")
+                raise ModelFileError(f"the model config uses output {ref.index} of {ref.node}, which has "
+                                     f"{len(layouts)}; the model config does not parse")
             item = self.fx.call_function(operator.getitem, (node, ref.index))
             state = TensorState(item, layouts[ref.index], [o[ref.index] for o in outs],
                                 mask[ref.index] if ref.index < len(mask) else None)
             self.states[ref] = state
             return state
+        if TensorRef(ref.node, 0) in self.states:  # a file that asks a one-output layer for its second output
+            raise ModelFileError(f"the model config uses output {ref.index} of {ref.node}, which has one; the model "
+                                 "config does not parse")
         raise Tf2TorchError(f"internal error: tensor {ref} used before it was computed")
 
     def add_node(self, node: Node) -> None:
