@@ -30,7 +30,8 @@ def policy_name(value: Any) -> str | None:
         return value
     if isinstance(value, dict):
         config = value.get("config") if isinstance(value.get("config"), dict) else {}
-        return f"{value.get('class_name', 'unknown policy')}({config.get('name', '?')})"
+        name = config.get("name") or "_from_".join(str(config[k]) for k in ("mode", "source_name") if k in config)
+        return f"{value.get('class_name', 'unknown policy')}({name or '?'})"
     return str(value)
 
 
