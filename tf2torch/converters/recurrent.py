@@ -300,7 +300,7 @@ def convert_stacked_rnn(spec: LayerSpec, cells: list[dict[str, Any]]) -> Convert
     for i, (cell, handles) in enumerate(zip(cells, stacked_cell_weights(spec, cells))):
         inner = cell_layer_spec(spec, cell)
         flags = {"return_sequences": return_sequences or i < len(cells) - 1, "return_state": False}
-        inner = replace(inner, name=f"{spec.name}/cell_{i}", config={**inner.config, **flags},
+        inner = replace(inner, name=f"{spec.name}/cell_{i}", config={**dict(inner.config.items()), **flags},
                         weight_handles=handles)
         layers.append(keras_rnn(inner))
     return recurrent_result(spec, KerasStackedRNN(layers), return_sequences)
