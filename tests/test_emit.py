@@ -183,7 +183,7 @@ def test_source_reads_like_keras(emitted):
     source = (results["cnn"][0] / "model.py").read_text()
     assert "class cnn(nn.Module):" in source
     assert "nn.Conv2d(3, 8, kernel_size=3, stride=2, bias=False)" in source
-    assert "TFSamePad2d(" in source and re.search(r"BatchNorm2d\(\s*8, eps=0\.001", source)
+    assert "TFSamePad2d(" in source and re.search(r"BatchNorm2d\(\s*8,\s*eps=0\.001", source)
     tree = ast.parse(source)
     forward = next(f for c in tree.body if isinstance(c, ast.ClassDef) for f in c.body
                    if isinstance(f, ast.FunctionDef) and f.name == "forward")

@@ -519,7 +519,8 @@ def test_keras3_embedding_bidirectional_gru_lstm_model(tmp_path):
 @pytest.mark.parametrize("build,message", [
     (lambda k: k.Sequential([k.Input(batch_shape=(2, STEPS, FEATURES)), k.layers.LSTM(4, stateful=True)]),
      "stateful=True"),
-    (lambda k: seq(k, k.layers.RNN([k.layers.LSTMCell(4), k.layers.GRUCell(3)])), "StackedRNNCells"),
+    (lambda k: seq(k, k.layers.RNN([k.layers.LSTMCell(4), k.layers.GRUCell(3)], go_backwards=True)),
+     "stacked cells with go_backwards"),
 ])
 def test_refused_with_a_reason(build, message, tmp_path):
     import keras

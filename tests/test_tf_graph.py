@@ -174,7 +174,7 @@ def test_tf_keras_saved_model_with_custom_layer(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     module = tf2torch.load(tmp_path / "out.pt")
     assert_matches(torch_outputs(module, [x], "channels_first"), [model(x).numpy()], what="custom layer")
-    assert any(key.startswith("model/gated") for key in module.tf2torch_meta["graph"]["layers"])
+    assert any("gated" in key.split("/") for key in module.tf2torch_meta["graph"]["layers"])  # any model name
 
 
 @pytest.mark.slow
