@@ -530,20 +530,19 @@ class Assembler:
 def share_equal_tensors(first: nn.Module, other: nn.Module) -> None:
     """Make ``other`` use ``first``'s parameters and buffers wherever they hold the same values, so a shared layer
     converted twice keeps one set of weights (and trains as one)."""
-    mine = list(first.parameters())
-    for name, param in list(other.named_parameters()):
-        same = next((p for p in mine if p.shape == param.shape and p.dtype == param.dtype and torch.equal(p, param)),
-                    None)
-        if same is not None:
-            owner, _, leaf = name.rpartition(".")
-            setattr(other.get_submodule(owner) if owner else other, leaf, same)
-    buffers = list(first.buffers())
-    for name, buf in list(other.named_buffers()):
-        same = next((b for b in buffers if b.shape == buf.shape and b.dtype == buf.dtype and torch.equal(b, buf)),
-                    None)
-        if same is not None:
-            owner, _, leaf = name.rpartition(".")
-            (other.get_submodule(owner) if owner else other).register_buffer(leaf, same)
+    for mine, theirs, is_buffer in ((list(first.parameters()), list(other.named_parameters()), False),
+                                    (list(first.buffers()), list(other.named_buffers()), True)):
+        for name, tensor in theirs:
+            same = next((t for t in mine if t.shape == tensor.shape and t.dtype == tensor.dtype
+                         and torch.equal(t, tensor)), None)
+            if same is None:
+                continue
+            owner_name, _, leaf = name.rpartition(".")
+            owner = other.get_submodule(owner_name) if owner_name else other
+            if is_buffer:
+                owner.register_buffer(leaf, same)
+            else:
+                setattr(owner, leaf, same)
 
 
 def assemble(graph: KerasGraph, layout: str = "channels_first",
