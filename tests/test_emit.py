@@ -188,8 +188,11 @@ def test_source_reads_like_keras(emitted):
     forward = next(f for c in tree.body if isinstance(c, ast.ClassDef) for f in c.body
                    if isinstance(f, ast.FunctionDef) and f.name == "forward")
     assigned = [t.id for s in forward.body if isinstance(s, ast.Assign) for t in s.targets]
+    params = [a.arg for a in forward.args.args[1:]]
+    assert assigned[0] == params[0]  # the image is copied into channels-last memory under its own name
+    assert f"{params[0]}.contiguous(memory_format=torch.channels_last)" in source
     # Keras names layers conv2d, conv2d_1, ... by how many it made before in this process
-    assert [re.sub(r"_\d+$", "", name) for name in assigned[:3]] == ["conv2d", "batch_normalization", "re_lu"]
+    assert [re.sub(r"_\d+$", "", name) for name in assigned[1:4]] == ["conv2d", "batch_normalization", "re_lu"]
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert imported <= {"__future__", "pathlib", "collections", "torch", "runtime", "safetensors", "math",

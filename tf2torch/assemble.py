@@ -22,6 +22,7 @@ import torch.fx as fx
 from torch import nn
 
 from . import layout as L
+from . import memory_format
 from . import training
 from .converters import registry
 from .dtypes import compute_dtype, input_dtype, parse_forced
@@ -166,6 +167,7 @@ class Assembler:
         self.names = TorchNames(graph.containers)
         self.input_names: list[str] = []
         self.open_inputs: list[str] = []
+        self.image_inputs: list[fx.Node] = []  # 4-D channels-first placeholders (memory_format)
         self.states: dict[TensorRef, TensorState] = {}
         self.built: dict[str, list[BuiltCall]] = {}
         self.mask_modules: dict[str, str] = {}
@@ -208,6 +210,8 @@ class Assembler:
             name = self.names.unique("<inputs>", legal_segment(spec.name))
             self.input_names.append(spec.name)
             node = self.fx.placeholder(name)
+            if layout == L.CHANNELS_FIRST and rank == 4:
+                self.image_inputs.append(node)
             node.meta["tf2torch"] = {"keras_node": ref.node, "layer": layer_name, "class_name": "InputLayer",
                                      "layouts": [layout]}
             self.states[ref] = TensorState(node, L.normalize(layout, rank), examples)
@@ -497,12 +501,18 @@ class Assembler:
                 uses[ref.node] -= 1
                 if uses[ref.node] == 0:
                     self.release(ref.node)
-        results = []
+        results, image_outputs = [], []
         for ref in self.expand_outputs(self.graph.outputs):
             state = self.state_of(ref)
             rank = state.examples[0].dim()
             wanted = L.CHANNELS_FIRST if self.layout == "channels_first" and rank in (4, 5) else L.KERAS
             results.append(self.convert_layout(state, wanted).fx_node)
+            if wanted == L.CHANNELS_FIRST and rank == 4:
+                image_outputs.append(len(results) - 1)
+        if self.image_inputs and memory_format.has_conv2d(self.root):
+            made = memory_format.run_channels_last(self.fx, self.image_inputs, [results[i] for i in image_outputs])
+            for i, node in zip(image_outputs, made):
+                results[i] = node
         self.fx.output(results[0] if len(results) == 1 else tuple(results))
         self.fx.lint()
         self.check_one_node_per_call()

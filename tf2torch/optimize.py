@@ -32,6 +32,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from . import memory_format
 from .nn import noise
 from .nn.fused import POST_OPS, FusedConv2d, fused_conv_available
 from .nn.merge import Add, Average, Maximum, Minimum, Multiply, Subtract
@@ -323,12 +324,12 @@ def channels_last_if_4d(x: torch.Tensor) -> torch.Tensor:
 
 def to_channels_last(gm: fx.GraphModule) -> None:
     """4-D inputs and weights in channels_last memory (the values are the same); 4-D outputs handed back
-    contiguous."""
+    contiguous. Inputs the default module already moves (``tf2torch.memory_format``) are left as they are."""
     for sub in gm.modules():
         if isinstance(sub, nn.Conv2d):
             sub.weight.data = sub.weight.data.contiguous(memory_format=torch.channels_last)
     for node in list(gm.graph.nodes):
-        if node.op == "placeholder" and node.users:
+        if node.op == "placeholder" and node.users and not memory_format.made_channels_last(node):
             with gm.graph.inserting_after(node):
                 moved = gm.graph.call_function(channels_last_if_4d, (node,))
             node.replace_all_uses_with(moved, delete_user_cb=lambda user, moved=moved: user is not moved)

@@ -130,7 +130,7 @@ class ForwardWriter:
             if isinstance(value, list):
                 return "[" + ", ".join(items) + "]"
             return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-        if isinstance(value, torch.dtype):
+        if isinstance(value, (torch.dtype, torch.memory_format)):
             self.sp.use("torch")
             return str(value)
         if value is None or isinstance(value, (bool, int, float, str)):
@@ -143,10 +143,11 @@ class ForwardWriter:
         return ", ".join(parts)
 
     def reuse_input_name(self, node: fx.Node) -> bool:
-        """A layout change whose input nothing else reads keeps the input's name: ``logits = logits.permute(...)``
-        (so outputs and inputs keep their Keras names)."""
+        """A layout or memory-format change whose input nothing else reads keeps the input's name:
+        ``logits = logits.permute(...)``, ``image = image.contiguous(...)`` (inputs and outputs keep their Keras
+        names)."""
         source = node.args[0] if node.args else None
-        return (node.op == "call_method" and node.target == "permute" and isinstance(source, fx.Node)
+        return (node.op == "call_method" and node.target in ("permute", "contiguous") and isinstance(source, fx.Node)
                 and len(source.users) == 1)
 
     def lines(self) -> tuple[list[str], list[str], str]:
