@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from tf2torch.nn.merge import Add, Subtract
+from tf2torch.nn.normalization import BatchNormOnAxis, KerasBatchNorm1d, KerasBatchNorm2d
 from tf2torch.shapes import predicted_output
 
 CASES = [
@@ -16,6 +17,8 @@ CASES = [
     (nn.Conv2d(3, 5, 3, padding="same"), [(2, 3, 9, 8)]),
     (nn.Conv2d(3, 5, 3, padding=1, padding_mode="reflect"), [(2, 3, 9, 8)]),
     (nn.BatchNorm2d(3), [(2, 3, 4, 4)]),
+    (KerasBatchNorm2d(3), [(2, 3, 4, 4)]),
+    (KerasBatchNorm1d(3), [(2, 3, 7)]),
     (nn.BatchNorm1d(3), [(2, 3)]),
     (nn.BatchNorm1d(3), [(2, 3, 7)]),
     (nn.ReLU(), [(2, 3, 4)]),
@@ -32,6 +35,7 @@ FAILING = [
     (nn.Conv2d(3, 5, 5), [(2, 3, 2, 8)]),  # kernel larger than the input
     (nn.BatchNorm2d(3), [(2, 3, 4)]),  # wrong rank
     (Add(), [(2, 3, 4), (2, 1, 4)]),  # broadcasting: runs for real
+    (BatchNormOnAxis(4, dim=2), [(2, 3, 4)]),  # a BatchNorm1d subclass with its own axis: runs for real
 ]
 
 
@@ -55,5 +59,7 @@ def test_no_shortcut_where_the_module_fails_or_broadcasts(module, shapes):
 def test_the_common_trunk_modules_are_covered():
     """The point of the shortcut: conv, batch norm, activation and residual adds never run at full size."""
     x = torch.randn(2, 3, 16, 16)
-    for module, args in ((nn.Conv2d(3, 4, 3), [x]), (nn.BatchNorm2d(3), [x]), (nn.ReLU(), [x]), (Add(), [x, x])):
+    trunk = ((nn.Conv2d(3, 4, 3), [x]), (nn.BatchNorm2d(3), [x]), (KerasBatchNorm2d(3), [x]), (nn.ReLU(), [x]),
+             (Add(), [x, x]))
+    for module, args in trunk:
         assert predicted_output(module.eval(), args, {}) is not None

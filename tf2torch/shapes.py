@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .nn.merge import Add, Average, Maximum, Minimum, Multiply, Subtract
+from .nn.normalization import KerasBatchNorm1d, KerasBatchNorm2d, KerasBatchNorm3d
 
 # Modules whose output has the input's shape and dtype (in eval mode).
 SHAPE_PRESERVING = (
@@ -24,7 +25,8 @@ SHAPE_PRESERVING = (
     nn.Softplus, nn.Softsign, nn.Identity, nn.Dropout, nn.Softmax,
 )
 SAME_SHAPE_MERGES = (Add, Subtract, Multiply, Average, Maximum, Minimum)
-BATCH_NORM_RANKS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
+BATCH_NORM_RANKS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,),  # exact classes only:
+                    KerasBatchNorm1d: (2, 3), KerasBatchNorm2d: (4,), KerasBatchNorm3d: (5,)}  # not BatchNormOnAxis
 CONV_RANKS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
 
 
