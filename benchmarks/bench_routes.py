@@ -57,6 +57,21 @@ PREPARE = textwrap.dedent('''
         from make_fixtures import transformer_encoder
         return transformer_encoder(keras, vocab=1000, steps=128, dim=256, heads=4)
 
+    def freeze_captured_constants(fn, onnx_path):
+        """tf2onnx leaves a function's captured constant tensors (Keras 3 Normalization's mean and variance in
+        EfficientNet) as graph inputs; they become initializers, so the peer takes the model's inputs only."""
+        import onnx
+        from onnx import numpy_helper
+        captured = {inner.name: ext.numpy() for ext, inner in fn.get_concrete_function().graph.captures
+                    if ext.dtype != tf.resource}
+        graph = onnx.load(onnx_path)
+        extra = [i for i in graph.graph.input if i.name in captured]
+        for i in extra:
+            graph.graph.input.remove(i)
+            graph.graph.initializer.append(numpy_helper.from_array(captured[i.name], i.name))
+        if extra:
+            onnx.save(graph, onnx_path)
+
     builders = {"LSTM": lstm, "TransformerEncoder": transformer}
     report = {}
     for name in names:
@@ -76,8 +91,9 @@ PREPARE = textwrap.dedent('''
             fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False),
                              input_signature=specs)
             t0 = time.perf_counter()
-            tf2onnx.convert.from_function(fn, input_signature=specs, opset=17,
-                                          output_path=os.path.join(out, name + ".onnx"))
+            onnx_path = os.path.join(out, name + ".onnx")
+            tf2onnx.convert.from_function(fn, input_signature=specs, opset=17, output_path=onnx_path)
+            freeze_captured_constants(fn, onnx_path)
             entry["onnx"] = os.path.join(out, name + ".onnx")
             entry["onnx_export_s"] = time.perf_counter() - t0
         except ImportError:
