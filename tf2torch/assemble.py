@@ -22,8 +22,7 @@ import torch.fx as fx
 from torch import nn
 
 from . import layout as L
-from . import memory_format
-from . import training
+from . import memory_format, training
 from .converters import registry
 from .dtypes import compute_dtype, input_dtype, parse_forced
 from .errors import ConversionError, ModelFileError, Tf2TorchError, UnsupportedLayerError
