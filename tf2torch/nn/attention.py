@@ -177,6 +177,8 @@ def additive_attention_mask(keep: torch.Tensor | None, style: str, shape: tuple[
     else:
         raise ValueError(f"nn.MultiheadAttention cannot express the {style} masking")
     batch, heads, t, s = shape
+    if heads == 0:  # for scaled_dot_product_attention: (B|1, 1, T, S), broadcast over the heads, no copies
+        return additive[:, None]
     additive = additive.expand(batch, t, s)
     return additive[:, None].expand(batch, heads, t, s).reshape(batch * heads, t, s)
 
@@ -274,11 +276,34 @@ class KerasMaskedMultiheadAttention(nn.Module):
                 key_mask: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         key, keep = mha_key_and_keep_mask(self, query, value, key, attention_mask, masks, query_mask, value_mask,
                                           key_mask)
-        shape = (query.shape[0], self.attention.num_heads, query.shape[1], value.shape[1])
+        mha = self.attention
+        if not self.return_scores and mha._qkv_same_embed_dim and mha.bias_k is None and not mha.add_zero_attn:
+            return self.fused_attention(query, key, value, keep)
+        shape = (query.shape[0], mha.num_heads, query.shape[1], value.shape[1])
         additive = additive_attention_mask(keep, self.softmax_style, shape, query.dtype)
-        out, scores = self.attention(query, key, value, attn_mask=additive, need_weights=self.return_scores,
-                                     average_attn_weights=False)
+        out, scores = mha(query, key, value, attn_mask=additive, need_weights=self.return_scores,
+                          average_attn_weights=False)
         return (out, scores) if self.return_scores else out
+
+    def fused_attention(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                        keep: torch.Tensor | None) -> torch.Tensor:
+        """What ``nn.MultiheadAttention`` computes, through ``F.scaled_dot_product_attention`` (one fused kernel,
+        the mask broadcast over the heads): what Keras 3 runs on its torch backend. Self-attention projects q, k
+        and v in one matrix product."""
+        mha = self.attention
+        embed, heads = mha.embed_dim, mha.num_heads
+        if query is key and key is value:
+            q, k, v = F.linear(query, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
+        else:
+            weights = mha.in_proj_weight.chunk(3)
+            biases = mha.in_proj_bias.chunk(3) if mha.in_proj_bias is not None else (None, None, None)
+            q, k, v = (F.linear(x, w, b) for x, w, b in zip((query, key, value), weights, biases))
+        batch, t, s = query.shape[0], query.shape[1], key.shape[1]
+        q, k, v = (x.unflatten(-1, (heads, embed // heads)).transpose(1, 2) for x in (q, k, v))
+        additive = additive_attention_mask(keep, self.softmax_style, (batch, 0, t, s), query.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=additive,
+                                             dropout_p=mha.dropout if self.training else 0.0)
+        return mha.out_proj(out.transpose(1, 2).flatten(2))
 
 
 def dot_attention_scores(query: torch.Tensor, key: torch.Tensor, scale: torch.Tensor | None,
