@@ -163,6 +163,9 @@ def convert(source: str, output: str, emit_kinds: tuple[str, ...], keep_layout: 
     ONNX)."""
     import warnings
 
+    from . import readers
+
+    readers.prefetch(source)  # the file's structure is read in a child process while torch is imported
     from . import api
     from .errors import ConversionNotice
 

@@ -47,6 +47,27 @@ def file_kind(path: str | os.PathLike) -> str:
     raise ModelFileError(f"{p}: not a Keras model file (neither HDF5 nor a .keras zip); expected .h5 or .keras")
 
 
+_PREFETCHED: dict[tuple[Any, ...], watchdog.Pending] = {}
+
+
+def file_identity(path: str | os.PathLike) -> tuple[Any, ...]:
+    st = os.stat(path)
+    return (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def prefetch(path: str | os.PathLike) -> None:
+    """Start reading an ``.h5`` file's structure now, in the watchdog's child process, for a later
+    ``open_model(path)`` of the same, unchanged file: the command line imports torch meanwhile, one core each.
+    Anything unusual (another kind, a missing file) is left to ``open_model`` to read and report."""
+    try:
+        if file_kind(path) != "h5":
+            return
+        key = file_identity(path)
+    except (ModelFileError, OSError):
+        return
+    _PREFETCHED[key] = watchdog.start(lambda: read_structure("h5", str(path), None), str(path))
+
+
 @contextlib.contextmanager
 def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None) -> Iterator[KerasGraph]:
     """Read the graph and keep the file open so weights stream in one at a time while converting.
@@ -66,7 +87,10 @@ def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None
     workdir = make_workdir() if kind == "keras" else None
     file = None
     try:
-        graph, weights_path = watchdog.guarded(lambda: read_structure(kind, path, workdir), path)
+        pending = _PREFETCHED.pop(file_identity(path), None) if kind == "h5" else None
+        if pending is None:
+            pending = watchdog.start(lambda: read_structure(kind, path, workdir), path)
+        graph, weights_path = pending.result()
         if weights_path is not None:
             file = open_h5(str(weights_path))
             graph._loader = dataset_loader(file)

@@ -19,7 +19,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..errors import ModelFileError
 
@@ -37,9 +37,41 @@ def read_timeout() -> float:
 
 def guarded(read: Callable[[], T], what: str, timeout: float | None = None) -> T:
     """``read()``, run in a child process that is killed when it outlives ``timeout`` or on Ctrl-C."""
-    if not hasattr(os, "fork") or os.environ.get("TF2TORCH_NO_WATCHDOG"):
-        return read()
+    return start(read, what, timeout).result()
+
+
+class Pending:
+    """A read started in a child process (``start``); ``result()`` waits for it under the deadline."""
+
+    def __init__(self, what: str, timeout: float, pid: int | None = None, rfd: int | None = None,
+                 read: Callable[[], Any] | None = None):
+        self.what, self.timeout, self.pid, self.rfd, self.read = what, timeout, pid, rfd, read
+
+    def result(self) -> Any:
+        if self.pid is None:
+            assert self.read is not None
+            return self.read()
+        assert self.rfd is not None
+        try:
+            data = _collect(self.rfd, self.pid, self.timeout, self.what)
+        finally:
+            os.close(self.rfd)
+        try:
+            kind, value = pickle.loads(data)  # our own child's bytes, not the file's
+        except Exception:  # noqa: BLE001  (the child died without a result: killed for memory, a crash in HDF5)
+            raise ModelFileError(f"{self.what}: reading the file crashed the reader; the file is damaged") from None
+        if kind == "raise":
+            raise value
+        return value
+
+
+def start(read: Callable[[], Any], what: str, timeout: float | None = None) -> Pending:
+    """Start ``read()`` in a child process and return at once: the caller may work meanwhile (the command line
+    imports torch while the structure is read). In-process (at ``result()``) where ``fork`` does not exist or
+    with ``TF2TORCH_NO_WATCHDOG=1``."""
     timeout = read_timeout() if timeout is None else timeout
+    if not hasattr(os, "fork") or os.environ.get("TF2TORCH_NO_WATCHDOG"):
+        return Pending(what, timeout, read=read)
     rfd, wfd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -65,17 +97,7 @@ def guarded(read: Callable[[], T], what: str, timeout: float | None = None) -> T
         finally:
             os._exit(code)
     os.close(wfd)
-    try:
-        data = _collect(rfd, pid, timeout, what)
-    finally:
-        os.close(rfd)
-    try:
-        kind, value = pickle.loads(data)  # our own child's bytes, not the file's
-    except Exception:  # noqa: BLE001  (the child died without a result: killed for memory, a crash in HDF5)
-        raise ModelFileError(f"{what}: reading the file crashed the reader; the file is damaged") from None
-    if kind == "raise":
-        raise value
-    return value
+    return Pending(what, timeout, pid=pid, rfd=rfd)
 
 
 def _collect(rfd: int, pid: int, timeout: float, what: str) -> bytes:

@@ -5,8 +5,23 @@ call's output and returns a ``Report`` (``ok``, ``max_rel_error``, ``first_diver
 itself as JSON, Markdown, HTML or a terminal table. TensorFlow/Keras are imported only when a verification runs.
 """
 
-from .compare import LayerResult, Metrics
-from .report import SCHEMA, Report
-from .run import verify
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .compare import LayerResult, Metrics
+    from .report import SCHEMA, Report
+    from .run import verify
 
 __all__ = ["verify", "Report", "LayerResult", "Metrics", "SCHEMA"]
+_LAZY = {"verify": ".run", "Report": ".report", "SCHEMA": ".report", "LayerResult": ".compare", "Metrics": ".compare"}
+
+
+def __getattr__(name: str) -> Any:  # imported on first use, like the top-level package (torch loads late)
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tf2torch.verify' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
