@@ -4,6 +4,7 @@ readers, so converting ``.h5`` / ``.keras`` never does."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -47,7 +48,7 @@ def file_kind(path: str | os.PathLike) -> str:
     raise ModelFileError(f"{p}: not a Keras model file (neither HDF5 nor a .keras zip); expected .h5 or .keras")
 
 
-_PREFETCHED: dict[tuple[Any, ...], watchdog.Pending] = {}
+_PREFETCHED: dict[tuple[Any, ...], tuple[watchdog.Pending, Path | None]] = {}
 
 
 def file_identity(path: str | os.PathLike) -> tuple[Any, ...]:
@@ -56,16 +57,20 @@ def file_identity(path: str | os.PathLike) -> tuple[Any, ...]:
 
 
 def prefetch(path: str | os.PathLike) -> None:
-    """Start reading an ``.h5`` file's structure now, in the watchdog's child process, for a later
+    """Start reading a ``.h5`` / ``.keras`` file's structure now, in the watchdog's child process, for a later
     ``open_model(path)`` of the same, unchanged file: the command line imports torch meanwhile, one core each.
-    Anything unusual (another kind, a missing file) is left to ``open_model`` to read and report."""
+    Anything unusual (a TF format, a missing file) is left to ``open_model`` to read and report."""
     try:
-        if file_kind(path) != "h5":
-            return
+        kind = file_kind(path)
         key = file_identity(path)
     except (ModelFileError, OSError):
         return
-    _PREFETCHED[key] = watchdog.start(lambda: read_structure("h5", str(path), None), str(path))
+    if kind not in ("h5", "keras") or key in _PREFETCHED:
+        return
+    workdir = make_workdir() if kind == "keras" else None
+    if workdir is not None:
+        atexit.register(shutil.rmtree, workdir, ignore_errors=True)  # in case no open_model takes it
+    _PREFETCHED[key] = (watchdog.start(lambda: read_structure(kind, str(path), workdir), str(path)), workdir)
 
 
 @contextlib.contextmanager
@@ -84,10 +89,11 @@ def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None
             yield graph
         return
     path = str(path)
-    workdir = make_workdir() if kind == "keras" else None
+    pending, workdir = _PREFETCHED.pop(file_identity(path), (None, None))
+    if pending is None:
+        workdir = make_workdir() if kind == "keras" else None
     file = None
     try:
-        pending = _PREFETCHED.pop(file_identity(path), None) if kind == "h5" else None
         if pending is None:
             pending = watchdog.start(lambda: read_structure(kind, path, workdir), path)
         graph, weights_path = pending.result()
