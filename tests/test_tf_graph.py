@@ -260,17 +260,37 @@ def test_checkpoint_prefix_is_a_directory(tf1, tmp_path):
     assert_matches(outputs_of(module, tf1["inputs"], "channels_first"), [tf1["reference"]], what="dir prefix")
 
 
-def test_traced_while_loop_refused_by_name(tmp_path):
-    """A Keras 3 RNN exported as a SavedModel is a `While` loop in the graph: refused by name, with the reason."""
-    import keras
+@pytest.mark.parametrize("control_flow_v2", [True, False])
+def test_tf1_graph_while_loop(tmp_path, control_flow_v2):
+    """A tf.compat.v1 graph's `tf.while_loop` (frozen .pb): a `While` op with its functions converts; TF 1 loop
+    frames (control flow v1: Enter / Exit / NextIteration) are refused by name, with the reason."""
+    import tensorflow as tf
 
     from tf2torch.errors import UnsupportedLayerError
 
-    inputs = keras.Input((5, 3))
-    model = keras.Model(inputs, keras.layers.SimpleRNN(4, name="rnn")(inputs))
-    model.export(str(tmp_path / "rnn"), verbose=False)
-    with pytest.raises(UnsupportedLayerError, match=r"while \(operation tf\.raw>While: a while loop"):
-        tf2torch.convert(tmp_path / "rnn")
+    v1 = tf.compat.v1
+    if not control_flow_v2:
+        v1.disable_control_flow_v2()
+    try:
+        graph = tf.Graph()
+        with graph.as_default():
+            x = v1.placeholder(tf.float32, [None, 4], name="x")
+            w = tf.constant(np.random.default_rng(0).standard_normal((4, 4)).astype("float32"))
+            _, y = tf.while_loop(lambda i, h: i < 3, lambda i, h: (i + 1, tf.tanh(tf.matmul(h, w) + x)), [0, x],
+                                 name="loop")
+            y = tf.identity(y, name="y")
+            inputs = image_batch((2, 4))
+            with v1.Session(graph=graph) as session:
+                reference = session.run(y, {x: inputs})
+    finally:
+        v1.enable_control_flow_v2()
+    (tmp_path / "loop.pb").write_bytes(graph.as_graph_def().SerializeToString())
+    if not control_flow_v2:
+        with pytest.raises(UnsupportedLayerError, match=r"\(operation tf\.raw>While: a TF 1 while loop"):
+            tf2torch.convert(tmp_path / "loop.pb", outputs=["y:0"])
+        return
+    module = tf2torch.convert(tmp_path / "loop.pb", outputs=["y:0"])  # (the loop's other outputs are sinks too)
+    assert_matches(torch_outputs(module, [inputs], "keras"), [reference], what="TF1 While")
 
 
 def test_damaged_graph_files_one_line(tmp_path):

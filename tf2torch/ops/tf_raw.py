@@ -30,6 +30,7 @@ from ..nn.tf_ops import (
     TFBinary,
     TFCast,
     TFConvTranspose,
+    TFDynamicSlice,
     TFFunction,
     TFPad,
     TFPermute,
@@ -41,6 +42,7 @@ from ..nn.tf_ops import (
     TFSplit,
     TFSqueeze,
     TFUnary,
+    strided_slice_spec,
 )
 
 RAW = "tf.raw>"
@@ -481,29 +483,17 @@ def convert_split(spec: LayerSpec) -> Converted:
     return Converted(TFSplit(sizes, axis), input_layouts=KERAS, output_layouts=KERAS)
 
 
-def strided_slice_spec(begin: list[int], end: list[int], strides: list[int], masks: dict[str, int]) -> list[Any]:
-    """[TF] ``strided_slice`` masks → one entry per slicing axis (see ``TFSlice``)."""
-    spec: list[Any] = []
-    for i, (b, e, s) in enumerate(zip(begin, end, strides)):
-        bit = 1 << i
-        if masks["ellipsis_mask"] & bit:
-            spec.append(("ellipsis",))
-        elif masks["new_axis_mask"] & bit:
-            spec.append(("new",))
-        elif masks["shrink_axis_mask"] & bit:
-            spec.append(("index", int(b)))
-        else:
-            spec.append(("slice", None if masks["begin_mask"] & bit else int(b),
-                         None if masks["end_mask"] & bit else int(e), int(s)))
-    return spec
-
-
 @raw("StridedSlice")
 def convert_strided_slice(spec: LayerSpec) -> Converted:
-    begin, end, strides = (const_operand(spec, i, w).reshape(-1).tolist()
-                           for i, w in ((1, "begin"), (2, "end"), (3, "strides")))
     masks = {k: int(attr(spec, k, 0)) for k in
              ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")}
+    if any(operand(spec, i) is None for i in (1, 2, 3)):  # bounds computed at run time (``x[:, t]`` in a loop)
+        if spec.config["operands"][0].get("input") is None:
+            spec.fail("slicing a constant with bounds computed at run time")
+        slots, consts = _slots(spec)
+        return Converted(TFDynamicSlice(masks, slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+    begin, end, strides = (const_operand(spec, i, w).reshape(-1).tolist()
+                           for i, w in ((1, "begin"), (2, "end"), (3, "strides")))
     if any(s == 0 for s in strides):
         spec.fail("stride 0")
     return Converted(TFSlice(strided_slice_spec(begin, end, strides, masks)), input_layouts=KERAS,

@@ -14,6 +14,31 @@ from typing import Any
 import numpy as np
 
 MULTI_OUTPUT = ("Split", "SplitV", "Unpack")
+LOOPS = ("While", "StatelessWhile")
+
+
+def compared_outputs(layer: Mapping[str, Any]) -> list[int]:
+    """The outputs of a raw op that are compared: all of a split, the used ones of a loop, else the first;
+    never a TensorList (a ``variant``: TensorFlow cannot hand its value out; the ops reading it are compared)."""
+    config = layer["config"]
+    dtypes = config["output_dtypes"]
+    if config["op"] in LOOPS:
+        picked = list(config.get("outputs_used") or [0])
+    elif config["op"] in MULTI_OUTPUT:
+        picked = list(range(len(dtypes)))
+    else:
+        picked = [0]
+    return [i for i in picked if dtypes[i] != "variant"]
+
+
+def picked_outputs(graph: Mapping[str, Any]) -> dict[str, list[int]]:
+    """Node id → the outputs ``run_graph`` fetched, where that is not simply every output of the torch call."""
+    picked = {}
+    for node in graph["nodes"]:
+        layer = graph["layers"][node["layer"]]
+        if str(layer["class_name"]).startswith("tf.raw>") and layer["config"]["op"] not in MULTI_OUTPUT:
+            picked[node["id"]] = compared_outputs(layer)
+    return picked
 
 
 def is_tf_graph(graph: Mapping[str, Any]) -> bool:
@@ -38,8 +63,9 @@ def run_graph(source: str | os.PathLike, options: Mapping[str, Any], graph_json:
         layer = graph.layers[node.layer]
         if layer.class_name == "InputLayer":
             continue
-        count = len(layer.config["output_dtypes"]) if layer.config["op"] in MULTI_OUTPUT else 1
-        fetches[node.id] = [f"{node.id}:{i}" for i in range(count)]
+        outputs = compared_outputs({"config": layer.config})
+        if outputs:
+            fetches[node.id] = [f"{node.id}:{i}" for i in outputs]
     feeds = {}
     for node in graph.nodes:
         layer = graph.layers[node.layer]

@@ -1,0 +1,97 @@
+"""Converters for TF 2 loops and the TensorLists loops carry (``tf.raw>While``, ``tf.raw>TensorList*``).
+
+A ``While`` node's config holds its ``cond`` and ``body`` functions as sub-IRs (``readers/tf_loops.py``); they
+are assembled here like any graph, in TensorFlow's layout, on the values the loop variables take when the loop
+starts, into the two submodules of a ``TFWhile``. Their weights are the ``While`` node's own, each read once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..converters.registry import Converted, LayerSpec
+from ..graph import KerasGraph
+from ..layout import CHANNELS_FIRST, KERAS, normalize, to_keras_perm
+from ..nn.tf_ops import TFTensorList, TFWhile
+from .tf_raw import TORCH_DTYPES, _slots, attr, operand, raw, tensor
+
+
+def function_module(spec: LayerSpec, part: str, examples: list[torch.Tensor]) -> torch.nn.Module:
+    """The loop's ``part`` (``cond`` / ``body``) assembled on ``examples`` (its inputs, in TF's layout)."""
+    from ..assemble import Assembler, TensorState
+    from ..naming import legal_segment
+
+    graph = KerasGraph.from_json(spec.config["loop"][part])
+    handles = {w.name: w for w in spec.weight_handles}
+    owner = {id(w): handles[f"{part}/{key}/{w.name}"] for key, layer in graph.layers.items() for w in layer.weights}
+    graph._loader = lambda w: spec._load(owner[id(w)])
+
+    class FunctionAssembler(Assembler):
+        def add_inputs(self) -> None:
+            for ref, value in zip(self.graph.inputs, examples):
+                layer = self.graph.node(ref.node).layer
+                self.input_names.append(layer)
+                node = self.fx.placeholder(self.names.unique("<inputs>", legal_segment(layer)))
+                node.meta["tf2torch"] = {"keras_node": ref.node, "layer": layer, "class_name": "InputLayer",
+                                         "layouts": [KERAS]}
+                self.states[ref] = TensorState(node, KERAS, [value])
+
+    return FunctionAssembler(graph, "keras").build()
+
+
+def loop_example(spec: LayerSpec, k: int) -> torch.Tensor:
+    """Run-time input ``k`` as the loop's functions see it: in TF's layout."""
+    value = spec.input_examples[k]
+    layout = spec.input_layouts[k]
+    if not isinstance(layout, str):
+        spec.fail("a loop variable arrives flattened channels-first; tf2torch cannot run the loop on it")
+    if normalize(layout, value.dim()) == CHANNELS_FIRST:
+        value = value.permute(to_keras_perm(value.dim()))
+    return value
+
+
+@raw("While", "StatelessWhile")
+def convert_while(spec: LayerSpec) -> Converted:
+    for name in ("body", "cond", "output_shapes", "parallel_iterations", "shape"):
+        attr(spec, name)  # the functions are carried in "loop"; shapes and parallelism do not change values
+    loop = spec.config["loop"]
+    slots: list[tuple[str, int]] = []
+    consts: list[torch.Tensor] = []
+    examples: list[Any] = []
+    for i, entry in enumerate(spec.config["operands"]):
+        if entry.get("fed"):
+            slots.append(("fed", 0))
+            continue
+        if "input" in entry:
+            slots.append(("input", entry["input"]))
+            examples.append(loop_example(spec, entry["input"]))
+            continue
+        value = tensor(operand(spec, i))
+        slots.append(("const", len(consts)))
+        consts.append(value)
+        examples.append(value)
+    cond = function_module(spec, "cond", examples)
+    body = function_module(spec, "body", examples)
+    return Converted(TFWhile(cond, body, slots, consts, loop["changing"]), input_layouts=KERAS,
+                     output_layouts=KERAS)
+
+
+@raw("TensorListReserve", "TensorListFromTensor", "TensorListGetItem", "TensorListSetItem", "TensorListStack",
+     "TensorListLength")
+def convert_tensor_list(spec: LayerSpec) -> Converted:
+    op = spec.config["op"]
+    dtype = attr(spec, "element_dtype", "float32")
+    if dtype not in TORCH_DTYPES:
+        spec.fail(f"element dtype {dtype} is not supported")
+    attr(spec, "shape_type")
+    if op == "TensorListStack":
+        attr(spec, "num_elements")  # a check TF makes; the stacked tensor is the list itself
+    if op == "TensorListSetItem" and attr(spec, "resize_if_index_out_of_bounds", False):
+        spec.fail("resize_if_index_out_of_bounds=True (a list that grows) is not supported")
+    slots, consts = _slots(spec)
+    if op == "TensorListReserve" and operand(spec, 0) is None:
+        spec.fail("the element shape is computed at run time")
+    return Converted(TFTensorList(op, slots, consts, TORCH_DTYPES[dtype]), input_layouts=KERAS,
+                     output_layouts=KERAS)
