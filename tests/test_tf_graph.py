@@ -162,19 +162,50 @@ def test_keras3_export(tmp_path, layout):
 
 def test_tf_keras_saved_model_with_custom_layer(tmp_path):
     """A custom layer tf2torch has no converter for, whose class exists only in the script that saved the
-    model: the model converts from its traced serving signature, in a process that never saw that class."""
+    model: the model comes from its Keras config, the custom layer from its own traced call function, one
+    submodule named after it; converted, inspected and verified in processes that never saw that class."""
     import tf_keras
 
     model = custom_layer_model(tf_keras)
     saved = tmp_path / "custom"
     model.save(str(saved))
     x = image_batch((2, 10, 10, 3))
+
     proc = subprocess.run([sys.executable, "-m", "tf2torch", "convert", str(saved), str(tmp_path / "out.pt")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     module = tf2torch.load(tmp_path / "out.pt")
     assert_matches(torch_outputs(module, [x], "channels_first"), [model(x).numpy()], what="custom layer")
-    assert any("gated" in key.split("/") for key in module.tf2torch_meta["graph"]["layers"])  # any model name
+    layers = module.tf2torch_meta["graph"]["layers"]
+    assert {k: v["class_name"] for k, v in layers.items()} == {
+        "image": "InputLayer", "conv": "Conv2D", "gated": "tf.traced>KerasLayer", "gap": "GlobalAveragePooling2D",
+        "head": "Dense"}
+    assert layers["gated"]["config"]["keras_class_name"] == "GatedScale"
+    assert sorted(module.tf2torch_meta["submodules"]) == ["conv", "gap", "gated", "head"]
+    from click.testing import CliRunner
+
+    from tf2torch.cli import main
+
+    # (in this process too the class is unknown to Keras: it was never registered, and it is local to a function)
+    result = CliRunner().invoke(main, ["inspect", str(saved)])
+    assert result.exit_code == 0 and "gated  tf.traced>KerasLayer" in result.output, result.output
+    result = CliRunner().invoke(main, ["verify", str(saved), str(tmp_path / "out.pt")])
+    assert result.exit_code == 0 and "gated" in result.output and "OK:" in result.output, result.output
+
+
+def test_tf_keras_saved_model_lambda_from_its_trace(tmp_path):
+    """A Lambda's bytecode is never run: in a SavedModel its traced call function converts instead."""
+    import tf_keras
+
+    inputs = tf_keras.Input((6,), name="features")
+    h = tf_keras.layers.Dense(4, name="dense")(inputs)
+    h = tf_keras.layers.Lambda(lambda t: t * t * 0.5 - t[:, :1], name="fn")(h)  # (no globals: tf_keras saves it)
+    model = tf_keras.Model(inputs, h)
+    model.save(str(tmp_path / "saved"))
+    x = image_batch((3, 6))
+    module = tf2torch.convert(tmp_path / "saved")
+    assert module.tf2torch_meta["graph"]["layers"]["fn"]["class_name"] == "tf.traced>KerasLayer"
+    assert_matches(torch_outputs(module, [x], "keras"), [model(x).numpy()], what="Lambda from its trace")
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""Converters for TF 2 loops and the TensorLists loops carry (``tf.raw>While``, ``tf.raw>TensorList*``).
+"""Converters for TensorFlow functions: TF 2 loops and the TensorLists they carry (``tf.raw>While``,
+``tf.raw>TensorList*``), and Keras layers converted from their traced call function (``tf.traced>KerasLayer``).
 
 A ``While`` node's config holds its ``cond`` and ``body`` functions as sub-IRs (``readers/tf_loops.py``); they
 are assembled here like any graph, in TensorFlow's layout, on the values the loop variables take when the loop
@@ -11,19 +12,22 @@ from typing import Any
 
 import torch
 
-from ..converters.registry import Converted, LayerSpec
+from ..converters.registry import Converted, LayerSpec, converter
 from ..graph import KerasGraph
 from ..layout import CHANNELS_FIRST, KERAS, normalize, to_keras_perm
 from ..nn.tf_ops import TFTensorList, TFWhile
+from ..readers.savedmodel_traced import TRACED_LAYER
 from .tf_raw import TORCH_DTYPES, _slots, attr, operand, raw, tensor
 
 
-def function_module(spec: LayerSpec, part: str, examples: list[torch.Tensor]) -> torch.nn.Module:
-    """The loop's ``part`` (``cond`` / ``body``) assembled on ``examples`` (its inputs, in TF's layout)."""
+def function_module(spec: LayerSpec, part: str, examples: list[torch.Tensor],
+                    graph_json: dict[str, Any] | None = None) -> torch.nn.Module:
+    """A function's sub-IR (the loop's ``part``, ``cond`` or ``body``, unless ``graph_json`` is given) assembled
+    on ``examples`` (its inputs, in TF's layout); its weights are the node's ``<part>/<op>/<name>``."""
     from ..assemble import Assembler, TensorState
     from ..naming import legal_segment
 
-    graph = KerasGraph.from_json(spec.config["loop"][part])
+    graph = KerasGraph.from_json(graph_json if graph_json is not None else spec.config["loop"][part])
     handles = {w.name: w for w in spec.weight_handles}
     owner = {id(w): handles[f"{part}/{key}/{w.name}"] for key, layer in graph.layers.items() for w in layer.weights}
     graph._loader = lambda w: spec._load(owner[id(w)])
@@ -95,3 +99,16 @@ def convert_tensor_list(spec: LayerSpec) -> Converted:
         spec.fail("the element shape is computed at run time")
     return Converted(TFTensorList(op, slots, consts, TORCH_DTYPES[dtype]), input_layouts=KERAS,
                      output_layouts=KERAS)
+
+
+@converter(TRACED_LAYER)
+def convert_traced_layer(spec: LayerSpec) -> Converted:
+    """A Keras layer converted from its traced call function (``readers/savedmodel_traced.py``): the function's
+    graph, in TensorFlow's layout, as one submodule named after the layer."""
+    spec.config.get("keras_class_name")
+    graph = spec.config["function"]
+    if len(graph["inputs"]) != len(spec.input_examples):
+        spec.fail(f"the traced call takes {len(graph['inputs'])} tensors, the layer is called with "
+                  f"{len(spec.input_examples)}")
+    examples = [loop_example(spec, k) for k in range(len(spec.input_examples))]
+    return Converted(function_module(spec, "call", examples, graph), input_layouts=KERAS, output_layouts=KERAS)

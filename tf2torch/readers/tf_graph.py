@@ -129,10 +129,11 @@ def read_source(tf: Any, path: Path, kind: str, opts: TFOptions) -> TFSource:
 
 
 def keras_saved_model_or_none(tf: Any, directory: Path) -> KerasGraph | None:
-    """The Keras structure when every layer has a converter; None sends the model through its traced
-    signature instead (a custom layer whose class is not importable here converts from its own graph)."""
-    from ..converters import registry
+    """The Keras structure; a layer without a converter (a custom class whose code is not importable here, a
+    ``Lambda``) converts from its own traced call function (readers/savedmodel_traced.py). None sends the model
+    through its serving signature instead (a subclassed model, a layer saved without its functions)."""
     from .savedmodel_keras import read_keras_saved_model
+    from .savedmodel_traced import trace_layers
 
     try:
         graph = read_keras_saved_model(tf, directory)
@@ -140,10 +141,7 @@ def keras_saved_model_or_none(tf: Any, directory: Path) -> KerasGraph | None:
         if "subclassed" in str(exc) or "Lambda" in str(exc):
             return None
         raise
-    if any(layer.class_name not in ("InputLayer", "Lambda") and registry.converter_for(layer.class_name) is None
-           for layer in graph.layers.values()) or any(layer.class_name == "Lambda" for layer in graph.layers.values()):
-        return None
-    return graph
+    return graph if trace_layers(tf, directory, graph) else None
 
 
 def read_saved_model(tf: Any, directory: Path, signature: str | None) -> TFSource:
