@@ -39,7 +39,8 @@ def _truncate_div(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "Add": torch.add, "AddV2": torch.add, "BiasAdd": torch.add, "Sub": torch.sub, "Mul": torch.mul,
+    "Add": torch.add, "AddV2": torch.add, "BiasAdd": torch.add, "BiasAddV1": torch.add, "Sub": torch.sub,
+    "Mul": torch.mul,
     "RealDiv": torch.div, "Div": _truncate_div, "FloorDiv": _floor_div, "FloorMod": torch.remainder,
     "Maximum": torch.maximum, "Minimum": torch.minimum, "Pow": torch.pow,
     "SquaredDifference": lambda x, y: torch.square(x - y), "DivNoNan": _div_no_nan,

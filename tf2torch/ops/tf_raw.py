@@ -165,7 +165,7 @@ def convert_unary(spec: LayerSpec) -> Converted:
 @raw(*BINARY)
 def convert_binary(spec: LayerSpec) -> Converted:
     op = spec.config["op"]
-    if op == "BiasAdd":
+    if op in ("BiasAdd", "BiasAddV1"):  # (TF 1's BiasAddV1: NHWC, no data_format)
         return convert_bias_add(spec)
     a, b = operand(spec, 0), operand(spec, 1)
     if a is not None and b is not None:
@@ -280,11 +280,17 @@ def convert_conv_transpose(spec: LayerSpec) -> Converted:
     dilation = spatial_attr(spec, "dilations", n)
     k = kernel.shape[:n]
     padding = attr(spec, "padding", "VALID")
-    attr(spec, "explicit_paddings")
-    if padding not in ("SAME", "VALID"):
+    flat = [int(v) for v in attr(spec, "explicit_paddings", [])]
+    if padding == "SAME":
+        starts = [tf_same_padding(int(s), int(kk), st, d)[0] for s, kk, st, d in zip(spatial, k, stride, dilation)]
+    elif padding == "VALID":
+        starts = [0] * n
+    elif padding == "EXPLICIT":  # the forward conv padded (before, after): the gradient starts at ``before``
+        pairs = [flat[2 * i:2 * i + 2] for i in range(len(flat) // 2)]
+        starts = [p[0] for p in (pairs[1:1 + n] if nhwc(spec) else pairs[2:2 + n])]
+    else:
         spec.fail(f"padding {padding!r} is not supported")
-    crop = [(tf_same_padding(int(s), int(kk), st, d)[0] if padding == "SAME" else 0, int(s))
-            for s, kk, st, d in zip(spatial, k, stride, dilation)]
+    crop = [(start, int(s)) for start, s in zip(starts, spatial)]
     weight = transposed_kernel_to_iohw(kernel)
     conv = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[n](
         weight.shape[0], weight.shape[1], tuple(k), stride=stride, dilation=dilation, bias=False)
@@ -431,17 +437,20 @@ def convert_expand_dims(spec: LayerSpec) -> Converted:
     return Converted(TFSqueeze([axis % (rank + 1)], expand=True), input_layouts=KERAS, output_layouts=KERAS)
 
 
-@raw("ConcatV2")
+@raw("ConcatV2", "Concat")
 def convert_concat(spec: LayerSpec) -> Converted:
+    """``ConcatV2`` (values, then the axis) and TF 1's ``Concat`` (the axis first)."""
     count = n_operands(spec) - 1
-    axis = int(const_operand(spec, count, "the axis"))
+    at = 0 if spec.config["op"] == "Concat" else count
+    values = [i for i in range(count + 1) if i != at]
+    axis = int(const_operand(spec, at, "the axis"))
     rank = len(spec.input_shape)
     layouts = set(spec.input_layouts)
     layout = KERAS
-    all_inputs = all("input" in spec.config["operands"][i] for i in range(count))
+    all_inputs = all("input" in spec.config["operands"][i] for i in values)
     if all_inputs and len(layouts) == 1 and isinstance(spec.input_layout, str):
         layout = spec.input_layout
-    slots, consts = _slots(spec, skip=(count,))
+    slots, consts = _slots(spec, skip=(at,))
     dim = keras_axis_in_layout(axis % rank, rank, layout)
     return Converted(TFFunction("ConcatV2", slots, consts, axis=dim), input_layouts=layout, output_layouts=layout)
 
@@ -528,10 +537,15 @@ def convert_tile(spec: LayerSpec) -> Converted:
     return Converted(TFFunction("Tile", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
 
 
-@raw("GatherV2")
+@raw("GatherV2", "Gather")
 def convert_gather(spec: LayerSpec) -> Converted:
+    """``GatherV2`` and TF 1's ``Gather`` (axis 0; ``validate_indices`` only checks)."""
     if int(attr(spec, "batch_dims", 0)) != 0:
         spec.fail("batch_dims != 0 is not supported")
+    attr(spec, "validate_indices")
+    if spec.config["op"] == "Gather":
+        slots, consts = _slots(spec)
+        return Converted(TFFunction("GatherV2", slots, consts, axis=0), input_layouts=KERAS, output_layouts=KERAS)
     axis = int(const_operand(spec, 2, "the axis"))
     params = operand(spec, 0)
     rank = len(params.shape) if params is not None else len(spec.input_shape)
