@@ -254,6 +254,15 @@ def test_cli_convert_inspect_verify_checkpoint(tf1, tmp_path):
     assert "conv1/Conv2D" in result.output and "dw/depthwise" in result.output and "OK:" in result.output
 
 
+def test_verify_float64_tells_round_off(tf1):
+    """`--dtype both` on a TF graph: TensorFlow runs the same graph retyped to float64 (batch norm as its affine
+    form, for want of a float64 kernel); every float64 error is float64 round-off."""
+    report = tf2torch.verify(tf1["dir"], dtype="both", tf_options={"constants": CONSTANTS})
+    assert report.ok
+    assert "bn/cond_1/FusedBatchNormV3_1" in [r.node for r in report.layers]
+    assert all(r.float64 is not None and r.float64.max_rel_error < 1e-12 for r in report.layers), report.layers
+
+
 def test_verify_saved_models(tf_module):
     report = tf2torch.verify(tf_module["dir"])
     assert report.ok and len(report.layers) == 7

@@ -57,10 +57,11 @@ def test_while_loop_inspect_and_verify(loop):
     result = CliRunner().invoke(main, ["inspect", str(loop["dir"])])
     assert result.exit_code == 0, result.output
     assert "tf.raw>While" in result.output and "layers without a converter: 0" in result.output
-    report = tf2torch.verify(loop["dir"], input_shapes=[[6, 3]])
+    report = tf2torch.verify(loop["dir"], input_shapes=[[6, 3]], dtype="both")
     assert report.ok, [(r.node, r.status) for r in report.layers]
     rows = {r.node.split("/")[-1]: r for r in report.layers}
     assert rows["while"].status == "pass"  # the loop's `last` output, compared with TensorFlow's
+    assert rows["while"].float64.max_rel_error < 1e-12  # the loop's functions retyped to float64 too
 
 
 def test_unsupported_op_in_loop_body_listed_by_name(tmp_path):

@@ -510,6 +510,8 @@ class TFTensorList(Operands):
         stacked, item = args[0], args[2]
         if stacked.shape[1:] != item.shape and stacked.numel() == 0:  # an open element shape, now known
             stacked = stacked.new_zeros((stacked.shape[0], *item.shape))
+        if stacked.is_floating_point() and item.is_floating_point() and stacked.dtype != item.dtype:
+            stacked = stacked.to(item.dtype)  # a module moved to float64 computes its items in float64
         return stacked.index_put((index,), item.unsqueeze(0).to(stacked.dtype))
 
     def extra_repr(self) -> str:

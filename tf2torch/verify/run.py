@@ -143,15 +143,13 @@ class Session:
         return self.run_torch(keras_out, dtype)
 
     def run_tf_graph(self, dtype: str) -> dict[str, tuple[Metrics, bool, list[list[int]] | None]]:
-        """A TensorFlow graph: TensorFlow runs the resolved graph (float32: the graph's own precision)."""
-        if dtype != "float32":
-            raise Tf2TorchError("TensorFlow graphs are verified in float32 (their own precision); drop --dtype")
+        """A TensorFlow graph: TensorFlow runs the resolved graph (float64: retyped, ``tf_side.as_float64``)."""
         if not isinstance(self.source, (str, os.PathLike)):
             raise Tf2TorchError("verifying a TensorFlow graph needs its path")
         t = time.perf_counter()
         by_name = {a.name: a.array for a in self.arrays}
         options = self.module.tf2torch_meta.get("tf_options") or {}
-        self.loaded_with, tf_out = tf_side.run_graph(self.source, options, self.graph, by_name)
+        self.loaded_with, tf_out = tf_side.run_graph(self.source, options, self.graph, by_name, dtype)
         self.picked = tf_side.picked_outputs(self.graph)  # a loop's TensorLists and constants are not compared
         for node_id in tf_out:
             self.tracker.step(f"tensorflow {node_id}")
