@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 import torch
 from harness import assert_matches, torch_outputs
-from tf_graph_fixtures import image_batch, recurrent_model, while_loop_module
+from tf_graph_fixtures import (
+    TOKENS,
+    bidirectional_rnn,
+    image_batch,
+    masked_rnn,
+    recurrent_model,
+    stacked_backwards_rnn,
+    while_loop_module,
+)
 
 import tf2torch
 from tf2torch.errors import UnsupportedLayerError
@@ -84,16 +92,28 @@ def test_keras3_exported_rnn(tmp_path, cell, return_sequences, steps):
     assert_matches(torch_outputs(module, [x], "keras"), [np.asarray(model(x))], what=f"Keras 3 {cell}")
 
 
+@pytest.mark.parametrize("build", [bidirectional_rnn, stacked_backwards_rnn, masked_rnn])
+def test_keras3_exported_rnn_variants(tmp_path, build):
+    """Bidirectional (ReverseV2, two loops), stacked with go_backwards, masked (the body selects with the mask)."""
+    import keras
+
+    model = build(keras)
+    x = TOKENS if build is masked_rnn else image_batch((2, 6, 3), seed=3)
+    model.export(str(tmp_path / "saved"), verbose=False)
+    module = tf2torch.convert(tmp_path / "saved")
+    assert len(loops_in(module)) == (2 if build is not masked_rnn else 1)
+    assert_matches(torch_outputs(module, [x], "keras"), [np.asarray(model(x))], what=build.__name__)
+
+
 def test_tf_keras_rnn_through_its_signature(tmp_path):
     """A tf_keras SavedModel converts from its Keras metadata by default; through its serving signature its
-    LSTM is the traced While loop, and converts too."""
+    masked LSTM is the traced While loop (selecting with the mask in its body), and converts too."""
     import tf_keras
 
-    model = recurrent_model(tf_keras, "LSTM", True, 6)
+    model = masked_rnn(tf_keras)
     model.save(str(tmp_path / "saved"))
-    x = image_batch((2, 6, 3), seed=3)
     module = tf2torch.convert(tmp_path / "saved", signature="serving_default")
     assert len(loops_in(module)) == 1
-    assert_matches(torch_outputs(module, [x], "keras"), [model(x).numpy()], what="tf_keras LSTM signature")
-    report = tf2torch.verify(tmp_path / "saved", module, tf_options={"signature": "serving_default"})
-    assert report.ok
+    assert_matches(torch_outputs(module, [TOKENS], "keras"), [model(TOKENS).numpy()], what="tf_keras LSTM signature")
+    report = tf2torch.verify(tmp_path / "saved", module, inputs=[TOKENS], tf_options={"signature": "serving_default"})
+    assert report.ok, [(r.node, r.status) for r in report.layers]

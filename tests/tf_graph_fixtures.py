@@ -235,3 +235,24 @@ def recurrent_model(k, cell: str, return_sequences: bool, steps: int | None):
     inputs = k.Input((steps, 3), name="sequence")
     h = getattr(k.layers, cell)(5, return_sequences=return_sequences, name="rnn")(inputs)
     return k.Model(inputs, k.layers.Dense(2, name="head")(h), name="recurrent")
+
+
+def bidirectional_rnn(k):
+    inputs = k.Input((6, 3), name="sequence")
+    return k.Model(inputs, k.layers.Bidirectional(k.layers.LSTM(4, return_sequences=True), name="bidi")(inputs))
+
+
+def stacked_backwards_rnn(k):
+    inputs = k.Input((6, 3), name="sequence")
+    h = k.layers.GRU(4, return_sequences=True, name="gru")(inputs)
+    return k.Model(inputs, k.layers.LSTM(3, go_backwards=True, name="lstm")(h))
+
+
+def masked_rnn(k):
+    """Token ids with padding: Embedding(mask_zero) → LSTM, whose traced body selects with the mask."""
+    inputs = k.Input((6,), dtype="int32", name="tokens")
+    h = k.layers.Embedding(8, 3, mask_zero=True, name="embedding")(inputs)
+    return k.Model(inputs, k.layers.LSTM(4, name="lstm")(h))
+
+
+TOKENS = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 6, 7, 1, 0]], dtype="int32")

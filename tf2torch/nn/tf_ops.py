@@ -133,6 +133,8 @@ class TFFunction(Operands):
             if p.get("adj_y"):
                 b = b.transpose(-1, -2)
             return torch.matmul(a, b)
+        if op == "ReverseV2":
+            return torch.flip(args[0], p["axes"]) if p["axes"] else args[0]
         if op == "Pack":
             return torch.stack([a.to(args[0].dtype) for a in args], dim=p["axis"])
         if op == "ConcatV2":

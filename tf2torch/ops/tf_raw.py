@@ -165,6 +165,7 @@ def convert_unary(spec: LayerSpec) -> Converted:
 @raw(*BINARY)
 def convert_binary(spec: LayerSpec) -> Converted:
     op = spec.config["op"]
+    attr(spec, "incompatible_shape_error")  # Equal / NotEqual: whether TF raises on shapes that do not broadcast
     if op in ("BiasAdd", "BiasAddV1"):  # (TF 1's BiasAddV1: NHWC, no data_format)
         return convert_bias_add(spec)
     a, b = operand(spec, 0), operand(spec, 1)
@@ -417,6 +418,14 @@ def convert_shape(spec: LayerSpec) -> Converted:
     return Converted(TFShape(dtype, order), input_layouts=layout, output_layouts=KERAS)
 
 
+@raw("ReverseV2")
+def convert_reverse(spec: LayerSpec) -> Converted:
+    rank = len(spec.input_shape)
+    axes = [int(a) % rank for a in const_operand(spec, 1, "the axes").reshape(-1)]
+    return Converted(TFFunction("ReverseV2", [("input", 0)], [], axes=axes), input_layouts=KERAS,
+                     output_layouts=KERAS)
+
+
 @raw("Transpose")
 def convert_transpose(spec: LayerSpec) -> Converted:
     perm = const_operand(spec, 1, "the permutation").reshape(-1).tolist()
@@ -547,8 +556,8 @@ def convert_gather(spec: LayerSpec) -> Converted:
         slots, consts = _slots(spec)
         return Converted(TFFunction("GatherV2", slots, consts, axis=0), input_layouts=KERAS, output_layouts=KERAS)
     axis = int(const_operand(spec, 2, "the axis"))
-    params = operand(spec, 0)
-    rank = len(params.shape) if params is not None else len(spec.input_shape)
+    params = spec.config["operands"][0]  # (its shape only: the weight is read once, by _slots)
+    rank = len(params["shape"]) if "input" not in params else len(spec.input_shape)
     slots, consts = _slots(spec, skip=(2,))
     return Converted(TFFunction("GatherV2", slots, consts, axis=axis % rank), input_layouts=KERAS,
                      output_layouts=KERAS)
