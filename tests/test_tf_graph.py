@@ -302,8 +302,9 @@ def test_checkpoint_prefix_is_a_directory(tf1, tmp_path):
 
 @pytest.mark.parametrize("control_flow_v2", [True, False])
 def test_tf1_graph_while_loop(tmp_path, control_flow_v2):
-    """A tf.compat.v1 graph's `tf.while_loop` (frozen .pb): a `While` op with its functions converts; TF 1 loop
-    frames (control flow v1: Enter / Exit / NextIteration) are refused by name, with the reason."""
+    """A tf.compat.v1 graph's `tf.while_loop` whose body reads a resource variable, saved as a checkpoint: a
+    `While` op with its functions converts (the variable fed to the body as its value); TF 1 loop frames
+    (control flow v1: Enter / Exit / NextIteration) are refused by name, with the reason."""
     import tensorflow as tf
 
     from tf2torch.errors import UnsupportedLayerError
@@ -315,21 +316,23 @@ def test_tf1_graph_while_loop(tmp_path, control_flow_v2):
         graph = tf.Graph()
         with graph.as_default():
             x = v1.placeholder(tf.float32, [None, 4], name="x")
-            w = tf.constant(np.random.default_rng(0).standard_normal((4, 4)).astype("float32"))
+            w = v1.get_variable("w", [4, 4], use_resource=True)
             _, y = tf.while_loop(lambda i, h: i < 3, lambda i, h: (i + 1, tf.tanh(tf.matmul(h, w) + x)), [0, x],
                                  name="loop")
             y = tf.identity(y, name="y")
+            saver = v1.train.Saver()
             inputs = image_batch((2, 4))
             with v1.Session(graph=graph) as session:
+                session.run(v1.global_variables_initializer())
                 reference = session.run(y, {x: inputs})
+                saver.save(session, str(tmp_path / "model.ckpt"))
     finally:
         v1.enable_control_flow_v2()
-    (tmp_path / "loop.pb").write_bytes(graph.as_graph_def().SerializeToString())
     if not control_flow_v2:
         with pytest.raises(UnsupportedLayerError, match=r"\(operation tf\.raw>While: a TF 1 while loop"):
-            tf2torch.convert(tmp_path / "loop.pb", outputs=["y:0"])
+            tf2torch.convert(tmp_path, outputs=["y:0"])
         return
-    module = tf2torch.convert(tmp_path / "loop.pb", outputs=["y:0"])  # (the loop's other outputs are sinks too)
+    module = tf2torch.convert(tmp_path, outputs=["y:0"])  # (the loop's other outputs are sinks too)
     assert_matches(torch_outputs(module, [inputs], "keras"), [reference], what="TF1 While")
 
 

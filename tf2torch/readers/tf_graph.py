@@ -348,8 +348,9 @@ class Walker:
             node = self.nodes[t[0]]
             if node.op not in ("Placeholder", "PlaceholderWithDefault"):
                 raise Tf2TorchError(f"--constant {name}: {t[0]} is a {node.op}, not a placeholder")
-            dtype = self.tf_tensor(t).dtype.as_numpy_dtype
-            self.fed[t[0]] = np.asarray(value, dtype=dtype)
+            dtype = self.tf_tensor(t).dtype
+            # (a resource argument of a loop body is fed the variable's value: its read is the value)
+            self.fed[t[0]] = np.asarray(value) if dtype == self.tf.resource else np.asarray(value, dtype.as_numpy_dtype)
 
     # the forward pass over the backward cone -------------------------------------------------------------------
     def cone(self, outputs: list[Tensor], stop: set[str]) -> list[str]:
@@ -451,7 +452,7 @@ class Walker:
                 self.values[(name, 0)] = self._variable(name)
                 self.state[name] = "const"
                 continue
-            if node.op == "ReadVariableOp" and self.nodes[ins[0][0]].op in VARIABLE_OPS:
+            if node.op == "ReadVariableOp" and (self.nodes[ins[0][0]].op in VARIABLE_OPS or ins[0][0] in self.fed):
                 self.alias[(name, 0)] = ins[0]
                 self.state[name] = "const"
                 continue
