@@ -90,6 +90,8 @@ def test_keras3_exported_rnn(tmp_path, cell, return_sequences, steps):
     module = tf2torch.convert(tmp_path / "exported")
     assert len(loops_in(module)) == 1
     assert_matches(torch_outputs(module, [x], "keras"), [np.asarray(model(x))], what=f"Keras 3 {cell}")
+    report = tf2torch.verify(tmp_path / "exported", module, inputs=[x])
+    assert report.ok, [(r.node, r.status) for r in report.layers]
 
 
 @pytest.mark.parametrize("build", [bidirectional_rnn, stacked_backwards_rnn, masked_rnn])
