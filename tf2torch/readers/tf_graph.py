@@ -16,7 +16,9 @@ What happens to the graph, in order (all in memory; the files are never changed)
    (dropout's ``RandomUniform``, batch-norm moment updates, ``Assert``) are never converted;
 5. ops whose inputs are all constant are folded by TensorFlow itself (one session over the constant
    sub-graph); each remaining op becomes an IR node of class ``tf.raw>OpType`` whose constant operands are
-   inline (small) or weights (large), converted by ``tf2torch/ops/tf_raw.py``.
+   inline (small) or weights (large), converted by ``tf2torch/ops/tf_raw.py``;
+6. a TF 2 ``While`` carries its ``cond`` and ``body`` functions walked the same way (``readers/tf_loops.py``);
+   TensorLists are never folded (they have no numpy value) but converted.
 Control dependencies are ignored: they order side effects (updates, asserts), never values.
 """
 
