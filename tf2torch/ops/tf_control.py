@@ -20,10 +20,11 @@ from ..readers.savedmodel_traced import TRACED_LAYER
 from .tf_raw import TORCH_DTYPES, _slots, attr, operand, raw, tensor
 
 
-def function_module(spec: LayerSpec, part: str, examples: list[torch.Tensor],
+def function_module(spec: LayerSpec, part: str, examples: list[list[torch.Tensor]],
                     graph_json: dict[str, Any] | None = None) -> torch.nn.Module:
     """A function's sub-IR (the loop's ``part``, ``cond`` or ``body``, unless ``graph_json`` is given) assembled
-    on ``examples`` (its inputs, in TF's layout); its weights are the node's ``<part>/<op>/<name>``."""
+    on ``examples`` (per input, its values at each stand-in size, in TF's layout: a dimension that differs is
+    open for the function's converters too); its weights are the node's ``<part>/<op>/<name>``."""
     from ..assemble import Assembler, TensorState
     from ..naming import legal_segment
 
@@ -34,26 +35,26 @@ def function_module(spec: LayerSpec, part: str, examples: list[torch.Tensor],
 
     class FunctionAssembler(Assembler):
         def add_inputs(self) -> None:
-            for ref, value in zip(self.graph.inputs, examples):
+            count = max((len(e) for e in examples), default=1)  # every input at every stand-in size
+            for ref, values in zip(self.graph.inputs, examples):
+                value = list(values) + [values[-1]] * (count - len(values))
                 layer = self.graph.node(ref.node).layer
                 self.input_names.append(layer)
                 node = self.fx.placeholder(self.names.unique("<inputs>", legal_segment(layer)))
                 node.meta["tf2torch"] = {"keras_node": ref.node, "layer": layer, "class_name": "InputLayer",
                                          "layouts": [KERAS]}
-                self.states[ref] = TensorState(node, KERAS, [value])
+                self.states[ref] = TensorState(node, KERAS, list(value))
 
     return FunctionAssembler(graph, "keras").build()
 
 
-def loop_example(spec: LayerSpec, k: int) -> torch.Tensor:
-    """Run-time input ``k`` as the loop's functions see it: in TF's layout."""
-    value = spec.input_examples[k]
+def loop_example(spec: LayerSpec, k: int) -> list[torch.Tensor]:
+    """Run-time input ``k`` as the function sees it (in TF's layout), at each stand-in size."""
     layout = spec.input_layouts[k]
     if not isinstance(layout, str):
-        spec.fail("a loop variable arrives flattened channels-first; tf2torch cannot run the loop on it")
-    if normalize(layout, value.dim()) == CHANNELS_FIRST:
-        value = value.permute(to_keras_perm(value.dim()))
-    return value
+        spec.fail("an input arrives flattened channels-first; tf2torch cannot run a TF function on it")
+    return [v.permute(to_keras_perm(v.dim())) if normalize(layout, v.dim()) == CHANNELS_FIRST else v
+            for v in spec.input_examples[k]]
 
 
 @raw("While", "StatelessWhile")
@@ -75,7 +76,7 @@ def convert_while(spec: LayerSpec) -> Converted:
         value = tensor(operand(spec, i))
         slots.append(("const", len(consts)))
         consts.append(value)
-        examples.append(value)
+        examples.append([value])
     cond = function_module(spec, "cond", examples)
     body = function_module(spec, "body", examples)
     return Converted(TFWhile(cond, body, slots, consts, loop["changing"]), input_layouts=KERAS,
