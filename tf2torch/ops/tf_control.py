@@ -112,4 +112,11 @@ def convert_traced_layer(spec: LayerSpec) -> Converted:
         spec.fail(f"the traced call takes {len(graph['inputs'])} tensors, the layer is called with "
                   f"{len(spec.input_examples)}")
     examples = [loop_example(spec, k) for k in range(len(spec.input_examples))]
+    for ref, values in zip(graph["inputs"], examples):  # a trace holds for the shapes it was traced with
+        traced = graph["layers"][ref["node"]]["config"]["batch_shape"]
+        for value in values:
+            if traced is not None and (len(traced) != value.dim() or any(
+                    t is not None and i > 0 and t != d for i, (t, d) in enumerate(zip(traced, value.shape)))):
+                spec.fail(f"the layer's saved call function was traced for inputs of shape {traced}, the layer is "
+                          f"called on {[None, *value.shape[1:]]}; TensorFlow cannot run it on that shape either")
     return Converted(function_module(spec, "call", examples, graph), input_layouts=KERAS, output_layouts=KERAS)
