@@ -162,19 +162,50 @@ def test_keras3_export(tmp_path, layout):
 
 def test_tf_keras_saved_model_with_custom_layer(tmp_path):
     """A custom layer tf2torch has no converter for, whose class exists only in the script that saved the
-    model: the model converts from its traced serving signature, in a process that never saw that class."""
+    model: the model comes from its Keras config, the custom layer from its own traced call function, one
+    submodule named after it; converted, inspected and verified in processes that never saw that class."""
     import tf_keras
 
     model = custom_layer_model(tf_keras)
     saved = tmp_path / "custom"
     model.save(str(saved))
     x = image_batch((2, 10, 10, 3))
+
     proc = subprocess.run([sys.executable, "-m", "tf2torch", "convert", str(saved), str(tmp_path / "out.pt")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     module = tf2torch.load(tmp_path / "out.pt")
     assert_matches(torch_outputs(module, [x], "channels_first"), [model(x).numpy()], what="custom layer")
-    assert any("gated" in key.split("/") for key in module.tf2torch_meta["graph"]["layers"])  # any model name
+    layers = module.tf2torch_meta["graph"]["layers"]
+    assert {k: v["class_name"] for k, v in layers.items()} == {
+        "image": "InputLayer", "conv": "Conv2D", "gated": "tf.traced>KerasLayer", "gap": "GlobalAveragePooling2D",
+        "head": "Dense"}
+    assert layers["gated"]["config"]["keras_class_name"] == "GatedScale"
+    assert sorted(module.tf2torch_meta["submodules"]) == ["conv", "gap", "gated", "head"]
+    from click.testing import CliRunner
+
+    from tf2torch.cli import main
+
+    # (in this process too the class is unknown to Keras: it was never registered, and it is local to a function)
+    result = CliRunner().invoke(main, ["inspect", str(saved)])
+    assert result.exit_code == 0 and "gated  tf.traced>KerasLayer" in result.output, result.output
+    result = CliRunner().invoke(main, ["verify", str(saved), str(tmp_path / "out.pt")])
+    assert result.exit_code == 0 and "gated" in result.output and "OK:" in result.output, result.output
+
+
+def test_tf_keras_saved_model_lambda_from_its_trace(tmp_path):
+    """A Lambda's bytecode is never run: in a SavedModel its traced call function converts instead."""
+    import tf_keras
+
+    inputs = tf_keras.Input((6,), name="features")
+    h = tf_keras.layers.Dense(4, name="dense")(inputs)
+    h = tf_keras.layers.Lambda(lambda t: t * t * 0.5 - t[:, :1], name="fn")(h)  # (no globals: tf_keras saves it)
+    model = tf_keras.Model(inputs, h)
+    model.save(str(tmp_path / "saved"))
+    x = image_batch((3, 6))
+    module = tf2torch.convert(tmp_path / "saved")
+    assert module.tf2torch_meta["graph"]["layers"]["fn"]["class_name"] == "tf.traced>KerasLayer"
+    assert_matches(torch_outputs(module, [x], "keras"), [model(x).numpy()], what="Lambda from its trace")
 
 
 @pytest.mark.slow
@@ -223,6 +254,15 @@ def test_cli_convert_inspect_verify_checkpoint(tf1, tmp_path):
     assert "conv1/Conv2D" in result.output and "dw/depthwise" in result.output and "OK:" in result.output
 
 
+def test_verify_float64_tells_round_off(tf1):
+    """`--dtype both` on a TF graph: TensorFlow runs the same graph retyped to float64 (batch norm as its affine
+    form, for want of a float64 kernel); every float64 error is float64 round-off."""
+    report = tf2torch.verify(tf1["dir"], dtype="both", tf_options={"constants": CONSTANTS})
+    assert report.ok
+    assert "bn/cond_1/FusedBatchNormV3_1" in [r.node for r in report.layers]
+    assert all(r.float64 is not None and r.float64.max_rel_error < 1e-12 for r in report.layers), report.layers
+
+
 def test_verify_saved_models(tf_module):
     report = tf2torch.verify(tf_module["dir"])
     assert report.ok and len(report.layers) == 7
@@ -260,17 +300,40 @@ def test_checkpoint_prefix_is_a_directory(tf1, tmp_path):
     assert_matches(outputs_of(module, tf1["inputs"], "channels_first"), [tf1["reference"]], what="dir prefix")
 
 
-def test_traced_while_loop_refused_by_name(tmp_path):
-    """A Keras 3 RNN exported as a SavedModel is a `While` loop in the graph: refused by name, with the reason."""
-    import keras
+@pytest.mark.parametrize("control_flow_v2", [True, False])
+def test_tf1_graph_while_loop(tmp_path, control_flow_v2):
+    """A tf.compat.v1 graph's `tf.while_loop` whose body reads a resource variable, saved as a checkpoint: a
+    `While` op with its functions converts (the variable fed to the body as its value); TF 1 loop frames
+    (control flow v1: Enter / Exit / NextIteration) are refused by name, with the reason."""
+    import tensorflow as tf
 
     from tf2torch.errors import UnsupportedLayerError
 
-    inputs = keras.Input((5, 3))
-    model = keras.Model(inputs, keras.layers.SimpleRNN(4, name="rnn")(inputs))
-    model.export(str(tmp_path / "rnn"), verbose=False)
-    with pytest.raises(UnsupportedLayerError, match=r"while \(operation tf\.raw>While: a while loop"):
-        tf2torch.convert(tmp_path / "rnn")
+    v1 = tf.compat.v1
+    if not control_flow_v2:
+        v1.disable_control_flow_v2()
+    try:
+        graph = tf.Graph()
+        with graph.as_default():
+            x = v1.placeholder(tf.float32, [None, 4], name="x")
+            w = v1.get_variable("w", [4, 4], use_resource=True)
+            _, y = tf.while_loop(lambda i, h: i < 3, lambda i, h: (i + 1, tf.tanh(tf.matmul(h, w) + x)), [0, x],
+                                 name="loop")
+            y = tf.identity(y, name="y")
+            saver = v1.train.Saver()
+            inputs = image_batch((2, 4))
+            with v1.Session(graph=graph) as session:
+                session.run(v1.global_variables_initializer())
+                reference = session.run(y, {x: inputs})
+                saver.save(session, str(tmp_path / "model.ckpt"))
+    finally:
+        v1.enable_control_flow_v2()
+    if not control_flow_v2:
+        with pytest.raises(UnsupportedLayerError, match=r"\(operation tf\.raw>While: a TF 1 while loop"):
+            tf2torch.convert(tmp_path, outputs=["y:0"])
+        return
+    module = tf2torch.convert(tmp_path, outputs=["y:0"])  # (the loop's other outputs are sinks too)
+    assert_matches(torch_outputs(module, [inputs], "keras"), [reference], what="TF1 While")
 
 
 def test_damaged_graph_files_one_line(tmp_path):

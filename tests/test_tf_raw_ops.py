@@ -35,6 +35,14 @@ def cases(tf):
         "conv3d_same": ((2, 4, 6, 6, 3), lambda x: tf.nn.conv3d(x, W["k3"], [1, 1, 2, 2, 1], "SAME")),
         "conv_transpose_same": (X4, lambda x: tf.nn.conv2d_transpose(
             x, W["kt"], tf.stack([tf.shape(x)[0], 16, 16, 5]), 2, "SAME")),
+        "conv_transpose_explicit": (X4, lambda x: tf.nn.conv2d_transpose(
+            x, W["kt"], tf.stack([tf.shape(x)[0], 16, 15, 5]), 2, [[0, 0], [1, 0], [1, 2], [0, 0]])),
+        "tf1_spellings": (X4, lambda x: tf.raw_ops.Concat(concat_dim=3, values=[
+            tf.raw_ops.BiasAddV1(value=x, bias=W["offset"]),
+            tf.raw_ops.FusedBatchNorm(x=x, scale=W["scale"], offset=W["offset"], mean=W["mean"], variance=W["var"],
+                                      epsilon=1e-3, is_training=False)[0]])
+            + tf.raw_ops.BatchMatMul(x=x, y=x[:, :, :4], adj_y=True)[..., :1]
+            + tf.raw_ops.Gather(params=x, indices=[1, 0])[:1, ..., :1]),
         "pools": (X4, lambda x: tf.nn.avg_pool2d(x, 3, 2, "SAME") + tf.nn.max_pool2d(x, 3, 2, "SAME")),
         "pool_valid_3d": ((2, 4, 6, 6, 3), lambda x: tf.nn.max_pool3d(x, 2, 2, "VALID") * 2.0),
         "batch_norm_inference": (X4, lambda x: tf.compat.v1.nn.fused_batch_norm(
@@ -87,7 +95,8 @@ def frozen_pb(tf, fn, shape, path):
 
 
 CASES = ["conv_valid_dilated", "conv_same_stride2_even_kernel", "conv_explicit", "depthwise_stride2",
-         "conv3d_same", "conv_transpose_same", "pools", "pool_valid_3d", "batch_norm_inference", "batch_norm_nchw",
+         "conv3d_same", "conv_transpose_same", "conv_transpose_explicit", "tf1_spellings",
+         "pools", "pool_valid_3d", "batch_norm_inference", "batch_norm_nchw",
          "resize_bilinear_half_pixel", "resize_bilinear_align_corners", "resize_bilinear_legacy", "resize_nearest",
          "pads", "strided_slices", "slice_shrink_newaxis", "shape_ops", "flatten_dynamic", "squeeze_expand_tile",
          "stack_unstack_split", "splitv_gather", "reductions", "mean_channels", "elementwise", "select", "matmuls",

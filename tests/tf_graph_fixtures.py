@@ -196,3 +196,63 @@ def nested_recurrent(k):
     h = inner(inputs)
     h = k.layers.LSTM(7, name="lstm")(h)
     return k.Model(inputs, k.layers.Dense(3, name="head")(h), name="nested_recurrent")
+
+
+def while_loop_module(directory: Path, unsupported_in_body: bool = False) -> dict:
+    """A ``tf.Module`` SavedModel whose signature runs a ``tf.while_loop`` (a hand-written recurrence over the
+    time axis, with a captured weight, a data-dependent trip count and a TensorArray of the steps)."""
+    import tensorflow as tf
+
+    class Recurrence(tf.Module):
+        def __init__(self):
+            rng = np.random.default_rng(2)
+            self.w = tf.Variable(rng.standard_normal((4, 4)).astype("float32") * 0.5, name="recurrent")
+            self.u = tf.Variable(rng.standard_normal((3, 4)).astype("float32"), name="input_kernel")
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.float32, name="sequence")])
+        def __call__(self, x):
+            steps = tf.shape(x)[1]
+            outputs = tf.TensorArray(tf.float32, size=steps)
+            h = tf.zeros([tf.shape(x)[0], 4])
+
+            def body(t, h, outputs):
+                h = tf.tanh(tf.matmul(x[:, t], self.u) + tf.matmul(h, self.w))
+                if unsupported_in_body:
+                    h = tf.math.cumsum(h, axis=1)
+                return t + 1, h, outputs.write(t, h)
+
+            _, h, outputs = tf.while_loop(lambda t, h, o: t < steps, body, [0, h, outputs])
+            return {"last": h, "sequence": tf.transpose(outputs.stack(), [1, 0, 2])}
+
+    module = Recurrence()
+    tf.saved_model.save(module, str(directory), signatures=module.__call__)
+    inputs = image_batch((2, 6, 3), seed=4)
+    out = module(inputs)
+    return {"dir": directory, "inputs": inputs, "reference": [out["last"].numpy(), out["sequence"].numpy()]}
+
+
+def recurrent_model(k, cell: str, return_sequences: bool, steps: int | None):
+    inputs = k.Input((steps, 3), name="sequence")
+    h = getattr(k.layers, cell)(5, return_sequences=return_sequences, name="rnn")(inputs)
+    return k.Model(inputs, k.layers.Dense(2, name="head")(h), name="recurrent")
+
+
+def bidirectional_rnn(k):
+    inputs = k.Input((6, 3), name="sequence")
+    return k.Model(inputs, k.layers.Bidirectional(k.layers.LSTM(4, return_sequences=True), name="bidi")(inputs))
+
+
+def stacked_backwards_rnn(k):
+    inputs = k.Input((6, 3), name="sequence")
+    h = k.layers.GRU(4, return_sequences=True, name="gru")(inputs)
+    return k.Model(inputs, k.layers.LSTM(3, go_backwards=True, name="lstm")(h))
+
+
+def masked_rnn(k):
+    """Token ids with padding: Embedding(mask_zero) → LSTM, whose traced body selects with the mask."""
+    inputs = k.Input((6,), dtype="int32", name="tokens")
+    h = k.layers.Embedding(8, 3, mask_zero=True, name="embedding")(inputs)
+    return k.Model(inputs, k.layers.LSTM(4, name="lstm")(h))
+
+
+TOKENS = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 6, 7, 1, 0]], dtype="int32")

@@ -64,7 +64,7 @@ class TensorState:
     def keras_shape(self) -> tuple[int | None, ...]:
         shapes = [L.keras_shape(tuple(e.shape), self.layout) for e in self.examples]
         dims = [a if all(s[i] == a for s in shapes) else None for i, a in enumerate(shapes[0])]
-        return (None, *dims[1:])
+        return (None, *dims[1:]) if dims else ()  # (a scalar, in a TF graph, has no batch axis)
 
 
 def example(state: TensorState, variant: int) -> torch.Tensor:
@@ -356,7 +356,7 @@ class Assembler:
             input_shapes=[s.keras_shape for s in inputs], input_layouts=[s.layout for s in inputs],
             input_dtypes=[s.examples[0].dtype for s in inputs], keras_version=self.graph.keras_version,
             weight_handles=layer.weights, call_kwargs=node.kwargs,
-            tensor_kwarg_names=list(node.tensor_kwargs), _load=load)
+            tensor_kwarg_names=list(node.tensor_kwargs), _load=load, input_examples=[s.examples for s in inputs])
         fn = registry.converter_for(layer.class_name)
         assert fn is not None
         with skip_random_init(), registry.weight_dtype(dtype or torch.float32):

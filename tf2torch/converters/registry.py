@@ -92,6 +92,10 @@ class LayerSpec:
     call_kwargs: dict[str, Any] = field(default_factory=dict)
     tensor_kwarg_names: list[str] = field(default_factory=list)
     _load: Callable[[Weight], np.ndarray] | None = None
+    # The example tensors the layer is being built with, per input one per stand-in size (as delivered, before
+    # layout changes): for converters of graph functions (a TF ``While`` body) that build their own sub-module
+    # on the values their inputs take.
+    input_examples: list[list[torch.Tensor]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, TrackedConfig):

@@ -39,7 +39,8 @@ def _truncate_div(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "Add": torch.add, "AddV2": torch.add, "BiasAdd": torch.add, "Sub": torch.sub, "Mul": torch.mul,
+    "Add": torch.add, "AddV2": torch.add, "BiasAdd": torch.add, "BiasAddV1": torch.add, "Sub": torch.sub,
+    "Mul": torch.mul,
     "RealDiv": torch.div, "Div": _truncate_div, "FloorDiv": _floor_div, "FloorMod": torch.remainder,
     "Maximum": torch.maximum, "Minimum": torch.minimum, "Pow": torch.pow,
     "SquaredDifference": lambda x, y: torch.square(x - y), "DivNoNan": _div_no_nan,
@@ -132,6 +133,8 @@ class TFFunction(Operands):
             if p.get("adj_y"):
                 b = b.transpose(-1, -2)
             return torch.matmul(a, b)
+        if op == "ReverseV2":
+            return torch.flip(args[0], p["axes"]) if p["axes"] else args[0]
         if op == "Pack":
             return torch.stack([a.to(args[0].dtype) for a in args], dim=p["axis"])
         if op == "ConcatV2":
@@ -287,6 +290,43 @@ class TFSlice(nn.Module):
         return str(self.spec)
 
 
+def strided_slice_spec(begin: Sequence[int], end: Sequence[int], strides: Sequence[int],
+                       masks: dict[str, int]) -> list[Any]:
+    """[TF] ``strided_slice`` masks → one entry per slicing axis (see ``TFSlice``)."""
+    spec: list[Any] = []
+    for i, (b, e, s) in enumerate(zip(begin, end, strides)):
+        bit = 1 << i
+        if masks["ellipsis_mask"] & bit:
+            spec.append(("ellipsis",))
+        elif masks["new_axis_mask"] & bit:
+            spec.append(("new",))
+        elif masks["shrink_axis_mask"] & bit:
+            spec.append(("index", int(b)))
+        else:
+            spec.append(("slice", None if masks["begin_mask"] & bit else int(b),
+                         None if masks["end_mask"] & bit else int(e), int(s)))
+    return spec
+
+
+class TFDynamicSlice(Operands):
+    """``StridedSlice`` whose begin / end / strides are computed at run time (``x[:, t]`` in a loop body): the
+    slice is built from their values on each call, with TF's masks, as ``TFSlice`` does for constant bounds."""
+
+    def __init__(self, masks: dict[str, int], slots: Sequence[tuple[str, int]], consts: Sequence[torch.Tensor]):
+        super().__init__(slots, consts)
+        self.masks = dict(masks)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        x, begin, end, strides = self.gather(inputs)
+        bounds = [[int(v) for v in t.reshape(-1).tolist()] for t in (begin, end, strides)]
+        if any(s == 0 for s in bounds[2]):
+            raise ValueError("StridedSlice: stride 0")
+        return TFSlice(strided_slice_spec(*bounds, self.masks))(x)
+
+    def extra_repr(self) -> str:
+        return str(self.masks)
+
+
 def _index_dims(index: list[Any], rank: int) -> list[int]:
     """The input axis each entry of a basic index addresses (None / new axes address none)."""
     dims, axis = [], 0
@@ -440,3 +480,72 @@ class TFArgMax(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (torch.argmin if self.smallest else torch.argmax)(x, dim=self.axis).to(self.dtype)
+
+
+class TFTensorList(Operands):
+    """TensorList ops ([TF] ``list_kernels.h``) on a list held as one stacked tensor ``[n, *element_shape]``:
+    ``TensorListReserve`` (zeros; an element shape TF leaves open is taken from the first item set),
+    ``TensorListFromTensor`` / ``TensorListStack`` (the tensor itself), ``TensorListGetItem``,
+    ``TensorListSetItem`` (out of place, as TF's value semantics), ``TensorListLength``."""
+
+    def __init__(self, op: str, slots: Sequence[tuple[str, int]], consts: Sequence[torch.Tensor],
+                 dtype: torch.dtype = torch.float32):
+        super().__init__(slots, consts)
+        self.op = op
+        self.dtype = dtype
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        args = self.gather(inputs)
+        op = self.op
+        if op == "TensorListReserve":
+            shape = [int(s) for s in args[0].reshape(-1).tolist()]
+            if args[0].dim() == 0:  # unknown rank: shaped by the first item set
+                shape = [0]
+            return torch.zeros((int(args[1]), *[max(s, 0) for s in shape]), dtype=self.dtype)
+        if op in ("TensorListFromTensor", "TensorListStack"):
+            return args[0]
+        if op == "TensorListLength":
+            return torch.tensor(args[0].shape[0], dtype=torch.int32)
+        index = args[1].reshape(1).long()
+        if op == "TensorListGetItem":
+            return torch.index_select(args[0], 0, index).squeeze(0)
+        stacked, item = args[0], args[2]
+        if stacked.shape[1:] != item.shape and stacked.numel() == 0:  # an open element shape, now known
+            stacked = stacked.new_zeros((stacked.shape[0], *item.shape))
+        if stacked.is_floating_point() and item.is_floating_point() and stacked.dtype != item.dtype:
+            stacked = stacked.to(item.dtype)  # a module moved to float64 computes its items in float64
+        return stacked.index_put((index,), item.unsqueeze(0).to(stacked.dtype))
+
+    def extra_repr(self) -> str:
+        return self.op
+
+
+class TFWhile(Operands):
+    """``While`` / ``StatelessWhile``: ``body`` runs while ``cond`` is true on the loop variables ([TF]
+    ``ops/while_v2.py``; ``maximum_iterations`` is part of ``cond`` there). ``slots`` hold each loop variable's
+    initial value: a run-time input, a constant buffer, or ``("fed", 0)`` for a constant the functions were built
+    with. ``cond`` and ``body`` take the other variables in order; ``body`` returns the new values of the
+    variables listed in ``changing`` (the rest are invariant). Returns every variable (fed ones as empty
+    tensors: the graph reads their constant directly)."""
+
+    def __init__(self, cond: nn.Module, body: nn.Module, slots: Sequence[tuple[str, int]],
+                 consts: Sequence[torch.Tensor], changing: Sequence[int]):
+        super().__init__([s for s in slots if s[0] != "fed"], consts)
+        self.cond = cond
+        self.body = body
+        self.fed = [i for i, s in enumerate(slots) if s[0] == "fed"]
+        self.count = len(slots)
+        self.changing = [int(i) for i in changing]
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        given = iter(self.gather(inputs))
+        values: list[Any] = [None if i in self.fed else next(given) for i in range(self.count)]
+        live = [i for i in range(self.count) if i not in self.fed]
+        while True:
+            args = [values[i] for i in live]
+            if not bool(self.cond(*args)):
+                break
+            out = self.body(*args)
+            for i, value in zip(self.changing, out if isinstance(out, (tuple, list)) else (out,)):
+                values[i] = value
+        return tuple(torch.empty(0) if v is None else v for v in values)

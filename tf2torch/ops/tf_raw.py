@@ -30,6 +30,7 @@ from ..nn.tf_ops import (
     TFBinary,
     TFCast,
     TFConvTranspose,
+    TFDynamicSlice,
     TFFunction,
     TFPad,
     TFPermute,
@@ -41,6 +42,7 @@ from ..nn.tf_ops import (
     TFSplit,
     TFSqueeze,
     TFUnary,
+    strided_slice_spec,
 )
 
 RAW = "tf.raw>"
@@ -163,7 +165,8 @@ def convert_unary(spec: LayerSpec) -> Converted:
 @raw(*BINARY)
 def convert_binary(spec: LayerSpec) -> Converted:
     op = spec.config["op"]
-    if op == "BiasAdd":
+    attr(spec, "incompatible_shape_error")  # Equal / NotEqual: whether TF raises on shapes that do not broadcast
+    if op in ("BiasAdd", "BiasAddV1"):  # (TF 1's BiasAddV1: NHWC, no data_format)
         return convert_bias_add(spec)
     a, b = operand(spec, 0), operand(spec, 1)
     if a is not None and b is not None:
@@ -278,11 +281,17 @@ def convert_conv_transpose(spec: LayerSpec) -> Converted:
     dilation = spatial_attr(spec, "dilations", n)
     k = kernel.shape[:n]
     padding = attr(spec, "padding", "VALID")
-    attr(spec, "explicit_paddings")
-    if padding not in ("SAME", "VALID"):
+    flat = [int(v) for v in attr(spec, "explicit_paddings", [])]
+    if padding == "SAME":
+        starts = [tf_same_padding(int(s), int(kk), st, d)[0] for s, kk, st, d in zip(spatial, k, stride, dilation)]
+    elif padding == "VALID":
+        starts = [0] * n
+    elif padding == "EXPLICIT":  # the forward conv padded (before, after): the gradient starts at ``before``
+        pairs = [flat[2 * i:2 * i + 2] for i in range(len(flat) // 2)]
+        starts = [p[0] for p in (pairs[1:1 + n] if nhwc(spec) else pairs[2:2 + n])]
+    else:
         spec.fail(f"padding {padding!r} is not supported")
-    crop = [(tf_same_padding(int(s), int(kk), st, d)[0] if padding == "SAME" else 0, int(s))
-            for s, kk, st, d in zip(spatial, k, stride, dilation)]
+    crop = [(start, int(s)) for start, s in zip(starts, spatial)]
     weight = transposed_kernel_to_iohw(kernel)
     conv = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[n](
         weight.shape[0], weight.shape[1], tuple(k), stride=stride, dilation=dilation, bias=False)
@@ -409,6 +418,14 @@ def convert_shape(spec: LayerSpec) -> Converted:
     return Converted(TFShape(dtype, order), input_layouts=layout, output_layouts=KERAS)
 
 
+@raw("ReverseV2")
+def convert_reverse(spec: LayerSpec) -> Converted:
+    rank = len(spec.input_shape)
+    axes = [int(a) % rank for a in const_operand(spec, 1, "the axes").reshape(-1)]
+    return Converted(TFFunction("ReverseV2", [("input", 0)], [], axes=axes), input_layouts=KERAS,
+                     output_layouts=KERAS)
+
+
 @raw("Transpose")
 def convert_transpose(spec: LayerSpec) -> Converted:
     perm = const_operand(spec, 1, "the permutation").reshape(-1).tolist()
@@ -429,17 +446,20 @@ def convert_expand_dims(spec: LayerSpec) -> Converted:
     return Converted(TFSqueeze([axis % (rank + 1)], expand=True), input_layouts=KERAS, output_layouts=KERAS)
 
 
-@raw("ConcatV2")
+@raw("ConcatV2", "Concat")
 def convert_concat(spec: LayerSpec) -> Converted:
+    """``ConcatV2`` (values, then the axis) and TF 1's ``Concat`` (the axis first)."""
     count = n_operands(spec) - 1
-    axis = int(const_operand(spec, count, "the axis"))
+    at = 0 if spec.config["op"] == "Concat" else count
+    values = [i for i in range(count + 1) if i != at]
+    axis = int(const_operand(spec, at, "the axis"))
     rank = len(spec.input_shape)
     layouts = set(spec.input_layouts)
     layout = KERAS
-    all_inputs = all("input" in spec.config["operands"][i] for i in range(count))
+    all_inputs = all("input" in spec.config["operands"][i] for i in values)
     if all_inputs and len(layouts) == 1 and isinstance(spec.input_layout, str):
         layout = spec.input_layout
-    slots, consts = _slots(spec, skip=(count,))
+    slots, consts = _slots(spec, skip=(at,))
     dim = keras_axis_in_layout(axis % rank, rank, layout)
     return Converted(TFFunction("ConcatV2", slots, consts, axis=dim), input_layouts=layout, output_layouts=layout)
 
@@ -481,29 +501,17 @@ def convert_split(spec: LayerSpec) -> Converted:
     return Converted(TFSplit(sizes, axis), input_layouts=KERAS, output_layouts=KERAS)
 
 
-def strided_slice_spec(begin: list[int], end: list[int], strides: list[int], masks: dict[str, int]) -> list[Any]:
-    """[TF] ``strided_slice`` masks → one entry per slicing axis (see ``TFSlice``)."""
-    spec: list[Any] = []
-    for i, (b, e, s) in enumerate(zip(begin, end, strides)):
-        bit = 1 << i
-        if masks["ellipsis_mask"] & bit:
-            spec.append(("ellipsis",))
-        elif masks["new_axis_mask"] & bit:
-            spec.append(("new",))
-        elif masks["shrink_axis_mask"] & bit:
-            spec.append(("index", int(b)))
-        else:
-            spec.append(("slice", None if masks["begin_mask"] & bit else int(b),
-                         None if masks["end_mask"] & bit else int(e), int(s)))
-    return spec
-
-
 @raw("StridedSlice")
 def convert_strided_slice(spec: LayerSpec) -> Converted:
-    begin, end, strides = (const_operand(spec, i, w).reshape(-1).tolist()
-                           for i, w in ((1, "begin"), (2, "end"), (3, "strides")))
     masks = {k: int(attr(spec, k, 0)) for k in
              ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")}
+    if any(operand(spec, i) is None for i in (1, 2, 3)):  # bounds computed at run time (``x[:, t]`` in a loop)
+        if spec.config["operands"][0].get("input") is None:
+            spec.fail("slicing a constant with bounds computed at run time")
+        slots, consts = _slots(spec)
+        return Converted(TFDynamicSlice(masks, slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+    begin, end, strides = (const_operand(spec, i, w).reshape(-1).tolist()
+                           for i, w in ((1, "begin"), (2, "end"), (3, "strides")))
     if any(s == 0 for s in strides):
         spec.fail("stride 0")
     return Converted(TFSlice(strided_slice_spec(begin, end, strides, masks)), input_layouts=KERAS,
@@ -538,13 +546,18 @@ def convert_tile(spec: LayerSpec) -> Converted:
     return Converted(TFFunction("Tile", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
 
 
-@raw("GatherV2")
+@raw("GatherV2", "Gather")
 def convert_gather(spec: LayerSpec) -> Converted:
+    """``GatherV2`` and TF 1's ``Gather`` (axis 0; ``validate_indices`` only checks)."""
     if int(attr(spec, "batch_dims", 0)) != 0:
         spec.fail("batch_dims != 0 is not supported")
+    attr(spec, "validate_indices")
+    if spec.config["op"] == "Gather":
+        slots, consts = _slots(spec)
+        return Converted(TFFunction("GatherV2", slots, consts, axis=0), input_layouts=KERAS, output_layouts=KERAS)
     axis = int(const_operand(spec, 2, "the axis"))
-    params = operand(spec, 0)
-    rank = len(params.shape) if params is not None else len(spec.input_shape)
+    params = spec.config["operands"][0]  # (its shape only: the weight is read once, by _slots)
+    rank = len(params["shape"]) if "input" not in params else len(spec.input_shape)
     slots, consts = _slots(spec, skip=(2,))
     return Converted(TFFunction("GatherV2", slots, consts, axis=axis % rank), input_layouts=KERAS,
                      output_layouts=KERAS)

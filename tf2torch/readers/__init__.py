@@ -113,6 +113,11 @@ def read_config(path: str | os.PathLike) -> object:
     kind = file_kind(path)
     path = str(path)
 
+    if kind == "savedmodel":  # a Keras SavedModel: the root model's entry in keras_metadata.pb (no TensorFlow)
+        from .savedmodel_keras import keras_metadata_config
+
+        return keras_metadata_config(Path(path))
+
     def read() -> object:
         if kind == "h5":
             file = open_h5(path)

@@ -85,12 +85,26 @@ def read_keras_metadata(path: Path) -> list[dict[str, Any]]:
     return nodes
 
 
-def read_keras_saved_model(tf: Any, directory: Path) -> KerasGraph:
+def root_metadata(directory: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The ``SavedMetadata`` nodes and the root model's metadata (``class_name``, ``config``, ...)."""
+    if not (directory / "keras_metadata.pb").is_file():
+        raise ModelFileError(f"{directory}: not a Keras SavedModel (no keras_metadata.pb)")
     nodes = read_keras_metadata(directory / "keras_metadata.pb")
     root = next((n for n in nodes if n["node_path"] == "root"), None)
     if root is None or "config" not in root["metadata"]:
         raise ModelFileError(f"{directory}: keras_metadata.pb has no root model config")
-    meta = root["metadata"]
+    return nodes, root["metadata"]
+
+
+def keras_metadata_config(directory: Path) -> dict[str, Any]:
+    """The Keras model config a SavedModel stores (``{"class_name", "config"}``), as ``.h5`` files hold it."""
+    directory = directory if directory.is_dir() else directory.parent
+    _, meta = root_metadata(directory)
+    return {"class_name": meta.get("class_name"), "config": meta["config"]}
+
+
+def read_keras_saved_model(tf: Any, directory: Path) -> KerasGraph:
+    nodes, meta = root_metadata(directory)
     model_config = {"class_name": meta.get("class_name"), "config": meta["config"]}
     keras_version = str(meta.get("keras_version") or "2")
     graph, tree = parse_model_config(model_config, keras_version, "savedmodel")
@@ -102,9 +116,11 @@ def read_keras_saved_model(tf: Any, directory: Path) -> KerasGraph:
                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     objects = _object_graph(tf, reader, directory)
     by_path = {n["node_path"]: n for n in nodes}
-    _attach(graph, tree, by_path, objects, "root")
+    paths: dict[str, str] = {}
+    _attach(graph, tree, by_path, objects, "root", paths)
     fill_shapes(graph, reader)
     graph._loader = lambda w: np.asarray(reader.get_tensor(w.key))
+    graph.__dict__["object_paths"] = paths  # layer key → its object in the SavedModel (root.layer-2)
     return graph
 
 
@@ -124,7 +140,7 @@ def _children(objects: Any, node_id: int) -> dict[str, int]:
 
 
 def _attach(graph: KerasGraph, tree: ModelTree, by_path: dict[str, dict[str, Any]], objects: Any,
-            model_path: str) -> None:
+            model_path: str, paths: dict[str, str]) -> None:
     """Give each leaf layer of ``tree`` its weights, found through the metadata node of the same name."""
     layer_paths = {n["metadata"].get("name"): p for p, n in by_path.items()
                    if p.startswith(model_path + ".") and p.count(".") == model_path.count(".") + 1}
@@ -134,10 +150,11 @@ def _attach(graph: KerasGraph, tree: ModelTree, by_path: dict[str, dict[str, Any
         if path is None:
             continue
         if sub is not None:
-            _attach(graph, sub, by_path, objects, path)
+            _attach(graph, sub, by_path, objects, path, paths)
             continue
         if key not in graph.layers:
             continue
+        paths[key] = path
         node_id = by_path[path]["node_id"]
         variables = _children(objects, node_id).get("variables")
         if variables is None:

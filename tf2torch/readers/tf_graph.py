@@ -16,7 +16,9 @@ What happens to the graph, in order (all in memory; the files are never changed)
    (dropout's ``RandomUniform``, batch-norm moment updates, ``Assert``) are never converted;
 5. ops whose inputs are all constant are folded by TensorFlow itself (one session over the constant
    sub-graph); each remaining op becomes an IR node of class ``tf.raw>OpType`` whose constant operands are
-   inline (small) or weights (large), converted by ``tf2torch/ops/tf_raw.py``.
+   inline (small) or weights (large), converted by ``tf2torch/ops/tf_raw.py``;
+6. a TF 2 ``While`` carries its ``cond`` and ``body`` functions walked the same way (``readers/tf_loops.py``);
+   TensorLists are never folded (they have no numpy value) but converted.
 Control dependencies are ignored: they order side effects (updates, asserts), never values.
 """
 
@@ -37,6 +39,7 @@ import numpy as np
 
 from ..errors import ModelFileError, Tf2TorchError, UnsupportedLayerError
 from ..graph import InputSpec, KerasGraph, Layer, Node, TensorRef, Weight
+from .tf_loops import LOOP_OP_TYPES
 from .tf_paths import checkpoint_prefix, import_tensorflow
 
 RAW = "tf.raw>"
@@ -50,8 +53,8 @@ NON_OUTPUT_OPS = frozenset({"NoOp", "Assert", "Assign", "AssignAdd", "AssignSub"
                             "AssignAddVariableOp", "AssignSubVariableOp", "SaveV2", "RestoreV2", "MergeV2Checkpoints",
                             "Const", "Placeholder", "PlaceholderWithDefault", "VariableV2", "VarHandleOp",
                             "Print", "PrintV2", "ScalarSummary", "HistogramSummary", "MergeSummary", "ImageSummary"})
-LOOP_REASON = ("a while loop (tf.while_loop, or an RNN traced into the graph) is not converted yet; a Keras RNN in "
-               "a tf_keras SavedModel converts from its Keras metadata")
+LOOP_REASON = ("a TF 1 while loop (Enter/Exit frames of control flow v1) is not converted; TF 2 While loops are "
+               "(tf.compat.v1.enable_control_flow_v2() before building the graph, or a SavedModel)")
 TRAINING_SCOPES = ("gradients", "save", "train", "optimizer", "summaries")
 
 Tensor = tuple[str, int]
@@ -128,10 +131,11 @@ def read_source(tf: Any, path: Path, kind: str, opts: TFOptions) -> TFSource:
 
 
 def keras_saved_model_or_none(tf: Any, directory: Path) -> KerasGraph | None:
-    """The Keras structure when every layer has a converter; None sends the model through its traced
-    signature instead (a custom layer whose class is not importable here converts from its own graph)."""
-    from ..converters import registry
+    """The Keras structure; a layer without a converter (a custom class whose code is not importable here, a
+    ``Lambda``) converts from its own traced call function (readers/savedmodel_traced.py). None sends the model
+    through its serving signature instead (a subclassed model, a layer saved without its functions)."""
     from .savedmodel_keras import read_keras_saved_model
+    from .savedmodel_traced import trace_layers
 
     try:
         graph = read_keras_saved_model(tf, directory)
@@ -139,10 +143,7 @@ def keras_saved_model_or_none(tf: Any, directory: Path) -> KerasGraph | None:
         if "subclassed" in str(exc) or "Lambda" in str(exc):
             return None
         raise
-    if any(layer.class_name not in ("InputLayer", "Lambda") and registry.converter_for(layer.class_name) is None
-           for layer in graph.layers.values()) or any(layer.class_name == "Lambda" for layer in graph.layers.values()):
-        return None
-    return graph
+    return graph if trace_layers(tf, directory, graph) else None
 
 
 def read_saved_model(tf: Any, directory: Path, signature: str | None) -> TFSource:
@@ -163,7 +164,9 @@ def read_saved_model(tf: Any, directory: Path, signature: str | None) -> TFSourc
     if name not in signatures:
         raise Tf2TorchError(f"{directory}: no signature {name!r}; the SavedModel has {', '.join(sorted(signatures))}")
     fn = signatures[name]
-    frozen = convert_variables_to_constants_v2(fn)
+    # Control flow is kept as TF 2 ops (If, While with their functions), not lowered to TF 1 frames, so a loop's
+    # body can be converted as a function (readers/tf_loops.py).
+    frozen = convert_variables_to_constants_v2(fn, lower_control_flow=False)
     graph_def = frozen.graph.as_graph_def()
     _, kwargs = fn.structured_input_signature
     input_keys = sorted(kwargs)
@@ -347,8 +350,9 @@ class Walker:
             node = self.nodes[t[0]]
             if node.op not in ("Placeholder", "PlaceholderWithDefault"):
                 raise Tf2TorchError(f"--constant {name}: {t[0]} is a {node.op}, not a placeholder")
-            dtype = self.tf_tensor(t).dtype.as_numpy_dtype
-            self.fed[t[0]] = np.asarray(value, dtype=dtype)
+            dtype = self.tf_tensor(t).dtype
+            # (a resource argument of a loop body is fed the variable's value: its read is the value)
+            self.fed[t[0]] = np.asarray(value) if dtype == self.tf.resource else np.asarray(value, dtype.as_numpy_dtype)
 
     # the forward pass over the backward cone -------------------------------------------------------------------
     def cone(self, outputs: list[Tensor], stop: set[str]) -> list[str]:
@@ -440,6 +444,9 @@ class Walker:
             if node.op in ("If", "StatelessIf"):
                 self._if(name, ins)
                 continue
+            if node.op in LOOP_OP_TYPES:
+                self._loop(name, ins)
+                continue
             if node.op == "Placeholder":
                 raise Tf2TorchError(f"placeholder {name} feeds the outputs but is neither an input nor a constant: "
                                     f"add it to --inputs, or fix it with --constant {name}=VALUE")
@@ -447,15 +454,40 @@ class Walker:
                 self.values[(name, 0)] = self._variable(name)
                 self.state[name] = "const"
                 continue
-            if node.op == "ReadVariableOp" and self.nodes[ins[0][0]].op in VARIABLE_OPS:
+            if node.op == "ReadVariableOp" and (self.nodes[ins[0][0]].op in VARIABLE_OPS or ins[0][0] in self.fed):
                 self.alias[(name, 0)] = ins[0]
                 self.state[name] = "const"
                 continue
             if node.op == "Const" or (ins and all(self.state[t[0]] == "const" for t in ins)
-                                      and not self._stateful(node.op)):
+                                      and not self._stateful(node.op) and not self._makes_variant(name)):
                 self.state[name] = "const"
             else:
                 self.state[name] = "dyn"
+
+    def _makes_variant(self, name: str) -> bool:
+        """A TensorList (or other variant) is never folded: it has no numpy value; its ops are converted."""
+        try:
+            return any(o.dtype == self.tf.variant for o in self.tf_graph.get_operation_by_name(name).outputs)
+        except KeyError:  # an inlined branch's op, not imported yet: its outputs' types from the op's definition
+            from tensorflow.python.framework import op_def_registry
+
+            node = self.nodes[name]
+            op_def = op_def_registry.get(node.op)
+            variant = self.tf.variant.as_datatype_enum
+            return op_def is not None and any(
+                (arg.type or (node.attr[arg.type_attr].type if arg.type_attr in node.attr else 0)) == variant
+                for arg in op_def.output_arg)
+
+    def _loop(self, name: str, ins: list[Tensor]) -> None:
+        """A ``While``: the outputs of loop variables the body returns unchanged are its inputs (so a constant
+        stays constant after the loop); the loop itself is folded when every input is constant, else converted
+        with its functions (readers/tf_loops.py)."""
+        from .tf_loops import invariant_variables
+
+        for i in invariant_variables(self, name):
+            self.alias[(name, i)] = ins[i]
+        constant = all(self.state[t[0]] == "const" for t in ins) and not self._makes_variant(name)
+        self.state[name] = "const" if constant else "dyn"
 
     def _dead(self, t: Tensor) -> bool:
         return self.state.get(t[0]) == "dead" or t[1] in self.dead_ports.get(t[0], set())
@@ -549,6 +581,7 @@ class Walker:
         if wanted:
             tf = self.tf
             graph_def = tf.compat.v1.GraphDef()
+            graph_def.library.CopyFrom(self.graph_def.library)  # the functions of loops folded here
             added: set[str] = set()
             stack = [t[0] for t in wanted]
             while stack:
@@ -666,7 +699,9 @@ def layer_keys(names: list[str]) -> dict[str, str]:
 
 
 def build_ir(walker: Walker, inputs: list[Tensor], input_names: list[str], outputs: list[Tensor],
-             output_names: list[str]) -> KerasGraph:
+             output_names: list[str], function: bool = False) -> KerasGraph:
+    """The IR of the resolved graph between ``inputs`` and ``outputs``. ``function``: the graph of a loop's
+    cond or body (inputs of any rank; its unsupported ops are returned on the graph, for the loop to list)."""
     tf = walker.tf
     outputs = [walker.resolve(o) for o in outputs]
     input_ops = {t[0] for t in inputs}
@@ -704,25 +739,37 @@ def build_ir(walker: Walker, inputs: list[Tensor], input_names: list[str], outpu
     for op_name, _ in inputs:
         t = walker.tf_tensor((op_name, 0))
         shape = t.shape.as_list() if t.shape.rank is not None else None
-        if shape is None or not shape:
+        if (shape is None or not shape) and not function:
             raise Tf2TorchError(f"input {op_name}: unknown rank or a scalar; tf2torch needs inputs with a batch axis")
         key = input_keys[op_name]
         layers[key] = Layer(key, "InputLayer", {"name": key, "tf_name": op_name,
                                                 "batch_shape": shape, "dtype": t.dtype.name})
         nodes.append(Node(key, key))  # an input's node is named like its spec, as for Keras InputLayers
-        specs.append(InputSpec(key, tuple(shape[1:]), t.dtype.name))
+        specs.append(InputSpec(key, tuple(shape[1:]) if shape else (), t.dtype.name))
     missing = []
+    loaders: dict[str, Any] = {}  # weights of loop functions, by key
+    nested: list[tuple[str, str]] = []
+    reasons: dict[str, str] = {}
     for n in ops:
         node = walker.nodes[n]
         if node.op in ("PartitionedCall", "StatefulPartitionedCall") or walker.graph_def.library and any(
                 f.signature.name == node.op for f in walker.graph_def.library.function):
             missing.append((n, node.op))
         operands, refs, weights = [], [], []
+        loop = None
+        if node.op in LOOP_OP_TYPES:
+            from .tf_loops import loop_config
+
+            loop = loop_config(walker, n, keys[n], [None if walker.state.get(walker.resolve(t)[0]) == "dyn" else
+                                                    values[walker.resolve(t)] for t in walker.data_inputs(n)])
         for i, t in enumerate(walker.data_inputs(n)):
             r = walker.resolve(t)
             if walker.state.get(r[0]) == "dyn":
                 operands.append({"input": len(refs)})
                 refs.append(TensorRef(input_keys.get(r[0], r[0]), r[1]))
+                continue
+            if loop is not None and i in loop[1]:  # a constant the loop's functions were built with
+                operands.append({"fed": True})
                 continue
             value = values[r]
             entry: dict[str, Any] = {"dtype": str(value.dtype), "shape": list(value.shape)}
@@ -745,17 +792,24 @@ def build_ir(walker: Walker, inputs: list[Tensor], input_names: list[str], outpu
             "output_dtypes": [o.dtype.name for o in op.outputs],
             "output_shapes": [o.shape.as_list() if o.shape.rank is not None else None for o in op.outputs],
         }
+        if loop is not None:
+            loop_cfg, _, loop_weights, loop_loaders, loop_unsupported, loop_reasons = loop
+            config["loop"] = loop_cfg
+            weights.extend(loop_weights)
+            loaders.update(loop_loaders)
+            nested.extend(loop_unsupported)
+            reasons.update(loop_reasons)
         key = keys[n]
         layers[key] = Layer(key, RAW + node.op, config, weights)
         nodes.append(Node(n, key, refs))
-    loops = [(n, walker.nodes[n].op) for n in ops if walker.nodes[n].op in ("While", "StatelessWhile")]
-    if missing or loops:
+    reasons.update({keys[n]: "a function call left in the graph" for n, _ in missing})
+    unsupported = []
+    if missing or nested or function:
         from ..converters import registry
 
         unsupported = [(keys[n], RAW + walker.nodes[n].op) for n in ops
-                       if registry.converter_for(RAW + walker.nodes[n].op) is None]
-        reasons = {keys[n]: "a function call left in the graph" for n, _ in missing}
-        reasons.update({keys[n]: LOOP_REASON for n, _ in loops})
+                       if registry.converter_for(RAW + walker.nodes[n].op) is None] + nested
+    if unsupported and not function:
         raise UnsupportedLayerError(unsupported, reasons)
     used_outputs: dict[str, set[int]] = {}
     for node in nodes:
@@ -770,7 +824,9 @@ def build_ir(walker: Walker, inputs: list[Tensor], input_names: list[str], outpu
                        inputs=[TensorRef(input_keys[t[0]], 0) for t in inputs],
                        outputs=[TensorRef(input_keys.get(o[0], o[0]), o[1]) for o in outputs], input_specs=specs,
                        keras_version=f"tf-{tf.__version__}", source_format=walker.source.source_format)
-    graph._loader = lambda w: values[tensor_id(w.key)]
+    graph._loader = lambda w: loaders[w.key]() if w.key in loaders else values[tensor_id(w.key)]
+    if function:
+        graph.__dict__["unsupported"], graph.__dict__["reasons"] = unsupported, reasons
     return graph
 
 
@@ -780,6 +836,7 @@ def runnable_graph_def(walker: Walker, graph: KerasGraph) -> Any:
     op is compared with TensorFlow's own kernel on the same values."""
     tf = walker.tf
     graph_def = tf.compat.v1.GraphDef()
+    graph_def.library.CopyFrom(walker.graph_def.library)  # loop bodies and conditions
     consts: dict[Tensor, str] = {}
     for node in graph.nodes:
         layer = graph.layers[node.layer]

@@ -119,6 +119,7 @@ class Session:
         self.notes: list[str] = []
         self.shapes: dict[str, list[list[int]]] = {}
         self.node_ids = {n["id"] for n in graph["nodes"]}
+        self.picked: dict[str, list[int]] = {}
 
     def run(self, dtype: str) -> dict[str, tuple[Metrics, bool, list[list[int]] | None]]:
         """One float32 or float64 run: node id → (metrics, shapes agree, torch shapes when they do not)."""
@@ -142,15 +143,14 @@ class Session:
         return self.run_torch(keras_out, dtype)
 
     def run_tf_graph(self, dtype: str) -> dict[str, tuple[Metrics, bool, list[list[int]] | None]]:
-        """A TensorFlow graph: TensorFlow runs the resolved graph (float32: the graph's own precision)."""
-        if dtype != "float32":
-            raise Tf2TorchError("TensorFlow graphs are verified in float32 (their own precision); drop --dtype")
+        """A TensorFlow graph: TensorFlow runs the resolved graph (float64: retyped, ``tf_side.as_float64``)."""
         if not isinstance(self.source, (str, os.PathLike)):
             raise Tf2TorchError("verifying a TensorFlow graph needs its path")
         t = time.perf_counter()
         by_name = {a.name: a.array for a in self.arrays}
         options = self.module.tf2torch_meta.get("tf_options") or {}
-        self.loaded_with, tf_out = tf_side.run_graph(self.source, options, self.graph, by_name)
+        self.loaded_with, tf_out = tf_side.run_graph(self.source, options, self.graph, by_name, dtype)
+        self.picked = tf_side.picked_outputs(self.graph)  # a loop's TensorLists and constants are not compared
         for node_id in tf_out:
             self.tracker.step(f"tensorflow {node_id}")
         self.timings[f"tensorflow_{dtype}"] = time.perf_counter() - t
@@ -170,6 +170,8 @@ class Session:
             self.tracker.step(f"torch {node_id}")
             if refs is None:
                 return
+            if node_id in self.picked:
+                outputs = [outputs[i] for i in self.picked[node_id]]
             refs_t = [_from_numpy(r) for r in refs]
             self.shapes.setdefault(node_id, [list(r.shape) for r in refs])
             metrics, same_shape = compare_outputs(refs_t, outputs, self.rtol, self.atol, scratch)
@@ -241,6 +243,8 @@ class Session:
             judged_result = results.get(judged, {}).get(node["id"])
             if judged_result is None and self.hidden_by_keras(node["id"]):
                 row.status, row.note = "skipped", "runs inside TimeDistributed, where Keras shows no output"
+            elif judged_result is None and self.picked.get(node["id"]) == []:
+                row.status, row.note = "skipped", "a TensorList (or loop) output, compared through the ops reading it"
             elif judged_result is None:
                 row.note = "no output on one side (the layer call was not run)"
             else:
