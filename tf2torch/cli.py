@@ -81,6 +81,25 @@ def main() -> None:
     """Convert TensorFlow/Keras models (.h5, .keras) into PyTorch modules."""
 
 
+def run() -> None:
+    """The process entry point (``tf2torch``, ``python -m tf2torch``): ``main``, then a quick exit. Tearing down an
+    interpreter that imported torch takes half a second of freeing objects that the OS reclaims anyway; once the
+    command has finished (output written, files closed) the exit handlers run and the process ends."""
+    try:
+        main.main(standalone_mode=True)
+        code = 0
+    except SystemExit as exc:
+        if not (exc.code is None or isinstance(exc.code, int)):
+            raise
+        code = exc.code or 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    import atexit
+
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
 REPORT_HELP = "Write a report: .json (for CI), .md (for a pull request) or .html (for people); repeatable."
 
 
