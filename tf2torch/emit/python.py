@@ -22,6 +22,7 @@ import torch.fx as fx
 from torch import nn
 
 from ..errors import EmitError
+from ..io import conversion_meta
 from .inputs import module_inputs
 from .runtime import import_name_order, runtime_source
 from .spell import CannotSpell, Spelling, function_expr, module_expr
@@ -101,6 +102,31 @@ def init_lines(module: nn.Module, owner: str, sp: Spelling, layers: dict[str, st
             layer = layers.get(path.split(".")[0], path)
             raise EmitError(f"layer {layer} ({type(child).__name__}): {exc}") from None
         lines.append(f"{target} = {render(expr, 8, len(target) + 3)}")
+    return lines
+
+
+def frozen_lines(module: fx.GraphModule) -> list[str]:
+    """``requires_grad_`` calls that give the built module the converted one's frozen parameters: a whole
+    submodule where all its parameters are frozen (a Keras layer saved with ``trainable=False``), else the single
+    parameter (a torch-only placeholder such as the second RNN bias, kept constant)."""
+    configs = {name: layer.get("config", {}) for name, layer in conversion_meta(module)["graph"]["layers"].items()}
+    layer_of = {str(node.target): node.meta["tf2torch"]["layer"] for node in module.graph.nodes
+                if node.op == "call_module" and "layer" in node.meta.get("tf2torch", {})}
+    lines: list[str] = []
+    done: list[str] = []
+    for path, sub in module.named_modules():
+        params = [p for _, p in sub.named_parameters()]
+        if not path or not params or any(path.startswith(d + ".") for d in done):
+            continue
+        if all(not p.requires_grad for p in params):
+            config = configs.get(layer_of.get(path, ""))
+            why = ("frozen in the converted model" if config is None else "Keras trainable=False"
+                   if config.get("trainable", True) is False else "not Keras weights: constant")
+            lines.append(f"self.{path}.requires_grad_(False)  # {why}")
+            done.append(path)
+    for name, param in module.named_parameters():
+        if not param.requires_grad and not any(name.startswith(d + ".") for d in done):
+            lines.append(f"self.{name}.requires_grad_(False)  # torch-only placeholder: constant")
     return lines
 
 
@@ -215,7 +241,7 @@ def model_source(module: fx.GraphModule, version: str) -> tuple[str, str | None]
     sp = Spelling()
     sp.use("nn")
     name = class_name(module)
-    init = init_lines(module, "self", sp, keras_layers(module))
+    init = init_lines(module, "self", sp, keras_layers(module)) + frozen_lines(module)
     writer = ForwardWriter(module, sp)
     writer.taken.update(RESERVED | {name})
     params, body, result = writer.lines()
