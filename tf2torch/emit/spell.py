@@ -301,6 +301,7 @@ ARGUMENT_READERS: dict[str, Callable[[nn.Module], dict[str, Any]]] = {
     "DotProductAttention": lambda m: {"use_scale": m.scale is not None, "concat": m.concat_score_weight is not None},
     "AdditiveAttention": lambda m: {"use_scale": m.scale is not None,
                                     "features": m.scale.shape[0] if m.scale is not None else 1},
+    "ChannelScale": lambda m: {"channels": m.gamma.shape[0]},
     "Op": lambda m: {"constants": dict(m.named_buffers(recurse=False)) or None},
     "KerasLSTMCell": dense_cell_arguments,
     "KerasGRUCell": dense_cell_arguments,
