@@ -182,7 +182,7 @@ class ForwardWriter:
                 self.taken.add(getattr(node.target, "__name__", ""))
         for node in self.module.graph.nodes:  # a layer's (first) call is named after the layer
             if node.op in ("call_module", "placeholder") and "layer" in node.meta.get("tf2torch", {}):
-                wanted = identifier(str(node.target).replace(".", "_"))
+                wanted = identifier(str(node.target).split(".")[-1])  # a layer of a nested model: its own name
                 if wanted not in self.taken:
                     self.names[node] = wanted
                     self.taken.add(wanted)
@@ -222,17 +222,27 @@ class ForwardWriter:
 
 
 def wrap_statement(line: str, indent: int) -> str:
-    """Long forward lines (a Concatenate of many branches) break after the opening parenthesis."""
+    """A forward line longer than ``WIDTH``: the right-hand side in parentheses on a line of its own when it fits
+    there (``x = (\n    self.block.conv(y)\n)``), else a call broken after its opening parenthesis, one
+    argument a line (a Concatenate of many branches)."""
     if indent + len(line) <= WIDTH or "(" not in line:
         return " " * indent + line
     try:
         stmt = ast.parse(line).body[0]
     except SyntaxError:
         return " " * indent + line
-    if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call):
-        lead = ast.unparse(stmt.targets[0]) + " = "
-        return " " * indent + lead + render(stmt.value, indent, len(lead))
-    return " " * indent + line
+    if not (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call)):
+        return " " * indent + line
+    pad = " " * indent
+    lead = ast.unparse(stmt.targets[0]) + " = "
+    inner = indent + 4
+    value = ast.unparse(stmt.value)
+    if inner + len(value) <= WIDTH:
+        return f"{pad}{lead}(\n{' ' * inner}{value}\n{pad})"
+    func = ast.unparse(stmt.value.func)
+    if indent + len(lead) + len(func) + 1 <= WIDTH:
+        return pad + lead + render(stmt.value, indent, len(lead))
+    return f"{pad}{lead}(\n{' ' * inner}{render(stmt.value, inner, 0)}\n{pad})"
 
 
 # -- the files ----------------------------------------------------------------------------------------------------

@@ -302,7 +302,7 @@ ARGUMENT_READERS: dict[str, Callable[[nn.Module], dict[str, Any]]] = {
     "AdditiveAttention": lambda m: {"use_scale": m.scale is not None,
                                     "features": m.scale.shape[0] if m.scale is not None else 1},
     "ChannelScale": lambda m: {"channels": m.gamma.shape[0]},
-    "Op": lambda m: {"constants": dict(m.named_buffers(recurse=False)) or None},
+    "Op": lambda m: {"constants": dict(m.named_buffers(recurse=False)) or None, "kwargs": m.kwargs or None},
     "KerasLSTMCell": dense_cell_arguments,
     "KerasGRUCell": dense_cell_arguments,
     "KerasSimpleRNNCell": dense_cell_arguments,
