@@ -258,7 +258,26 @@ def recurrent_zoo(k):
     return k.Model(inputs, x, name="recurrent_zoo")
 
 
-@pytest.mark.parametrize("build", [sequence_zoo, image_zoo, recurrent_zoo], ids=lambda b: b.__name__)
+def applications_zoo(k):
+    """What keras.applications models are made of beyond plain layers: op nodes (MobileNetV3's
+    ``relu6(x + 3) / 6``), ConvNeXt's ``LayerScale`` after a LayerNormalization, InceptionResNetV2's
+    ``CustomScaleLayer``, a grouped conv (RegNet) and a nested model (ConvNeXt's downsampling blocks)."""
+    from keras.src.applications.convnext import LayerScale
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    L = k.layers
+    x = inputs = k.Input((8, 8, 4))
+    x = L.Conv2D(8, 3, padding="same", groups=2)(x)
+    x = x * k.ops.relu6(x + 3.0) / 6.0
+    inner_in = k.Input((8, 8, 8))
+    block = k.Model(inner_in, L.Conv2D(8, 2, strides=2)(L.LayerNormalization(epsilon=1e-6)(inner_in)), name="down")
+    x = block(x)
+    y = LayerScale(0.5, 8)(L.LayerNormalization(epsilon=1e-6)(x))
+    x = CustomScaleLayer(0.17)([x, y])
+    return k.Model(inputs, L.GlobalAveragePooling2D()(x), name="applications_zoo")
+
+
+@pytest.mark.parametrize("build", [sequence_zoo, image_zoo, recurrent_zoo, applications_zoo], ids=lambda b: b.__name__)
 def test_python_source_rebuilds_every_family(build, tmp_path):
     model = build(keras_module("keras3"))
     path = tmp_path / "model.keras"
