@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 STANDALONE_TOL = 1e-6
+ANSWER_TIMEOUT = 1200  # seconds for one request (all its cases)
 
 
 def requirement_closure(names: list[str]) -> set[str]:
@@ -123,7 +125,8 @@ class StandaloneRunner:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(json.dumps({"root": str(root), "cases": list(cases)}) + "\n")
         self.process.stdin.flush()
-        answer = self.process.stdout.readline().strip()
+        ready, _, _ = select.select([self.process.stdout], [], [], ANSWER_TIMEOUT)  # one answer per request:
+        answer = self.process.stdout.readline().strip() if ready else "no answer in time"  # nothing buffered before
         assert answer == "ok []", f"standalone run: {answer or 'no answer'}\n{self.log.read_text()[-3000:]}"
         results = {}
         for name in cases:
