@@ -84,7 +84,10 @@ def keras_layers(module: fx.GraphModule) -> dict[str, str]:
 
 
 # -- __init__ -----------------------------------------------------------------------------------------------------
-def init_lines(module: nn.Module, owner: str, sp: Spelling, layers: dict[str, str]) -> list[str]:
+def init_lines(module: nn.Module, owner: str, sp: Spelling, layers: dict[str, str],
+               frozen: dict[str, list[str]]) -> list[str]:
+    """``owner.name = <expression>`` for each submodule, each followed by its ``requires_grad_`` lines
+    (``frozen``: submodule path → lines)."""
     if module._parameters or [b for b in module._buffers.values() if b is not None]:
         raise EmitError(f"{owner} holds tensors of its own ({list(module._parameters) + list(module._buffers)}); "
                         "only submodules can be written")
@@ -93,26 +96,29 @@ def init_lines(module: nn.Module, owner: str, sp: Spelling, layers: dict[str, st
         target = f"{owner}.{name}"
         if type(child) is nn.Module:  # a nested Keras model: a plain container
             lines.append(f"{target} = nn.Module()")
-            lines.extend(init_lines(child, target, sp, layers))
-            continue
-        try:
-            expr = module_expr(child, sp)
-        except CannotSpell as exc:
-            path = target.removeprefix("self.")
-            layer = layers.get(path.split(".")[0], path)
-            raise EmitError(f"layer {layer} ({type(child).__name__}): {exc}") from None
-        lines.append(f"{target} = {render(expr, 8, len(target) + 3)}")
+            lines.extend(init_lines(child, target, sp, layers, frozen))
+        else:
+            try:
+                expr = module_expr(child, sp)
+            except CannotSpell as exc:
+                path = target.removeprefix("self.")
+                layer = layers.get(path.split(".")[0], path)
+                raise EmitError(f"layer {layer} ({type(child).__name__}): {exc}") from None
+            lines.append(f"{target} = {render(expr, 8, len(target) + 3)}")
+        path = target.removeprefix("self.")
+        for key in [k for k in frozen if k == path or k.startswith(path + ".")]:
+            lines.extend(frozen.pop(key))
     return lines
 
 
-def frozen_lines(module: fx.GraphModule) -> list[str]:
-    """``requires_grad_`` calls that give the built module the converted one's frozen parameters: a whole
-    submodule where all its parameters are frozen (a Keras layer saved with ``trainable=False``), else the single
-    parameter (a torch-only placeholder such as the second RNN bias, kept constant)."""
+def frozen_lines(module: fx.GraphModule) -> dict[str, list[str]]:
+    """``requires_grad_`` calls that give the built module the converted one's frozen parameters, by submodule
+    path: the whole submodule where all its parameters are frozen (a Keras layer saved with ``trainable=False``),
+    else the single parameter (a torch-only placeholder such as the second RNN bias, kept constant)."""
     configs = {name: layer.get("config", {}) for name, layer in conversion_meta(module)["graph"]["layers"].items()}
     layer_of = {str(node.target): node.meta["tf2torch"]["layer"] for node in module.graph.nodes
                 if node.op == "call_module" and "layer" in node.meta.get("tf2torch", {})}
-    lines: list[str] = []
+    lines: dict[str, list[str]] = {}
     done: list[str] = []
     for path, sub in module.named_modules():
         params = [p for _, p in sub.named_parameters()]
@@ -122,11 +128,13 @@ def frozen_lines(module: fx.GraphModule) -> list[str]:
             config = configs.get(layer_of.get(path, ""))
             why = ("frozen in the converted model" if config is None else "Keras trainable=False"
                    if config.get("trainable", True) is False else "not Keras weights: constant")
-            lines.append(f"self.{path}.requires_grad_(False)  # {why}")
+            lines.setdefault(path, []).append(f"self.{path}.requires_grad_(False)  # {why}")
             done.append(path)
     for name, param in module.named_parameters():
         if not param.requires_grad and not any(name.startswith(d + ".") for d in done):
-            lines.append(f"self.{name}.requires_grad_(False)  # torch-only placeholder: constant")
+            owner = name.rpartition(".")[0]
+            lines.setdefault(owner, []).append(f"self.{name}.requires_grad_(False)  # torch-only placeholder: "
+                                               "constant")
     return lines
 
 
@@ -251,7 +259,10 @@ def model_source(module: fx.GraphModule, version: str) -> tuple[str, str | None]
     sp = Spelling()
     sp.use("nn")
     name = class_name(module)
-    init = init_lines(module, "self", sp, keras_layers(module)) + frozen_lines(module)
+    frozen = frozen_lines(module)
+    init = init_lines(module, "self", sp, keras_layers(module), frozen)
+    if frozen:
+        raise EmitError(f"frozen parameters outside the submodules written: {sorted(frozen)}")
     writer = ForwardWriter(module, sp)
     writer.taken.update(RESERVED | {name})
     params, body, result = writer.lines()
