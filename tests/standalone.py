@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 STANDALONE_TOL = 1e-6
+ANSWER_TIMEOUT = 1200  # seconds for one request (all its cases)
 
 
 def requirement_closure(names: list[str]) -> set[str]:
@@ -50,20 +52,28 @@ def standalone_python(directory: Path) -> Path:
 
 
 RUNNER = '''
-import importlib, importlib.util, sys
+import importlib, importlib.util, json, sys, traceback
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-for name in ("tf2torch", "keras", "tensorflow", "tf_keras"):
+FORBIDDEN = ("tf2torch", "keras", "tensorflow", "tf_keras")
+for name in FORBIDDEN:
     assert importlib.util.find_spec(name) is None, f"{name} is importable"
-root = Path(sys.argv[1])
-sys.path.insert(0, str(root))
-for case in sys.argv[2:]:
+
+
+def run(root, case):
     given = load_file(str(root / f"{case}_inputs.safetensors"))
     args = [given[f"input{i}"] for i in range(len(given))]
-    model = importlib.import_module(f"{case}.model").load()
+    for name in [m for m in sys.modules if m == case or m.startswith(case + ".")]:
+        del sys.modules[name]  # a case of the same name from an earlier request
+    sys.path.insert(0, str(root))
+    try:
+        importlib.invalidate_caches()
+        model = importlib.import_module(f"{case}.model").load()
+    finally:
+        sys.path.remove(str(root))
     assert not model.training
     program = torch.export.load(str(root / case / "model.pt2")).module()
     with torch.no_grad():
@@ -73,30 +83,75 @@ for case in sys.argv[2:]:
         for i, t in enumerate(out if isinstance(out, (list, tuple)) else [out]):
             tensors[f"{kind}{i}"] = t.contiguous()
     torch.save(tensors, str(root / f"{case}_outputs.pt"))  # safetensors' writer would need numpy
-print("ok", sorted(sys.modules.keys() & {"tf2torch", "keras", "tensorflow"}))
+
+
+for line in sys.stdin:  # one request a line: {"root": ..., "cases": [...]}; one answer a line
+    request = json.loads(line)
+    try:
+        for case in request["cases"]:
+            run(Path(request["root"]), case)
+    except Exception:
+        traceback.print_exc()
+        sys.stderr.flush()
+        print("error", flush=True)
+        continue
+    print("ok", sorted(sys.modules.keys() & set(FORBIDDEN)), flush=True)
 '''
 
 
-def run_standalone(root: Path, cases: dict[str, list[torch.Tensor]], workdir: Path) -> dict[str, dict[str, list]]:
-    """Run ``root/<case>/`` (model.py package and model.pt2) on its inputs in the standalone venv; returns
-    case → {"python": outputs, "pt2": outputs}."""
-    from safetensors.torch import save_file
+class StandaloneRunner:
+    """One process of the standalone venv that runs emitted models on request: torch is imported once however
+    many models a test module checks. Use as a context manager (or ``close()``)."""
 
-    for name, inputs in cases.items():
-        save_file({f"input{i}": t.contiguous() for i, t in enumerate(inputs)}, str(root / f"{name}_inputs.safetensors"))
-    (workdir / "runner.py").write_text(RUNNER)
-    python = standalone_python(workdir)
-    run = subprocess.run([str(python), "-I", str(workdir / "runner.py"), str(root), *cases], capture_output=True,
-                         text=True, timeout=1200, cwd=workdir)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.strip().endswith("ok []"), run.stdout[-500:]
-    results = {}
-    for name in cases:
-        got = torch.load(str(root / f"{name}_outputs.pt"), weights_only=True)
-        results[name] = {kind: [got[k] for k in sorted((k for k in got if k.startswith(kind)),
-                                                       key=lambda k: int(k[len(kind):]))]
-                         for kind in ("python", "pt2")}
-    return results
+    def __init__(self, workdir: Path):
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "runner.py").write_text(RUNNER)
+        self.log = workdir / "runner.stderr"
+        python = standalone_python(workdir)
+        with open(self.log, "w") as err:
+            self.process = subprocess.Popen([str(python), "-I", str(workdir / "runner.py")], stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=err, text=True, cwd=workdir)
+
+    def run(self, root: Path, cases: dict[str, list[torch.Tensor]]) -> dict[str, dict[str, list]]:
+        """Run ``root/<case>/`` (model.py package and model.pt2) on its inputs; returns case → {"python":
+        outputs, "pt2": outputs}."""
+        import json
+
+        from safetensors.torch import save_file
+
+        for name, inputs in cases.items():
+            save_file({f"input{i}": t.contiguous() for i, t in enumerate(inputs)},
+                      str(root / f"{name}_inputs.safetensors"))
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps({"root": str(root), "cases": list(cases)}) + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], ANSWER_TIMEOUT)  # one answer per request:
+        answer = self.process.stdout.readline().strip() if ready else "no answer in time"  # nothing buffered before
+        assert answer == "ok []", f"standalone run: {answer or 'no answer'}\n{self.log.read_text()[-3000:]}"
+        results = {}
+        for name in cases:
+            got = torch.load(str(root / f"{name}_outputs.pt"), weights_only=True)
+            results[name] = {kind: [got[k] for k in sorted((k for k in got if k.startswith(kind)),
+                                                           key=lambda k: int(k[len(kind):]))]
+                             for kind in ("python", "pt2")}
+        return results
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+    def __enter__(self) -> StandaloneRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_standalone(root: Path, cases: dict[str, list[torch.Tensor]], workdir: Path) -> dict[str, dict[str, list]]:
+    """Run ``root/<case>/`` once in a fresh standalone process (``StandaloneRunner.run``)."""
+    with StandaloneRunner(workdir) as runner:
+        return runner.run(root, cases)
 
 
 def onnx_outputs(path: Path, inputs: list[torch.Tensor]) -> list[np.ndarray]:

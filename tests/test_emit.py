@@ -261,7 +261,26 @@ def recurrent_zoo(k):
     return k.Model(inputs, x, name="recurrent_zoo")
 
 
-@pytest.mark.parametrize("build", [sequence_zoo, image_zoo, recurrent_zoo], ids=lambda b: b.__name__)
+def applications_zoo(k):
+    """What keras.applications models are made of beyond plain layers: op nodes (MobileNetV3's
+    ``relu6(x + 3) / 6``), ConvNeXt's ``LayerScale`` after a LayerNormalization, InceptionResNetV2's
+    ``CustomScaleLayer``, a grouped conv (RegNet) and a nested model (ConvNeXt's downsampling blocks)."""
+    from keras.src.applications.convnext import LayerScale
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    L = k.layers
+    x = inputs = k.Input((8, 8, 4))
+    x = L.Conv2D(8, 3, padding="same", groups=2)(x)
+    x = x * k.ops.relu6(x + 3.0) / 6.0
+    inner_in = k.Input((8, 8, 8))
+    block = k.Model(inner_in, L.Conv2D(8, 2, strides=2)(L.LayerNormalization(epsilon=1e-6)(inner_in)), name="down")
+    x = block(x)
+    y = LayerScale(0.5, 8)(L.LayerNormalization(epsilon=1e-6)(x))
+    x = CustomScaleLayer(0.17)([x, y])
+    return k.Model(inputs, L.GlobalAveragePooling2D()(x), name="applications_zoo")
+
+
+@pytest.mark.parametrize("build", [sequence_zoo, image_zoo, recurrent_zoo, applications_zoo], ids=lambda b: b.__name__)
 def test_python_source_rebuilds_every_family(build, tmp_path):
     model = build(keras_module("keras3"))
     path = tmp_path / "model.keras"
@@ -331,3 +350,43 @@ def test_nn_imports_only_torch_and_the_standard_library():
             for name in names:
                 top = name.split(".")[0]
                 assert top in sys.stdlib_module_names or top in ("torch", "numpy"), f"{path.name} imports {name}"
+
+
+# -- frozen layers ------------------------------------------------------------------------------------------------
+def frozen_zoo(k):
+    """A Conv2D and a BatchNormalization saved with ``trainable=False``, an LSTM (torch's second bias: a frozen
+    placeholder), a BatchNormalization without ``center`` (a frozen zero bias) and trainable Dense layers."""
+    L = k.layers
+    x = inputs = k.Input((8, 8, 3))
+    x = L.Conv2D(4, 3, trainable=False)(x)
+    x = L.BatchNormalization(trainable=False)(x)
+    x = L.Reshape((6, 24))(x)
+    x = L.LSTM(5, return_sequences=True)(x)
+    x = L.BatchNormalization(center=False)(x)
+    x = L.GlobalAveragePooling1D()(x)
+    return k.Model(inputs, L.Dense(2)(x), name="frozen_zoo")
+
+
+@pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
+def test_generated_code_freezes_what_the_converted_module_freezes(flavour, tmp_path):
+    model = frozen_zoo(keras_module(flavour))
+    path = tmp_path / ("model.keras" if flavour == "keras3" else "model.h5")
+    model.save(str(path))
+    module = tf2torch.convert(path)
+    package = f"frozen_zoo_{flavour}"
+    to_python(module, tmp_path / package)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        generated = importlib.import_module(f"{package}.model").load()
+    finally:
+        sys.path.remove(str(tmp_path))
+    want = {name: p.requires_grad for name, p in module.named_parameters()}
+    got = {name: p.requires_grad for name, p in generated.named_parameters()}
+    assert got == want
+    frozen = {name.split(".")[0] for name, grad in want.items() if not grad}
+    assert len(frozen) == 4 and not all(want.values()) and any(want.values())  # conv, bn, lstm bias, norm bias
+    source = (tmp_path / package / "model.py").read_text()
+    assert source.count("requires_grad_(False)  # Keras trainable=False") == 2
+    run = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config", str(ROOT / "pyproject.toml"),
+                          str(tmp_path / package)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:]

@@ -22,6 +22,7 @@ import torch.fx as fx
 from torch import nn
 
 from ..errors import EmitError
+from ..io import conversion_meta
 from .inputs import module_inputs
 from .runtime import import_name_order, runtime_source
 from .spell import CannotSpell, Spelling, function_expr, module_expr
@@ -83,7 +84,10 @@ def keras_layers(module: fx.GraphModule) -> dict[str, str]:
 
 
 # -- __init__ -----------------------------------------------------------------------------------------------------
-def init_lines(module: nn.Module, owner: str, sp: Spelling, layers: dict[str, str]) -> list[str]:
+def init_lines(module: nn.Module, owner: str, sp: Spelling, layers: dict[str, str],
+               frozen: dict[str, list[str]]) -> list[str]:
+    """``owner.name = <expression>`` for each submodule, each followed by its ``requires_grad_`` lines
+    (``frozen``: submodule path → lines)."""
     if module._parameters or [b for b in module._buffers.values() if b is not None]:
         raise EmitError(f"{owner} holds tensors of its own ({list(module._parameters) + list(module._buffers)}); "
                         "only submodules can be written")
@@ -92,15 +96,45 @@ def init_lines(module: nn.Module, owner: str, sp: Spelling, layers: dict[str, st
         target = f"{owner}.{name}"
         if type(child) is nn.Module:  # a nested Keras model: a plain container
             lines.append(f"{target} = nn.Module()")
-            lines.extend(init_lines(child, target, sp, layers))
+            lines.extend(init_lines(child, target, sp, layers, frozen))
+        else:
+            try:
+                expr = module_expr(child, sp)
+            except CannotSpell as exc:
+                path = target.removeprefix("self.")
+                layer = layers.get(path.split(".")[0], path)
+                raise EmitError(f"layer {layer} ({type(child).__name__}): {exc}") from None
+            lines.append(f"{target} = {render(expr, 8, len(target) + 3)}")
+        path = target.removeprefix("self.")
+        for key in [k for k in frozen if k == path or k.startswith(path + ".")]:
+            lines.extend(frozen.pop(key))
+    return lines
+
+
+def frozen_lines(module: fx.GraphModule) -> dict[str, list[str]]:
+    """``requires_grad_`` calls that give the built module the converted one's frozen parameters, by submodule
+    path: the whole submodule where all its parameters are frozen (a Keras layer saved with ``trainable=False``),
+    else the single parameter (a torch-only placeholder such as the second RNN bias, kept constant)."""
+    configs = {name: layer.get("config", {}) for name, layer in conversion_meta(module)["graph"]["layers"].items()}
+    layer_of = {str(node.target): node.meta["tf2torch"]["layer"] for node in module.graph.nodes
+                if node.op == "call_module" and "layer" in node.meta.get("tf2torch", {})}
+    lines: dict[str, list[str]] = {}
+    done: list[str] = []
+    for path, sub in module.named_modules():
+        params = [p for _, p in sub.named_parameters()]
+        if not path or not params or any(path.startswith(d + ".") for d in done):
             continue
-        try:
-            expr = module_expr(child, sp)
-        except CannotSpell as exc:
-            path = target.removeprefix("self.")
-            layer = layers.get(path.split(".")[0], path)
-            raise EmitError(f"layer {layer} ({type(child).__name__}): {exc}") from None
-        lines.append(f"{target} = {render(expr, 8, len(target) + 3)}")
+        if all(not p.requires_grad for p in params):
+            config = configs.get(layer_of.get(path, ""))
+            why = ("frozen in the converted model" if config is None else "Keras trainable=False"
+                   if config.get("trainable", True) is False else "not Keras weights: constant")
+            lines.setdefault(path, []).append(f"self.{path}.requires_grad_(False)  # {why}")
+            done.append(path)
+    for name, param in module.named_parameters():
+        if not param.requires_grad and not any(name.startswith(d + ".") for d in done):
+            owner = name.rpartition(".")[0]
+            lines.setdefault(owner, []).append(f"self.{name}.requires_grad_(False)  # torch-only placeholder: "
+                                               "constant")
     return lines
 
 
@@ -157,7 +191,7 @@ class ForwardWriter:
                 self.taken.add(getattr(node.target, "__name__", ""))
         for node in self.module.graph.nodes:  # a layer's (first) call is named after the layer
             if node.op in ("call_module", "placeholder") and "layer" in node.meta.get("tf2torch", {}):
-                wanted = identifier(str(node.target).replace(".", "_"))
+                wanted = identifier(str(node.target).split(".")[-1])  # a layer of a nested model: its own name
                 if wanted not in self.taken:
                     self.names[node] = wanted
                     self.taken.add(wanted)
@@ -197,17 +231,27 @@ class ForwardWriter:
 
 
 def wrap_statement(line: str, indent: int) -> str:
-    """Long forward lines (a Concatenate of many branches) break after the opening parenthesis."""
+    """A forward line longer than ``WIDTH``: the right-hand side in parentheses on a line of its own when it fits
+    there (``x = (\n    self.block.conv(y)\n)``), else a call broken after its opening parenthesis, one
+    argument a line (a Concatenate of many branches)."""
     if indent + len(line) <= WIDTH or "(" not in line:
         return " " * indent + line
     try:
         stmt = ast.parse(line).body[0]
     except SyntaxError:
         return " " * indent + line
-    if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call):
-        lead = ast.unparse(stmt.targets[0]) + " = "
-        return " " * indent + lead + render(stmt.value, indent, len(lead))
-    return " " * indent + line
+    if not (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call)):
+        return " " * indent + line
+    pad = " " * indent
+    lead = ast.unparse(stmt.targets[0]) + " = "
+    inner = indent + 4
+    value = ast.unparse(stmt.value)
+    if inner + len(value) <= WIDTH:
+        return f"{pad}{lead}(\n{' ' * inner}{value}\n{pad})"
+    func = ast.unparse(stmt.value.func)
+    if indent + len(lead) + len(func) + 1 <= WIDTH:
+        return pad + lead + render(stmt.value, indent, len(lead))
+    return f"{pad}{lead}(\n{' ' * inner}{render(stmt.value, inner, 0)}\n{pad})"
 
 
 # -- the files ----------------------------------------------------------------------------------------------------
@@ -216,7 +260,10 @@ def model_source(module: fx.GraphModule, version: str) -> tuple[str, str | None]
     sp = Spelling()
     sp.use("nn")
     name = class_name(module)
-    init = init_lines(module, "self", sp, keras_layers(module))
+    frozen = frozen_lines(module)
+    init = init_lines(module, "self", sp, keras_layers(module), frozen)
+    if frozen:
+        raise EmitError(f"frozen parameters outside the submodules written: {sorted(frozen)}")
     writer = ForwardWriter(module, sp)
     writer.taken.update(RESERVED | {name})
     params, body, result = writer.lines()
