@@ -176,6 +176,27 @@ def output_moments(x, y):
     return [float(np.mean(y)), float(np.var(y)), float(counts.max() / y.size)]
 
 
+def sample_drops(rate):
+    """Fraction of dropped samples, fraction of samples dropped or kept whole, worst error of the kept scale."""
+    def statistic(x, y):
+        axes = tuple(range(1, y.ndim))
+        zero = y == 0
+        kept = ~zero.any(axis=axes)
+        return [float(zero.all(axis=axes).mean()), float((zero.all(axis=axes) | kept).mean()),
+                float(np.max(np.abs(y[kept] - x[kept] / (1 - rate))))]
+
+    return statistic
+
+
+def stochastic_depth(k, rate):
+    """The applications' own layer (ConvNeXt), from the Keras version at hand."""
+    if k.__name__ == "tf_keras":
+        from tf_keras.src.applications.convnext import StochasticDepth
+    else:
+        from keras.src.applications.convnext import StochasticDepth
+    return StochasticDepth(rate)
+
+
 NOISE_CASES = {
     "dropout": (lambda k: k.layers.Dropout(0.3), (32, 64), kept_scale(0.3)),
     "dropout_noise_shape": (lambda k: k.layers.Dropout(0.4, noise_shape=(None, 1, 1, 64)), (64, 3, 3, 64),
@@ -185,6 +206,7 @@ NOISE_CASES = {
     "gaussian_noise": (lambda k: k.layers.GaussianNoise(0.5), (32, 8, 8, 4), moments),
     "gaussian_dropout": (lambda k: k.layers.GaussianDropout(0.2), (32, 256), ratio_moments),
     "alpha_dropout": (lambda k: k.layers.AlphaDropout(0.2), (64, 256), output_moments),
+    "stochastic_depth": (lambda k: stochastic_depth(k, 0.4), (2048, 2, 2, 3), sample_drops(0.4)),
 }
 
 

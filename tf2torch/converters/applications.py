@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from .. import layout as L
+from ..nn.noise import Dropout
 from ..nn.scale import ChannelScale, ScaledAdd
 from .registry import Converted, LayerSpec, converter, to_tensor
 
@@ -37,7 +36,10 @@ def convert_custom_scale_layer(spec: LayerSpec) -> Converted:
 
 @converter("StochasticDepth")
 def convert_stochastic_depth(spec: LayerSpec) -> Converted:
-    """Drops whole residual branches while training only; at inference the identity ([K3]
-    ``applications/convnext.py``)."""
-    spec.config.get("drop_path_rate")
-    return Converted(nn.Identity())
+    """Drops a whole residual branch per sample while training, the identity at inference ([K3]/[TFK]
+    ``applications/convnext.py``: ``x / keep * floor(keep + uniform(batch, 1, ...))``, ``keep = 1 - rate``). That
+    is Dropout of ``drop_path_rate`` with one draw per sample, shared over every other axis."""
+    rate = float(spec.config["drop_path_rate"])
+    if not 0 <= rate < 1:
+        spec.fail(f"drop_path_rate {rate} is outside [0, 1)")
+    return Converted(Dropout(rate, shared_dims=range(1, len(spec.input_shape))))
