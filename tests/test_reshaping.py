@@ -237,13 +237,11 @@ def layout_moves(module: torch.nn.Module) -> int:
 
 
 TRUNK_CASES = {  # model, layout moves expected in the channels-first conversion
-    # Dense reads Keras's H,W,C order: one reorder of the small flattened activation, so that its weight stays a
-    # view of the stored kernel (VGG16's fc1 is 411 MB); with the trunk in channels-last memory that order is free.
-    "conv_flatten_dense": (lambda k: after_conv(k, k.layers.Flatten(), k.layers.Dense(3)), 1),
+    "conv_flatten_dense": (lambda k: after_conv(k, k.layers.Flatten(), k.layers.Dense(3)), 0),
     "conv_flatten_flatten_dense": (lambda k: after_conv(k, k.layers.Flatten(), k.layers.Flatten(),
-                                                        k.layers.Dense(3)), 1),
+                                                        k.layers.Dense(3)), 0),
     "conv_flatten_dropout_activation_dense": (lambda k: after_conv(
-        k, k.layers.Flatten(), k.layers.Dropout(0.1), k.layers.Activation("relu"), k.layers.Dense(3)), 1),
+        k, k.layers.Flatten(), k.layers.Dropout(0.1), k.layers.Activation("relu"), k.layers.Dense(3)), 0),
     "conv_pad_crop_up_conv": (lambda k: after_conv(
         k, k.layers.ZeroPadding2D(((1, 0), (2, 1))), k.layers.Cropping2D(((0, 1), (1, 0))),
         k.layers.UpSampling2D(2, interpolation="bilinear"), k.layers.SpatialDropout2D(0.2), k.layers.Conv2D(2, 3),
@@ -260,7 +258,7 @@ TRUNK_CASES = {  # model, layout moves expected in the channels-first conversion
     "conv1d_permute_dense": (lambda k: after_conv(k, k.layers.Permute((2, 1)), k.layers.Dense(2), shape=(6, 3),
                                                   rank=1), 1),  # only the (N, L, C) input into Conv1D
     "channels_first_flatten_dense": (lambda k: k.Sequential([
-        k.Input((3, 7, 5)), k.layers.Flatten(data_format="channels_first"), k.layers.Dense(4)]), 2),
+        k.Input((3, 7, 5)), k.layers.Flatten(data_format="channels_first"), k.layers.Dense(4)]), 1),
 }
 
 
