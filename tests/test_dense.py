@@ -22,15 +22,17 @@ def test_dense(case, flavour, tmp_path):
 
 
 def test_weight_transforms():
-    """The named transform against its definition: the transposed kernel, sharing the kernel's memory (a large
-    Dense is held once while converting)."""
-    import torch
+    """Named transforms against their obvious definitions."""
+    import numpy as np
 
-    from tf2torch.converters.dense import dense_kernel_to_linear
+    from tf2torch.converters.dense import dense_kernel_to_linear, flattened_kernel_to_linear
 
-    kernel = torch.randn(3 * 4 * 5, 6)
-    weight = dense_kernel_to_linear(kernel)
-    assert weight.shape == (6, 60)
-    for unit in range(6):
-        assert torch.equal(weight[unit], kernel[:, unit])
-    assert weight.data_ptr() == kernel.data_ptr()
+    rng = np.random.default_rng(0)
+    kernel = rng.standard_normal((3 * 4 * 5, 6))  # (H*W*C, units) with H=3, W=4, C=5
+    np.testing.assert_array_equal(dense_kernel_to_linear(kernel), kernel.T)
+    weight = flattened_kernel_to_linear(kernel, 5, (3, 4))
+    for h in range(3):
+        for w in range(4):
+            for c in range(5):
+                np.testing.assert_array_equal(weight[:, c * 12 + h * 4 + w], kernel[h * 20 + w * 5 + c])
+    assert weight.flags.c_contiguous
