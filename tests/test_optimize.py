@@ -19,7 +19,7 @@ from harness import (
 from torch import nn
 
 import tf2torch
-from tf2torch.nn.fused import FusedConv2d, fused_conv_available
+from tf2torch.nn.fused import FusedConv2d, FusedConvAdd2d, fused_conv_available
 
 
 def randomize_batch_norms(model, seed: int = 1) -> None:
@@ -85,6 +85,18 @@ def conv1d(k):
     return k.Model(inp, k.layers.Conv1D(6, 3, name="c2")(x))
 
 
+def residual(k):
+    """ResNet's block ends: a projection and a conv added then ReLU'd (both folded into the later conv's pass), and
+    an identity shortcut added without activation (the add folded into c2; its other input is read twice)."""
+    inp = k.Input((10, 9, 4))
+    x = k.layers.BatchNormalization(name="proj_bn")(k.layers.Conv2D(8, 1, name="proj")(inp))
+    y = k.layers.BatchNormalization(name="c1_bn")(k.layers.Conv2D(8, 3, padding="same", name="c1")(inp))
+    x = k.layers.ReLU(name="out1")(k.layers.Add(name="add1")([x, y]))
+    z = k.layers.BatchNormalization(name="c2_bn")(k.layers.Conv2D(8, 3, padding="same", name="c2")(x))
+    w = k.layers.Add(name="add2")([x, z])
+    return k.Model(inp, k.layers.GlobalAveragePooling2D(name="gap")(w))
+
+
 # (model, layers gone in the channels_first conversion, layers that must remain)
 CASES = [
     (trunk, {"c1_bn", "c2_bn", "dw_bn", "sep_bn", "rescale"}, {"c1", "c2", "dw", "sep", "act_bn", "shared_bn"}),
@@ -92,6 +104,7 @@ CASES = [
     (offset_same, set(), {"rescale", "c1"}),
     (normalization_valid, {"norm"}, {"c1"}),
     (conv1d, {"c1_bn"}, {"c1", "c2"}),
+    (residual, {"c1_bn", "add1", "out1", "c2_bn", "add2"}, {"proj", "c1", "c2"}),
 ]
 
 
@@ -142,6 +155,27 @@ def test_optimized_module_saves_loads_and_records_folds(tmp_path):
         assert isinstance(module.act, FusedConv2d) and module.act.post_op == "relu"
         assert "re_lu" not in dict(module.named_children())
         assert c1.meta["tf2torch"]["folded"] == ["c1_bn", "rescale", "re_lu"]
+
+
+def test_residual_add_and_relu_run_in_the_convolution(tmp_path):
+    keras = keras_module("keras3")
+    model = residual(keras)
+    randomize_batch_norms(model)
+    path = tmp_path / "model.keras"
+    model.save(str(path))
+    module = tf2torch.convert(path, optimize=True)
+    if not fused_conv_available():
+        pytest.skip("no oneDNN fused convolution in this torch build")
+    assert isinstance(module.c1, FusedConvAdd2d) and module.c1.post_op == "relu"
+    assert isinstance(module.c2, FusedConvAdd2d) and module.c2.post_op == "none"
+    c1 = next(n for n in module.graph.nodes if n.target == "c1")
+    assert c1.meta["tf2torch"]["folded"] == ["c1_bn", "add1", "out1"]
+    x = torch.randn(3, 4, 10, 9)
+    with torch.no_grad():  # the fused pass against the plain one (autograd takes the plain path)
+        fast = module(x)
+        with torch.enable_grad():
+            plain = module(x.requires_grad_())
+    torch.testing.assert_close(fast, plain.detach(), rtol=1e-5, atol=1e-5)
 
 
 def test_conv_trunk_compiles_without_graph_breaks(tmp_path):

@@ -34,7 +34,7 @@ from torch import nn
 
 from . import memory_format
 from .nn import noise
-from .nn.fused import POST_OPS, FusedConv2d, fused_conv_available
+from .nn.fused import POST_OPS, FusedConv2d, FusedConvAdd2d, fused_conv_available
 from .nn.merge import Add, Average, Maximum, Minimum, Multiply, Subtract
 from .nn.preprocessing import KerasNormalization, Rescale, as_float
 
@@ -57,6 +57,7 @@ def optimize(module: fx.GraphModule, channels_last: bool = True) -> fx.GraphModu
     activations_in_place(module)
     if fused_conv_available():
         fuse_convolutions(module)
+        fuse_residual_adds(module)
     if channels_last and has_conv2d:
         to_channels_last(module)
     module.graph.eliminate_dead_code()
@@ -316,6 +317,46 @@ def fuse_convolutions(gm: fx.GraphModule) -> None:
                 seq.add_module(name, part)
             seq.add_module(names[keep], fused)
             replace_submodule(gm, node.target, seq)
+
+
+def fuse_residual_adds(gm: fx.GraphModule) -> None:
+    """``relu(conv(x) + shortcut)`` (ResNet's block end) → one ``FusedConvAdd2d`` call: an Add layer of two inputs
+    (a broadcasting one runs the plain add at run time), one of them a ``FusedConv2d`` without activation that
+    nothing else reads, and the activation after the add (when it is the add's only reader) folded into the
+    convolution's pass."""
+    removed: set[fx.Node] = set()
+    for add in list(gm.graph.nodes):
+        if add in removed or type(module_of(gm, add)) is not Add or len(add.args) != 2 or add.kwargs \
+                or not called_once(gm, add):
+            continue
+        conv_node = next((a for a in reversed(add.args) if isinstance(a, fx.Node)
+                          and type(module_of(gm, a)) is FusedConv2d and module_of(gm, a).activation is None
+                          and len(a.users) == 1 and called_once(gm, a) and sole_input(a) is not None), None)
+        if conv_node is None:
+            continue
+        other = add.args[1] if add.args[0] is conv_node else add.args[0]
+        if not isinstance(other, fx.Node) or other is conv_node:
+            continue
+        activation, act_node = None, None
+        if len(add.users) == 1:
+            user = next(iter(add.users))
+            follower = module_of(gm, user)
+            if type(follower) in POST_OPS and sole_input(user) is add and called_once(gm, user):
+                activation, act_node = follower, user
+        fused = FusedConvAdd2d(module_of(gm, conv_node), activation)  # the same weight and bias parameters
+        replace_submodule(gm, conv_node.target, fused)
+        with gm.graph.inserting_before(add):
+            new = gm.graph.call_module(conv_node.target, (sole_input(conv_node), other))
+        new.meta = dict(conv_node.meta)
+        note_fold(new, add, computes_it=True)
+        if act_node is not None:
+            note_fold(new, act_node, computes_it=True)
+            remove_node(gm, act_node, new)
+            gm.delete_submodule(act_node.target)
+        remove_node(gm, add, new)
+        gm.delete_submodule(add.target)
+        gm.graph.erase_node(conv_node)
+        removed.update((add, conv_node) if act_node is None else (add, conv_node, act_node))
 
 
 def channels_last_if_4d(x: torch.Tensor) -> torch.Tensor:

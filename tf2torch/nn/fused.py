@@ -75,3 +75,33 @@ class FusedConv2d(nn.Module):
         return (f"{self.weight.shape[1] * self.groups}, {self.weight.shape[0]}, "
                 f"kernel_size={tuple(self.weight.shape[2:])}, stride={tuple(self.stride)}, "
                 f"padding={tuple(self.padding)}, groups={self.groups}, post_op={self.post_op}")
+
+
+class FusedConvAdd2d(FusedConv2d):
+    """``activation(conv2d(x) + other)``: a residual connection's add (and the activation after it) applied in the
+    convolution's own pass, with oneDNN's binary ``add`` post-op (``_convolution_pointwise.binary``, as
+    ``torch.compile``'s CPU backend emits it). ``other`` is read, never written."""
+
+    def plain(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups) + other
+        return y if self.activation is None else self.activation(y)
+
+    def output_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        spatial = ((size + 2 * p - d * (k - 1) - 1) // s + 1 for size, k, s, p, d in
+                   zip(x.shape[2:], self.weight.shape[2:], self.stride, self.padding, self.dilation))
+        return (x.shape[0], self.weight.shape[0], *spatial)
+
+    def forward(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        same_format = (x.is_contiguous(memory_format=torch.channels_last)
+                       == other.is_contiguous(memory_format=torch.channels_last))
+        if (_compiling() or x.dim() != 4 or other.dim() != 4 or x.dtype != torch.float32
+                or other.dtype != torch.float32 or x.device.type != "cpu" or self.weight.dtype != torch.float32
+                or not same_format
+                or not (other.is_contiguous() or other.is_contiguous(memory_format=torch.channels_last))
+                or other.shape != self.output_shape(x)
+                or torch.is_grad_enabled() and (self.weight.requires_grad or other.requires_grad)):
+            return self.plain(x, other)
+        post_op = None if self.post_op == "none" else self.post_op
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, other, self.packed_weight(x.shape), self.bias.detach(), self.padding, self.stride, self.dilation,
+            self.groups, "add", None, post_op, self.scalars, "")
