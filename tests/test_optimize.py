@@ -136,12 +136,17 @@ def test_nothing_else_changes_without_optimize(tmp_path):
     assert {"c1_bn", "rescale", "drop"} <= names
 
 
-def test_optimized_module_saves_loads_and_records_folds(tmp_path):
-    keras = keras_module("keras3")
-    model = trunk(keras)
+def saved(build, tmp_path):
+    """A Keras 3 model from ``build`` with random batch-norm statistics, saved as .keras."""
+    model = build(keras_module("keras3"))
     randomize_batch_norms(model)
     path = tmp_path / "model.keras"
     model.save(str(path))
+    return path
+
+
+def test_optimized_module_saves_loads_and_records_folds(tmp_path):
+    path = saved(trunk, tmp_path)
     module = tf2torch.convert(path, optimize=True)
     tf2torch.save(module, tmp_path / "model.pt")
     loaded = tf2torch.load(tmp_path / "model.pt")
@@ -158,12 +163,7 @@ def test_optimized_module_saves_loads_and_records_folds(tmp_path):
 
 
 def test_residual_add_and_relu_run_in_the_convolution(tmp_path):
-    keras = keras_module("keras3")
-    model = residual(keras)
-    randomize_batch_norms(model)
-    path = tmp_path / "model.keras"
-    model.save(str(path))
-    module = tf2torch.convert(path, optimize=True)
+    module = tf2torch.convert(saved(residual, tmp_path), optimize=True)
     if not fused_conv_available():
         pytest.skip("no oneDNN fused convolution in this torch build")
     assert isinstance(module.c1, FusedConvAdd2d) and module.c1.post_op == "relu"

@@ -50,7 +50,7 @@ MERGES = (Add, Subtract, Multiply, Average, Maximum, Minimum)
 def optimize(module: fx.GraphModule, channels_last: bool = True) -> fx.GraphModule:
     """Rewrite ``module`` in place for inference (see the module docstring) and return it."""
     module.eval()
-    has_conv2d = any(isinstance(m, nn.Conv2d) for m in module.modules())
+    has_conv2d = memory_format.has_conv2d(module)
     drop_no_ops(module)
     fold_batch_norms(module)
     fold_input_scaling(module)

@@ -163,9 +163,10 @@ def masked_softmax(scores: torch.Tensor, keep: torch.Tensor | None, style: str, 
 
 
 def additive_attention_mask(keep: torch.Tensor | None, style: str, shape: tuple[int, int, int, int],
-                            dtype: torch.dtype) -> torch.Tensor | None:
+                            dtype: torch.dtype, per_head: bool = True) -> torch.Tensor | None:
     """Keras's (B|1, T, S) keep mask as the float mask ``nn.MultiheadAttention`` adds to its scaled scores,
-    (B·H, T, S). Exact for [TFK] (which adds ``(1 - mask) * -1e9`` itself) and for [K3]
+    (B·H, T, S); with ``per_head=False`` (B|1, 1, T, S), broadcast over the heads without copies
+    (``scaled_dot_product_attention``). Exact for [TFK] (which adds ``(1 - mask) * -1e9`` itself) and for [K3]
     ``dot_product_attention`` (its fill absorbs any finite score: ``s + fill == fill`` in float32)."""
     if keep is None:
         return None
@@ -176,9 +177,9 @@ def additive_attention_mask(keep: torch.Tensor | None, style: str, shape: tuple[
                                torch.tensor(DOT_PRODUCT_ATTENTION_FILL, dtype=dtype))
     else:
         raise ValueError(f"nn.MultiheadAttention cannot express the {style} masking")
-    batch, heads, t, s = shape
-    if heads == 0:  # for scaled_dot_product_attention: (B|1, 1, T, S), broadcast over the heads, no copies
+    if not per_head:
         return additive[:, None]
+    batch, heads, t, s = shape
     additive = additive.expand(batch, t, s)
     return additive[:, None].expand(batch, heads, t, s).reshape(batch * heads, t, s)
 
@@ -300,7 +301,8 @@ class KerasMaskedMultiheadAttention(nn.Module):
             q, k, v = (F.linear(x, w, b) for x, w, b in zip((query, key, value), weights, biases))
         batch, t, s = query.shape[0], query.shape[1], key.shape[1]
         q, k, v = (x.unflatten(-1, (heads, embed // heads)).transpose(1, 2) for x in (q, k, v))
-        additive = additive_attention_mask(keep, self.softmax_style, (batch, 0, t, s), query.dtype)
+        additive = additive_attention_mask(keep, self.softmax_style, (batch, heads, t, s), query.dtype,
+                                           per_head=False)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=additive,
                                              dropout_p=mha.dropout if self.training else 0.0)
         return mha.out_proj(out.transpose(1, 2).flatten(2))

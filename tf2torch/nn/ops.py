@@ -202,33 +202,23 @@ def broadcast_to_keep_batch(x: torch.Tensor, shape: list[int]) -> torch.Tensor:
     return torch.broadcast_to(x, (x.shape[0], *shape))
 
 
+def mirror_pad(x: torch.Tensor, dim: int, before: int, after: int, shift: int) -> torch.Tensor:
+    """TF MirrorPad along ``dim``: REFLECT (``shift=1``, the edge is not repeated) or SYMMETRIC (``shift=0``)."""
+    parts = []
+    if before:
+        parts.append(x.narrow(dim, shift, before).flip(dim))
+    parts.append(x)
+    if after:
+        parts.append(x.narrow(dim, x.shape[dim] - after - shift, after).flip(dim))
+    return torch.cat(parts, dim) if len(parts) > 1 else x
+
+
 def pad(x: torch.Tensor, pads: list[int], mode: str, value: float) -> torch.Tensor:
-    """``pads`` already in torch's order (last axis first). TF REFLECT = torch reflect, SYMMETRIC has no torch
-    mode: it is built from flips."""
-    if mode == "symmetric":
+    """``pads`` already in torch's order (last axis first). SYMMETRIC has no torch mode and torch's reflect pads
+    at most the last 3 dims of a batched tensor: both are built axis by axis from flips."""
+    if mode in ("symmetric", "reflect"):
         for i in range(len(pads) // 2):
-            dim = x.dim() - 1 - i
-            before, after = pads[2 * i], pads[2 * i + 1]
-            parts = []
-            if before:
-                parts.append(x.narrow(dim, 0, before).flip(dim))
-            parts.append(x)
-            if after:
-                parts.append(x.narrow(dim, x.shape[dim] - after, after).flip(dim))
-            x = torch.cat(parts, dim)
-        return x
-    if mode == "reflect":
-        # torch's reflect pads at most the last 3 dims of a batched tensor: pad axis by axis along flips.
-        for i in range(len(pads) // 2):
-            dim = x.dim() - 1 - i
-            before, after = pads[2 * i], pads[2 * i + 1]
-            parts = []
-            if before:
-                parts.append(x.narrow(dim, 1, before).flip(dim))
-            parts.append(x)
-            if after:
-                parts.append(x.narrow(dim, x.shape[dim] - 1 - after, after).flip(dim))
-            x = torch.cat(parts, dim)
+            x = mirror_pad(x, x.dim() - 1 - i, pads[2 * i], pads[2 * i + 1], 1 if mode == "reflect" else 0)
         return x
     return F.pad(x, pads, mode="constant", value=value)
 

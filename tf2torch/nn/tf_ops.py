@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ops import mirror_pad
+
 UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "Relu": torch.relu, "Relu6": lambda x: torch.clamp(x, 0.0, 6.0), "Elu": F.elu, "Selu": F.selu,
     "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Softplus": F.softplus, "Softsign": F.softsign,
@@ -376,14 +378,7 @@ class TFPad(nn.Module):
             return F.pad(x, flat, value=self.value)
         shift = 1 if self.mode == "REFLECT" else 0
         for axis, (before, after) in enumerate(self.pads):
-            parts = []
-            if before:
-                parts.append(x.narrow(axis, shift, before).flip(axis))
-            parts.append(x)
-            if after:
-                parts.append(x.narrow(axis, x.shape[axis] - after - shift, after).flip(axis))
-            if len(parts) > 1:
-                x = torch.cat(parts, dim=axis)
+            x = mirror_pad(x, axis, before, after, shift)
         return x
 
     def extra_repr(self) -> str:
