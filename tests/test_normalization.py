@@ -398,3 +398,55 @@ def test_group_normalization_any_axis(axis, groups, layout, flavour):
     layer.build((None, *shape))
     randomized(k.Sequential([k.Input(shape), layer]))
     check_layer(layer, flavour, shape, layout)
+
+
+# -- the eval-mode fast path of the Keras batch norms (x * scale + shift, cached) ------------------------------
+BATCH_NORM_CASES = [  # (class, input shape, affine, channels-last input)
+    ("KerasBatchNorm1d", (4, 6), True, False),
+    ("KerasBatchNorm1d", (4, 6, 5), False, False),
+    ("KerasBatchNorm2d", (3, 6, 5, 7), True, False),
+    ("KerasBatchNorm2d", (3, 6, 5, 7), True, True),
+    ("KerasBatchNorm3d", (2, 6, 3, 4, 5), True, False),
+]
+
+
+def random_batch_norm(cls_name: str, affine: bool) -> nn.Module:
+    from tf2torch.nn import normalization
+
+    bn = getattr(normalization, cls_name)(6, eps=1e-3, affine=affine, biased_moving_variance=True).eval()
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+        if affine:
+            bn.weight.normal_()
+            bn.bias.normal_()
+    return bn
+
+
+@pytest.mark.parametrize("cls_name, shape, affine, channels_last", BATCH_NORM_CASES)
+def test_batch_norm_inference_path_equals_torchs_and_follows_its_parameters(cls_name, shape, affine, channels_last):
+    """Under ``no_grad`` eval runs ``x * scale + shift`` with both cached; the cache follows in-place updates
+    (``_version``) and replaced parameters, and a call that autograd records runs torch's own batch norm."""
+    import torch.nn.functional as F
+
+    bn = random_batch_norm(cls_name, affine)
+    x = torch.randn(shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def reference():
+        return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+    with torch.no_grad():
+        fast = bn(x)
+        torch.testing.assert_close(fast, reference(), rtol=1e-6, atol=1e-6)
+        assert fast.is_contiguous(memory_format=torch.channels_last) == channels_last
+        bn.running_var.mul_(3.0)  # in place: the cached scale must not be reused
+        torch.testing.assert_close(bn(x), reference(), rtol=1e-6, atol=1e-6)
+        if affine:
+            bn.weight = nn.Parameter(torch.randn(6))  # replaced: a new tensor, version 0 again
+            torch.testing.assert_close(bn(x), reference(), rtol=1e-6, atol=1e-6)
+    if affine:
+        out = bn(x)  # autograd records this call: torch's own path, gradients reach gamma
+        out.sum().backward()
+        assert bn.weight.grad is not None and bn.weight.grad.abs().sum() > 0

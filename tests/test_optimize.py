@@ -178,6 +178,19 @@ def test_residual_add_and_relu_run_in_the_convolution(tmp_path):
     torch.testing.assert_close(fast, plain.detach(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("fused", ["conv", "conv_add"])
+def test_fused_convolution_given_the_wrong_channels_raises_torchs_error(fused):
+    """oneDNN's own error for a wrong input ("could not create a primitive descriptor") names nothing; the
+    plain convolution's does."""
+    if not fused_conv_available():
+        pytest.skip("no oneDNN fused convolution in this torch build")
+    conv = FusedConv2d(nn.Conv2d(4, 6, 3)) if fused == "conv" else FusedConvAdd2d(nn.Conv2d(4, 6, 3))
+    x = torch.randn(2, 5, 8, 8)
+    args = (x,) if fused == "conv" else (x, torch.randn(2, 6, 6, 6))
+    with torch.no_grad(), pytest.raises(RuntimeError, match="channels"):
+        conv(*args)
+
+
 def test_conv_trunk_compiles_without_graph_breaks(tmp_path):
     """torch.compile sees one graph for a converted conv trunk, default and optimized (dynamo tracing only)."""
     keras = keras_module("keras3")

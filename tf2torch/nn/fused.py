@@ -65,6 +65,7 @@ class FusedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (_compiling() or x.dim() != 4 or x.dtype != torch.float32 or x.device.type != "cpu"
+                or x.shape[1] != self.weight.shape[1] * self.groups  # torch's own error names the mismatch
                 or self.weight.dtype != torch.float32 or (torch.is_grad_enabled() and self.weight.requires_grad)):
             return self.plain(x)
         return torch.ops.mkldnn._convolution_pointwise(x, self.packed_weight(x.shape), self.bias.detach(),
@@ -96,7 +97,7 @@ class FusedConvAdd2d(FusedConv2d):
                        == other.is_contiguous(memory_format=torch.channels_last))
         if (_compiling() or x.dim() != 4 or other.dim() != 4 or x.dtype != torch.float32
                 or other.dtype != torch.float32 or x.device.type != "cpu" or self.weight.dtype != torch.float32
-                or not same_format
+                or not same_format or x.shape[1] != self.weight.shape[1] * self.groups
                 or not (other.is_contiguous() or other.is_contiguous(memory_format=torch.channels_last))
                 or other.shape != self.output_shape(x)
                 or torch.is_grad_enabled() and (self.weight.requires_grad or other.requires_grad)):

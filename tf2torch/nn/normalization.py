@@ -27,8 +27,22 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def inference_only(x: torch.Tensor, *parameters: torch.Tensor | None) -> bool:
+    """Whether a call needs no autograd record and is not being traced or compiled: the eager inference calls
+    that may use values cached from the parameters."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False
+    if type(x) is not torch.Tensor:
+        return False  # fx proxies, tensor subclasses (fake tensors, functorch wrappers)
+    if torch.is_grad_enabled() and (x.requires_grad or any(p is not None and p.requires_grad for p in parameters)):
+        return False
+    return True
+
+
 class KerasTrainingMixin:
-    """Keras's train-mode batch normalization on top of torch's: eval mode is torch's own ``forward``.
+    """Keras's train-mode batch normalization on top of torch's. Eval mode computes torch's values; a call
+    autograd does not record runs them as ``x * scale + shift`` with ``scale`` and ``shift`` cached
+    (``eval_scale_shift``): one pass, half the time of ``F.batch_norm`` on a channels-last tensor on 2 cores.
 
     - ``biased_moving_variance``: the moving variance follows the biased batch variance ([K3] ``ops.moments``,
       [TFK] non-fused ``tf.nn.moments``); torch (and tf.keras's fused kernel on 4-D/5-D inputs) uses the
@@ -47,6 +61,10 @@ class KerasTrainingMixin:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
+            if (inference_only(x, self.weight, self.bias) and self.running_var is not None
+                    and x.dtype == self.running_var.dtype):
+                scale, shift = self.eval_scale_shift(x.dim())
+                return torch.addcmul(shift, x, scale)
             return super().forward(x)
         if self.frozen:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0,
@@ -61,6 +79,29 @@ class KerasTrainingMixin:
             self.running_var.lerp_(var, self.momentum)
             self.num_batches_tracked.add_(1)
         return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+    def eval_scale_shift(self, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval mode's ``x * scale + shift``, ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean * scale``
+        (the order of [TFK] ``tf.nn.batch_normalization`` and of torch's own CPU kernel), shaped (1, C, 1, ...),
+        computed once per change of a parameter or statistic (``_version``; ``.data``, dtype or device swapped
+        by ``module.to()``) and kept with the tensors they came from, so a replaced parameter is never mistaken
+        for its predecessor."""
+        sources = (self.weight, self.bias, self.running_mean, self.running_var)
+        key = (rank, self.eps, *sources, *((t._version, t.data_ptr(), t.dtype, t.device) if t is not None else None
+                                           for t in sources))
+        cached = self.__dict__.get("_eval_scale_shift")
+        if cached is not None and len(cached[0]) == len(key) and all(
+                a is b if isinstance(a, torch.Tensor) or a is None else a == b for a, b in zip(cached[0], key)):
+            return cached[1]
+        weight, bias, mean, var = (t.detach() if t is not None else None for t in sources)
+        scale = torch.rsqrt(var + self.eps)
+        if weight is not None:
+            scale = scale * weight
+        shift = -mean * scale if bias is None else bias - mean * scale
+        view = (1, -1) + (1,) * (rank - 2)
+        value = (scale.reshape(view), shift.reshape(view))
+        self.__dict__["_eval_scale_shift"] = (key, value)
+        return value
 
     def extra_repr(self) -> str:
         flags = [f"{k}=True" for k in ("biased_moving_variance", "frozen") if getattr(self, k)]
