@@ -18,7 +18,7 @@ from ..layout import KERAS, FlatChannelsFirst
 from .activations import activation_for
 from .registry import Converted, LayerSpec, as_parameter, converter, weight_array_dtype
 
-BLOCK_BYTES = 32 << 20  # stored rows read (and transposed) at a time
+BLOCK_BYTES = 8 << 20  # stored rows read (and transposed) at a time
 
 
 def kernel_to_linear(kernel: StoredArray, channels: int, spatial: tuple[int, ...] = (),
