@@ -266,6 +266,7 @@ def test_stored_weight_reads_checked_blocks(tmp_path):
     with h5py.File(path, "r") as f:
         stored = policy.stored_weight(f["k"], "k", size)
         assert (stored.shape, stored.dtype, stored.ndim, len(stored)) == ((300, 40), np.dtype("float32"), 2, 300)
+        assert stored.rows_per_chunk == 10 and policy.stored_weight(f["plain"], "plain", size).rows_per_chunk == 1
         for rows in (slice(0, 100), slice(190, 200), slice(-5, None), slice(5, 3), slice(210, 999)):
             np.testing.assert_array_equal(stored[rows], values[rows])
         for damaged in (lambda: stored[150:250], lambda: np.asarray(stored)):

@@ -34,7 +34,8 @@ class TensorRef:
 class StoredArray(Protocol):
     """A weight that may not be read yet: ``shape``, ``dtype``, ``ndim`` and blocks of leading-axis rows
     (``stored[a:b]`` → np.ndarray); ``np.asarray(stored)`` reads it whole. An np.ndarray is one;
-    ``readers.policy.StoredWeight`` reads an HDF5 dataset block by block."""
+    ``readers.policy.StoredWeight`` reads an HDF5 dataset block by block (and says how many rows its chunks
+    span, ``rows_per_chunk``, the least a block should read)."""
 
     shape: tuple[int, ...]
     dtype: np.dtype

@@ -26,7 +26,8 @@ def kernel_to_linear(kernel: StoredArray, channels: int, spatial: tuple[int, ...
     """Keras (H*W*C, units) kernel → torch ``Linear.weight`` (units, C*H*W) that consumes a C,H,W-ordered flatten;
     with ``spatial=()`` a plain (in, units) → (units, in) transpose. The result is allocated once, in ``dtype``
     (default: the kernel's), and filled from blocks of stored rows of at most ``block_bytes``, read from ``kernel``
-    as they are needed: no whole-size temporary exists besides the result."""
+    as they are needed: no whole-size temporary exists besides the result (a block is larger only where the
+    file's HDF5 chunks span more rows: ``rows_per_chunk``)."""
     rows, units = kernel.shape
     positions = math.prod(spatial)
     if rows != positions * channels:
@@ -36,7 +37,8 @@ def kernel_to_linear(kernel: StoredArray, channels: int, spatial: tuple[int, ...
         return out
     by_position = out.reshape(units, channels, positions)  # a view: column c*positions + s
     row_bytes = units * max(out.itemsize, np.dtype(kernel.dtype).itemsize)
-    step = max(1, block_bytes // row_bytes)  # stored rows per block
+    # stored rows per block; at least one HDF5 chunk's rows, so a chunk is decompressed at most a few times
+    step = max(1, block_bytes // row_bytes, getattr(kernel, "rows_per_chunk", 1))
     with np.errstate(over="ignore"):  # float64 past float32's range becomes inf, silently, as torch's cast does
         if step >= channels:  # whole spatial positions per block (stored row s*channels + c)
             per = step // channels

@@ -178,11 +178,15 @@ class StoredWeight:
     transformed weight block by block from it, so the stored and the transformed copies are never both whole
     in memory (VGG16's fc1 kernel is 411 MB)."""
 
-    def __init__(self, dataset: h5py.Dataset, where: str, shape: tuple[int, ...], dtype: np.dtype):
+    def __init__(self, dataset: h5py.Dataset, where: str, shape: tuple[int, ...], dtype: np.dtype,
+                 rows_per_chunk: int = 1):
         self._dataset = dataset
         self.where = where
         self.shape = shape
         self.dtype = dtype
+        # Rows of one HDF5 chunk (1: contiguous, as Keras writes). Blocks of fewer rows would decompress each
+        # chunk once per block that touches it, so readers of blocks take at least this many rows at a time.
+        self.rows_per_chunk = rows_per_chunk
 
     @property
     def ndim(self) -> int:
@@ -225,7 +229,11 @@ def stored_weight(obj: object, where: str, file_size: int) -> StoredWeight:
     """A weight the policy accepted (re-checked: the key is looked up again), to be read when and as needed."""
     shape, _ = check_dataset(obj, where, Budget(file_size))
     assert isinstance(obj, h5py.Dataset)
-    return StoredWeight(obj, where, shape, obj.dtype)
+    try:
+        chunks = obj.chunks
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"{where}: cannot read the dataset's header ({exc}); the file is damaged") from None
+    return StoredWeight(obj, where, shape, obj.dtype, int(chunks[0]) if chunks and shape else 1)
 
 
 
