@@ -2,13 +2,16 @@
 
 import math
 import os
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from harness import check_conversion
+from harness import check_conversion, keras_module
 
 from tf2torch.converters import registry
 from tf2torch.converters.dense import BLOCK_BYTES, kernel_to_linear
@@ -155,3 +158,28 @@ def test_kernel_to_linear_reads_whole_chunks(channels, spatial):
     row = 8 * 4
     assert sum(kernel.blocks) == kernel.array.nbytes
     assert all(b >= min(1000, channels) // 2 * row for b in kernel.blocks[:-1]), kernel.blocks
+
+
+def peak_rss_mb(*args: str) -> float:
+    """Peak RSS of ``python *args`` as a process of its own (a fresh parent, so no other child counts)."""
+    script = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL);"
+              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    done = subprocess.run([sys.executable, "-c", script, sys.executable, *args], capture_output=True, text=True,
+                          cwd=Path(__file__).parent.parent, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return int(done.stdout.split()[-1]) / 1024
+
+
+@pytest.mark.slow
+def test_large_flattened_dense_converts_within_its_memory_bound(tmp_path):
+    """Issue 12's bound, ``import torch`` + 1.5 x the weight bytes, on a VGG-like fc1 of 257 MB: a stored copy
+    beside a whole transposed one took 2x (the bound VGG16's conversion broke)."""
+    k = keras_module("keras3")
+    model = k.Sequential([k.Input((7, 7, 512)), k.layers.Flatten(), k.layers.Dense(2560)])
+    weights_mb = sum(int(np.prod(w.shape)) * 4 for w in model.weights) / 2**20
+    path = tmp_path / "fc.h5"
+    model.save(str(path))
+    del model
+    baseline = peak_rss_mb("-c", "import torch")
+    peak = peak_rss_mb("-m", "tf2torch", "convert", str(path), str(tmp_path / "out.pt"))
+    assert peak <= baseline + 1.5 * weights_mb, (peak, baseline, weights_mb)
