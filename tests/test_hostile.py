@@ -388,6 +388,20 @@ def test_bad_weights(tmp_path, edit, fragment):
     assert_refused(run_cli("convert", src, out), out, fragment)
 
 
+def test_damaged_compressed_kernel(tmp_path):
+    """Dense reads its kernel in blocks while converting, after the structure was read: a chunk that does not
+    inflate is still one line naming the weight."""
+    src = copy_seed(tmp_path)
+    replace_kernel(src, lambda g, n, a: g.create_dataset(n, data=a, compression="gzip", chunks=a.shape))
+    with h5py.File(src, "r") as f:
+        info = f[KERNEL].id.get_chunk_info(0)
+    with open(src, "r+b") as fh:
+        fh.seek(info.byte_offset)
+        fh.write(b"\xff" * info.size)
+    out = tmp_path / "out.pt"
+    assert_refused(run_cli("convert", src, out), out, f"cannot read weight /{KERNEL}", "damaged")
+
+
 @pytest.mark.parametrize("shape", [[None, -4], [None, "four"], [None, 4.5], "abc", [None, True]])
 def test_bad_input_dimension(tmp_path, shape):
     config = chain_config(1)

@@ -18,6 +18,8 @@ import pytest
 from harness import assert_matches, check_conversion, keras_module, keras_outputs, random_inputs, torch_outputs
 
 import tf2torch
+from tf2torch.errors import ModelFileError
+from tf2torch.readers import policy
 
 
 def sequential(k):
@@ -240,3 +242,41 @@ def test_sequential_whose_last_layer_returns_several_tensors(flavour, tmp_path):
     if flavour == "tf_keras":
         pytest.skip("tf_keras refuses to build a Sequential whose layer returns several tensors")
     check_conversion(sequential_ending_in_states, flavour, tmp_path)
+
+
+def damage_chunk(path, key: str, index: int) -> None:
+    """Overwrite one compressed chunk of dataset ``key`` with bytes that do not inflate."""
+    with h5py.File(path, "r") as f:
+        info = f[key].id.get_chunk_info(index)
+    with open(path, "r+b") as fh:
+        fh.seek(info.byte_offset)
+        fh.write(b"\xff" * info.size)
+
+
+def test_stored_weight_reads_checked_blocks(tmp_path):
+    """What readers hand a converter that asks for ``spec.weights(lazy=True)``: shape and dtype now, blocks of
+    leading-axis rows when read, each read a one-line ``ModelFileError`` when the data is damaged."""
+    values = np.random.default_rng(0).standard_normal((300, 40)).astype("float32")
+    path = tmp_path / "w.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("k", data=values, compression="gzip", chunks=(10, 40))
+        f["plain"] = values
+    damage_chunk(path, "k", 20)  # rows 200-209
+    size = path.stat().st_size
+    with h5py.File(path, "r") as f:
+        stored = policy.stored_weight(f["k"], "k", size)
+        assert (stored.shape, stored.dtype, stored.ndim, len(stored)) == ((300, 40), np.dtype("float32"), 2, 300)
+        assert stored.rows_per_chunk == 10 and policy.stored_weight(f["plain"], "plain", size).rows_per_chunk == 1
+        for rows in (slice(0, 100), slice(190, 200), slice(-5, None), slice(5, 3), slice(210, 999)):
+            np.testing.assert_array_equal(stored[rows], values[rows])
+        for damaged in (lambda: stored[150:250], lambda: np.asarray(stored)):
+            with pytest.raises(ModelFileError, match=r"^cannot read weight k: .*damaged$"):
+                damaged()
+        for not_rows in (np.s_[::2], 3, np.s_[0:2, 1]):
+            with pytest.raises(TypeError, match="blocks of leading-axis rows"):
+                stored[not_rows]
+        with pytest.raises(ModelFileError, match="more than the whole file"):  # checked before anything is read
+            policy.stored_weight(f["plain"], "plain", 1000)
+        np.testing.assert_array_equal(np.asarray(policy.stored_weight(f["plain"], "plain", size)), values)
+    with pytest.raises(ModelFileError, match="cannot read weight k"):  # the file is closed
+        stored[0:3]

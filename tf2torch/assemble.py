@@ -347,9 +347,9 @@ class Assembler:
         layer = self.graph.layers[node.layer]
         loads: Counter[int] = Counter()
 
-        def load(weight: Any) -> Any:
+        def load(weight: Any, lazy: bool = False) -> Any:
             loads[id(weight)] += 1
-            return self.graph.load_weight(weight)
+            return self.graph.load_weight(weight, lazy=lazy)
 
         spec = registry.LayerSpec(
             name=node.layer, class_name=layer.class_name, config=layer.config,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -29,6 +29,19 @@ class TensorRef:
 
     node: str
     index: int = 0
+
+
+class StoredArray(Protocol):
+    """A weight that may not be read yet: ``shape``, ``dtype``, ``ndim`` and blocks of leading-axis rows
+    (``stored[a:b]`` → np.ndarray); ``np.asarray(stored)`` reads it whole. An np.ndarray is one;
+    ``readers.policy.StoredWeight`` reads an HDF5 dataset block by block (and says how many rows its chunks
+    span, ``rows_per_chunk``, the least a block should read)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    ndim: int
+
+    def __getitem__(self, rows: slice) -> np.ndarray: ...
 
 
 @dataclass
@@ -92,17 +105,19 @@ class KerasGraph:
     source_format: str = "unknown"
     output_names: list[str] = field(default_factory=list)
     containers: list[str] | None = None  # layer-key prefixes that are nested models (None: every "/" nests)
-    _loader: Callable[[Weight], np.ndarray] | None = field(default=None, repr=False, compare=False)
+    _loader: Callable[[Weight], StoredArray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def keras_major(self) -> int:
         return keras_major(self.keras_version)
 
-    def load_weight(self, weight: Weight) -> np.ndarray:
-        """Read one weight array from the file (nothing is cached: peak memory stays near one copy)."""
+    def load_weight(self, weight: Weight, lazy: bool = False) -> Any:
+        """Read one weight array from the file (nothing is cached: peak memory stays near one copy);
+        ``lazy=True``: a ``StoredArray`` its reader may not have read yet, for the caller to read in blocks."""
         if self._loader is None:
             return np.zeros(weight.shape, dtype=weight.dtype)
-        return self._loader(weight)
+        stored = self._loader(weight)
+        return stored if lazy else np.asarray(stored)
 
     def node(self, node_id: str) -> Node:
         """A node by id; the index is built once per node list (a per-call scan made many inputs quadratic)."""

@@ -91,7 +91,7 @@ class LayerSpec:
     weight_handles: list[Weight] = field(default_factory=list)
     call_kwargs: dict[str, Any] = field(default_factory=dict)
     tensor_kwarg_names: list[str] = field(default_factory=list)
-    _load: Callable[[Weight], np.ndarray] | None = None
+    _load: Callable[..., Any] | None = None  # (weight, lazy=False) -> np.ndarray, or a StoredArray when lazy
     # The example tensors the layer is being built with, per input one per stand-in size (as delivered, before
     # layout changes): for converters of graph functions (a TF ``While`` body) that build their own sub-module
     # on the values their inputs take.
@@ -115,13 +115,15 @@ class LayerSpec:
     def input_layout(self) -> Layout:
         return self.input_layouts[0]
 
-    def weights(self, expected: int | None = None) -> list[np.ndarray]:
-        """The layer's stored weights in Keras order (``layer.weights``), read from the file now."""
+    def weights(self, expected: int | None = None, lazy: bool = False) -> list[Any]:
+        """The layer's stored weights in Keras order (``layer.weights``), read from the file now; ``lazy=True``:
+        ``graph.StoredArray``s the converter reads in blocks of rows (a large kernel transformed without a second
+        whole copy), each counted as read once all the same."""
         if expected is not None and len(self.weight_handles) != expected:
             self.fail(f"expected {expected} stored weights, found {len(self.weight_handles)} "
                       f"({', '.join(w.name for w in self.weight_handles) or 'none'})")
         assert self._load is not None
-        return [self._load(w) for w in self.weight_handles]
+        return [self._load(w, lazy=True) if lazy else self._load(w) for w in self.weight_handles]
 
     def check_shapes(self, arrays: Sequence[np.ndarray], expected: Sequence[tuple[int | None, ...] | None],
                      names: Sequence[str] | None = None) -> None:
@@ -310,6 +312,17 @@ def weight_dtype(dtype: torch.dtype) -> Iterator[None]:
         yield
     finally:
         _WEIGHT_DTYPE.pop()
+
+
+_NUMPY_FLOAT = {torch.float16: np.dtype(np.float16), torch.float32: np.dtype(np.float32),
+                torch.float64: np.dtype(np.float64)}
+
+
+def weight_array_dtype(stored: np.dtype) -> np.dtype:
+    """The dtype ``to_tensor`` gives a weight stored as ``stored`` (the converting layer's floating dtype for a
+    float, integers as they are), for a transform that builds its result in that dtype from the start."""
+    stored = np.dtype(stored)
+    return _NUMPY_FLOAT[_WEIGHT_DTYPE[-1]] if stored.kind == "f" else stored
 
 
 def to_tensor(array: np.ndarray) -> torch.Tensor:

@@ -177,14 +177,15 @@ class _OwnerIndex:
 
 
 def dataset_loader(file: h5py.File):
-    def load(weight: Weight) -> np.ndarray:
+    """Weights of an open file as ``policy.StoredWeight``: checked now, their values read when asked for."""
+    def load(weight: Weight) -> policy.StoredWeight:
         try:
             obj = file.get(weight.key)
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             raise ModelFileError(f"cannot read weight {weight.key}: {exc}; the file is truncated or damaged") from None
         if obj is None:
             raise ModelFileError(f"cannot read weight {weight.key}: missing; the file is damaged")
-        return policy.read_dataset(obj, weight.key, file_size)
+        return policy.stored_weight(obj, weight.key, file_size)
     file_size = os.path.getsize(file.filename)
     return load
 

@@ -172,13 +172,69 @@ def check_dataset(obj: object, where: str, budget: Budget) -> tuple[tuple[int, .
     return tuple(int(d) for d in shape), str(dtype)
 
 
-def read_dataset(obj: object, where: str, file_size: int) -> np.ndarray:
-    """The values of a weight the policy accepted (re-checked: the key is looked up again)."""
-    check_dataset(obj, where, Budget(file_size))
+class StoredWeight:
+    """A weight the policy accepted, not read yet: ``shape``, ``dtype`` and blocks of leading-axis rows
+    (``stored[a:b]``), each read checked; ``np.asarray(stored)`` reads it whole. A converter can fill a large
+    transformed weight block by block from it, so the stored and the transformed copies are never both whole
+    in memory (VGG16's fc1 kernel is 411 MB)."""
+
+    def __init__(self, dataset: h5py.Dataset, where: str, shape: tuple[int, ...], dtype: np.dtype,
+                 rows_per_chunk: int = 1):
+        self._dataset = dataset
+        self.where = where
+        self.shape = shape
+        self.dtype = dtype
+        # Rows of one HDF5 chunk (1: contiguous, as Keras writes). Blocks of fewer rows would decompress each
+        # chunk once per block that touches it, so readers of blocks take at least this many rows at a time.
+        self.rows_per_chunk = rows_per_chunk
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a scalar weight")
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        """Stored rows ``rows.start`` to ``rows.stop`` (leading axis, step 1), clipped to the weight as numpy does."""
+        if not isinstance(rows, slice) or rows.step not in (None, 1) or not self.shape:
+            raise TypeError(f"weight {self.where}: a stored weight reads blocks of leading-axis rows (w[a:b])")
+        start, stop, _ = rows.indices(self.shape[0])
+        if stop <= start:
+            return np.empty((0, *self.shape[1:]), dtype=self.dtype)
+        return self._read(np.s_[start:stop], (stop - start, *self.shape[1:]))
+
+    def read(self) -> np.ndarray:
+        """All the values."""
+        return self._read((), self.shape)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = self.read()
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+    def _read(self, selection: Any, shape: tuple[int, ...]) -> np.ndarray:
+        try:
+            array = np.asarray(self._dataset[selection])
+        except (OSError, RuntimeError, ValueError, TypeError) as exc:
+            raise ModelFileError(f"cannot read weight {self.where}: {exc}; the file is truncated or damaged") from None
+        if array.shape != shape:  # the header changed under us (the file was rewritten while converting)
+            raise ModelFileError(f"cannot read weight {self.where}: read {array.shape}, the header declared "
+                                 f"{shape}; the file is damaged")
+        return array
+
+
+def stored_weight(obj: object, where: str, file_size: int) -> StoredWeight:
+    """A weight the policy accepted (re-checked: the key is looked up again), to be read when and as needed."""
+    shape, _ = check_dataset(obj, where, Budget(file_size))
+    assert isinstance(obj, h5py.Dataset)
     try:
-        return np.asarray(obj[()])
+        chunks = obj.chunks
     except (OSError, RuntimeError, ValueError, TypeError) as exc:
-        raise ModelFileError(f"cannot read weight {where}: {exc}; the file is truncated or damaged") from None
+        raise ModelFileError(f"{where}: cannot read the dataset's header ({exc}); the file is damaged") from None
+    return StoredWeight(obj, where, shape, obj.dtype, int(chunks[0]) if chunks and shape else 1)
+
 
 
 # -- zip members ---------------------------------------------------------------------------------------------
