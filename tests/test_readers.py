@@ -15,7 +15,15 @@ import textwrap
 import h5py
 import numpy as np
 import pytest
-from harness import assert_matches, check_conversion, keras_module, keras_outputs, random_inputs, torch_outputs
+from harness import (
+    assert_matches,
+    check_conversion,
+    formats_for,
+    keras_module,
+    keras_outputs,
+    random_inputs,
+    torch_outputs,
+)
 
 import tf2torch
 from tf2torch.errors import ModelFileError
@@ -280,3 +288,49 @@ def test_stored_weight_reads_checked_blocks(tmp_path):
         np.testing.assert_array_equal(np.asarray(policy.stored_weight(f["plain"], "plain", size)), values)
     with pytest.raises(ModelFileError, match="cannot read weight k"):  # the file is closed
         stored[0:3]
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_contiguous_weights_are_read_in_one_pread_and_equal_hdf5s(flavour, fmt, tmp_path):
+    """Keras writes every weight contiguous and unfiltered: the structure's reading records where each one's
+    values lie (``Weight.offset``) and the values read from there equal h5py's, bit for bit; a weight whose
+    values the file no longer holds (truncated after the structure was read) is a one-line error."""
+    if fmt not in formats_for(flavour):
+        pytest.skip(f"{flavour} does not write .{fmt}")
+    k = keras_module(flavour)
+    model = CASES["multi_input_multi_output"](k)
+    path = tmp_path / f"m.{fmt}"
+    model.save(path)
+    with tf2torch.readers.open_model(path) as graph:
+        weights = [w for layer in graph.layers.values() for w in layer.weights]
+        assert weights and all(w.offset is not None for w in weights)
+        raw = [np.asarray(graph.load_weight(w)) for w in weights]
+        for w in weights:
+            w.offset = None  # the same weights through HDF5
+        through_hdf5 = [np.asarray(graph.load_weight(w)) for w in weights]
+    for a, b in zip(raw, through_hdf5):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if fmt == "h5":
+        with tf2torch.readers.open_model(path) as graph:
+            last = max((w for layer in graph.layers.values() for w in layer.weights), key=lambda w: w.offset)
+            with open(path, "r+b") as f:
+                f.truncate(last.offset + 4)
+            with pytest.raises(ModelFileError, match=r"^cannot read weight .*: the file ends before its values; "
+                                                     r"the file is truncated$"):
+                graph.load_weight(last)
+
+
+def test_chunked_or_compressed_weights_are_read_through_hdf5(tmp_path):
+    """``contiguous_offset`` only for contiguous, unfiltered, written storage."""
+    values = np.arange(12, dtype="float32").reshape(3, 4)
+    path = tmp_path / "w.h5"
+    with h5py.File(path, "w") as f:
+        f["plain"] = values
+        f.create_dataset("gzip", data=values, compression="gzip")
+        f.create_dataset("chunked", data=values, chunks=(1, 4))
+        f.create_dataset("unwritten", shape=(3, 4), dtype="float32")
+    size = path.stat().st_size
+    with h5py.File(path, "r") as f:
+        assert policy.contiguous_offset(f["plain"], size) is not None
+        assert [policy.contiguous_offset(f[k], size) for k in ("gzip", "chunked", "unwritten")] == [None] * 3
+        assert policy.contiguous_offset(f["plain"], 100) is None  # the extent must lie in the file

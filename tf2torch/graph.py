@@ -49,12 +49,15 @@ class Weight:
     """A stored weight: its path relative to the layer (``kernel``, ``vars/0``, ``cell/vars/1``) and its shape.
 
     ``key`` locates the dataset inside the file; the array itself is only read by ``KerasGraph.load_weight``.
+    ``offset``: where an HDF5 dataset stored contiguous and unfiltered (as Keras writes them) keeps its values in
+    the file, so they are read with one ``pread`` and no HDF5 call; None: read through HDF5.
     """
 
     name: str
     shape: tuple[int, ...]
     dtype: str
     key: str = ""
+    offset: int | None = None
 
 
 @dataclass

@@ -92,16 +92,19 @@ def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None
     pending, workdir = _PREFETCHED.pop(file_identity(path), (None, None))
     if pending is None:
         workdir = make_workdir() if kind == "keras" else None
-    file = None
+    file = raw = None
     try:
         if pending is None:
             pending = watchdog.start(lambda: read_structure(kind, path, workdir), path)
         graph, weights_path = pending.result()
         if weights_path is not None:
             file = open_h5(str(weights_path))
-            graph._loader = dataset_loader(file)
+            raw = os.open(weights_path, os.O_RDONLY)
+            graph._loader = dataset_loader(file, raw)
         yield graph
     finally:
+        if raw is not None:
+            os.close(raw)
         if file is not None:
             file.close()
         if workdir is not None:

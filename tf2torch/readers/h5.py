@@ -113,7 +113,8 @@ def _dataset(group: h5py.Group, weight_name: str, layer: str, budget: policy.Bud
 
 def _weight(group: h5py.Group, weight_name: str, layer_name: str, budget: policy.Budget) -> Weight:
     dataset, (shape, dtype) = _dataset(group, weight_name, layer_name, budget)
-    return Weight(_relative_name(weight_name, layer_name), shape, dtype, dataset.name)
+    return Weight(_relative_name(weight_name, layer_name), shape, dtype, dataset.name,
+                  policy.contiguous_offset(dataset, budget.file_size))
 
 
 def _relative_name(weight_name: str, layer_name: str) -> str:
@@ -141,7 +142,8 @@ def _assign_nested(graph: KerasGraph, tree: ModelTree, group: h5py.Group, weight
         key, owner_name = found
         ds, (shape, dtype) = _dataset(group, wn, key, budget)
         if key in graph.layers:
-            graph.layers[key].weights.append(Weight(_relative_name(wn, owner_name), shape, dtype, ds.name))
+            graph.layers[key].weights.append(Weight(_relative_name(wn, owner_name), shape, dtype, ds.name,
+                                                    policy.contiguous_offset(ds, budget.file_size)))
 
 
 class _OwnerIndex:
@@ -176,9 +178,18 @@ class _OwnerIndex:
         return None
 
 
-def dataset_loader(file: h5py.File):
-    """Weights of an open file as ``policy.StoredWeight``: checked now, their values read when asked for."""
+def dataset_loader(file: h5py.File, raw: int | None = None):
+    """Weights of an open file as ``policy.StoredWeight``: checked now, their values read when asked for;
+    those the structure's reading found contiguous (``Weight.offset``) straight from ``raw``, a descriptor of the
+    same file, once their extent is checked against its size now."""
     def load(weight: Weight) -> policy.StoredWeight:
+        if raw is not None and weight.offset is not None:
+            dtype = np.dtype(weight.dtype)
+            nbytes = int(np.prod(weight.shape, dtype=np.int64)) * dtype.itemsize
+            if weight.offset + nbytes > os.fstat(raw).st_size:
+                raise ModelFileError(f"cannot read weight {weight.key}: the file ends before its values; the file "
+                                     "is truncated")
+            return policy.ContiguousStoredWeight(raw, weight.offset, weight.key, tuple(weight.shape), dtype)
         try:
             obj = file.get(weight.key)
         except (OSError, KeyError, ValueError, RuntimeError) as exc:

@@ -135,7 +135,7 @@ def _layer_weights(group: h5py.Group, prefix: str, layer_key: str, budget: polic
         for index in indices:
             ds = policy.child(vars_group, index, f"layer {layer_key}")
             shape, dtype = policy.check_dataset(ds, f"layer {layer_key}, weight {prefix}vars/{index}", budget)
-            yield Weight(f"{prefix}vars/{index}", shape, dtype, ds.name)
+            yield Weight(f"{prefix}vars/{index}", shape, dtype, ds.name, policy.contiguous_offset(ds, budget.file_size))
     children = []
     for k in group:
         if k == "vars":

@@ -178,7 +178,7 @@ class StoredWeight:
     transformed weight block by block from it, so the stored and the transformed copies are never both whole
     in memory (VGG16's fc1 kernel is 411 MB)."""
 
-    def __init__(self, dataset: h5py.Dataset, where: str, shape: tuple[int, ...], dtype: np.dtype,
+    def __init__(self, dataset: h5py.Dataset | None, where: str, shape: tuple[int, ...], dtype: np.dtype,
                  rows_per_chunk: int = 1):
         self._dataset = dataset
         self.where = where
@@ -223,6 +223,50 @@ class StoredWeight:
             raise ModelFileError(f"cannot read weight {self.where}: read {array.shape}, the header declared "
                                  f"{shape}; the file is damaged")
         return array
+
+
+class ContiguousStoredWeight(StoredWeight):
+    """A ``StoredWeight`` whose values lie contiguous at ``offset`` in the file (``contiguous_offset``): blocks of
+    rows are read with ``os.preadv`` straight into their array, with no HDF5 call (which costs more than the
+    copy for the hundreds of small weights of a model: 0.25 s of ResNet50's conversion)."""
+
+    def __init__(self, fd: int, offset: int, where: str, shape: tuple[int, ...], dtype: np.dtype):
+        super().__init__(None, where, shape, dtype)
+        self._fd, self._offset = fd, offset
+
+    def _read(self, selection: Any, shape: tuple[int, ...]) -> np.ndarray:
+        row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        start = selection.start if isinstance(selection, slice) else 0
+        array = np.empty(shape, dtype=self.dtype)
+        view, position, done = memoryview(array.reshape(-1).view(np.uint8)), self._offset + start * row_bytes, 0
+        while done < array.nbytes:  # a read may return less than asked (Linux stops at 2 GiB)
+            try:
+                got = os.preadv(self._fd, [view[done:]], position + done)
+            except OSError as exc:
+                raise ModelFileError(f"cannot read weight {self.where}: {exc}; the file is damaged") from None
+            if got <= 0:
+                raise ModelFileError(f"cannot read weight {self.where}: the file ends before its values; the file is "
+                                     "truncated")
+            done += got
+        return array
+
+
+def contiguous_offset(obj: h5py.Dataset, file_size: int) -> int | None:
+    """Where a dataset the policy accepted keeps its values in the file, when they are stored contiguous,
+    unfiltered and whole (every weight Keras writes); None when anything else holds (chunked, compressed,
+    compact or unwritten storage), and the values are read through HDF5."""
+    try:
+        plist = obj.id.get_create_plist()
+        if plist.get_layout() != h5py.h5d.CONTIGUOUS or plist.get_nfilters() > 0:
+            return None
+        offset = obj.id.get_offset()
+        stored = obj.id.get_storage_size()
+        declared = int(np.prod(obj.shape, dtype=np.int64)) * obj.dtype.itemsize
+    except (OSError, RuntimeError, ValueError, TypeError):
+        return None
+    if offset is None or declared == 0 or stored != declared or not 0 <= offset <= file_size - declared:
+        return None
+    return int(offset)
 
 
 def stored_weight(obj: object, where: str, file_size: int) -> StoredWeight:
