@@ -27,10 +27,11 @@ from .converters import registry
 from .dtypes import compute_dtype, input_dtype, parse_forced
 from .errors import ConversionError, ModelFileError, Tf2TorchError, UnsupportedLayerError
 from .graph import KerasGraph, Node, TensorRef
+from .masks import MaskRules
 from .naming import TorchNames, legal_segment
-from .nn.merge import join_masks
 from .nn.reshaping import flat_channels_first_to_keras
 from .shapes import predicted_output
+from .tensor_state import TensorState, example
 
 EXAMPLE_BATCH = 2
 # Stand-in sizes for the dimensions a model leaves open, tried in turn until every layer accepts them: two
@@ -40,35 +41,6 @@ MAX_EXAMPLE_ELEMENTS = 1 << 26  # per example input (256 MiB of float32): shapes
 NO_OP_INPUT = "InputLayer"
 
 
-# Layers whose output carries their first input's mask on (``supports_masking = True`` in
-# [K3] keras/src/layers and [TFK] tf_keras/src/layers); every other layer drops it unless its converter
-# says otherwise (``Converted.output_mask``).
-PROPAGATES_MASK = frozenset({
-    "Activation", "ActivityRegularization", "AlphaDropout", "BatchNormalization", "Dense", "Dropout",
-    "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "ELU", "GaussianDropout", "GaussianNoise",
-    "GroupNormalization", "Identity", "LayerNormalization", "LeakyReLU", "Normalization", "PReLU", "ReLU",
-    "TimeDistributed",
-    "Rescaling", "Softmax", "ThresholdedReLU", "UnitNormalization",
-})
-MERGES_MASKS = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"})
-
-
-@dataclass
-class TensorState:
-    fx_node: fx.Node
-    layout: L.Layout
-    examples: list[torch.Tensor]
-    mask: "TensorState | None" = None
-
-    @property
-    def keras_shape(self) -> tuple[int | None, ...]:
-        shapes = [L.keras_shape(tuple(e.shape), self.layout) for e in self.examples]
-        dims = [a if all(s[i] == a for s in shapes) else None for i, a in enumerate(shapes[0])]
-        return (None, *dims[1:]) if dims else ()  # (a scalar, in a TF graph, has no batch axis)
-
-
-def example(state: TensorState, variant: int) -> torch.Tensor:
-    return state.examples[min(variant, len(state.examples) - 1)]
 
 
 def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
@@ -169,7 +141,7 @@ class Assembler:
         self.image_inputs: list[fx.Node] = []  # 4-D channels-first placeholders (memory_format)
         self.states: dict[TensorRef, TensorState] = {}
         self.built: dict[str, list[BuiltCall]] = {}
-        self.mask_modules: dict[str, str] = {}
+        self.masks = MaskRules(self.fx, graph.layers, graph.keras_major, self.add_mask_module)
         self.multi_output: dict[str, tuple[fx.Node, list[L.Layout], list[list[torch.Tensor]],
                                            list[TensorState | None]]] = {}
 
@@ -276,7 +248,7 @@ class Assembler:
         if wanted is None or isinstance(wanted, (str, L.FlatChannelsFirst)):
             wanted = [wanted] * len(inputs)
         inputs = [self.convert_layout(s, w) for s, w in zip(inputs, wanted)]
-        tensor_kwargs.update(self.mask_kwargs(converted, input_masks, tensor_kwargs))
+        tensor_kwargs.update(self.masks.call_kwargs(converted, input_masks, tensor_kwargs))
         tensor_kwargs = {k: ([self.convert_layout(x, L.KERAS) if x is not None else None for x in v]
                              if isinstance(v, list) else self.convert_layout(v, L.KERAS))
                          for k, v in tensor_kwargs.items()}  # keyword inputs always arrive in Keras layout
@@ -310,11 +282,7 @@ class Assembler:
         layouts = [L.normalize(lay, per_output[0][i].dim()) for i, lay in enumerate(layouts)]
         fx_node.meta["tf2torch"] = {"keras_node": node.id, "layer": node.layer, "class_name": layer.class_name,
                                     "layouts": layouts}
-        if isinstance(converted.output_mask, list):
-            first = input_masks[0] if input_masks else None
-            masks = [first if policy == "propagate" else None for policy in converted.output_mask]
-        else:
-            masks = [self.output_mask(node, layer.class_name, converted, inputs, input_masks, tensor_kwargs)]
+        masks = self.masks.output_masks(node, layer.class_name, converted, inputs, input_masks, tensor_kwargs)
         if converted.clears_input_masks and self.graph.keras_major >= 3:
             for ref in node.all_inputs():
                 if ref in self.states:
@@ -384,81 +352,11 @@ class Assembler:
         calls.append(call)
         return call
 
-    # -- masks ------------------------------------------------------------------------------------------
-    def mask_kwargs(self, converted: registry.Converted, input_masks: list[TensorState | None],
-                    tensor_kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Keras hands a layer whose ``call`` takes ``mask`` the mask of its first input (and ``<name>_mask``
-        for tensor keyword inputs); an explicit ``mask=`` in the call wins ([K3] ``layers/layer.py``)."""
-        if not converted.takes_mask:
-            return {}
-        if converted.takes_mask == "per_input":
-            extra: dict[str, Any] = {}
-            if any(m is not None for m in input_masks):
-                extra["masks"] = list(input_masks)
-            for name, state in tensor_kwargs.items():
-                if isinstance(state, TensorState) and state.mask is not None and f"{name}_mask" not in tensor_kwargs:
-                    extra[f"{name}_mask"] = state.mask
-            return extra
-        if "mask" in tensor_kwargs or not input_masks or input_masks[0] is None:
-            return {}
-        return {"mask": input_masks[0]}
-
-    def output_mask(self, node: Node, class_name: str, converted: registry.Converted, inputs: list[TensorState],
-                    input_masks: list[TensorState | None], tensor_kwargs: dict[str, Any]) -> TensorState | None:
-        policy = converted.output_mask
-        if policy is None:
-            policy = ("propagate" if class_name in PROPAGATES_MASK else
-                      "merge" if class_name in MERGES_MASKS else "none")
-        explicit = tensor_kwargs.get("mask")
-        if policy == "propagate":
-            return explicit if isinstance(explicit, TensorState) else (input_masks[0] if input_masks else None)
-        if policy == "merge":
-            return self.merged_mask(node, inputs, input_masks)
-        if isinstance(policy, nn.Module):
-            if node.layer not in self.mask_modules:
-                self.mask_modules[node.layer] = self.names.extra(node.layer, "mask")
-                _set_submodule(self.root, self.mask_modules[node.layer], policy.eval())
-            path = self.mask_modules[node.layer]
-            fx_mask = self.fx.call_module(path, tuple(s.fx_node for s in inputs))
-            fx_mask.meta["tf2torch"] = {"mask_of": node.id}
-            with torch.no_grad():
-                examples = [policy(*[example(s, v) for s in inputs]) for v in range(len(inputs[0].examples))]
-            return TensorState(fx_mask, L.KERAS, examples)
-        return None
-
-    def merged_mask(self, node: Node, inputs: list[TensorState],
-                    input_masks: list[TensorState | None]) -> TensorState | None:
-        """The mask of a merge layer. [K3] ``merging/base_merge.py``: no mask if any input lacks one, else the
-        OR; [TFK]: the AND of the masks present. Concatenate along a non-feature axis joins the masks along that
-        axis, an unmasked input counting as all True ([K3]/[TFK] ``merging/concatenate.py``)."""
-        if all(m is None for m in input_masks):
-            return None
-        layer = self.graph.layers[node.layer]
-        rank = inputs[0].examples[0].dim()
-        axis = int(layer.config.get("axis", -1)) % rank if layer.class_name == "Concatenate" else rank - 1
-        if axis not in (0, rank - 1):
-            if any(s.layout != L.KERAS for s in inputs):
-                return None
-            fx_mask = self.fx.call_function(join_masks, (tuple(s.fx_node for s in inputs),
-                                                         tuple(m.fx_node if m else None for m in input_masks),
-                                                         axis))
-            examples = [join_masks(tuple(example(s, v) for s in inputs),
-                                   tuple(example(m, v) if m else None for m in input_masks), axis)
-                        for v in range(len(inputs[0].examples))]
-            return TensorState(fx_mask, L.KERAS, examples)
-        if self.graph.keras_major >= 3:
-            if any(m is None for m in input_masks):
-                return None
-            combine = torch.logical_or
-        else:
-            combine = torch.logical_and
-        present = [m for m in input_masks if m is not None]
-        state = present[0]
-        for other in present[1:]:
-            fx_mask = self.fx.call_function(combine, (state.fx_node, other.fx_node))
-            examples = [combine(example(state, v), example(other, v)) for v in range(len(state.examples))]
-            state = TensorState(fx_mask, L.KERAS, examples)
-        return state
+    def add_mask_module(self, layer: str, module: nn.Module) -> str:
+        """A module computing a layer's output mask, beside the layer's own (``<layer>_mask``); its path."""
+        path = self.names.extra(layer, "mask")
+        _set_submodule(self.root, path, module)
+        return path
 
     def expand_outputs(self, refs: list[TensorRef]) -> list[TensorRef]:
         """Index -1 (a Sequential's last layer) stands for every output of the node."""

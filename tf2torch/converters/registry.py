@@ -155,7 +155,7 @@ class Converted:
     # Masks (Keras ``mask_zero`` / ``Masking``): ``takes_mask=True`` passes the first input's mask as
     # ``mask=`` (a bool tensor shaped like the Keras input without its last axis); ``"per_input"`` passes
     # ``masks=[...]`` aligned with the positional inputs. ``output_mask``: None follows the Keras class
-    # (``assemble.PROPAGATES_MASK``), ``"propagate"``, ``"merge"``, ``"none"``, or a module computing the
+    # (``masks.PROPAGATES_MASK``), ``"propagate"``, ``"merge"``, ``"none"``, or a module computing the
     # mask from the layer's inputs; a list gives one of "propagate"/"none" per output (missing ones: "none").
     takes_mask: bool | str = False
     output_mask: str | nn.Module | list[str] | None = None
