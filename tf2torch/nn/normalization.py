@@ -20,11 +20,17 @@ only; Keras normalizes any axis or axis list. These modules keep torch's paramet
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+# Per batch norm module, its cached eval-mode scale and shift (``KerasTrainingMixin.eval_scale_shift``): kept out
+# of the module's own attributes, so copies, pickles and state comparisons never see a cache.
+_EVAL_SCALE_SHIFT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def inference_only(x: torch.Tensor, *parameters: torch.Tensor | None) -> bool:
@@ -61,8 +67,9 @@ class KerasTrainingMixin:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
-            if (inference_only(x, self.weight, self.bias) and self.running_var is not None
-                    and x.dtype == self.running_var.dtype):
+            var = self._buffers.get("running_var")  # (not self.running_var: Module.__getattr__ is slow)
+            if (var is not None and x.dtype == var.dtype
+                    and inference_only(x, self._parameters.get("weight"), self._parameters.get("bias"))):
                 scale, shift = self.eval_scale_shift(x.dim())
                 return torch.addcmul(shift, x, scale)
             return super().forward(x)
@@ -84,15 +91,15 @@ class KerasTrainingMixin:
         """Eval mode's ``x * scale + shift``, ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean * scale``
         (the order of [TFK] ``tf.nn.batch_normalization`` and of torch's own CPU kernel), shaped (1, C, 1, ...),
         computed once per change of a parameter or statistic (``_version``; ``.data``, dtype or device swapped
-        by ``module.to()``) and kept with the tensors they came from, so a replaced parameter is never mistaken
-        for its predecessor."""
-        sources = (self.weight, self.bias, self.running_mean, self.running_var)
-        key = (rank, self.eps, *sources, *((t._version, t.data_ptr(), t.dtype, t.device) if t is not None else None
-                                           for t in sources))
-        cached = self.__dict__.get("_eval_scale_shift")
-        if cached is not None and len(cached[0]) == len(key) and all(
-                a is b if isinstance(a, torch.Tensor) or a is None else a == b for a, b in zip(cached[0], key)):
-            return cached[1]
+        by ``module.to()`` give new storage) and kept with the tensors they came from, so a replaced parameter
+        is never mistaken for its predecessor."""
+        sources = (self._parameters.get("weight"), self._parameters.get("bias"), self._buffers.get("running_mean"),
+                   self._buffers.get("running_var"))
+        stamp = (rank, self.eps, *[(t._version, t.data_ptr()) if t is not None else None for t in sources])
+        cached = _EVAL_SCALE_SHIFT.get(self)
+        if (cached is not None and cached[0] == stamp and cached[1][0] is sources[0] and cached[1][1] is sources[1]
+                and cached[1][2] is sources[2] and cached[1][3] is sources[3]):
+            return cached[2]
         weight, bias, mean, var = (t.detach() if t is not None else None for t in sources)
         scale = torch.rsqrt(var + self.eps)
         if weight is not None:
@@ -100,7 +107,7 @@ class KerasTrainingMixin:
         shift = -mean * scale if bias is None else bias - mean * scale
         view = (1, -1) + (1,) * (rank - 2)
         value = (scale.reshape(view), shift.reshape(view))
-        self.__dict__["_eval_scale_shift"] = (key, value)
+        _EVAL_SCALE_SHIFT[self] = (stamp, sources, value)
         return value
 
     def extra_repr(self) -> str:
