@@ -271,3 +271,38 @@ def test_transposed_kernel_is_not_flipped():
     got = torch.nn.functional.conv_transpose2d(torch.from_numpy(x).permute(0, 3, 1, 2),
                                                torch.from_numpy(transposed_kernel_to_iohw(kernel)), stride=2)
     np.testing.assert_array_equal(got.permute(0, 2, 3, 1).numpy(), ref)
+
+
+def test_conv_weights_run_channels_last_with_equal_values(flavour, tmp_path):
+    """A module that runs its conv trunk channels-last keeps every 2-D conv weight (plain, depthwise, separable)
+    in channels-last memory, with the values of a contiguous weight: the outputs equal the same module's with
+    contiguous weights bit for bit, the state_dict loads into another conversion of the file, and
+    a training step runs."""
+    from harness import keras_module
+
+    k = keras_module(flavour)
+    model = randomized(lambda k: seq(k, (12, 10, 3), k.layers.Conv2D(6, 3, padding="same"),
+                                     k.layers.DepthwiseConv2D(3, strides=2, padding="same"),
+                                     k.layers.SeparableConv2D(5, 3), k.layers.Conv2D(4, 1)))(k)
+    path = tmp_path / "m.h5"
+    model.save(path)
+    module = tf2torch.convert(path)
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 5
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert any(not m.weight.is_contiguous() for m in convs)  # the 3x3 ones really are laid out otherwise
+    x = torch.randn(2, 3, 12, 10)
+    with torch.no_grad():
+        channels_last = module(x)
+        for m in convs:
+            m.weight.data = m.weight.data.contiguous()
+        contiguous = module(x)
+    assert torch.equal(channels_last, contiguous)
+    copy = tf2torch.convert(path)
+    copy.load_state_dict(module.state_dict())
+    with torch.no_grad():
+        assert torch.equal(copy(x), contiguous)
+    copy.train()
+    copy(x).square().mean().backward()
+    assert all(m.weight.grad is not None and m.weight.grad.shape == m.weight.shape
+               for m in copy.modules() if isinstance(m, nn.Conv2d))

@@ -327,7 +327,8 @@ class Assembler:
             tensor_kwarg_names=list(node.tensor_kwargs), _load=load, input_examples=[s.examples for s in inputs])
         fn = registry.converter_for(layer.class_name)
         assert fn is not None
-        with skip_random_init(), registry.weight_dtype(dtype or torch.float32):
+        with skip_random_init(), registry.weight_dtype(dtype or torch.float32), \
+                registry.conv_weights_channels_last(bool(self.image_inputs)):
             try:
                 converted = registry.run_converter(fn, spec)
             except Tf2TorchError:
@@ -408,6 +409,7 @@ class Assembler:
                 image_outputs.append(len(results) - 1)
         if self.image_inputs and memory_format.has_conv2d(self.root):
             made = memory_format.run_channels_last(self.fx, self.image_inputs, [results[i] for i in image_outputs])
+            memory_format.conv_weights_channels_last(self.root)
             for i, node in zip(image_outputs, made):
                 results[i] = node
         self.fx.output(results[0] if len(results) == 1 else tuple(results))

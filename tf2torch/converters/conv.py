@@ -19,7 +19,7 @@ from ..layout import CHANNELS_FIRST, KERAS
 from ..nn.padding import same_pad_module, static_same_padding
 from ..nn.transposed import TF_CONV_TRANSPOSE_BY_RANK, keras_transpose_crop, torch_transpose_padding
 from .activations import activation_for
-from .registry import Converted, LayerSpec, as_parameter, converter
+from .registry import Converted, LayerSpec, as_conv_weight, as_parameter, converter
 
 CONV_BY_RANK = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 CONV_TRANSPOSE_BY_RANK = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
@@ -117,7 +117,7 @@ def strided_conv(spec: LayerSpec, weight: np.ndarray, bias: np.ndarray | None,
     pad, padding = padding_modules(spec, kernel_size, stride, dilation)
     conv = CONV_BY_RANK[n](weight.shape[1] * groups, weight.shape[0], kernel_size, stride=stride, padding=padding,
                            dilation=dilation, groups=groups, bias=bias is not None)
-    conv.weight = as_parameter(weight)
+    conv.weight = as_conv_weight(weight)
     if bias is not None:
         conv.bias = as_parameter(bias)
     return pad, conv
@@ -127,7 +127,7 @@ def pointwise_conv(kernel: np.ndarray, bias: np.ndarray | None) -> nn.Module:
     """1×1 ``Conv{n}d`` from a Keras (1, ..., 1, in, out) kernel."""
     weight = hwio_to_oihw(kernel)
     conv = CONV_BY_RANK[weight.ndim - 2](weight.shape[1], weight.shape[0], 1, bias=bias is not None)
-    conv.weight = as_parameter(weight)
+    conv.weight = as_conv_weight(weight)
     if bias is not None:
         conv.bias = as_parameter(bias)
     return conv

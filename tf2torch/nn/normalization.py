@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 # Per batch norm module, its cached eval-mode scale and shift (``KerasTrainingMixin.eval_scale_shift``): kept out
 # of the module's own attributes, so copies, pickles and state comparisons never see a cache.
 _EVAL_SCALE_SHIFT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
