@@ -364,6 +364,7 @@ def as_conv_weight(weight: np.ndarray) -> nn.Parameter:
     memory as (out, H, W, in), torch's ``channels_last`` (the same shape and values): oneDNN takes it as it is,
     where a contiguous weight is first copied to channels-last on every call (ResNet50 at batch 1: 20% of the
     time). Made in the one copy that turns Keras's (H, W, in, out) kernel around anyway."""
-    if weight.ndim != 4 or not _CONV_CHANNELS_LAST[-1]:
-        return as_parameter(weight)
+    if (weight.ndim != 4 or not _CONV_CHANNELS_LAST[-1] or weight.shape[1] == 1
+            or weight.shape[2] * weight.shape[3] == 1):
+        return as_parameter(weight)  # 1x1 and depthwise weights are channels-last as they are (equal strides)
     return nn.Parameter(to_tensor(weight.transpose(0, 2, 3, 1)).permute(0, 3, 1, 2), requires_grad=True)

@@ -267,6 +267,7 @@ def model_source(module: fx.GraphModule, version: str) -> tuple[str, str | None]
     writer = ForwardWriter(module, sp)
     writer.taken.update(RESERVED | {name})
     params, body, result = writer.lines()
+    channels_last = channels_last_weight_lines(module, sp)
     runtime = runtime_source(sp.runtime, name, version) if sp.runtime else None
     inputs = module_inputs(module)
     doc_inputs = "\n".join(f"    - {i.describe()}" for i in inputs)
@@ -311,10 +312,23 @@ def load(weights: str | Path = WEIGHTS) -> {name}:
     from safetensors.torch import load_file
 
     model = {name}()
-    model.load_state_dict(load_file(str(weights)), strict=True)
+    model.load_state_dict(load_file(str(weights)), strict=True){channels_last}
     return model.eval()
 '''
     return text, runtime
+
+
+def channels_last_weight_lines(module: nn.Module, sp: Spelling) -> str:
+    """``load()``'s lines that put the 2-D conv weights in channels-last memory, as the converted module keeps
+    them (``tf2torch/memory_format.py``; safetensors stores them contiguous): the same layout, the same kernels,
+    the same numbers."""
+    if not any(isinstance(m, nn.Conv2d) and not m.weight.is_contiguous() and m.weight.is_contiguous(
+            memory_format=torch.channels_last) for m in module.modules()):
+        return ""
+    sp.use("torch")
+    return ("\n    for conv in model.modules():  # conv weights in channels-last memory, like the inputs: torch would "
+            "copy\n        if isinstance(conv, nn.Conv2d):  # contiguous ones on every call\n"
+            "            conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)")
 
 
 def weights_for_safetensors(module: nn.Module) -> dict[str, torch.Tensor]:

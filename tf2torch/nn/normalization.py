@@ -44,10 +44,24 @@ def inference_only(x: torch.Tensor, *parameters: torch.Tensor | None) -> bool:
     return True
 
 
+def scale_and_shift(weight: torch.Tensor | None, bias: torch.Tensor | None, mean: torch.Tensor, var: torch.Tensor,
+                    eps: float, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode batch norm as ``x * scale + shift``: ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean *
+    scale`` (the order of [TFK] ``tf.nn.batch_normalization`` and of torch's own CPU kernel), shaped (1, C, 1, ...)
+    for a rank-``rank`` input."""
+    scale = torch.rsqrt(var + eps)
+    if weight is not None:
+        scale = scale * weight
+    shift = -mean * scale if bias is None else bias - mean * scale
+    view = (1, -1) + (1,) * (rank - 2)
+    return scale.reshape(view), shift.reshape(view)
+
+
 class KerasTrainingMixin:
-    """Keras's train-mode batch normalization on top of torch's. Eval mode computes torch's values; a call
-    autograd does not record runs them as ``x * scale + shift`` with ``scale`` and ``shift`` cached
-    (``eval_scale_shift``): one pass, half the time of ``F.batch_norm`` on a channels-last tensor on 2 cores.
+    """Keras's train-mode batch normalization on top of torch's. Eval mode is ``x * scale + shift``
+    (``scale_and_shift``): one pass, half the time of ``F.batch_norm`` on a channels-last tensor on 2 cores; a call
+    autograd does not record takes ``scale`` and ``shift`` from a cache (``eval_scale_shift``), any other (autograd,
+    ``torch.export``, ``torch.compile``) computes them in its graph, so every route gives the same numbers.
 
     - ``biased_moving_variance``: the moving variance follows the biased batch variance ([K3] ``ops.moments``,
       [TFK] non-fused ``tf.nn.moments``); torch (and tf.keras's fused kernel on 4-D/5-D inputs) uses the
@@ -66,12 +80,15 @@ class KerasTrainingMixin:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
-            var = self._buffers.get("running_var")  # (not self.running_var: Module.__getattr__ is slow)
-            if (var is not None and x.dtype == var.dtype
-                    and inference_only(x, self._parameters.get("weight"), self._parameters.get("bias"))):
+            var = self._buffers.get("running_var")
+            if var is None or not isinstance(x, torch.Tensor) or x.dtype != var.dtype:  # fx proxies: torch's
+                return super().forward(x)
+            weight, bias = self._parameters.get("weight"), self._parameters.get("bias")
+            if inference_only(x, weight, bias):
                 scale, shift = self.eval_scale_shift(x.dim())
-                return torch.addcmul(shift, x, scale)
-            return super().forward(x)
+            else:  # autograd, tracing, export, compile: the same numbers, computed in the graph
+                scale, shift = scale_and_shift(weight, bias, self._buffers["running_mean"], var, self.eps, x.dim())
+            return torch.addcmul(shift, x, scale)
         if self.frozen:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0,
                                 self.eps)
@@ -100,12 +117,7 @@ class KerasTrainingMixin:
                 and cached[1][2] is sources[2] and cached[1][3] is sources[3]):
             return cached[2]
         weight, bias, mean, var = (t.detach() if t is not None else None for t in sources)
-        scale = torch.rsqrt(var + self.eps)
-        if weight is not None:
-            scale = scale * weight
-        shift = -mean * scale if bias is None else bias - mean * scale
-        view = (1, -1) + (1,) * (rank - 2)
-        value = (scale.reshape(view), shift.reshape(view))
+        value = scale_and_shift(weight, bias, mean, var, self.eps, rank)
         _EVAL_SCALE_SHIFT[self] = (stamp, sources, value)
         return value
 
