@@ -41,8 +41,6 @@ MAX_EXAMPLE_ELEMENTS = 1 << 26  # per example input (256 MiB of float32): shapes
 NO_OP_INPUT = "InputLayer"
 
 
-
-
 def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     *parents, leaf = path.split(".")
     current = root

@@ -366,9 +366,7 @@ def channels_last_if_4d(x: torch.Tensor) -> torch.Tensor:
 def to_channels_last(gm: fx.GraphModule) -> None:
     """4-D inputs and weights in channels_last memory (the values are the same); 4-D outputs handed back
     contiguous. Inputs the default module already moves (``tf2torch.memory_format``) are left as they are."""
-    for sub in gm.modules():
-        if isinstance(sub, nn.Conv2d):
-            sub.weight.data = sub.weight.data.contiguous(memory_format=torch.channels_last)
+    memory_format.conv_weights_channels_last(gm)
     for node in list(gm.graph.nodes):
         if node.op == "placeholder" and node.users and not memory_format.made_channels_last(node):
             with gm.graph.inserting_after(node):

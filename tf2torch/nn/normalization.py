@@ -104,11 +104,9 @@ class KerasTrainingMixin:
         return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
 
     def eval_scale_shift(self, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eval mode's ``x * scale + shift``, ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean * scale``
-        (the order of [TFK] ``tf.nn.batch_normalization`` and of torch's own CPU kernel), shaped (1, C, 1, ...),
-        computed once per change of a parameter or statistic (``_version``; ``.data``, dtype or device swapped
-        by ``module.to()`` give new storage) and kept with the tensors they came from, so a replaced parameter
-        is never mistaken for its predecessor."""
+        """``scale_and_shift`` of this module's parameters and statistics, computed once per change of one of
+        them (``_version``; ``.data``, dtype or device swapped by ``module.to()`` give new storage) and kept with
+        the tensors they came from, so a replaced parameter is never mistaken for its predecessor."""
         sources = (self._parameters.get("weight"), self._parameters.get("bias"), self._buffers.get("running_mean"),
                    self._buffers.get("running_var"))
         stamp = (rank, self.eps, *[(t._version, t.data_ptr()) if t is not None else None for t in sources])
