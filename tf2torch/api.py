@@ -14,7 +14,6 @@ from .assemble import assemble
 from .errors import ConversionNotice, ModelFileError, UnsupportedLayerError
 from .graph import KerasGraph
 from .io import load_payload, read_saved, save  # noqa: F401
-from .ops import tf_raw  # noqa: F401  (raw TensorFlow graph ops, for SavedModels, checkpoints, frozen graphs)
 from .optimize import optimize as optimize_module
 from .readers import open_model
 

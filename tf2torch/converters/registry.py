@@ -264,9 +264,9 @@ def converter_for(class_name: str) -> ConverterFn | None:
     """The converter of a layer class, or of an op node (a dotted name: ``tf2torch.ops``, unless the user
     registered a converter for that very spelling)."""
     if "." in class_name and class_name not in CONVERTERS:
-        from .. import ops
+        from .. import ops  # registers raw TensorFlow ops (``tf.raw>Conv2D``) in CONVERTERS on first import
 
-        return ops.converter_for(class_name)
+        return CONVERTERS.get(class_name) or ops.converter_for(class_name)
     return CONVERTERS.get(class_name)
 
 
@@ -274,10 +274,11 @@ def describe_converter(class_name: str) -> str | None:
     """Which converter handles ``class_name``: ``conv.convert_conv2d``, ``op add`` for an op node, or
     ``custom my_module.convert_scale`` for one registered outside tf2torch (None: no converter)."""
     if "." in class_name and class_name not in CONVERTERS:
-        from .. import ops
+        from .. import ops  # registers raw TensorFlow ops (``tf.raw>Conv2D``) in CONVERTERS on first import
 
-        spelling = ops.SPELLINGS.get(class_name)
-        return f"op {spelling.op}" if spelling is not None and spelling.op in ops.OPS else None
+        if class_name not in CONVERTERS:
+            spelling = ops.SPELLINGS.get(class_name)
+            return f"op {spelling.op}" if spelling is not None and spelling.op in ops.OPS else None
     fn = CONVERTERS.get(class_name)
     if fn is None:
         return None
