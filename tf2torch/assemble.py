@@ -29,6 +29,7 @@ from .errors import ConversionError, ModelFileError, Tf2TorchError, UnsupportedL
 from .graph import KerasGraph, Node, TensorRef
 from .masks import MaskRules
 from .naming import TorchNames, legal_segment
+from .nn.inplace import KerasGraphModule
 from .nn.reshaping import flat_channels_first_to_keras
 from .shapes import predicted_output
 from .tensor_state import TensorState, example
@@ -414,7 +415,7 @@ class Assembler:
         self.fx.lint()
         self.check_one_node_per_call()
         class_name = re.sub(r"\W", "_", self.graph.name) or "KerasModel"
-        module = fx.GraphModule(self.root, self.fx, class_name=class_name)
+        module = KerasGraphModule(self.root, self.fx, class_name=class_name)
         module.input_names = list(self.input_names)
         names = list(self.graph.output_names)
         module.output_names = names if len(names) == len(results) else [f"output_{i}" for i in range(len(results))]

@@ -254,7 +254,7 @@ def fresh_output(gm: fx.GraphModule, node: fx.Node) -> bool:
         return False
     if type(module) is nn.Sequential and len(module):
         module = module[-1]
-        return type(module) in CONVS or type(module) in BATCH_NORM_RANK or type(module) in IN_PLACE
+        return type(module) in CONVS or type(module) in BATCH_NORM_RANK or isinstance(module, IN_PLACE)
     if type(module) in MERGES:
         return len(node.args) >= 2
     return type(module) in CONVS or type(module) in BATCH_NORM_RANK
@@ -264,13 +264,13 @@ def activations_in_place(gm: fx.GraphModule) -> None:
     for node in gm.graph.nodes:
         module = module_of(gm, node)
         source = sole_input(node)
-        if (type(module) in IN_PLACE and source is not None and len(source.users) == 1 and called_once(gm, node)
+        if (isinstance(module, IN_PLACE) and source is not None and len(source.users) == 1 and called_once(gm, node)
                 and fresh_output(gm, source)):
             module.inplace = True
     for module in gm.modules():  # (conv, activation) inside one converted layer
         if type(module) is nn.Sequential:
             for before, after in zip(module, list(module)[1:]):
-                if type(after) in IN_PLACE and (type(before) in CONVS or type(before) in BATCH_NORM_RANK):
+                if isinstance(after, IN_PLACE) and (type(before) in CONVS or type(before) in BATCH_NORM_RANK):
                     after.inplace = True
 
 

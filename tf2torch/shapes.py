@@ -16,13 +16,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from .nn import activations
 from .nn.merge import Add, Average, Maximum, Minimum, Multiply, Subtract
 from .nn.normalization import KerasBatchNorm1d, KerasBatchNorm2d, KerasBatchNorm3d
 
 # Modules whose output has the input's shape and dtype (in eval mode).
 SHAPE_PRESERVING = (
     nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.GELU, nn.ELU, nn.LeakyReLU,
-    nn.Softplus, nn.Softsign, nn.Identity, nn.Dropout, nn.Softmax,
+    nn.Softplus, nn.Softsign, nn.Identity, nn.Dropout, nn.Softmax, activations.ReLU, activations.ReLU6,
+    activations.SiLU, activations.Hardswish,
 )
 SAME_SHAPE_MERGES = (Add, Subtract, Multiply, Average, Maximum, Minimum)
 BATCH_NORM_RANKS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,),  # exact classes only:

@@ -19,10 +19,14 @@ from ..layout import CHANNELS_FIRST, KERAS, FlatChannelsFirst, Layout, keras_axi
 from ..nn.activations import (
     BroadcastPReLU,
     Exponential,
+    Hardswish,
     KerasHardSigmoid,
     KerasReLU,
     KerasSparsemax,
     MultiAxisSoftmax,
+    ReLU,
+    ReLU6,
+    SiLU,
     SparsePlus,
     SparseSigmoid,
     Squareplus,
@@ -31,8 +35,8 @@ from .registry import Converted, LayerSpec, as_parameter, converter
 
 # Every name ``keras.activations.get`` accepts in Keras 3.15 and tf_keras 2.x, with its default parameters.
 ACTIVATIONS: dict[str, Callable[[int, int], nn.Module]] = {
-    "relu": lambda major, dim: nn.ReLU(),
-    "relu6": lambda major, dim: nn.ReLU6(),
+    "relu": lambda major, dim: ReLU(),
+    "relu6": lambda major, dim: ReLU6(),
     "sigmoid": lambda major, dim: nn.Sigmoid(),
     "tanh": lambda major, dim: nn.Tanh(),
     "softmax": lambda major, dim: nn.Softmax(dim=dim),
@@ -42,14 +46,14 @@ ACTIVATIONS: dict[str, Callable[[int, int], nn.Module]] = {
     "celu": lambda major, dim: nn.CELU(),
     "softplus": lambda major, dim: nn.Softplus(),
     "softsign": lambda major, dim: nn.Softsign(),
-    "swish": lambda major, dim: nn.SiLU(),
-    "silu": lambda major, dim: nn.SiLU(),
+    "swish": lambda major, dim: SiLU(),
+    "silu": lambda major, dim: SiLU(),
     "gelu": lambda major, dim: nn.GELU(),
     "glu": lambda major, dim: nn.GLU(dim=dim),
     "exponential": lambda major, dim: Exponential(),
     "hard_sigmoid": lambda major, dim: nn.Hardsigmoid() if major >= 3 else KerasHardSigmoid(),
-    "hard_silu": lambda major, dim: nn.Hardswish(),
-    "hard_swish": lambda major, dim: nn.Hardswish(),
+    "hard_silu": lambda major, dim: Hardswish(),
+    "hard_swish": lambda major, dim: Hardswish(),
     "hard_tanh": lambda major, dim: nn.Hardtanh(),
     "hard_shrink": lambda major, dim: nn.Hardshrink(0.5),
     "soft_shrink": lambda major, dim: nn.Softshrink(0.5),
@@ -73,9 +77,9 @@ UNCALLABLE = {
 def relu_module(max_value: float | None = None, negative_slope: float = 0.0, threshold: float = 0.0) -> nn.Module:
     """Keras ``ReLU`` layer / ``relu`` with arguments: the plain torch module when one fits exactly."""
     if negative_slope == 0 and threshold == 0 and max_value is None:
-        return nn.ReLU()
+        return ReLU()
     if negative_slope == 0 and threshold == 0 and max_value == 6:
-        return nn.ReLU6()
+        return ReLU6()
     if negative_slope != 0 and threshold == 0 and max_value is None:
         return nn.LeakyReLU(negative_slope)
     if negative_slope == 0 and max_value is None:

@@ -10,7 +10,39 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .inplace import WritesOverPrivateInput, may_write_input
+
+
+class ReLU(WritesOverPrivateInput, nn.ReLU):
+    """``nn.ReLU`` that writes over its input where the converted model knows nothing else sees it
+    (``tf2torch/nn/inplace.py``); the numbers are the same either way."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x, inplace=self.inplace or may_write_input(self))
+
+
+class ReLU6(WritesOverPrivateInput, nn.ReLU6):
+    """``nn.ReLU6``, over its input where nothing else sees it (as ``ReLU``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.hardtanh(x, self.min_val, self.max_val, self.inplace or may_write_input(self))
+
+
+class SiLU(WritesOverPrivateInput, nn.SiLU):
+    """``nn.SiLU`` (Keras ``swish``), over its input where nothing else sees it (as ``ReLU``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.silu(x, inplace=self.inplace or may_write_input(self))
+
+
+class Hardswish(WritesOverPrivateInput, nn.Hardswish):
+    """``nn.Hardswish`` (Keras ``hard_swish``), over its input where nothing else sees it (as ``ReLU``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.hardswish(x, inplace=self.inplace or may_write_input(self))
 
 
 class KerasHardSigmoid(nn.Module):

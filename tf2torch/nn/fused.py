@@ -18,10 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# torch activation module → (oneDNN post-op name, its scalars)
+from .activations import Hardswish, ReLU, ReLU6, SiLU
+
+# torch activation module (or its ``activations`` subclass) → (oneDNN post-op name, its scalars)
 POST_OPS = {nn.ReLU: ("relu", lambda m: [None]), nn.ReLU6: ("hardtanh", lambda m: [0.0, 6.0]),
             nn.Hardtanh: ("hardtanh", lambda m: [float(m.min_val), float(m.max_val)]),
             nn.SiLU: ("swish", lambda m: [None]), nn.Hardswish: ("hardswish", lambda m: [None])}
+POST_OPS.update({cls: POST_OPS[cls.__mro__[2]] for cls in (ReLU, ReLU6, SiLU, Hardswish)})
 MAX_CACHED_SHAPES = 4
 
 

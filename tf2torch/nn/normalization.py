@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .inplace import WritesOverPrivateInput, may_write_input
+
 # Per batch norm module, its cached eval-mode scale and shift (``KerasTrainingMixin.eval_scale_shift``): kept out
 # of the module's own attributes, so copies, pickles and state comparisons never see a cache.
 _EVAL_SCALE_SHIFT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -86,6 +88,8 @@ class KerasTrainingMixin:
             weight, bias = self._parameters.get("weight"), self._parameters.get("bias")
             if inference_only(x, weight, bias):
                 scale, shift = self.eval_scale_shift(x.dim())
+                if may_write_input(self):  # the converted model's own call, and nothing else sees x
+                    return torch.addcmul(shift, x, scale, out=x)
             else:  # autograd, tracing, export, compile: the same numbers, computed in the graph
                 scale, shift = scale_and_shift(weight, bias, self._buffers["running_mean"], var, self.eps, x.dim())
             return torch.addcmul(shift, x, scale)
@@ -124,15 +128,15 @@ class KerasTrainingMixin:
         return ", ".join([super().extra_repr(), *flags])
 
 
-class KerasBatchNorm1d(KerasTrainingMixin, nn.BatchNorm1d):
+class KerasBatchNorm1d(KerasTrainingMixin, WritesOverPrivateInput, nn.BatchNorm1d):
     """``nn.BatchNorm1d`` that trains as Keras does (see ``KerasTrainingMixin``)."""
 
 
-class KerasBatchNorm2d(KerasTrainingMixin, nn.BatchNorm2d):
+class KerasBatchNorm2d(KerasTrainingMixin, WritesOverPrivateInput, nn.BatchNorm2d):
     """``nn.BatchNorm2d`` that trains as Keras does (see ``KerasTrainingMixin``)."""
 
 
-class KerasBatchNorm3d(KerasTrainingMixin, nn.BatchNorm3d):
+class KerasBatchNorm3d(KerasTrainingMixin, WritesOverPrivateInput, nn.BatchNorm3d):
     """``nn.BatchNorm3d`` that trains as Keras does (see ``KerasTrainingMixin``)."""
 
 

@@ -1,0 +1,129 @@
+"""In-place inference (``tf2torch/nn/inplace.py``): a layer that is the only reader of a fresh tensor writes over
+it in the converted model's own eager no-grad calls, with the same numbers bit for bit, and never where anything
+could see that tensor (hooks, autograd, training, an ``fx.Interpreter``, a layer replaced by the user)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.fx as fx
+from harness import keras_module
+from torch import nn
+
+import tf2torch
+from tf2torch.nn.inplace import WritesOverPrivateInput
+
+FLAVOURS = ["keras3", "tf_keras"]
+
+
+def build(k):
+    """conv→BN→ReLU, a conv with its own activation, Add→ReLU, conv→BN→swish, and a conv output read twice."""
+    x = inp = k.Input((8, 8, 4))
+    x = k.layers.Conv2D(4, 3, padding="same", use_bias=False, name="conv_a")(x)
+    x = k.layers.BatchNormalization(name="bn_a")(x)
+    a = k.layers.ReLU(name="relu_a")(x)
+    b = k.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_b")(a)
+    x = k.layers.Activation("relu", name="relu_add")(k.layers.Add(name="add")([a, b]))
+    x = k.layers.Conv2D(6, 1, name="conv_c")(x)
+    x = k.layers.Activation("swish", name="swish_c")(k.layers.BatchNormalization(name="bn_c")(x))
+    shared = k.layers.Conv2D(6, 1, name="conv_d")(x)
+    x = k.layers.Add(name="add_d")([k.layers.BatchNormalization(name="bn_d")(shared), shared])
+    model = k.Model(inp, k.layers.Dense(3, name="dense")(k.layers.GlobalAveragePooling2D(name="pool")(x)))
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") if "variance" in w.name
+                           else rng.standard_normal(w.shape).astype("float32") for w in layer.weights])
+    return model
+
+
+@pytest.fixture(scope="module", params=FLAVOURS)
+def converted(request, tmp_path_factory):
+    k = keras_module(request.param)
+    path = tmp_path_factory.mktemp(request.param) / ("model.keras" if request.param == "keras3" else "model.h5")
+    build(k).save(str(path))
+    return lambda: tf2torch.convert(path)
+
+
+def writable_names(module):
+    with torch.no_grad():
+        ids = module._writable_layers()
+    return {name for name, m in module.named_modules() if id(m) in ids}
+
+
+def example():
+    return torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+
+
+def test_sole_readers_of_fresh_tensors_write_over_them_with_the_same_numbers(converted):
+    module, x = converted(), example()
+    kept = x.clone()
+    # every activation (conv_b's own too) and batch norm, but bn_d, whose input add_d reads too; tf_keras's batch
+    # norms are torch's own (its fused kernel's moving variance), which never write over their input
+    expected = {"relu_a", "conv_b.activation", "relu_add", "swish_c"} | (
+        {"bn_a", "bn_c"} if isinstance(module.bn_a, WritesOverPrivateInput) else set())
+    assert writable_names(module) == expected
+    with torch.no_grad():
+        in_place, faithful = module(x), module.forward(x)  # forward() bypasses the in-place call
+    assert torch.equal(in_place, faithful)
+    assert torch.equal(x, kept), "the model's input was written over"
+
+
+def test_nothing_is_written_over_when_anything_could_see_it(converted):
+    module, x = converted(), example()
+    with torch.enable_grad():
+        assert not module._writable_layers()
+    module.train()
+    assert not writable_names(module)
+    module.eval()
+    seen = []
+    handle = module.conv_a.register_forward_hook(lambda m, i, o: seen.append(o))
+    assert "bn_a" not in writable_names(module) and "relu_a" in writable_names(module)
+    with torch.no_grad():
+        module(x)
+        assert torch.equal(seen[0], module.conv_a(x)), "a hook's tensor was written over"
+    handle.remove()
+    handle = module.relu_a.register_forward_pre_hook(lambda m, i: None)
+    assert "relu_a" not in writable_names(module)
+    handle.remove()
+    handle = nn.modules.module.register_module_forward_hook(lambda m, i, o: None)
+    try:
+        assert not writable_names(module)
+    finally:
+        handle.remove()
+    assert "relu_a" in writable_names(module)
+
+
+def test_an_interpreter_sees_every_layer_output_as_computed(converted):
+    module, x = converted(), example()
+    outputs = {}
+
+    class Capture(fx.Interpreter):
+        def run_node(self, n):
+            outputs[n.name] = result = super().run_node(n)
+            return result
+
+    with torch.no_grad():
+        Capture(module).run(x)
+        conv_a = next(n.name for n in module.graph.nodes if n.target == "conv_a")
+        assert torch.equal(outputs[conv_a], module.conv_a(x.contiguous(memory_format=torch.channels_last)))
+
+
+def test_a_replaced_producer_is_not_trusted(converted):
+    module, x = converted(), example()
+    module.conv_a = nn.Identity()  # bn_a now reads the model's input
+    kept = x.clone()
+    assert "bn_a" not in writable_names(module)
+    with torch.no_grad():
+        assert torch.equal(module(x), module.forward(x))
+    assert torch.equal(x, kept)
+
+
+def test_copies_keep_or_drop_it_safely(converted):
+    import copy
+    import pickle
+
+    module, x = converted(), example()
+    copied = copy.deepcopy(module)
+    assert writable_names(copied) == writable_names(module)
+    restored = pickle.loads(pickle.dumps(module))
+    with torch.no_grad():
+        assert torch.equal(copied(x), module.forward(x)) and torch.equal(restored(x), module.forward(x))
