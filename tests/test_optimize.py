@@ -19,6 +19,7 @@ from harness import (
 from torch import nn
 
 import tf2torch
+from tf2torch import optimize as optimize_module
 from tf2torch.nn.fused import FusedConv2d, FusedConvAdd2d, fused_conv_available
 
 
@@ -201,3 +202,24 @@ def test_conv_trunk_compiles_without_graph_breaks(tmp_path):
         explanation = torch._dynamo.explain(tf2torch.convert(path, optimize=optimize))(x)
         assert explanation.graph_break_count == 0, explanation.break_reasons
         assert explanation.graph_count == 1
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("shape", [(512, 512, 3, 3), (64, 3, 7, 7), (10, 4, 1, 1), (8, 1, 3, 3), (6, 4, 5)])
+@pytest.mark.parametrize("block_bytes", [1, 100, 1 << 20])
+def test_batch_norm_fold_in_blocks_equals_the_whole_array_fold(monkeypatch, shape, memory_format, block_bytes):
+    """``fold_into_conv`` works a block of output channels at a time (bounded float64 temporaries): the weight,
+    its memory format and the bias are what the one-piece float64 fold gives, bit for bit."""
+    monkeypatch.setattr(optimize_module, "FOLD_BLOCK_BYTES", block_bytes)
+    conv = (nn.Conv1d if len(shape) == 3 else nn.Conv2d)(shape[1], shape[0], shape[2:])
+    if len(shape) == 4:
+        conv.weight.data = conv.weight.data.contiguous(memory_format=memory_format)
+    generator = torch.Generator().manual_seed(0)
+    scale = torch.rand(shape[0], dtype=torch.float64, generator=generator) + 0.5
+    shift = torch.randn(shape[0], dtype=torch.float64, generator=generator)
+    view = (-1,) + (1,) * (len(shape) - 1)
+    weight, bias = (conv.weight.double() * scale.reshape(view)).float(), (conv.bias.double() * scale + shift).float()
+    strides = conv.weight.stride()
+    optimize_module.fold_into_conv(conv, scale, shift)
+    assert torch.equal(conv.weight, weight) and torch.equal(conv.bias, bias)
+    assert conv.weight.stride() == strides

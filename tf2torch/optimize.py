@@ -170,14 +170,24 @@ def fold_batch_norms(gm: fx.GraphModule) -> None:
         remove_node(gm, node, source)
 
 
+FOLD_BLOCK_BYTES = 1 << 20  # float64 temporaries of one fold: at most this much at a time
+
+
 @torch.no_grad()
 def fold_into_conv(conv: nn.Module, scale: torch.Tensor, shift: torch.Tensor) -> None:
-    """``conv`` becomes ``conv(x) * scale + shift`` (per output channel)."""
-    weight = conv.weight.double()
-    bias = conv.bias.double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    """``conv`` becomes ``conv(x) * scale + shift`` (per output channel), computed in float64 a block of output
+    channels at a time, so a large kernel is never held twice in float64 (ResNet50's --optimize peaked 42 MB
+    higher)."""
+    weight = conv.weight
+    folded = torch.empty_like(weight)  # its memory format too
     shape = (-1,) + (1,) * (weight.dim() - 1)
-    conv.weight = nn.Parameter((weight * scale.reshape(shape)).to(conv.weight.dtype))
-    conv.bias = nn.Parameter((bias * scale + shift).to(conv.weight.dtype))
+    block = max(1, FOLD_BLOCK_BYTES // max(1, weight[:1].numel() * 8))
+    for start in range(0, weight.shape[0], block):
+        rows = slice(start, start + block)
+        folded[rows] = (weight[rows].double() * scale[rows].reshape(shape)).to(weight.dtype)
+    bias = conv.bias.double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    conv.weight = nn.Parameter(folded)
+    conv.bias = nn.Parameter((bias * scale + shift).to(weight.dtype))
 
 
 def per_channel(value: float | torch.Tensor, channels: int, channel_dim: int, rank: int) -> torch.Tensor | None:
