@@ -17,8 +17,8 @@ from .inplace import WritesOverPrivateInput, may_write_input
 
 
 class ReLU(WritesOverPrivateInput, nn.ReLU):
-    """``nn.ReLU`` that writes over its input where the converted model knows nothing else sees it
-    (``tf2torch/nn/inplace.py``); the numbers are the same either way."""
+    """``nn.ReLU`` that writes over its input where the converted model (``KerasGraphModule``, not generated code)
+    knows nothing else sees it (``tf2torch/nn/inplace.py``); the numbers are the same either way."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(x, inplace=self.inplace or may_write_input(self))
