@@ -10,7 +10,9 @@ from harness import keras_module
 from torch import nn
 
 import tf2torch
+from tf2torch.nn import inplace
 from tf2torch.nn.inplace import WritesOverPrivateInput
+from tf2torch.nn.merge import Add
 
 FLAVOURS = ["keras3", "tf_keras"]
 
@@ -56,9 +58,10 @@ def example():
 def test_sole_readers_of_fresh_tensors_write_over_them_with_the_same_numbers(converted):
     module, x = converted(), example()
     kept = x.clone()
-    # every activation (conv_b's own too) and batch norm, but bn_d, whose input add_d reads too; tf_keras's batch
-    # norms are torch's own (its fused kernel's moving variance), which never write over their input
-    expected = {"relu_a", "conv_b.activation", "relu_add", "swish_c"} | (
+    # every activation (conv_b's own too), batch norm but bn_d (whose input add_d reads too) and add (into conv_b's
+    # output; relu_a's conv_b reads too); tf_keras's batch norms are torch's own (its fused kernel's moving
+    # variance), which never write over their input
+    expected = {"relu_a", "conv_b.activation", "add", "relu_add", "swish_c", "add_d"} | (
         {"bn_a", "bn_c"} if isinstance(module.bn_a, WritesOverPrivateInput) else set())
     assert writable_names(module) == expected
     with torch.no_grad():
@@ -127,3 +130,32 @@ def test_copies_keep_or_drop_it_safely(converted):
     restored = pickle.loads(pickle.dumps(module))
     with torch.no_grad():
         assert torch.equal(copied(x), module.forward(x)) and torch.equal(restored(x), module.forward(x))
+
+
+ADD_CASES = [  # (shape of x0, shape of x1, dtype of x1, the input the call may write over, written over?)
+    ((2, 3, 4), (2, 3, 4), torch.float32, 0, True),
+    ((2, 3, 4), (2, 3, 4), torch.float32, 1, True),
+    ((2, 3, 4), (1, 3, 1), torch.float32, 0, True),
+    ((2, 3, 4), (1, 3, 1), torch.float32, 1, False),  # x1 cannot hold the broadcast sum
+    ((2, 3, 4), (2, 3, 4), torch.float64, 0, False),  # the sum is float64
+    ((2, 3, 4), (2, 3, 4), torch.float32, None, False),
+]
+
+
+@pytest.mark.parametrize("shape0, shape1, dtype1, position, written", ADD_CASES)
+def test_add_writes_over_the_input_it_is_given_only_where_that_holds_the_sum(shape0, shape1, dtype1, position,
+                                                                              written):
+    generator = torch.Generator().manual_seed(0)
+    xs = [torch.randn(shape0, generator=generator), torch.randn(shape1, generator=generator).to(dtype1)]
+    expected, kept = xs[0] + xs[1], [x.clone() for x in xs]
+    add = Add()
+    token = inplace._WRITABLE.set({} if position is None else {id(add): position})
+    try:
+        result = add(*xs)
+    finally:
+        inplace._WRITABLE.reset(token)
+    assert torch.equal(result, expected) and result.dtype == expected.dtype
+    for i, (x, before) in enumerate(zip(xs, kept)):
+        assert (result is x) == (written and i == position)
+        if result is not x:
+            assert torch.equal(x, before)

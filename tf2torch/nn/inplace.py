@@ -1,14 +1,16 @@
 """In-place inference on tensors nothing else can see.
 
 In a converted model many layers are the only reader of a tensor the layer before them has just made: a batch norm
-reads a convolution's output, an activation reads a batch norm's. In an eager call that autograd does not record,
-and that no hook can look into, such a layer may write its output over its input. The numbers are the same bit for
-bit (the same kernel, given its input as ``out=``); the call allocates and touches one fresh tensor less per layer
-(MobileNetV2 at batch 1: 87 of its layers, 3-4% of the call in A/B runs; ResNet50 at batch 8: 102 layers, 3%).
+reads a convolution's output, an activation reads a batch norm's, a residual ``Add`` reads a batch norm's beside the
+shortcut. In an eager call that autograd does not record, and that no hook can look into, such a layer may write
+its output over that input. The numbers are the same bit for bit (the same kernel, given its input as ``out=``;
+``b + a`` for ``a + b``); the call allocates and touches one fresh tensor less per layer (in A/B runs:
+MobileNetV2 at batch 1, 97 of its layers, 2-4% of the call; ResNet50 at batch 8, 118 layers, 4%).
 
 - Which calls qualify is read off the graph whenever the module's code is generated (``KerasGraphModule.recompile``):
-  a layer called once, with its input as its only argument, where that input is the output of a layer that makes a
-  new tensor (a convolution, a dense layer, a batch norm or activation of this kind) and nothing else reads it.
+  a layer called once, with its input as its only argument (an ``Add``: one of its two), where that input is the
+  output of a layer that makes a new tensor (a convolution, a dense layer, a batch norm, a merge of two or more, a
+  layer of this kind) and nothing else reads it.
 - Whether they may write in place is decided at each call of the whole model (``KerasGraphModule.__call__``): not in
   training, autograd not recording, not traced, scripted, exported or compiled, no global forward hook, and no
   forward (pre-)hook on the layer or on the one whose output it reads.
@@ -25,29 +27,42 @@ import torch
 from torch import fx, nn
 from torch.nn.modules import module as module_globals
 
-from .merge import Add, Average, Maximum, Minimum, Multiply, Subtract
+# The layers of the model call now running that may write over one of their inputs: id → that input's position
+# (empty outside such a call).
+_NOTHING: dict[int, int] = {}
+_WRITABLE: contextvars.ContextVar[dict[int, int]] = contextvars.ContextVar("tf2torch_writable", default=_NOTHING)
 
-# The layers of the model call now running that may write over their input, by id (empty outside such a call).
-_WRITABLE: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("tf2torch_writable", default=frozenset())
+
+def writable_input(layer: nn.Module) -> int | None:
+    """Which of its inputs ``layer``, called now by the converted model's own code, may write its output over."""
+    if torch.compiler.is_compiling():  # nothing is written over under torch.compile, and dynamo reads no ContextVar
+        return None
+    return _WRITABLE.get().get(id(layer))
 
 
 def may_write_input(layer: nn.Module) -> bool:
-    """Whether ``layer``, called now by the converted model's own code, may write its output over its input."""
-    if torch.compiler.is_compiling():  # nothing is written over under torch.compile, and dynamo reads no ContextVar
-        return False
-    return id(layer) in _WRITABLE.get()
+    """Whether a one-input ``layer``, called now by the converted model's own code, may write over its input."""
+    return writable_input(layer) == 0
 
 
 class WritesOverPrivateInput:
-    """Marks a layer class that writes over its input when ``may_write_input(self)``; its output is then a tensor
-    only its callers can see, so it can also feed another such layer."""
+    """Marks a one-input layer class that writes over its input when ``may_write_input(self)``; its output is then
+    a tensor only its callers can see, so it can also feed another such layer."""
+
+
+class FreshMerge:
+    """Marks a merge layer whose output, of two or more inputs, is a new tensor (of one, ``Add`` returns it)."""
+
+
+class MergesIntoPrivateInput(FreshMerge):
+    """Marks a two-input merge whose operation commutes exactly (``a + b == b + a`` in IEEE arithmetic): it writes
+    its output over input ``writable_input(self)`` when that input has the output's shape and dtype."""
 
 
 # Layers whose output is a tensor no one else holds: new, or the private input a ``WritesOverPrivateInput`` wrote
-# over; a merge of two or more tensors too (of one, ``Add`` returns it as it is).
+# over (a ``FreshMerge`` of two or more inputs too).
 MAKES_FRESH_OUTPUT = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
                       WritesOverPrivateInput)
-MERGES = (Add, Subtract, Multiply, Average, Maximum, Minimum)
 
 # Where a layer sits in the model: (attribute, module) from the root down (the root itself is left out, so that
 # pickling the model does not meet the model again inside it).
@@ -83,37 +98,53 @@ def fresh_output_path(producer_path: Path, n_args: int) -> Path | None:
         last = next(reversed(module._modules))
         producer_path += ((last, module._modules[last]),)
         module = producer_path[-1][1]
-    fresh = isinstance(module, MAKES_FRESH_OUTPUT) or (isinstance(module, MERGES) and n_args >= 2)
+    fresh = isinstance(module, MAKES_FRESH_OUTPUT) or (isinstance(module, FreshMerge) and n_args >= 2)
     return producer_path if fresh else None
 
 
-# A call that may write over its input: the path to its layer, the path to the layer whose output it reads, and
-# the modules a hook on which would see that tensor (the layer, the producer, an nn.Sequential producer's last).
-PrivateInput = tuple[Path, Path, tuple[nn.Module, ...]]
+# A call that may write over one of its inputs: the path to its layer, the path to the layer whose output that input
+# is, the modules a hook on which would see that tensor (the layer, the producer, an nn.Sequential producer's
+# last), and the input's position.
+PrivateInput = tuple[Path, Path, tuple[nn.Module, ...], int]
 
 
 def private_input_calls(gm: fx.GraphModule) -> tuple[PrivateInput, ...]:
-    """The calls of ``gm``'s graph that may write over their input: a ``WritesOverPrivateInput`` layer called once,
-    with one argument, which is a fresh output nothing else reads; and such a layer inside an ``nn.Sequential``
-    (a convolution and its ``activation``), after one that makes a fresh output."""
+    """The calls of ``gm``'s graph that may write over an input: a ``WritesOverPrivateInput`` layer called once with
+    one argument, or a ``MergesIntoPrivateInput`` called once with two different ones, where that argument is a
+    fresh output nothing else reads; and a ``WritesOverPrivateInput`` inside an ``nn.Sequential`` (a convolution
+    and its ``activation``) after one that makes a fresh output."""
     calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
     found = []
     for node in gm.graph.nodes:
         if node.op != "call_module":
             continue
         found += sequential_calls(gm, str(node.target))
-        source = node.args[0] if len(node.args) == 1 and not node.kwargs else None
-        if (calls[node.target] != 1 or not isinstance(source, fx.Node) or source.op != "call_module"
-                or len(source.users) != 1):
+        layer_path = path_to(gm, str(node.target))
+        if calls[node.target] != 1 or node.kwargs or layer_path is None:
             continue
-        layer_path, producer_path = path_to(gm, str(node.target)), path_to(gm, str(source.target))
-        if layer_path is None or producer_path is None or not isinstance(layer_path[-1][1], WritesOverPrivateInput):
+        layer = layer_path[-1][1]
+        if isinstance(layer, WritesOverPrivateInput) and len(node.args) == 1:
+            candidates = [0]
+        elif isinstance(layer, MergesIntoPrivateInput) and len(node.args) == 2 and node.args[0] is not node.args[1]:
+            candidates = [0, 1]
+        else:
             continue
-        output_path = fresh_output_path(producer_path, len(source.args))
-        if output_path is not None:
-            watched = (layer_path[-1][1], *[child for _, child in output_path[len(producer_path) - 1:]])
-            found.append((layer_path, output_path, watched))
+        for position in candidates:
+            output_path = private_output_path(gm, node.args[position])
+            if output_path is not None:
+                producer_depth = len(path_to(gm, str(node.args[position].target)))
+                watched = (layer, *[child for _, child in output_path[producer_depth - 1:]])
+                found.append((layer_path, output_path, watched, position))
+                break
     return tuple(found)
+
+
+def private_output_path(gm: fx.GraphModule, source: object) -> Path | None:
+    """The path to the layer that made ``source``, when ``source`` is a fresh tensor only one call reads."""
+    if not (isinstance(source, fx.Node) and source.op == "call_module" and len(source.users) == 1):
+        return None
+    producer_path = path_to(gm, str(source.target))
+    return fresh_output_path(producer_path, len(source.args)) if producer_path is not None else None
 
 
 def sequential_calls(gm: fx.GraphModule, target: str) -> list[PrivateInput]:
@@ -126,7 +157,7 @@ def sequential_calls(gm: fx.GraphModule, target: str) -> list[PrivateInput]:
     for before, after in zip(names, names[1:]):
         layer, producer = container._modules[after], container._modules[before]
         if isinstance(layer, WritesOverPrivateInput) and isinstance(producer, MAKES_FRESH_OUTPUT):
-            found.append((path + ((after, layer),), path + ((before, producer),), (layer, producer)))
+            found.append((path + ((after, layer),), path + ((before, producer),), (layer, producer), 0))
     return found
 
 
@@ -156,12 +187,12 @@ class KerasGraphModule(fx.GraphModule):
         finally:
             _WRITABLE.reset(token)
 
-    def _writable_layers(self) -> frozenset[int]:
+    def _writable_layers(self) -> dict[int, int]:
         calls = self.__dict__.get("_private_inputs")
         if (not calls or self.training or torch.is_grad_enabled() or torch.jit.is_scripting()
                 or torch.jit.is_tracing() or torch.compiler.is_compiling()):
-            return frozenset()
+            return _NOTHING
         if module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks:
-            return frozenset()
-        return frozenset(id(watched[0]) for layer_path, source_path, watched in calls
-                         if unhooked(watched) and still_there(self, layer_path) and still_there(self, source_path))
+            return _NOTHING
+        return {id(watched[0]): position for layer_path, source_path, watched, position in calls
+                if unhooked(watched) and still_there(self, layer_path) and still_there(self, source_path)}

@@ -14,43 +14,51 @@ import operator
 import torch
 from torch import nn
 
+from .inplace import FreshMerge, MergesIntoPrivateInput, writable_input
 
-class Add(nn.Module):
-    """Keras ``Add``: ``x0 + x1 + ...``."""
+
+class Add(MergesIntoPrivateInput, nn.Module):
+    """Keras ``Add``: ``x0 + x1 + ...``; of two inputs, written over one that nothing else sees where the converted
+    model says so (``tf2torch/nn/inplace.py``; ``x1 + x0`` is ``x0 + x1`` bit for bit)."""
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        position = writable_input(self)
+        if position is not None and len(xs) == 2:
+            into, other = xs[position], xs[1 - position]
+            if into.dtype == other.dtype and torch.broadcast_shapes(into.shape, other.shape) == into.shape:
+                return into.add_(other)
         return functools.reduce(operator.add, xs)
 
 
-class Subtract(nn.Module):
+class Subtract(FreshMerge, nn.Module):
     """Keras ``Subtract``: ``x0 - x1`` (exactly two inputs)."""
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return x - y
 
 
-class Multiply(nn.Module):
+class Multiply(FreshMerge, nn.Module):
     """Keras ``Multiply``: ``x0 * x1 * ...``."""
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         return functools.reduce(operator.mul, xs)
 
 
-class Average(nn.Module):
+class Average(FreshMerge, nn.Module):
     """Keras ``Average``: ``(x0 + x1 + ...) / n`` (the sum first, then one division)."""
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         return functools.reduce(operator.add, xs) / len(xs)
 
 
-class Maximum(nn.Module):
+class Maximum(FreshMerge, nn.Module):
     """Keras ``Maximum``: the elementwise maximum of all inputs."""
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         return functools.reduce(torch.maximum, xs)
 
 
-class Minimum(nn.Module):
+class Minimum(FreshMerge, nn.Module):
     """Keras ``Minimum``: the elementwise minimum of all inputs."""
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
