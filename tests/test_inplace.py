@@ -11,7 +11,6 @@ from torch import nn
 
 import tf2torch
 from tf2torch.nn import inplace
-from tf2torch.nn.inplace import WritesOverPrivateInput
 from tf2torch.nn.merge import Add
 
 FLAVOURS = ["keras3", "tf_keras"]
@@ -59,10 +58,8 @@ def test_sole_readers_of_fresh_tensors_write_over_them_with_the_same_numbers(con
     module, x = converted(), example()
     kept = x.clone()
     # every activation (conv_b's own too), batch norm but bn_d (whose input add_d reads too) and add (into conv_b's
-    # output; relu_a's conv_b reads too); tf_keras's batch norms are torch's own (its fused kernel's moving
-    # variance), which never write over their input
-    expected = {"relu_a", "conv_b.activation", "add", "relu_add", "swish_c", "add_d"} | (
-        {"bn_a", "bn_c"} if isinstance(module.bn_a, WritesOverPrivateInput) else set())
+    # output; relu_a's conv_b reads too)
+    expected = {"bn_a", "relu_a", "conv_b.activation", "add", "relu_add", "bn_c", "swish_c", "add_d"}
     assert writable_names(module) == expected
     with torch.no_grad():
         in_place, faithful = module(x), module.forward(x)  # forward() bypasses the in-place call
