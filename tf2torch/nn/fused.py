@@ -24,7 +24,8 @@ from .activations import Hardswish, ReLU, ReLU6, SiLU
 POST_OPS = {nn.ReLU: ("relu", lambda m: [None]), nn.ReLU6: ("hardtanh", lambda m: [0.0, 6.0]),
             nn.Hardtanh: ("hardtanh", lambda m: [float(m.min_val), float(m.max_val)]),
             nn.SiLU: ("swish", lambda m: [None]), nn.Hardswish: ("hardswish", lambda m: [None])}
-POST_OPS.update({cls: POST_OPS[cls.__mro__[2]] for cls in (ReLU, ReLU6, SiLU, Hardswish)})
+POST_OPS.update({ours: POST_OPS[torchs] for ours, torchs in ((ReLU, nn.ReLU), (ReLU6, nn.ReLU6), (SiLU, nn.SiLU),
+                                                                (Hardswish, nn.Hardswish))})
 MAX_CACHED_SHAPES = 4
 
 

@@ -132,7 +132,7 @@ def private_input_calls(gm: fx.GraphModule) -> tuple[PrivateInput, ...]:
         for position in candidates:
             output_path = private_output_path(gm, node.args[position])
             if output_path is not None:
-                producer_depth = len(path_to(gm, str(node.args[position].target)))
+                producer_depth = str(node.args[position].target).count(".") + 1
                 watched = (layer, *[child for _, child in output_path[producer_depth - 1:]])
                 found.append((layer_path, output_path, watched, position))
                 break
