@@ -25,7 +25,8 @@ class Add(MergesIntoPrivateInput, nn.Module):
         position = writable_input(self)
         if position is not None and len(xs) == 2:
             into, other = xs[position], xs[1 - position]
-            if into.dtype == other.dtype and torch.broadcast_shapes(into.shape, other.shape) == into.shape:
+            if into.dtype == other.dtype and (into.shape == other.shape  # torch.broadcast_shapes costs ~30 µs
+                                              or torch.broadcast_shapes(into.shape, other.shape) == into.shape):
                 return into.add_(other)
         return functools.reduce(operator.add, xs)
 
