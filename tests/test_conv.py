@@ -306,3 +306,63 @@ def test_conv_weights_run_channels_last_with_equal_values(flavour, tmp_path):
     copy(x).square().mean().backward()
     assert all(m.weight.grad is not None and m.weight.grad.shape == m.weight.shape
                for m in copy.modules() if isinstance(m, nn.Conv2d))
+
+
+# tf2torch/nn/conv.py's Conv2d: (kernel, stride, padding, groups, bias, channels-last input) → runs as F.linear
+CONV2D_ROUTES = [
+    ((1, 1), 1, 0, 1, True, True, True),
+    ((1, 1), 1, 0, 1, False, True, True),
+    ((1, 1), 1, 0, 1, True, False, True),  # a contiguous input: the same product, only slower
+    ((1, 1), 1, "same", 1, True, True, True),
+    ((1, 1), 1, "valid", 1, False, False, True),
+    ((1, 1), 2, 0, 1, True, True, False),  # strided: torch's own
+    ((1, 1), 1, 1, 1, True, True, False),  # padded
+    ((1, 1), 1, 0, 2, True, True, False),  # grouped
+    ((3, 3), 1, 1, 1, True, True, False),
+    ((1, 3), 1, 0, 1, True, True, False),
+]
+
+
+@pytest.mark.parametrize("kernel,stride,padding,groups,bias,channels_last,as_linear", CONV2D_ROUTES)
+def test_conv2d_pointwise_calls_are_a_matrix_product(kernel, stride, padding, groups, bias, channels_last,
+                                                     as_linear):
+    """Values and gradients of torch's ``nn.Conv2d`` with the same parameters (to float32 round-off when the call
+    runs as ``F.linear``, bit for bit when it is torch's own); a channels-last input gives a channels-last output;
+    which route ran is read off the autograd graph."""
+    from tf2torch.nn.conv import Conv2d
+
+    torch.manual_seed(0)
+    ours = Conv2d(8, 6, kernel, stride=stride, padding=padding, groups=groups, bias=bias)
+    torchs = nn.Conv2d(8, 6, kernel, stride=stride, padding=padding, groups=groups, bias=bias)
+    torchs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 8, 5, 7)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    got, want = ours(x1), torchs(x2)
+    assert (type(got.grad_fn).__name__ == "PermuteBackward0") is as_linear
+    assert got.shape == want.shape
+    if as_linear:
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    else:
+        assert torch.equal(got, want)
+    if channels_last:
+        assert got.is_contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(want)
+    got.backward(grad)
+    want.backward(grad)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, torchs.weight.grad, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), torchs(x), rtol=1e-5, atol=1e-6)
+
+
+def test_conv2d_traces_as_torchs_conv():
+    """Under ``fx.symbolic_trace`` (proxies, not tensors) the module records torch's own convolution."""
+    from tf2torch.nn.conv import Conv2d
+
+    conv = Conv2d(4, 3, 1)
+    traced = torch.fx.symbolic_trace(nn.Sequential(conv))
+    assert [n.target for n in traced.graph.nodes if n.op == "call_function"] == [torch.conv2d]
+    x = torch.randn(1, 4, 3, 3).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(traced(x), torch.nn.functional.conv2d(x, conv.weight, conv.bias))

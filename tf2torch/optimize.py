@@ -34,11 +34,12 @@ from torch import nn
 
 from . import memory_format
 from .nn import noise
+from .nn.conv import Conv2d
 from .nn.fused import POST_OPS, FusedConv2d, FusedConvAdd2d, fused_conv_available
 from .nn.merge import Add, Average, Maximum, Minimum, Multiply, Subtract
 from .nn.preprocessing import KerasNormalization, Rescale, as_float
 
-CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+CONVS = (nn.Conv1d, nn.Conv2d, Conv2d, nn.Conv3d)
 BATCH_NORM_RANK = {nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNorm3d: 3}
 NO_OPS = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
           noise.Dropout, noise.AlphaDropout, noise.GaussianDropout, noise.GaussianNoise)  # identities at inference
@@ -285,7 +286,7 @@ def activations_in_place(gm: fx.GraphModule) -> None:
 
 
 def fusable(conv: nn.Module) -> bool:
-    return type(conv) is nn.Conv2d and not isinstance(conv.padding, str) and conv.padding_mode == "zeros"
+    return type(conv) in (nn.Conv2d, Conv2d) and not isinstance(conv.padding, str) and conv.padding_mode == "zeros"
 
 
 def replace_submodule(gm: fx.GraphModule, path: str, module: nn.Module) -> None:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .nn import activations
+from .nn.conv import Conv2d
 from .nn.merge import Add, Average, Maximum, Minimum, Multiply, Subtract
 from .nn.normalization import KerasBatchNorm1d, KerasBatchNorm2d, KerasBatchNorm3d
 
@@ -29,7 +30,7 @@ SHAPE_PRESERVING = (
 SAME_SHAPE_MERGES = (Add, Subtract, Multiply, Average, Maximum, Minimum)
 BATCH_NORM_RANKS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,),  # exact classes only:
                     KerasBatchNorm1d: (2, 3), KerasBatchNorm2d: (4,), KerasBatchNorm3d: (5,)}  # not BatchNormOnAxis
-CONV_RANKS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
+CONV_RANKS = {nn.Conv1d: 1, nn.Conv2d: 2, Conv2d: 2, nn.Conv3d: 3}
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:

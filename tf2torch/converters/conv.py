@@ -16,12 +16,13 @@ import numpy as np
 from torch import nn
 
 from ..layout import CHANNELS_FIRST, KERAS
+from ..nn.conv import Conv2d
 from ..nn.padding import same_pad_module, static_same_padding
 from ..nn.transposed import TF_CONV_TRANSPOSE_BY_RANK, keras_transpose_crop, torch_transpose_padding
 from .activations import activation_for
 from .registry import Converted, LayerSpec, as_conv_weight, as_parameter, converter
 
-CONV_BY_RANK = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+CONV_BY_RANK = {1: nn.Conv1d, 2: Conv2d, 3: nn.Conv3d}  # Conv2d: torch's, 1×1 calls as a matrix product
 CONV_TRANSPOSE_BY_RANK = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 
 

@@ -194,10 +194,19 @@ def collapse(value: ast.expr) -> ast.expr:
     return value
 
 
+def runtime_twin(cls: type) -> bool:
+    """A ``tf2torch/nn`` subclass of the torch layer of the same name that keeps torch's constructor (its
+    ``Conv2d``): spelled like torch's own, from the runtime copy."""
+    torch_cls = getattr(nn, cls.__name__, None)
+    return (cls.__module__.startswith(RUNTIME_PACKAGE + ".") and cls.__bases__ == (torch_cls,)
+            and "__init__" not in vars(cls) and "extra_repr" not in vars(cls))
+
+
 def torch_repr_writer(module: nn.Module, sp: Spelling) -> ast.expr | None:
     """Torch's built-in layers print as their own constructor: ``Conv2d(3, 64, kernel_size=(7, 7), ...)``."""
     cls = type(module)
-    if getattr(nn, cls.__name__, None) is not cls or next(module.children(), None) is not None:
+    twin = runtime_twin(cls)
+    if (getattr(nn, cls.__name__, None) is not cls and not twin) or next(module.children(), None) is not None:
         return None
     try:
         expr = ast.parse(f"nn.{cls.__name__}({module.extra_repr()})", mode="eval").body
@@ -206,7 +215,10 @@ def torch_repr_writer(module: nn.Module, sp: Spelling) -> ast.expr | None:
     names = {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)}
     if names != {"nn"} or not isinstance(expr, ast.Call):
         return None
-    sp.use("nn")
+    if twin:
+        expr.func = sp.use_runtime(cls)
+    else:
+        sp.use("nn")
     return simplify_tuples(expr, cls)
 
 
