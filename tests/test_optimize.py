@@ -98,6 +98,23 @@ def residual(k):
     return k.Model(inp, k.layers.GlobalAveragePooling2D(name="gap")(w))
 
 
+def padded_pools(k):
+    """ZeroPadding2D before a max pooling: folded into the pooling after a ReLU, when symmetric and at most half
+    the window; kept before a pooling of values that can be negative, asymmetric, too wide, or before a conv."""
+    inp = k.Input((13, 12, 4))
+    r = k.layers.ReLU(name="r1")(k.layers.Conv2D(8, 3, name="c1")(inp))
+    branches = [
+        k.layers.MaxPooling2D(3, 2, name="pool")(k.layers.ZeroPadding2D(1, name="pool_pad")(r)),
+        k.layers.MaxPooling2D(3, 2, name="neg_pool")(k.layers.ZeroPadding2D(1, name="neg_pad")(
+            k.layers.Conv2D(8, 3, name="c2")(inp))),
+        k.layers.MaxPooling2D(2, name="asym_pool")(k.layers.ZeroPadding2D(((0, 1), (0, 1)), name="asym_pad")(r)),
+        k.layers.MaxPooling2D(3, 2, name="wide_pool")(k.layers.ZeroPadding2D(2, name="wide_pad")(r)),
+        k.layers.Conv2D(4, 3, name="c3")(k.layers.ZeroPadding2D(1, name="conv_pad")(r)),
+    ]
+    pooled = [k.layers.GlobalAveragePooling2D()(b) for b in branches]
+    return k.Model(inp, k.layers.Concatenate()(pooled))
+
+
 # (model, layers gone in the channels_first conversion, layers that must remain)
 CASES = [
     (trunk, {"c1_bn", "c2_bn", "dw_bn", "sep_bn", "rescale"}, {"c1", "c2", "dw", "sep", "act_bn", "shared_bn"}),
@@ -106,6 +123,7 @@ CASES = [
     (normalization_valid, {"norm"}, {"c1"}),
     (conv1d, {"c1_bn"}, {"c1", "c2"}),
     (residual, {"c1_bn", "add1", "out1", "c2_bn", "add2"}, {"proj", "c1", "c2"}),
+    (padded_pools, {"pool_pad"}, {"pool", "neg_pad", "asym_pad", "wide_pad", "conv_pad"}),
 ]
 
 

@@ -12,6 +12,8 @@ keeps its name, with the folded layers listed in its node's ``meta["tf2torch"]["
   with per-input-channel ``s`` and ``o``. Zero padding pads ``x * s + o`` with zeros, not with ``o``, so with an
   offset the fold needs a conv without padding; a pure scale commutes with zero padding.
 - Inference no-ops dropped: ``nn.Identity`` and dropouts (the optimised module is for inference only).
+- A symmetric ``ZeroPad2d`` before a max pooling of a ReLU's output becomes the pooling's own padding (-inf and 0
+  pad alike where every value is ≥ 0 and each window holds one).
 - Activations in place (``inplace=True``) where they read a fresh tensor nothing else reads (a conv's, a batch
   norm's or a merge's output): one allocation and one pass over memory fewer per activation.
 - 2-D convolutions become ``FusedConv2d`` (``tf2torch/nn/fused.py``): weight prepacked for oneDNN and the
@@ -59,6 +61,7 @@ def optimize(module: fx.GraphModule, channels_last: bool = True) -> fx.GraphModu
     if fused_conv_available():
         fuse_convolutions(module)
         fuse_residual_adds(module)
+    fold_zero_padding(module)
     if channels_last and has_conv2d:
         to_channels_last(module)
     module.graph.eliminate_dead_code()
@@ -368,6 +371,56 @@ def fuse_residual_adds(gm: fx.GraphModule) -> None:
         gm.delete_submodule(add.target)
         gm.graph.erase_node(conv_node)
         removed.update((add, conv_node) if act_node is None else (add, conv_node, act_node))
+
+
+def symmetric_zero_pad2d(module: nn.Module | None) -> tuple[int, int] | None:
+    """(rows, columns) padded on both sides by a ``ZeroPad2d`` that pads each side pair equally."""
+    if type(module) is not nn.ZeroPad2d:
+        return None
+    left, right, top, bottom = module.padding
+    return (top, left) if left == right and top == bottom and min(left, top) >= 0 else None
+
+
+def pair(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    return value if isinstance(value, tuple) else (value, value)
+
+
+def non_negative_output(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """Whether every value ``node`` outputs is ≥ 0 (or NaN): a ReLU, or a fused convolution ending in one
+    (a ReLU6's ``hardtanh`` from 0)."""
+    module = module_of(gm, node)
+    if isinstance(module, (nn.ReLU, nn.ReLU6)):
+        return True
+    if isinstance(module, FusedConv2d):
+        return module.post_op == "relu" or (module.post_op == "hardtanh" and module.scalars[0] >= 0)
+    return False
+
+
+def fold_zero_padding(gm: fx.GraphModule) -> None:
+    """A ``ZeroPad2d`` layer (Keras ``ZeroPadding2D``: ResNet's and DenseNet's ``pool1_pad``) padding each side
+    pair equally, read only by a max pooling of a tensor ≥ 0 (after a ReLU), becomes the pooling's own padding:
+    one tensor fewer to allocate, zero and copy (ResNet50's stem at 2 threads: 3.8 → 1.9 ms at batch 8, 0.39 →
+    0.30 ms at batch 1). Exact: the pooling pads with -inf, which equals zeros where the input is ≥ 0 and every
+    window holds an input value (padding ≤ half the window, torch's own limit). Not into a convolution: oneDNN's
+    kernel for ResNet's 3-channel 7×7 stem ran slower with its own padding at batch 1 (2.63 against 1.96 ms)."""
+    for pad_node in list(gm.graph.nodes):
+        pads = symmetric_zero_pad2d(module_of(gm, pad_node))
+        source = sole_input(pad_node)
+        if pads is None or source is None or len(pad_node.users) != 1 or not called_once(gm, pad_node):
+            continue
+        user = next(iter(pad_node.users))
+        reader = module_of(gm, user)
+        if reader is None or not user.args or user.args[0] is not pad_node or pad_node in user.args[1:] \
+                or user.kwargs or not called_once(gm, user):
+            continue
+        if not (type(reader) is nn.MaxPool2d and not reader.ceil_mode and reader.dilation in (1, (1, 1))
+                and reader.padding in (0, (0, 0)) and non_negative_output(gm, source)
+                and all(2 * p <= k for p, k in zip(pads, pair(reader.kernel_size)))):
+            continue
+        reader.padding = pads
+        note_fold(user, pad_node, computes_it=False)
+        remove_node(gm, pad_node, source)
+        gm.delete_submodule(pad_node.target)
 
 
 def channels_last_if_4d(x: torch.Tensor) -> torch.Tensor:
