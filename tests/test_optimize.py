@@ -115,6 +115,32 @@ def padded_pools(k):
     return k.Model(inp, k.layers.Concatenate()(pooled))
 
 
+def steps_batch_norm(k):
+    """BatchNormalization(axis=1) after a Conv1D normalizes the steps, not the filters: no fold, even where there
+    are as many steps as filters."""
+    inp = k.Input((10, 4))
+    x = k.layers.Conv1D(8, 3, name="c1")(inp)
+    return k.Model(inp, k.layers.BatchNormalization(axis=1, name="bn")(x))
+
+
+def dense_bn(k):
+    """A dense layer's (batch, features) output normalized: folds; after a dense layer with its own activation:
+    no fold."""
+    inp = k.Input((6,))
+    x = k.layers.BatchNormalization(name="bn1")(k.layers.Dense(8, name="d1")(inp))
+    x = k.layers.Dense(5, activation="relu", name="d2")(x)
+    return k.Model(inp, k.layers.BatchNormalization(name="bn2")(x))
+
+
+def dense_steps_bn(k):
+    """Dense layers on (batch, steps, features): a batch norm over the steps (axis=1, as many steps as units)
+    or over the features (the last axis) is left alone."""
+    inp = k.Input((8, 6))
+    a = k.layers.BatchNormalization(axis=1, name="bn_steps")(k.layers.Dense(8, name="d1")(inp))
+    b = k.layers.BatchNormalization(name="bn_last")(k.layers.Dense(8, name="d2")(inp))
+    return k.Model(inp, k.layers.Add(name="add")([a, b]))
+
+
 # (model, layers gone in the channels_first conversion, layers that must remain)
 CASES = [
     (trunk, {"c1_bn", "c2_bn", "dw_bn", "sep_bn", "rescale"}, {"c1", "c2", "dw", "sep", "act_bn", "shared_bn"}),
@@ -124,6 +150,9 @@ CASES = [
     (conv1d, {"c1_bn"}, {"c1", "c2"}),
     (residual, {"c1_bn", "add1", "out1", "c2_bn", "add2"}, {"proj", "c1", "c2"}),
     (padded_pools, {"pool_pad"}, {"pool", "neg_pad", "asym_pad", "wide_pad", "conv_pad"}),
+    (steps_batch_norm, set(), {"c1", "bn"}),
+    (dense_bn, {"bn1"}, {"d1", "d2", "bn2"}),
+    (dense_steps_bn, set(), {"d1", "d2", "bn_steps", "bn_last"}),
 ]
 
 
@@ -226,7 +255,7 @@ def test_conv_trunk_compiles_without_graph_breaks(tmp_path):
 @pytest.mark.parametrize("shape", [(512, 512, 3, 3), (64, 3, 7, 7), (10, 4, 1, 1), (8, 1, 3, 3), (6, 4, 5)])
 @pytest.mark.parametrize("block_bytes", [1, 100, 1 << 20])
 def test_batch_norm_fold_in_blocks_equals_the_whole_array_fold(monkeypatch, shape, memory_format, block_bytes):
-    """``fold_into_conv`` works a block of output channels at a time (bounded float64 temporaries): the weight,
+    """``fold_into_weights`` works a block of output channels at a time (bounded float64 temporaries): the weight,
     its memory format and the bias are what the one-piece float64 fold gives, bit for bit."""
     monkeypatch.setattr(optimize_module, "FOLD_BLOCK_BYTES", block_bytes)
     conv = (nn.Conv1d if len(shape) == 3 else nn.Conv2d)(shape[1], shape[0], shape[2:])
@@ -238,6 +267,6 @@ def test_batch_norm_fold_in_blocks_equals_the_whole_array_fold(monkeypatch, shap
     view = (-1,) + (1,) * (len(shape) - 1)
     weight, bias = (conv.weight.double() * scale.reshape(view)).float(), (conv.bias.double() * scale + shift).float()
     strides = conv.weight.stride()
-    optimize_module.fold_into_conv(conv, scale, shift)
+    optimize_module.fold_into_weights(conv, scale, shift)
     assert torch.equal(conv.weight, weight) and torch.equal(conv.bias, bias)
     assert conv.weight.stride() == strides

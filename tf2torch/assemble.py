@@ -280,7 +280,7 @@ class Assembler:
         per_output = [list(o) if multi else [o] for o in outs]
         layouts = [L.normalize(lay, per_output[0][i].dim()) for i, lay in enumerate(layouts)]
         fx_node.meta["tf2torch"] = {"keras_node": node.id, "layer": node.layer, "class_name": layer.class_name,
-                                    "layouts": layouts}
+                                    "layouts": layouts, "ranks": [o.dim() for o in per_output[0]]}
         masks = self.masks.output_masks(node, layer.class_name, converted, inputs, input_masks, tensor_kwargs)
         if converted.clears_input_masks and self.graph.keras_major >= 3:
             for ref in node.all_inputs():

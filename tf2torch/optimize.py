@@ -4,10 +4,11 @@ Every rewrite is exact up to float32 round-off (the suite checks 1e-5 against Ke
 of the Keras layers that remain: a BatchNormalization folded into ``conv1_conv`` disappears and ``conv1_conv``
 keeps its name, with the folded layers listed in its node's ``meta["tf2torch"]["folded"]``.
 
-- BatchNormalization folded into the convolution before it: ``W' = W * s``, ``b' = (b - mean) * s + beta`` with
-  ``s = gamma / sqrt(var + eps)`` per output channel, computed in float64. Only when nothing else reads the
-  conv's output, the BN normalizes the conv's channel axis (dim 1) and the conv ends the converted module (a conv
-  layer with its own ``activation`` ends with the activation: no fold).
+- BatchNormalization folded into the convolution or dense layer before it: ``W' = W * s``,
+  ``b' = (b - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)`` per output channel, computed in float64.
+  Only when nothing else reads the layer's output, the BN normalizes its channel axis (dim 1; a dense layer's
+  output is then (batch, features)) and the conv or dense ends the converted module (a layer with its own
+  ``activation`` ends with the activation: no fold).
 - Rescaling / Normalization folded into the convolution after it: ``conv(x * s + o) = conv_{W * s}(x) + conv_W(o)``
   with per-input-channel ``s`` and ``o``. Zero padding pads ``x * s + o`` with zeros, not with ``o``, so with an
   offset the fold needs a conv without padding; a pure scale commutes with zero padding.
@@ -39,6 +40,7 @@ from .nn import noise
 from .nn.conv import Conv2d
 from .nn.fused import POST_OPS, FusedConv2d, FusedConvAdd2d, fused_conv_available
 from .nn.merge import Add, Average, Maximum, Minimum, Multiply, Subtract
+from .nn.normalization import BatchNormOnAxis
 from .nn.preprocessing import KerasNormalization, Rescale, as_float
 
 CONVS = (nn.Conv1d, nn.Conv2d, Conv2d, nn.Conv3d)
@@ -140,8 +142,11 @@ def drop_no_ops(gm: fx.GraphModule) -> None:
 
 
 def batch_norm_rank(module: nn.Module | None) -> int | None:
-    """1, 2 or 3 for torch's batch norms and their subclasses (``KerasBatchNorm2d`` trains like Keras, infers like
-    ``BatchNorm2d``), else None."""
+    """1, 2 or 3 for torch's batch norms and their subclasses that normalize dim 1 (``KerasBatchNorm2d`` trains
+    like Keras, infers like ``BatchNorm2d``), else None: not ``BatchNormOnAxis``, whose channels are on another
+    axis (Keras ``BatchNormalization(axis=1)`` after a ``Conv1D`` normalizes the steps, not the filters)."""
+    if isinstance(module, BatchNormOnAxis):
+        return None
     for cls, rank in BATCH_NORM_RANK.items():
         if isinstance(module, cls):
             return rank
@@ -157,6 +162,14 @@ def batch_norm_scale_shift(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     return s, beta - mean * s
 
 
+def dense_with_2d_output(gm: fx.GraphModule, node: fx.Node) -> nn.Linear | None:
+    """The ``nn.Linear`` a node calls when its output is (batch, features): a batch norm over dim 1 of it
+    normalizes the features (of a (batch, steps, features) output it would normalize the steps)."""
+    module = module_of(gm, node)
+    ranks = node.meta.get("tf2torch", {}).get("ranks")
+    return module if type(module) is nn.Linear and ranks == [2] else None
+
+
 def fold_batch_norms(gm: fx.GraphModule) -> None:
     for node in list(gm.graph.nodes):
         bn = module_of(gm, node)
@@ -165,11 +178,16 @@ def fold_batch_norms(gm: fx.GraphModule) -> None:
             continue
         source = sole_input(node)
         producer = module_of(gm, source) if source is not None else None
-        conv = trailing_conv(producer) if producer is not None else None
-        if (conv is None or len(source.users) != 1 or not called_once(gm, source)
-                or rank != conv.weight.dim() - 2 or conv.out_channels != bn.num_features):
+        if producer is None or len(source.users) != 1 or not called_once(gm, source):
             continue
-        fold_into_conv(conv, *batch_norm_scale_shift(bn))
+        conv = trailing_conv(producer)
+        dense = dense_with_2d_output(gm, source) if rank == 1 else None
+        if conv is not None and rank == conv.weight.dim() - 2 and conv.out_channels == bn.num_features:
+            fold_into_weights(conv, *batch_norm_scale_shift(bn))
+        elif dense is not None and dense.out_features == bn.num_features:
+            fold_into_weights(dense, *batch_norm_scale_shift(bn))
+        else:
+            continue
         note_fold(source, node, computes_it=True)
         remove_node(gm, node, source)
 
@@ -178,20 +196,20 @@ FOLD_BLOCK_BYTES = 1 << 20  # float64 temporaries of one fold: at most this much
 
 
 @torch.no_grad()
-def fold_into_conv(conv: nn.Module, scale: torch.Tensor, shift: torch.Tensor) -> None:
-    """``conv`` becomes ``conv(x) * scale + shift`` (per output channel), computed in float64 a block of output
-    channels at a time, so a large kernel is never held twice in float64 (ResNet50's --optimize peaked 42 MB
-    higher)."""
-    weight = conv.weight
+def fold_into_weights(layer: nn.Module, scale: torch.Tensor, shift: torch.Tensor) -> None:
+    """A convolution or ``nn.Linear`` becomes ``layer(x) * scale + shift`` (per output channel or feature: the
+    weight's first axis), computed in float64 a block of output channels at a time, so a large kernel is never held
+    twice in float64 (ResNet50's --optimize peaked 42 MB higher)."""
+    weight = layer.weight
     folded = torch.empty_like(weight)  # its memory format too
     shape = (-1,) + (1,) * (weight.dim() - 1)
     block = max(1, FOLD_BLOCK_BYTES // max(1, weight[:1].numel() * 8))
     for start in range(0, weight.shape[0], block):
         rows = slice(start, start + block)
         folded[rows] = (weight[rows].double() * scale[rows].reshape(shape)).to(weight.dtype)
-    bias = conv.bias.double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
-    conv.weight = nn.Parameter(folded)
-    conv.bias = nn.Parameter((bias * scale + shift).to(weight.dtype))
+    bias = layer.bias.double() if layer.bias is not None else torch.zeros(weight.shape[0], dtype=torch.float64)
+    layer.weight = nn.Parameter(folded)
+    layer.bias = nn.Parameter((bias * scale + shift).to(weight.dtype))
 
 
 def per_channel(value: float | torch.Tensor, channels: int, channel_dim: int, rank: int) -> torch.Tensor | None:
