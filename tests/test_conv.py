@@ -357,12 +357,18 @@ def test_conv2d_pointwise_calls_are_a_matrix_product(kernel, stride, padding, gr
         torch.testing.assert_close(ours(x), torchs(x), rtol=1e-5, atol=1e-6)
 
 
-def test_conv2d_traces_as_torchs_conv():
-    """Under ``fx.symbolic_trace`` (proxies, not tensors) the module records torch's own convolution."""
+def test_conv2d_traces_and_exports_as_torchs_conv():
+    """Under ``fx.symbolic_trace`` (proxies, not tensors), ``torch.jit.trace`` and ``torch.export`` the module
+    records torch's own convolution, the node downstream tools expect."""
     from tf2torch.nn.conv import Conv2d
 
     conv = Conv2d(4, 3, 1)
+    x = torch.randn(1, 4, 3, 3).contiguous(memory_format=torch.channels_last)
     traced = torch.fx.symbolic_trace(nn.Sequential(conv))
     assert [n.target for n in traced.graph.nodes if n.op == "call_function"] == [torch.conv2d]
-    x = torch.randn(1, 4, 3, 3).contiguous(memory_format=torch.channels_last)
     assert torch.equal(traced(x), torch.nn.functional.conv2d(x, conv.weight, conv.bias))
+    jitted = torch.jit.trace(conv, x)
+    assert "aten::_convolution" in str(jitted.graph) and "linear" not in str(jitted.graph)
+    exported = torch.export.export(conv, (x,))
+    ops = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
+    assert any("conv" in op for op in ops) and not any("linear" in op for op in ops)
