@@ -270,3 +270,36 @@ def test_batch_norm_fold_in_blocks_equals_the_whole_array_fold(monkeypatch, shap
     optimize_module.fold_into_weights(conv, scale, shift)
     assert torch.equal(conv.weight, weight) and torch.equal(conv.bias, bias)
     assert conv.weight.stride() == strides
+
+
+def activation_readers(k):
+    """Activations reading a dense layer's, a batch norm's, a merge's, a shared, an input's and a reshaped tensor."""
+    inp = k.Input((6, 5, 3))
+    c = k.layers.Conv2D(4, 3, padding="same", name="c")(inp)
+    bn = k.layers.ELU(name="after_bn")(k.layers.BatchNormalization(name="bn")(c))
+    shared = k.layers.Conv2D(4, 3, padding="same", name="shared")(inp)
+    read_twice = k.layers.ReLU(name="after_shared")(shared)
+    merged = k.layers.LeakyReLU(name="after_add")(k.layers.Add(name="add")([bn, read_twice, shared]))
+    on_input = k.layers.ReLU(name="after_input")(inp)
+    flat = k.layers.ReLU(name="after_reshape")(k.layers.Reshape((30, 4), name="reshape")(merged))
+    dense = k.layers.ReLU(name="after_dense")(k.layers.Dense(3, name="dense")(flat))
+    return k.Model(inp, [dense, on_input])
+
+
+def test_activations_in_place_read_fresh_private_tensors(flavour, tmp_path):
+    """``activations_in_place`` (the rule ``nn/inplace.py`` applies per call: ``makes_fresh_output``) runs an
+    activation in place exactly where it is the only reader of a conv's, dense layer's, batch norm's or
+    merge's new tensor; the optimized module still matches Keras."""
+    k = keras_module(flavour)
+    model = activation_readers(k)
+    randomize_batch_norms(model)
+    path = tmp_path / "model.h5"
+    model.save(str(path))
+    module = tf2torch.convert(path)
+    optimize_module.activations_in_place(module)
+    in_place = {name for name in ("after_bn", "after_shared", "after_add", "after_input", "after_reshape",
+                                  "after_dense") if module.get_submodule(name).inplace}
+    assert in_place == {"after_bn", "after_add", "after_dense"}
+    inputs = random_inputs(model)
+    assert_matches(torch_outputs(tf2torch.convert(path, optimize=True), inputs, "channels_first"),
+                   keras_outputs(model, inputs), what=f"{flavour} optimized")

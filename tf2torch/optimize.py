@@ -15,8 +15,9 @@ keeps its name, with the folded layers listed in its node's ``meta["tf2torch"]["
 - Inference no-ops dropped: ``nn.Identity`` and dropouts (the optimised module is for inference only).
 - A symmetric ``ZeroPad2d`` before a max pooling of a ReLU's output becomes the pooling's own padding (-inf and 0
   pad alike where every value is ≥ 0 and each window holds one).
-- Activations in place (``inplace=True``) where they read a fresh tensor nothing else reads (a conv's, a batch
-  norm's or a merge's output): one allocation and one pass over memory fewer per activation.
+- Activations in place (``inplace=True``) where they read a fresh tensor nothing else reads (a conv's, a dense
+  layer's, a batch norm's or a merge's output: ``nn/inplace.py``'s ``makes_fresh_output``, the rule the default
+  module applies per call): one allocation and one pass over memory fewer per activation.
 - 2-D convolutions become ``FusedConv2d`` (``tf2torch/nn/fused.py``): weight prepacked for oneDNN and the
   activation after it (ReLU, ReLU6, SiLU, Hardswish; a separate layer nothing else reads, or the conv layer's own)
   applied in the same pass. Same module name; a fused activation layer disappears like a folded BN.
@@ -39,7 +40,8 @@ from . import memory_format
 from .nn import noise
 from .nn.conv import Conv2d
 from .nn.fused import POST_OPS, FusedConv2d, FusedConvAdd2d, fused_conv_available
-from .nn.merge import Add, Average, Maximum, Minimum, Multiply, Subtract
+from .nn.inplace import makes_fresh_output
+from .nn.merge import Add
 from .nn.normalization import BatchNormOnAxis
 from .nn.preprocessing import KerasNormalization, Rescale, as_float
 
@@ -49,7 +51,6 @@ NO_OPS = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.
           noise.Dropout, noise.AlphaDropout, noise.GaussianDropout, noise.GaussianNoise)  # identities at inference
 PAD_MODULE_PREFIXES = ("pad",)
 IN_PLACE = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.Hardswish, nn.ELU, nn.LeakyReLU)
-MERGES = (Add, Subtract, Multiply, Average, Maximum, Minimum)
 
 
 def optimize(module: fx.GraphModule, channels_last: bool = True) -> fx.GraphModule:
@@ -280,16 +281,15 @@ def fold_scaling_into_conv(conv: nn.Module, scale: torch.Tensor, offset: torch.T
 
 
 def fresh_output(gm: fx.GraphModule, node: fx.Node) -> bool:
-    """Whether the node's output is a new tensor (not a view of, or the same tensor as, anything else)."""
+    """Whether the node's output is a tensor no one else holds: ``nn/inplace.py``'s rule (a convolution, dense
+    layer, batch norm, merge of two or more, or a layer that writes over such a tensor), or an activation ending a
+    converted layer (its own output, or its in-place input's: a conv's, set below)."""
     module = module_of(gm, node)
     if module is None:
         return False
     if type(module) is nn.Sequential and len(module):
-        module = module[-1]
-        return type(module) in CONVS or type(module) in BATCH_NORM_RANK or isinstance(module, IN_PLACE)
-    if type(module) in MERGES:
-        return len(node.args) >= 2
-    return type(module) in CONVS or type(module) in BATCH_NORM_RANK
+        return makes_fresh_output(module[-1], 1) or isinstance(module[-1], IN_PLACE)
+    return makes_fresh_output(module, len(node.args))
 
 
 def activations_in_place(gm: fx.GraphModule) -> None:
@@ -302,7 +302,7 @@ def activations_in_place(gm: fx.GraphModule) -> None:
     for module in gm.modules():  # (conv, activation) inside one converted layer
         if type(module) is nn.Sequential:
             for before, after in zip(module, list(module)[1:]):
-                if isinstance(after, IN_PLACE) and (type(before) in CONVS or type(before) in BATCH_NORM_RANK):
+                if isinstance(after, IN_PLACE) and makes_fresh_output(before, 1):
                     after.inplace = True
 
 

@@ -90,6 +90,12 @@ def still_there(root: nn.Module, path: Path) -> bool:
     return True
 
 
+def makes_fresh_output(module: nn.Module, n_args: int) -> bool:
+    """Whether a call of ``module`` with ``n_args`` inputs returns a tensor no one else holds (also the rule of
+    ``optimize.activations_in_place``)."""
+    return isinstance(module, MAKES_FRESH_OUTPUT) or (isinstance(module, FreshMerge) and n_args >= 2)
+
+
 def fresh_output_path(producer_path: Path, n_args: int) -> Path | None:
     """The path to the layer whose output a call of the producer returns (an ``nn.Sequential``'s last layer), when
     that output is a tensor no one else holds."""
@@ -98,8 +104,7 @@ def fresh_output_path(producer_path: Path, n_args: int) -> Path | None:
         last = next(reversed(module._modules))
         producer_path += ((last, module._modules[last]),)
         module = producer_path[-1][1]
-    fresh = isinstance(module, MAKES_FRESH_OUTPUT) or (isinstance(module, FreshMerge) and n_args >= 2)
-    return producer_path if fresh else None
+    return producer_path if makes_fresh_output(module, n_args) else None
 
 
 # A call that may write over one of its inputs: the path to its layer, the path to the layer whose output that input
