@@ -7,7 +7,8 @@ Xception), one test per model doing every format and layout. Keras 3 writes op n
 RegNet: tf_keras's is tested, with tf_keras's own ConvNeXt and InceptionResNetV2 (``Custom>CustomScaleLayer``).
 Every model is also written as Python, .pt2 and ONNX: the first two run without tf2torch (``standalone.py``, one
 process for the whole module) within 1e-6 of the converted module, the ONNX model runs in onnxruntime within the
-suite's tolerance of Keras."""
+suite's tolerance of Keras. The first format is also converted with ``optimize=True`` and held to the same
+tolerance."""
 
 from __future__ import annotations
 
@@ -124,6 +125,10 @@ def check_application(flavour: str, name: str, tmp_path, formats, standalone) ->
             if name == "ResNet50":
                 assert module.get_submodule("conv1_conv").weight.shape == (64, 3, 7, 7)  # HWIO → OIHW once
             if fmt == formats[0] and layout == "channels_first":
+                optimized = tf2torch.convert(path, layout=layout, optimize=True)
+                errors[(fmt, "optimized")] = assert_matches(torch_outputs(optimized, [x], layout), ref, RTOL,
+                                                            f"{flavour} {name} .{fmt} optimized")
+                del optimized
                 started = time.perf_counter()
                 emitted = check_emitted(module, name, x, ref, tmp_path, standalone)
                 errors.update({(kind, "emitted"): e for kind, e in emitted.items()})
