@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import watchdog_reads
 from click.testing import CliRunner
 from harness import keras_module
 
@@ -227,6 +228,18 @@ def test_watchdog_stops_a_slow_read_and_passes_results_and_errors():
 
     with pytest.raises(ModelFileError, match="bad file"):
         watchdog.guarded(fails, "fails")
+
+
+def test_a_forked_reader_that_dies_gets_a_second_opinion_in_a_fresh_interpreter(monkeypatch):
+    """A forked reader once died of SIGSEGV on a sound file in a full test run (the host's threads and garbage
+    come along with fork). Its death is not taken as proof of a damaged file until a fresh interpreter dies too."""
+    monkeypatch.setattr(watchdog_reads, "IN_THE_TEST_PROCESS", True)
+    assert watchdog.guarded(watchdog_reads.crash_if_forked_from_the_tests, "sound") == "read in a fresh interpreter"
+    with pytest.raises(ModelFileError, match=r"crashed the reader twice \(killed by SIGSEGV; in a fresh process, "
+                                             r"killed by SIGSEGV\); the file is damaged"):
+        watchdog.guarded(watchdog_reads.always_crash, "damaged")
+    with pytest.raises(ModelFileError, match=r"crashed the reader \(killed by SIGSEGV\); the file is damaged"):
+        watchdog.guarded(lambda: watchdog_reads.always_crash(), "damaged")  # a closure cannot travel: one death
 
 
 # -- 4. time linear in model size ----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import shutil
 import zipfile
@@ -70,7 +71,7 @@ def prefetch(path: str | os.PathLike) -> None:
     workdir = make_workdir() if kind == "keras" else None
     if workdir is not None:
         atexit.register(shutil.rmtree, workdir, ignore_errors=True)  # in case no open_model takes it
-    _PREFETCHED[key] = (watchdog.start(lambda: read_structure(kind, str(path), workdir), str(path)), workdir)
+    _PREFETCHED[key] = (watchdog.start(functools.partial(read_structure, kind, str(path), workdir), str(path)), workdir)
 
 
 @contextlib.contextmanager
@@ -95,7 +96,7 @@ def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None
     file = raw = None
     try:
         if pending is None:
-            pending = watchdog.start(lambda: read_structure(kind, path, workdir), path)
+            pending = watchdog.start(functools.partial(read_structure, kind, path, workdir), path)
         graph, weights_path = pending.result()
         if weights_path is not None:
             file = open_h5(str(weights_path))
@@ -121,20 +122,21 @@ def read_config(path: str | os.PathLike) -> object:
 
         return keras_metadata_config(Path(path))
 
-    def read() -> object:
-        if kind == "h5":
-            file = open_h5(path)
-            try:
-                text = h5_config_text(file, path)
-            finally:
-                file.close()
-            return parse_json(text, f"{path}: the model config")
-        return keras_zip_config(path)
-
     try:
-        return watchdog.guarded(read, path)
+        return watchdog.guarded(functools.partial(_config_of, kind, path), path)
     except (OSError, RuntimeError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise ModelFileError(f"{path}: cannot read the model config ({exc}); the file is damaged") from None
+
+
+def _config_of(kind: str, path: str) -> object:
+    if kind == "h5":
+        file = open_h5(path)
+        try:
+            text = h5_config_text(file, path)
+        finally:
+            file.close()
+        return parse_json(text, f"{path}: the model config")
+    return keras_zip_config(path)
 
 
 def read_structure(kind: str, path: str, workdir: Path | None) -> tuple[KerasGraph, str | Path | None]:

@@ -7,14 +7,25 @@ that the parent waits for with a deadline (``TF2TORCH_READ_TIMEOUT`` seconds, de
 polling, so Ctrl-C works too; the child's result (a plain-data ``KerasGraph``, or the exception it raised) comes
 back pickled over a pipe. Where ``fork`` does not exist, or with ``TF2TORCH_NO_WATCHDOG=1`` (for a host process
 whose threads make forking unsafe), the read runs in-process.
+
+A forked child inherits everything of a busy host (TensorFlow's and torch's threads, half-held locks, garbage
+whose finalizers call into them): once in a full test run a forked reader died of a segmentation fault on a
+sound file. The child therefore turns off the garbage collector and faulthandler first thing, and a child that
+dies without a result is not yet taken as proof of a damaged file: the read is run once more in a fresh
+interpreter (``python -c``, the host's ``sys.path``, nothing inherited), under the same deadline. Only when that
+one dies too is the file called damaged. The retry needs ``read`` to pickle: a module-level function or a
+``functools.partial`` of one.
 """
 
 from __future__ import annotations
 
+import faulthandler
+import gc
 import os
 import pickle
 import select
 import signal
+import subprocess
 import sys
 import time
 import warnings
@@ -52,14 +63,17 @@ class Pending:
             assert self.read is not None
             return self.read()
         assert self.rfd is not None
+        started = time.monotonic()
         try:
-            data = _collect(self.rfd, self.pid, self.timeout, self.what)
+            data, status = _collect(self.rfd, self.pid, self.timeout, self.what)
         finally:
             os.close(self.rfd)
         try:
             kind, value = pickle.loads(data)  # our own child's bytes, not the file's
         except Exception:  # noqa: BLE001  (the child died without a result: killed for memory, a crash in HDF5)
-            raise ModelFileError(f"{self.what}: reading the file crashed the reader; the file is damaged") from None
+            assert self.read is not None
+            kind, value = _in_fresh_interpreter(self.read, self.what, self.timeout,
+                                                self.timeout - (time.monotonic() - started), _death(status))
         if kind == "raise":
             raise value
         return value
@@ -82,6 +96,8 @@ def start(read: Callable[[], Any], what: str, timeout: float | None = None) -> P
         os.close(rfd)
         code = 0
         try:
+            gc.disable()  # the parent's garbage may hold objects of libraries whose threads did not survive fork
+            faulthandler.disable()  # a crash is reported by the parent in one line, not as a stack dump
             try:
                 result = ("ok", read())
             except BaseException as exc:  # noqa: BLE001  (sent to the parent, which re-raises it)
@@ -97,19 +113,17 @@ def start(read: Callable[[], Any], what: str, timeout: float | None = None) -> P
         finally:
             os._exit(code)
     os.close(wfd)
-    return Pending(what, timeout, pid=pid, rfd=rfd)
+    return Pending(what, timeout, pid=pid, rfd=rfd, read=read)
 
 
-def _collect(rfd: int, pid: int, timeout: float, what: str) -> bytes:
+def _collect(rfd: int, pid: int, timeout: float, what: str) -> tuple[bytes, int]:
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ModelFileError(f"{what}: reading the file's structure did not finish within {timeout:g} s "
-                                     "(HDF5 loops on damaged files); the file is damaged. If it is a very large "
-                                     "model, raise TF2TORCH_READ_TIMEOUT")
+                raise _too_slow(what, timeout)
             ready, _, _ = select.select([rfd], [], [], min(left, 0.5))
             if ready:
                 chunk = os.read(rfd, 1 << 20)
@@ -119,8 +133,84 @@ def _collect(rfd: int, pid: int, timeout: float, what: str) -> bytes:
     except BaseException:
         _kill(pid)
         raise
-    os.waitpid(pid, 0)
-    return b"".join(chunks)
+    _, status = os.waitpid(pid, 0)
+    return b"".join(chunks), status
+
+
+def _too_slow(what: str, timeout: float) -> ModelFileError:
+    return ModelFileError(f"{what}: reading the file's structure did not finish within {timeout:g} s (HDF5 loops on "
+                          "damaged files); the file is damaged. If it is a very large model, raise "
+                          "TF2TORCH_READ_TIMEOUT")
+
+
+def _death(status: int) -> str:
+    """How a forked child ended, in words, from ``waitpid``'s status."""
+    if os.WIFSIGNALED(status):
+        return _killed_by(os.WTERMSIG(status))
+    return f"exit status {os.WEXITSTATUS(status)}" if os.WIFEXITED(status) else f"status {status}"
+
+
+def _killed_by(number: int) -> str:
+    try:
+        return f"killed by {signal.Signals(number).name}"
+    except ValueError:
+        return f"killed by signal {number}"
+
+
+SERVE = ("import os, pickle, sys; out = os.fdopen(os.dup(1), 'wb'); os.dup2(2, 1); "
+         "from tf2torch.readers.watchdog import serve; serve(sys.stdin.buffer, out)")
+
+
+def serve(source: Any, out: Any) -> None:
+    """The fresh interpreter's side of ``_in_fresh_interpreter``: unpickle ``read`` (our own bytes, sent by the
+    parent), run it, send back ``("ok", result)`` or ``("raise", exception)``."""
+    read = pickle.load(source)
+    try:
+        result = ("ok", read())
+    except BaseException as exc:  # noqa: BLE001  (sent to the parent, which re-raises it)
+        result = ("raise", exc)
+    try:
+        data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # noqa: BLE001
+        data = pickle.dumps(("raise", RuntimeError(f"{type(result[1]).__name__}: {exc}")))
+    out.write(data)
+    out.flush()
+
+
+def _in_fresh_interpreter(read: Callable[[], Any], what: str, timeout: float, left: float,
+                          first_death: str) -> tuple[str, Any]:
+    """Run ``read`` once more in a new Python process (nothing inherited from the host but ``sys.path``); the
+    forked reader died ``first_death``. Either of the two dying means nothing until both have."""
+    crashed = ModelFileError(f"{what}: reading the file crashed the reader ({first_death}); the file is damaged")
+    try:
+        request = pickle.dumps(read, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001  (a closure: no second opinion to be had)
+        raise crashed from None
+    if not sys.executable or left <= 0:
+        raise crashed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", SERVE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=env)
+    except OSError:
+        raise crashed from None
+    try:
+        data, _ = proc.communicate(request, timeout=left)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise _too_slow(what, timeout) from None
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    try:
+        return pickle.loads(data)  # our own child's bytes, not the file's
+    except Exception:  # noqa: BLE001
+        code = proc.returncode
+        second = _killed_by(-code) if code < 0 else f"exit status {code}"
+        raise ModelFileError(f"{what}: reading the file crashed the reader twice ({first_death}; in a fresh "
+                             f"process, {second}); the file is damaged") from None
 
 
 def _kill(pid: int) -> None:
