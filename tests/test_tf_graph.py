@@ -287,6 +287,19 @@ def test_placeholder_with_default_is_folded(tmp_path):
     assert_matches(outputs_of(module, fixture["inputs"], "channels_first"), [fixture["reference"]], what="default")
 
 
+def test_tf1_ref_variable_graph_outputs_are_the_model_not_its_optimizer(tmp_path):
+    """A TF 1.x training graph as written by default (ref variables): the unconsumed ``ApplyAdam`` updates (with a
+    float output, fed a learning-rate placeholder), a metric's ``Shape`` and a moving-mean update that is the
+    variable itself once ``is_training`` is false are not the model's outputs (musicnn's checkpoints)."""
+    fixture = tf1_training_graph(tmp_path / "ref", ref_variables=True)
+    module = tf2torch.convert(fixture["dir"], constants=CONSTANTS)
+    graph = module.tf2torch_meta["graph"]
+    assert [s["name"] for s in graph["input_specs"]] == ["x"]
+    layer_of = {n["id"]: n["layer"] for n in graph["nodes"]}
+    assert [layer_of[r["node"]] for r in graph["outputs"]] == ["probs"], graph["outputs"]
+    assert_matches(outputs_of(module, fixture["inputs"], "channels_first"), [fixture["reference"]], what="ref vars")
+
+
 def test_checkpoint_prefix_is_a_directory(tf1, tmp_path):
     """`saver.save(sess, "model_dir/")` writes `model_dir/.index`, `.meta`, `.data-...`: the folder is the prefix."""
     import shutil

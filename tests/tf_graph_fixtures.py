@@ -18,25 +18,32 @@ def image_batch(shape=(2, 16, 16, 3), seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype("float32")
 
 
-def tf1_training_graph(directory: Path, with_default: bool = False, control_flow_v2: bool = False) -> dict:
+def tf1_training_graph(directory: Path, with_default: bool = False, control_flow_v2: bool = False,
+                       ref_variables: bool = False) -> dict:
     """A TF1 training graph: conv SAME stride 2, depthwise conv, batch norm behind ``tf.cond(is_training)``
     whose moving statistics are updated through ``UPDATE_OPS``, dropout behind the same cond, dense (its kernel
     a partitioned variable, ``kernel/part_0..1``), softmax;
     Adam, a saver; trained 3 steps. Saved as ``model.ckpt-3`` with a stale ``_output_shapes`` in the .meta and a
     ``checkpoint`` file naming a foreign absolute path; also frozen to ``frozen.pb``. ``tf.cond`` is built as
-    TF 1.x built it (``Switch`` / ``Merge``), or as ``If`` ops with ``control_flow_v2``."""
+    TF 1.x built it (``Switch`` / ``Merge``), or as ``If`` ops with ``control_flow_v2``. With ``ref_variables``
+    the graph is what TF 1.x wrote by default (musicnn's 2019 checkpoints, in its PyPI package): ref variables,
+    whose ``ApplyAdam`` updates are unconsumed ops with an output, a learning rate fed by a placeholder, a
+    metric's ``Shape`` op and a moving-mean update behind ``tf.cond(is_training)`` that nothing reads."""
     import tensorflow as tf
 
     v1 = tf.compat.v1
     if not control_flow_v2:
         v1.disable_control_flow_v2()
     try:
-        return _tf1_training_graph(tf, directory, with_default)
+        if ref_variables:
+            v1.disable_resource_variables()
+        return _tf1_training_graph(tf, directory, with_default, ref_variables)
     finally:
         v1.enable_control_flow_v2()
+        v1.enable_resource_variables()
 
 
-def _tf1_training_graph(tf, directory: Path, with_default: bool) -> dict:
+def _tf1_training_graph(tf, directory: Path, with_default: bool, ref_variables: bool) -> dict:
     v1 = tf.compat.v1
     rng = np.random.default_rng(0)
     graph = tf.Graph()
@@ -85,8 +92,19 @@ def _tf1_training_graph(tf, directory: Path, with_default: bool) -> dict:
             logits = tf.matmul(h, wd) + bd
         probs = tf.nn.softmax(logits, name="probs")
         loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+        feeds = {}
+        if ref_variables:
+            learning_rate = v1.placeholder(tf.float32, [], name="learning_rate")
+            feeds[learning_rate] = 0.01
+            with v1.variable_scope("metrics"):
+                tf.shape(labels, name="labels_shape")  # read by nothing, as in a metric's assert_broadcastable
+            # read by nothing, as tf.layers.batch_normalization(training=is_training) leaves its moving-mean
+            # update: a cond whose false branch is the variable itself
+            tf.cond(is_training, lambda: batch_mean, lambda: tf.identity(mean), name="moving_mean_update")
+        else:
+            learning_rate = 0.01
         with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
-            train_op = v1.train.AdamOptimizer(0.01).minimize(loss)
+            train_op = v1.train.AdamOptimizer(learning_rate).minimize(loss)
         saver = v1.train.Saver()
         xs = image_batch((4, 16, 16, 3), seed=5)
         ys = np.eye(5, dtype="float32")[rng.integers(0, 5, 4)]
@@ -94,7 +112,7 @@ def _tf1_training_graph(tf, directory: Path, with_default: bool) -> dict:
             sess.run(v1.global_variables_initializer())
             fresh = sess.run(mean)
             for _ in range(3):
-                sess.run(train_op, {x: xs, labels: ys, is_training: True})
+                sess.run(train_op, {x: xs, labels: ys, is_training: True, **feeds})
             moving = sess.run(mean)
             assert not np.allclose(fresh, moving)  # the update ops ran
             inputs = image_batch()

@@ -8,7 +8,8 @@ What happens to the graph, in order (all in memory; the files are never changed)
    ``_output_shapes`` attributes and its variables are read from the checkpoint by name; a frozen GraphDef
    is taken as is;
 2. inputs: the signature's, ``--inputs`` tensor names, or the placeholders on the path; outputs: the
-   signature's, ``--outputs``, or the sinks with a batch axis (losses and metrics are scalars);
+   signature's, ``--outputs``, or the sinks with a batch axis (losses and metrics are scalars; variable updates,
+   shapes, and sinks that no longer depend on the inputs once the constants are fed are not outputs);
 3. ``--constant NAME=VALUE`` feeds placeholders; a ``PlaceholderWithDefault`` not chosen as input is its
    default; identities (``Identity``, ``StopGradient``...) are looked through;
 4. TF1 control flow with a constant predicate is resolved: a ``Switch`` passes its data to the live port
@@ -56,6 +57,7 @@ NON_OUTPUT_OPS = frozenset({"NoOp", "Assert", "Assign", "AssignAdd", "AssignSub"
 LOOP_REASON = ("a TF 1 while loop (Enter/Exit frames of control flow v1) is not converted; TF 2 While loops are "
                "(tf.compat.v1.enable_control_flow_v2() before building the graph, or a SavedModel)")
 TRAINING_SCOPES = ("gradients", "save", "train", "optimizer", "summaries")
+SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
 
 Tensor = tuple[str, int]
 
@@ -322,7 +324,7 @@ class Walker:
             if node.name in consumed or node.op in NON_OUTPUT_OPS or node.name.split("/")[0] in TRAINING_SCOPES:
                 continue
             op = self.tf_graph.get_operation_by_name(node.name)
-            if not op.outputs or op.outputs[0].shape.rank in (None, 0) or op.outputs[0].dtype.is_integer is None:
+            if not op.outputs or op.outputs[0].shape.rank in (None, 0) or not self._may_be_an_output(node.op, op):
                 continue
             if not self._depends_on_placeholder(node.name):
                 continue
@@ -331,6 +333,14 @@ class Walker:
             raise Tf2TorchError("cannot tell the graph's outputs (no sink with a batch axis depends on a placeholder);"
                                 " name them with --outputs")
         return sinks, [re.sub(r"\W", "_", s[0]) for s in sinks]
+
+    def _may_be_an_output(self, op_type: str, op: Any) -> bool:
+        """Not a variable's update (``ApplyAdam`` on a ref variable has an output, and nothing reads it in a
+        TF 1.x training graph), nor a shape (a metric's ``Shape`` left unread), nor a string or a handle."""
+        dtype = op.outputs[0].dtype
+        if dtype._is_ref_dtype or op_type in SHAPE_OPS or self._stateful(op_type):
+            return False
+        return dtype.is_floating or dtype.is_integer or dtype.is_complex or dtype.is_bool
 
     def _depends_on_placeholder(self, name: str) -> bool:
         seen, stack = set(), [name]
@@ -637,13 +647,33 @@ def prepare(tf: Any, source: TFSource, options: TFOptions) -> tuple[Walker, Ends
     if any(t[1] != 0 for t in inputs):
         raise Tf2TorchError("--inputs must name op outputs :0 (placeholders or the first output of an op)")
     order = walker.cone(outputs, input_ops)
-    if not options.inputs and not source.inputs:  # default: the placeholders on the path, in graph order
-        position = {n.name: i for i, n in enumerate(walker.graph_def.node)}
-        phs = sorted((n for n in order if walker.nodes[n].op == "Placeholder" and n not in walker.fed),
-                     key=position.get)
-        inputs, input_names, input_ops = [(n, 0) for n in phs], [re.sub(r"\W", "_", n) for n in phs], set(phs)
+    default_inputs = not options.inputs and not source.inputs
+    if default_inputs:
+        inputs, input_names, input_ops = placeholders_on_the_path(walker, order)
     walker.forward(order, input_ops)
+    if not options.outputs and not source.outputs:
+        outputs, output_names = live_sinks(walker, outputs, output_names)
+        if default_inputs:  # the placeholders that only the dropped sinks read (labels, a learning rate) go too
+            inputs, input_names, _ = placeholders_on_the_path(walker, walker.cone(outputs, input_ops))
     return walker, Ends(inputs, input_names, outputs, output_names)
+
+
+def placeholders_on_the_path(walker: Walker, order: list[str]) -> tuple[list[Tensor], list[str], set[str]]:
+    """The default inputs: the placeholders in ``order`` not fed a constant, in graph order."""
+    position = {n.name: i for i, n in enumerate(walker.graph_def.node)}
+    phs = sorted((n for n in order if walker.nodes[n].op == "Placeholder" and n not in walker.fed), key=position.get)
+    return [(n, 0) for n in phs], [re.sub(r"\W", "_", n) for n in phs], set(phs)
+
+
+def live_sinks(walker: Walker, outputs: list[Tensor], names: list[str]) -> tuple[list[Tensor], list[str]]:
+    """The guessed outputs that still depend on the inputs once the constants are fed: a batch norm's moving-mean
+    update behind ``tf.cond(is_training)`` is a sink that resolves to the variable itself with ``is_training``
+    false, and is no output of the model."""
+    live = [(o, n) for o, n in zip(outputs, names) if walker.state.get(walker.resolve(o)[0]) == "dyn"]
+    if not live:
+        raise Tf2TorchError("cannot tell the graph's outputs (no sink with a batch axis depends on the inputs once "
+                            "the constants are fed); name them with --outputs")
+    return [o for o, _ in live], [n for _, n in live]
 
 
 def walk(tf: Any, source: TFSource, options: TFOptions) -> KerasGraph:
