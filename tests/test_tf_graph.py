@@ -16,6 +16,7 @@ from harness import LAYOUTS, assert_matches, torch_outputs
 from tf_graph_fixtures import (
     custom_layer_model,
     image_batch,
+    input_pipeline_frozen_graph,
     nested_recurrent,
     randomize_batch_norms,
     small_cnn,
@@ -298,6 +299,22 @@ def test_tf1_ref_variable_graph_outputs_are_the_model_not_its_optimizer(tmp_path
     layer_of = {n["id"]: n["layer"] for n in graph["nodes"]}
     assert [layer_of[r["node"]] for r in graph["outputs"]] == ["probs"], graph["outputs"]
     assert_matches(outputs_of(module, fixture["inputs"], "channels_first"), [fixture["reference"]], what="ref vars")
+
+
+def test_frozen_graph_fed_by_an_input_pipeline(tmp_path):
+    """deepbrain's graph.pb: the image placeholder defaults to a tf.data iterator's next batch, so it is the
+    input; the sink that reads the iterator's labels is refused with the way out, and so is the dropout that a
+    training flag defaulting to True leaves on the path; named, the output converts and matches TensorFlow."""
+    fixture = input_pipeline_frozen_graph(tmp_path / "pipeline")
+    with pytest.raises(Tf2TorchError, match=r"read the training input pipeline \(ones_like\S* reads "
+                                            r"IteratorGetNext:1.*--outputs"):
+        tf2torch.convert(fixture["path"])
+    with pytest.raises(Tf2TorchError, match=r"RandomUniform.*draws random numbers.*--constant"):
+        tf2torch.convert(fixture["path"], outputs=["prob"])
+    for layout in LAYOUTS:
+        module = tf2torch.convert(fixture["path"], outputs=["prob"], constants={"training": False}, layout=layout)
+        assert [s["name"] for s in module.tf2torch_meta["graph"]["input_specs"]] == ["img"]
+        assert_matches(outputs_of(module, fixture["inputs"], layout), [fixture["reference"]], what=layout)
 
 
 def test_checkpoint_prefix_is_a_directory(tf1, tmp_path):

@@ -141,6 +141,43 @@ def _stale_meta(path: Path) -> None:
     path.write_bytes(meta.SerializeToString())
 
 
+def input_pipeline_frozen_graph(directory: Path) -> dict:
+    """A frozen TF 1.x graph fed by a ``tf.data`` iterator, as deepbrain's 2018 ``graph.pb`` (in its PyPI
+    package): ``img`` is a ``placeholder_with_default`` whose default is the iterator's next image, ``training``
+    one that defaults to True and gates a dropout; ``prob`` is the model's output and ``pred`` compares it with
+    a tensor shaped like the iterator's labels. TensorFlow's own ``prob``, fed ``img`` and ``training=False``."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    v1.disable_control_flow_v2()
+    try:
+        graph = tf.Graph()
+        with graph.as_default():
+            images = np.zeros((4, 8, 8, 1), "float32")
+            labels = np.zeros((4, 8, 8, 2), "float32")
+            handle = v1.placeholder(tf.string, [])
+            dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(2)
+            iterator = v1.data.Iterator.from_string_handle(handle, v1.data.get_output_types(dataset),
+                                                           v1.data.get_output_shapes(dataset))
+            next_image, next_labels = iterator.get_next()
+            img = v1.placeholder_with_default(next_image, [None, 8, 8, 1], name="img")
+            training = v1.placeholder_with_default(True, [], name="training")
+            rng = np.random.default_rng(3)
+            kernel = tf.constant(rng.standard_normal((3, 3, 1, 2)).astype("float32"))
+            h = tf.nn.conv2d(img, kernel, 1, "SAME")
+            h = tf.cond(training, lambda: tf.nn.dropout(h, rate=0.5), lambda: h)
+            prob = tf.nn.sigmoid(h, name="prob")
+            tf.greater(prob, 0.5 * tf.ones_like(next_labels), name="pred")
+            inputs = image_batch((2, 8, 8, 1), seed=7)
+            with v1.Session(graph=graph) as sess:
+                reference = sess.run(prob, {img: inputs, training: False})
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "graph.pb").write_bytes(graph.as_graph_def().SerializeToString())
+    finally:
+        v1.enable_control_flow_v2()
+    return {"path": directory / "graph.pb", "inputs": inputs, "reference": reference}
+
+
 def tf_module_saved_model(directory: Path) -> dict:
     import tensorflow as tf
 

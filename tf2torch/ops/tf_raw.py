@@ -317,6 +317,15 @@ def convert_matmul(spec: LayerSpec) -> Converted:
                      output_layouts=KERAS)
 
 
+@raw("RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal", "Multinomial",
+     "RandomShuffle", "StatelessRandomUniformV2", "StatelessRandomNormalV2", "StatelessTruncatedNormalV2")
+def convert_random(spec: LayerSpec) -> Converted:
+    """Random numbers on the inference path are almost always dropout or noise left in training mode: a
+    ``tf.cond(training)`` whose flag has no value, or a ``placeholder_with_default`` whose default is True."""
+    spec.fail("draws random numbers, so the graph is not deterministic (dropout or noise in training mode?); if a "
+              "placeholder selects the training mode, fix it with --constant (e.g. training=false)")
+
+
 @raw("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
 def convert_fused_batch_norm(spec: LayerSpec) -> Converted:
     if attr(spec, "is_training", True):

@@ -11,7 +11,8 @@ What happens to the graph, in order (all in memory; the files are never changed)
    signature's, ``--outputs``, or the sinks with a batch axis (losses and metrics are scalars; variable updates,
    shapes, and sinks that no longer depend on the inputs once the constants are fed are not outputs);
 3. ``--constant NAME=VALUE`` feeds placeholders; a ``PlaceholderWithDefault`` not chosen as input is its
-   default; identities (``Identity``, ``StopGradient``...) are looked through;
+   default, unless its default is read from the training input pipeline (a ``tf.data`` iterator, a queue):
+   then it is an input; identities (``Identity``, ``StopGradient``...) are looked through;
 4. TF1 control flow with a constant predicate is resolved: a ``Switch`` passes its data to the live port
    only, everything fed by a dead port is dead, a ``Merge`` takes its one live input; so dead branches
    (dropout's ``RandomUniform``, batch-norm moment updates, ``Assert``) are never converted;
@@ -58,6 +59,9 @@ LOOP_REASON = ("a TF 1 while loop (Enter/Exit frames of control flow v1) is not 
                "(tf.compat.v1.enable_control_flow_v2() before building the graph, or a SavedModel)")
 TRAINING_SCOPES = ("gradients", "save", "train", "optimizer", "summaries")
 SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
+# op types of a training input pipeline: tf.data iterators, queues, file readers
+PIPELINE_OP_PREFIXES = ("Iterator", "OneShotIterator", "AnonymousIterator", "MultiDeviceIterator", "Queue",
+                        "FIFOQueue", "PaddingFIFOQueue", "RandomShuffleQueue", "PriorityQueue", "ReaderRead")
 
 Tensor = tuple[str, int]
 
@@ -649,20 +653,47 @@ def prepare(tf: Any, source: TFSource, options: TFOptions) -> tuple[Walker, Ends
     order = walker.cone(outputs, input_ops)
     default_inputs = not options.inputs and not source.inputs
     if default_inputs:
-        inputs, input_names, input_ops = placeholders_on_the_path(walker, order)
+        fed_by_pipeline = defaults_from_the_input_pipeline(walker, order)
+        if fed_by_pipeline:
+            order = walker.cone(outputs, fed_by_pipeline)
+        pipeline = {n for n in order if walker.nodes[n].op.startswith(PIPELINE_OP_PREFIXES)}
+        readers = [(n, t) for n in order if n not in pipeline and n not in fed_by_pipeline
+                   for t in walker.data_inputs(n) if t[0] in pipeline]
+        if readers:
+            reader, read = readers[0]
+            raise Tf2TorchError(f"the outputs ({', '.join(tensor_name(o) for o in outputs)}) read the training input "
+                                f"pipeline ({reader} reads {tensor_name(read)}, not through a placeholder with a "
+                                "default); name the outputs with --outputs (or the inputs with --inputs)")
+        inputs, input_names, input_ops = placeholders_on_the_path(walker, order, fed_by_pipeline)
     walker.forward(order, input_ops)
     if not options.outputs and not source.outputs:
         outputs, output_names = live_sinks(walker, outputs, output_names)
         if default_inputs:  # the placeholders that only the dropped sinks read (labels, a learning rate) go too
-            inputs, input_names, _ = placeholders_on_the_path(walker, walker.cone(outputs, input_ops))
+            inputs, input_names, _ = placeholders_on_the_path(walker, walker.cone(outputs, input_ops), input_ops)
     return walker, Ends(inputs, input_names, outputs, output_names)
 
 
-def placeholders_on_the_path(walker: Walker, order: list[str]) -> tuple[list[Tensor], list[str], set[str]]:
-    """The default inputs: the placeholders in ``order`` not fed a constant, in graph order."""
+def placeholders_on_the_path(walker: Walker, order: list[str],
+                             also: set[str] = frozenset()) -> tuple[list[Tensor], list[str], set[str]]:
+    """The default inputs: the placeholders in ``order`` not fed a constant (and the ops in ``also`` there), in
+    graph order."""
     position = {n.name: i for i, n in enumerate(walker.graph_def.node)}
-    phs = sorted((n for n in order if walker.nodes[n].op == "Placeholder" and n not in walker.fed), key=position.get)
+    phs = sorted((n for n in order if (walker.nodes[n].op == "Placeholder" and n not in walker.fed) or n in also),
+                 key=position.get)
     return [(n, 0) for n in phs], [re.sub(r"\W", "_", n) for n in phs], set(phs)
+
+
+def defaults_from_the_input_pipeline(walker: Walker, order: list[str]) -> set[str]:
+    """The ``PlaceholderWithDefault`` ops in ``order`` whose default is read from the training input pipeline (a
+    ``tf.data`` iterator, a queue, a file reader): those are the graph's inputs at inference, fed by the caller
+    (deepbrain's 2018 frozen graph: ``img`` defaults to ``IteratorGetNext``, itself read from a string handle)."""
+    from_pipeline: set[str] = set()
+    for name in order:  # topological: a node's inputs come before it
+        op = walker.nodes[name].op
+        if op.startswith(PIPELINE_OP_PREFIXES) or any(d in from_pipeline for d in walker._deps(name)):
+            from_pipeline.add(name)
+    return {n for n in order if walker.nodes[n].op == "PlaceholderWithDefault"
+            and any(d in from_pipeline for d in walker._deps(n))}
 
 
 def live_sinks(walker: Walker, outputs: list[Tensor], names: list[str]) -> tuple[list[Tensor], list[str]]:
