@@ -255,6 +255,10 @@ def run_converter(fn: ConverterFn, spec: LayerSpec) -> Converted:
             continue
         if key == "training" and not (spec.class_name in TRAINING_SENSITIVE or spec.class_name.startswith("Random")):
             continue
+        if key == "training" and value is True:
+            spec.fail("the layer is called with training=True in the saved model, so Keras runs its training "
+                      "behaviour (dropout, noise, batch statistics) even when predicting; tf2torch converts "
+                      "inference only: rebuild the model without training=True in that call and save it again")
         spec.fail(f"the layer is called with {key}={value!r}, which tf2torch's {spec.class_name} converter does "
                   "not implement")
     return converted
