@@ -16,12 +16,14 @@ from .graph import KerasGraph
 from .io import load_payload, read_saved, save  # noqa: F401
 from .optimize import optimize as optimize_module
 from .readers import open_model
+from .theano_kernels import theano_notice, with_flipped_kernels
 
 
 def convert(path: str | os.PathLike, layout: str = "channels_first",
             input_shapes: Sequence[Sequence[int | None]] | None = None, dtype: str | None = None,
             optimize: bool = False, *, signature: str | None = None, inputs: Sequence[str] | None = None,
-            outputs: Sequence[str] | None = None, constants: dict[str, Any] | None = None) -> fx.GraphModule:
+            outputs: Sequence[str] | None = None, constants: dict[str, Any] | None = None,
+            flip_theano_kernels: bool = False) -> fx.GraphModule:
     """Convert a Keras ``.h5`` or ``.keras`` file into a torch module in eval mode.
 
     ``layout="channels_first"`` (default): 4-D/5-D inputs and outputs are N,C,H,W / N,C,D,H,W; 2-D and 3-D ones
@@ -37,11 +39,21 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
     (default ``serving_default``), ``inputs`` / ``outputs`` (tensor names, default the signature's or the
     placeholders and sinks), ``constants`` (placeholder name → value fixed at conversion, e.g.
     ``{"is_training": False}``).
+    ``flip_theano_kernels=True``: a ``.h5`` trained with Keras's Theano backend is converted as it was trained,
+    its convolution kernels flipped as Keras 2.0-2.3 flipped them on loading (``tf2torch.theano_kernels``); by
+    default it is converted as today's Keras reads it, with a notice.
     """
     tf_options = {"signature": signature, "inputs": inputs, "outputs": outputs, "constants": constants}
     with open_model(path, tf_options) as graph:
+        theano = theano_notice(graph, flip_theano_kernels)
+        if flip_theano_kernels:
+            with_flipped_kernels(graph)
         module = assemble(graph, layout, input_shapes, dtype)
         _attach_meta(module, graph, layout, input_shapes, dtype)
+    if theano is not None:
+        module.tf2torch_notices.append(theano)
+    if flip_theano_kernels:
+        module.tf2torch_meta["flip_theano_kernels"] = True
     if any(v for v in tf_options.values()):
         module.tf2torch_meta["tf_options"] = {k: (list(v) if isinstance(v, (list, tuple)) else v)
                                               for k, v in tf_options.items() if v}

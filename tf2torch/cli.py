@@ -170,13 +170,17 @@ def verify_options(fn: Callable[..., Any], dtype_flag: str = "--dtype") -> Calla
 @click.option("--optimize", is_flag=True,
               help="Inference only: fold batch norms and input scaling into convolutions, drop no-ops, "
                    "channels_last weights.")
+@click.option("--flip-theano-kernels", is_flag=True,
+              help="A .h5 trained with Keras's Theano backend: flip its convolution kernels as Keras 2.0-2.3 did on "
+                   "loading (the model as trained; today's Keras runs them unflipped).")
 @functools.partial(verify_options, dtype_flag="--verify-dtype")
 @tf_graph_options()
 @friendly_errors
 def convert(source: str, output: str, emit_kinds: tuple[str, ...], keep_layout: bool, input_shape: tuple[str, ...],
-            model_dtype: str | None, run_verify: bool, optimize: bool, reports: tuple[str, ...], rtol: float | None,
-            atol: float | None, verify_dtype: str, signature: str | None, tf_inputs: tuple[str, ...],
-            tf_outputs: tuple[str, ...], constants: tuple[str, ...]) -> None:
+            model_dtype: str | None, run_verify: bool, optimize: bool, flip_theano_kernels: bool,
+            reports: tuple[str, ...], rtol: float | None, atol: float | None, verify_dtype: str,
+            signature: str | None, tf_inputs: tuple[str, ...], tf_outputs: tuple[str, ...],
+            constants: tuple[str, ...]) -> None:
     """Convert SOURCE (.h5, .keras, a SavedModel directory, a TF checkpoint with its .meta, a frozen .pb) into a
     safe PyTorch file OUTPUT (.pt), or with --emit into the directory OUTPUT (standalone Python, torch.export,
     ONNX)."""
@@ -197,7 +201,7 @@ def convert(source: str, output: str, emit_kinds: tuple[str, ...], keep_layout: 
         warnings.simplefilter("always", ConversionNotice)
         module = api.convert(source, layout="keras" if keep_layout else "channels_first",
                              input_shapes=parse_input_shapes(input_shape), dtype=model_dtype, optimize=optimize,
-                             **tf_options)
+                             flip_theano_kernels=flip_theano_kernels, **tf_options)
     for warning in caught:
         if issubclass(warning.category, ConversionNotice):
             click.echo(f"notice: {_one_line(str(warning.message))}", err=True)

@@ -108,6 +108,7 @@ class KerasGraph:
     source_format: str = "unknown"
     output_names: list[str] = field(default_factory=list)
     containers: list[str] | None = None  # layer-key prefixes that are nested models (None: every "/" nests)
+    trained_with: str | None = None  # the Keras backend an .h5 file names (``theano`` flips convolutions)
     _loader: Callable[[Weight], StoredArray] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -156,6 +157,7 @@ class KerasGraph:
             "input_specs": [{"name": s.name, "shape": tuple(s.shape), "dtype": s.dtype} for s in self.input_specs],
             "keras_version": self.keras_version,
             "source_format": self.source_format,
+            "trained_with": self.trained_with,
         }
 
     @classmethod
@@ -180,5 +182,5 @@ class KerasGraph:
             input_specs=[InputSpec(s["name"], tuple(s["shape"]), s["dtype"]) for s in data["input_specs"]],
             keras_version=data["keras_version"], source_format=data["source_format"],
             output_names=list(data.get("output_names") or []),
-            containers=data.get("containers"),
+            containers=data.get("containers"), trained_with=data.get("trained_with"),
         )

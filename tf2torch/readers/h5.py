@@ -63,6 +63,7 @@ def read_h5(file: h5py.File, path: str) -> KerasGraph:
     weights_root = policy.group_child(file, "model_weights", path) or file
     keras_version = _text_attr(file, "keras_version") or _text_attr(weights_root, "keras_version") or "2"
     graph, tree = parse_model_config(model_config, keras_version, "h5")
+    graph.trained_with = _text_attr(file, "backend") or _text_attr(weights_root, "backend")
     _attach_weights(graph, tree, weights_root, policy.Budget.for_file(path))
     return graph
 

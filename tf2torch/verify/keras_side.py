@@ -96,6 +96,32 @@ def load_keras_model(path: str, keras_major: int, dtype: str = "float32") -> Ker
     return KerasModel(keras, flavour, model, note)
 
 
+# keras 2.3.1 keras/engine/saving.py: the layers whose kernel (and ConvLSTM2D's recurrent kernel) it flipped when
+# loading a file trained with Theano; conv_utils.convert_kernel reverses every axis but the last two
+THEANO_FLIPPED = ("Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "ConvLSTM2D")
+
+
+def flip_theano_kernels(model: Any) -> int:
+    """Load-time kernel flipping as Keras 2.0-2.3 did it for a Theano-trained file, on a model loaded by today's
+    Keras (which does not): the reference for a module converted with ``flip_theano_kernels``. Returns how many
+    kernels were flipped."""
+    flipped, stack = 0, [model]
+    while stack:
+        layer = stack.pop()
+        stack.extend(getattr(layer, "layers", None) or [])
+        inner = layer.layer if type(layer).__name__ == "TimeDistributed" else layer
+        kind = type(inner).__name__
+        if kind not in THEANO_FLIPPED:
+            continue
+        for variable in layer.weights:
+            name = (getattr(variable, "path", None) or variable.name).split("/")[-1].split(":")[0]
+            if name == "kernel" or (name == "recurrent_kernel" and kind == "ConvLSTM2D"):
+                value = np.asarray(variable.numpy())
+                variable.assign(np.flip(value, axis=tuple(range(value.ndim - 2))).copy())
+                flipped += 1
+    return flipped
+
+
 def live_keras_model(model: Any, dtype: str = "float32") -> KerasModel:
     """A Keras model already in memory (Keras 3 or tf_keras), in ``dtype``."""
     flavour = "tf_keras" if type(model).__module__.startswith("tf_keras") else "keras"

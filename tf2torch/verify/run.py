@@ -129,6 +129,12 @@ class Session:
         loaded = (keras_side.load_keras_model(str(self.source), self.keras_major, dtype)
                   if isinstance(self.source, (str, os.PathLike))
                   else keras_side.live_keras_model(self.source, dtype))
+        if self.module.tf2torch_meta.get("flip_theano_kernels"):
+            flipped = keras_side.flip_theano_kernels(loaded.model)
+            note = (f"Keras's side: {flipped} convolution kernel(s) flipped as Keras 2.0-2.3 flipped them for a model "
+                    "trained with Theano, like the conversion's")
+            if note not in self.notes:
+                self.notes.append(note)
         self.timings[f"load_keras_{dtype}"] = time.perf_counter() - t
         self.loaded_with = loaded.version
         if loaded.note and loaded.note not in self.notes:
