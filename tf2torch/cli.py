@@ -312,6 +312,8 @@ def inspect(source: str, signature: str | None, tf_inputs: tuple[str, ...], tf_o
     with open_model(source, tf_options) as graph:
         written_by = (f"TensorFlow {graph.keras_version[3:]} graph" if graph.keras_version.startswith("tf-")
                       else f"Keras {graph.keras_version}")
+        if graph.trained_with:
+            written_by += f", {graph.trained_with} backend"
         click.echo(f"{graph.name}: {written_by} ({graph.source_format}), "
                    f"{len(graph.layers)} layers, {len(graph.nodes)} calls")
         for spec in graph.input_specs:
