@@ -98,14 +98,7 @@ def start(read: Callable[[], Any], what: str, timeout: float | None = None) -> P
         try:
             gc.disable()  # the parent's garbage may hold objects of libraries whose threads did not survive fork
             faulthandler.disable()  # a crash is reported by the parent in one line, not as a stack dump
-            try:
-                result = ("ok", read())
-            except BaseException as exc:  # noqa: BLE001  (sent to the parent, which re-raises it)
-                result = ("raise", exc)
-            try:
-                data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:  # noqa: BLE001
-                data = pickle.dumps(("raise", RuntimeError(f"{type(result[1]).__name__}: {exc}")))
+            data = _outcome(read)
             with os.fdopen(wfd, "wb") as out:
                 out.write(data)
         except BaseException:  # noqa: BLE001
@@ -164,17 +157,20 @@ SERVE = ("import os, pickle, sys; out = os.fdopen(os.dup(1), 'wb'); os.dup2(2, 1
 def serve(source: Any, out: Any) -> None:
     """The fresh interpreter's side of ``_in_fresh_interpreter``: unpickle ``read`` (our own bytes, sent by the
     parent), run it, send back ``("ok", result)`` or ``("raise", exception)``."""
-    read = pickle.load(source)
+    out.write(_outcome(pickle.load(source)))
+    out.flush()
+
+
+def _outcome(read: Callable[[], Any]) -> bytes:
+    """``read()``'s result or exception, pickled for the parent (which re-raises an exception)."""
     try:
         result = ("ok", read())
     except BaseException as exc:  # noqa: BLE001  (sent to the parent, which re-raises it)
         result = ("raise", exc)
     try:
-        data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # noqa: BLE001
-        data = pickle.dumps(("raise", RuntimeError(f"{type(result[1]).__name__}: {exc}")))
-    out.write(data)
-    out.flush()
+        return pickle.dumps(("raise", RuntimeError(f"{type(result[1]).__name__}: {exc}")))
 
 
 def _in_fresh_interpreter(read: Callable[[], Any], what: str, timeout: float, left: float,
