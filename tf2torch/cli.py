@@ -126,7 +126,7 @@ def tf_graph_options(inputs_flag: str = "--inputs", outputs_flag: str = "--outpu
 
 def tf_options_from(signature: str | None, tf_inputs: tuple[str, ...], tf_outputs: tuple[str, ...],
                     constants: tuple[str, ...]) -> dict[str, Any]:
-    from .readers.tf_graph import parse_constant
+    from .readers.tf_sources import parse_constant
 
     def names(values: tuple[str, ...]) -> list[str] | None:
         out = [n.strip() for v in values for n in v.split(",") if n.strip()]

@@ -56,7 +56,8 @@ def layer_function(loaded: Any, path: str | None) -> Any:
 def traced_ir(tf: Any, concrete: Any, name: str) -> KerasGraph:
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from .tf_graph import TFOptions, TFSource, build_ir, prepare
+    from .tf_graph import build_ir, prepare
+    from .tf_sources import TFOptions, TFSource
 
     frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False)
     inputs = [t.name for t in frozen.inputs if t.dtype != tf.resource]

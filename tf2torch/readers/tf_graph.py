@@ -3,13 +3,13 @@ the same ``KerasGraph`` IR as the Keras readers, one IR node per TF op left on t
 the outputs.
 
 What happens to the graph, in order (all in memory; the files are never changed):
-1. the graph is read: a SavedModel signature is frozen by TensorFlow (``convert_variables_to_constants_v2``,
-   which restores the variables and inlines the functions); a TF1 MetaGraph is cleaned of stale
-   ``_output_shapes`` attributes and its variables are read from the checkpoint by name; a frozen GraphDef
-   is taken as is;
-2. inputs: the signature's, ``--inputs`` tensor names, or the placeholders on the path; outputs: the
-   signature's, ``--outputs``, or the sinks with a batch axis (losses and metrics are scalars; variable updates,
-   shapes, and sinks that no longer depend on the inputs once the constants are fed are not outputs);
+1. the graph is read (``readers/tf_sources.py``): a SavedModel signature is frozen by TensorFlow
+   (``convert_variables_to_constants_v2``, which restores the variables and inlines the functions); a TF1
+   MetaGraph is cleaned of stale ``_output_shapes`` attributes and its variables are read from the checkpoint
+   by name; a frozen GraphDef is taken as is;
+2. inputs and outputs (``readers/tf_ends.py``): the signature's, ``--inputs`` / ``--outputs`` tensor names, or
+   the placeholders on the path and the sinks with a batch axis (losses and metrics are scalars; variable
+   updates, shapes, and sinks that no longer depend on the inputs once the constants are fed are not outputs);
 3. ``--constant NAME=VALUE`` feeds placeholders; a ``PlaceholderWithDefault`` not chosen as input is its
    default, unless its default is read from the training input pipeline (a ``tf.data`` iterator, a queue):
    then it is an input; identities (``Identity``, ``StopGradient``...) are looked through;
@@ -27,13 +27,11 @@ Control dependencies are ignored: they order side effects (updates, asserts), ne
 from __future__ import annotations
 
 import contextlib
-import json
 import keyword
 import os
 import re
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +39,27 @@ import numpy as np
 
 from ..errors import ModelFileError, Tf2TorchError, UnsupportedLayerError
 from ..graph import InputSpec, KerasGraph, Layer, Node, TensorRef, Weight
+from .tf_ends import (
+    PIPELINE_OP_PREFIXES,
+    Ends,
+    choose_outputs,
+    defaults_from_the_input_pipeline,
+    live_sinks,
+    placeholders_on_the_path,
+)
 from .tf_loops import LOOP_OP_TYPES
-from .tf_paths import checkpoint_prefix, import_tensorflow
+from .tf_paths import import_tensorflow
+from .tf_sources import (
+    Tensor,
+    TFOptions,
+    TFSource,
+    clean_node_defs,
+    first_line,
+    keras_saved_model_or_none,
+    read_source,
+    tensor_id,
+    tensor_name,
+)
 
 RAW = "tf.raw>"
 INLINE_LIMIT = 64  # integer constants (shapes, axes) up to this size and float scalars live in the op's config;
@@ -51,65 +68,8 @@ IDENTITY_OPS = frozenset({"Identity", "StopGradient", "Snapshot", "PreventGradie
                           "EnsureShape", "PlaceholderWithDefault", "RefIdentity"})
 VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
 LOOP_OPS = frozenset({"Enter", "Exit", "NextIteration", "LoopCond", "RefEnter", "RefExit", "RefNextIteration"})
-NON_OUTPUT_OPS = frozenset({"NoOp", "Assert", "Assign", "AssignAdd", "AssignSub", "AssignVariableOp",
-                            "AssignAddVariableOp", "AssignSubVariableOp", "SaveV2", "RestoreV2", "MergeV2Checkpoints",
-                            "Const", "Placeholder", "PlaceholderWithDefault", "VariableV2", "VarHandleOp",
-                            "Print", "PrintV2", "ScalarSummary", "HistogramSummary", "MergeSummary", "ImageSummary"})
 LOOP_REASON = ("a TF 1 while loop (Enter/Exit frames of control flow v1) is not converted; TF 2 While loops are "
                "(tf.compat.v1.enable_control_flow_v2() before building the graph, or a SavedModel)")
-TRAINING_SCOPES = ("gradients", "save", "train", "optimizer", "summaries")
-SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
-# op types of a training input pipeline: tf.data iterators, queues, file readers
-PIPELINE_OP_PREFIXES = ("Iterator", "OneShotIterator", "AnonymousIterator", "MultiDeviceIterator", "Queue",
-                        "FIFOQueue", "PaddingFIFOQueue", "RandomShuffleQueue", "PriorityQueue", "ReaderRead")
-
-Tensor = tuple[str, int]
-
-
-def tensor_id(name: str) -> Tensor:
-    """``conv1/Relu:0`` → (``conv1/Relu``, 0); ``x`` → (``x``, 0)."""
-    name = name.lstrip("^")
-    match = re.match(r"^(.*):(\d+)$", name)
-    return (match.group(1), int(match.group(2))) if match else (name, 0)
-
-
-def tensor_name(t: Tensor) -> str:
-    return f"{t[0]}:{t[1]}"
-
-
-@dataclass
-class TFSource:
-    """A TensorFlow graph ready to walk: a GraphDef, variable values by node name, and what the file says the
-    inputs and outputs are (None: not said)."""
-
-    graph_def: Any
-    name: str
-    source_format: str
-    variables: Any = None  # a checkpoint reader (TF1) or None when every variable is already a constant
-    variable_slices: dict[str, tuple[str, list[tuple[int, int]]]] = field(default_factory=dict)
-    inputs: list[str] | None = None
-    input_names: list[str] | None = None
-    outputs: list[str] | None = None
-    output_names: list[str] | None = None
-
-
-@dataclass
-class TFOptions:
-    signature: str | None = None
-    inputs: list[str] | None = None
-    outputs: list[str] | None = None
-    constants: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def plain(self) -> bool:
-        """No option that asks for the graph rather than the Keras structure."""
-        return self.signature is None and self.inputs is None and self.outputs is None and not self.constants
-
-    @classmethod
-    def from_dict(cls, options: dict[str, Any]) -> "TFOptions":
-        return cls(signature=options.get("signature"), inputs=list(options["inputs"]) if options.get("inputs")
-                   else None, outputs=list(options["outputs"]) if options.get("outputs") else None,
-                   constants=dict(options.get("constants") or {}))
 
 
 # -- opening each format ---------------------------------------------------------------------------------------
@@ -128,144 +88,7 @@ def open_tf_model(path: str | os.PathLike, kind: str, options: dict[str, Any]) -
     yield walk(tf, read_source(tf, p, kind, opts), opts)
 
 
-def read_source(tf: Any, path: Path, kind: str, opts: TFOptions) -> TFSource:
-    if kind == "savedmodel":
-        return read_saved_model(tf, path if path.is_dir() else path.parent, opts.signature)
-    if kind == "checkpoint":
-        return read_checkpoint(tf, path)
-    return read_graphdef(tf, path)
-
-
-def keras_saved_model_or_none(tf: Any, directory: Path) -> KerasGraph | None:
-    """The Keras structure; a layer without a converter (a custom class whose code is not importable here, a
-    ``Lambda``) converts from its own traced call function (readers/savedmodel_traced.py). None sends the model
-    through its serving signature instead (a subclassed model, a layer saved without its functions)."""
-    from .savedmodel_keras import read_keras_saved_model
-    from .savedmodel_traced import trace_layers
-
-    try:
-        graph = read_keras_saved_model(tf, directory)
-    except ModelFileError as exc:
-        if "subclassed" in str(exc) or "Lambda" in str(exc):
-            return None
-        raise
-    return graph if trace_layers(tf, directory, graph) else None
-
-
-def read_saved_model(tf: Any, directory: Path, signature: str | None) -> TFSource:
-    """Freeze one signature with TensorFlow. Loading runs TensorFlow's own restore ops on ``variables/`` and
-    nothing else: no Python from the SavedModel (none is stored) and no user code."""
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    try:
-        loaded = tf.saved_model.load(str(directory))
-    except Exception as exc:  # TF raises many kinds for damaged SavedModels
-        raise ModelFileError(f"{directory}: TensorFlow cannot load this SavedModel ({type(exc).__name__}: "
-                             f"{_first_line(exc)})") from None
-    signatures = dict(loaded.signatures)
-    if not signatures:
-        raise ModelFileError(f"{directory}: the SavedModel has no signatures; re-export it with a serving "
-                             "signature (tf.saved_model.save(obj, dir, signatures=...))")
-    name = signature or ("serving_default" if "serving_default" in signatures else sorted(signatures)[0])
-    if name not in signatures:
-        raise Tf2TorchError(f"{directory}: no signature {name!r}; the SavedModel has {', '.join(sorted(signatures))}")
-    fn = signatures[name]
-    # Control flow is kept as TF 2 ops (If, While with their functions), not lowered to TF 1 frames, so a loop's
-    # body can be converted as a function (readers/tf_loops.py).
-    frozen = convert_variables_to_constants_v2(fn, lower_control_flow=False)
-    graph_def = frozen.graph.as_graph_def()
-    _, kwargs = fn.structured_input_signature
-    input_keys = sorted(kwargs)
-    outputs = fn.structured_outputs
-    output_keys = sorted(outputs) if isinstance(outputs, dict) else [str(i) for i in range(len(frozen.outputs))]
-    inputs = [t.name for t in frozen.inputs if t.dtype != tf.resource]
-    if len(inputs) != len(input_keys):
-        input_keys = [tensor_id(t)[0] for t in inputs]
-    return TFSource(graph_def, directory.name or "saved_model", "savedmodel", inputs=inputs,
-                    input_names=input_keys, outputs=[t.name for t in frozen.outputs], output_names=output_keys)
-
-
-def read_checkpoint(tf: Any, path: Path) -> TFSource:
-    prefix = checkpoint_prefix(path)
-    assert prefix is not None
-    meta_path = Path(prefix + ".meta")
-    if not meta_path.is_file():
-        raise ModelFileError(f"{prefix}: the checkpoint has no .meta file, so no graph: tf2torch needs the graph "
-                             "that goes with the weights (a .meta, a SavedModel or a frozen .pb)")
-    from tensorflow.core.protobuf import meta_graph_pb2
-
-    meta = meta_graph_pb2.MetaGraphDef()
-    try:
-        meta.ParseFromString(meta_path.read_bytes())
-    except Exception as exc:
-        raise ModelFileError(f"{meta_path}: not a MetaGraphDef ({_first_line(exc)})") from None
-    try:  # (not tf.train.load_checkpoint: it reads a prefix that is a directory as "the latest in it")
-        reader = tf.compat.v1.train.NewCheckpointReader(prefix)
-    except Exception as exc:
-        raise ModelFileError(f"{prefix}: cannot read the checkpoint ({type(exc).__name__}: "
-                             f"{_first_line(exc)})") from None
-    source = TFSource(meta.graph_def, Path(prefix).name or Path(prefix).parent.name, "checkpoint",
-                      variables=reader, variable_slices=_partitions(meta))
-    signature = meta.signature_def.get("serving_default")
-    if signature is not None:
-        keys = sorted(signature.inputs)
-        source.inputs, source.input_names = [signature.inputs[k].name for k in keys], keys
-        keys = sorted(signature.outputs)
-        source.outputs, source.output_names = [signature.outputs[k].name for k in keys], keys
-    return source
-
-
-def _partitions(meta: Any) -> dict[str, tuple[str, list[tuple[int, int]]]]:
-    """Partitioned variables (``w/part_0``...): the full variable's checkpoint name and the slice each part holds."""
-    from tensorflow.core.framework import variable_pb2
-
-    slices = {}
-    for key in ("variables", "trainable_variables"):
-        if key not in meta.collection_def:
-            continue
-        for raw in meta.collection_def[key].bytes_list.value:
-            var = variable_pb2.VariableDef()
-            var.ParseFromString(raw)
-            info = var.save_slice_info_def
-            if info.full_name:
-                bounds = [(int(o), int(o) + int(n)) for o, n in zip(info.var_offset, info.var_shape)]
-                slices[tensor_id(var.variable_name)[0]] = (info.full_name, bounds)
-    return slices
-
-
-def read_graphdef(tf: Any, path: Path) -> TFSource:
-    graph_def = tf.compat.v1.GraphDef()
-    try:
-        data = path.read_bytes()
-        if path.suffix == ".pbtxt":
-            from google.protobuf import text_format
-
-            text_format.Parse(data.decode("utf8"), graph_def)
-        else:
-            graph_def.ParseFromString(data)
-    except Exception as exc:
-        raise ModelFileError(f"{path}: not a TensorFlow GraphDef ({type(exc).__name__}: {_first_line(exc)})") from None
-    if not graph_def.node:
-        raise ModelFileError(f"{path}: the GraphDef holds no ops")
-    return TFSource(graph_def, path.stem, "graphdef")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else ""
-
-
 # -- the walk ------------------------------------------------------------------------------------------------
-def clean_node_defs(graph_def: Any) -> Any:
-    """A copy without the ``_output_shapes`` / ``_class`` attributes that TF 1.x wrote and TF 2.x may refuse."""
-    cleaned = type(graph_def)()
-    cleaned.CopyFrom(graph_def)
-    for node in cleaned.node:
-        for attr in ("_output_shapes", "_class"):
-            if attr in node.attr:
-                del node.attr[attr]
-        node.device = ""
-    return cleaned
 
 
 class Walker:
@@ -292,7 +115,7 @@ class Walker:
                 self.tf.graph_util.import_graph_def(self.graph_def, name="")
         except Exception as exc:
             raise ModelFileError(f"TensorFlow cannot import the graph ({type(exc).__name__}: "
-                                 f"{_first_line(exc)})") from None
+                                 f"{first_line(exc)})") from None
         return graph
 
     # tensors ------------------------------------------------------------------------------------------------
@@ -315,48 +138,6 @@ class Walker:
             raise Tf2TorchError(f"{what} {name!r}: op {t[0]} has no output {t[1]}")
         return t
 
-    # choosing ends -------------------------------------------------------------------------------------------
-    def choose_outputs(self) -> tuple[list[Tensor], list[str]]:
-        if self.options.outputs:
-            outs = [self.known(n, "--outputs") for n in self.options.outputs]
-            return outs, [re.sub(r"\W", "_", o[0]) for o in outs]
-        if self.source.outputs:
-            return [tensor_id(n) for n in self.source.outputs], list(self.source.output_names or [])
-        consumed = {tensor_id(i)[0] for n in self.graph_def.node for i in n.input if not i.startswith("^")}
-        sinks = []
-        for node in self.graph_def.node:
-            if node.name in consumed or node.op in NON_OUTPUT_OPS or node.name.split("/")[0] in TRAINING_SCOPES:
-                continue
-            op = self.tf_graph.get_operation_by_name(node.name)
-            if not op.outputs or op.outputs[0].shape.rank in (None, 0) or not self._may_be_an_output(node.op, op):
-                continue
-            if not self._depends_on_placeholder(node.name):
-                continue
-            sinks.append((node.name, 0))
-        if not sinks:
-            raise Tf2TorchError("cannot tell the graph's outputs (no sink with a batch axis depends on a placeholder);"
-                                " name them with --outputs")
-        return sinks, [re.sub(r"\W", "_", s[0]) for s in sinks]
-
-    def _may_be_an_output(self, op_type: str, op: Any) -> bool:
-        """Not a variable's update (``ApplyAdam`` on a ref variable has an output, and nothing reads it in a
-        TF 1.x training graph), nor a shape (a metric's ``Shape`` left unread), nor a string or a handle."""
-        dtype = op.outputs[0].dtype
-        if dtype._is_ref_dtype or op_type in SHAPE_OPS or self._stateful(op_type):
-            return False
-        return dtype.is_floating or dtype.is_integer or dtype.is_complex or dtype.is_bool
-
-    def _depends_on_placeholder(self, name: str) -> bool:
-        seen, stack = set(), [name]
-        while stack:
-            n = stack.pop()
-            if n in seen or n not in self.nodes:
-                continue
-            seen.add(n)
-            if self.nodes[n].op == "Placeholder":
-                return True
-            stack.extend(t[0] for t in self.data_inputs(n))
-        return False
 
     def apply_constants(self) -> None:
         for name, value in self.options.constants.items():
@@ -380,7 +161,7 @@ class Walker:
             seen.add(n)
             if n in stop or n in self.fed:
                 continue
-            stack.extend(self._deps(n))
+            stack.extend(self.deps(n))
         loops = sorted(n for n in seen if self.nodes[n].op in LOOP_OPS)
         if loops:
             frames = sorted({self.nodes[n].attr["frame_name"].s.decode() for n in loops
@@ -392,7 +173,7 @@ class Walker:
         for n in seen:
             if n in stop or n in self.fed:
                 continue
-            for src in set(self._deps(n)):
+            for src in set(self.deps(n)):
                 indegree[n] += 1
                 users[src].append(n)
         order, queue = [], deque(sorted(n for n, d in indegree.items() if d == 0))
@@ -407,7 +188,7 @@ class Walker:
             raise ModelFileError("the graph has a cycle outside a while loop; it is not a valid TF graph")
         return order
 
-    def _deps(self, name: str) -> list[str]:
+    def deps(self, name: str) -> list[str]:
         """The ops ``name`` reads, through the aliases known so far (an inlined branch's argument reads what the
         If was given; after the walk, a resolved Switch, Merge or If reads its live input)."""
         if name in self.arg_nodes:
@@ -473,7 +254,7 @@ class Walker:
                 self.state[name] = "const"
                 continue
             if node.op == "Const" or (ins and all(self.state[t[0]] == "const" for t in ins)
-                                      and not self._stateful(node.op) and not self._makes_variant(name)):
+                                      and not self.stateful(node.op) and not self._makes_variant(name)):
                 self.state[name] = "const"
             else:
                 self.state[name] = "dyn"
@@ -506,7 +287,7 @@ class Walker:
     def _dead(self, t: Tensor) -> bool:
         return self.state.get(t[0]) == "dead" or t[1] in self.dead_ports.get(t[0], set())
 
-    def _stateful(self, op: str) -> bool:
+    def stateful(self, op: str) -> bool:
         from tensorflow.python.framework import op_def_registry
 
         op_def = op_def_registry.get(op)
@@ -626,19 +407,11 @@ class Walker:
         return [self.values[t] for t in tensors]
 
 
-@dataclass
-class Ends:
-    inputs: list[Tensor]
-    input_names: list[str]
-    outputs: list[Tensor]
-    output_names: list[str]
-
-
 def prepare(tf: Any, source: TFSource, options: TFOptions) -> tuple[Walker, Ends]:
     """Choose the inputs and outputs, feed the constants and resolve the graph between them."""
     walker = Walker(tf, source, options)
     walker.apply_constants()
-    outputs, output_names = walker.choose_outputs()
+    outputs, output_names = choose_outputs(walker)
     if options.inputs:
         inputs = [walker.known(n, "--inputs") for n in options.inputs]
         input_names = [re.sub(r"\W", "_", t[0]) for t in inputs]
@@ -671,40 +444,6 @@ def prepare(tf: Any, source: TFSource, options: TFOptions) -> tuple[Walker, Ends
         if default_inputs:  # the placeholders that only the dropped sinks read (labels, a learning rate) go too
             inputs, input_names, _ = placeholders_on_the_path(walker, walker.cone(outputs, input_ops), input_ops)
     return walker, Ends(inputs, input_names, outputs, output_names)
-
-
-def placeholders_on_the_path(walker: Walker, order: list[str],
-                             also: set[str] = frozenset()) -> tuple[list[Tensor], list[str], set[str]]:
-    """The default inputs: the placeholders in ``order`` not fed a constant (and the ops in ``also`` there), in
-    graph order."""
-    position = {n.name: i for i, n in enumerate(walker.graph_def.node)}
-    phs = sorted((n for n in order if (walker.nodes[n].op == "Placeholder" and n not in walker.fed) or n in also),
-                 key=position.get)
-    return [(n, 0) for n in phs], [re.sub(r"\W", "_", n) for n in phs], set(phs)
-
-
-def defaults_from_the_input_pipeline(walker: Walker, order: list[str]) -> set[str]:
-    """The ``PlaceholderWithDefault`` ops in ``order`` whose default is read from the training input pipeline (a
-    ``tf.data`` iterator, a queue, a file reader): those are the graph's inputs at inference, fed by the caller
-    (deepbrain's 2018 frozen graph: ``img`` defaults to ``IteratorGetNext``, itself read from a string handle)."""
-    from_pipeline: set[str] = set()
-    for name in order:  # topological: a node's inputs come before it
-        op = walker.nodes[name].op
-        if op.startswith(PIPELINE_OP_PREFIXES) or any(d in from_pipeline for d in walker._deps(name)):
-            from_pipeline.add(name)
-    return {n for n in order if walker.nodes[n].op == "PlaceholderWithDefault"
-            and any(d in from_pipeline for d in walker._deps(n))}
-
-
-def live_sinks(walker: Walker, outputs: list[Tensor], names: list[str]) -> tuple[list[Tensor], list[str]]:
-    """The guessed outputs that still depend on the inputs once the constants are fed: a batch norm's moving-mean
-    update behind ``tf.cond(is_training)`` is a sink that resolves to the variable itself with ``is_training``
-    false, and is no output of the model."""
-    live = [(o, n) for o, n in zip(outputs, names) if walker.state.get(walker.resolve(o)[0]) == "dyn"]
-    if not live:
-        raise Tf2TorchError("cannot tell the graph's outputs (no sink with a batch axis depends on the inputs once "
-                            "the constants are fed); name them with --outputs")
-    return [o for o, _ in live], [n for _, n in live]
 
 
 def walk(tf: Any, source: TFSource, options: TFOptions) -> KerasGraph:
@@ -935,17 +674,6 @@ def describe_placeholders(tf: Any, source: TFSource) -> list[dict[str, Any]]:
                          "shape": t.shape.as_list() if t.shape.rank is not None else None,
                          "default": node.op == "PlaceholderWithDefault"})
     return rows
-
-
-def parse_constant(text: str) -> tuple[str, Any]:
-    """``NAME=VALUE`` with VALUE as JSON (``false``, ``0.5``, ``[1, 2]``)."""
-    if "=" not in text:
-        raise Tf2TorchError(f"--constant {text!r}: expected NAME=VALUE, e.g. is_training=false")
-    name, value = text.split("=", 1)
-    try:
-        return name.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        raise Tf2TorchError(f"--constant {text!r}: the value is not JSON (false, 0.5, [1, 2])") from None
 
 
 def list_placeholders(path: str | os.PathLike, options: dict[str, Any]) -> list[str]:

@@ -55,7 +55,7 @@ def function_graph(walker: Any, fdef: Any) -> tuple[Any, list[str], list[str]]:
 
 def invariant_variables(walker: Any, op_name: str) -> set[int]:
     """Indices of the loop variables the body returns unchanged."""
-    from .tf_graph import tensor_id
+    from .tf_sources import tensor_id
 
     _, body = loop_functions(walker, op_name)
     graph_def, args, results = function_graph(walker, body)
@@ -76,7 +76,8 @@ def invariant_variables(walker: Any, op_name: str) -> set[int]:
 def function_ir(walker: Any, fdef: Any, fed: dict[int, np.ndarray], outputs: list[int] | None) -> KerasGraph:
     """``fdef`` walked into an IR: arguments in ``fed`` are constants, the others its inputs (in order);
     ``outputs`` picks results (None: all)."""
-    from .tf_graph import TFOptions, TFSource, build_ir, prepare
+    from .tf_graph import build_ir, prepare
+    from .tf_sources import TFOptions, TFSource
 
     graph_def, args, results = function_graph(walker, fdef)
     picked = list(range(len(results))) if outputs is None else outputs

@@ -51,8 +51,9 @@ def run_graph(source: str | os.PathLike, options: Mapping[str, Any], graph_json:
     graph with every float32 tensor, constant and op type made float64 (``as_float64``)."""
     from ..graph import KerasGraph
     from ..readers import file_kind
-    from ..readers.tf_graph import TFOptions, prepare, read_source, runnable_graph_def
+    from ..readers.tf_graph import prepare, runnable_graph_def
     from ..readers.tf_paths import import_tensorflow
+    from ..readers.tf_sources import TFOptions, read_source
 
     tf = import_tensorflow()
     opts = TFOptions.from_dict(dict(options))
