@@ -291,13 +291,22 @@ def test_unread_config_key_with_a_value_is_refused_by_name(flavour, layer_name, 
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-def test_call_with_training_true_is_refused(flavour, tmp_path):
+def test_call_with_training_true(flavour, tmp_path):
+    """tf_keras keeps a call's recorded training=True in predict(): the dropout runs, Keras's outputs are random,
+    and the conversion is refused. Keras 3 replaces it with predict()'s training=False: nothing is dropped, and
+    the conversion matches predict()."""
     k = keras_module(flavour)
     x = k.Input((4,))
     model = k.Model(x, k.layers.Dropout(0.5, name="drop")(x, training=True))
+    data = np.random.default_rng(0).standard_normal((64, 4)).astype("float32")
+    predicted = model.predict(data, verbose=0)
+    assert np.array_equal(predicted, data) == (flavour == "keras3")  # what each Keras does in predict()
     for fmt in formats_for(flavour):
         path = tmp_path / f"m.{fmt}"
         model.save(path)
+        if flavour == "keras3":
+            np.testing.assert_array_equal(tf2torch.convert(path)(torch.from_numpy(data)).numpy(), predicted)
+            continue
         with pytest.raises(ConversionError, match=r"drop .*training=True"):
             tf2torch.convert(path)
 

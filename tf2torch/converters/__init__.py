@@ -4,6 +4,7 @@ from . import (  # noqa: F401
     activations,
     applications,
     attention,
+    augmentation,
     conv,
     dense,
     embedding,
