@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     conv,
     dense,
     embedding,
+    local,
     merge,
     normalization,
     pooling,
