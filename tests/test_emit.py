@@ -307,6 +307,45 @@ def test_python_source_rebuilds_every_family(build, tmp_path):
     assert run.returncode == 0, run.stdout[-3000:]
 
 
+def tf_keras_default_name(k):
+    """tf_keras names its first Functional model ``model``, the name ``load()`` binds; locally connected layers
+    (both data formats) and augmentation layers (tf_keras's RandomCrop resizes at inference)."""
+    L = k.layers
+    x = inputs = k.Input((10, 9, 3))
+    x = L.RandomFlip()(x)
+    x = L.RandomCrop(8, 7)(x)
+    x = L.LocallyConnected2D(4, 3, activation="relu", bias_initializer="random_normal")(x)
+    x = L.Permute((3, 1, 2))(x)
+    x = L.LocallyConnected2D(2, 2, data_format="channels_first", implementation=2)(x)
+    return k.Model(inputs, L.Flatten()(x), name="model")
+
+
+def named_like_a_helper(k):
+    """A model named like the run-time helper it imports (``Conv2d``)."""
+    x = k.Input((6, 6, 2))
+    return k.Model(x, k.layers.Conv2D(3, 1)(x), name="Conv2d")
+
+
+@pytest.mark.parametrize("flavour, build", [("tf_keras", tf_keras_default_name), ("keras3", named_like_a_helper)],
+                         ids=["model", "Conv2d"])
+def test_python_source_whatever_the_model_is_called(flavour, build, tmp_path):
+    model = build(keras_module(flavour))
+    path = tmp_path / "m.h5"
+    model.save(str(path))
+    module = tf2torch.convert(path)
+    package = f"named_{build.__name__}"
+    to_python(module, tmp_path / package)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        generated = importlib.import_module(f"{package}.model").load()
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert type(generated).__name__ == {"model": "model_", "Conv2d": "Conv2d_"}[model.name]
+    inputs = as_module_inputs(module, random_inputs(model))
+    with torch.no_grad():
+        assert max_rel_error(generated(*inputs).double().numpy(), module(*inputs).double().numpy()) <= STANDALONE_TOL
+
+
 # -- refusals and atomic writes -----------------------------------------------------------------------------------
 class Clipped(torch.nn.Module):
     """A module defined outside tf2torch/nn: generated code could not rebuild it."""

@@ -68,9 +68,14 @@ def identifier(name: str) -> str:
     return name
 
 
+# the names ``load()`` binds: a model class of one of these names would be shadowed there (tf_keras names its
+# first Functional model ``model``)
+LOAD_LOCALS = ("model", "weights", "load_file", "conv")
+
+
 def class_name(module: fx.GraphModule) -> str:
     name = identifier(type(module).__name__)
-    return name if name not in ("Module", "nn") else name + "_"
+    return name if name not in ("Module", "nn", *LOAD_LOCALS) else name + "_"
 
 
 def keras_layers(module: fx.GraphModule) -> dict[str, str]:
@@ -268,6 +273,8 @@ def model_source(module: fx.GraphModule, version: str) -> tuple[str, str | None]
     writer.taken.update(RESERVED | {name})
     params, body, result = writer.lines()
     channels_last = channels_last_weight_lines(module, sp)
+    while name in sp.runtime or name in sp.imports:  # a model named like a helper it imports (``Conv2d``)
+        name += "_"
     runtime = runtime_source(sp.runtime, name, version) if sp.runtime else None
     inputs = module_inputs(module)
     doc_inputs = "\n".join(f"    - {i.describe()}" for i in inputs)
