@@ -119,6 +119,22 @@ GLOBAL_CASES = {
 }
 
 
+ADAPTIVE_CASES = {  # Keras 3 only; sizes that do and do not divide, bins of two widths, output larger than input
+    "aap1d": pool("AdaptiveAveragePooling1D", (10, 3), output_size=4),
+    "amp1d": pool("AdaptiveMaxPooling1D", (7, 2), output_size=3),
+    "aap2d": pool("AdaptiveAveragePooling2D", (9, 7, 3), output_size=(4, 3)),
+    "amp2d": pool("AdaptiveMaxPooling2D", (8, 11, 2), output_size=5),
+    "aap2d_upsampling": pool("AdaptiveAveragePooling2D", (3, 4, 2), output_size=(5, 6)),
+    "amp3d": pool("AdaptiveMaxPooling3D", (5, 6, 7, 2), output_size=(2, 4, 3)),
+    "aap3d": pool("AdaptiveAveragePooling3D", (4, 5, 6, 2), output_size=3),
+    "aap2d_channels_first": pool("AdaptiveAveragePooling2D", (3, 9, 7), output_size=(2, 4),
+                                 data_format="channels_first"),
+    "amp1d_channels_first": pool("AdaptiveMaxPooling1D", (3, 10), output_size=4, data_format="channels_first"),
+    "conv_aap_dense": lambda k: k.Sequential([
+        k.Input((13, 13, 3)), k.layers.Conv2D(4, 3), k.layers.AdaptiveAveragePooling2D(3), k.layers.Flatten(),
+        k.layers.Dense(2)]),
+}
+
 TF_CPU_NEEDS_NHWC = {"avg2d_channels_first"}
 
 
@@ -132,6 +148,12 @@ def test_pooling(case, flavour, tmp_path):
 @pytest.mark.parametrize("case", GLOBAL_CASES)
 def test_global_pooling(case, flavour, tmp_path):
     check_conversion(GLOBAL_CASES[case], flavour, tmp_path)
+
+
+@pytest.mark.parametrize("case", ADAPTIVE_CASES)
+def test_adaptive_pooling(case, tmp_path):
+    """Keras 3's AdaptiveAverage/MaxPooling1D-3D (tf_keras has none)."""
+    check_conversion(ADAPTIVE_CASES[case], "keras3", tmp_path)
 
 
 # -- padded values never win a max: all-negative inputs, one case per way of padding ---------------------------

@@ -1,4 +1,4 @@
-"""Pooling: MaxPooling / AveragePooling 1D/2D/3D and their Global variants.
+"""Pooling: MaxPooling / AveragePooling 1D/2D/3D, their Global variants and Keras 3's adaptive pooling.
 
 Traps ([TF] ``core/framework/kernel_shape_util.cc``, ``nn_ops.py``; [K3] ``layers/pooling/``):
 - ``strides=None`` means ``strides=pool_size``.
@@ -98,6 +98,19 @@ def convert_pooling(spec: LayerSpec) -> Converted:
         spec.fail(f"padding {padding!r} is not supported")
     layout = KERAS if channels_first_data(spec) else CHANNELS_FIRST
     return Converted(module, input_layouts=layout, output_layouts=layout)
+
+
+@converter("AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D", "AdaptiveAveragePooling3D",
+           "AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D")
+def convert_adaptive_pooling(spec: LayerSpec) -> Converted:
+    """Keras 3's adaptive pooling: bin i of an axis of length L into ``out`` bins covers
+    [floor(i * L / out), ceil((i + 1) * L / out)), torch's bins ([K3] ``backend/tensorflow/nn.py``
+    ``_adaptive_*_pool*d``, its "two-pool gather" of windows of the two sizes those bins have)."""
+    n = int(spec.class_name[-2])
+    mode = "max" if spec.class_name.startswith("AdaptiveMax") else "average"
+    output_size = as_tuple(spec.config["output_size"], n)
+    layout = KERAS if channels_first_data(spec) else CHANNELS_FIRST
+    return Converted(ADAPTIVE_POOL[mode][n](output_size), input_layouts=layout, output_layouts=layout)
 
 
 def global_pool_module(mode: str, n: int, dims: tuple[int, ...], keepdims: bool, channels_first: bool) -> nn.Module:
