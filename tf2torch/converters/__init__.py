@@ -5,6 +5,7 @@ from . import (  # noqa: F401
     applications,
     attention,
     augmentation,
+    categorical,
     conv,
     dense,
     embedding,
