@@ -326,6 +326,16 @@ def named_like_a_helper(k):
     return k.Model(x, k.layers.Conv2D(3, 1)(x), name="Conv2d")
 
 
+def generated_model(module, tmp_path: Path, package: str):
+    """``module`` written as Python into ``tmp_path/package`` and loaded back with its ``load()``."""
+    to_python(module, tmp_path / package)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        return importlib.import_module(f"{package}.model").load()
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
 @pytest.mark.parametrize("flavour, build", [("tf_keras", tf_keras_default_name), ("keras3", named_like_a_helper)],
                          ids=["model", "Conv2d"])
 def test_python_source_whatever_the_model_is_called(flavour, build, tmp_path):
@@ -334,12 +344,7 @@ def test_python_source_whatever_the_model_is_called(flavour, build, tmp_path):
     model.save(str(path))
     module = tf2torch.convert(path)
     package = f"named_{build.__name__}"
-    to_python(module, tmp_path / package)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        generated = importlib.import_module(f"{package}.model").load()
-    finally:
-        sys.path.remove(str(tmp_path))
+    generated = generated_model(module, tmp_path, package)
     assert type(generated).__name__ == {"model": "model_", "Conv2d": "Conv2d_"}[model.name]
     inputs = as_module_inputs(module, random_inputs(model))
     with torch.no_grad():
@@ -418,12 +423,7 @@ def test_generated_code_freezes_what_the_converted_module_freezes(flavour, tmp_p
     model.save(str(path))
     module = tf2torch.convert(path)
     package = f"frozen_zoo_{flavour}"
-    to_python(module, tmp_path / package)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        generated = importlib.import_module(f"{package}.model").load()
-    finally:
-        sys.path.remove(str(tmp_path))
+    generated = generated_model(module, tmp_path, package)
     want = {name: p.requires_grad for name, p in module.named_parameters()}
     got = {name: p.requires_grad for name, p in generated.named_parameters()}
     assert got == want
