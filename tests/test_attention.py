@@ -11,7 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tf2torch
-from tf2torch.converters.attention import einsum_heads_to_linear, mha_weight_roles, output_heads_to_linear
+from tf2torch.converters.attention import (
+    einsum_heads_to_linear,
+    mha_weight_roles,
+    output_heads_to_linear,
+    repeat_kv_heads,
+)
 from tf2torch.nn import attention as A
 
 STEPS, SOURCE_STEPS, VOCAB = 7, 6, 12
@@ -180,6 +185,66 @@ def test_multi_head_attention_one_version(case, flavour, tmp_path):
     if case not in cases:
         pytest.skip(f"{case}: an option only the other Keras version has")
     check_conversion(cases[case], flavour, tmp_path, inputs=mha_inputs(case))
+
+
+# -- GroupedQueryAttention (Keras 3) --------------------------------------------------------------------------
+def gqa(k, query_shape=(STEPS, 8), value_shape=None, call=None, masked=False, explicit_mask=False, **layer_kwargs):
+    """``GroupedQueryAttention(**layer_kwargs)(query, value, **call)``: self-attention unless ``value_shape``;
+    ``masked``: on Embedding(mask_zero=True) outputs; ``explicit_mask``: an ``attention_mask`` input."""
+    if masked:
+        ids = k.Input((STEPS,), dtype="int32")
+        query = value = k.layers.Embedding(VOCAB, 8, mask_zero=True)(ids)
+        inputs = [ids]
+    else:
+        query = value = k.Input(query_shape)
+        inputs = [query]
+    if value_shape is not None:
+        value = k.Input(value_shape)
+        inputs.append(value)
+    kwargs = dict(call or {})
+    if explicit_mask:
+        kwargs["attention_mask"] = k.Input((query_shape[0], (value_shape or query_shape)[0]), dtype="bool")
+        inputs.append(kwargs["attention_mask"])
+    layer = k.layers.GroupQueryAttention(**{"head_dim": 3, "num_query_heads": 4, "num_key_value_heads": 2,
+                                              **layer_kwargs})
+    out = layer(query, value, **kwargs)
+    return randomized(k.Model(inputs, list(out) if isinstance(out, tuple) else out))
+
+
+GQA_CASES = {
+    "self": lambda k: gqa(k),
+    "one_kv_head_cross": lambda k: gqa(k, (5, 8), (SOURCE_STEPS, 8), num_key_value_heads=1),
+    "as_many_kv_heads": lambda k: gqa(k, num_key_value_heads=4),
+    "no_bias": lambda k: gqa(k, use_bias=False),
+    "causal": lambda k: gqa(k, call={"use_causal_mask": True}),
+    "scores": lambda k: gqa(k, call={"return_attention_scores": True}),
+    "dropout": lambda k: gqa(k, dropout=0.3),
+    "gate": lambda k: gqa(k, use_gate=True),
+    "sliding_window_causal": lambda k: gqa(k, call={"use_causal_mask": True}, sliding_window=3),
+    "masked": lambda k: gqa(k, masked=True),
+    "attention_mask": lambda k: gqa(k, (STEPS, 8), (SOURCE_STEPS, 8), explicit_mask=True),
+}
+
+
+@pytest.mark.parametrize("case", GQA_CASES)
+def test_grouped_query_attention(case, tmp_path):
+    """Keras 3 only (tf_keras has no GroupedQueryAttention)."""
+    inputs = None
+    if case == "masked":
+        inputs = [padded_ids()]
+    elif case == "attention_mask":
+        mask = np.random.default_rng(6).random((2, STEPS, SOURCE_STEPS)) > 0.4
+        mask[0, 1] = False  # a query row that attends to nothing
+        inputs = [features(STEPS, 8), features(SOURCE_STEPS, 8, seed=3), mask]
+    check_conversion(GQA_CASES[case], "keras3", tmp_path, inputs=inputs)
+
+
+def test_repeat_kv_heads_repeats_each_head_in_place():
+    kernel = np.arange(2 * 2 * 3, dtype="float32").reshape(2, 2, 3)  # (D, G=2, dk)
+    repeated = repeat_kv_heads(kernel, 3, head_axis=1)
+    assert repeated.shape == (2, 6, 3)
+    for h in range(6):
+        np.testing.assert_array_equal(repeated[:, h], kernel[:, h // 3])
 
 
 # -- Attention, AdditiveAttention ----------------------------------------------------------------------------

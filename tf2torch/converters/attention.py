@@ -100,7 +100,9 @@ def check_mha_config(spec: LayerSpec, weights: dict[str, np.ndarray]) -> None:
 # scopes (``query``) → role.
 MHA_PARTS = {"query_dense": "query", "query": "query", "key_dense": "key", "key": "key", "value_dense": "value",
              "value": "value", "output_dense": "output", "attention_output": "output", "_gate_dense": "gate",
-             "gate_dense": "gate", "gate": "gate"}
+             "gate_dense": "gate", "gate": "gate",
+             # GroupedQueryAttention's ``.keras`` children
+             "_query_dense": "query", "_key_dense": "key", "_value_dense": "value", "_output_dense": "output"}
 MHA_VARS = {"0": "kernel", "1": "bias"}
 
 
@@ -219,6 +221,14 @@ def convert_multi_head_attention(spec: LayerSpec) -> Converted:
     style = mha_softmax_style(spec, input_rank, return_scores)
     weights = mha_weights(spec)
     check_mha_config(spec, weights)
+    return attention_layer(spec, weights, int(cfg["key_dim"]), axes, style, return_scores)
+
+
+def attention_layer(spec: LayerSpec, weights: dict[str, np.ndarray], key_dim: int, axes: tuple[int, ...], style: str,
+                    return_scores: bool) -> Converted:
+    """The module of a MultiHeadAttention-like layer from its projection weights (by role)."""
+    cfg = spec.config
+    input_rank = len(spec.input_shape)
     options = {"causal": bool(spec.call_kwargs.get("use_causal_mask", False)),
                "sliding_window": cfg.get("sliding_window"), "return_scores": return_scores}
     dropout = float(cfg.get("dropout", 0.0))
@@ -226,9 +236,51 @@ def convert_multi_head_attention(spec: LayerSpec) -> Converted:
         module: nn.Module = KerasMaskedMultiheadAttention(torch_mha(weights, bool(cfg.get("use_bias", True))),
                                                           style, **options)
     else:
-        module = keras_mha(weights, input_rank, int(cfg["key_dim"]), axes, style, {**options, "dropout": dropout})
+        module = keras_mha(weights, input_rank, key_dim, axes, style, {**options, "dropout": dropout})
     return Converted(module, input_layouts=KERAS, output_layouts=KERAS, takes_mask="per_input",
                      output_mask="propagate", clears_input_masks=True)
+
+
+def repeat_kv_heads(array: np.ndarray, repeats: int, head_axis: int) -> np.ndarray:
+    """Grouped-query attention shares each key/value head among ``repeats`` consecutive query heads
+    ([K3] ``ops.repeat(key, num_repeats, axis=2)``): the same projection with each head repeated in place."""
+    return np.repeat(array, repeats, axis=head_axis)
+
+
+@converter("GroupedQueryAttention", "GroupQueryAttention", defaults={
+    "dropout": NO_EFFECT,  # on the attention probabilities, inactive at inference
+    "flash_attention": NO_EFFECT,  # a kernel choice, same result
+    "seed": NO_EFFECT,  # dropout's
+})
+def convert_grouped_query_attention(spec: LayerSpec) -> Converted:
+    """Keras 3 ``GroupedQueryAttention``: a MultiHeadAttention whose ``num_key_value_heads`` key/value heads each
+    serve ``num_query_heads / num_key_value_heads`` query heads; converted as that MultiHeadAttention, the key
+    and value projections' heads repeated in place ([K3] ``grouped_query_attention.py`` ``call``)."""
+    cfg = spec.config
+    input_rank = len(spec.input_shape)
+    if input_rank != 3:
+        spec.fail(f"expects (batch, sequence, features) inputs, got rank {input_rank}")
+    heads, kv_heads, head_dim = int(cfg["num_query_heads"]), int(cfg["num_key_value_heads"]), int(cfg["head_dim"])
+    if kv_heads <= 0 or heads % kv_heads:
+        spec.fail(f"num_query_heads {heads} is not a multiple of num_key_value_heads {kv_heads}")
+    return_scores = bool(spec.call_kwargs.get("return_attention_scores", False))
+    weights = mha_weights(spec)
+    if bool(cfg.get("use_bias", True)) != ("query_bias" in weights):
+        spec.fail(f"use_bias={cfg.get('use_bias', True)} disagrees with the stored weights ({', '.join(weights)})")
+    if bool(cfg.get("use_gate", False)) != ("gate_kernel" in weights):
+        spec.fail(f"use_gate={cfg.get('use_gate', False)} disagrees with the stored weights ({', '.join(weights)})")
+    expected = {"query_kernel": (None, heads, head_dim), "key_kernel": (None, kv_heads, head_dim),
+                "value_kernel": (None, kv_heads, head_dim), "output_kernel": (heads, head_dim, None)}
+    if "gate_kernel" in weights:
+        expected["gate_kernel"] = (None, heads, head_dim)
+    spec.check_shapes([weights[n] for n in expected], list(expected.values()), list(expected))
+    repeats = heads // kv_heads
+    for part in ("key", "value"):
+        weights[f"{part}_kernel"] = repeat_kv_heads(weights[f"{part}_kernel"], repeats, head_axis=1)
+        if f"{part}_bias" in weights:
+            weights[f"{part}_bias"] = repeat_kv_heads(weights[f"{part}_bias"], repeats, head_axis=0)
+    style = mha_softmax_style(spec, input_rank, return_scores)
+    return attention_layer(spec, weights, head_dim, (1,), style, return_scores)
 
 
 def dense_attention_options(spec: LayerSpec) -> dict[str, Any]:
