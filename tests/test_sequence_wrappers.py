@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import check_conversion
+from harness import check_conversion, random_inputs
 
 
 def ids_with_padding(vocab: int = 20, steps: int = 7) -> np.ndarray:
@@ -111,3 +111,23 @@ def unmerged_bidirectional(k):
 def test_unmerged_bidirectional_masks_both_outputs(flavour, tmp_path):
     """Bidirectional(merge_mode=None) gives its mask to both sequences ([TFK]/[K3] compute_mask)."""
     check_conversion(unmerged_bidirectional, flavour, tmp_path, inputs=[ids_with_padding()])
+
+
+# -- SpectralNormalization (Keras 3; tf_keras 2.21 cannot build it on a functional input) ---------------------------
+SPECTRAL_CASES = {
+    "conv_dense": lambda k: k.Model(*(lambda x: (x, k.layers.SpectralNormalization(k.layers.Dense(3))(
+        k.layers.Flatten()(k.layers.SpectralNormalization(k.layers.Conv2D(4, 3, activation="relu"))(x)))))(
+        k.Input((7, 7, 3)))),
+    "embedding": lambda k: k.Model(*(lambda x: (x, k.layers.SpectralNormalization(k.layers.Embedding(9, 4))(x)))(
+        k.Input((5,), dtype="int32"))),
+}
+
+
+@pytest.mark.parametrize("case", SPECTRAL_CASES)
+def test_spectral_normalization_runs_its_stored_kernel(case, tmp_path):
+    def build(k):
+        model = SPECTRAL_CASES[case](k)
+        x = random_inputs(model)
+        model(x if len(x) > 1 else x[0], training=True)  # a training step renormalizes the stored kernels
+        return model
+    check_conversion(build, "keras3", tmp_path)
