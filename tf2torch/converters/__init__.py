@@ -17,6 +17,7 @@ from . import (  # noqa: F401
     recurrent,
     regularization,
     reshaping,
+    spectrogram,
     wrappers,
 )
 from .registry import CONVERTERS, Converted, LayerSpec, converter
