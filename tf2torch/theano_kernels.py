@@ -25,7 +25,6 @@ from .graph import KerasGraph, Weight
 # keras 2.3.1 saving.py ``conv_layers``, with the Keras 1 spellings Keras 2 still read
 FLIPPED_CLASSES = frozenset({"Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "ConvLSTM2D", "Convolution1D",
                              "Convolution2D", "Convolution3D", "Deconvolution2D"})
-FLIPPED_WEIGHTS = ("kernel", "recurrent_kernel")  # weights[0] always, weights[1] of ConvLSTM2D
 
 
 def flip_kernel(kernel: np.ndarray) -> np.ndarray:
@@ -48,7 +47,8 @@ def _class_of(layer_class: str, config: dict[str, Any]) -> str:
 
 
 def flipped_weights(graph: KerasGraph) -> list[tuple[str, Weight]]:
-    """(layer key, weight) of every kernel Keras 2.3 flipped for a Theano-trained file."""
+    """(layer key, weight) of every kernel Keras 2.3 flipped for a Theano-trained file: the ``kernel`` (its
+    ``weights[0]``), and a ConvLSTM2D's ``recurrent_kernel`` (``weights[1]``)."""
     found = []
     for key, layer in graph.layers.items():
         if _class_of(layer.class_name, layer.config) not in FLIPPED_CLASSES:
