@@ -321,6 +321,46 @@ def test_huge_declared_input_shape(tmp_path):
     assert run_cli("convert", src, out, "--input-shape", "8,8,3").exit_code == 0
 
 
+def one_layer_config(input_shape: list, class_name: str, config: dict) -> dict:
+    """A Keras 3 Functional model: an input, then one weightless layer with ``config``."""
+    tensor = {"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}
+    return {"class_name": "Functional", "config": {"name": "one", "layers": [
+        {"class_name": "InputLayer", "name": "x", "config": {"batch_shape": [None, *input_shape], "name": "x"},
+         "inbound_nodes": []},
+        {"class_name": class_name, "name": "big", "config": {"name": "big", **config},
+         "inbound_nodes": [{"args": [tensor], "kwargs": {}}]}],
+        "input_layers": [["x", 0, 0]], "output_layers": [["big", 0, 0]]}}
+
+
+EXPANDING_CONFIGS = {  # a layer whose config alone makes its output huge: refused before anything is allocated
+    "upsampling": ([4, 4, 3], "UpSampling2D", {"size": [100000, 100000]}),
+    "zero_padding": ([4, 4, 3], "ZeroPadding2D", {"padding": [[100000, 100000], [100000, 100000]]}),
+    "resizing": ([4, 4, 3], "Resizing", {"height": 200000, "width": 200000}),
+    "center_crop_upsizing": ([4, 4, 3], "CenterCrop", {"height": 200000, "width": 200000}),
+    "repeat_vector": ([3], "RepeatVector", {"n": 10 ** 10}),
+    "category_encoding": ([3], "CategoryEncoding", {"num_tokens": 10 ** 11, "output_mode": "count"}),
+}
+
+
+@pytest.mark.parametrize("case", EXPANDING_CONFIGS)
+def test_a_config_that_expands_past_the_limit_is_refused_before_allocating(case, tmp_path):
+    shape, class_name, config = EXPANDING_CONFIGS[case]
+    src = h5_with_config(tmp_path / "big.h5", one_layer_config(shape, class_name, config))
+    out = tmp_path / "out.pt"
+    assert_refused(run_cli("convert", src, out), out, "big", "its config makes an output of", "for a batch of 2")
+
+
+def test_a_transposed_conv_striding_past_the_limit_is_refused(tmp_path):
+    k = keras_module("keras3")
+    x = k.Input((4, 4, 3))
+    src = tmp_path / "deconv.h5"
+    k.Model(x, k.layers.Conv2DTranspose(2, 3, strides=2, name="big")(x)).save(str(src))
+    with h5py.File(src, "r+") as f:
+        f.attrs["model_config"] = f.attrs["model_config"].replace('"strides": [2, 2]', '"strides": [100000, 100000]')
+    out = tmp_path / "out.pt"
+    assert_refused(run_cli("convert", src, out), out, "big", "its config makes an output of")
+
+
 def keras_zip_with(tmp_path: Path, *, weights_edit=None, members: dict | None = None,
                    compress: int = zipfile.ZIP_STORED, name: str = "model.keras") -> Path:
     """small_cnn-like tiny .keras: Input(3) -> Dense(2), rewritten with edits."""

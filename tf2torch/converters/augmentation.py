@@ -21,7 +21,7 @@ from torch import nn
 from ..dtypes import policy_name
 from ..nn.augmentation import AugmentationAtInference
 from ..nn.preprocessing import CropToAspect, TFResize
-from .preprocessing import image_layout
+from .preprocessing import image_expansion, image_layout
 from .registry import Converted, LayerSpec, converter
 
 # identities at inference in both Keras versions ([TFK] has the first eight; the rest are Keras 3's)
@@ -61,6 +61,7 @@ def convert_random_crop(spec: LayerSpec) -> Converted:
         return Converted(AugmentationAtInference(spec.class_name, dtype))
     height, width = int(spec.config["height"]), int(spec.config["width"])
     wanted = image_layout(spec)
+    spec.check_declared_size(image_expansion(spec, height, width))
     read_every_key(spec)  # seed: training only
     resize = nn.Sequential(CropToAspect(height, width, float32=True, at_least_one=False),
                            TFResize(height, width, "bilinear", False))

@@ -43,6 +43,7 @@ def convert_category_encoding(spec: LayerSpec) -> Converted:
     if mode not in ("one_hot", "multi_hot", "count"):
         spec.fail(f"output_mode {mode!r} is not supported")
     rank = len(spec.input_shape)
+    spec.check_declared_size(float(spec.config["num_tokens"]))
     if mode != "one_hot" and rank > 2:
         spec.fail(f"{mode} of a rank-{rank} input is not supported (Keras encodes rank 1 or 2)")
     return Converted(CategoryEncoding(int(spec.config["num_tokens"]), mode), input_layouts=KERAS,

@@ -232,6 +232,11 @@ def convert_conv_transpose(spec: LayerSpec) -> Converted:
     weight = transposed_kernel_to_iohw(kernel)
     stride = as_tuple(cfg.get("strides", 1), n)
     dilation = as_tuple(cfg.get("dilation_rate", 1), n)
+    # each axis grows to at most size * stride + the dilated kernel; the channels go from in to out
+    sizes = [d or 1 for d in (spec.input_shape[2:] if channels_first_data(spec) else spec.input_shape[1:-1])]
+    spec.check_declared_size(float(np.prod([(size * s + (k - 1) * d) / size for size, s, k, d
+                                            in zip(sizes, stride, weight.shape[2:], dilation)]))
+                             * weight.shape[1] / max(weight.shape[0], 1))
     output_padding = cfg.get("output_padding")
     output_padding = (None,) * n if output_padding is None else as_tuple(output_padding, n)
     crop = [keras_transpose_crop(k, s, d, padding, op)

@@ -126,6 +126,13 @@ def image_layout(spec: LayerSpec) -> str:
     return L.KERAS if spec.config.get("data_format") == "channels_first" else L.CHANNELS_FIRST
 
 
+def image_expansion(spec: LayerSpec, height: int, width: int) -> float:
+    """How much larger a (height, width) output is than the layer's image input (open sizes counted as 1)."""
+    shape = spec.input_shape
+    h, w = (shape[2], shape[3]) if spec.config.get("data_format") == "channels_first" else (shape[1], shape[2])
+    return height * width / ((h or 1) * (w or 1))
+
+
 def resize_method(spec: LayerSpec) -> str:
     method = str(spec.config.get("interpolation", "bilinear")).lower()
     if method not in RESIZE_METHODS:
@@ -142,6 +149,7 @@ def convert_resizing(spec: LayerSpec) -> Converted:
     cfg = spec.config
     height, width = int(cfg["height"]), int(cfg["width"])
     wanted = image_layout(spec)
+    spec.check_declared_size(image_expansion(spec, height, width))
     if cfg.get("fill_mode", "constant") != "constant":
         spec.fail(f"fill_mode {cfg['fill_mode']!r} is not supported (Keras's TF backend only pads with a constant)")
     parts: list[nn.Module] = []
@@ -162,5 +170,6 @@ def convert_center_crop(spec: LayerSpec) -> Converted:
     crop box in Python floats and keeps it at least 1 pixel; tf_keras in float32 without the floor at 1."""
     cfg = spec.config
     keras3 = spec.keras_major >= 3
+    spec.check_declared_size(image_expansion(spec, int(cfg["height"]), int(cfg["width"])))
     module = CenterCrop2d(int(cfg["height"]), int(cfg["width"]), float32=not keras3, at_least_one=keras3)
     return Converted(module, input_layouts=image_layout(spec))

@@ -77,6 +77,10 @@ class TrackedConfig(dict):
 _LEDGER: list[list[TrackedConfig]] = []
 
 
+EXAMPLE_BATCH = 2  # the batch of the example tensors the assembler runs each layer on
+MAX_DECLARED_ELEMENTS = 1 << 28  # one layer output of the example batch (1 GiB of float32)
+
+
 @dataclass
 class LayerSpec:
     """Everything a converter may know about one Keras layer (at its first call)."""
@@ -142,6 +146,16 @@ class LayerSpec:
 
     def fail(self, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
         raise ConversionError(self.name, self.class_name, message)
+
+    def check_declared_size(self, expansion: float) -> None:
+        """Refuse, before anything is built or run, a config that makes the layer's output ``expansion`` times
+        its input (an open dimension counted as 1) beyond ``MAX_DECLARED_ELEMENTS`` for the example batch: a
+        hostile ``UpSampling2D(size=100000)`` would otherwise allocate it while the model is assembled."""
+        elements = EXAMPLE_BATCH * float(np.prod([d if d is not None else 1 for d in self.input_shape[1:]]))
+        if elements * expansion > MAX_DECLARED_ELEMENTS:
+            self.fail(f"its config makes an output of {elements * expansion:,.0f} values for a batch of "
+                      f"{EXAMPLE_BATCH} (more than {MAX_DECLARED_ELEMENTS:,}); the file is damaged, or the "
+                      "model is too large to build here")
 
 
 @dataclass

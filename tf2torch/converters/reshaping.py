@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from ..layout import (
@@ -125,6 +126,8 @@ def convert_zero_padding(spec: LayerSpec) -> Converted:
     wanted, first = spatial_placement(spec, n)
     trailing = len(spec.input_shape) - first - n
     pads = torch_pad_order(pairs, trailing)
+    spec.check_declared_size(float(np.prod([((spec.input_shape[first + i] or 1) + sum(pair))
+                                            / (spec.input_shape[first + i] or 1) for i, pair in enumerate(pairs)])))
     return Converted(ZERO_PAD_BY_COUNT[len(pads) // 2](pads), input_layouts=wanted, output_layouts=wanted)
 
 
@@ -167,6 +170,7 @@ def convert_upsampling(spec: LayerSpec) -> Converted:
     (N, L, C) tensor); UpSampling2D bilinear uses TF2 half-pixel centres = torch ``align_corners=False``."""
     n = spatial_rank(spec)
     size = as_tuple(spec.config.get("size", 2), n)
+    spec.check_declared_size(float(np.prod(size)))
     wanted, first = spatial_placement(spec, n)
     if n == 2:
         module = upsample_module(spec, size)
@@ -203,6 +207,7 @@ def convert_permute(spec: LayerSpec) -> Converted:
 @converter("RepeatVector")
 def convert_repeat_vector(spec: LayerSpec) -> Converted:
     """(N, F) → (N, n, F)."""
+    spec.check_declared_size(float(spec.config["n"]))
     return Converted(RepeatVector(spec.config["n"]), input_layouts=KERAS, output_layouts=KERAS)
 
 
