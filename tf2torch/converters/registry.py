@@ -78,7 +78,7 @@ _LEDGER: list[list[TrackedConfig]] = []
 
 
 EXAMPLE_BATCH = 2  # the batch of the example tensors the assembler runs each layer on
-MAX_DECLARED_ELEMENTS = 1 << 28  # one layer output of the example batch (1 GiB of float32)
+MAX_DECLARED_ELEMENTS = 1 << 30  # one layer output of the example batch: 4 GiB of float32, past real models
 
 
 @dataclass
