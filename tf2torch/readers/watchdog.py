@@ -150,7 +150,7 @@ def _killed_by(number: int) -> str:
         return f"killed by signal {number}"
 
 
-SERVE = ("import os, pickle, sys; out = os.fdopen(os.dup(1), 'wb'); os.dup2(2, 1); "
+SERVE = ("import os, sys; out = os.fdopen(os.dup(1), 'wb'); os.dup2(2, 1); "
          "from tf2torch.readers.watchdog import serve; serve(sys.stdin.buffer, out)")
 
 
