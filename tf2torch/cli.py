@@ -167,7 +167,8 @@ def verify_options(fn: Callable[..., Any], dtype_flag: str = "--dtype") -> Calla
 @click.option("--force", is_flag=True, help="With --emit: overwrite the files an earlier conversion wrote there.")
 @click.option("--keep-layout", is_flag=True, help="Take and return tensors exactly in Keras's layout (NHWC).")
 @click.option("--input-shape", "input_shape", multiple=True,
-              help="Shape of an input without the batch axis, e.g. 224,224,3; repeat for several inputs.")
+              help="Shape of an input without the batch axis, in Keras's layout (channels last), e.g. 224,224,3; "
+                   "repeat for several inputs.")
 @click.option("--dtype", "model_dtype", type=click.Choice(["float32", "float64"]), default=None,
               help="Floating dtype of the converted model [default: the model's own: float64 layers stay float64, "
                    "mixed precision becomes float32]")
