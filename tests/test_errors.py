@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from harness import keras_module
 
 from tf2torch.cli import main
+from tf2torch.errors import Tf2TorchError
 
 
 def small_model(k):
@@ -302,3 +303,20 @@ def test_unsupported_operations_grouped(tmp_path):
     message = assert_clean_failure(run_cli("convert", str(src), str(out)), out, "13 layer(s)",
                                    "12 x operation tf.raw>Cumsum (e.g. ", "(operation tf.raw>Atan2)")
     assert len(message) < 400, message
+
+
+@pytest.mark.parametrize("given, declared, refused", [
+    ((3, 32, 32), (32, 32, 3), True), ((3, 64, 64), (None, None, 3), True), ((8, 3, 8), (8, 8, 3), True),
+    ((3, 16, 16, 16), (16, 16, 16, 3), True), ((2, 50), (50, 2), True),
+    ((64, 32, 3), (32, 64, 3), False), ((64, 64, 3), (None, None, 3), False), ((4, 4, 5), (8, 8, 3), False),
+    ((3, 32, 32), (None, None, None), False), ((50, 2), (None, 2), False)])
+def test_permuted_input_shape_table(given, declared, refused):
+    """Which --input-shape values are told they are in PyTorch's layout: a changed channel count that a rotation
+    or permutation of the model's shape explains; a spatial override that keeps the channels passes."""
+    from tf2torch.assemble import check_layout_of_given_shape
+
+    if refused:
+        with pytest.raises(Tf2TorchError, match="Keras's layout"):
+            check_layout_of_given_shape("x", given, declared)
+    else:
+        check_layout_of_given_shape("x", given, declared)

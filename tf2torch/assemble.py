@@ -480,8 +480,10 @@ def declare_input_shapes(graph: KerasGraph, input_shapes: Sequence[Sequence[int 
 
 def check_layout_of_given_shape(name: str, given: tuple[int | None, ...], declared: tuple[int | None, ...]) -> None:
     """``--input-shape 3,32,32`` for a model declaring 32,32,3 is PyTorch's channels-first habit; left alone it
-    surfaced as "the config and the weights disagree" at the first convolution. Refused naming Keras's layout."""
-    if len(given) != len(declared) or len(given) < 2 or given == declared or None in given:
+    surfaced as "the config and the weights disagree" at the first convolution. Refused naming Keras's layout;
+    a shape that keeps the channels (64,32,3 for 32,64,3) is a deliberate override and passes."""
+    if len(given) != len(declared) or len(given) < 2 or None in given or given[-1] == declared[-1] or \
+            declared[-1] is None:
         return
     fits = [g == d or d is None for g, d in zip(given, declared)]
     if all(fits):
