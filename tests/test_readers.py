@@ -334,3 +334,61 @@ def test_chunked_or_compressed_weights_are_read_through_hdf5(tmp_path):
         assert policy.contiguous_offset(f["plain"], size) is not None
         assert [policy.contiguous_offset(f[k], size) for k in ("gzip", "chunked", "unwritten")] == [None] * 3
         assert policy.contiguous_offset(f["plain"], 100) is None  # the extent must lie in the file
+
+
+def slash_named_input(k):
+    """An Input named ``cqt/mag``, as in a 2018 Keras 2.2.2 ``.h5`` shipped on PyPI (Keras 3 refuses the name)."""
+    inp = k.Input((16, 4), name="cqt/mag")
+    x = k.layers.Flatten(name="flat")(k.layers.Conv1D(3, 3, name="conv")(inp))
+    return k.Model(inp, k.layers.Dense(2, name="head")(x))
+
+
+@pytest.mark.parametrize("save, signature", [("h5", None), ("model.save", None), ("model.save", "serving_default"),
+                                             ("tf.saved_model.save", None)])
+def test_input_named_with_a_slash(tmp_path, save, signature):
+    """Inputs were looked up by the last path segment of their layer name only: ``cqt/mag`` crashed every Keras
+    path and the tf_keras SavedModel's default signature with an AssertionError."""
+    k = keras_module("tf_keras")
+    model = slash_named_input(k)
+    path = tmp_path / ("model.h5" if save == "h5" else "saved")
+    if save == "tf.saved_model.save":
+        import tensorflow as tf
+
+        tf.saved_model.save(model, str(path))
+    else:
+        model.save(str(path))
+    inputs = random_inputs(model)
+    module = tf2torch.convert(path, layout="keras", signature=signature)
+    assert_matches(torch_outputs(module, inputs, "keras"), keras_outputs(model, inputs), what=f"{save} {signature}")
+
+
+def without_input_shape(config):
+    """tf_keras Sequential config → the Keras 2.2.4 form of one built on its first call: no InputLayer, no
+    ``batch_input_shape`` anywhere (astrorapid 0.2.17's model on PyPI)."""
+    layers = [lc for lc in config["config"]["layers"] if lc["class_name"] != "InputLayer"]
+    for lc in layers:
+        lc["config"].pop("batch_input_shape", None)
+    return {"class_name": "Sequential", "config": {"name": config["config"]["name"], "layers": layers}}
+
+
+def test_sequential_saved_without_an_input_shape(tmp_path):
+    """Refused even with ``--input-shape 50,2``, the flag that exists for it; now the flag gives the shape, and
+    without it the error names the flag."""
+    k = keras_module("tf_keras")
+    model = k.Sequential([k.layers.LSTM(4, return_sequences=True, name="lstm"), k.layers.Dense(3, name="d")])
+    model.build((None, 50, 2))
+    src = tmp_path / "model.h5"
+    model.save(str(src))
+
+    def downgrade(f):
+        f.attrs["model_config"] = json.dumps(without_input_shape(json.loads(f.attrs["model_config"]))).encode()
+        f.attrs["keras_version"] = b"2.2.4"
+
+    dst = tmp_path / "keras224.h5"
+    rewrite_h5(src, dst, downgrade)
+    with pytest.raises(ModelFileError, match="without an input shape.*--input-shape"):
+        tf2torch.convert(dst)
+    inputs = random_inputs(model)
+    module = tf2torch.convert(dst, layout="keras", input_shapes=[[50, 2]])
+    assert_matches(torch_outputs(module, inputs, "keras"), keras_outputs(model, inputs), what="no input shape")
+    assert module.tf2torch_meta["graph"]["input_specs"][0]["shape"] == (50, 2)

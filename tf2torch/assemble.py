@@ -26,7 +26,7 @@ from . import memory_format, training
 from .converters import registry
 from .dtypes import compute_dtype, input_dtype, parse_forced
 from .errors import ConversionError, ModelFileError, Tf2TorchError, UnsupportedLayerError
-from .graph import KerasGraph, Node, TensorRef
+from .graph import InputSpec, KerasGraph, Node, TensorRef
 from .masks import MaskRules
 from .naming import TorchNames, legal_segment
 from .nn.inplace import KerasGraphModule
@@ -149,18 +149,30 @@ class Assembler:
         spec = self.graph.input_specs[i]
         if self.input_shapes is not None and i < len(self.input_shapes) and self.input_shapes[i] is not None:
             given = tuple(self.input_shapes[i])
+            if not spec.declared:
+                return given
+            check_layout_of_given_shape(spec.name, given, spec.shape)
             if len(given) != len(spec.shape):
                 raise Tf2TorchError(f"input {spec.name}: --input-shape has {len(given)} dimensions, the model "
                                     f"expects {len(spec.shape)} (without the batch axis)")
             return given
         return spec.shape
 
+    @staticmethod
+    def _input_spec(specs: dict[str, tuple[int, Any]], layer_name: str) -> tuple[int, Any]:
+        """An input layer's spec: by its full name first (Keras 2.2 allowed ``cqt/mag`` as an Input's name), then
+        by its last path segment (an input of a nested model is ``inner/image``)."""
+        for key in (layer_name, layer_name.split("/")[-1]):
+            if key in specs:
+                return specs[key]
+        raise Tf2TorchError(f"input layer {layer_name}: no input of the model has that name (inputs: "
+                            f"{', '.join(specs) or 'none'})")
+
     def add_inputs(self) -> None:
         specs = {s.name: (i, s) for i, s in enumerate(self.graph.input_specs)}
         for ref in self.graph.inputs:
             layer_name = self.graph.node(ref.node).layer
-            i, spec = specs[layer_name.split("/")[-1]] if layer_name.split("/")[-1] in specs else (0, None)
-            assert spec is not None
+            i, spec = self._input_spec(specs, layer_name)
             shape = self._input_shape(i)
             dynamic = any(d is None for d in shape)
             if dynamic:
@@ -453,9 +465,43 @@ def share_equal_tensors(first: nn.Module, other: nn.Module) -> None:
                 setattr(owner, leaf, same)
 
 
+def declare_input_shapes(graph: KerasGraph, input_shapes: Sequence[Sequence[int | None]] | None) -> None:
+    """Inputs whose config names no shape (a Keras 2.2 Sequential built on its first call) take theirs from
+    ``input_shapes``, so the graph kept in the module's metadata states it; without one, the error says so."""
+    for i, spec in enumerate(graph.input_specs):
+        if spec.declared:
+            continue
+        if input_shapes is None or i >= len(input_shapes) or input_shapes[i] is None:
+            raise ModelFileError(f"input {spec.name}: the Sequential model was saved without an input shape; give "
+                                 "the shape of one sample without the batch axis with --input-shape (e.g. "
+                                 "--input-shape 50,2), or rebuild it with keras.Input and save again")
+        graph.input_specs[i] = InputSpec(spec.name, tuple(input_shapes[i]), spec.dtype)
+
+
+def check_layout_of_given_shape(name: str, given: tuple[int | None, ...], declared: tuple[int | None, ...]) -> None:
+    """``--input-shape 3,32,32`` for a model declaring 32,32,3 is PyTorch's channels-first habit; left alone it
+    surfaced as "the config and the weights disagree" at the first convolution. Refused naming Keras's layout;
+    a shape that keeps the channels (64,32,3 for 32,64,3) is a deliberate override and passes."""
+    if len(given) != len(declared) or len(given) < 2 or None in given or given[-1] == declared[-1] or \
+            declared[-1] is None:
+        return
+    fits = [g == d or d is None for g, d in zip(given, declared)]
+    if all(fits):
+        return
+    rolled = given[1:] + given[:1]
+    is_rolled = all(g == d or d is None for g, d in zip(rolled, declared))
+    is_permutation = None not in declared and sorted(given) == sorted(declared)  # type: ignore[type-var]
+    if is_rolled or is_permutation:
+        wanted = ",".join("?" if d is None else str(d) for d in (rolled if is_rolled else declared))
+        raise Tf2TorchError(f"input {name}: --input-shape {','.join(map(str, given))} is a permutation of the "
+                            f"model's shape {','.join('?' if d is None else str(d) for d in declared)}; the flag "
+                            f"takes Keras's layout (channels last, e.g. H,W,C), not PyTorch's: --input-shape {wanted}")
+
+
 def assemble(graph: KerasGraph, layout: str = "channels_first",
              input_shapes: Sequence[Sequence[int | None]] | None = None, dtype: str | None = None) -> fx.GraphModule:
     """Build the module; when a layer refuses the stand-in sizes of open dimensions, try the next ones."""
+    declare_input_shapes(graph, input_shapes)
     errors: list[StandInSizeError] = []
     for sizes in DYNAMIC_SIZES:
         try:

@@ -57,13 +57,17 @@ def return_freed_memory_to_the_os() -> None:
 
 
 def parse_input_shapes(values: tuple[str, ...]) -> list[list[int | None]] | None:
-    """``--input-shape 224,224,3`` (repeat per input; ``?`` or ``None`` for an open dimension)."""
+    """``--input-shape 224,224,3`` (repeat per input; ``?`` or ``None`` for an open dimension). Only commas:
+    ``20x1`` was once read as ``20,1`` without a word, a spelling the help never named."""
     if not values:
         return None
     shapes = []
     for value in values:
         dims: list[int | None] = []
-        for part in value.replace("x", ",").split(","):
+        if "x" in value.lower():
+            raise Tf2TorchError(f"--input-shape {value!r}: separate dimensions with commas, e.g. "
+                                f"{value.lower().replace('x', ',')}")
+        for part in value.split(","):
             part = part.strip()
             if part in ("?", "None", "none", ""):
                 dims.append(None)
@@ -78,7 +82,8 @@ def parse_input_shapes(values: tuple[str, ...]) -> list[list[int | None]] | None
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tf2torch")
 def main() -> None:
-    """Convert TensorFlow/Keras models (.h5, .keras) into PyTorch modules."""
+    """Convert TensorFlow/Keras models (Keras .h5 and .keras, SavedModel directories, TF1 checkpoints, frozen .pb
+    graphs) into PyTorch modules (.pt, or standalone Python, .pt2 and .onnx)."""
 
 
 def run() -> None:
@@ -159,9 +164,11 @@ def verify_options(fn: Callable[..., Any], dtype_flag: str = "--dtype") -> Calla
 @click.option("--emit", "emit_kinds", multiple=True, type=click.Choice(["python", "pt2", "onnx"]),
               help="Write OUTPUT as a directory: python (model.py, runtime.py, model.safetensors), pt2 "
                    "(torch.export), onnx; repeatable.")
+@click.option("--force", is_flag=True, help="With --emit: overwrite the files an earlier conversion wrote there.")
 @click.option("--keep-layout", is_flag=True, help="Take and return tensors exactly in Keras's layout (NHWC).")
 @click.option("--input-shape", "input_shape", multiple=True,
-              help="Shape of an input without the batch axis, e.g. 224,224,3; repeat for several inputs.")
+              help="Shape of an input without the batch axis, in Keras's layout (channels last), e.g. 224,224,3; "
+                   "repeat for several inputs.")
 @click.option("--dtype", "model_dtype", type=click.Choice(["float32", "float64"]), default=None,
               help="Floating dtype of the converted model [default: the model's own: float64 layers stay float64, "
                    "mixed precision becomes float32]")
@@ -176,18 +183,20 @@ def verify_options(fn: Callable[..., Any], dtype_flag: str = "--dtype") -> Calla
 @functools.partial(verify_options, dtype_flag="--verify-dtype")
 @tf_graph_options()
 @friendly_errors
-def convert(source: str, output: str, emit_kinds: tuple[str, ...], keep_layout: bool, input_shape: tuple[str, ...],
+def convert(source: str, output: str, emit_kinds: tuple[str, ...], force: bool, keep_layout: bool,
+            input_shape: tuple[str, ...],
             model_dtype: str | None, run_verify: bool, optimize: bool, flip_theano_kernels: bool,
             reports: tuple[str, ...], rtol: float | None, atol: float | None, verify_dtype: str,
             signature: str | None, tf_inputs: tuple[str, ...], tf_outputs: tuple[str, ...],
             constants: tuple[str, ...]) -> None:
     """Convert SOURCE (.h5, .keras, a SavedModel directory, a TF checkpoint with its .meta, a frozen .pb) into a
-    safe PyTorch file OUTPUT (.pt), or with --emit into the directory OUTPUT (standalone Python, torch.export,
-    ONNX)."""
+    safe PyTorch file OUTPUT (.pt; .onnx and .pt2 write those formats), or with --emit into the directory OUTPUT
+    (standalone Python, torch.export, ONNX)."""
     import warnings
 
     from . import readers
 
+    single_kind = output_kind(output, emit_kinds, force)
     readers.prefetch(source)  # the file's structure is read in a child process while torch is imported
     from . import api
     from .errors import ConversionNotice
@@ -210,6 +219,8 @@ def convert(source: str, output: str, emit_kinds: tuple[str, ...], keep_layout: 
 
         written = emit(module, output, tuple(dict.fromkeys(emit_kinds)))
         output = f"{output}/ ({', '.join(p.name for p in written)})"
+    elif single_kind is not None:
+        write_single_file(module, output, single_kind)
     else:
         api.save(module, output)
     n_weights = sum(t.numel() for name, t in module.state_dict().items()  # what Keras counts as parameters
@@ -220,6 +231,61 @@ def convert(source: str, output: str, emit_kinds: tuple[str, ...], keep_layout: 
         report = run_verification(source, module, reports=reports, rtol=rtol, atol=atol, dtype=verify_dtype,
                                   input_shapes=parse_input_shapes(input_shape), quiet=True, tf_options=tf_options)
         sys.exit(0 if report.ok else 1)
+
+
+SINGLE_FILE_KINDS = {".onnx": "onnx", ".pt2": "pt2"}
+NOT_AN_OUTPUT = (".h5", ".hdf5", ".keras", ".pb", ".pbtxt", ".meta", ".index", ".tflite", ".py", ".safetensors",
+                 ".json", ".npz", ".npy")
+
+
+def output_kind(output: str, emit_kinds: tuple[str, ...], force: bool) -> str | None:
+    """What OUTPUT will be, checked before converting: None for a ``.pt`` file, ``onnx`` / ``pt2`` for a single
+    file of that format (``convert model.h5 out.onnx`` once wrote a ``.pt`` zip named ``.onnx``). Refused: an
+    existing directory without --emit (was an IsADirectoryError, "a tf2torch bug"), a suffix of another format,
+    and --emit over files already there without --force (an edited model.py was overwritten)."""
+    path = os.path.abspath(output)
+    suffix = os.path.splitext(path)[1].lower()
+    if emit_kinds:
+        existing = [name for name in emitted_names(emit_kinds) if os.path.lexists(os.path.join(path, name))]
+        if existing and not force:
+            raise Tf2TorchError(f"{output}: already holds {', '.join(existing)}; tf2torch does not overwrite them "
+                                "(they may have been edited): choose another directory, or add --force")
+        return None
+    if os.path.isdir(path):
+        raise Tf2TorchError(f"{output}: is a directory; without --emit OUTPUT is a file (e.g. "
+                            f"{os.path.join(output, 'model.pt')}), or add --emit python, pt2 or onnx to write into it")
+    if suffix in NOT_AN_OUTPUT:
+        raise Tf2TorchError(f"{output}: tf2torch does not write {suffix} files; OUTPUT is a .pt (or .pth) file, a "
+                            ".onnx or .pt2 file, or a directory with --emit python")
+    return SINGLE_FILE_KINDS.get(suffix)
+
+
+def emitted_names(kinds: tuple[str, ...]) -> list[str]:
+    """The files ``--emit`` writes for ``kinds``."""
+    from .emit.export import ONNX_FILE, PT2_FILE
+    from .emit.python import MODEL_FILE, RUNTIME_FILE, WEIGHTS_FILE
+
+    names = {"python": [MODEL_FILE, RUNTIME_FILE, WEIGHTS_FILE, "__init__.py"], "pt2": [PT2_FILE],
+             "onnx": [ONNX_FILE]}
+    return [name for kind in dict.fromkeys(kinds) for name in names[kind]]
+
+
+def write_single_file(module: Any, output: str, kind: str) -> None:
+    """OUTPUT as one ``.onnx`` or ``.pt2`` file: emitted into a temporary directory beside it, then moved into
+    place, so a failure leaves nothing behind."""
+    import shutil
+    import tempfile
+
+    from .emit import emit
+
+    parent = os.path.dirname(os.path.abspath(output))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.", suffix=".partial", dir=parent)
+    try:
+        (written,) = emit(module, os.path.join(tmp, "out"), (kind,))
+        os.replace(written, output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @main.command()
@@ -317,7 +383,8 @@ def inspect(source: str, signature: str | None, tf_inputs: tuple[str, ...], tf_o
         click.echo(f"{graph.name}: {written_by} ({graph.source_format}), "
                    f"{len(graph.layers)} layers, {len(graph.nodes)} calls")
         for spec in graph.input_specs:
-            click.echo(f"  input {spec.name}: shape {list(spec.shape)} {spec.dtype}")
+            shape = list(spec.shape) if spec.declared else "not saved (convert with --input-shape)"
+            click.echo(f"  input {spec.name}: shape {shape} {spec.dtype}")
         if graph.output_names:
             click.echo(f"  outputs (in order): {', '.join(graph.output_names)}")
         calls: dict[str, int] = {}

@@ -15,7 +15,8 @@ class ModelFileError(Tf2TorchError):
 
 
 class UnsupportedLayerError(Tf2TorchError):
-    """One or more layers have no converter; lists every one of them at once."""
+    """One or more layers have no converter; lists every one of them at once. Entries of one class (and reason)
+    are grouped with a count and one example path: ConvNeXt as a SavedModel listed 36 entries in one 8 KB line."""
 
     def __init__(self, layers: list[tuple[str, str]], reasons: dict[str, str] | None = None,
                  message: str | None = None):
@@ -24,16 +25,28 @@ class UnsupportedLayerError(Tf2TorchError):
             super().__init__(message)
             return
         reasons = reasons or {}
-        parts = []
+        groups: dict[tuple[str, str | None], list[str]] = {}
         for name, class_name in layers:
-            reason = reasons.get(name)
+            groups.setdefault((class_name, reasons.get(name)), []).append(name)
+        parts = []
+        for (class_name, reason), names in groups.items():
             kind = "operation " if "." in class_name else ""  # op nodes go by a dotted spelling (tf.math.cumsum)
-            parts.append(f"{name} ({kind}{class_name}{': ' + reason if reason else ''})")
+            what = f"{kind}{class_name}{': ' + reason if reason else ''}"
+            parts.append(f"{names[0]} ({what})" if len(names) == 1 else
+                         f"{len(names)} x {what} (e.g. {shorten_path(names[0])})")
         what = "layer(s) and operation(s)" if any("." in c for _, c in layers) else "layer(s)"
         super().__init__(
-            f"{len(layers)} {what} cannot be converted: {', '.join(parts)}. "
+            f"{len(layers)} {what} cannot be converted: {(', ' if len(parts) == len(layers) else '; ').join(parts)}. "
             "Register a converter with @tf2torch.register('ClassName') to add support."
         )
+
+
+def shorten_path(path: str, limit: int = 80) -> str:
+    """A node path short enough for an error line: its first segment and its last two."""
+    segments = path.split("/")
+    if len(path) <= limit or len(segments) <= 3:
+        return path if len(path) <= limit else path[: limit // 2] + "..." + path[-limit // 2:]
+    return "/".join([segments[0], "...", *segments[-2:]])
 
 
 class ConversionError(Tf2TorchError):

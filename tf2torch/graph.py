@@ -94,6 +94,7 @@ class InputSpec:
     name: str
     shape: tuple[int | None, ...]
     dtype: str = "float32"
+    declared: bool = True  # False: the config names no shape (a Keras 2.2 Sequential); --input-shape gives it
 
 
 @dataclass

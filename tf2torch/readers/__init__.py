@@ -26,6 +26,10 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
 
 
+SOURCE_FORMATS = ("a Keras .h5 or .keras file, a SavedModel directory, a TF1 checkpoint (its .meta, .index or "
+                  "prefix) or a frozen graph (.pb)")
+
+
 def file_kind(path: str | os.PathLike) -> str:
     """``h5`` or ``keras``, told by the file's first bytes, not its name; ``savedmodel``, ``checkpoint`` or
     ``graphdef`` for the TensorFlow formats (a checkpoint prefix need not exist as a file)."""
@@ -36,8 +40,7 @@ def file_kind(path: str | os.PathLike) -> str:
     if not p.exists():
         raise ModelFileError(f"{p}: no such file")
     if p.is_dir():
-        raise ModelFileError(f"{p}: is a directory, not a model (.h5, .keras, a SavedModel directory or a "
-                             "directory holding a TF checkpoint)")
+        raise ModelFileError(f"{p}: is a directory, not a model; expected {SOURCE_FORMATS}")
     with open(p, "rb") as f:
         head = f.read(8)
     if head.startswith(HDF5_SIGNATURE):
@@ -45,8 +48,9 @@ def file_kind(path: str | os.PathLike) -> str:
     if head.startswith(ZIP_SIGNATURE):
         return "keras"
     if not head:
-        raise ModelFileError(f"{p}: the file is empty; expected a Keras .h5 or .keras model file")
-    raise ModelFileError(f"{p}: not a Keras model file (neither HDF5 nor a .keras zip); expected .h5 or .keras")
+        raise ModelFileError(f"{p}: the file is empty; expected {SOURCE_FORMATS}")
+    raise ModelFileError(f"{p}: not a Keras model file (neither HDF5 nor a .keras zip) nor a TensorFlow one; "
+                         f"expected {SOURCE_FORMATS}")
 
 
 _PREFETCHED: dict[tuple[Any, ...], tuple[watchdog.Pending, Path | None]] = {}

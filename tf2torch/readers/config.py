@@ -155,9 +155,8 @@ class _GraphBuilder:
             name = f"{layer_cfgs[0]['name']}_input"
             spec_cfg = {"batch_input_shape": [None, *(_shape_without_batch(first_cfg) or ())],
                         "dtype": first_cfg.get("dtype") or "float32"}
-            if _shape_without_batch(first_cfg) is None and bound is None:
-                raise ModelFileError("Sequential model has no input shape; rebuild it with keras.Input and save again")
-            current = self._input(name, spec_cfg, layer_prefix, node_prefix, bound, 0)
+            current = self._input(name, spec_cfg, layer_prefix, node_prefix, bound, 0,
+                                  declared=_shape_without_batch(first_cfg) is not None)
             rest = layer_cfgs
         for lc in rest:
             current = self._call(lc, layer_prefix, node_prefix, 0, current, {}, {}, tree)
@@ -257,14 +256,16 @@ class _GraphBuilder:
         return outputs
 
     def _input(self, name: str, cfg: dict[str, Any], layer_prefix: str, node_prefix: str,
-               bound: list[TensorRef] | None, position: int) -> list[TensorRef]:
+               bound: list[TensorRef] | None, position: int, declared: bool = True) -> list[TensorRef]:
+        """An input; ``declared=False``: a Sequential whose first layer names no input shape (Keras 2.2.4 saved one
+        built on its first call, e.g. astrorapid 0.2.17's model): its shape comes from ``--input-shape``."""
         if bound is not None:
             return [bound[position]]
         shape = _shape_without_batch(cfg)
         if shape is None:
             raise ModelFileError(f"input {name}: no shape in the config; the model config does not parse")
         dtype = cfg.get("dtype") or "float32"
-        self.input_specs.append(InputSpec(name, tuple(shape), str(dtype)))
+        self.input_specs.append(InputSpec(name, tuple(shape), str(dtype), declared))
         key = layer_prefix + name
         self.layers[key] = Layer(key, "InputLayer", cfg)
         node_id = node_prefix + name

@@ -26,6 +26,16 @@ from .h5 import parse_json
 CHILD_ORDER = {"forward_layer": 0, "backward_layer": 1}
 
 
+def not_a_keras_zip(path: str, names: set[str]) -> str:
+    """The error for a zip without ``config.json``. A ``torch.save`` file is a zip too (``<name>/data.pkl``): given
+    back to tf2torch as SOURCE it is most likely tf2torch's own output, so say how to load that instead."""
+    if any(n.endswith("/data.pkl") for n in names):
+        return (f"{path}: a PyTorch file (torch.save), not a Keras model; if tf2torch wrote it, it is already "
+                "converted: load it with tf2torch.load(path), or check it with tf2torch verify MODEL.h5 "
+                f"{path}")
+    return f"{path}: zip file without config.json; not a Keras .keras model file"
+
+
 def read_keras_zip(path: str, workdir: Path) -> tuple[KerasGraph, Path | None]:
     """Parse the archive; ``model.weights.h5`` is streamed (size-checked) to ``workdir`` so h5py reads it lazily.
     Returns the graph and the path of the unpacked weights file (None without weights)."""
@@ -33,7 +43,7 @@ def read_keras_zip(path: str, workdir: Path) -> tuple[KerasGraph, Path | None]:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
             if "config.json" not in names:
-                raise ModelFileError(f"{path}: zip file without config.json; not a Keras .keras model file")
+                raise ModelFileError(not_a_keras_zip(path, names))
             config_text = policy.read_zip_member(archive, "config.json", policy.MAX_CONFIG_BYTES, path)
             metadata_text = (policy.read_zip_member(archive, "metadata.json", policy.MAX_METADATA_BYTES, path)
                              if "metadata.json" in names else None)
@@ -77,7 +87,7 @@ def keras_zip_config(path: str) -> object:
     try:
         with zipfile.ZipFile(path) as archive:
             if "config.json" not in archive.namelist():
-                raise ModelFileError(f"{path}: zip file without config.json; not a Keras .keras model file")
+                raise ModelFileError(not_a_keras_zip(path, set(archive.namelist())))
             text = policy.read_zip_member(archive, "config.json", policy.MAX_CONFIG_BYTES, path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, OSError,
             ValueError, RuntimeError) as exc:
