@@ -31,7 +31,8 @@ from .compare import (
     compare_outputs,
     relevant_config,
 )
-from .inputs import InputArray, input_node_id, random_inputs, user_inputs
+from .folds import folded_calls, output_nodes
+from .inputs import InputArray, input_node_id, random_inputs, stand_in_size, user_inputs
 from .report import Report, format_error
 
 DTYPES = ("float32", "float64", "both")
@@ -70,7 +71,8 @@ def verify(source: Any, model: fx.GraphModule | str | os.PathLike | None = None,
     module = resolve_module(source, model, input_shapes, timings, tf_options)
     graph = module.tf2torch_meta["graph"]
     arrays = (user_inputs(inputs, graph) if inputs is not None else
-              random_inputs(graph, input_shapes or module.tf2torch_meta.get("input_shapes"), batch_size, seed))
+              random_inputs(graph, input_shapes or module.tf2torch_meta.get("input_shapes"), batch_size, seed,
+                            stand_in_size(module)))
     runs = ["float32", "float64"] if dtype == "both" else [dtype]
     tracker = ProgressTracker(progress, total=len(runs) * 2 * torch_side.count_calls(module))
     session = Session(source, module, graph, arrays, rtol, atol, tracker, timings)
@@ -120,6 +122,8 @@ class Session:
         self.shapes: dict[str, list[list[int]]] = {}
         self.node_ids = {n["id"] for n in graph["nodes"]}
         self.picked: dict[str, list[int]] = {}
+        self.folded = folded_calls(module, graph)  # Keras node → where --optimize folded it
+        self.outputs = output_nodes(graph)
 
     def run(self, dtype: str) -> dict[str, tuple[Metrics, bool, list[list[int]] | None]]:
         """One float32 or float64 run: node id → (metrics, shapes agree, torch shapes when they do not)."""
@@ -251,6 +255,8 @@ class Session:
                 row.status, row.note = "skipped", "runs inside TimeDistributed, where Keras shows no output"
             elif judged_result is None and self.picked.get(node["id"]) == []:
                 row.status, row.note = "skipped", "a TensorList (or loop) output, compared through the ops reading it"
+            elif judged_result is None and node["id"] in self.folded and node["id"] not in self.outputs:
+                row.status, row.note = "folded", self.folded[node["id"]]
             elif judged_result is None:
                 row.note = "no output on one side (the layer call was not run)"
             else:
