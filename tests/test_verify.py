@@ -448,6 +448,7 @@ def test_optimized_module_verifies_with_folded_calls_mapped(flavour, tmp_path):
         assert into is None or f"folded into {into} " in notes[node], notes[node]
     assert "compared there" in notes["conv"] and "identity" in notes["drop"]
     assert "6 more folded by --optimize" in report.summary_line()
+    assert {r.node: r.output_shapes for r in report.layers}["bn"] == [[2, 10, 10, 4]]  # Keras's, for every row
     result = CliRunner().invoke(main, ["convert", str(path), str(tmp_path / "o.pt"), "--optimize", "--verify"])
     assert result.exit_code == 0 and "OK: 3 layer calls match" in result.output, result.output
 
