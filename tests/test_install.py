@@ -44,12 +44,20 @@ def wheel_env(tmp_path_factory):
         "-w", tmp / "dist", cwd=source)
     (wheel,) = (tmp / "dist").glob("tf2torch-*.whl")
     env = tmp / "env"
-    run(sys.executable, "-m", "venv", "--without-pip", env)
+    outside_pip = pip_version() >= (22, 3)  # ``pip --python``: no pip of its own in the clean venv (ensurepip: 5 s)
+    run(sys.executable, "-m", "venv", *(["--without-pip"] if outside_pip else []), env)
     purelib = Path(sysconfig.get_path("purelib", vars={"base": str(env), "platbase": str(env)}))
     (purelib / "borrowed.pth").write_text("\n".join(p for p in site.getsitepackages() if "site-packages" in p) + "\n")
-    run(sys.executable, "-m", "pip", "--python", env / "bin" / "python", "install", "--no-deps", "--no-index", "-q",
-        wheel)
+    pip = [sys.executable, "-m", "pip", "--python", env / "bin" / "python"] if outside_pip else \
+        [env / "bin" / "python", "-m", "pip"]
+    run(*pip, "install", "--no-deps", "--no-index", "-q", wheel)
     return wheel, env
+
+
+def pip_version() -> tuple[int, ...]:
+    from importlib.metadata import version
+
+    return tuple(int(p) for p in version("pip").split(".")[:2] if p.isdigit())
 
 
 def test_wheel_installs_and_converts_in_a_clean_venv(wheel_env, tmp_path):
