@@ -50,7 +50,9 @@ def verify(source: Any, model: fx.GraphModule | str | os.PathLike | None = None,
     ``source``: the ``.h5``/``.keras`` file (loaded with the Keras that wrote it), or a Keras model in memory.
     ``model``: the converted module (or a ``.pt`` written by ``tf2torch.save``); converted from ``source`` when
     absent (``source`` must then be a file). ``inputs``: a ``.npz``/``.npy`` path, an array, a list (input order)
-    or a dict (input name → array), Keras layout with the batch axis; seeded random inputs when absent.
+    or a dict (input name → array), Keras layout with the batch axis; seeded random inputs when absent, their open
+    dimensions from ``input_shapes`` or else at the stand-in size the conversion was built with (as ``convert``).
+    A module made with ``optimize=True``: calls folded into another layer are rows with status ``folded``.
     ``dtype``: ``float32``, ``float64``, or ``both`` (judged in float32; the float64 run tells round-off from a
     semantic mismatch). Pass/fail per call: ``max|Δ| <= atol + rtol * max|Keras output|``.
     TensorFlow graphs (SavedModel signature, TF1 checkpoint, frozen ``.pb``) run on TensorFlow, op by op;
