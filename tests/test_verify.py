@@ -447,6 +447,7 @@ def test_optimized_module_verifies_with_folded_calls_mapped(flavour, tmp_path):
     for node, into in FOLDED.items():
         assert into is None or f"folded into {into} " in notes[node], notes[node]
     assert "compared there" in notes["conv"] and "identity" in notes["drop"]
+    assert notes["relu"] == "computed by conv's module, with bn, scale, relu folded in by --optimize"
     assert "6 more folded by --optimize" in report.summary_line()
     assert {r.node: r.output_shapes for r in report.layers}["bn"] == [[2, 10, 10, 4]]  # Keras's, for every row
     result = CliRunner().invoke(main, ["convert", str(path), str(tmp_path / "o.pt"), "--optimize", "--verify"])
@@ -461,6 +462,7 @@ def test_a_wrong_fold_is_caught_where_it_is_compared(absorber, compared_as, tmp_
         module.get_submodule(absorber).bias.add_(0.5)  # the fold's shift gone wrong
     report = tf2torch.verify(path, module)
     assert not report.ok and report.first_divergence == compared_as
+    assert f"computed by {absorber}'s module" in report.divergence["message"]
     assert {r.node: r.status for r in report.layers}[compared_as] == "fail"
 
 

@@ -18,14 +18,16 @@ from typing import Any
 import torch.fx as fx
 
 
-def folded_calls(module: fx.GraphModule, graph: Mapping[str, Any]) -> dict[str, str]:
-    """Keras node id → why the optimised module has no output of its own for it (empty for a default module)."""
+def folded_calls(module: fx.GraphModule, graph: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """(Keras node id → why the optimised module has no output of its own for it, Keras node id compared at an
+    absorbing module → which module computes it and what was folded in); both empty for a default module."""
     if not module.tf2torch_meta.get("optimize"):
-        return {}
+        return {}, {}
     nodes_of: dict[str, list[str]] = {}
     for node in graph["nodes"]:
         nodes_of.setdefault(node["layer"], []).append(node["id"])
     notes: dict[str, str] = {}
+    absorbed: dict[str, str] = {}
     computed: set[str] = set()
     for n in module.graph.nodes:
         meta = n.meta.get("tf2torch") or {}
@@ -37,6 +39,7 @@ def folded_calls(module: fx.GraphModule, graph: Mapping[str, Any]) -> dict[str, 
             continue
         target = meta.get("layer", str(n.target))
         at = meta["keras_node"]
+        absorbed[at] = f"computed by {target}'s module, with {', '.join(folded)} folded in by --optimize"
         for node_id in nodes_of.get(target, []):  # the absorbing layer's own call, when it now computes another's
             if node_id != at:
                 notes[node_id] = (f"{', '.join(folded)} folded into it by --optimize: its module now computes "
@@ -49,7 +52,7 @@ def folded_calls(module: fx.GraphModule, graph: Mapping[str, Any]) -> dict[str, 
         layer = graph["layers"][node["layer"]]
         if node["id"] not in computed and node["id"] not in notes and layer["class_name"] != "InputLayer":
             notes[node["id"]] = "removed by --optimize: an identity at inference"
-    return notes
+    return notes, absorbed
 
 
 def output_nodes(graph: Mapping[str, Any]) -> set[str]:

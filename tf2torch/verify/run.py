@@ -124,7 +124,7 @@ class Session:
         self.shapes: dict[str, list[list[int]]] = {}
         self.node_ids = {n["id"] for n in graph["nodes"]}
         self.picked: dict[str, list[int]] = {}
-        self.folded = folded_calls(module, graph)  # Keras node → where --optimize folded it
+        self.folded, self.absorbed = folded_calls(module, graph)  # Keras node → where --optimize folded it
         self.outputs = output_nodes(graph)
 
     def run(self, dtype: str) -> dict[str, tuple[Metrics, bool, list[list[int]] | None]]:
@@ -266,6 +266,7 @@ class Session:
             else:
                 metrics, same_shape, torch_shapes = judged_result
                 row.metrics, row.torch_shapes = metrics, torch_shapes
+                row.note = self.absorbed.get(node["id"])
                 row.status = "shape_mismatch" if not same_shape else ("pass" if metrics.ok else "fail")
             if judged == "float32" and "float64" in results and node["id"] in results["float64"]:
                 row.float64 = results["float64"][node["id"]][0]
@@ -295,6 +296,8 @@ class Session:
                     f"(max |Δ| {format_error(m.max_abs_error)}{where}, scale {format_error(m.scale)})")
         settings = ", ".join(f"{k}={v}" for k, v in config.items())
         text = what + (f"; {settings}" if settings else "")
+        if row.node in self.absorbed:  # the torch side of this call is a module --optimize folded layers into
+            text += f"; {self.absorbed[row.node]}"
         if row.cause == "round-off" and row.float64 is not None:
             text += f"; round-off: the error falls to {format_error(row.float64.max_rel_error)} in float64"
         elif row.cause == "semantic" and row.float64 is not None:
