@@ -16,7 +16,7 @@ from tf2torch.cli import main
 from tf2torch.converters import registry
 from tf2torch.errors import UnsupportedLayerError
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "conversion.md"  # the worked example, moved from README.md
 
 
 def readme_example() -> str:

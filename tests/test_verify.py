@@ -296,7 +296,7 @@ def test_user_inputs_npz_npy_and_bad_shapes(tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((1, 8, 8, 3), "float32"))
     with pytest.raises(Tf2TorchError, match="axis 1 has size 8, the model expects 9"):
         tf2torch.verify(one, inputs=tmp_path / "bad.npy")
-    result = CliRunner().invoke(main, ["verify", str(one), "--inputs", str(tmp_path / "bad.npy")])
+    result = CliRunner().invoke(main, ["verify", str(one), "--input-data", str(tmp_path / "bad.npy")])
     assert result.exit_code == 2 and result.output.count("\n") == 1
 
 
@@ -304,8 +304,6 @@ def test_open_dimensions_come_from_input_shape(tmp_path):
     k = keras_module("keras3")
     x = k.Input((None, 3), name="sequence")
     path = saved(k.Model(x, k.layers.Conv1D(4, 3, name="conv")(x), name="open_length"), tmp_path, "keras")
-    with pytest.raises(Tf2TorchError, match="--input-shape"):
-        tf2torch.verify(path)
     report = tf2torch.verify(path, input_shapes=[[11, 3]])
     assert report.ok and report.layers[0].output_shapes == [[2, 9, 4]]
     result = CliRunner().invoke(main, ["verify", str(path), "--input-shape", "12,3", "-q"])
@@ -415,3 +413,137 @@ def decode_png(data: bytes) -> np.ndarray:
     import tensorflow as tf
 
     return tf.io.decode_png(data, channels=3).numpy()
+
+
+# -- issue #20: --optimize's folds, convert's stand-in sizes, one meaning per flag, -q, the HTML's first row ------
+def folds_model(k):
+    """Every fold ``--optimize`` makes: Rescaling into the conv after it, BN and ReLU into the conv before them, a
+    Dropout dropped, a ZeroPadding2D into the max pooling after it, and a BN that is the model's output."""
+    x = k.Input((12, 12, 3), name="image")
+    h = k.layers.Rescaling(0.5, name="scale")(x)
+    h = k.layers.ReLU(name="relu")(k.layers.BatchNormalization(name="bn")(k.layers.Conv2D(4, 3, name="conv")(h)))
+    h = k.layers.ZeroPadding2D(1, name="pad")(k.layers.Dropout(0.3, name="drop")(h))
+    h = k.layers.Conv2D(5, 3, name="conv2")(k.layers.MaxPooling2D(3, 2, name="pool")(h))
+    model = k.Model(x, k.layers.BatchNormalization(name="bn2")(h), name="folds")
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if isinstance(layer, k.layers.BatchNormalization):  # moving statistics away from 0 and 1: a fold that
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in layer.get_weights()])
+    return model                                             # forgot them would show
+
+
+FOLDED = {"scale": "conv", "conv": None, "bn": "conv", "drop": None, "pad": "pool", "conv2": None}
+COMPARED = {"relu", "pool", "bn2"}
+
+
+def test_optimized_module_verifies_with_folded_calls_mapped(flavour, tmp_path):
+    path = saved(folds_model(keras_module(flavour)), tmp_path, formats_for(flavour)[0])
+    module = tf2torch.convert(path, optimize=True)
+    report = tf2torch.verify(path, module)
+    status = {r.node: r.status for r in report.layers}
+    assert report.ok, report.to_text()
+    assert status == {**{n: "folded" for n in FOLDED}, **{n: "pass" for n in COMPARED}}
+    notes = {r.node: r.note for r in report.layers}
+    for node, into in FOLDED.items():
+        assert into is None or f"folded into {into} " in notes[node], notes[node]
+    assert "compared there" in notes["conv"] and "identity" in notes["drop"]
+    assert notes["relu"] == "computed by conv's module, with bn, scale, relu folded in by --optimize"
+    assert "6 more folded by --optimize" in report.summary_line()
+    assert {r.node: r.output_shapes for r in report.layers}["bn"] == [[2, 10, 10, 4]]  # Keras's, for every row
+    result = CliRunner().invoke(main, ["convert", str(path), str(tmp_path / "o.pt"), "--optimize", "--verify"])
+    assert result.exit_code == 0 and "OK: 3 layer calls match" in result.output, result.output
+
+
+@pytest.mark.parametrize("absorber, compared_as", [("conv", "relu"), ("conv2", "bn2")])
+def test_a_wrong_fold_is_caught_where_it_is_compared(absorber, compared_as, tmp_path):
+    path = saved(folds_model(keras_module("keras3")), tmp_path, "keras")
+    module = tf2torch.convert(path, optimize=True)
+    with torch.no_grad():
+        module.get_submodule(absorber).bias.add_(0.5)  # the fold's shift gone wrong
+    report = tf2torch.verify(path, module)
+    assert not report.ok and report.first_divergence == compared_as
+    assert f"computed by {absorber}'s module" in report.divergence["message"]
+    assert {r.node: r.status for r in report.layers}[compared_as] == "fail"
+
+
+def test_open_dimensions_take_converts_stand_in_size(tmp_path):
+    """A crop of 1000 steps refuses the stand-ins 64 and 67 (and 64, 128): convert builds at 1024 and 2048, and
+    verify runs Keras at 1024 without being told (before: "give them with --input-shape")."""
+    k = keras_module("keras3")
+    x = k.Input((None, 3), name="sequence")
+    short = saved(k.Model(x, k.layers.Conv1D(4, 3, name="conv")(x), name="open_length"), tmp_path, "keras")
+    cropped = k.Model(x, k.layers.Conv1D(2, 3, name="conv")(k.layers.Cropping1D(500, name="crop")(x)), name="crop")
+    long = saved(cropped, tmp_path, "keras")
+    for path, size in ((short, 64), (long, 1024)):
+        assert tf2torch.convert(path).tf2torch_stand_in_sizes[0] == size
+        report = tf2torch.verify(path)
+        assert report.ok and report.inputs[0]["shape"] == [2, size, 3], report.inputs
+        assert f"stand-in size {size}" in report.inputs[0]["origin"]
+        result = CliRunner().invoke(main, ["verify", str(path), "-q"])
+        assert result.exit_code == 0 and result.output.startswith("OK:"), result.output
+    fixed = tf2torch.verify(short, input_shapes=[[11, 3]])
+    assert fixed.inputs[0]["shape"] == [2, 11, 3] and "stand-in" not in fixed.inputs[0]["origin"]
+
+
+def test_one_meaning_per_flag_old_spellings_warn(tmp_path):
+    """``--inputs``/``--outputs`` name TF tensors and ``--dtype`` is the model's dtype in every command; verify's
+    arrays are ``--input-data`` and its precision ``--verify-dtype``; the old spellings work with one line."""
+    path = saved(conv_dense(keras_module("keras3")), tmp_path, "keras")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((3, 9, 8, 3)).astype("float32"))
+    runner = CliRunner()
+    for args, deprecated in ((["--input-data", "x.npy", "--verify-dtype", "both"], None),
+                             (["--inputs", "x.npy"], "--inputs FILE.npz is now --input-data"),
+                             (["--input-data", "x.npy", "--dtype", "both"], "verify --dtype is now --verify-dtype")):
+        args = [str(tmp_path / a) if a.endswith(".npy") else a for a in args]
+        result = runner.invoke(main, ["verify", str(path), "--report", str(tmp_path / "r.json"), *args])
+        data = json.loads((tmp_path / "r.json").read_text())
+        assert result.exit_code == 0 and data["inputs"][0]["shape"] == [3, 9, 8, 3], result.output
+        assert data["dtype"] == ("both" if "both" in args else "float32")
+        assert ("deprecated:" in result.output) == (deprecated is not None)
+        assert deprecated is None or deprecated in result.output
+    helps = {cmd: runner.invoke(main, [cmd, "--help"]).output for cmd in ("convert", "verify", "inspect")}
+    for flag, meaning in (("--inputs", "input tensor names"), ("--outputs", "output tensor names")):
+        assert all(meaning in " ".join(h.split(flag, 1)[1].split()[:12]) for h in helps.values()), flag
+    assert "--verify-dtype" in helps["convert"] and "--verify-dtype" in helps["verify"]
+    assert "--dtype" not in helps["verify"] and "--input-data" in helps["verify"]
+
+
+def chain_model(k, n: int = 12):
+    x = k.Input((6,), name="x")
+    h = x
+    for i in range(n):
+        h = k.layers.Dense(6, activation="tanh", name=f"d{i}")(h)
+    return k.Model(x, h, name="chain")
+
+
+@pytest.fixture(scope="module")
+def chain_broken(tmp_path_factory):
+    """A 12-layer chain whose 4th layer is off: the 9 calls from it on fail."""
+    tmp = tmp_path_factory.mktemp("chain")
+    path = saved(chain_model(keras_module("keras3")), tmp, "keras")
+    module = tf2torch.convert(path)
+    with torch.no_grad():
+        module.get_submodule("d3")[0].bias.add_(0.1)
+    tf2torch.save(module, tmp / "broken.pt")
+    return path, tmp / "broken.pt", tf2torch.verify(path, module)
+
+
+def test_quiet_prints_a_summary_not_every_failure(chain_broken):
+    path, broken, report = chain_broken
+    assert len(report.failed) == 9
+    result = CliRunner().invoke(main, ["verify", str(path), str(broken), "-q"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and lines[0].startswith("MISMATCH: 9 of 12") and len(lines) == 7, result.output
+    assert lines[1].startswith("  FAIL d3 (Dense)") and "4 more failing calls" in lines[-1]
+
+
+def test_html_table_opens_at_the_first_failing_row(chain_broken):
+    _, _, report = chain_broken
+    for html in (report.to_html(), report._repr_html_()):
+        earlier, table = html.split("</details>")
+        assert "3 earlier layer calls, all within tolerance" in earlier and earlier.count("<tr class=") == 3
+        rows = re.findall(r"<tr class=\"([a-z]*)\"( id=\"first-failure\")?><td class=\"num\">(\d+)</td>", table)
+        assert rows[0] == ("first", ' id="first-failure"', "3") and len(rows) == 9
+        assert '<a href="#first-failure">' in html
+    ok = tf2torch.verify(chain_broken[0])
+    assert "<details>" not in ok.to_html() and "first-failure" not in ok.to_html()

@@ -432,6 +432,8 @@ class Assembler:
         names = list(self.graph.output_names)
         module.output_names = names if len(names) == len(results) else [f"output_{i}" for i in range(len(results))]
         module.tf2torch_notices = list(self.notices)
+        # the stand-in sizes open dimensions were built with: ``tf2torch verify`` runs Keras at the first of them
+        module.tf2torch_stand_in_sizes = tuple(self.dynamic_sizes) if self.open_inputs else None
         training.attach(module, self.graph)
         return module.eval()
 

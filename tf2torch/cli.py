@@ -141,7 +141,7 @@ def tf_options_from(signature: str | None, tf_inputs: tuple[str, ...], tf_output
             "constants": dict(parse_constant(c) for c in constants) or None}
 
 
-def verify_options(fn: Callable[..., Any], dtype_flag: str = "--dtype") -> Callable[..., Any]:
+def verify_options(fn: Callable[..., Any], dtype_flag: str = "--verify-dtype") -> Callable[..., Any]:
     """Options shared by ``verify`` and ``convert --verify``."""
     options = [
         click.option("--report", "reports", multiple=True, type=click.Path(dir_okay=False), help=REPORT_HELP),
@@ -180,7 +180,7 @@ def verify_options(fn: Callable[..., Any], dtype_flag: str = "--dtype") -> Calla
 @click.option("--flip-theano-kernels", is_flag=True,
               help="A .h5 trained with Keras's Theano backend: flip its convolution kernels as Keras 2.0-2.3 did on "
                    "loading (the model as trained; today's Keras runs them unflipped).")
-@functools.partial(verify_options, dtype_flag="--verify-dtype")
+@verify_options
 @tf_graph_options()
 @friendly_errors
 def convert(source: str, output: str, emit_kinds: tuple[str, ...], force: bool, keep_layout: bool,
@@ -291,33 +291,64 @@ def write_single_file(module: Any, output: str, kind: str) -> None:
 @main.command()
 @click.argument("source", type=click.Path(dir_okay=True))
 @click.argument("converted", required=False, type=click.Path(dir_okay=False))
-@click.option("--inputs", "inputs", type=click.Path(dir_okay=False),
+@click.option("--input-data", "input_data", type=click.Path(dir_okay=False),
               help="A .npz (one array per input name, or arr_0, arr_1, ...) or .npy file in Keras layout, with the "
-                   "batch axis. Default: seeded random inputs.")
+                   "batch axis. Default: seeded random inputs (open dimensions at convert's stand-in size).")
 @click.option("--input-shape", "input_shape", multiple=True,
               help="Fix open dimensions of an input (without the batch axis), e.g. 128,? ; repeat per input.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=2, show_default=True,
               help="Batch size of the random inputs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the failing layer calls and the verdict.")
+@click.option("--quiet", "-q", is_flag=True, help="Print the verdict and the first failing layer calls only.")
 @verify_options
-@tf_graph_options("--input-tensors", "--output-tensors")
+@tf_graph_options()
+@click.option("--dtype", "old_dtype", hidden=True, type=click.Choice(["float32", "float64", "both"]), default=None)
+@click.option("--input-tensors", "old_inputs", hidden=True, multiple=True)
+@click.option("--output-tensors", "old_outputs", hidden=True, multiple=True)
 @friendly_errors
-def verify(source: str, converted: str | None, inputs: str | None, input_shape: tuple[str, ...],
+def verify(source: str, converted: str | None, input_data: str | None, input_shape: tuple[str, ...],
            batch_size: int, seed: int, quiet: bool, reports: tuple[str, ...], rtol: float | None,
            atol: float | None, verify_dtype: str, signature: str | None, tf_inputs: tuple[str, ...],
-           tf_outputs: tuple[str, ...], constants: tuple[str, ...]) -> None:
+           tf_outputs: tuple[str, ...], constants: tuple[str, ...], old_dtype: str | None,
+           old_inputs: tuple[str, ...], old_outputs: tuple[str, ...]) -> None:
     """Run SOURCE with Keras and its conversion (CONVERTED .pt, or converted now) on the same inputs and compare
     every layer's output. Exit 0 when all match, 1 on a mismatch, 2 on bad usage or input."""
     check_report_paths(reports)
+    input_data, tf_inputs, tf_outputs, verify_dtype = old_spellings(
+        input_data, tf_inputs + old_inputs, tf_outputs + old_outputs, old_dtype or verify_dtype,
+        bool(old_inputs or old_outputs), old_dtype is not None)
     model: Any = converted
     if converted is not None and not os.path.exists(converted):
         raise Tf2TorchError(f"{converted}: no such file")
     report = run_verification(source, model, reports=reports, rtol=rtol, atol=atol, dtype=verify_dtype,
-                              input_shapes=parse_input_shapes(input_shape), inputs=inputs,
+                              input_shapes=parse_input_shapes(input_shape), inputs=input_data,
                               batch_size=batch_size, seed=seed, quiet=quiet,
                               tf_options=tf_options_from(signature, tf_inputs, tf_outputs, constants))
     sys.exit(0 if report.ok else 1)
+
+
+def old_spellings(input_data: str | None, tf_inputs: tuple[str, ...], tf_outputs: tuple[str, ...],
+                  verify_dtype: str, old_tensors: bool, old_dtype: bool
+                  ) -> tuple[str | None, tuple[str, ...], tuple[str, ...], str]:
+    """One meaning per flag across commands (issue #20): ``--inputs``/``--outputs`` name TF tensors and
+    ``--dtype`` is the converted model's dtype, as in ``convert``. ``verify``'s old spellings still work, each with
+    a deprecation line: ``--inputs x.npz`` (now ``--input-data``), ``--input-tensors``/``--output-tensors`` (now
+    ``--inputs``/``--outputs``) and ``--dtype`` (now ``--verify-dtype``)."""
+    files = [v for v in tf_inputs if v.lower().endswith((".npz", ".npy"))]
+    if files:
+        if input_data is not None or len(files) > 1:
+            raise click.UsageError("give one array file, with --input-data")
+        deprecated("--inputs FILE.npz", "--input-data FILE.npz (--inputs names TF input tensors, as in convert)")
+        input_data, tf_inputs = files[0], tuple(v for v in tf_inputs if v not in files)
+    if old_tensors:
+        deprecated("--input-tensors / --output-tensors", "--inputs / --outputs")
+    if old_dtype:
+        deprecated("verify --dtype", "--verify-dtype (--dtype is the converted model's dtype, as in convert)")
+    return input_data, tf_inputs, tf_outputs, verify_dtype
+
+
+def deprecated(old: str, new: str) -> None:
+    click.echo(f"deprecated: {old} is now {new}; the old spelling will be removed", err=True)
 
 
 def check_report_paths(reports: tuple[str, ...]) -> None:
@@ -343,10 +374,7 @@ def run_verification(source: str, model: Any, *, reports: tuple[str, ...], quiet
         report = verify_model(source, model, **options)
     color = sys.stdout.isatty()
     if quiet:
-        failed = [r for r in report.layers if not r.ok][:20]
-        for r in failed:
-            click.echo(f"FAIL {r.node} ({r.class_name}): {r.status} max rel {r.metrics.max_rel_error}")
-        click.echo(report.summary_line())
+        click.echo(report.quiet_text(), nl=False)
     else:
         click.echo(report.to_text(color=color), nl=False)
     for path in reports:

@@ -103,7 +103,7 @@ class LayerResult:
     class_name: str
     call: int
     output_shapes: list[list[int]]
-    status: str = "missing"  # pass | fail | shape_mismatch | missing | skipped
+    status: str = "missing"  # pass | fail | shape_mismatch | missing | skipped | folded (by --optimize)
     metrics: Metrics = field(default_factory=Metrics)
     torch_shapes: list[list[int]] | None = None
     float64: Metrics | None = None
@@ -112,7 +112,7 @@ class LayerResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("pass", "skipped")
+        return self.status in ("pass", "skipped", "folded")
 
     def to_dict(self) -> dict[str, Any]:
         row = {"index": self.index, "node": self.node, "layer": self.layer, "class_name": self.class_name,

@@ -3,7 +3,8 @@ model's input specs.
 
 Random floats are standard normal. An input that feeds an ``Embedding`` gets integer ids below the smallest
 ``input_dim`` among them (Keras checks nothing, torch raises on an id out of range). Dimensions the model leaves
-open come from ``input_shapes`` (the CLI's ``--input-shape``) or the shapes the module was converted with.
+open come from ``input_shapes`` (the CLI's ``--input-shape``), the shapes the module was converted with, or else
+the stand-in size ``convert`` built them with.
 """
 
 from __future__ import annotations
@@ -54,17 +55,29 @@ def vocabulary_sizes(graph: Mapping[str, Any]) -> dict[str, int]:
 
 
 def concrete_shape(name: str, shape: Sequence[int | None], given: Sequence[int | None] | None,
-                   batch_size: int) -> tuple[int, ...]:
+                   batch_size: int, stand_in: int | None = None) -> tuple[int, ...]:
+    """The input's shape with batch: open dimensions from ``given`` (``--input-shape``), else ``stand_in``."""
     dims = list(shape)
     if given is not None:
         if len(given) != len(dims):
             raise Tf2TorchError(f"input {name}: --input-shape has {len(given)} dimensions, the model expects "
                                 f"{len(dims)} (without the batch axis): {_shape_text(dims)}")
         dims = [g if g is not None else d for g, d in zip(given, dims)]
+    if any(d is None for d in dims) and stand_in is not None:
+        dims = [stand_in if d is None else d for d in dims]
     if any(d is None for d in dims):
         raise Tf2TorchError(f"input {name} has open dimensions {_shape_text(dims)}; give them with --input-shape "
-                            f"(e.g. --input-shape {','.join(str(d or 32) for d in dims)}) or pass --inputs")
+                            f"(e.g. --input-shape {','.join(str(d or 32) for d in dims)}) or pass arrays with "
+                            "--input-data")
     return (batch_size, *[int(d) for d in dims])
+
+
+def stand_in_size(module: Any) -> int | None:
+    """The size ``convert`` gave the dimensions the model leaves open (the first of the stand-in pair its build
+    accepted, ``assemble.DYNAMIC_SIZES``), so that ``verify`` runs Keras where the conversion was built and needs
+    no ``--input-shape`` that ``convert`` did not (issue #20)."""
+    sizes = getattr(module, "tf2torch_stand_in_sizes", None)
+    return int(sizes[0]) if sizes else None
 
 
 def _shape_text(dims: Sequence[int | None]) -> str:
@@ -72,13 +85,15 @@ def _shape_text(dims: Sequence[int | None]) -> str:
 
 
 def random_inputs(graph: Mapping[str, Any], input_shapes: Sequence[Sequence[int | None] | None] | None,
-                  batch_size: int = 2, seed: int = 0) -> list[InputArray]:
+                  batch_size: int = 2, seed: int = 0, stand_in: int | None = None) -> list[InputArray]:
     rng = np.random.default_rng(seed)
     vocab = vocabulary_sizes(graph)
     arrays = []
     for i, spec in enumerate(graph["input_specs"]):
         given = input_shapes[i] if input_shapes is not None and i < len(input_shapes) else None
-        shape = concrete_shape(spec["name"], spec["shape"], given, batch_size)
+        shape = concrete_shape(spec["name"], spec["shape"], given, batch_size, stand_in)
+        opened = [d is None and (given is None or given[j] is None) for j, d in enumerate(spec["shape"])]
+        standing = f"; open dimensions at the stand-in size {stand_in}, as convert built them" if any(opened) else ""
         dtype = numpy_dtype(spec)
         node_id = input_node_id(graph, spec["name"])
         if node_id in vocab:
@@ -91,14 +106,14 @@ def random_inputs(graph: Mapping[str, Any], input_shapes: Sequence[Sequence[int 
             origin = f"random integers in [0, {DEFAULT_INT_HIGH}), seed {seed}"
         else:
             array, origin = rng.standard_normal(shape).astype(np.float32), f"standard normal, seed {seed}"
-        arrays.append(InputArray(spec["name"], array, origin))
+        arrays.append(InputArray(spec["name"], array, origin + standing))
     return arrays
 
 
 def numpy_dtype(spec: Mapping[str, Any]) -> np.dtype:
     name = str(spec["dtype"])
     if name == "string":
-        raise Tf2TorchError(f"input {spec['name']} takes strings; pass real inputs with --inputs")
+        raise Tf2TorchError(f"input {spec['name']} takes strings; pass real inputs with --input-data")
     try:
         dtype = np.dtype(name)
     except TypeError:
@@ -129,13 +144,14 @@ def user_inputs(source: Any, graph: Mapping[str, Any]) -> list[InputArray]:
         if missing and len(source) == len(names) and all(k.startswith("arr_") for k in source):
             source = [source[f"arr_{i}"] for i in range(len(names))]
         elif missing:
-            raise Tf2TorchError(f"--inputs has no array for input(s) {', '.join(missing)} "
+            raise Tf2TorchError(f"--input-data has no array for input(s) {', '.join(missing)} "
                                 f"(it has {', '.join(sorted(source)) or 'none'})")
         else:
             source = [source[n] for n in names]
     source = [np.asarray(a) for a in source]
     if len(source) != len(specs):
-        raise Tf2TorchError(f"the model has {len(specs)} input(s) ({', '.join(names)}), --inputs gave {len(source)}")
+        raise Tf2TorchError(f"the model has {len(specs)} input(s) ({', '.join(names)}), "
+                            f"--input-data gave {len(source)}")
     arrays = []
     for spec, array in zip(specs, source):
         check_array(spec, array)
@@ -145,11 +161,11 @@ def user_inputs(source: Any, graph: Mapping[str, Any]) -> list[InputArray]:
 
 def _read_array_file(path: Path, names: list[str]) -> Any:
     if not path.exists():
-        raise Tf2TorchError(f"--inputs {path}: no such file")
+        raise Tf2TorchError(f"--input-data {path}: no such file")
     try:
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
-        raise Tf2TorchError(f"--inputs {path}: not a numpy .npz or .npy file ({exc})") from None
+        raise Tf2TorchError(f"--input-data {path}: not a numpy .npz or .npy file ({exc})") from None
     if isinstance(data, np.ndarray):
         return data
     with data:

@@ -57,7 +57,8 @@ def import_keras(keras_major: int) -> tuple[Any, str, str | None]:
     try:
         import keras
     except ImportError:
-        raise Tf2TorchError("verify runs the original model and needs Keras: pip install 'tf2torch[verify]'") from None
+        raise Tf2TorchError("verify runs the original model and needs Keras: pip install -c constraints.txt -e "
+                            "'.[verify]' in the tf2torch clone (tf2torch is not on PyPI)") from None
     if not keras.__version__.startswith("3") and keras_major == 3:
         raise Tf2TorchError(f"this file was written by Keras 3; the installed Keras is {keras.__version__}")
     return keras, ("keras" if keras.__version__.startswith("3") else "tf_keras"), note

@@ -17,6 +17,7 @@ from typing import Any
 from .compare import LayerResult
 
 SCHEMA = "tf2torch-verify/1"
+QUIET_FAILURES = 5  # failing calls ``verify -q`` lists below its verdict
 REPORT_SUFFIXES = {".json": "json", ".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
 
 
@@ -47,13 +48,27 @@ class Report:
         return "float64" if self.dtype == "float64" else "float32"
 
     def summary_line(self) -> str:
-        n = len(self.layers)
+        folded = sum(1 for r in self.layers if r.status == "folded")
+        n = len(self.layers) - folded
+        more = f" ({folded} more folded by --optimize into the layers compared)" if folded else ""
         if self.ok:
-            return (f"OK: {n} layer calls match within rtol={self.rtol:g}, atol={self.atol:g} ({self.judged_dtype}); "
-                    f"max relative error {format_error(self.max_rel_error)}")
+            return (f"OK: {n} layer calls match within rtol={self.rtol:g}, atol={self.atol:g} ({self.judged_dtype})"
+                    f"{more}; max relative error {format_error(self.max_rel_error)}")
         d = self.divergence or {}
         return (f"MISMATCH: {len(self.failed)} of {n} layer calls differ; first divergence at "
                 f"{self.first_divergence} ({d.get('class_name', '?')}): {d.get('message', '')}")
+
+    def quiet_text(self, shown: int = QUIET_FAILURES) -> str:
+        """``verify -q``: the verdict, then at most ``shown`` failing calls and how many more (issue #20: a
+        mismatching model printed 367 FAIL lines)."""
+        lines = [self.summary_line()]
+        failed = self.failed
+        for r in failed[:shown]:
+            lines.append(f"  FAIL {r.node} ({r.class_name}): {r.status.replace('_', ' ')}, max rel "
+                         f"{format_error(r.metrics.max_rel_error)}")
+        if len(failed) > shown:
+            lines.append(f"  … and {len(failed) - shown} more failing calls: --report report.html lists them all")
+        return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
         return {

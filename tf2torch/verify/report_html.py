@@ -50,6 +50,7 @@ CSS = """
 .t2t .grid2>section{min-width:0}
 .t2t .note{color:#92400e;background:#fffbeb;border:1px solid #fde68a;border-radius:8px;padding:8px 12px;
  margin-bottom:10px;font-size:13px}
+.t2t details{margin-bottom:8px}.t2t summary{cursor:pointer;color:#475569;font-size:13px;margin-bottom:6px}
 .t2t .foot{color:#94a3b8;font-size:12px;text-align:center;margin-top:8px}
 """
 
@@ -104,25 +105,35 @@ def _divergence(report: "Report") -> str:
     config = "".join(f"<tr><td><code>{escape(str(k))}</code></td><td><code>{escape(repr(v))}</code></td></tr>"
                      for k, v in d["config"].items())
     cause = f" · cause: <b>{escape(d['cause'])}</b>" if d.get("cause") else ""
-    return (f'<section class="alert"><h2>First divergence: <code>{escape(d["layer"])}</code> '
+    return (f'<section class="alert"><h2>First divergence: <a href="#first-failure"><code>{escape(d["layer"])}'
+            '</code></a> '
             f'({escape(d["class_name"])}, call {d["call"]}){cause}</h2><p>{escape(d["message"])}</p>'
             + (f'<table class="kv" style="width:auto"><tr><th>config</th><th>value</th></tr>{config}</table>'
                if config else "") + "</section>")
 
 
 def _table(report: "Report") -> str:
+    """The per-call table. A failing report opens at its first failing call (no script can scroll the page): the
+    calls before it, all passing, fold into a ``<details>`` above, and that row carries ``id="first-failure"``,
+    which the first-divergence box links to."""
     both = any(r.float64 is not None for r in report.layers)
     head = ["#", "layer", "class", "output shape", "max abs", "max rel", "mean abs", "cosine"]
     head += ["float64 rel", "cause"] if both else []
     head.append("status")
     numeric = {"#", "max abs", "max rel", "mean abs", "cosine", "float64 rel"}
     ths = "".join(f'<th class="{"num" if h in numeric else ""}">{escape(h)}</th>' for h in head)
-    rows = "\n".join(_row(r, report, both) for r in report.layers)
-    return (f'<section><h2>Layer calls ({len(report.layers)})</h2><div class="scroll"><table>'
+    first = next((i for i, r in enumerate(report.layers) if not r.ok), 0)
+    before = "\n".join(_row(r, report, both) for r in report.layers[:first])
+    rows = "\n".join(_row(r, report, both, anchor=i == 0 and not report.ok)
+                     for i, r in enumerate(report.layers[first:]))
+    earlier = (f'<details><summary>{first} earlier layer call{"s" if first > 1 else ""}, all within tolerance'
+               f'</summary><div class="scroll"><table><thead><tr>{ths}</tr></thead><tbody>{before}</tbody></table>'
+               "</div></details>") if first else ""
+    return (f'<section><h2>Layer calls ({len(report.layers)})</h2>{earlier}<div class="scroll"><table>'
             f"<thead><tr>{ths}</tr></thead><tbody>{rows}</tbody></table></div></section>")
 
 
-def _row(r: "LayerResult", report: "Report", both: bool) -> str:
+def _row(r: "LayerResult", report: "Report", both: bool, anchor: bool = False) -> str:
     m = r.metrics
     cls = "first" if (r.layer == report.first_divergence and not r.ok and
                       r.node == (report.divergence or {}).get("node")) else ("bad" if not r.ok else "")
@@ -133,11 +144,13 @@ def _row(r: "LayerResult", report: "Report", both: bool) -> str:
              (format_cosine(m.cosine_similarity), True)]
     if both:
         cells += [(format_error(r.float64.max_rel_error) if r.float64 else "-", True), (escape(r.cause or ""), False)]
-    status = ('<span class="skip">skipped</span>' if r.status == "skipped" else '<span class="ok">pass</span>' if r.ok
+    status = (f'<span class="skip">{r.status}</span>' if r.status in ("skipped", "folded")
+              else '<span class="ok">pass</span>' if r.ok
               else f'<span class="no">{escape(r.status.replace("_", " "))}</span>')
     cells.append((status, False))
     tds = "".join(f'<td class="{"num" if num else ""}">{text}</td>' for text, num in cells)
-    return f'<tr class="{cls}">{tds}</tr>'
+    ident = ' id="first-failure"' if anchor else ""
+    return f'<tr class="{cls}"{ident}>{tds}</tr>'
 
 
 def _kv(rows: list[tuple[str, Any]]) -> str:

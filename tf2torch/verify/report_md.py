@@ -71,7 +71,8 @@ def _table(rows: list["LayerResult"], report: "Report") -> list[str]:
                  format_cosine(mm.cosine_similarity)]
         if both:
             cells += [format_error(r.float64.max_rel_error) if r.float64 else "-", r.cause or ""]
-        cells.append("➖ skipped" if r.status == "skipped" else "✅" if r.ok else f"❌ {r.status.replace('_', ' ')}")
+        cells.append(f"➖ {r.status}" if r.status in ("skipped", "folded")
+                     else "✅" if r.ok else f"❌ {r.status.replace('_', ' ')}")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

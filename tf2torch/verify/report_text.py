@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from .compare import LayerResult
     from .report import Report
 
-STATUS_TEXT = {"pass": "ok", "fail": "FAIL", "shape_mismatch": "SHAPE", "missing": "MISSING", "skipped": "skipped"}
+STATUS_TEXT = {"pass": "ok", "fail": "FAIL", "shape_mismatch": "SHAPE", "missing": "MISSING", "skipped": "skipped",
+               "folded": "folded"}
 
 
 def text_report(report: "Report", color: bool = False, width: int | None = None) -> str:

@@ -31,7 +31,8 @@ from .compare import (
     compare_outputs,
     relevant_config,
 )
-from .inputs import InputArray, input_node_id, random_inputs, user_inputs
+from .folds import folded_calls, output_nodes
+from .inputs import InputArray, input_node_id, random_inputs, stand_in_size, user_inputs
 from .report import Report, format_error
 
 DTYPES = ("float32", "float64", "both")
@@ -49,7 +50,9 @@ def verify(source: Any, model: fx.GraphModule | str | os.PathLike | None = None,
     ``source``: the ``.h5``/``.keras`` file (loaded with the Keras that wrote it), or a Keras model in memory.
     ``model``: the converted module (or a ``.pt`` written by ``tf2torch.save``); converted from ``source`` when
     absent (``source`` must then be a file). ``inputs``: a ``.npz``/``.npy`` path, an array, a list (input order)
-    or a dict (input name → array), Keras layout with the batch axis; seeded random inputs when absent.
+    or a dict (input name → array), Keras layout with the batch axis; seeded random inputs when absent, their open
+    dimensions from ``input_shapes`` or else at the stand-in size the conversion was built with (as ``convert``).
+    A module made with ``optimize=True``: calls folded into another layer are rows with status ``folded``.
     ``dtype``: ``float32``, ``float64``, or ``both`` (judged in float32; the float64 run tells round-off from a
     semantic mismatch). Pass/fail per call: ``max|Δ| <= atol + rtol * max|Keras output|``.
     TensorFlow graphs (SavedModel signature, TF1 checkpoint, frozen ``.pb``) run on TensorFlow, op by op;
@@ -70,7 +73,8 @@ def verify(source: Any, model: fx.GraphModule | str | os.PathLike | None = None,
     module = resolve_module(source, model, input_shapes, timings, tf_options)
     graph = module.tf2torch_meta["graph"]
     arrays = (user_inputs(inputs, graph) if inputs is not None else
-              random_inputs(graph, input_shapes or module.tf2torch_meta.get("input_shapes"), batch_size, seed))
+              random_inputs(graph, input_shapes or module.tf2torch_meta.get("input_shapes"), batch_size, seed,
+                            stand_in_size(module)))
     runs = ["float32", "float64"] if dtype == "both" else [dtype]
     tracker = ProgressTracker(progress, total=len(runs) * 2 * torch_side.count_calls(module))
     session = Session(source, module, graph, arrays, rtol, atol, tracker, timings)
@@ -120,6 +124,8 @@ class Session:
         self.shapes: dict[str, list[list[int]]] = {}
         self.node_ids = {n["id"] for n in graph["nodes"]}
         self.picked: dict[str, list[int]] = {}
+        self.folded, self.absorbed = folded_calls(module, graph)  # Keras node → where --optimize folded it
+        self.outputs = output_nodes(graph)
 
     def run(self, dtype: str) -> dict[str, tuple[Metrics, bool, list[list[int]] | None]]:
         """One float32 or float64 run: node id → (metrics, shapes agree, torch shapes when they do not)."""
@@ -190,6 +196,8 @@ class Session:
         inputs = {input_node_id(self.graph, a.name): a.array for a in self.arrays}
         t = time.perf_counter()
         torch_side.run_module(module, inputs, on_output, TORCH_DTYPE[dtype])
+        for node_id, refs in keras_out.items():  # calls torch gave no output for (folded by --optimize): shapes
+            self.shapes.setdefault(node_id, [list(r.shape) for r in refs])
         self.timings[f"torch_{dtype}"] = time.perf_counter() - t - compare_time
         self.timings[f"compare_{dtype}"] = compare_time
         if wrong_dtype:
@@ -251,11 +259,14 @@ class Session:
                 row.status, row.note = "skipped", "runs inside TimeDistributed, where Keras shows no output"
             elif judged_result is None and self.picked.get(node["id"]) == []:
                 row.status, row.note = "skipped", "a TensorList (or loop) output, compared through the ops reading it"
+            elif judged_result is None and node["id"] in self.folded and node["id"] not in self.outputs:
+                row.status, row.note = "folded", self.folded[node["id"]]
             elif judged_result is None:
                 row.note = "no output on one side (the layer call was not run)"
             else:
                 metrics, same_shape, torch_shapes = judged_result
                 row.metrics, row.torch_shapes = metrics, torch_shapes
+                row.note = self.absorbed.get(node["id"])
                 row.status = "shape_mismatch" if not same_shape else ("pass" if metrics.ok else "fail")
             if judged == "float32" and "float64" in results and node["id"] in results["float64"]:
                 row.float64 = results["float64"][node["id"]][0]
@@ -285,6 +296,8 @@ class Session:
                     f"(max |Δ| {format_error(m.max_abs_error)}{where}, scale {format_error(m.scale)})")
         settings = ", ".join(f"{k}={v}" for k, v in config.items())
         text = what + (f"; {settings}" if settings else "")
+        if row.node in self.absorbed:  # the torch side of this call is a module --optimize folded layers into
+            text += f"; {self.absorbed[row.node]}"
         if row.cause == "round-off" and row.float64 is not None:
             text += f"; round-off: the error falls to {format_error(row.float64.max_rel_error)} in float64"
         elif row.cause == "semantic" and row.float64 is not None:
