@@ -27,13 +27,19 @@ class UnsupportedLayerError(Tf2TorchError):
         parts = []
         for name, class_name in layers:
             reason = reasons.get(name)
-            kind = "operation " if "." in class_name else ""  # op nodes go by a dotted spelling (tf.math.cumsum)
+            kind = "operation " if _is_op(class_name) else ""
             parts.append(f"{name} ({kind}{class_name}{': ' + reason if reason else ''})")
-        what = "layer(s) and operation(s)" if any("." in c for _, c in layers) else "layer(s)"
+        what = "layer(s) and operation(s)" if any(_is_op(c) for _, c in layers) else "layer(s)"
         super().__init__(
             f"{len(layers)} {what} cannot be converted: {', '.join(parts)}. "
             "Register a converter with @tf2torch.register('ClassName') to add support."
         )
+
+
+def _is_op(class_name: str) -> bool:
+    """Op nodes go by a spelling under ``keras.ops.`` or ``tf.`` (``tf.math.cumsum``); a user's own class is
+    spelled ``module.Name`` (``registry.is_op_key``)."""
+    return class_name.startswith(("keras.ops.", "tf."))
 
 
 class ConversionError(Tf2TorchError):
