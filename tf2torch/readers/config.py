@@ -50,7 +50,8 @@ class ModelTree:
 
 
 def normalize_value(value: Any) -> Any:
-    """Decode dialect encodings inside config values: ``__tuple__``, Keras 3 function and dtype-policy objects."""
+    """Decode dialect encodings inside config values: ``__tuple__``, Keras 3 function and dtype-policy objects;
+    a nested object's class spelled by ``class_identity``."""
     if isinstance(value, list):
         return [normalize_value(v) for v in value]
     if not isinstance(value, dict):
@@ -62,6 +63,10 @@ def normalize_value(value: Any) -> Any:
         return value["config"]
     if class_name in ("DTypePolicy", "Policy", "FloatDTypePolicy") and isinstance(value.get("config"), dict):
         return value["config"].get("name")
+    if isinstance(class_name, str) and not class_name.startswith("__"):
+        # a nested serialized object (a wrapped layer, an RNN cell, an activation layer): spelled like a layer,
+        # so a user's own ``LSTMCell`` inside ``RNN`` never reads as Keras's
+        value = {**value, "class_name": class_identity(value)}
     return {k: normalize_value(v) for k, v in value.items()}
 
 
