@@ -269,3 +269,24 @@ def test_bare_name_registration_still_converts_a_users_class(tmp_path):
     finally:
         registry.CONVERTERS.pop("Shift")
     assert torch.equal(module(torch.zeros(1, 2)), torch.full((1, 2), 3.0))
+
+
+def test_docs_example_converts_gemma_rms_normalization(tmp_path):
+    """docs/custom-layers.md's converter for keras_hub's Gemma ``RMSNormalization`` runs as written and matches
+    Keras within 1e-5."""
+    import keras
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "custom-layers.md"
+    code = re.search(r"```python\n(.*?)```", docs.read_text(), re.S).group(1)
+    x = keras.Input((5, 6))
+    model = keras.Model(x, gemma_rms_normalization(keras, False)(epsilon=1e-5)(x))
+    model.save(tmp_path / "gemma.keras")
+    namespace: dict = {"__name__": "docs_example"}
+    exec(compile(code, "custom-layers.md", "exec"), namespace)
+    try:
+        module = tf2torch.convert(tmp_path / "gemma.keras", layout="keras")
+    finally:
+        registry.CONVERTERS.pop(f"{GEMMA_MODULE}.RMSNormalization")
+    data = np.random.default_rng(3).standard_normal((2, 5, 6)).astype("float32")
+    got, expected = module(torch.from_numpy(data)).detach().numpy(), np.asarray(model(data))
+    assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
