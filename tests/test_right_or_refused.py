@@ -424,3 +424,20 @@ def test_tensor_constant_in_an_operation_argument(case, tmp_path):
         return k.Model(x, TENSOR_CONSTANTS[case](k, x))
 
     check_conversion(build, "keras3", tmp_path, layouts=("keras",))
+
+
+@pytest.mark.parametrize("call", ["add", "concatenate"])
+def test_layer_called_with_a_constant_tensor_is_refused(call, tmp_path):
+    """A Keras 3 layer called with a constant among its inputs (``Add()([x, ops.convert_to_tensor(c)])``): the
+    reader keeps the constant in the call's argument template, no layer converter reads it, and ``Add`` of ``x``
+    alone was ``x`` (exit 0, off by the constant). Refused by name instead."""
+    import keras
+
+    x = keras.Input((3,), name="x")
+    c = keras.ops.convert_to_tensor(np.array([[1.0, 2.0, 3.0]], "float32"))
+    layer = keras.layers.Add(name="merge") if call == "add" else keras.layers.Concatenate(name="merge")
+    path = tmp_path / "constant.keras"
+    keras.Model(x, layer([x, c])).save(path)
+    with pytest.raises(ConversionError, match=r"layer merge \(.*\): the layer is called with the constant "
+                                              r"\[\[1\.0, 2\.0, 3\.0\]\] among its inputs"):
+        tf2torch.convert(path)

@@ -262,6 +262,8 @@ def run_converter(fn: ConverterFn, spec: LayerSpec) -> Converted:
             spec.fail(f"config key {key!r} = {value!r} is not supported by tf2torch's {owner} converter "
                       "(it would be ignored, so the converted model would differ from Keras)")
     for key in spec.call_kwargs.unread():
+        if key == "__args__":
+            _refuse_constant_inputs(spec, dict.__getitem__(spec.call_kwargs, key))
         if key.startswith("__"):
             continue
         value = dict.__getitem__(spec.call_kwargs, key)
@@ -311,6 +313,22 @@ def registered_key(class_name: str) -> str | None:
     if bare is not None and bare in CONVERTERS and is_custom(CONVERTERS[bare]):
         return bare
     return None
+
+
+def _refuse_constant_inputs(spec: LayerSpec, template: Any) -> None:
+    """A Keras 3 layer called with a constant among its positional inputs (``Add()([x, ops.convert_to_tensor(c)])``:
+    the reader keeps it in ``__args__``, ``{"__tensor__": i}`` standing for each tensor input) that its converter
+    did not read: it would be dropped (``Add`` of ``x`` alone is ``x``), so it is refused. ``None`` is an argument
+    not given."""
+    if isinstance(template, list):
+        for value in template:
+            _refuse_constant_inputs(spec, value)
+    elif template is not None and not (isinstance(template, dict) and "__tensor__" in template):
+        if isinstance(template, dict) and template.get("class_name") in ("__tensor__", "__numpy__"):
+            template = (template.get("config") or {}).get("value")
+        spec.fail(f"the layer is called with the constant {str(template)[:80]} among its inputs (a tensor made "
+                  "outside the model), which tf2torch's converter would drop: make it a weight of a layer, or "
+                  "an input of the model")
 
 
 def converter_for(class_name: str) -> ConverterFn | None:
