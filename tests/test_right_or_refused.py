@@ -441,3 +441,54 @@ def test_layer_called_with_a_constant_tensor_is_refused(call, tmp_path):
     with pytest.raises(ConversionError, match=r"layer merge \(.*\): the layer is called with the constant "
                                               r"\[\[1\.0, 2\.0, 3\.0\]\] among its inputs"):
         tf2torch.convert(path)
+
+
+def _user_td_dense(keras):
+    class Dense(keras.layers.Layer):
+        """The user's ``Dense``: ``x @ kernel - bias`` (Keras's adds the bias)."""
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], 2), name="kernel")
+            self.bias = self.add_weight(shape=(2,), initializer="ones", name="bias")
+
+        def call(self, x):
+            return x @ self.kernel - self.bias
+
+        def compute_output_shape(self, input_shape):
+            return (*input_shape[:-1], 2)
+
+        def get_config(self):  # Keras's Dense converter finds what it reads
+            return {**super().get_config(), "units": 2}
+
+    return keras.layers.TimeDistributed(Dense(), name="outer")
+
+
+def _user_rnn_cell(keras):
+    class SimpleRNNCell(keras.layers.Layer):
+        """The user's ``SimpleRNNCell``: ``state + x @ kernel`` (no recurrent kernel, no tanh)."""
+
+        state_size = 2
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], 2), name="kernel")
+
+        def call(self, x, states):
+            out = states[0] + x @ self.kernel
+            return out, [out]
+
+    return keras.layers.RNN(SimpleRNNCell(), name="outer")
+
+
+@pytest.mark.parametrize("wrap", [_user_td_dense, _user_rnn_cell], ids=["time_distributed", "rnn_cell"])
+def test_users_class_inside_a_wrapper_is_refused(wrap, tmp_path):
+    """A user's class named like a Keras layer, nested in a Keras wrapper's config (the layer of
+    ``TimeDistributed``, an RNN's cell): the wrapper's converter looked the inner class up by its bare name, so
+    ``TimeDistributed(user Dense)`` converted as Keras's ``Dense``. The nested class is spelled from its
+    ``module`` like any layer, and the wrapper refuses it by that spelling."""
+    import keras
+
+    x = keras.Input((3, 4), name="x")
+    path = tmp_path / "wrapped.keras"
+    keras.Model(x, wrap(keras)(x)).save(path)
+    with pytest.raises(ConversionError, match=rf"layer outer \(.*\): .*{__name__}\.(Dense|SimpleRNNCell)\b"):
+        tf2torch.convert(path)
