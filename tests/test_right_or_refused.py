@@ -336,3 +336,159 @@ def test_no_stand_in_size_fits_says_so(tmp_path):
         tf2torch.convert(path)
     module = tf2torch.convert(path, input_shapes=[[80010, 4]])
     assert module(torch.zeros(1, 80010, 4)).shape == (1, 10, 4)
+
+
+# -- a user's own class named like a Keras layer ------------------------------------------------------------------
+def _converted_class_names() -> list[str]:
+    """Every layer class name tf2torch converts (the registry), op spellings and ``Package>Name`` keys aside (a
+    registered name is Keras's own identity: tf_keras's ``Custom>CustomScaleLayer``)."""
+    from tf2torch.converters import registry
+
+    return sorted(n for n in registry.CONVERTERS if not registry.is_op_key(n) and ">" not in n)
+
+
+def _user_layer(k, name: str, module: str, package: str | None = None):
+    """A layer of the user's called ``name``, computing ``x * w + 1`` (no Keras layer's arithmetic), defined in
+    ``module``; registered under ``package`` when given."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="w")
+
+    def call(self, x):
+        return x * self.w + 1.0
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    cls = type(name, (k.layers.Layer,), {"__module__": module, "build": build, "call": call,
+                                          "compute_output_shape": compute_output_shape})
+    if package is not None:
+        register = k.saving.register_keras_serializable if hasattr(k, "saving") else k.utils.register_keras_serializable
+        cls = register(package=package)(cls)
+    return cls
+
+
+def _refusal(path, name: str, spelled: str) -> str:
+    """Convert ``path`` and return the refusal, checking it is the one for a user's class named ``name``."""
+    from tf2torch.errors import UnsupportedLayerError
+
+    with pytest.raises(UnsupportedLayerError) as refused:
+        tf2torch.convert(path)
+    message = str(refused.value)
+    assert f"user_layer ({spelled}: the file says this is your own class" in message, message
+    assert f"shares its name with the Keras layer {name};" in message
+    assert f"@tf2torch.register({spelled!r})" in message
+    return message
+
+
+TABLE_VARIANTS = [  # (Keras, file format, module the class is defined in, registered package, the spelling)
+    ("keras3", "keras", "__main__", None, "__main__.{}"),
+    ("tf_keras", "h5", "user_pkg.layers", "user_pkg", "user_pkg>{}"),
+]
+
+
+@pytest.mark.parametrize("flavour, fmt, module, package, spelled", TABLE_VARIANTS,
+                         ids=[f"{v[0]}-{v[1]}" for v in TABLE_VARIANTS])
+@pytest.mark.parametrize("name", _converted_class_names())
+def test_user_class_named_like_a_converted_keras_layer_is_refused(name, flavour, fmt, module, package, spelled,
+                                                                  tmp_path):
+    """Issue 27: the converter was chosen by the bare class name, so a user's ``LayerNormalization`` computing
+    ``x * (1 + scale) + beta`` got Keras's converter and came out 0.77 off. Each class name tf2torch converts, as
+    a user's layer with other arithmetic, is refused by name: in ``.keras`` files by ``module`` (null for
+    ``__main__``), in tf_keras ``.h5`` files by the registered ``Package>Name`` (an unregistered class there is a
+    bare name: the format cannot say, see docs/custom-layers.md)."""
+    k = keras_module(flavour)
+    x = k.Input((3,), name="x")
+    model = k.Model(x, _user_layer(k, name, module, package)(name="user_layer")(x))
+    path = tmp_path / f"user.{fmt}"
+    model.save(str(path))
+    _refusal(path, name, spelled.format(name))
+
+
+# -- backend-tensor constants among an operation's arguments -------------------------------------------------------
+TENSOR_CONSTANTS = {  # Keras 3 writes each constant as {"class_name": "__tensor__", "config": {value, dtype}}
+    "scaled_by_sqrt_d": lambda k, x: x * k.ops.cast(k.ops.sqrt(16.0), "float32"),
+    "vector_added": lambda k, x: k.ops.add(x, k.ops.convert_to_tensor(np.array([0.5, -1.0, 2.0], "float32"))),
+    "matrix_matmul": lambda k, x: k.ops.matmul(x, k.ops.convert_to_tensor(np.arange(6.0, dtype="float32")
+                                                                        .reshape(3, 2))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TENSOR_CONSTANTS))
+def test_tensor_constant_in_an_operation_argument(case, tmp_path):
+    """Issue 27: ``x * ops.cast(ops.sqrt(d), "float32")`` was refused with ``TypeError: can't convert np.ndarray
+    of type numpy.object_`` (the ``__tensor__`` object was read as a dict); it is the constant it holds."""
+
+    def build(k):
+        x = k.Input((4, 3), name="x")
+        return k.Model(x, TENSOR_CONSTANTS[case](k, x))
+
+    check_conversion(build, "keras3", tmp_path, layouts=("keras",))
+
+
+@pytest.mark.parametrize("call", ["add", "concatenate"])
+def test_layer_called_with_a_constant_tensor_is_refused(call, tmp_path):
+    """A Keras 3 layer called with a constant among its inputs (``Add()([x, ops.convert_to_tensor(c)])``): the
+    reader keeps the constant in the call's argument template, no layer converter reads it, and ``Add`` of ``x``
+    alone was ``x`` (exit 0, off by the constant). Refused by name instead."""
+    import keras
+
+    x = keras.Input((3,), name="x")
+    c = keras.ops.convert_to_tensor(np.array([[1.0, 2.0, 3.0]], "float32"))
+    layer = keras.layers.Add(name="merge") if call == "add" else keras.layers.Concatenate(name="merge")
+    path = tmp_path / "constant.keras"
+    keras.Model(x, layer([x, c])).save(path)
+    with pytest.raises(ConversionError, match=r"layer merge \(.*\): the layer is called with the constant "
+                                              r"\[\[1\.0, 2\.0, 3\.0\]\] among its inputs"):
+        tf2torch.convert(path)
+
+
+def _user_td_dense(keras):
+    class Dense(keras.layers.Layer):
+        """The user's ``Dense``: ``x @ kernel - bias`` (Keras's adds the bias)."""
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], 2), name="kernel")
+            self.bias = self.add_weight(shape=(2,), initializer="ones", name="bias")
+
+        def call(self, x):
+            return x @ self.kernel - self.bias
+
+        def compute_output_shape(self, input_shape):
+            return (*input_shape[:-1], 2)
+
+        def get_config(self):  # Keras's Dense converter finds what it reads
+            return {**super().get_config(), "units": 2}
+
+    return keras.layers.TimeDistributed(Dense(), name="outer")
+
+
+def _user_rnn_cell(keras):
+    class SimpleRNNCell(keras.layers.Layer):
+        """The user's ``SimpleRNNCell``: ``state + x @ kernel`` (no recurrent kernel, no tanh)."""
+
+        state_size = 2
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], 2), name="kernel")
+
+        def call(self, x, states):
+            out = states[0] + x @ self.kernel
+            return out, [out]
+
+    return keras.layers.RNN(SimpleRNNCell(), name="outer")
+
+
+@pytest.mark.parametrize("wrap", [_user_td_dense, _user_rnn_cell], ids=["time_distributed", "rnn_cell"])
+def test_users_class_inside_a_wrapper_is_refused(wrap, tmp_path):
+    """A user's class named like a Keras layer, nested in a Keras wrapper's config (the layer of
+    ``TimeDistributed``, an RNN's cell): the wrapper's converter looked the inner class up by its bare name, so
+    ``TimeDistributed(user Dense)`` converted as Keras's ``Dense``. The nested class is spelled from its
+    ``module`` like any layer, and the wrapper refuses it by that spelling."""
+    import keras
+
+    x = keras.Input((3, 4), name="x")
+    path = tmp_path / "wrapped.keras"
+    keras.Model(x, wrap(keras)(x)).save(path)
+    with pytest.raises(ConversionError, match=rf"layer outer \(.*\): .*{__name__}\.(Dense|SimpleRNNCell)\b"):
+        tf2torch.convert(path)

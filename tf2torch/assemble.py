@@ -83,6 +83,9 @@ def check_supported(graph: KerasGraph) -> None:
                             "built-in layer or register a converter for it")
         elif registry.converter_for(layer.class_name) is None:
             missing.append((key, layer.class_name))
+            reason = registry.refusal_reason(layer.class_name)  # a user's class named like a Keras layer
+            if reason is not None:
+                reasons[key] = reason
     if missing:
         raise UnsupportedLayerError(missing, reasons)
 

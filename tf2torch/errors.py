@@ -30,11 +30,11 @@ class UnsupportedLayerError(Tf2TorchError):
             groups.setdefault((class_name, reasons.get(name)), []).append(name)
         parts = []
         for (class_name, reason), names in groups.items():
-            kind = "operation " if "." in class_name else ""  # op nodes go by a dotted spelling (tf.math.cumsum)
+            kind = "operation " if _is_op(class_name) else ""
             what = f"{kind}{class_name}{': ' + reason if reason else ''}"
             parts.append(f"{names[0]} ({what})" if len(names) == 1 else
                          f"{len(names)} x {what} (e.g. {shorten_path(names[0])})")
-        what = "layer(s) and operation(s)" if any("." in c for _, c in layers) else "layer(s)"
+        what = "layer(s) and operation(s)" if any(_is_op(c) for _, c in layers) else "layer(s)"
         super().__init__(
             f"{len(layers)} {what} cannot be converted: {(', ' if len(parts) == len(layers) else '; ').join(parts)}. "
             "Register a converter with @tf2torch.register('ClassName') to add support."
@@ -47,6 +47,12 @@ def shorten_path(path: str, limit: int = 80) -> str:
     if len(path) <= limit or len(segments) <= 3:
         return path if len(path) <= limit else path[: limit // 2] + "..." + path[-limit // 2:]
     return "/".join([segments[0], "...", *segments[-2:]])
+
+
+def _is_op(class_name: str) -> bool:
+    """Op nodes go by a spelling under ``keras.ops.`` or ``tf.`` (``tf.math.cumsum``); a user's own class is
+    spelled ``module.Name`` (``registry.is_op_key``)."""
+    return class_name.startswith(("keras.ops.", "tf."))
 
 
 class ConversionError(Tf2TorchError):

@@ -248,11 +248,11 @@ def run_converter(fn: ConverterFn, spec: LayerSpec) -> Converted:
         converted = fn(spec)
     finally:
         _LEDGER.pop()
-    if "." in spec.class_name:  # an operation (tf2torch.ops) binds its own arguments and refuses unread ones
+    if is_op_key(spec.class_name):  # an operation (tf2torch.ops) binds its own arguments and refuses unread ones
         return converted
     for cfg in [spec.config, *(c for c in created if c.is_config and c is not spec.config)]:
         owner = cfg.owner or spec.class_name
-        defaults = CONFIG_DEFAULTS.get(owner, {})
+        defaults = CONFIG_DEFAULTS.get(registered_key(owner) or owner, {})
         for key in cfg.unread():
             if _neutral(key):
                 continue
@@ -262,6 +262,8 @@ def run_converter(fn: ConverterFn, spec: LayerSpec) -> Converted:
             spec.fail(f"config key {key!r} = {value!r} is not supported by tf2torch's {owner} converter "
                       "(it would be ignored, so the converted model would differ from Keras)")
     for key in spec.call_kwargs.unread():
+        if key == "__args__":
+            _refuse_constant_inputs(spec, dict.__getitem__(spec.call_kwargs, key))
         if key.startswith("__"):
             continue
         value = dict.__getitem__(spec.call_kwargs, key)
@@ -283,28 +285,95 @@ def run_converter(fn: ConverterFn, spec: LayerSpec) -> Converted:
     return converted
 
 
+OP_PREFIXES = ("keras.ops.", "tf.")  # op nodes' spellings (``keras.ops.Add``, ``tf.math.cumsum``, ``tf.raw>Conv2D``)
+
+
+def is_op_key(class_name: str) -> bool:
+    """An op node's spelling, not a layer class: a user's unregistered class is spelled ``module.Name``
+    (``readers/config.py`` ``class_identity``), so a dot alone does not tell."""
+    return class_name.startswith(OP_PREFIXES)
+
+
+def custom_class(class_name: str) -> str | None:
+    """The bare class name of a user's unregistered class spelled ``module.Name`` (``__main__.Attention``,
+    ``keras_hub.src.models.gemma.rms_normalization.RMSNormalization``); None for anything else."""
+    if is_op_key(class_name) or "." not in class_name or ">" in class_name:
+        return None
+    return class_name.rsplit(".", 1)[1]
+
+
+def registered_key(class_name: str) -> str | None:
+    """The key whose converter converts ``class_name``, or None: the spelling itself (a Keras class, a
+    ``Package>Name``, a ``module.Name`` or an op spelling registered by the user); for a user's ``module.Name``
+    class, else the bare ``Name`` when the user registered that (``@tf2torch.register("Name")``), never a
+    converter tf2torch ships for Keras's class of that name."""
+    if class_name in CONVERTERS:
+        return class_name
+    bare = custom_class(class_name)
+    if bare is not None and bare in CONVERTERS and is_custom(CONVERTERS[bare]):
+        return bare
+    return None
+
+
+def _refuse_constant_inputs(spec: LayerSpec, template: Any) -> None:
+    """A Keras 3 layer called with a constant among its positional inputs (``Add()([x, ops.convert_to_tensor(c)])``:
+    the reader keeps it in ``__args__``, ``{"__tensor__": i}`` standing for each tensor input) that its converter
+    did not read: it would be dropped (``Add`` of ``x`` alone is ``x``), so it is refused. ``None`` is an argument
+    not given."""
+    if isinstance(template, list):
+        for value in template:
+            _refuse_constant_inputs(spec, value)
+    elif template is not None and not (isinstance(template, dict) and "__tensor__" in template):
+        if isinstance(template, dict) and template.get("class_name") in ("__tensor__", "__numpy__"):
+            template = (template.get("config") or {}).get("value")
+        spec.fail(f"the layer is called with the constant {str(template)[:80]} among its inputs (a tensor made "
+                  "outside the model), which tf2torch's converter would drop: make it a weight of a layer, or "
+                  "an input of the model")
+
+
 def converter_for(class_name: str) -> ConverterFn | None:
-    """The converter of a layer class, or of an op node (a dotted name: ``tf2torch.ops``, unless the user
+    """The converter of a layer class (``registered_key``), or of an op node (``tf2torch.ops``, unless the user
     registered a converter for that very spelling)."""
-    if "." in class_name and class_name not in CONVERTERS:
+    key = registered_key(class_name)
+    if key is not None:
+        return CONVERTERS[key]
+    if is_op_key(class_name):
         from .. import ops  # registers raw TensorFlow ops (``tf.raw>Conv2D``) in CONVERTERS on first import
 
         return CONVERTERS.get(class_name) or ops.converter_for(class_name)
-    return CONVERTERS.get(class_name)
+    return None
+
+
+def refusal_reason(class_name: str) -> str | None:
+    """Why a user's class that shares its name with a Keras layer tf2torch converts gets no converter (None for
+    any other class without one): the file says the class is the user's own, so Keras's converter would convert
+    something else silently."""
+    if converter_for(class_name) is not None:
+        return None
+    bare = custom_class(class_name) or (class_name.split(">", 1)[1] if ">" in class_name else None)
+    if bare is None or is_op_key(class_name) or bare not in CONVERTERS:
+        return None
+    where = (f"registered as {class_name}" if ">" in class_name
+             else f"defined in module {class_name.rsplit('.', 1)[0]}")
+    return (f"the file says this is your own class ({where}), which shares its name with the Keras layer {bare}; "
+            f"tf2torch does not know its arithmetic: register a converter for it with "
+            f"@tf2torch.register({class_name!r}) (docs/custom-layers.md)")
 
 
 def describe_converter(class_name: str) -> str | None:
     """Which converter handles ``class_name``: ``conv.convert_conv2d``, ``op add`` for an op node, or
     ``custom my_module.convert_scale`` for one registered outside tf2torch (None: no converter)."""
-    if "." in class_name and class_name not in CONVERTERS:
+    key = registered_key(class_name)
+    if key is None and is_op_key(class_name):
         from .. import ops  # registers raw TensorFlow ops (``tf.raw>Conv2D``) in CONVERTERS on first import
 
-        if class_name not in CONVERTERS:
+        key = registered_key(class_name)
+        if key is None:
             spelling = ops.SPELLINGS.get(class_name)
             return f"op {spelling.op}" if spelling is not None and spelling.op in ops.OPS else None
-    fn = CONVERTERS.get(class_name)
-    if fn is None:
+    if key is None:
         return None
+    fn = CONVERTERS[key]
     if is_custom(fn):
         return f"custom {fn.__module__}.{fn.__qualname__}"
     return f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}"
@@ -319,7 +388,8 @@ def custom_converters(class_names: Sequence[str]) -> dict[str, str]:
     """The classes among ``class_names`` converted by a user's converter → that converter's name."""
     used = {}
     for name in class_names:
-        fn = CONVERTERS.get(name)
+        key = registered_key(name)
+        fn = CONVERTERS[key] if key is not None else None
         if fn is not None and is_custom(fn):
             used[name] = f"{fn.__module__}.{fn.__qualname__}"
     return used

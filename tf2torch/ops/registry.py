@@ -47,8 +47,8 @@ SPELLINGS: dict[str, Spelling] = {}
 
 
 def is_op(class_name: str) -> bool:
-    """Op nodes are named by a dotted spelling; Keras class names (``Dense``, ``pkg>Dense``) never hold a dot."""
-    return "." in class_name
+    """Op nodes are spelled ``keras.ops.Name`` or ``tf.…``; a user's own class may be spelled ``module.Name``."""
+    return class_name.startswith(("keras.ops.", "tf."))
 
 
 def _parse_signature(signature: str) -> tuple[list[str], dict[str, str], dict[str, Any]]:

@@ -50,7 +50,8 @@ class ModelTree:
 
 
 def normalize_value(value: Any) -> Any:
-    """Decode dialect encodings inside config values: ``__tuple__``, Keras 3 function and dtype-policy objects."""
+    """Decode dialect encodings inside config values: ``__tuple__``, Keras 3 function and dtype-policy objects;
+    a nested object's class spelled by ``class_identity``."""
     if isinstance(value, list):
         return [normalize_value(v) for v in value]
     if not isinstance(value, dict):
@@ -62,6 +63,10 @@ def normalize_value(value: Any) -> Any:
         return value["config"]
     if class_name in ("DTypePolicy", "Policy", "FloatDTypePolicy") and isinstance(value.get("config"), dict):
         return value["config"].get("name")
+    if isinstance(class_name, str) and not class_name.startswith("__"):
+        # a nested serialized object (a wrapped layer, an RNN cell, an activation layer): spelled like a layer,
+        # so a user's own ``LSTMCell`` inside ``RNN`` never reads as Keras's
+        value = {**value, "class_name": class_identity(value)}
     return {k: normalize_value(v) for k, v in value.items()}
 
 
@@ -119,7 +124,7 @@ class _GraphBuilder:
         class_name = layer_cfg.get("class_name")
         if not isinstance(class_name, str):
             raise ModelFileError(f"layer {key}: no class_name; the model config does not parse")
-        self.layers[key] = Layer(key, op_spelling(layer_cfg) or _registered_name(layer_cfg) or class_name, config)
+        self.layers[key] = Layer(key, op_spelling(layer_cfg) or class_identity(layer_cfg), config)
 
     # -- models -----------------------------------------------------------------------------------------
     def expand_model(self, model_cfg: dict[str, Any], layer_prefix: str, node_prefix: str,
@@ -288,7 +293,7 @@ class _GraphBuilder:
             else:
                 sub = ModelTree(sub.key, sub.class_name)  # later call of a shared nested model: tree known
             return self.expand_model(lc, layer_prefix + name + "/", node_id + "/", inputs, sub)
-        inner = (lc.get("config") or {}).get("layer") if lc.get("class_name") == "TimeDistributed" else None
+        inner = (lc.get("config") or {}).get("layer") if class_identity(lc) == "TimeDistributed" else None
         if isinstance(inner, dict) and is_model(inner):
             return self._expand_time_distributed(lc, inner, layer_prefix + name, node_id, inputs, tree)
         if tree.find(layer_prefix + name) is None:
@@ -375,11 +380,40 @@ def _keras3_h5_op(layer_cfg: dict[str, Any]) -> bool:
             and not is_model(layer_cfg))
 
 
-def _registered_name(layer_cfg: dict[str, Any]) -> str | None:
-    """Keras 3's ``registered_name`` when it names a package (``my_package>Dense``): a custom class that shadows a
-    built-in name is looked up by it, so it never gets the built-in converter."""
-    name = layer_cfg.get("registered_name")
-    return name if isinstance(name, str) and ">" in name else None
+KERAS_MODULES = ("keras", "tf_keras", "tensorflow.python.keras", "tensorflow.keras")
+
+
+def is_keras_module(module: str) -> bool:
+    """Whether a config's ``module`` is Keras's own: ``keras``, ``keras.layers``, ``keras.src.…``, ``keras.api.…``,
+    ``tf_keras.…``, ``tensorflow.python.keras.…``; never ``keras_hub.…``, ``keras_nlp.…`` or ``__main__``."""
+    return any(module == root or module.startswith(root + ".") for root in KERAS_MODULES)
+
+
+def class_identity(layer_cfg: dict[str, Any]) -> str:
+    """The class a layer config names, spelled so that a user's own class never reads as Keras's:
+
+    - ``Name``: Keras's own class (``module`` is Keras's), or a file that does not say (Keras 2.0-2.3 and Keras 3
+      ``.h5`` configs have neither ``module`` nor ``registered_name``: a bare name is all there is);
+    - ``Package>Name``: a registered class: its ``registered_name`` in ``.keras`` configs, its ``class_name``
+      in ``.h5`` ones (Keras's own registered ones too: tf_keras's ``Custom>CustomScaleLayer``);
+    - ``module.Name``: an unregistered class of the user's (``__main__.Name`` when ``module`` is null).
+
+    Source: [K3]/[TFK] ``saving/serialization_lib.py``: Keras's own classes are written with their public module
+    (``keras.layers``) and ``registered_name: null``; any other class with ``module`` = its ``__module__`` (null
+    for ``__main__``, ``record_object_after_serialization``) and ``registered_name`` = ``Package>Name`` when
+    registered, else the bare class name. This spells what the file says; which converter that gets is decided
+    by ``converters/registry.py``."""
+    class_name = str(layer_cfg.get("class_name"))
+    if "module" not in layer_cfg and "registered_name" not in layer_cfg:
+        return class_name
+    module, registered = layer_cfg.get("module"), layer_cfg.get("registered_name")
+    if isinstance(registered, str) and ">" in registered:
+        return registered
+    if isinstance(module, str) and is_keras_module(module):
+        return class_name
+    if not isinstance(module, str) or not module:
+        module = "__main__"
+    return f"{module}.{class_name}"
 
 
 CONSTANT_VALUE = "_CONSTANT_VALUE"  # [TFK] keras/engine/node.py: a constant first argument of a TFOpLambda
@@ -416,7 +450,7 @@ def _parse_op_call(call: Any, layer_cfgs: dict[str, Any]):
             return {"__slice__": [keras3(cfg.get(k)) for k in ("start", "stop", "step")]}
         if kind == "__ellipsis__":
             return {"__ellipsis__": True}
-        if kind == "__numpy__":
+        if kind in ("__numpy__", "__tensor__"):  # a numpy array; a backend tensor constant (ops.sqrt(16.0))
             return {"__array__": cfg["value"], "dtype": cfg.get("dtype")}
         return {k: keras3(v) for k, v in normalize_value(value).items()}
 
