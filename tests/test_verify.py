@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 from harness import formats_for, keras_module
 
 import tf2torch
+from benchmarks.machine import kernel_isas
 from tf2torch.cli import main
 from tf2torch.converters import registry
 from tf2torch.errors import Tf2TorchError
@@ -273,6 +275,7 @@ def verify_near_twins(path: Path, **kwargs):
         return tf2torch.verify(path, **kwargs)
 
 
+@pytest.mark.numerics
 def test_float32_only_mismatch_is_round_off(tmp_path):
     path = saved(near_twins(keras_module("keras3")), tmp_path, "keras")
     report = verify_near_twins(path, dtype="both")
@@ -285,6 +288,18 @@ def test_float32_only_mismatch_is_round_off(tmp_path):
     assert float64_only.ok
 
 
+@pytest.mark.numerics
+def test_kernels_run_the_instruction_set_the_environment_names():
+    """``make test`` reruns the ``numerics`` tests with torch's kernels held to AVX2 (docs/development.md): this
+    proves that rerun computes as an AVX2 CPU does; a misspelt variable would run the CPU's own and prove nothing."""
+    isas = kernel_isas()
+    assert isas["onednn"] and isas["aten"], isas
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() == "AVX2":
+        assert isas["onednn"].startswith("Intel AVX2") and "512" not in isas["onednn"], isas
+    if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2":
+        assert isas["aten"] == "AVX2", isas
+
+
 def test_cause_thresholds():
     from tf2torch.verify.compare import Metrics
 
@@ -294,6 +309,7 @@ def test_cause_thresholds():
 
 
 # -- float64 ------------------------------------------------------------------------------------------------------
+@pytest.mark.numerics
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
 def test_float64_really_computes_in_float64(fmt, flavour, tmp_path):
     if fmt not in formats_for(flavour):
