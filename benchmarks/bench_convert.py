@@ -23,6 +23,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from machine import describe, machine
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = int(os.environ.get("BENCH_CONVERT_ROUNDS", "3"))
@@ -66,6 +68,8 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
 def main() -> None:
     import keras
 
+    facts = machine()
+    print(describe(facts), flush=True)
     peer = peers_available()
     if not peer:
         print("no tf2onnx + onnx2torch column: install with `sh benchmarks/install_peers.sh`, run with "
@@ -111,7 +115,7 @@ def main() -> None:
             results.append(row)
     target = ROOT / "build" / "bench" / "convert.json"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps({"rounds": ROUNDS, "rows": results}, indent=1))
+    target.write_text(json.dumps({"machine": facts, "rounds": ROUNDS, "rows": results}, indent=1))
     print(f"written to {target}")
 
 

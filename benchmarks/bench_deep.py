@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 import h5py
+from machine import describe, machine
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -63,6 +64,7 @@ print(json.dumps({"seconds": seconds, "cpu": cpu, "nodes": len(module.graph.node
 
 
 def main(sizes: list[int]) -> None:
+    print(describe(machine()), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             path = Path(tmp) / f"deep_{n}.keras"

@@ -18,6 +18,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from machine import describe, machine
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 BATCH, STEPS, VOCAB, UNITS = 32, 100, 10000, 256
@@ -83,6 +85,7 @@ def padded_ids(padding: str):
 def main() -> None:
     import numpy as np
 
+    print(describe(machine()), flush=True)
     labels = {"none": "no mask", "end": "mask, end padding", "gaps": "mask, a gap"}
     with tempfile.TemporaryDirectory() as tmp:
         for padding, label in labels.items():

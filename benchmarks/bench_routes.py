@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's tf2torch, whatever the environment has installed
 THREADS = 2
 MODELS = ("ResNet50", "MobileNetV2", "InceptionV3", "EfficientNetB0", "LSTM", "TransformerEncoder")
+from machine import describe, machine  # noqa: E402
+
 PEERS_HINT = "install with `sh benchmarks/install_peers.sh`, run with build/benchenv/bin/python"
 
 PREPARE = textwrap.dedent('''
@@ -287,6 +289,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(THREADS)
+    facts = machine()
+    print(describe(facts), flush=True)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         print(f"building {', '.join(names)} (TensorFlow backend, child process)...", flush=True)
@@ -298,8 +302,8 @@ def main() -> int:
     print(f"\nmedians of {rounds} interleaved rounds, {THREADS} threads, CPU; ratios < 1: tf2torch is faster\n")
     print(table(rows))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"threads": THREADS, "rounds": rounds, "torch": torch.__version__,
-                                           "rows": rows}, indent=1))
+    Path(args.json).write_text(json.dumps({"machine": facts, "threads": THREADS, "rounds": rounds,
+                                           "torch": torch.__version__, "rows": rows}, indent=1))
     print(f"\nwritten to {args.json}")
     return 0
 

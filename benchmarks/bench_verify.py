@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from machine import describe, machine  # noqa: E402
 
 import tf2torch  # noqa: E402
 
@@ -34,6 +35,7 @@ def timed(fn) -> float:
 
 
 def main() -> int:
+    print(describe(machine()), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "resnet50.keras"
         keras.applications.ResNet50(weights=None).save(str(path))

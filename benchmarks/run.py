@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from machine import describe, machine
+
 HERE = Path(__file__).resolve().parent
 BENCH_ENV_PYTHON = HERE.parent / "build" / "benchenv" / "bin" / "python"
 QUICK_MODE = {"bench_routes.py"}
@@ -20,6 +22,7 @@ def main() -> int:
     python = str(BENCH_ENV_PYTHON) if BENCH_ENV_PYTHON.exists() else sys.executable
     if python == sys.executable:
         print("peers not installed (sh benchmarks/install_peers.sh): their columns are skipped", flush=True)
+    print(describe(machine(python)), flush=True)
     quick = "--quick" in sys.argv[1:]
     for script in sorted(HERE.glob("bench_*.py")):
         print(f"=== {script.name}", flush=True)

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# The emitted Python against the converted module: the same torch, the same kernels, and the child inherits this
+# process's environment (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY), so both dispatch to the same instruction set
+# on any CPU; the slack over 0 is for the few ulps a different thread split of a reduction may give.
 STANDALONE_TOL = 1e-6
 ANSWER_TIMEOUT = 1200  # seconds for one request (all its cases)
 

@@ -260,8 +260,10 @@ def test_transposed_kernel_to_iohw():
         assert weight[i, o, a, b] == kernel[a, b, o, i]
 
 
+@pytest.mark.numerics
 def test_transposed_kernel_is_not_flipped():
-    """A one-hot kernel tap at (0, 0) must land at the top-left of each stride cell, as in TF."""
+    """A one-hot kernel tap at (0, 0) must land at the top-left of each stride cell, as in TF. Equal bit for bit on
+    any CPU: each output is one input times 1 plus zeros, which no summation order rounds."""
     import tensorflow as tf
 
     kernel = np.zeros((3, 3, 1, 1), "float32")
@@ -273,11 +275,13 @@ def test_transposed_kernel_is_not_flipped():
     np.testing.assert_array_equal(got.permute(0, 2, 3, 1).numpy(), ref)
 
 
+@pytest.mark.numerics
 def test_conv_weights_run_channels_last_with_equal_values(flavour, tmp_path):
     """A module that runs its conv trunk channels-last keeps every 2-D conv weight (plain, depthwise, separable)
     in channels-last memory, with the values of a contiguous weight: the outputs equal the same module's with
     contiguous weights bit for bit, the state_dict loads into another conversion of the file, and
-    a training step runs."""
+    a training step runs. Bit for bit on any CPU: the input is channels-last in both calls, so oneDNN runs the same
+    primitive on the same reordered weight; only where the reorder reads from differs."""
     from harness import keras_module
 
     k = keras_module(flavour)
@@ -323,12 +327,14 @@ CONV2D_ROUTES = [
 ]
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("kernel,stride,padding,groups,bias,channels_last,as_linear", CONV2D_ROUTES)
 def test_conv2d_pointwise_calls_are_a_matrix_product(kernel, stride, padding, groups, bias, channels_last,
                                                      as_linear):
     """Values and gradients of torch's ``nn.Conv2d`` with the same parameters (to float32 round-off when the call
     runs as ``F.linear``, bit for bit when it is torch's own); a channels-last input gives a channels-last output;
-    which route ran is read off the autograd graph."""
+    which route ran is read off the autograd graph. The matrix product and oneDNN's convolution sum 8 products in
+    orders that differ with the vector width: a few float32 ulps on any CPU, well inside rtol 1e-5, atol 1e-6."""
     from tf2torch.nn.conv import Conv2d
 
     torch.manual_seed(0)

@@ -54,7 +54,9 @@ def example():
     return torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
 
 
+@pytest.mark.numerics
 def test_sole_readers_of_fresh_tensors_write_over_them_with_the_same_numbers(converted):
+    """Bit for bit on any CPU: each layer runs the same kernel in both calls, given its input as ``out=`` in one."""
     module, x = converted(), example()
     kept = x.clone()
     # every activation (conv_b's own too), batch norm but bn_d (whose input add_d reads too) and add (into conv_b's
@@ -139,9 +141,11 @@ ADD_CASES = [  # (shape of x0, shape of x1, dtype of x1, the input the call may 
 ]
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("shape0, shape1, dtype1, position, written", ADD_CASES)
 def test_add_writes_over_the_input_it_is_given_only_where_that_holds_the_sum(shape0, shape1, dtype1, position,
                                                                               written):
+    """``b + a`` for ``a + b``: IEEE addition commutes exactly, so the sums are equal bit for bit on any CPU."""
     generator = torch.Generator().manual_seed(0)
     xs = [torch.randn(shape0, generator=generator), torch.randn(shape1, generator=generator).to(dtype1)]
     expected, kept = xs[0] + xs[1], [x.clone() for x in xs]

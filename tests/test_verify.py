@@ -3,12 +3,16 @@ a semantic mismatch, reports that parse (JSON), read (Markdown) and render (HTML
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import torch
@@ -16,6 +20,7 @@ from click.testing import CliRunner
 from harness import formats_for, keras_module
 
 import tf2torch
+from benchmarks.machine import kernel_isas
 from tf2torch.cli import main
 from tf2torch.converters import registry
 from tf2torch.errors import Tf2TorchError
@@ -220,32 +225,79 @@ def test_broken_converter_is_named_as_first_divergence(case, broken_converter, t
 
 
 # -- round-off or semantic ----------------------------------------------------------------------------------------
+OFFSET = 1e4  # float32's spacing at 1e4 is 2^-10: (x + 1e4) - 1e4 keeps x to ~5e-4; float64's is 2^-39
+
+
+@keras.saving.register_keras_serializable(package="tf2torch_tests")
+class PlusMinus(keras.layers.Layer):
+    """y = (x + offset) - offset: x in exact arithmetic, x rounded to float32's spacing at ``offset`` in float32."""
+
+    def __init__(self, offset=OFFSET, **kwargs):
+        super().__init__(**kwargs)
+        self.offset = offset
+
+    def call(self, x):
+        return (x + self.offset) - self.offset
+
+    def get_config(self):
+        return {**super().get_config(), "offset": self.offset}
+
+
+def convert_plus_minus(spec: tf2torch.LayerSpec) -> tf2torch.Converted:
+    """The exact-arithmetic meaning of ``PlusMinus``: the identity, with no cancellation to round."""
+    if not isinstance(spec.config.get("offset"), float):
+        spec.fail("offset must be a float")
+    return tf2torch.Converted(torch.nn.Identity())
+
+
+@contextlib.contextmanager
+def plus_minus_registered() -> Iterator[None]:
+    tf2torch.register("tf2torch_tests>PlusMinus")(convert_plus_minus)
+    try:
+        yield
+    finally:
+        registry.CONVERTERS.pop("tf2torch_tests>PlusMinus")
+        registry.CONFIG_DEFAULTS.pop("tf2torch_tests>PlusMinus", None)
+
+
 def near_twins(k):
-    """Two nearly equal dot products around 1e4, then their difference: float32 keeps ~3 digits of it. As a
-    convolution, TF (Eigen) and torch (oneDNN) sum in different orders, so their float32 results differ (a Dense
-    can round identically on both sides: both call the same sgemm)."""
-    rng = np.random.default_rng(0)
-    x = k.Input((512, 1), name="x")
-    a = k.layers.Conv1D(2, 512, name="near_twins")(x)
-    model = k.Model(x, k.layers.Conv1D(1, 1, use_bias=False, name="difference")(a), name="cancellation")
-    w1 = rng.standard_normal(512)
-    w2 = w1 + 1e-3 * rng.standard_normal(512)
-    model.get_layer("near_twins").set_weights([np.stack([w1, w2], 1)[:, None, :].astype("float32"),
-                                               np.array([1e4, 1e4], "float32")])
-    model.get_layer("difference").set_weights([np.array([[[1.0], [-1.0]]], "float32")])
-    return model
+    """A float32-only mismatch by construction, on every CPU: the Keras side cancels ``x + 1e4`` against ``1e4``
+    (float32 keeps ~3 digits of x, float64 ~12), the converted side computes x. Before: two 512-wide
+    convolutions whose float32 sums differed only because TF (Eigen) and torch (oneDNN) summed in different
+    orders; on an AVX-512 CPU they summed alike and the mismatch vanished (issue 26)."""
+    x = k.Input((64,), name="x")
+    h = k.layers.Dense(32, name="features")(x)
+    return k.Model(x, PlusMinus(name="difference")(h), name="cancellation")
 
 
+def verify_near_twins(path: Path, **kwargs):
+    with plus_minus_registered():
+        return tf2torch.verify(path, **kwargs)
+
+
+@pytest.mark.numerics
 def test_float32_only_mismatch_is_round_off(tmp_path):
     path = saved(near_twins(keras_module("keras3")), tmp_path, "keras")
-    report = tf2torch.verify(path, dtype="both")
+    report = verify_near_twins(path, dtype="both")
     assert not report.ok and report.first_divergence == "difference"
     row = report.layers[1]
     assert row.cause == "round-off" and report.divergence["cause"] == "round-off"
     assert row.float64.max_rel_error < 1e-10 < 1e-5 < row.metrics.max_rel_error
     assert "round-off" in report.divergence["message"]
-    float64_only = tf2torch.verify(path, dtype="float64")
+    float64_only = verify_near_twins(path, dtype="float64")
     assert float64_only.ok
+
+
+@pytest.mark.numerics
+def test_kernels_run_the_instruction_set_the_environment_names():
+    """``make test`` reruns the ``numerics`` tests with torch's kernels held to AVX2 (docs/development.md): this
+    proves that rerun computes as an AVX2 CPU does; a misspelt variable would run the CPU's own and prove nothing."""
+    isas = kernel_isas()
+    assert isas["aten"] and (isas["onednn"] or not torch.backends.mkldnn.is_available()), isas
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() == "AVX2":
+        assert isas["onednn"].startswith("Intel AVX2") and "512" not in isas["onednn"], isas
+    if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2":
+        assert isas["aten"] == "AVX2", isas
 
 
 def test_cause_thresholds():
@@ -257,6 +309,7 @@ def test_cause_thresholds():
 
 
 # -- float64 ------------------------------------------------------------------------------------------------------
+@pytest.mark.numerics
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
 def test_float64_really_computes_in_float64(fmt, flavour, tmp_path):
     if fmt not in formats_for(flavour):
@@ -326,7 +379,7 @@ def test_embedding_inputs_are_ids_within_the_vocabulary(tmp_path):
 @pytest.fixture(scope="module")
 def failing_report(tmp_path_factory):
     path = saved(near_twins(keras_module("keras3")), tmp_path_factory.mktemp("report"), "keras")
-    return tf2torch.verify(path, dtype="both")
+    return verify_near_twins(path, dtype="both")
 
 
 def test_json_report_follows_the_documented_schema(failing_report):
