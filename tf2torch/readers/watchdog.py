@@ -48,6 +48,7 @@ from ..errors import ModelFileError
 READ_TIMEOUT_FLOOR_S = 10.0  # a small file's structure reads in well under a second, even on a busy machine
 READ_TIMEOUT_S_PER_MB = 1.0  # a .keras file's weights are unpacked by the reader: generous at 1 MB/s
 T = TypeVar("T")
+_SIGNALLED: list[int] = []  # signals that asked this process to stop (``interrupted``)
 _READERS: set[int] = set()  # forked readers not yet waited for
 _FRESH: set[subprocess.Popen[bytes]] = set()  # second-opinion interpreters running
 
@@ -69,6 +70,19 @@ def read_timeout(path: str | os.PathLike[str] | None = None) -> float:
     return READ_TIMEOUT_FLOOR_S + READ_TIMEOUT_S_PER_MB * size / 2**20
 
 
+def interrupted(number: int) -> None:
+    """Remember that signal ``number`` asked this process to stop (the command line's handler calls this before it
+    raises): a library's bare ``except:`` met while torch is imported can swallow the ``KeyboardInterrupt``, and
+    the wait for a reader then raises it again instead of waiting out the deadline."""
+    _SIGNALLED.append(number)
+
+
+def _raise_if_interrupted() -> None:
+    if _SIGNALLED:
+        number = _SIGNALLED[0]
+        raise KeyboardInterrupt if number == signal.SIGINT else SystemExit(128 + number)
+
+
 def stop_readers() -> None:
     """Kill every reader still running (registered with ``atexit``): none may outlive this process."""
     for pid in list(_READERS):
@@ -81,10 +95,14 @@ atexit.register(stop_readers)
 
 
 def _die_with(parent: int) -> None:
-    """In a reader: ignore SIGINT (the parent decides; a terminal sends Ctrl-C to the whole process group) and
-    die when ``parent`` dies (Linux ``PR_SET_PDEATHSIG``; elsewhere the parent's exit handler kills it)."""
+    """In a reader: ignore SIGINT (the parent decides; a terminal sends Ctrl-C to the whole process group), let
+    SIGTERM and SIGHUP kill (a Python handler inherited from the parent never runs while HDF5 loops), and die when
+    ``parent`` dies (Linux ``PR_SET_PDEATHSIG``; elsewhere the parent's exit handler kills it)."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_DFL)
     except ValueError:  # not the main thread of this interpreter: the parent's handlers still apply
         pass
     if _PRCTL is not None:
@@ -176,6 +194,7 @@ def _collect(rfd: int, pid: int, timeout: float, what: str) -> tuple[bytes, int]
     deadline = time.monotonic() + timeout
     try:
         while True:
+            _raise_if_interrupted()
             left = deadline - time.monotonic()
             if left <= 0:
                 raise _too_slow(what, timeout)
@@ -194,7 +213,8 @@ def _collect(rfd: int, pid: int, timeout: float, what: str) -> tuple[bytes, int]
 
 
 def _too_slow(what: str, timeout: float) -> ModelFileError:
-    return ModelFileError(f"{what}: reading the file's structure did not finish within {timeout:g} s (HDF5 loops on "
+    seconds = f"{timeout:.0f}" if timeout >= 10 else f"{timeout:g}"
+    return ModelFileError(f"{what}: reading the file's structure did not finish within {seconds} s (HDF5 loops on "
                           "damaged files); the file is damaged. If it is a very large model, raise "
                           "TF2TORCH_READ_TIMEOUT")
 
@@ -249,6 +269,7 @@ def _in_fresh_interpreter(read: Callable[[], Any], what: str, timeout: float, fi
         raise crashed from None
     if not sys.executable:
         raise crashed
+    _raise_if_interrupted()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
     try:
         proc = subprocess.Popen([sys.executable, "-c", SERVE, str(os.getpid())], stdin=subprocess.PIPE,
