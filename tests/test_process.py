@@ -160,8 +160,8 @@ def test_a_small_looping_file_is_called_damaged_in_seconds(tmp_path):
 
 
 # -- files honour the umask ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
-@pytest.mark.parametrize("emit", [None, "python"])
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002], ids=lambda m: f"umask{m:03o}")
+@pytest.mark.parametrize("emit", [None, "python"], ids=["pt", "emit-python"])
 def test_outputs_honour_the_umask(tmp_path, umask, emit):
     """Issue 20: outputs were written 0600 (``mkstemp``; safetensors too) and directories 0700 (``mkdtemp``)
     whatever the umask. Umask 002 tells honouring it apart from a fixed 0644."""
