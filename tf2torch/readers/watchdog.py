@@ -164,18 +164,13 @@ def start(read: Callable[[], Any], what: str, timeout: float | None = None) -> P
         return Pending(what, timeout, read=read)
     rfd, wfd = os.pipe()
     parent = os.getpid()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with warnings.catch_warnings():  # Python 3.12 warns on fork() in a threaded process; the child runs h5py only
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-        if pid:
-            _READERS.add(pid)
+    pid, mask = _fork()
     if pid == 0:  # the child: read, send the result, leave without running any cleanup of the parent's
         os.close(rfd)
         code = 0
         try:
             _die_with(parent)
+            _unblock(mask)
             gc.disable()  # the parent's garbage may hold objects of libraries whose threads did not survive fork
             faulthandler.disable()  # a crash is reported by the parent in one line, not as a stack dump
             data = _outcome(read)
@@ -187,6 +182,35 @@ def start(read: Callable[[], Any], what: str, timeout: float | None = None) -> P
             os._exit(code)
     os.close(wfd)
     return Pending(what, timeout, pid=pid, rfd=rfd, read=read)
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _fork() -> tuple[int, Any]:
+    """``os.fork()`` with the stop signals held back until the parent has recorded the reader (a Ctrl-C between
+    the two would leave a reader no exit handler knows of) and the child has set its own handlers. Returns the pid
+    and the signal mask to restore (the parent's restored already)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS) if hasattr(signal, "pthread_sigmask") else None
+    try:
+        with warnings.catch_warnings():  # Python 3.12 warns on fork() in a threaded process; the child reads only
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid:
+            _READERS.add(pid)
+    except BaseException:
+        _unblock(mask)
+        raise
+    if pid:
+        _unblock(mask)
+    return pid, mask
+
+
+def _unblock(mask: Any) -> None:
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _collect(rfd: int, pid: int, timeout: float, what: str) -> tuple[bytes, int]:
