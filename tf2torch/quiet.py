@@ -7,8 +7,13 @@
   other line is written back.
 - ``torch.export`` and the ONNX exporter log "torchvision is not installed. Skipping torchvision::nms" (torch's
   own logging, at WARNING), warn ``FutureWarning``s about their own internals and "No complete tensor found in the
-  group!" (torch/export/pt2_archive/_package_weights.py, for weights that share storage). ``exporter_quiet`` holds
-  them back while tf2torch exports: none of them is about the user's model.
+  group!" (torch/export/pt2_archive/_package_weights.py, for weights that share storage), and "The tensor
+  attributes self.<rnn>._flat_weights[0], ... were assigned during export" for every nn.LSTM / nn.GRU (torch
+  refreshes those views of the registered weights itself). ``exporter_quiet`` holds them back while tf2torch
+  exports: none of them is about the user's model.
+
+The import-time catch holds file descriptor 2 for the whole process for the length of the import: what another
+thread writes there meanwhile comes out afterwards.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 CPP_LOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")  # absl / glog line prefix
 CPP_LEVELS = {"I": 0, "W": 1, "E": 2, "F": 3}
+RNN_FLAT_WEIGHTS = r"The tensor attributes (self\.[\w.]+\._flat_weights\[\d+\](, )?)+ were assigned during export"
 EXPORT_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch._dynamo", "onnxscript")
 
 
@@ -93,6 +99,7 @@ def exporter_quiet() -> Iterator[None]:
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message="No complete tensor found in the group")
+        warnings.filterwarnings("ignore", message=RNN_FLAT_WEIGHTS)
         for logger in loggers:
             logger.setLevel(logging.ERROR)
         try:
