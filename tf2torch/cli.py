@@ -89,7 +89,20 @@ def main() -> None:
 def run() -> None:
     """The process entry point (``tf2torch``, ``python -m tf2torch``): ``main``, then a quick exit. Tearing down an
     interpreter that imported torch takes half a second of freeing objects that the OS reclaims anyway; once the
-    command has finished (output written, files closed) the exit handlers run and the process ends."""
+    command has finished (output written, files closed) the exit handlers run and the process ends.
+
+    SIGTERM and SIGHUP end the command as Ctrl-C does, through the exit handlers (which stop any reader process,
+    ``readers/watchdog.py``), not by the default action that skips them; each of the three is also told to the
+    watchdog, which stops waiting for a reader even where the exception was swallowed. TensorFlow's C++ logging
+    is set to fatal only (level 3) before anything can import it (``quiet.py`` holds back what it prints
+    regardless)."""
+    import signal
+
+    for number, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL),
+                            (getattr(signal, "SIGHUP", None), signal.SIG_DFL)):
+        if number is not None and signal.getsignal(number) is default:
+            signal.signal(number, _on_signal)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         main.main(standalone_mode=True)
         code = 0
@@ -103,6 +116,19 @@ def run() -> None:
 
     atexit._run_exitfuncs()
     os._exit(code)
+
+
+def _on_signal(number: int, frame: Any) -> None:
+    """Ctrl-C raises ``KeyboardInterrupt`` as Python's own handler does, SIGTERM and SIGHUP ``SystemExit``; the
+    watchdog, if loaded (it forks the readers), remembers the signal."""
+    import signal
+
+    watchdog = sys.modules.get("tf2torch.readers.watchdog")
+    if watchdog is not None:
+        watchdog.interrupted(number)
+    if number == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + number)
 
 
 REPORT_HELP = "Write a report: .json (for CI), .md (for a pull request) or .html (for people); repeatable."

@@ -2,7 +2,8 @@
 
 ``load`` uses ``torch.load(weights_only=True)``: no pickled code is ever executed. It rebuilds the module from
 the IR with the same converters (weights as zeros of the stored shapes), then loads the state_dict strictly.
-Files are written atomically: a failure leaves no file behind.
+Files are written atomically: a failure leaves no file behind. They get the mode a plain ``open`` would give
+(0644 under umask 022), not the temporary file's 0600 (issue 20).
 """
 
 from __future__ import annotations
@@ -33,11 +34,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (``os.umask`` can only set it, and
+    setting it briefly races with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def conversion_meta(module: nn.Module) -> dict[str, Any]:

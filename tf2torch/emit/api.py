@@ -14,7 +14,8 @@ from pathlib import Path
 import torch.fx as fx
 
 from ..errors import EmitError, Tf2TorchError
-from ..io import conversion_meta
+from ..io import conversion_meta, umask
+from ..quiet import exporter_quiet
 
 EMIT_KINDS = ("python", "pt2", "onnx")
 
@@ -27,7 +28,8 @@ def version() -> str:
 
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary directory; on success its files move into ``path`` (created if missing)."""
+    """Yield an empty temporary directory; on success its files move into ``path`` (created if missing), with the
+    modes the umask gives (``mkdtemp`` makes 0700; some writers, safetensors among them, 0600)."""
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise Tf2TorchError(f"{target}: exists and is not a directory (with --emit the output is a directory)")
@@ -35,6 +37,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
         yield tmp
+        _honour_umask(tmp)
         if not target.exists():
             os.replace(tmp, target)
         else:
@@ -42,6 +45,16 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
                 os.replace(item, target / item.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _honour_umask(directory: Path) -> None:
+    mask = umask()
+    os.chmod(directory, 0o777 & ~mask)
+    for root, dirs, files in os.walk(directory):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
 def emit(module: fx.GraphModule, out_dir: str | os.PathLike, kinds: Sequence[str] = ("python",)) -> list[Path]:
@@ -62,11 +75,12 @@ def emit(module: fx.GraphModule, out_dir: str | os.PathLike, kinds: Sequence[str
         if "python" in kinds:
             written += write_python(module, tmp, version())
         if "pt2" in kinds or "onnx" in kinds:
-            program = export_program(module)
-            if "pt2" in kinds:
-                written += write_pt2(program, tmp)
-            if "onnx" in kinds:
-                written += write_onnx(module, program, tmp)
+            with exporter_quiet():  # torch.export's and the ONNX exporter's chatter about their own internals
+                program = export_program(module)
+                if "pt2" in kinds:
+                    written += write_pt2(program, tmp)
+                if "onnx" in kinds:
+                    written += write_onnx(module, program, tmp)
     return [Path(out_dir) / p.name for p in written]
 
 

@@ -20,12 +20,12 @@ STEP = re.compile(r"-(\d+)$")
 
 
 def import_tensorflow() -> Any:
-    """TensorFlow, imported only for the TensorFlow formats; one clear line when it is missing."""
-    import os
+    """TensorFlow, imported only for the TensorFlow formats, without its import-time log lines
+    (``quiet.import_quietly``); one clear line when it is missing."""
+    from ..quiet import import_quietly
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        import tensorflow as tf
+        tf = import_quietly("tensorflow")
     except ImportError:
         raise ModelFileError("reading SavedModels, TF checkpoints and frozen graphs needs TensorFlow: "
                              f"{INSTALL_HINT}") from None

@@ -15,7 +15,6 @@ seen), and a shared layer gives one output per call. Each call is named like the
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,12 +41,13 @@ class KerasModel:
 
 
 def import_keras(keras_major: int) -> tuple[Any, str, str | None]:
-    """The Keras module that wrote a file of ``keras_major``, with a note when we must fall back."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    """The Keras module that wrote a file of ``keras_major``, with a note when we must fall back. Imported
+    without TensorFlow's import-time log lines (``quiet.import_quietly``)."""
+    from ..quiet import import_quietly
+
     if keras_major == 2:
         try:
-            import tf_keras
-
+            tf_keras = import_quietly("tf_keras")
             return tf_keras, "tf_keras", None
         except ImportError:
             note = ("Keras 2 file loaded with Keras 3 (tf_keras is not installed): layers whose meaning changed "
@@ -55,7 +55,7 @@ def import_keras(keras_major: int) -> tuple[Any, str, str | None]:
     else:
         note = None
     try:
-        import keras
+        keras = import_quietly("keras")
     except ImportError:
         raise Tf2TorchError("verify runs the original model and needs Keras: pip install -c constraints.txt -e "
                             "'.[verify]' in the tf2torch clone (tf2torch is not on PyPI)") from None
