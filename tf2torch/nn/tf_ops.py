@@ -24,6 +24,11 @@ UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "Round": torch.round, "Sign": torch.sign, "Reciprocal": torch.reciprocal, "Inv": torch.reciprocal,
     "Erf": torch.erf, "Sin": torch.sin, "Cos": torch.cos, "LogicalNot": torch.logical_not,
     "ZerosLike": torch.zeros_like, "OnesLike": torch.ones_like, "IsNan": torch.isnan,
+    # exact element-wise functions: torch computes them to float32 round-off, as TF's Eigen kernels do
+    "Erfc": torch.erfc, "Expm1": torch.expm1, "Tan": torch.tan, "Atan": torch.atan, "Asin": torch.asin,
+    "Acos": torch.acos, "Sinh": torch.sinh, "Cosh": torch.cosh, "Asinh": torch.asinh, "Acosh": torch.acosh,
+    "Atanh": torch.atanh, "Lgamma": torch.lgamma, "Digamma": torch.digamma, "IsInf": torch.isinf,
+    "IsFinite": torch.isfinite, "Rint": torch.round,  # (torch.round and TF's Rint both round half to even)
 }
 
 
@@ -48,6 +53,8 @@ BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "SquaredDifference": lambda x, y: torch.square(x - y), "DivNoNan": _div_no_nan,
     "Greater": torch.gt, "GreaterEqual": torch.ge, "Less": torch.lt, "LessEqual": torch.le,
     "Equal": torch.eq, "NotEqual": torch.ne, "LogicalAnd": torch.logical_and, "LogicalOr": torch.logical_or,
+    "Atan2": torch.atan2, "TruncateMod": torch.fmod, "Xlogy": torch.xlogy,
+    "Xdivy": lambda x, y: torch.where(x == 0, torch.zeros_like(x / y), x / y),
 }
 
 
@@ -146,6 +153,14 @@ class TFFunction(Operands):
         if op == "Reshape":
             shape = [int(s) for s in args[1].tolist()]
             return args[0].reshape(shape)
+        if op == "Range":  # [TF] sequence_ops.cc: start, limit, delta of the output's dtype
+            start, limit, delta = (a.item() for a in args)
+            return torch.arange(start, limit, delta, dtype=p["dtype"])
+        if op == "BroadcastArgs":
+            shape = torch.broadcast_shapes(tuple(args[0].tolist()), tuple(args[1].tolist()))
+            return torch.tensor(shape, dtype=args[0].dtype)
+        if op == "BroadcastTo":
+            return torch.broadcast_to(args[0], [int(s) for s in args[1].tolist()])
         if op == "Fill":
             return torch.full([int(s) for s in args[0].tolist()], args[1].item(), dtype=args[1].dtype)
         if op == "GatherV2":
@@ -194,19 +209,39 @@ class TFReduce(nn.Module):
 
 
 class TFShape(nn.Module):
-    """``Shape``: the run-time shape as an integer tensor, in TF's axis order (``order`` reads a channels-first
-    tensor's axes in that order)."""
+    """``Shape``, ``Size``, ``Rank``: the run-time shape as an integer tensor, in TF's axis order (``order`` reads
+    a channels-first tensor's axes in that order), its element count or its rank; computed from the tensor on
+    every call, so a size derived from the input follows the input."""
 
-    def __init__(self, dtype: torch.dtype = torch.int32, order: Sequence[int] | None = None):
+    def __init__(self, dtype: torch.dtype = torch.int32, order: Sequence[int] | None = None, what: str = "Shape"):
         super().__init__()
         self.dtype = dtype
         self.order = tuple(order) if order is not None else None
+        self.what = what
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.what == "Size":
+            return torch.tensor(x.numel(), dtype=self.dtype)
+        if self.what == "Rank":
+            return torch.tensor(x.dim(), dtype=self.dtype)
         shape = tuple(x.shape)
         if self.order is not None:
             shape = tuple(shape[i] for i in self.order)
         return torch.tensor(shape, dtype=self.dtype)
+
+    def extra_repr(self) -> str:
+        return self.what
+
+
+class TFShapeN(nn.Module):
+    """``ShapeN``: the run-time shape of each input (held in TF's layout)."""
+
+    def __init__(self, dtype: torch.dtype = torch.int32):
+        super().__init__()
+        self.dtype = dtype
+
+    def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.tensor(tuple(x.shape), dtype=self.dtype) for x in xs)
 
 
 class TFSoftmax(nn.Module):
@@ -391,9 +426,9 @@ class TFResize(nn.Module):
     ``half_pixel_centers`` samples at (out + 0.5) * scale - 0.5 (bilinear) or floor((out + 0.5) * scale)
     (nearest); legacy TF1 samples at out * scale (bilinear) or floor(out * scale) (nearest)."""
 
-    def __init__(self, size: Sequence[int], method: str, align_corners: bool, half_pixel_centers: bool):
+    def __init__(self, size: Sequence[int] | None, method: str, align_corners: bool, half_pixel_centers: bool):
         super().__init__()
-        self.size = tuple(int(s) for s in size)
+        self.size = tuple(int(s) for s in size) if size is not None else None  # None: given on each call
         self.method = method
         self.align_corners = align_corners
         self.half_pixel_centers = half_pixel_centers
@@ -428,9 +463,10 @@ class TFResize(nn.Module):
         b = torch.index_select(x, axis, upper)
         return a + (b - a) * lerp
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._axis(x, x.dim() - 2, self.size[0])
-        return self._axis(x, x.dim() - 1, self.size[1])
+    def forward(self, x: torch.Tensor, size: torch.Tensor | None = None) -> torch.Tensor:
+        height, width = self.size if size is None else (int(s) for s in size.reshape(-1).tolist())
+        x = self._axis(x, x.dim() - 2, height)
+        return self._axis(x, x.dim() - 1, width)
 
     def extra_repr(self) -> str:
         return (f"size={self.size}, {self.method}, align_corners={self.align_corners}, "

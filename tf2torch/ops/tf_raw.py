@@ -37,6 +37,7 @@ from ..nn.tf_ops import (
     TFReduce,
     TFResize,
     TFShape,
+    TFShapeN,
     TFSlice,
     TFSoftmax,
     TFSplit,
@@ -427,6 +428,29 @@ def convert_shape(spec: LayerSpec) -> Converted:
     return Converted(TFShape(dtype, order), input_layouts=layout, output_layouts=KERAS)
 
 
+@raw("Size", "Rank")
+def convert_size(spec: LayerSpec) -> Converted:
+    """``Size`` / ``Rank`` of a tensor in any layout (neither depends on the axis order)."""
+    dtype = TORCH_DTYPES.get(attr(spec, "out_type", "int32"), torch.int32)
+    layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
+    return Converted(TFShape(dtype, what=spec.config["op"]), input_layouts=layout, output_layouts=KERAS)
+
+
+@raw("ShapeN")
+def convert_shape_n(spec: LayerSpec) -> Converted:
+    dtype = TORCH_DTYPES.get(attr(spec, "out_type", "int32"), torch.int32)
+    return Converted(TFShapeN(dtype), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("Range")
+def convert_range(spec: LayerSpec) -> Converted:
+    dtype = TORCH_DTYPES.get(spec.config["output_dtypes"][0])
+    if dtype is None:
+        spec.fail(f"a range of {spec.config['output_dtypes'][0]} is not supported")
+    slots, consts = _slots(spec)
+    return Converted(TFFunction("Range", slots, consts, dtype=dtype), input_layouts=KERAS, output_layouts=KERAS)
+
+
 @raw("ReverseV2")
 def convert_reverse(spec: LayerSpec) -> Converted:
     rank = len(spec.input_shape)
@@ -572,7 +596,7 @@ def convert_gather(spec: LayerSpec) -> Converted:
                      output_layouts=KERAS)
 
 
-@raw("AddN", "Select", "SelectV2", "Einsum", "Fill")
+@raw("AddN", "Select", "SelectV2", "Einsum", "Fill", "BroadcastArgs", "BroadcastTo")
 def convert_function(spec: LayerSpec) -> Converted:
     op = spec.config["op"]
     params = {"equation": attr(spec, "equation")} if op == "Einsum" else {}
@@ -583,11 +607,13 @@ def convert_function(spec: LayerSpec) -> Converted:
 # -- images ---------------------------------------------------------------------------------------------------
 @raw("ResizeBilinear", "ResizeNearestNeighbor")
 def convert_resize(spec: LayerSpec) -> Converted:
-    size = const_operand(spec, 1, "the size").reshape(-1).tolist()
+    """A size computed at run time (``tf.image.resize(x, tf.shape(image)[1:3])``) is read on every call."""
+    size = operand(spec, 1)
     method = "bilinear" if spec.config["op"] == "ResizeBilinear" else "nearest"
-    module = TFResize(size, method, bool(attr(spec, "align_corners", False)),
-                      bool(attr(spec, "half_pixel_centers", False)))
-    return Converted(module, input_layouts=CHANNELS_FIRST, output_layouts=CHANNELS_FIRST)
+    module = TFResize(None if size is None else size.reshape(-1).tolist(), method,
+                      bool(attr(spec, "align_corners", False)), bool(attr(spec, "half_pixel_centers", False)))
+    layouts = CHANNELS_FIRST if size is not None else [CHANNELS_FIRST, KERAS]
+    return Converted(module, input_layouts=layouts, output_layouts=CHANNELS_FIRST)
 
 
 @raw("LRN")

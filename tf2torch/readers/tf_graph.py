@@ -67,6 +67,7 @@ INLINE_LIMIT = 64  # integer constants (shapes, axes) up to this size and float 
 IDENTITY_OPS = frozenset({"Identity", "StopGradient", "Snapshot", "PreventGradient", "CheckNumerics",
                           "EnsureShape", "PlaceholderWithDefault", "RefIdentity"})
 VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
+CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
 LOOP_OPS = frozenset({"Enter", "Exit", "NextIteration", "LoopCond", "RefEnter", "RefExit", "RefNextIteration"})
 LOOP_REASON = ("a TF 1 while loop (Enter/Exit frames of control flow v1) is not converted; TF 2 While loops are "
                "(tf.compat.v1.enable_control_flow_v2() before building the graph, or a SavedModel)")
@@ -97,9 +98,8 @@ class Walker:
         self.source = source
         self.options = options
         self.graph_def = clean_node_defs(source.graph_def)
-        if self.graph_def.library.function and not source.source_format == "savedmodel":
-            pass  # functions are only reached through call ops, which are refused by name if on the path
         self.nodes = {n.name: n for n in self.graph_def.node}
+        self.functions = {f.signature.name: f for f in self.graph_def.library.function}
         self.tf_graph = self._import()
         self.alias: dict[Tensor, Tensor] = {}
         self.state: dict[str, str] = {}  # node → "const" | "dyn" | "dead"
@@ -239,6 +239,10 @@ class Walker:
             if node.op in ("If", "StatelessIf"):
                 self._if(name, ins)
                 continue
+            if node.op in CALL_OPS or node.op in self.functions:
+                function = node.attr["f"].func.name if node.op in CALL_OPS else node.op
+                self._inline(name, function, ins, name)
+                continue
             if node.op in LOOP_OP_TYPES:
                 self._loop(name, ins)
                 continue
@@ -307,8 +311,6 @@ class Walker:
     def _if(self, name: str, ins: list[Tensor]) -> None:
         """``If`` / ``StatelessIf`` with a constant predicate: the taken branch's function is inlined under
         ``<if>/then`` or ``<if>/else`` and walked like the rest; the other branch is never looked at."""
-        from tensorflow.python.framework import function_def_to_graph
-
         pred, args = ins[0], ins[1:]
         if self.state[pred[0]] != "const":
             raise Tf2TorchError(f"{name} ({self.nodes[name].op}, a tf.cond) depends on a predicate computed at run "
@@ -316,11 +318,22 @@ class Walker:
                                 "is_training=false)")
         taken = bool(np.asarray(self.evaluate([pred])[0]).reshape(-1)[0])
         branch = self.nodes[name].attr["then_branch" if taken else "else_branch"].func.name
-        fdef = next((f for f in self.graph_def.library.function if f.signature.name == branch), None)
+        self._inline(name, branch, args, f"{name}/{'then' if taken else 'else'}")
+
+    def _inline(self, name: str, function: str, args: list[Tensor], prefix: str) -> None:
+        """The function ``name`` calls (an If's taken branch, or a ``PartitionedCall`` /
+        ``StatefulPartitionedCall`` that freezing leaves in the graph, e.g. Keras 3's depthwise convolutions)
+        inlined under ``prefix``: its ops join the graph, its arguments alias ``args`` and the call's outputs
+        alias its results, so the ops are walked (folded, converted) like the rest."""
+        from tensorflow.python.framework import function_def_to_graph
+
+        fdef = self.functions.get(function)
         if fdef is None:
-            raise ModelFileError(f"{name}: branch function {branch} is missing from the graph's library")
+            raise ModelFileError(f"{name}: function {function} is missing from the graph's library")
+        if len(args) != len(fdef.signature.input_arg):
+            raise ModelFileError(f"{name}: calls {function} with {len(args)} arguments; it takes "
+                                 f"{len(fdef.signature.input_arg)}")
         body, flat = function_def_to_graph.function_def_to_graph_def(fdef)
-        prefix = f"{name}/{'then' if taken else 'else'}"
         for node in body.node:
             node.name = f"{prefix}/{node.name}"
             inputs = [("^" if i.startswith("^") else "") + f"{prefix}/{i.lstrip('^')}" for i in node.input]
@@ -340,7 +353,7 @@ class Walker:
         self._forward(self.cone(outs, set()), set())
         for i, o in enumerate(outs):
             self.alias[(name, i)] = o
-        self.state[name] = "dyn"
+        self.state[name] = "dyn" if any(self.state.get(self.resolve(o)[0]) == "dyn" for o in outs) else "const"
 
     def _merge(self, name: str, ins: list[Tensor], dead: list[Tensor]) -> None:
         live = [t for t in ins if t not in dead]
