@@ -580,3 +580,63 @@ class TFWhile(Operands):
             for i, value in zip(self.changing, out if isinstance(out, (tuple, list)) else (out,)):
                 values[i] = value
         return tuple(torch.empty(0) if v is None else v for v in values)
+
+
+class TFSpaceToBatch(nn.Module):
+    """``SpaceToBatchND`` on a tensor in TF's layout ([TF] ``spacetobatch_functor.h``): the M spatial axes after
+    the batch are zero-padded, cut into blocks of ``block``, and the block offsets moved in front of the batch:
+    ``[B, H, W, C]`` → ``[b0*b1*B, (H+p)/b0, (W+p)/b1, C]``. TF's dilated convolutions run between this and
+    ``TFBatchToSpace``."""
+
+    def __init__(self, block: Sequence[int], pads: Sequence[Sequence[int]] | None):
+        super().__init__()
+        self.block = [int(b) for b in block]
+        self.pads = [tuple(int(v) for v in p) for p in pads] if pads is not None else None  # None: per call
+
+    def forward(self, x: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
+        m = len(self.block)
+        pads = self.pads if given is None else [tuple(int(v) for v in p) for p in given.reshape(-1, 2).tolist()]
+        flat: list[int] = [0, 0] * (x.dim() - 1 - m)
+        for before, after in reversed(pads):
+            flat.extend((before, after))
+        x = F.pad(x, flat)
+        batch, rest = x.shape[0], list(x.shape[1 + m:])
+        split: list[int] = [batch]
+        for i, b in enumerate(self.block):
+            split.extend((x.shape[1 + i] // b, b))
+        x = x.reshape(*split, *rest)
+        perm = [2 + 2 * i for i in range(m)] + [0] + [1 + 2 * i for i in range(m)]
+        perm += list(range(1 + 2 * m, x.dim()))
+        x = x.permute(perm)
+        return x.reshape(-1, *x.shape[1 + m:1 + 2 * m], *rest)
+
+    def extra_repr(self) -> str:
+        return f"block={self.block}, pads={self.pads}"
+
+
+class TFBatchToSpace(nn.Module):
+    """``BatchToSpaceND``, the inverse of ``TFSpaceToBatch`` ([TF] ``batchtospace_op.cc``): the block offsets in
+    front of the batch are interleaved back into the M spatial axes, then each is cropped (before, after)."""
+
+    def __init__(self, block: Sequence[int], crops: Sequence[Sequence[int]] | None):
+        super().__init__()
+        self.block = [int(b) for b in block]
+        self.crops = [tuple(int(v) for v in c) for c in crops] if crops is not None else None  # None: per call
+
+    def forward(self, x: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
+        m = len(self.block)
+        crops = self.crops if given is None else [tuple(int(v) for v in c) for c in given.reshape(-1, 2).tolist()]
+        spatial, rest = list(x.shape[1:1 + m]), list(x.shape[1 + m:])
+        x = x.reshape(*self.block, -1, *spatial, *rest)
+        perm = [m]
+        for i in range(m):
+            perm.extend((m + 1 + i, i))
+        perm += list(range(1 + 2 * m, x.dim()))
+        x = x.permute(perm)
+        x = x.reshape(x.shape[0], *[s * b for s, b in zip(spatial, self.block)], *rest)
+        for i, (before, after) in enumerate(crops):
+            x = x.narrow(1 + i, before, x.shape[1 + i] - before - after)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"block={self.block}, crops={self.crops}"

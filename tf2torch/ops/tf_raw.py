@@ -27,6 +27,7 @@ from ..nn.tf_ops import (
     TFLRN,
     UNARY,
     TFArgMax,
+    TFBatchToSpace,
     TFBinary,
     TFCast,
     TFConvTranspose,
@@ -40,6 +41,7 @@ from ..nn.tf_ops import (
     TFShapeN,
     TFSlice,
     TFSoftmax,
+    TFSpaceToBatch,
     TFSplit,
     TFSqueeze,
     TFUnary,
@@ -614,6 +616,19 @@ def convert_resize(spec: LayerSpec) -> Converted:
                       bool(attr(spec, "align_corners", False)), bool(attr(spec, "half_pixel_centers", False)))
     layouts = CHANNELS_FIRST if size is not None else [CHANNELS_FIRST, KERAS]
     return Converted(module, input_layouts=layouts, output_layouts=CHANNELS_FIRST)
+
+
+@raw("SpaceToBatchND", "BatchToSpaceND")
+def convert_space_to_batch(spec: LayerSpec) -> Converted:
+    """Each on its own, exact for any block; around a convolution the graph walker has already folded the pair
+    into one dilated convolution where that is exact (``readers/tf_rewrite.py``)."""
+    block = [int(b) for b in const_operand(spec, 1, "the block shape").reshape(-1)]
+    given = operand(spec, 2)  # computed at run time for an input of open size: read on each call
+    pairs = given.reshape(-1, 2).tolist() if given is not None else None
+    if any(b < 1 for b in block) or any(v < 0 for p in pairs or [] for v in p):
+        spec.fail(f"block {block} or paddings/crops {pairs} out of range")
+    cls = TFSpaceToBatch if spec.config["op"] == "SpaceToBatchND" else TFBatchToSpace
+    return Converted(cls(block, pairs), input_layouts=KERAS, output_layouts=KERAS)
 
 
 @raw("LRN")

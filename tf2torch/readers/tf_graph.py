@@ -15,11 +15,15 @@ What happens to the graph, in order (all in memory; the files are never changed)
    then it is an input; identities (``Identity``, ``StopGradient``...) are looked through;
 4. TF1 control flow with a constant predicate is resolved: a ``Switch`` passes its data to the live port
    only, everything fed by a dead port is dead, a ``Merge`` takes its one live input; so dead branches
-   (dropout's ``RandomUniform``, batch-norm moment updates, ``Assert``) are never converted;
-5. ops whose inputs are all constant are folded by TensorFlow itself (one session over the constant
+   (dropout's ``RandomUniform``, batch-norm moment updates, ``Assert``) are never converted; a function call
+   freezing left in the graph (``PartitionedCall``, ``StatefulPartitionedCall``) is inlined like an ``If``'s
+   taken branch;
+5. TF's lowering of a dilated convolution (``SpaceToBatchND`` → conv → ``BatchToSpaceND``) is folded back
+   into one dilated convolution where that is exact (``readers/tf_rewrite.py``);
+6. ops whose inputs are all constant are folded by TensorFlow itself (one session over the constant
    sub-graph); each remaining op becomes an IR node of class ``tf.raw>OpType`` whose constant operands are
    inline (small) or weights (large), converted by ``tf2torch/ops/tf_raw.py``;
-6. a TF 2 ``While`` carries its ``cond`` and ``body`` functions walked the same way (``readers/tf_loops.py``);
+7. a TF 2 ``While`` carries its ``cond`` and ``body`` functions walked the same way (``readers/tf_loops.py``);
    TensorLists are never folded (they have no numpy value) but converted.
 Control dependencies are ignored: they order side effects (updates, asserts), never values.
 """
@@ -49,6 +53,7 @@ from .tf_ends import (
 )
 from .tf_loops import LOOP_OP_TYPES
 from .tf_paths import import_tensorflow
+from .tf_rewrite import fold_dilated_convolutions
 from .tf_sources import (
     Tensor,
     TFOptions,
@@ -456,6 +461,8 @@ def prepare(tf: Any, source: TFSource, options: TFOptions) -> tuple[Walker, Ends
         outputs, output_names = live_sinks(walker, outputs, output_names)
         if default_inputs:  # the placeholders that only the dropped sinks read (labels, a learning rate) go too
             inputs, input_names, _ = placeholders_on_the_path(walker, walker.cone(outputs, input_ops), input_ops)
+    if fold_dilated_convolutions(walker, outputs, {t[0] for t in inputs}):
+        walker.tf_graph = walker._import()  # the folded convolutions' new shapes
     return walker, Ends(inputs, input_names, outputs, output_names)
 
 
