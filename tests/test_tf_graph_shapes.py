@@ -24,7 +24,7 @@ def w(*shape):
     return RNG.standard_normal(shape).astype("float32")
 
 
-W = {"k": w(3, 3, 4, 5), "dw": w(3, 3, 4, 2), "k1": w(3, 4, 6), "k5": w(5, 5, 4, 3)}
+W = {"k": w(3, 3, 4, 5), "dw": w(3, 3, 4, 2), "k1": w(3, 4, 6), "k5": w(5, 5, 4, 3), "table": w(80, 4)}
 
 
 def frozen_pb(tf, fn, signature, path):
@@ -60,16 +60,42 @@ def size_cases(tf):
         "broadcast_args_to": lambda x: tf.broadcast_to(tf.reduce_mean(x, [1, 2], keepdims=True),
                                                        tf.broadcast_dynamic_shape(tf.shape(x), [1, 1, 1, 4])),
         "shape_n": lambda x: tf.cast(tf.concat(tf.raw_ops.ShapeN(input=[x, x[:, 1:]]), 0), f)[None, :] + x[:, 0, 0, :1],
+        "pad_to_a_multiple": lambda x: tf.pad(x, tf.stack([[0, 0], [0, (-tf.shape(x)[1]) % 5],
+                                                           [(-tf.shape(x)[2]) % 3, 0], [0, 0]]), "REFLECT"),
+        "split_open_axes": lambda x: tf.concat(tf.split(x, 2, axis=1)[::-1], 1) + tf.split(x, [3, -1], axis=2)[1][
+            :, :, :1],
+        "slice_run_time_bounds": lambda x: tf.slice(x, [0, 1, 0, 0], tf.stack([-1, tf.shape(x)[1] - 2, -1, 2])),
+        "constant_sliced_to_the_input": lambda x: x + tf.constant(W["table"])[None, :tf.shape(x)[1], None, :],
     }
 
 
-@pytest.mark.parametrize("case", ["resize_to_input_size", "resize_nearest_to_twice", "reshape_computed_batch",
-                                  "tile_by_a_dimension", "range_size_rank_fill", "broadcast_args_to", "shape_n"])
+SIZE_CASES = ["resize_to_input_size", "resize_nearest_to_twice", "reshape_computed_batch", "tile_by_a_dimension",
+              "range_size_rank_fill", "broadcast_args_to", "shape_n", "pad_to_a_multiple", "split_open_axes",
+              "slice_run_time_bounds", "constant_sliced_to_the_input"]
+
+
+@pytest.mark.parametrize("case", SIZE_CASES)
 def test_runtime_sizes_follow_the_input(case, tmp_path):
     import tensorflow as tf
 
-    converted_matches(tf, size_cases(tf)[case], (None, None, None, 4), [(2, 8, 8, 4), (1, 11, 7, 4)],
+    converted_matches(tf, size_cases(tf)[case], (None, None, None, 4), [(2, 8, 8, 4), (1, 12, 6, 4)],
                       tmp_path / f"{case}.pb")
+
+
+@pytest.mark.parametrize("signature, static", [((2, 8, 6, 4), True), ((None, 8, 6, 4), False),
+                                               ((None, None, None, 4), False)])
+def test_shapes_fold_only_when_static(signature, static, tmp_path):
+    """``Shape`` / ``Size`` / ``Rank`` become constants only when TensorFlow knows the whole shape."""
+    import tensorflow as tf
+
+    def fn(x):
+        return tf.image.resize(tf.reshape(x, tf.stack([tf.shape(x)[0], 8, -1, 4])), tf.shape(x)[1:3] * 2) \
+            + tf.cast(tf.size(x) + tf.rank(x), tf.float32)
+
+    modules = converted_matches(tf, fn, signature, [(2, 8, 6, 4)], tmp_path / "sizes.pb", layouts=["keras"])
+    graph = str(modules["keras"].tf2torch_meta["graph"])
+    assert ("tf.raw>Shape" in graph) != static and ("tf.raw>Size" in graph) != static
+    assert "tf.raw>Rank" not in graph  # the rank is known in all three
 
 
 def test_saved_model_resizes_to_its_input_size(tmp_path):

@@ -153,6 +153,9 @@ class TFFunction(Operands):
         if op == "Reshape":
             shape = [int(s) for s in args[1].tolist()]
             return args[0].reshape(shape)
+        if op == "Slice":  # begin and size computed at run time; size -1 runs to the end
+            begin, size = args[1].tolist(), args[2].tolist()
+            return args[0][tuple(slice(b, None if n == -1 else b + n) for b, n in zip(begin, size))]
         if op == "Range":  # [TF] sequence_ops.cc: start, limit, delta of the output's dtype
             start, limit, delta = (a.item() for a in args)
             return torch.arange(start, limit, delta, dtype=p["dtype"])
@@ -381,7 +384,8 @@ def _index_dims(index: list[Any], rank: int) -> list[int]:
 
 
 class TFSplit(nn.Module):
-    """``Split`` / ``SplitV`` / ``Unpack``: a tuple of tensors."""
+    """``Split`` / ``SplitV`` / ``Unpack``: a tuple of tensors. On an axis whose size is known only at run time,
+    ``sizes`` is ``[-1] * num`` (``Split``: equal parts) or holds one ``-1`` (``SplitV``: the rest)."""
 
     def __init__(self, sizes: Sequence[int] | None, axis: int, unstack: bool = False):
         super().__init__()
@@ -390,29 +394,36 @@ class TFSplit(nn.Module):
         self.unstack = unstack
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if self.unstack:
+        if self.unstack or self.sizes is None:
             return tuple(torch.unbind(x, self.axis))
-        return tuple(torch.split(x, self.sizes, dim=self.axis))
+        sizes = self.sizes
+        if sizes.count(-1) > 1:
+            sizes = [x.shape[self.axis] // len(sizes)] * len(sizes)
+        elif -1 in sizes:
+            rest = x.shape[self.axis] - sum(s for s in sizes if s != -1)
+            sizes = [rest if s == -1 else s for s in sizes]
+        return tuple(torch.split(x, sizes, dim=self.axis))
 
 
 class TFPad(nn.Module):
     """``Pad`` / ``PadV2`` / ``MirrorPad``: ``pads`` is (before, after) per axis. ``REFLECT`` excludes the edge,
     ``SYMMETRIC`` repeats it ([TF] ``mirror_pad_op.h``); done per axis with flips, for any axis."""
 
-    def __init__(self, pads: Sequence[Sequence[int]], mode: str = "CONSTANT", value: float = 0.0):
+    def __init__(self, pads: Sequence[Sequence[int]] | None, mode: str = "CONSTANT", value: float = 0.0):
         super().__init__()
-        self.pads = [tuple(int(v) for v in p) for p in pads]
+        self.pads = [tuple(int(v) for v in p) for p in pads] if pads is not None else None  # None: per call
         self.mode = mode
         self.value = value
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
+        pads = self.pads if given is None else [tuple(int(v) for v in p) for p in given.reshape(-1, 2).tolist()]
         if self.mode == "CONSTANT":
             flat: list[int] = []
-            for before, after in reversed(self.pads):
+            for before, after in reversed(pads):
                 flat.extend((before, after))
             return F.pad(x, flat, value=self.value)
         shift = 1 if self.mode == "REFLECT" else 0
-        for axis, (before, after) in enumerate(self.pads):
+        for axis, (before, after) in enumerate(pads):
             x = mirror_pad(x, axis, before, after, shift)
         return x
 

@@ -522,17 +522,14 @@ def convert_split(spec: LayerSpec) -> Converted:
         axis = int(const_operand(spec, 0, "the axis")) % rank
         num = int(attr(spec, "num_split"))
         size = spec.input_shape[axis]
-        if size is None:
-            spec.fail("splitting a dynamic axis")
-        sizes = [size // num] * num
+        sizes = [size // num] * num if size is not None else [-1] * num  # -1s: equal parts at run time
     else:
         sizes = [int(s) for s in const_operand(spec, 1, "the sizes").reshape(-1)]
         axis = int(const_operand(spec, 2, "the axis")) % rank
-        if -1 in sizes:
-            size = spec.input_shape[axis]
-            if size is None:
-                spec.fail("splitting a dynamic axis")
-            sizes[sizes.index(-1)] = size - sum(s for s in sizes if s != -1)
+        if sizes.count(-1) > 1:
+            spec.fail(f"sizes {sizes} have more than one -1")
+        if -1 in sizes and spec.input_shape[axis] is not None:
+            sizes[sizes.index(-1)] = spec.input_shape[axis] - sum(s for s in sizes if s != -1)
     return Converted(TFSplit(sizes, axis), input_layouts=KERAS, output_layouts=KERAS)
 
 
@@ -541,9 +538,7 @@ def convert_strided_slice(spec: LayerSpec) -> Converted:
     masks = {k: int(attr(spec, k, 0)) for k in
              ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")}
     if any(operand(spec, i) is None for i in (1, 2, 3)):  # bounds computed at run time (``x[:, t]`` in a loop)
-        if spec.config["operands"][0].get("input") is None:
-            spec.fail("slicing a constant with bounds computed at run time")
-        slots, consts = _slots(spec)
+        slots, consts = _slots(spec)  # (a constant sliced by run-time bounds: ``table[:tf.shape(x)[1]]``)
         return Converted(TFDynamicSlice(masks, slots, consts), input_layouts=KERAS, output_layouts=KERAS)
     begin, end, strides = (const_operand(spec, i, w).reshape(-1).tolist()
                            for i, w in ((1, "begin"), (2, "end"), (3, "strides")))
@@ -555,19 +550,25 @@ def convert_strided_slice(spec: LayerSpec) -> Converted:
 
 @raw("Slice")
 def convert_slice(spec: LayerSpec) -> Converted:
-    begin = const_operand(spec, 1, "begin").reshape(-1).tolist()
-    size = const_operand(spec, 2, "size").reshape(-1).tolist()
+    begin, size = operand(spec, 1), operand(spec, 2)
+    if begin is None or size is None:
+        slots, consts = _slots(spec)
+        return Converted(TFFunction("Slice", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+    begin, size = begin.reshape(-1).tolist(), size.reshape(-1).tolist()
     entries = [("slice", int(b), None if s == -1 else int(b) + int(s), 1) for b, s in zip(begin, size)]
     return Converted(TFSlice(entries), input_layouts=KERAS, output_layouts=KERAS)
 
 
 @raw("Pad", "PadV2", "MirrorPad")
 def convert_pad(spec: LayerSpec) -> Converted:
-    pads = const_operand(spec, 1, "the paddings").reshape(-1, 2).tolist()
     value = 0.0
     if spec.config["op"] == "PadV2":
         value = float(const_operand(spec, 2, "the constant value"))
     mode = str(attr(spec, "mode", "CONSTANT")).upper()
+    given = operand(spec, 1)
+    if given is None:  # paddings computed at run time (to a multiple of a stride): read on each call
+        return Converted(TFPad(None, mode, value), input_layouts=KERAS, output_layouts=KERAS)
+    pads = given.reshape(-1, 2).tolist()
     rank = len(spec.input_shape)
     layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
     if is_channels_first(layout, rank):

@@ -73,6 +73,7 @@ IDENTITY_OPS = frozenset({"Identity", "StopGradient", "Snapshot", "PreventGradie
                           "EnsureShape", "PlaceholderWithDefault", "RefIdentity"})
 VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
 CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
+SHAPE_OPS = frozenset({"Shape", "Size", "Rank"})  # folded when the tensor's shape is static (ShapeN: never)
 LOOP_OPS = frozenset({"Enter", "Exit", "NextIteration", "LoopCond", "RefEnter", "RefExit", "RefNextIteration"})
 LOOP_REASON = ("a TF 1 while loop (Enter/Exit frames of control flow v1) is not converted; TF 2 While loops are "
                "(tf.compat.v1.enable_control_flow_v2() before building the graph, or a SavedModel)")
@@ -262,11 +263,32 @@ class Walker:
                 self.alias[(name, 0)] = ins[0]
                 self.state[name] = "const"
                 continue
+            if node.op in SHAPE_OPS and self._static_shape(name, ins[0]):
+                continue
             if node.op == "Const" or (ins and all(self.state[t[0]] == "const" for t in ins)
                                       and not self.stateful(node.op) and not self._makes_variant(name)):
                 self.state[name] = "const"
             else:
                 self.state[name] = "dyn"
+
+    def _static_shape(self, name: str, t: Tensor) -> bool:
+        """``Shape`` / ``Size`` / ``Rank`` of a run-time tensor whose shape TensorFlow knows in full (every input
+        the graph accepts has it): folded to its constant value; otherwise computed at run time."""
+        try:
+            shape = self.tf_tensor(t).shape
+        except KeyError:  # an inlined function's op, not imported yet: left to run time
+            return False
+        op = self.nodes[name].op
+        if shape.rank is None or (op != "Rank" and not shape.is_fully_defined()):
+            return False
+        attrs = self.nodes[name].attr
+        dtype = (self.tf.as_dtype(attrs["out_type"].type) if "out_type" in attrs else self.tf.int32).as_numpy_dtype
+        dims = shape.as_list()
+        value = {"Shape": dims, "Size": int(np.prod(dims, dtype=np.int64)) if op == "Size" else 0,
+                 "Rank": len(dims)}[op]
+        self.values[(name, 0)] = np.asarray(value, dtype=dtype)
+        self.state[name] = "const"
+        return True
 
     def _makes_variant(self, name: str) -> bool:
         """A TensorList (or other variant) is never folded: it has no numpy value; its ops are converted."""
