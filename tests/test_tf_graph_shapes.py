@@ -24,7 +24,8 @@ def w(*shape):
     return RNG.standard_normal(shape).astype("float32")
 
 
-W = {"k": w(3, 3, 4, 5), "dw": w(3, 3, 4, 2), "k1": w(3, 4, 6), "k5": w(5, 5, 4, 3), "table": w(80, 4)}
+W = {"k": w(3, 3, 4, 5), "dw": w(3, 3, 4, 2), "k1": w(3, 4, 6), "k5": w(5, 5, 4, 3), "table": w(80, 4),
+     "kt": w(3, 3, 5, 4)}
 
 
 def frozen_pb(tf, fn, signature, path):
@@ -66,12 +67,17 @@ def size_cases(tf):
             :, :, :1],
         "slice_run_time_bounds": lambda x: tf.slice(x, [0, 1, 0, 0], tf.stack([-1, tf.shape(x)[1] - 2, -1, 2])),
         "constant_sliced_to_the_input": lambda x: x + tf.constant(W["table"])[None, :tf.shape(x)[1], None, :],
+        "conv_transpose_to_twice": lambda x: tf.nn.conv2d_transpose(
+            x, W["kt"], tf.stack([tf.shape(x)[0], tf.shape(x)[1] * 2, tf.shape(x)[2] * 2, 5]), 2, "SAME"),
+        "conv_transpose_valid_open": lambda x: tf.nn.conv2d_transpose(
+            x, W["kt"], tf.stack([tf.shape(x)[0], tf.shape(x)[1] * 2 + 1, tf.shape(x)[2] * 2 + 1, 5]), 2, "VALID"),
     }
 
 
 SIZE_CASES = ["resize_to_input_size", "resize_nearest_to_twice", "reshape_computed_batch", "tile_by_a_dimension",
               "range_size_rank_fill", "broadcast_args_to", "shape_n", "pad_to_a_multiple", "split_open_axes",
-              "slice_run_time_bounds", "constant_sliced_to_the_input"]
+              "slice_run_time_bounds", "constant_sliced_to_the_input", "conv_transpose_to_twice",
+              "conv_transpose_valid_open"]
 
 
 @pytest.mark.parametrize("case", SIZE_CASES)

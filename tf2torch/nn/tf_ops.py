@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .ops import mirror_pad
+from .padding import tf_same_padding
 
 UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "Relu": torch.relu, "Relu6": lambda x: torch.clamp(x, 0.0, 6.0), "Elu": F.elu, "Selu": F.selu,
@@ -501,16 +502,30 @@ class TFLRN(nn.Module):
 
 class TFConvTranspose(nn.Module):
     """``Conv2DBackpropInput``: a transposed conv without padding, cropped to TF's output size (the crop starts
-    at the forward conv's ``before`` padding)."""
+    at the forward conv's ``before`` padding). ``crop`` None: the output size is computed at run time (the
+    node's first input, in TF's layout: ``nhwc`` says where its spatial sizes are) and the crop with it, from
+    ``starts`` (VALID, EXPLICIT) or TF's SAME padding for that size."""
 
-    def __init__(self, conv: nn.Module, crop: Sequence[tuple[int, int]]):
+    def __init__(self, conv: nn.Module, crop: Sequence[tuple[int, int]] | None, starts: Sequence[int] | None = None,
+                 nhwc: bool = True):
         super().__init__()
         self.conv = conv
-        self.crop = [tuple(c) for c in crop]
+        self.crop = [tuple(c) for c in crop] if crop is not None else None
+        self.starts = list(starts) if starts is not None else None  # None: SAME
+        self.nhwc = nhwc
+
+    def _crop(self, sizes: torch.Tensor) -> list[tuple[int, int]]:
+        n = len(self.conv.kernel_size)
+        values = [int(v) for v in sizes.reshape(-1).tolist()]
+        spatial = values[1:1 + n] if self.nhwc else values[2:2 + n]
+        if self.starts is not None:
+            return list(zip(self.starts, spatial))
+        return [(tf_same_padding(s, k, st, d)[0], s) for s, k, st, d in
+                zip(spatial, self.conv.kernel_size, self.conv.stride, self.conv.dilation)]
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        y = self.conv(inputs[-1])  # the output size, when computed at run time, comes first and is static here
-        for i, (start, size) in enumerate(self.crop):
+        y = self.conv(inputs[-1])
+        for i, (start, size) in enumerate(self.crop if self.crop is not None else self._crop(inputs[0])):
             y = y.narrow(2 + i, start, size)
         return y
 

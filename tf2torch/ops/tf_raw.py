@@ -278,7 +278,8 @@ def convert_conv_transpose(spec: LayerSpec) -> Converted:
     sizes = operand(spec, 0)
     spatial = (list(sizes[1:1 + n]) if nhwc(spec) else list(sizes[2:2 + n])) if sizes is not None else (
         (out_shape[1:1 + n] if nhwc(spec) else out_shape[2:2 + n]) if out_shape else None)
-    if spatial is None or any(s is None for s in spatial):
+    at_run_time = spatial is None or any(s is None for s in spatial)
+    if at_run_time and sizes is None and "input" not in spec.config["operands"][0]:
         spec.fail("the output size is not static")
     stride = spatial_attr(spec, "strides", n)
     dilation = spatial_attr(spec, "dilations", n)
@@ -286,7 +287,8 @@ def convert_conv_transpose(spec: LayerSpec) -> Converted:
     padding = attr(spec, "padding", "VALID")
     flat = [int(v) for v in attr(spec, "explicit_paddings", [])]
     if padding == "SAME":
-        starts = [tf_same_padding(int(s), int(kk), st, d)[0] for s, kk, st, d in zip(spatial, k, stride, dilation)]
+        starts = None if at_run_time else [tf_same_padding(int(s), int(kk), st, d)[0]
+                                           for s, kk, st, d in zip(spatial, k, stride, dilation)]
     elif padding == "VALID":
         starts = [0] * n
     elif padding == "EXPLICIT":  # the forward conv padded (before, after): the gradient starts at ``before``
@@ -294,13 +296,13 @@ def convert_conv_transpose(spec: LayerSpec) -> Converted:
         starts = [p[0] for p in (pairs[1:1 + n] if nhwc(spec) else pairs[2:2 + n])]
     else:
         spec.fail(f"padding {padding!r} is not supported")
-    crop = [(start, int(s)) for start, s in zip(starts, spatial)]
+    crop = None if at_run_time else [(start, int(s)) for start, s in zip(starts, spatial)]
     weight = transposed_kernel_to_iohw(kernel)
     conv = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[n](
         weight.shape[0], weight.shape[1], tuple(k), stride=stride, dilation=dilation, bias=False)
     conv.weight = as_parameter(weight)
-    layout = conv_layout(spec)  # the run-time input (operand 2) is the node's only input
-    return Converted(TFConvTranspose(conv, crop), input_layouts=layout, output_layouts=layout)
+    layout = conv_layout(spec)  # (the output size, when an input, is 1-D: no layout to change)
+    return Converted(TFConvTranspose(conv, crop, starts, nhwc(spec)), input_layouts=layout, output_layouts=layout)
 
 
 # -- matmul, batch norm --------------------------------------------------------------------------------------
