@@ -432,7 +432,7 @@ class TFPad(nn.Module):
         return f"pads={self.pads}, mode={self.mode}"
 
 
-class TFResize(nn.Module):
+class TFImageResize(nn.Module):
     """``ResizeBilinear`` / ``ResizeNearestNeighbor`` on the last two axes of an N,C,H,W tensor with TF's own
     source-coordinate rules ([TF] ``image_resizer_state.h``): ``align_corners`` scales by (in-1)/(out-1);
     ``half_pixel_centers`` samples at (out + 0.5) * scale - 0.5 (bilinear) or floor((out + 0.5) * scale)

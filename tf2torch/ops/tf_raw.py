@@ -33,10 +33,10 @@ from ..nn.tf_ops import (
     TFConvTranspose,
     TFDynamicSlice,
     TFFunction,
+    TFImageResize,
     TFPad,
     TFPermute,
     TFReduce,
-    TFResize,
     TFShape,
     TFShapeN,
     TFSlice,
@@ -615,7 +615,7 @@ def convert_resize(spec: LayerSpec) -> Converted:
     """A size computed at run time (``tf.image.resize(x, tf.shape(image)[1:3])``) is read on every call."""
     size = operand(spec, 1)
     method = "bilinear" if spec.config["op"] == "ResizeBilinear" else "nearest"
-    module = TFResize(None if size is None else size.reshape(-1).tolist(), method,
+    module = TFImageResize(None if size is None else size.reshape(-1).tolist(), method,
                       bool(attr(spec, "align_corners", False)), bool(attr(spec, "half_pixel_centers", False)))
     layouts = CHANNELS_FIRST if size is not None else [CHANNELS_FIRST, KERAS]
     return Converted(module, input_layouts=layouts, output_layouts=CHANNELS_FIRST)
