@@ -83,7 +83,61 @@ def cases(tf):
         "lrn": (X4, lambda x: tf.nn.local_response_normalization(x, depth_radius=2, bias=1.0, alpha=0.1, beta=0.75)),
         "softmax_4d": (X4, lambda x: tf.nn.softmax(x) + tf.nn.log_softmax(x)),
         "argmax": ((2, 7), lambda x: tf.cast(tf.argmax(x, axis=1), tf.float32) + tf.reduce_sum(x, 1)),
+        "cumulative": ((2, 7), lambda x: tf.cumsum(x, axis=1, exclusive=True) + tf.math.cumprod(x, 1, reverse=True)
+                       + tf.cumsum(x, 0, reverse=True, exclusive=True)),
+        "space_to_depth": (X4, lambda x: tf.nn.space_to_depth(x, 2) * 2.0),
+        "depth_to_space": (X4, lambda x: tf.nn.depth_to_space(x, 2) + 1.0),
+        "one_hot": ((2, 7), lambda x: tf.reduce_sum(tf.one_hot(tf.cast(tf.abs(x) * 3.0, tf.int32) % 5 - 1, 4, 2.0,
+                                                               -1.0), -1)
+                    + tf.reduce_sum(tf.one_hot(tf.cast(tf.abs(x) * 3.0, tf.int32), 4, axis=1), 1)),
+        "scatter_gather_nd": ((2, 4, 5), lambda x: scatter_gather(tf, x[0] + x[1])),
+        "band_roll_diag": ((2, 6, 6), lambda x: tf.linalg.band_part(x, 1, -1) + tf.linalg.band_part(x, -1, 0)
+                           + tf.roll(x, [2, -1], [1, 2]) + tf.linalg.diag(tf.linalg.diag_part(x))
+                           + tf.linalg.det(x)[:, None, None]),
+        "top_k_invert_permutation": ((2, 7), lambda x: tf.math.top_k(x, 3).values + tf.cast(
+            tf.math.top_k(x, 3).indices, tf.float32) + tf.cast(tf.math.invert_permutation(tf.argsort(
+                x[0], direction="DESCENDING")), tf.float32)[:3]),
+        "reverse_sequence": ((2, 5, 2), lambda x: tf.reverse_sequence(x, lengths(tf, x), seq_axis=1, batch_axis=0)
+                             + tf.transpose(tf.reverse_sequence(tf.transpose(x, [1, 0, 2]), lengths(tf, -x),
+                                                                seq_axis=0, batch_axis=1), [1, 0, 2])),
+        "segments": ((2, 6, 3), lambda x: segments(tf, x[0] + x[1])),
+        "bitwise_clip": ((2, 7), lambda x: bitwise(tf, tf.cast(x * 10.0, tf.int32))
+                         + tf.raw_ops.ClipByValue(t=x, clip_value_min=-0.5, clip_value_max=0.7)),
+        "where_indices": ((3, 4), lambda x: tf.cast(tf.where(x > 0.0), tf.float32) * 2.0),
     }
+
+
+def scatter_gather(tf, x):
+    """Scatter and gather by index vectors on a (4, 5) tensor; duplicate indices add (or reduce)."""
+    return (tf.tensor_scatter_nd_update(x, [[1], [3]], x[:2] * 2.0)
+            + tf.tensor_scatter_nd_add(x, [[0], [2], [0]], x[:3])
+            - tf.tensor_scatter_nd_sub(x, [[2], [2]], x[1:3])
+            + tf.tensor_scatter_nd_max(x, [[1, 1], [3, 4], [1, 1]], [5.0, -5.0, 1.0])
+            + tf.tensor_scatter_nd_min(x, [[0, 1], [0, 1]], [0.5, -0.5])
+            + tf.scatter_nd([[1], [3], [1]], x[:3], [4, 5]) + tf.gather_nd(x, [[1], [3], [0], [2]])
+            + tf.gather_nd(x, [[1, 2], [3, 4], [0, 0], [2, 1]])[:, None])
+
+
+def bitwise(tf, i):
+    return tf.cast(tf.bitwise.bitwise_and(i, 6) + tf.bitwise.bitwise_or(i, 3) + tf.bitwise.bitwise_xor(i, 5)
+                   + tf.bitwise.left_shift(tf.abs(i), 2) + tf.bitwise.right_shift(tf.abs(i), 1) + tf.bitwise.invert(i)
+                   + tf.truncatediv(i, 3), tf.float32)
+
+
+def lengths(tf, x):
+    """Sequence lengths from 1 to 5 computed from the input (so any batch size works)."""
+    return tf.cast(tf.abs(x[:, 0, 0]) * 3.0, tf.int32) % 5 + 1
+
+
+def segments(tf, x):
+    """Every segment reduction on a (6, 3) tensor, sorted ids with an empty segment (2), unsorted ids with a
+    dropped row (-1) and empty segments (3)."""
+    return tf.concat([
+        tf.math.segment_sum(x, [0, 0, 1, 3, 3, 3]), tf.math.segment_mean(x, [0, 0, 1, 3, 3, 3]),
+        tf.math.segment_max(x, [0, 0, 1, 3, 3, 3]), tf.math.segment_min(x, [0, 1, 1, 1, 3, 3]),
+        tf.math.segment_prod(x, [0, 0, 1, 3, 3, 3]), tf.math.unsorted_segment_sum(x, [2, 0, -1, 2, 0, 1], 4),
+        tf.math.unsorted_segment_max(x, [2, 0, 1, 2, 0, 1], 4), tf.math.unsorted_segment_min(x, [3, 0, 1, 3, 0, 1], 4),
+        tf.math.unsorted_segment_prod(x, [2, 0, 1, 2, 0, 1], 4)], 0)
 
 
 def frozen_pb(tf, fn, shape, path):
@@ -100,7 +154,9 @@ CASES = ["conv_valid_dilated", "conv_same_stride2_even_kernel", "conv_explicit",
          "resize_bilinear_half_pixel", "resize_bilinear_align_corners", "resize_bilinear_legacy", "resize_nearest",
          "pads", "strided_slices", "slice_shrink_newaxis", "shape_ops", "flatten_dynamic", "squeeze_expand_tile",
          "stack_unstack_split", "splitv_gather", "reductions", "mean_channels", "elementwise", "select", "matmuls",
-         "lrn", "softmax_4d", "argmax"]
+         "lrn", "softmax_4d", "argmax", "cumulative", "space_to_depth", "depth_to_space", "one_hot",
+         "scatter_gather_nd", "band_roll_diag", "top_k_invert_permutation", "reverse_sequence", "segments",
+         "bitwise_clip", "where_indices"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -123,8 +179,8 @@ def test_unsupported_ops_listed_at_once(tmp_path):
     from tf2torch.errors import UnsupportedLayerError
 
     path = tmp_path / "unsupported.pb"
-    frozen_pb(tf, lambda x: tf.math.cumsum(x, axis=1) + tf.math.bessel_i0(x), (2, 5), path)
+    frozen_pb(tf, lambda x: tf.math.special.dawsn(x) + tf.math.bessel_i0(x), (2, 5), path)
     with pytest.raises(UnsupportedLayerError) as error:
         tf2torch.convert(path)
     message = str(error.value)
-    assert "2 layer(s)" in message and "tf.raw>Cumsum" in message and "tf.raw>BesselI0" in message
+    assert "2 layer(s)" in message and "tf.raw>Dawsn" in message and "tf.raw>BesselI0" in message

@@ -85,7 +85,7 @@ TF2ONNX_OPS = {
 
 # What the graph walker does with an op before any converter sees it (readers/tf_graph.py).
 WALKER = {
-    **dict.fromkeys(("Const", "ConstV2"), "folded: a constant operand (inline or a weight)"),
+    **dict.fromkeys(("Const",), "folded: a constant operand (inline or a weight)"),
     **dict.fromkeys(("Placeholder", "PlaceholderV2"), "an input, or a constant with --constant"),
     "PlaceholderWithDefault": "an input when chosen, else its default (a constant)",
     **dict.fromkeys(("Identity", "IdentityN", "StopGradient", "CheckNumerics", "EnsureShape", "Snapshot"),
@@ -104,7 +104,7 @@ REFUSED = {
     **dict.fromkeys(("TensorArrayGatherV3", "TensorArrayReadV3", "TensorArrayScatterV3", "TensorArraySizeV3",
                      "TensorArrayV3", "TensorArrayWriteV3"), LOOP_V1),
     **dict.fromkeys(("Multinomial", "RandomNormal", "RandomNormalLike", "RandomShuffle", "RandomStandardNormal",
-                     "RandomUniform", "RandomUniformInt", "RandomUniformLike", "Dropout", "TruncatedNormal",
+                     "RandomUniform", "RandomUniformInt", "TruncatedNormal",
                      "StatelessRandomUniformV2", "StatelessRandomNormalV2", "StatelessTruncatedNormalV2"),
                     "refused: draws random numbers (dropout or noise left in training mode: fix the training "
                     "flag with --constant)"),
@@ -124,6 +124,9 @@ NOT_APPLICABLE = {
         "SparseSegmentMean", "SparseSegmentMeanWithNumSegments", "SparseSegmentSqrtN",
         "SparseSegmentSqrtNWithNumSegments", "SparseSegmentSum", "SparseSegmentSumWithNumSegments"),
     "random image augmentation (training only)": ("SampleDistortedBoundingBox", "SampleDistortedBoundingBoxV2"),
+    "not a TensorFlow op (an ONNX, TFLite or tf2onnx-internal name; TF's own op is listed)": (
+        "ConstV2", "DepthwiseConv2d", "Dropout", "Flatten", "HardSwish", "L2Normalization", "Loop", "Prelu",
+        "RandomNormal", "RandomNormalLike", "RandomUniformLike", "Scan", "SquaredDistance"),
 }
 
 

@@ -30,6 +30,7 @@ UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "Acos": torch.acos, "Sinh": torch.sinh, "Cosh": torch.cosh, "Asinh": torch.asinh, "Acosh": torch.acosh,
     "Atanh": torch.atanh, "Lgamma": torch.lgamma, "Digamma": torch.digamma, "IsInf": torch.isinf,
     "IsFinite": torch.isfinite, "Rint": torch.round,  # (torch.round and TF's Rint both round half to even)
+    "Invert": torch.bitwise_not,
 }
 
 
@@ -55,7 +56,9 @@ BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "Greater": torch.gt, "GreaterEqual": torch.ge, "Less": torch.lt, "LessEqual": torch.le,
     "Equal": torch.eq, "NotEqual": torch.ne, "LogicalAnd": torch.logical_and, "LogicalOr": torch.logical_or,
     "Atan2": torch.atan2, "TruncateMod": torch.fmod, "Xlogy": torch.xlogy,
-    "Xdivy": lambda x, y: torch.where(x == 0, torch.zeros_like(x / y), x / y),
+    "Xdivy": lambda x, y: torch.where(x == 0, torch.zeros_like(x / y), x / y), "TruncateDiv": _truncate_div,
+    "BitwiseAnd": torch.bitwise_and, "BitwiseOr": torch.bitwise_or, "BitwiseXor": torch.bitwise_xor,
+    "LeftShift": torch.bitwise_left_shift, "RightShift": torch.bitwise_right_shift,
 }
 
 
@@ -666,3 +669,171 @@ class TFBatchToSpace(nn.Module):
 
     def extra_repr(self) -> str:
         return f"block={self.block}, crops={self.crops}"
+
+
+# -- ops that are one small function of their operands, by TF name ([TF] core/kernels/, cited per op) ---------
+def _cumulative(x: torch.Tensor, axis: int, exclusive: bool, reverse: bool, prod: bool) -> torch.Tensor:
+    """``Cumsum`` / ``Cumprod``: ``exclusive`` shifts by one (the first is 0 or 1), ``reverse`` from the end."""
+    if reverse:
+        x = x.flip(axis)
+    out = torch.cumprod(x, axis) if prod else torch.cumsum(x, axis)
+    if exclusive:
+        first = torch.ones_like(x.narrow(axis, 0, 1)) if prod else torch.zeros_like(x.narrow(axis, 0, 1))
+        out = torch.cat([first, out.narrow(axis, 0, x.shape[axis] - 1)], axis)
+    return out.flip(axis) if reverse else out
+
+
+def _depth_to_space(x: torch.Tensor, block: int) -> torch.Tensor:
+    """NHWC ``DepthToSpace`` (DCR order, [TF] depthtospace_op.cc): depth splits as (row, column, channel)."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h, w, block, block, c // (block * block)).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, h * block, w * block, c // (block * block))
+
+
+def _space_to_depth(x: torch.Tensor, block: int) -> torch.Tensor:
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // block, block, w // block, block, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, h // block, w // block, c * block * block)
+
+
+def _one_hot(indices: torch.Tensor, depth: torch.Tensor, on: torch.Tensor, off: torch.Tensor,
+             axis: int) -> torch.Tensor:
+    """``OneHot``: out-of-range indices (negative or >= depth) give a row of ``off`` ([TF] one_hot_op.h)."""
+    classes = torch.arange(int(depth), device=indices.device)
+    hot = indices.long().unsqueeze(-1) == classes
+    out = torch.where(hot, on, off)
+    return out if axis == -1 else out.movedim(-1, axis)
+
+
+def _linear_index(indices: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """The leading-axes index vectors of ``*ScatterNd`` / ``GatherNd`` as row numbers of ``shape[:k]``."""
+    k = indices.shape[-1]
+    strides = torch.ones(k, dtype=torch.long)
+    for i in range(k - 2, -1, -1):
+        strides[i] = strides[i + 1] * shape[i + 1]
+    return (indices.long() * strides).sum(-1).reshape(-1)
+
+
+def _scatter(tensor: torch.Tensor, indices: torch.Tensor, updates: torch.Tensor, how: str) -> torch.Tensor:
+    """``TensorScatter{Update,Add,Sub,Max,Min}`` and ``ScatterNd`` (add into zeros): each index vector names
+    a slice of ``tensor``; duplicates add (Add, ScatterNd) or reduce ([TF] scatter_nd_op.cc)."""
+    k = indices.shape[-1]
+    rows = _linear_index(indices, tensor.shape)
+    flat = tensor.reshape(-1, *tensor.shape[k:]).clone()
+    values = updates.reshape(-1, *tensor.shape[k:]).to(flat.dtype)
+    if how == "update":
+        flat = flat.index_copy(0, rows, values)
+    elif how in ("add", "sub"):
+        flat = flat.index_add(0, rows, values if how == "add" else -values)
+    else:
+        flat = flat.index_reduce(0, rows, values, how, include_self=True)
+    return flat.reshape(tensor.shape)
+
+
+def _gather_nd(params: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    k = indices.shape[-1]
+    rows = _linear_index(indices, params.shape)
+    picked = params.reshape(-1, *params.shape[k:]).index_select(0, rows)
+    return picked.reshape(*indices.shape[:-1], *params.shape[k:])
+
+
+def _band_part(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """``MatrixBandPart``: keeps ``i - j <= lower`` and ``j - i <= upper`` (negative: the whole triangle)."""
+    rows = torch.arange(x.shape[-2]).unsqueeze(-1)
+    cols = torch.arange(x.shape[-1])
+    keep = ((int(lower) < 0) | (rows - cols <= int(lower))) & ((int(upper) < 0) | (cols - rows <= int(upper)))
+    return torch.where(keep, x, torch.zeros_like(x))
+
+
+def _reverse_sequence(x: torch.Tensor, lengths: torch.Tensor, seq_axis: int, batch_axis: int) -> torch.Tensor:
+    """``ReverseSequence``: in batch row b, the first ``lengths[b]`` steps reversed, the rest kept."""
+    steps = torch.arange(x.shape[seq_axis])
+    shape = [1] * x.dim()
+    shape[batch_axis], shape[seq_axis] = -1, x.shape[seq_axis]
+    length = lengths.long().reshape(-1, 1)
+    index = torch.where(steps < length, length - 1 - steps, steps)  # [batch, time]
+    if batch_axis > seq_axis:
+        index = index.t()
+        shape[batch_axis], shape[seq_axis] = x.shape[batch_axis], -1
+    return torch.gather(x, seq_axis, index.reshape(shape).expand_as(x))
+
+
+SEGMENT_INITIAL = {"sum": 0.0, "prod": 1.0, "amax": float("-inf"), "amin": float("inf")}
+
+
+def _segments(data: torch.Tensor, ids: torch.Tensor, count: int, how: str, empty_zero: bool) -> torch.Tensor:
+    """``(Unsorted)Segment{Sum,Prod,Max,Min,Mean}``: an empty segment is the reduction's identity (unsorted:
+    the dtype's lowest / highest for max / min) or 0 (sorted ``Segment*``) ([TF] segment_reduction_ops_impl.h)."""
+    rows = ids.long().reshape(-1)
+    values = data.reshape(-1, *data.shape[ids.dim():])
+    kept = rows >= 0  # (unsorted: a negative id drops its row)
+    rows, values = rows[kept], values[kept]
+    initial = SEGMENT_INITIAL["sum" if how == "mean" else how]
+    if data.is_floating_point() and how in ("amax", "amin"):
+        info = torch.finfo(data.dtype)
+        initial = info.min if how == "amax" else info.max
+    out = torch.full((count, *values.shape[1:]), initial, dtype=data.dtype)
+    if how in ("sum", "mean"):
+        out = out.index_add(0, rows, values)
+    else:
+        out = out.index_reduce(0, rows, values, how, include_self=False)
+    hits = torch.zeros(count, dtype=data.dtype).index_add(0, rows, torch.ones_like(rows, dtype=data.dtype))
+    hits = hits.reshape(-1, *[1] * (values.dim() - 1))
+    if how == "mean":
+        out = out / hits.clamp(min=1)
+    return torch.where(hits > 0, out, torch.zeros_like(out)) if empty_zero else out
+
+
+class TFCall(Operands):
+    """An op that is one function above of its operands (constants as buffers) and fixed ``params``."""
+
+    def __init__(self, op: str, slots: Sequence[tuple[str, int]], consts: Sequence[torch.Tensor], **params: Any):
+        super().__init__(slots, consts)
+        self.op = op
+        self.params = params
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        args = self.gather(inputs)
+        p = self.params
+        op = self.op
+        if op in ("Cumsum", "Cumprod"):
+            return _cumulative(args[0], p["axis"], p["exclusive"], p["reverse"], op == "Cumprod")
+        if op == "DepthToSpace":
+            return _depth_to_space(args[0], p["block"])
+        if op == "SpaceToDepth":
+            return _space_to_depth(args[0], p["block"])
+        if op == "OneHot":
+            return _one_hot(*args, axis=p["axis"])
+        if op.startswith("TensorScatter"):
+            return _scatter(*args, how=p["how"])
+        if op == "ScatterNd":
+            indices, updates, shape = args
+            return _scatter(updates.new_zeros([int(s) for s in shape.tolist()]), indices, updates, "add")
+        if op == "GatherNd":
+            return _gather_nd(*args)
+        if op == "MatrixBandPart":
+            return _band_part(*args)
+        if op == "ReverseSequence":
+            return _reverse_sequence(*args, seq_axis=p["seq_axis"], batch_axis=p["batch_axis"])
+        if "Segment" in op:
+            count = int(args[2]) if op.startswith("Unsorted") else int(args[1].max()) + 1
+            return _segments(args[0], args[1], count, p["how"], not op.startswith("Unsorted"))
+        if op == "TopKV2":
+            values, indices = torch.topk(args[0], int(args[1]), dim=-1, largest=True, sorted=True)
+            return values, indices.to(p["index_dtype"])
+        return CALLS[op](*args)
+
+    def extra_repr(self) -> str:
+        return f"{self.op}, {self.params}" if self.params else self.op
+
+
+CALLS: dict[str, Callable[..., torch.Tensor]] = {
+    "ClipByValue": lambda x, lo, hi: torch.minimum(torch.maximum(x, lo), hi),
+    "Roll": lambda x, shift, axis: torch.roll(x, [int(s) for s in shift.reshape(-1).tolist()],
+                                              [int(a) for a in axis.reshape(-1).tolist()]),
+    "InvertPermutation": lambda x: torch.argsort(x).to(x.dtype),
+    "MatrixDeterminant": torch.linalg.det,
+    "MatrixDiag": torch.diag_embed,
+    "MatrixDiagPart": lambda x: torch.diagonal(x, dim1=-2, dim2=-1),
+    "Where": lambda x: torch.nonzero(x),
+}

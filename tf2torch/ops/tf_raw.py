@@ -29,6 +29,7 @@ from ..nn.tf_ops import (
     TFArgMax,
     TFBatchToSpace,
     TFBinary,
+    TFCall,
     TFCast,
     TFConvTranspose,
     TFDynamicSlice,
@@ -59,7 +60,7 @@ METADATA_KEYS = ("op", "tf_name", "T", "output_dtypes", "output_shapes", "output
 TYPE_ATTRS = frozenset({"dtype", "Tidx", "Tshape", "Tpaddings", "Tindices", "Tparams", "Taxis", "Tmultiples",
                         "Tperm", "SrcT", "Tout", "Tcond", "Tin", "N", "num", "Tblock_shape", "Tcrops", "Tlen",
                         "Tsplits", "out_type", "Tdim", "Tnum_splits", "Index", "index_type", "Tlabels", "Targmax", "TI",
-                        "Treal",
+                        "Treal", "Tshift", "Tnumsegments", "Tk", "Tindex",
                         "Tcomplex", "Tinput", "Tfilter", "Tbias",
                         # hints for kernels and gradients, no effect on the values
                         "use_cudnn_on_gpu", "grad_a", "grad_b", "grad_x", "grad_y", "num_split"})
@@ -639,3 +640,92 @@ def convert_lrn(spec: LayerSpec) -> Converted:
     module = TFLRN(int(attr(spec, "depth_radius", 5)), float(attr(spec, "bias", 1.0)),
                    float(attr(spec, "alpha", 1.0)), float(attr(spec, "beta", 0.5)))
     return Converted(module, input_layouts=CHANNELS_FIRST, output_layouts=CHANNELS_FIRST)
+
+
+# -- ops that are one small function of their operands (nn/tf_ops.TFCall) --------------------------------------
+def _call(spec: LayerSpec, **params: Any) -> Converted:
+    slots, consts = _slots(spec)
+    return Converted(TFCall(spec.config["op"], slots, consts, **params), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("ClipByValue", "Roll", "InvertPermutation", "MatrixDeterminant", "MatrixDiag", "MatrixDiagPart", "Where",
+     "MatrixBandPart")
+def convert_call(spec: LayerSpec) -> Converted:
+    return _call(spec)
+
+
+def _default_bad_indices(spec: LayerSpec) -> None:
+    """TF 2.16's ``bad_indices_policy``: the default raises (CPU) on an index out of range, as torch does."""
+    policy = attr(spec, "bad_indices_policy", "")
+    if policy not in ("", "DEFAULT", "ERROR"):
+        spec.fail(f"bad_indices_policy={policy!r} is not supported")
+
+
+@raw("GatherNd", "ScatterNd")
+def convert_gather_scatter_nd(spec: LayerSpec) -> Converted:
+    _default_bad_indices(spec)
+    return _call(spec)
+
+
+@raw("MatrixDiagV2", "MatrixDiagV3", "MatrixDiagPartV2", "MatrixDiagPartV3")
+def convert_matrix_diag(spec: LayerSpec) -> Converted:
+    """``tf.linalg.diag`` / ``diag_part`` on the main diagonal (k = 0, square, padding 0); other bands refused."""
+    op = spec.config["op"]
+    attr(spec, "align")  # (only matters for several diagonals)
+    k = const_operand(spec, 1, "the diagonal offset k").reshape(-1).tolist()
+    extra = [const_operand(spec, i, "the sizes and padding") for i in range(2, n_operands(spec))]
+    sizes_open = op.startswith("MatrixDiagV") and any(int(v) != -1 for v in extra[:2])
+    if k != [0] or sizes_open or float(np.asarray(extra[-1]).reshape(-1)[0]) != 0.0:
+        spec.fail(f"only the main diagonal with default sizes and padding 0 is converted (k={k})")
+    slots, consts = _slots(spec, skip=tuple(range(1, n_operands(spec))))
+    name = "MatrixDiag" if op.startswith("MatrixDiagV") else "MatrixDiagPart"
+    return Converted(TFCall(name, slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("Cumsum", "Cumprod")
+def convert_cumulative(spec: LayerSpec) -> Converted:
+    rank = len(spec.input_shape)
+    axis = int(const_operand(spec, 1, "the axis")) % rank
+    slots, consts = _slots(spec, skip=(1,))
+    return Converted(TFCall(spec.config["op"], slots, consts, axis=axis, exclusive=bool(attr(spec, "exclusive")),
+                            reverse=bool(attr(spec, "reverse"))), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("DepthToSpace", "SpaceToDepth")
+def convert_depth_to_space(spec: LayerSpec) -> Converted:
+    if not nhwc(spec) or len(spec.input_shape) != 4:
+        spec.fail("only NHWC 4-D tensors are converted")
+    return _call(spec, block=int(attr(spec, "block_size")))
+
+
+@raw("OneHot")
+def convert_one_hot(spec: LayerSpec) -> Converted:
+    return _call(spec, axis=int(attr(spec, "axis", -1)))
+
+
+@raw("TensorScatterUpdate", "TensorScatterAdd", "TensorScatterSub", "TensorScatterMax", "TensorScatterMin")
+def convert_tensor_scatter(spec: LayerSpec) -> Converted:
+    _default_bad_indices(spec)
+    how = {"Update": "update", "Add": "add", "Sub": "sub", "Max": "amax", "Min": "amin"}[spec.config["op"][13:]]
+    return _call(spec, how=how)
+
+
+@raw("ReverseSequence")
+def convert_reverse_sequence(spec: LayerSpec) -> Converted:
+    rank = len(spec.input_shape)
+    return _call(spec, seq_axis=int(attr(spec, "seq_dim")) % rank, batch_axis=int(attr(spec, "batch_dim", 0)) % rank)
+
+
+@raw("SegmentSum", "SegmentMean", "SegmentMax", "SegmentMin", "SegmentProd", "UnsortedSegmentSum",
+     "UnsortedSegmentMax", "UnsortedSegmentMin", "UnsortedSegmentProd")
+def convert_segments(spec: LayerSpec) -> Converted:
+    kind = spec.config["op"].split("Segment")[1]
+    return _call(spec, how={"Sum": "sum", "Mean": "mean", "Max": "amax", "Min": "amin", "Prod": "prod"}[kind])
+
+
+@raw("TopKV2")
+def convert_top_k(spec: LayerSpec) -> Converted:
+    """Values largest first, each with its index; ties (equal values) may order their indices differently."""
+    attr(spec, "sorted")  # TF sorts either way on CPU for the k asked; torch.topk sorts
+    index_dtype = TORCH_DTYPES.get(spec.config["output_dtypes"][1], torch.int32)
+    return _call(spec, index_dtype=index_dtype)
