@@ -104,6 +104,9 @@ def cases(tf):
         "bitwise_clip": ((2, 7), lambda x: bitwise(tf, tf.cast(x * 10.0, tf.int32))
                          + tf.raw_ops.ClipByValue(t=x, clip_value_min=-0.5, clip_value_max=0.7)),
         "where_indices": ((3, 4), lambda x: tf.cast(tf.where(x > 0.0), tf.float32) * 2.0),
+        "non_max_suppression": ((2, 12, 5), lambda x: nms(tf, x[0, :, :4], x[0, :, 4] + x[1, :, 4])),
+        "max_pool_v2": (X4, lambda x: tf.raw_ops.MaxPoolV2(input=x, ksize=[1, 3, 3, 1], strides=[1, 2, 2, 1],
+                                                           padding="SAME") * 2.0),
     }
 
 
@@ -122,6 +125,15 @@ def bitwise(tf, i):
     return tf.cast(tf.bitwise.bitwise_and(i, 6) + tf.bitwise.bitwise_or(i, 3) + tf.bitwise.bitwise_xor(i, 5)
                    + tf.bitwise.left_shift(tf.abs(i), 2) + tf.bitwise.right_shift(tf.abs(i), 1) + tf.bitwise.invert(i)
                    + tf.truncatediv(i, 3), tf.float32)
+
+
+def nms(tf, boxes, scores):
+    """Hard NMS three ways (V3, V4 padded, V5 with scores); boxes with corners in either order."""
+    v3 = tf.image.non_max_suppression(boxes, scores, 6, iou_threshold=0.3, score_threshold=-0.5)
+    v4, valid = tf.raw_ops.NonMaxSuppressionV4(boxes=boxes, scores=scores, max_output_size=8, iou_threshold=0.2,
+                                               score_threshold=0.0, pad_to_max_output_size=True)
+    v5, kept_scores = tf.image.non_max_suppression_with_scores(boxes, scores, 5, iou_threshold=0.4)
+    return tf.concat([tf.cast(tf.concat([v3, v4, [valid], v5], 0), tf.float32), kept_scores], 0)
 
 
 def lengths(tf, x):
@@ -156,7 +168,7 @@ CASES = ["conv_valid_dilated", "conv_same_stride2_even_kernel", "conv_explicit",
          "stack_unstack_split", "splitv_gather", "reductions", "mean_channels", "elementwise", "select", "matmuls",
          "lrn", "softmax_4d", "argmax", "cumulative", "space_to_depth", "depth_to_space", "one_hot",
          "scatter_gather_nd", "band_roll_diag", "top_k_invert_permutation", "reverse_sequence", "segments",
-         "bitwise_clip", "where_indices"]
+         "bitwise_clip", "where_indices", "non_max_suppression", "max_pool_v2"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -784,6 +784,37 @@ def _segments(data: torch.Tensor, ids: torch.Tensor, count: int, how: str, empty
     return torch.where(hits > 0, out, torch.zeros_like(out)) if empty_zero else out
 
 
+def _iou(box: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """IoU of one box with many, corners in either order ([TF] non_max_suppression_op.cc ``IOU``: 0 when
+    either area is empty)."""
+    def span(b: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (torch.minimum(b[..., 0], b[..., 2]), torch.minimum(b[..., 1], b[..., 3]),
+                torch.maximum(b[..., 0], b[..., 2]), torch.maximum(b[..., 1], b[..., 3]))
+
+    y1, x1, y2, x2 = span(box)
+    ys1, xs1, ys2, xs2 = span(boxes)
+    area, areas = (y2 - y1) * (x2 - x1), (ys2 - ys1) * (xs2 - xs1)
+    inter = (torch.minimum(y2, ys2) - torch.maximum(y1, ys1)).clamp(min=0) * \
+        (torch.minimum(x2, xs2) - torch.maximum(x1, xs1)).clamp(min=0)
+    union = area + areas - inter
+    return torch.where((area <= 0) | (areas <= 0), torch.zeros_like(union), inter / union)
+
+
+def non_max_suppression(boxes: torch.Tensor, scores: torch.Tensor, max_out: int, iou_threshold: float,
+                        score_threshold: float) -> torch.Tensor:
+    """Greedy hard NMS as TF's ``NonMaxSuppressionV3``: candidates above ``score_threshold`` by descending score
+    (ties: lower index first), each kept unless its IoU with a kept box exceeds ``iou_threshold``."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    order = order[scores[order] > score_threshold]
+    kept: list[int] = []
+    for i in order.tolist():
+        if len(kept) >= max_out:
+            break
+        if not kept or not bool((_iou(boxes[i], boxes[kept]) > iou_threshold).any()):
+            kept.append(i)
+    return torch.tensor(kept, dtype=torch.int32)
+
+
 class TFCall(Operands):
     """An op that is one function above of its operands (constants as buffers) and fixed ``params``."""
 
@@ -818,6 +849,19 @@ class TFCall(Operands):
         if "Segment" in op:
             count = int(args[2]) if op.startswith("Unsorted") else int(args[1].max()) + 1
             return _segments(args[0], args[1], count, p["how"], not op.startswith("Unsorted"))
+        if op.startswith("NonMaxSuppression"):
+            boxes, scores, max_out, iou = args[:4]
+            threshold = float(args[4]) if len(args) > 4 else float("-inf")
+            kept = non_max_suppression(boxes, scores, int(max_out), float(iou), threshold)
+            count = torch.tensor(kept.numel(), dtype=torch.int32)
+            if p.get("pad"):
+                kept = torch.cat([kept, kept.new_zeros(int(max_out) - kept.numel())])
+            if op == "NonMaxSuppressionV5":
+                picked = scores[kept.long()] if kept.numel() else scores.new_zeros(0)
+                if p.get("pad"):
+                    picked = torch.where(torch.arange(kept.numel()) < count, picked, torch.zeros_like(picked))
+                return kept, picked, count
+            return (kept, count) if op == "NonMaxSuppressionV4" else kept
         if op == "TopKV2":
             values, indices = torch.topk(args[0], int(args[1]), dim=-1, largest=True, sorted=True)
             return values, indices.to(p["index_dtype"])

@@ -729,3 +729,28 @@ def convert_top_k(spec: LayerSpec) -> Converted:
     attr(spec, "sorted")  # TF sorts either way on CPU for the k asked; torch.topk sorts
     index_dtype = TORCH_DTYPES.get(spec.config["output_dtypes"][1], torch.int32)
     return _call(spec, index_dtype=index_dtype)
+
+
+@raw("NonMaxSuppressionV2", "NonMaxSuppressionV3", "NonMaxSuppressionV4", "NonMaxSuppressionV5")
+def convert_nms(spec: LayerSpec) -> Converted:
+    """Hard NMS in plain torch (``nn/tf_ops.non_max_suppression``); V5's soft NMS (sigma > 0) is refused."""
+    op = spec.config["op"]
+    attr(spec, "T_threshold")
+    if op == "NonMaxSuppressionV5":
+        sigma = operand(spec, 5)
+        if sigma is None or float(sigma) != 0.0:
+            spec.fail("soft NMS (soft_nms_sigma > 0, or computed at run time) is not converted")
+        slots, consts = _slots(spec, skip=(5,))
+    else:
+        slots, consts = _slots(spec)
+    pad = bool(attr(spec, "pad_to_max_output_size", False))
+    return Converted(TFCall(op, slots, consts, pad=pad), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("MaxPoolV2")
+def convert_max_pool_v2(spec: LayerSpec) -> Converted:
+    """``MaxPoolV2``: ``MaxPool`` with its window and strides as operands."""
+    for i, name in ((1, "ksize"), (2, "strides")):
+        spec.config["attrs"][name] = const_operand(spec, i, f"the {name}").reshape(-1).tolist()
+    converted = convert_pool.__wrapped__(spec)
+    return converted
