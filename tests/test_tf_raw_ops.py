@@ -105,6 +105,7 @@ def cases(tf):
                          + tf.raw_ops.ClipByValue(t=x, clip_value_min=-0.5, clip_value_max=0.7)),
         "where_indices": ((3, 4), lambda x: tf.cast(tf.where(x > 0.0), tf.float32) * 2.0),
         "non_max_suppression": ((2, 12, 5), lambda x: nms(tf, x[0, :, :4], x[0, :, 4] + x[1, :, 4])),
+        "combined_nms": ((2, 10, 7), lambda x: combined_nms(tf, x)),
         "max_pool_v2": (X4, lambda x: tf.raw_ops.MaxPoolV2(input=x, ksize=[1, 3, 3, 1], strides=[1, 2, 2, 1],
                                                            padding="SAME") * 2.0),
     }
@@ -134,6 +135,16 @@ def nms(tf, boxes, scores):
                                                score_threshold=0.0, pad_to_max_output_size=True)
     v5, kept_scores = tf.image.non_max_suppression_with_scores(boxes, scores, 5, iou_threshold=0.4)
     return tf.concat([tf.cast(tf.concat([v3, v4, [valid], v5], 0), tf.float32), kept_scores], 0)
+
+
+def combined_nms(tf, x):
+    """Batched multi-class NMS: boxes shared by 3 classes (q = 1) and per class (q = 3), clipped or not."""
+    boxes, scores = x[..., :4] * 0.6 + 0.5, tf.sigmoid(x[..., 4:])
+    shared = tf.image.combined_non_max_suppression(boxes[:, :, None], scores, 3, 7, 0.3, 0.4)
+    per_class = tf.image.combined_non_max_suppression(tf.stack([boxes, boxes[:, ::-1], boxes * 0.9], 2), scores, 2,
+                                                      8, 0.5, 0.2, pad_per_class=True, clip_boxes=False)
+    return tf.concat([tf.reshape(r, [2, -1]) if r.dtype == tf.float32 else tf.cast(r, tf.float32)[:, None]
+                      for r in (*shared, *per_class)], 1)
 
 
 def lengths(tf, x):
@@ -168,7 +179,8 @@ CASES = ["conv_valid_dilated", "conv_same_stride2_even_kernel", "conv_explicit",
          "stack_unstack_split", "splitv_gather", "reductions", "mean_channels", "elementwise", "select", "matmuls",
          "lrn", "softmax_4d", "argmax", "cumulative", "space_to_depth", "depth_to_space", "one_hot",
          "scatter_gather_nd", "band_roll_diag", "top_k_invert_permutation", "reverse_sequence", "segments",
-         "bitwise_clip", "where_indices", "non_max_suppression", "max_pool_v2"]
+         "bitwise_clip", "where_indices", "non_max_suppression", "max_pool_v2",
+         "combined_nms"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -815,6 +815,33 @@ def non_max_suppression(boxes: torch.Tensor, scores: torch.Tensor, max_out: int,
     return torch.tensor(kept, dtype=torch.int32)
 
 
+def combined_non_max_suppression(boxes: torch.Tensor, scores: torch.Tensor, per_class: int, total: int,
+                                 iou_threshold: float, score_threshold: float, pad_per_class: bool,
+                                 clip_boxes: bool) -> tuple[torch.Tensor, ...]:
+    """``CombinedNonMaxSuppression`` ([TF] combined_non_max_suppression_op.cc): per image, hard NMS per class
+    (boxes ``[N, q, 4]``, q = 1 shared by every class), the survivors of all classes by descending score, the
+    first ``total`` kept (``pad_per_class``: at most ``per_class * classes``), zero-padded, with their count."""
+    size = min(total, per_class * scores.shape[-1]) if pad_per_class else total
+    out_boxes, out_scores, out_classes, counts = [], [], [], []
+    for b in range(boxes.shape[0]):
+        found = []
+        for c in range(scores.shape[-1]):
+            class_boxes = boxes[b, :, 0 if boxes.shape[2] == 1 else c]
+            kept = non_max_suppression(class_boxes, scores[b, :, c], per_class, iou_threshold, score_threshold)
+            found += [(float(scores[b, i, c]), c, class_boxes[i]) for i in kept.tolist()]
+        found = sorted(found, key=lambda f: -f[0])[:size]
+        picked = torch.zeros(size, 4, dtype=boxes.dtype)
+        for j, (_, _, box) in enumerate(found):
+            picked[j] = box.clamp(0.0, 1.0) if clip_boxes else box
+        out_boxes.append(picked)
+        out_scores.append(torch.tensor([f[0] for f in found] + [0.0] * (size - len(found)), dtype=scores.dtype))
+        out_classes.append(torch.tensor([float(f[1]) for f in found] + [0.0] * (size - len(found)),
+                                        dtype=scores.dtype))
+        counts.append(len(found))
+    return (torch.stack(out_boxes), torch.stack(out_scores), torch.stack(out_classes),
+            torch.tensor(counts, dtype=torch.int32))
+
+
 class TFCall(Operands):
     """An op that is one function above of its operands (constants as buffers) and fixed ``params``."""
 
@@ -849,6 +876,10 @@ class TFCall(Operands):
         if "Segment" in op:
             count = int(args[2]) if op.startswith("Unsorted") else int(args[1].max()) + 1
             return _segments(args[0], args[1], count, p["how"], not op.startswith("Unsorted"))
+        if op == "CombinedNonMaxSuppression":
+            boxes, scores, per_class, total, iou, threshold = args
+            return combined_non_max_suppression(boxes, scores, int(per_class), int(total), float(iou),
+                                                float(threshold), p["pad_per_class"], p["clip_boxes"])
         if op.startswith("NonMaxSuppression"):
             boxes, scores, max_out, iou = args[:4]
             threshold = float(args[4]) if len(args) > 4 else float("-inf")

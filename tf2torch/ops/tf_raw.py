@@ -754,3 +754,10 @@ def convert_max_pool_v2(spec: LayerSpec) -> Converted:
         spec.config["attrs"][name] = const_operand(spec, i, f"the {name}").reshape(-1).tolist()
     converted = convert_pool.__wrapped__(spec)
     return converted
+
+
+@raw("CombinedNonMaxSuppression")
+def convert_combined_nms(spec: LayerSpec) -> Converted:
+    """Per-class hard NMS then the best across classes, in plain torch (``nn/tf_ops.combined_non_max_suppression``)."""
+    return _call(spec, pad_per_class=bool(attr(spec, "pad_per_class", False)),
+                 clip_boxes=bool(attr(spec, "clip_boxes", True)))
