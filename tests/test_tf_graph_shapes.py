@@ -224,3 +224,33 @@ def test_keras3_export_with_nested_calls_and_exact_gelu(tmp_path, layout):
     x = RNG.standard_normal((2, 12, 12, 3)).astype("float32")
     module = tf2torch.convert(tmp_path / "exported", layout=layout)
     assert_matches(torch_outputs(module, [x], layout), [np.asarray(model(x))], what=f"Keras 3 export {layout}")
+
+
+# -- every keras.applications family through the raw graph (slow) ----------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("flavour, name", [("keras3", n) for n in ("ResNet50", "ResNet50V2", "VGG16", "InceptionV3",
+                                                                    "InceptionResNetV2", "Xception", "MobileNet",
+                                                                    "MobileNetV2", "MobileNetV3Small",
+                                                                    "MobileNetV3Large", "DenseNet121", "NASNetMobile",
+                                                                    "EfficientNetB0", "EfficientNetV2B0",
+                                                                    "ConvNeXtTiny")]
+                                          + [("tf_keras", n) for n in ("MobileNetV3Small", "ConvNeXtTiny",
+                                                                       "RegNetX002", "InceptionResNetV2",
+                                                                       "EfficientNetB0")])
+def test_applications_through_the_raw_graph(tmp_path, flavour, name):
+    """Keras 3 ``model.export()`` and ``tf.saved_model.save`` of the tf_keras model, walked op by op (no Keras
+    metadata read), on logits with randomized batch-norm statistics."""
+    import tensorflow as tf
+    from test_applications import build, image_batch, shape_of
+
+    model = build(flavour, name)
+    directory = tmp_path / "saved"
+    if flavour == "keras3":
+        model.export(str(directory), verbose=False)
+    else:
+        tf.saved_model.save(model, str(directory))
+    x = image_batch(shape_of(name))
+    reference = [np.asarray(model(x, training=False))]
+    module = tf2torch.convert(directory, signature="serving_default")
+    assert "tf.raw>Conv2D" in str(module.tf2torch_meta["graph"])  # the graph walked, not Keras metadata
+    assert_matches(torch_outputs(module, [x], "channels_first"), reference, what=f"{flavour} {name}")
