@@ -242,12 +242,7 @@ class Walker:
             if node.op == "Switch":
                 self._switch(name, ins)
                 continue
-            if node.op in ("If", "StatelessIf"):
-                self._if(name, ins)
-                continue
-            if node.op in CALL_OPS or node.op in self.functions:
-                function = node.attr["f"].func.name if node.op in CALL_OPS else node.op
-                self._inline(name, function, ins, name)
+            if self._call(name, ins):
                 continue
             if node.op in LOOP_OP_TYPES:
                 self._loop(name, ins)
@@ -284,8 +279,7 @@ class Walker:
         attrs = self.nodes[name].attr
         dtype = (self.tf.as_dtype(attrs["out_type"].type) if "out_type" in attrs else self.tf.int32).as_numpy_dtype
         dims = shape.as_list()
-        value = {"Shape": dims, "Size": int(np.prod(dims, dtype=np.int64)) if op == "Size" else 0,
-                 "Rank": len(dims)}[op]
+        value = dims if op == "Shape" else len(dims) if op == "Rank" else int(np.prod(dims, dtype=np.int64))
         self.values[(name, 0)] = np.asarray(value, dtype=dtype)
         self.state[name] = "const"
         return True
@@ -335,6 +329,17 @@ class Walker:
         self.dead_ports[name] = {1 - live}
         self.state[name] = self.state[data[0]]
 
+    def _call(self, name: str, ins: list[Tensor]) -> bool:
+        """An ``If`` or a function call, inlined; False for any other op."""
+        op = self.nodes[name].op
+        if op in ("If", "StatelessIf"):
+            self._if(name, ins)
+        elif op in CALL_OPS or op in self.functions:
+            self._inline(name, self.nodes[name].attr["f"].func.name if op in CALL_OPS else op, ins, name)
+        else:
+            return False
+        return True
+
     def _if(self, name: str, ins: list[Tensor]) -> None:
         """``If`` / ``StatelessIf`` with a constant predicate: the taken branch's function is inlined under
         ``<if>/then`` or ``<if>/else`` and walked like the rest; the other branch is never looked at."""
@@ -349,7 +354,7 @@ class Walker:
 
     def _inline(self, name: str, function: str, args: list[Tensor], prefix: str) -> None:
         """The function ``name`` calls (an If's taken branch, or a ``PartitionedCall`` /
-        ``StatefulPartitionedCall`` that freezing leaves in the graph, e.g. Keras 3's depthwise convolutions)
+        ``StatefulPartitionedCall`` that freezing leaves in the graph, e.g. Keras 3's grouped convolutions)
         inlined under ``prefix``: its ops join the graph, its arguments alias ``args`` and the call's outputs
         alias its results, so the ops are walked (folded, converted) like the rest."""
         from tensorflow.python.framework import function_def_to_graph
