@@ -107,8 +107,14 @@ class Operands(nn.Module):
     def __init__(self, slots: Sequence[tuple[str, int]], consts: Sequence[torch.Tensor]):
         super().__init__()
         self.slots = [tuple(s) for s in slots]
+        self.n_consts = len(consts)
         for j, c in enumerate(consts):
             self.register_buffer(f"const{j}", c)
+
+    @property
+    def consts(self) -> list[torch.Tensor]:
+        """The constants in the order given (what ``emit`` writes back as the constructor's argument)."""
+        return [getattr(self, f"const{j}") for j in range(self.n_consts)]
 
     def gather(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return [inputs[i] if kind == "input" else getattr(self, f"const{i}") for kind, i in self.slots]
@@ -118,10 +124,11 @@ class TFFunction(Operands):
     """Ops that are one torch call over their operands: ``AddN``, ``Select``, ``Einsum``, ``BatchMatMulV2``,
     ``Pack``, ``ConcatV2``, ``Tile``..."""
 
-    def __init__(self, op: str, slots: Sequence[tuple[str, int]], consts: Sequence[torch.Tensor], **params: Any):
+    def __init__(self, op: str, slots: Sequence[tuple[str, int]], consts: Sequence[torch.Tensor],
+                 params: dict[str, Any] | None = None, **more: Any):
         super().__init__(slots, consts)
         self.op = op
-        self.params = params
+        self.params = {**(params or {}), **more}  # (one dict, so emit can write it back)
 
     def forward(self, *inputs: torch.Tensor) -> Any:
         args = self.gather(inputs)
@@ -845,10 +852,11 @@ def combined_non_max_suppression(boxes: torch.Tensor, scores: torch.Tensor, per_
 class TFCall(Operands):
     """An op that is one function above of its operands (constants as buffers) and fixed ``params``."""
 
-    def __init__(self, op: str, slots: Sequence[tuple[str, int]], consts: Sequence[torch.Tensor], **params: Any):
+    def __init__(self, op: str, slots: Sequence[tuple[str, int]], consts: Sequence[torch.Tensor],
+                 params: dict[str, Any] | None = None, **more: Any):
         super().__init__(slots, consts)
         self.op = op
-        self.params = params
+        self.params = {**(params or {}), **more}  # (one dict, so emit can write it back)
 
     def forward(self, *inputs: torch.Tensor) -> Any:
         args = self.gather(inputs)
