@@ -106,6 +106,8 @@ def cases(tf):
         "where_indices": ((3, 4), lambda x: tf.cast(tf.where(x > 0.0), tf.float32) * 2.0),
         "non_max_suppression": ((2, 12, 5), lambda x: nms(tf, x[0, :, :4], x[0, :, 4] + x[1, :, 4])),
         "combined_nms": ((2, 10, 7), lambda x: combined_nms(tf, x)),
+        "unique_stitch_bincount": ((2, 9), lambda x: unique_stitch_bincount(tf, x)),
+        "adjust_contrast": (X4, lambda x: tf.image.adjust_contrast(x, 1.7)),
         "max_pool_v2": (X4, lambda x: tf.raw_ops.MaxPoolV2(input=x, ksize=[1, 3, 3, 1], strides=[1, 2, 2, 1],
                                                            padding="SAME") * 2.0),
     }
@@ -147,6 +149,20 @@ def combined_nms(tf, x):
                       for r in (*shared, *per_class)], 1)
 
 
+def unique_stitch_bincount(tf, x):
+    """Integer bookkeeping on values made from the input: unique (first-occurrence order), counts, stitching,
+    bincounts (weighted, binary, per row, values out of range dropped)."""
+    ints = tf.cast(tf.abs(x) * 3.0, tf.int32)
+    y, idx, count = tf.unique_with_counts(ints[0])
+    stitched = tf.dynamic_stitch([[4, 1], [0, 3, 2], [1]], [x[0, :2], x[1, :3], x[1, 5:6]])
+    bins = tf.math.bincount(ints, minlength=6, maxlength=6, axis=-1)
+    weighted = tf.math.bincount(ints[1], weights=x[1], minlength=5, maxlength=5)
+    binary = tf.math.bincount(ints, minlength=4, maxlength=4, binary_output=True, axis=-1)
+    parts = [tf.cast(t, tf.float32) for t in (y, idx, count, tf.unique(ints[1])[0])]
+    return tf.concat(parts + [stitched, tf.reshape(tf.cast(bins, tf.float32), [-1]), weighted,
+                              tf.reshape(tf.cast(binary, tf.float32), [-1])], 0)
+
+
 def lengths(tf, x):
     """Sequence lengths from 1 to 5 computed from the input (so any batch size works)."""
     return tf.cast(tf.abs(x[:, 0, 0]) * 3.0, tf.int32) % 5 + 1
@@ -180,7 +196,7 @@ CASES = ["conv_valid_dilated", "conv_same_stride2_even_kernel", "conv_explicit",
          "lrn", "softmax_4d", "argmax", "cumulative", "space_to_depth", "depth_to_space", "one_hot",
          "scatter_gather_nd", "band_roll_diag", "top_k_invert_permutation", "reverse_sequence", "segments",
          "bitwise_clip", "where_indices", "non_max_suppression", "max_pool_v2",
-         "combined_nms"]
+         "combined_nms", "unique_stitch_bincount", "adjust_contrast"]
 
 
 @pytest.mark.parametrize("case", CASES)

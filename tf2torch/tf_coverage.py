@@ -103,13 +103,15 @@ REFUSED = {
     **dict.fromkeys(("Enter", "Exit", "LoopCond", "NextIteration"), LOOP_V1),
     **dict.fromkeys(("TensorArrayGatherV3", "TensorArrayReadV3", "TensorArrayScatterV3", "TensorArraySizeV3",
                      "TensorArrayV3", "TensorArrayWriteV3"), LOOP_V1),
-    **dict.fromkeys(("Multinomial", "RandomNormal", "RandomNormalLike", "RandomShuffle", "RandomStandardNormal",
+    **dict.fromkeys(("Multinomial", "RandomShuffle", "RandomStandardNormal",
                      "RandomUniform", "RandomUniformInt", "TruncatedNormal",
                      "StatelessRandomUniformV2", "StatelessRandomNormalV2", "StatelessTruncatedNormalV2"),
                     "refused: draws random numbers (dropout or noise left in training mode: fix the training "
                     "flag with --constant)"),
     **dict.fromkeys(("SoftmaxCrossEntropyWithLogits", "SparseSoftmaxCrossEntropyWithLogits"),
                     "refused: a training loss; name the model's outputs with --outputs"),
+    **dict.fromkeys(("CudnnRNN", "LSTMBlockCell"), "refused: recurrent-cell ops are not converted yet (they come "
+                    "with TF 1 loops; Keras's LSTM/GRU layers and TF 2 While loops are)"),
     **dict.fromkeys(("FakeQuantWithMinMaxArgs", "FakeQuantWithMinMaxVars"), "refused: quantization-aware training "
                     "ops are not converted"),
 }
@@ -123,6 +125,9 @@ NOT_APPLICABLE = {
         "RaggedTensorToVariant", "SparseFillEmptyRows", "SparseReshape", "SparseToDense",
         "SparseSegmentMean", "SparseSegmentMeanWithNumSegments", "SparseSegmentSqrtN",
         "SparseSegmentSqrtNWithNumSegments", "SparseSegmentSum", "SparseSegmentSumWithNumSegments"),
+    "complex tensors (tf2torch converts real tensors)": ("ComplexAbs", "FFT", "RFFT", "RFFT2D"),
+    "sparse outputs (a SparseTensor's indices, values and shape)": ("CTCGreedyDecoder",
+                                                                   "DenseToDenseSetOperation"),
     "random image augmentation (training only)": ("SampleDistortedBoundingBox", "SampleDistortedBoundingBoxV2"),
     "not a TensorFlow op (an ONNX, TFLite or tf2onnx-internal name; TF's own op is listed)": (
         "ConstV2", "DepthwiseConv2d", "Dropout", "Flatten", "HardSwish", "L2Normalization", "Loop", "Prelu",

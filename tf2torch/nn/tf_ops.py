@@ -849,6 +849,44 @@ def combined_non_max_suppression(boxes: torch.Tensor, scores: torch.Tensor, per_
             torch.tensor(counts, dtype=torch.int32))
 
 
+def _unique(x: torch.Tensor, out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``Unique`` / ``UniqueWithCounts`` of a vector: the values in order of first occurrence ([TF] unique_op.cc),
+    each element's position among them, and each value's count."""
+    values, inverse = torch.unique(x, sorted=True, return_inverse=True)
+    steps = torch.arange(x.numel())
+    first = torch.full((values.numel(),), x.numel(), dtype=torch.long).scatter_reduce(0, inverse, steps, "amin")
+    order = torch.argsort(first)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel())
+    index = rank[inverse]
+    return values[order], index.to(out_dtype), torch.bincount(index, minlength=values.numel()).to(out_dtype)
+
+
+def _dynamic_stitch(*args: torch.Tensor) -> torch.Tensor:
+    """``DynamicStitch``: ``merged[indices[m][i]] = data[m][i]``, later pieces winning ([TF] dynamic_stitch_op.cc)."""
+    n = len(args) // 2
+    indices, data = args[:n], args[n:]
+    inner = data[0].shape[indices[0].dim():]
+    rows = torch.cat([i.reshape(-1).long() for i in indices])
+    values = torch.cat([d.reshape(-1, *inner) for d in data])
+    merged = values.new_zeros((int(rows.max()) + 1 if rows.numel() else 0, *inner))
+    return merged.index_put((rows,), values)  # (index_put keeps the last write of a repeated index on CPU)
+
+
+def _bincount(values: torch.Tensor, size: torch.Tensor, weights: torch.Tensor, binary: bool) -> torch.Tensor:
+    """``Bincount`` / ``DenseBincount`` of a vector or of each row of a matrix: values outside [0, size) are
+    dropped; empty ``weights`` count; ``binary`` marks presence ([TF] bincount_op.cc)."""
+    n = int(size)
+    rows = values.reshape(-1, values.shape[-1])
+    w = weights.reshape(rows.shape) if weights.numel() else torch.ones(rows.shape, dtype=weights.dtype)
+    kept = (rows >= 0) & (rows < n)
+    where = (torch.arange(rows.shape[0]).unsqueeze(-1).expand_as(rows)[kept], rows[kept].long())
+    out = torch.zeros(rows.shape[0], n, dtype=w.dtype).index_put(where, w[kept], accumulate=True)
+    if binary:
+        out = torch.zeros_like(out).index_put(where, torch.ones_like(w[kept]))
+    return out.reshape(*values.shape[:-1], n)
+
+
 class TFCall(Operands):
     """An op that is one function above of its operands (constants as buffers) and fixed ``params``."""
 
@@ -901,6 +939,14 @@ class TFCall(Operands):
                     picked = torch.where(torch.arange(kept.numel()) < count, picked, torch.zeros_like(picked))
                 return kept, picked, count
             return (kept, count) if op == "NonMaxSuppressionV4" else kept
+        if op in ("Unique", "UniqueWithCounts"):
+            found = _unique(args[0], p["index_dtype"])
+            return found if op == "UniqueWithCounts" else found[:2]
+        if op in ("Bincount", "DenseBincount"):
+            return _bincount(args[0], args[1], args[2], p.get("binary", False))
+        if op == "AdjustContrastv2":  # [TF] adjust_contrast_op.cc: around each image's per-channel mean
+            mean = args[0].mean(dim=(-3, -2), keepdim=True)
+            return (args[0] - mean) * args[1] + mean
         if op == "TopKV2":
             values, indices = torch.topk(args[0], int(args[1]), dim=-1, largest=True, sorted=True)
             return values, indices.to(p["index_dtype"])
@@ -919,4 +965,6 @@ CALLS: dict[str, Callable[..., torch.Tensor]] = {
     "MatrixDiag": torch.diag_embed,
     "MatrixDiagPart": lambda x: torch.diagonal(x, dim1=-2, dim2=-1),
     "Where": lambda x: torch.nonzero(x),
+    "DynamicStitch": _dynamic_stitch,
+    "ParallelDynamicStitch": _dynamic_stitch,
 }

@@ -761,3 +761,19 @@ def convert_combined_nms(spec: LayerSpec) -> Converted:
     """Per-class hard NMS then the best across classes, in plain torch (``nn/tf_ops.combined_non_max_suppression``)."""
     return _call(spec, pad_per_class=bool(attr(spec, "pad_per_class", False)),
                  clip_boxes=bool(attr(spec, "clip_boxes", True)))
+
+
+@raw("Unique", "UniqueWithCounts")
+def convert_unique(spec: LayerSpec) -> Converted:
+    """Values in order of first occurrence, with each element's index into them (and counts)."""
+    return _call(spec, index_dtype=TORCH_DTYPES.get(attr(spec, "out_idx", "int32"), torch.int32))
+
+
+@raw("DynamicStitch", "ParallelDynamicStitch", "AdjustContrastv2")
+def convert_stitch(spec: LayerSpec) -> Converted:
+    return _call(spec)
+
+
+@raw("Bincount", "DenseBincount")
+def convert_bincount(spec: LayerSpec) -> Converted:
+    return _call(spec, binary=bool(attr(spec, "binary_output", False)))
