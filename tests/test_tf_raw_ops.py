@@ -108,6 +108,17 @@ def cases(tf):
         "combined_nms": ((2, 10, 7), lambda x: combined_nms(tf, x)),
         "unique_stitch_bincount": ((2, 9), lambda x: unique_stitch_bincount(tf, x)),
         "adjust_contrast": (X4, lambda x: tf.image.adjust_contrast(x, 1.7)),
+        "crop_and_resize": (X4, lambda x: tf.image.crop_and_resize(
+            x, [[0.1, 0.2, 0.8, 0.7], [0.9, 0.6, 0.3, -0.2], [0.0, 0.0, 1.0, 1.0], [0.4, 0.4, 0.5, 0.5]], [1, 0, 1, 0],
+            [5, 3], extrapolation_value=-2.0) + tf.image.crop_and_resize(
+            x, [[0.1, 0.2, 0.8, 0.7], [-0.3, 0.5, 1.2, 0.9], [0.2, 0.2, 0.2, 0.6], [0.0, 0.0, 1.0, 1.0]], [0, 1, 1, 0],
+            [5, 3], method="nearest")),
+        "extract_patches": (X4, lambda x: tf.concat([tf.reshape(tf.image.extract_patches(
+            x, [1, 3, 2, 1], [1, 2, 1, 1], [1, 1, 2, 1], padding), [tf.shape(x)[0], -1])
+            for padding in ("SAME", "VALID")], 1)),
+        "partition_set_diag": ((2, 5, 5), lambda x: tf.concat(
+            [tf.dynamic_partition(tf.reshape(x, [-1]), tf.cast(tf.abs(tf.reshape(x, [-1])) * 2.0, tf.int32) % 3, 3)[i]
+             for i in (2, 0)] + [tf.reshape(tf.linalg.set_diag(x, x[:, 0]), [-1])], 0)),
         "max_pool_v2": (X4, lambda x: tf.raw_ops.MaxPoolV2(input=x, ksize=[1, 3, 3, 1], strides=[1, 2, 2, 1],
                                                            padding="SAME") * 2.0),
     }
@@ -196,7 +207,8 @@ CASES = ["conv_valid_dilated", "conv_same_stride2_even_kernel", "conv_explicit",
          "lrn", "softmax_4d", "argmax", "cumulative", "space_to_depth", "depth_to_space", "one_hot",
          "scatter_gather_nd", "band_roll_diag", "top_k_invert_permutation", "reverse_sequence", "segments",
          "bitwise_clip", "where_indices", "non_max_suppression", "max_pool_v2",
-         "combined_nms", "unique_stitch_bincount", "adjust_contrast"]
+         "combined_nms", "unique_stitch_bincount", "adjust_contrast",
+         "crop_and_resize", "extract_patches", "partition_set_diag"]
 
 
 @pytest.mark.parametrize("case", CASES)

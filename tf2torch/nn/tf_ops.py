@@ -887,6 +887,53 @@ def _bincount(values: torch.Tensor, size: torch.Tensor, weights: torch.Tensor, b
     return out.reshape(*values.shape[:-1], n)
 
 
+def _crop_and_resize(image: torch.Tensor, boxes: torch.Tensor, box_index: torch.Tensor, size: torch.Tensor,
+                     method: str, extrapolation: float) -> torch.Tensor:
+    """``CropAndResize`` on NHWC images ([TF] crop_and_resize_op.cc): box ``(y1, x1, y2, x2)`` in [0, 1] of
+    ``image[box_index]`` sampled on a ``size`` grid at ``y1 (H-1) + i (y2-y1)(H-1)/(h-1)`` (the middle when
+    h = 1), bilinear or nearest (rounded); samples outside the image are ``extrapolation``."""
+    height, width = image.shape[1], image.shape[2]
+    crop_h, crop_w = (int(v) for v in size.reshape(-1).tolist())
+
+    def coords(lo: torch.Tensor, hi: torch.Tensor, n_out: int, n_in: int) -> torch.Tensor:
+        if n_out == 1:
+            return (0.5 * (lo + hi) * (n_in - 1)).unsqueeze(-1)
+        steps = torch.arange(n_out, dtype=image.dtype)
+        return lo.unsqueeze(-1) * (n_in - 1) + steps * ((hi - lo) * (n_in - 1) / (n_out - 1)).unsqueeze(-1)
+
+    ys, xs = coords(boxes[:, 0], boxes[:, 2], crop_h, height), coords(boxes[:, 1], boxes[:, 3], crop_w, width)
+    picked = image[box_index.long()]  # [boxes, H, W, C]
+    batch = torch.arange(picked.shape[0]).reshape(-1, 1, 1)
+
+    def sample(yi: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        return picked[batch, yi.long().clamp(0, height - 1).unsqueeze(-1), xi.long().clamp(0, width - 1).unsqueeze(1)]
+
+    if method == "nearest":
+        out = sample(torch.round(ys), torch.round(xs))
+    else:
+        y0, x0 = torch.floor(ys), torch.floor(xs)
+        dy, dx = (ys - y0).reshape(*ys.shape, 1, 1), (xs - x0).reshape(xs.shape[0], 1, -1, 1)
+        top = sample(y0, x0) + (sample(y0, torch.ceil(xs)) - sample(y0, x0)) * dx
+        bottom = sample(torch.ceil(ys), x0) + (sample(torch.ceil(ys), torch.ceil(xs)) - sample(torch.ceil(ys), x0)) * dx
+        out = top + (bottom - top) * dy
+    inside = ((ys >= 0) & (ys <= height - 1)).unsqueeze(-1) & ((xs >= 0) & (xs <= width - 1)).unsqueeze(1)
+    return torch.where(inside.unsqueeze(-1), out, torch.full_like(out, extrapolation))
+
+
+def _extract_patches(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], rate: Sequence[int],
+                     same: bool) -> torch.Tensor:
+    """``ExtractImagePatches`` on N,C,H,W: each output position holds its window as (row, column, channel),
+    channel fastest, as TF's N,H,W,(kh kw C) does ([TF] extract_image_patches_op.cc); SAME pads with zeros."""
+    if same:
+        pads = [tf_same_padding(x.shape[2 + i], kernel[i], stride[i], rate[i]) for i in range(2)]
+        x = F.pad(x, (*pads[1], *pads[0]))
+    n, c = x.shape[:2]
+    cols = F.unfold(x, tuple(kernel), dilation=tuple(rate), stride=tuple(stride))
+    out_h = (x.shape[2] - (kernel[0] - 1) * rate[0] - 1) // stride[0] + 1
+    cols = cols.reshape(n, c, kernel[0] * kernel[1], -1).permute(0, 2, 1, 3)
+    return cols.reshape(n, kernel[0] * kernel[1] * c, out_h, -1)
+
+
 class TFCall(Operands):
     """An op that is one function above of its operands (constants as buffers) and fixed ``params``."""
 
@@ -947,6 +994,16 @@ class TFCall(Operands):
         if op == "AdjustContrastv2":  # [TF] adjust_contrast_op.cc: around each image's per-channel mean
             mean = args[0].mean(dim=(-3, -2), keepdim=True)
             return (args[0] - mean) * args[1] + mean
+        if op == "CropAndResize":
+            return _crop_and_resize(*args, method=p["method"], extrapolation=p["extrapolation"])
+        if op == "ExtractImagePatches":
+            return _extract_patches(args[0], p["kernel"], p["stride"], p["rate"], p["same"])
+        if op == "DynamicPartition":
+            return tuple(args[0][args[1] == i] for i in range(p["count"]))
+        if op == "MatrixSetDiag":
+            out = args[0].clone()
+            out.diagonal(dim1=-2, dim2=-1).copy_(args[1])
+            return out
         if op == "TopKV2":
             values, indices = torch.topk(args[0], int(args[1]), dim=-1, largest=True, sorted=True)
             return values, indices.to(p["index_dtype"])

@@ -777,3 +777,37 @@ def convert_stitch(spec: LayerSpec) -> Converted:
 @raw("Bincount", "DenseBincount")
 def convert_bincount(spec: LayerSpec) -> Converted:
     return _call(spec, binary=bool(attr(spec, "binary_output", False)))
+
+
+@raw("CropAndResize")
+def convert_crop_and_resize(spec: LayerSpec) -> Converted:
+    method = attr(spec, "method", "bilinear")
+    if method not in ("bilinear", "nearest"):
+        spec.fail(f"method {method!r} is not supported")
+    return _call(spec, method=method, extrapolation=float(attr(spec, "extrapolation_value", 0.0)))
+
+
+@raw("ExtractImagePatches")
+def convert_extract_patches(spec: LayerSpec) -> Converted:
+    padding = attr(spec, "padding", "VALID")
+    if padding not in ("VALID", "SAME"):
+        spec.fail(f"padding {padding!r} is not supported")
+    params = {k: [int(v) for v in attr(spec, name)[1:3]] for k, name in
+              (("kernel", "ksizes"), ("stride", "strides"), ("rate", "rates"))}
+    module = TFCall("ExtractImagePatches", [("input", 0)], [], params={**params, "same": padding == "SAME"})
+    return Converted(module, input_layouts=CHANNELS_FIRST, output_layouts=CHANNELS_FIRST)
+
+
+@raw("DynamicPartition")
+def convert_dynamic_partition(spec: LayerSpec) -> Converted:
+    return _call(spec, count=int(attr(spec, "num_partitions")))
+
+
+@raw("MatrixSetDiagV3", "MatrixSetDiagV2", "MatrixSetDiag")
+def convert_matrix_set_diag(spec: LayerSpec) -> Converted:
+    """The main diagonal (k = 0) replaced; other bands refused."""
+    attr(spec, "align")
+    if n_operands(spec) > 2 and const_operand(spec, 2, "the diagonal offset k").reshape(-1).tolist() != [0]:
+        spec.fail("only the main diagonal (k = 0) is converted")
+    slots, consts = _slots(spec, skip=(2,))
+    return Converted(TFCall("MatrixSetDiag", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
