@@ -119,6 +119,9 @@ def cases(tf):
         "partition_set_diag": ((2, 5, 5), lambda x: tf.concat(
             [tf.dynamic_partition(tf.reshape(x, [-1]), tf.cast(tf.abs(tf.reshape(x, [-1])) * 2.0, tf.int32) % 3, 3)[i]
              for i in (2, 0)] + [tf.reshape(tf.linalg.set_diag(x, x[:, 0]), [-1])], 0)),
+        "max_pool_with_argmax": (X4, lambda x: tf.concat([tf.cast(t, tf.float32) for t in (
+            *tf.nn.max_pool_with_argmax(x, 3, 2, "SAME", include_batch_in_index=True),
+            *[t[:, :, :4] for t in tf.nn.max_pool_with_argmax(x * -1.0, [2, 3], [2, 1], "VALID")])], 3)),
         "max_pool_v2": (X4, lambda x: tf.raw_ops.MaxPoolV2(input=x, ksize=[1, 3, 3, 1], strides=[1, 2, 2, 1],
                                                            padding="SAME") * 2.0),
     }
@@ -208,7 +211,7 @@ CASES = ["conv_valid_dilated", "conv_same_stride2_even_kernel", "conv_explicit",
          "scatter_gather_nd", "band_roll_diag", "top_k_invert_permutation", "reverse_sequence", "segments",
          "bitwise_clip", "where_indices", "non_max_suppression", "max_pool_v2",
          "combined_nms", "unique_stitch_bincount", "adjust_contrast",
-         "crop_and_resize", "extract_patches", "partition_set_diag"]
+         "crop_and_resize", "extract_patches", "partition_set_diag", "max_pool_with_argmax"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -934,6 +934,25 @@ def _extract_patches(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[in
     return cols.reshape(n, kernel[0] * kernel[1] * c, out_h, -1)
 
 
+def _max_pool_with_argmax(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], same: bool,
+                          with_batch: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``MaxPoolWithArgmax`` on NHWC: the maxima and where each was, flattened as ``((b H + y) W + x) C + c``
+    (``b`` only with ``include_batch_in_index``) ([TF] maxpooling_op.cc)."""
+    n, height, width, c = x.shape
+    planes = x.permute(0, 3, 1, 2)
+    top = left = 0
+    if same:
+        (top, bottom), (left, right) = (tf_same_padding(height, kernel[0], stride[0]),
+                                        tf_same_padding(width, kernel[1], stride[1]))
+        planes = F.pad(planes, (left, right, top, bottom), value=float("-inf"))
+    values, index = F.max_pool2d(planes, tuple(kernel), tuple(stride), return_indices=True)
+    y, xs = index // planes.shape[3] - top, index % planes.shape[3] - left
+    flat = (y * width + xs) * c + torch.arange(c).reshape(1, c, 1, 1)
+    if with_batch:
+        flat = flat + torch.arange(n).reshape(n, 1, 1, 1) * (height * width * c)
+    return values.permute(0, 2, 3, 1), flat.permute(0, 2, 3, 1)
+
+
 class TFCall(Operands):
     """An op that is one function above of its operands (constants as buffers) and fixed ``params``."""
 
@@ -998,6 +1017,9 @@ class TFCall(Operands):
             return _crop_and_resize(*args, method=p["method"], extrapolation=p["extrapolation"])
         if op == "ExtractImagePatches":
             return _extract_patches(args[0], p["kernel"], p["stride"], p["rate"], p["same"])
+        if op == "MaxPoolWithArgmax":
+            values, index = _max_pool_with_argmax(args[0], p["kernel"], p["stride"], p["same"], p["with_batch"])
+            return values, index.to(p["index_dtype"])
         if op == "DynamicPartition":
             return tuple(args[0][args[1] == i] for i in range(p["count"]))
         if op == "MatrixSetDiag":

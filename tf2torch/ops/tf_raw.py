@@ -811,3 +811,14 @@ def convert_matrix_set_diag(spec: LayerSpec) -> Converted:
         spec.fail("only the main diagonal (k = 0) is converted")
     slots, consts = _slots(spec, skip=(2,))
     return Converted(TFCall("MatrixSetDiag", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("MaxPoolWithArgmax")
+def convert_max_pool_with_argmax(spec: LayerSpec) -> Converted:
+    padding = attr(spec, "padding", "VALID")
+    if padding not in ("VALID", "SAME") or len(spec.input_shape) != 4:
+        spec.fail(f"padding {padding!r} on rank {len(spec.input_shape)} is not supported")
+    return _call(spec, kernel=[int(v) for v in attr(spec, "ksize")[1:3]],
+                 stride=[int(v) for v in attr(spec, "strides")[1:3]], same=padding == "SAME",
+                 with_batch=bool(attr(spec, "include_batch_in_index", False)),
+                 index_dtype=TORCH_DTYPES.get(spec.config["output_dtypes"][1], torch.int64))
