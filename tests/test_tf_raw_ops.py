@@ -122,6 +122,10 @@ def cases(tf):
         "max_pool_with_argmax": (X4, lambda x: tf.concat([tf.cast(t, tf.float32) for t in (
             *tf.nn.max_pool_with_argmax(x, 3, 2, "SAME", include_batch_in_index=True),
             *[t[:, :, :4] for t in tf.nn.max_pool_with_argmax(x * -1.0, [2, 3], [2, 1], "VALID")])], 3)),
+        "resize_bicubic": (X4, lambda x: tf.compat.v1.image.resize_bicubic(x, (13, 5))
+                           + tf.compat.v1.image.resize_bicubic(x, (13, 5), half_pixel_centers=True)
+                           + tf.compat.v1.image.resize_bicubic(x, (13, 5), align_corners=True)
+                           + tf.compat.v1.image.resize_bicubic(x[:, :3, 1:], (13, 5))),
         "max_pool_v2": (X4, lambda x: tf.raw_ops.MaxPoolV2(input=x, ksize=[1, 3, 3, 1], strides=[1, 2, 2, 1],
                                                            padding="SAME") * 2.0),
     }
@@ -211,7 +215,8 @@ CASES = ["conv_valid_dilated", "conv_same_stride2_even_kernel", "conv_explicit",
          "scatter_gather_nd", "band_roll_diag", "top_k_invert_permutation", "reverse_sequence", "segments",
          "bitwise_clip", "where_indices", "non_max_suppression", "max_pool_v2",
          "combined_nms", "unique_stitch_bincount", "adjust_contrast",
-         "crop_and_resize", "extract_patches", "partition_set_diag", "max_pool_with_argmax"]
+         "crop_and_resize", "extract_patches", "partition_set_diag", "max_pool_with_argmax",
+         "resize_bicubic"]
 
 
 @pytest.mark.parametrize("case", CASES)

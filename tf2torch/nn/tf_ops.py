@@ -442,6 +442,46 @@ class TFPad(nn.Module):
         return f"pads={self.pads}, mode={self.mode}"
 
 
+CUBIC_TABLE_SIZE = 1024
+
+
+def _cubic_table(a: float) -> torch.Tensor:
+    """[TF] resize_bicubic_op.cc ``InitCoeffsTable``: the cubic kernel at 1025 offsets, for |x| in [0, 1] (column 0)
+    and [1, 2] (column 1), in float32 as TF computes it."""
+    x = torch.arange(CUBIC_TABLE_SIZE + 1, dtype=torch.float32) / CUBIC_TABLE_SIZE
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    x = x + 1.0
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return torch.stack([near, far], 1)
+
+
+def _cubic_axis(x: torch.Tensor, axis: int, n_out: int, scale: float, half_pixel: bool) -> torch.Tensor:
+    """``ResizeBicubic`` along one axis as TF's kernel: the fractional offset rounded to 1/1024 and looked up in
+    the table; half-pixel centers use Keys' a = -0.5, drop taps outside the input and renormalize, legacy
+    (a = -0.75) clamps the taps ([TF] ``GetWeightsAndIndices``)."""
+    n_in = x.shape[axis]
+    table = _cubic_table(-0.5 if half_pixel else -0.75)
+    out = torch.arange(n_out, dtype=torch.float32)
+    src = (out + 0.5) * scale - 0.5 if half_pixel else out * scale
+    base = torch.floor(src)
+    offset = torch.round((src - base) * CUBIC_TABLE_SIZE).long()  # (lrintf: half to even, as torch.round)
+    weights = torch.stack([table[offset, 1], table[offset, 0], table[CUBIC_TABLE_SIZE - offset, 0],
+                           table[CUBIC_TABLE_SIZE - offset, 1]], 1)  # [n_out, 4]
+    taps = base.long().unsqueeze(1) + torch.arange(-1, 3)
+    clamped = taps.clamp(0, n_in - 1)
+    if half_pixel:
+        weights = torch.where(clamped == taps, weights, torch.zeros_like(weights))
+        total = weights.sum(1, keepdim=True)
+        weights = torch.where(total.abs() >= 1000 * torch.finfo(torch.float32).tiny, weights / total, weights)
+    picked = torch.index_select(x, axis, clamped.reshape(-1))
+    shape = list(x.shape)
+    shape[axis:axis + 1] = [n_out, 4]
+    picked = picked.reshape(shape)
+    w_shape = [1] * len(shape)
+    w_shape[axis:axis + 2] = [n_out, 4]
+    return (picked * weights.reshape(w_shape).to(x.dtype)).sum(axis + 1)
+
+
 class TFImageResize(nn.Module):
     """``ResizeBilinear`` / ``ResizeNearestNeighbor`` on the last two axes of an N,C,H,W tensor with TF's own
     source-coordinate rules ([TF] ``image_resizer_state.h``): ``align_corners`` scales by (in-1)/(out-1);
@@ -464,6 +504,8 @@ class TFImageResize(nn.Module):
         n_in = x.shape[axis]
         scale = self._scale(n_in, n_out)
         out = torch.arange(n_out, dtype=torch.float64)
+        if self.method == "bicubic":
+            return _cubic_axis(x, axis, n_out, scale, self.half_pixel_centers)
         if self.method == "nearest":
             if self.half_pixel_centers:
                 src = torch.floor((out + 0.5) * scale)
