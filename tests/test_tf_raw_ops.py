@@ -126,6 +126,9 @@ def cases(tf):
                            + tf.compat.v1.image.resize_bicubic(x, (13, 5), half_pixel_centers=True)
                            + tf.compat.v1.image.resize_bicubic(x, (13, 5), align_corners=True)
                            + tf.compat.v1.image.resize_bicubic(x[:, :3, 1:], (13, 5))),
+        "resize_area": (X4, lambda x: tf.image.resize(x, (3, 5), method="area")
+                        + tf.compat.v1.image.resize_area(x, (3, 5), align_corners=True)
+                        + tf.image.resize(x, (13, 11), method="area")[:, :3, :5]),
         "max_pool_v2": (X4, lambda x: tf.raw_ops.MaxPoolV2(input=x, ksize=[1, 3, 3, 1], strides=[1, 2, 2, 1],
                                                            padding="SAME") * 2.0),
     }
@@ -216,7 +219,7 @@ CASES = ["conv_valid_dilated", "conv_same_stride2_even_kernel", "conv_explicit",
          "bitwise_clip", "where_indices", "non_max_suppression", "max_pool_v2",
          "combined_nms", "unique_stitch_bincount", "adjust_contrast",
          "crop_and_resize", "extract_patches", "partition_set_diag", "max_pool_with_argmax",
-         "resize_bicubic"]
+         "resize_bicubic", "resize_area"]
 
 
 @pytest.mark.parametrize("case", CASES)

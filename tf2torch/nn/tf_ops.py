@@ -482,8 +482,20 @@ def _cubic_axis(x: torch.Tensor, axis: int, n_out: int, scale: float, half_pixel
     return (picked * weights.reshape(w_shape).to(x.dtype)).sum(axis + 1)
 
 
+def _area_weights(n_in: int, n_out: int, scale: float) -> torch.Tensor:
+    """``ResizeArea`` along one axis ([TF] resize_area_op.cc): output i averages the input over
+    [i scale, (i+1) scale), each input cell weighted by the part of it covered (indices past the end clamped)."""
+    weights = torch.zeros(n_out, n_in, dtype=torch.float64)
+    for i in range(n_out):
+        lo, hi = i * scale, (i + 1) * scale
+        for j in range(int(lo // 1), int(-(-hi // 1))):
+            weights[i, min(j, n_in - 1)] += (min(j + 1, hi) - max(j, lo)) / scale
+    return weights
+
+
 class TFImageResize(nn.Module):
-    """``ResizeBilinear`` / ``ResizeNearestNeighbor`` on the last two axes of an N,C,H,W tensor with TF's own
+    """``ResizeBilinear`` / ``ResizeNearestNeighbor`` (``ResizeBicubic``, ``ResizeArea``: ``_cubic_axis``,
+    ``_area_weights``) on the last two axes of an N,C,H,W tensor with TF's own
     source-coordinate rules ([TF] ``image_resizer_state.h``): ``align_corners`` scales by (in-1)/(out-1);
     ``half_pixel_centers`` samples at (out + 0.5) * scale - 0.5 (bilinear) or floor((out + 0.5) * scale)
     (nearest); legacy TF1 samples at out * scale (bilinear) or floor(out * scale) (nearest)."""
@@ -506,6 +518,9 @@ class TFImageResize(nn.Module):
         out = torch.arange(n_out, dtype=torch.float64)
         if self.method == "bicubic":
             return _cubic_axis(x, axis, n_out, scale, self.half_pixel_centers)
+        if self.method == "area":
+            return torch.tensordot(x, _area_weights(n_in, n_out, scale).to(x.dtype), dims=([axis], [1])).movedim(
+                -1, axis)
         if self.method == "nearest":
             if self.half_pixel_centers:
                 src = torch.floor((out + 0.5) * scale)

@@ -611,11 +611,12 @@ def convert_function(spec: LayerSpec) -> Converted:
 
 
 # -- images ---------------------------------------------------------------------------------------------------
-@raw("ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic")
+@raw("ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic", "ResizeArea")
 def convert_resize(spec: LayerSpec) -> Converted:
     """A size computed at run time (``tf.image.resize(x, tf.shape(image)[1:3])``) is read on every call."""
     size = operand(spec, 1)
-    method = {"ResizeBilinear": "bilinear", "ResizeBicubic": "bicubic"}.get(spec.config["op"], "nearest")
+    method = {"ResizeBilinear": "bilinear", "ResizeBicubic": "bicubic", "ResizeArea": "area"}.get(
+        spec.config["op"], "nearest")
     module = TFImageResize(None if size is None else size.reshape(-1).tolist(), method,
                       bool(attr(spec, "align_corners", False)), bool(attr(spec, "half_pixel_centers", False)))
     layouts = CHANNELS_FIRST if size is not None else [CHANNELS_FIRST, KERAS]
