@@ -129,6 +129,10 @@ def cases(tf):
         "resize_area": (X4, lambda x: tf.image.resize(x, (3, 5), method="area")
                         + tf.compat.v1.image.resize_area(x, (3, 5), align_corners=True)
                         + tf.image.resize(x, (13, 11), method="area")[:, :3, :5]),
+        "fake_quant": ((2, 7), lambda x: tf.quantization.fake_quant_with_min_max_args(x, -1.2, 2.3)
+                       + tf.quantization.fake_quant_with_min_max_args(x, -0.7, 0.9, num_bits=4, narrow_range=True)
+                       + tf.quantization.fake_quant_with_min_max_vars(x, -2.1, 1.7, num_bits=6)
+                       + tf.quantization.fake_quant_with_min_max_args(x, 0.3, 2.5)),
         "max_pool_v2": (X4, lambda x: tf.raw_ops.MaxPoolV2(input=x, ksize=[1, 3, 3, 1], strides=[1, 2, 2, 1],
                                                            padding="SAME") * 2.0),
     }
@@ -219,7 +223,7 @@ CASES = ["conv_valid_dilated", "conv_same_stride2_even_kernel", "conv_explicit",
          "bitwise_clip", "where_indices", "non_max_suppression", "max_pool_v2",
          "combined_nms", "unique_stitch_bincount", "adjust_contrast",
          "crop_and_resize", "extract_patches", "partition_set_diag", "max_pool_with_argmax",
-         "resize_bicubic", "resize_area"]
+         "resize_bicubic", "resize_area", "fake_quant"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -112,8 +112,6 @@ REFUSED = {
                     "refused: a training loss; name the model's outputs with --outputs"),
     **dict.fromkeys(("CudnnRNN", "LSTMBlockCell"), "refused: recurrent-cell ops are not converted yet (they come "
                     "with TF 1 loops; Keras's LSTM/GRU layers and TF 2 While loops are)"),
-    **dict.fromkeys(("FakeQuantWithMinMaxArgs", "FakeQuantWithMinMaxVars"), "refused: quantization-aware training "
-                    "ops are not converted"),
 }
 NOT_APPLICABLE = {
     "an input pipeline op: the walker takes the tensors it feeds as inputs": (

@@ -1010,6 +1010,21 @@ def _max_pool_with_argmax(x: torch.Tensor, kernel: Sequence[int], stride: Sequen
     return values.permute(0, 2, 3, 1), flat.permute(0, 2, 3, 1)
 
 
+def _fake_quant(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, bits: int, narrow: bool) -> torch.Tensor:
+    """``FakeQuantWithMinMaxArgs`` / ``Vars`` ([TF] fake_quant_ops_functor.h): the range nudged so that 0 is a
+    quantization step, values clamped to it and rounded to the nearest step (half up), in float32."""
+    q_min, q_max = (1.0 if narrow else 0.0), float((1 << bits) - 1)
+    low, high = low.float(), high.float()
+    scale = (high - low) / (q_max - q_min)
+    zero_from_min = q_min - low / scale
+    zero = torch.where(zero_from_min < q_min, torch.tensor(q_min),
+                       torch.where(zero_from_min > q_max, torch.tensor(q_max), torch.sign(zero_from_min)
+                                   * torch.floor(torch.abs(zero_from_min) + 0.5)))  # (std::round: half away)
+    nudged_min, nudged_max = (q_min - zero) * scale, (q_max - zero) * scale
+    shifted = torch.minimum(torch.maximum(x, nudged_min), nudged_max) - nudged_min
+    return torch.floor(shifted * (1.0 / scale) + 0.5) * scale + nudged_min
+
+
 class TFCall(Operands):
     """An op that is one function above of its operands (constants as buffers) and fixed ``params``."""
 
@@ -1077,6 +1092,9 @@ class TFCall(Operands):
         if op == "MaxPoolWithArgmax":
             values, index = _max_pool_with_argmax(args[0], p["kernel"], p["stride"], p["same"], p["with_batch"])
             return values, index.to(p["index_dtype"])
+        if op.startswith("FakeQuant"):
+            low, high = (args[1], args[2]) if len(args) == 3 else (torch.tensor(p["min"]), torch.tensor(p["max"]))
+            return _fake_quant(args[0], low, high, p["bits"], p["narrow"])
         if op == "DynamicPartition":
             return tuple(args[0][args[1] == i] for i in range(p["count"]))
         if op == "MatrixSetDiag":

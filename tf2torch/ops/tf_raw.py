@@ -823,3 +823,12 @@ def convert_max_pool_with_argmax(spec: LayerSpec) -> Converted:
                  stride=[int(v) for v in attr(spec, "strides")[1:3]], same=padding == "SAME",
                  with_batch=bool(attr(spec, "include_batch_in_index", False)),
                  index_dtype=TORCH_DTYPES.get(spec.config["output_dtypes"][1], torch.int64))
+
+
+@raw("FakeQuantWithMinMaxArgs", "FakeQuantWithMinMaxVars")
+def convert_fake_quant(spec: LayerSpec) -> Converted:
+    """Quantization-aware training's quantize-dequantize, as TF computes it at inference."""
+    params = {"bits": int(attr(spec, "num_bits", 8)), "narrow": bool(attr(spec, "narrow_range", False))}
+    if spec.config["op"] == "FakeQuantWithMinMaxArgs":
+        params.update(min=float(attr(spec, "min", -6.0)), max=float(attr(spec, "max", 6.0)))
+    return _call(spec, **params)
