@@ -27,18 +27,22 @@ from ..nn.tf_ops import (
     TFLRN,
     UNARY,
     TFArgMax,
+    TFBatchToSpace,
     TFBinary,
+    TFCall,
     TFCast,
     TFConvTranspose,
     TFDynamicSlice,
     TFFunction,
+    TFImageResize,
     TFPad,
     TFPermute,
     TFReduce,
-    TFResize,
     TFShape,
+    TFShapeN,
     TFSlice,
     TFSoftmax,
+    TFSpaceToBatch,
     TFSplit,
     TFSqueeze,
     TFUnary,
@@ -56,7 +60,7 @@ METADATA_KEYS = ("op", "tf_name", "T", "output_dtypes", "output_shapes", "output
 TYPE_ATTRS = frozenset({"dtype", "Tidx", "Tshape", "Tpaddings", "Tindices", "Tparams", "Taxis", "Tmultiples",
                         "Tperm", "SrcT", "Tout", "Tcond", "Tin", "N", "num", "Tblock_shape", "Tcrops", "Tlen",
                         "Tsplits", "out_type", "Tdim", "Tnum_splits", "Index", "index_type", "Tlabels", "Targmax", "TI",
-                        "Treal",
+                        "Treal", "Tshift", "Tnumsegments", "Tk", "Tindex",
                         "Tcomplex", "Tinput", "Tfilter", "Tbias",
                         # hints for kernels and gradients, no effect on the values
                         "use_cudnn_on_gpu", "grad_a", "grad_b", "grad_x", "grad_y", "num_split"})
@@ -275,7 +279,8 @@ def convert_conv_transpose(spec: LayerSpec) -> Converted:
     sizes = operand(spec, 0)
     spatial = (list(sizes[1:1 + n]) if nhwc(spec) else list(sizes[2:2 + n])) if sizes is not None else (
         (out_shape[1:1 + n] if nhwc(spec) else out_shape[2:2 + n]) if out_shape else None)
-    if spatial is None or any(s is None for s in spatial):
+    at_run_time = spatial is None or any(s is None for s in spatial)
+    if at_run_time and sizes is None and "input" not in spec.config["operands"][0]:
         spec.fail("the output size is not static")
     stride = spatial_attr(spec, "strides", n)
     dilation = spatial_attr(spec, "dilations", n)
@@ -283,7 +288,8 @@ def convert_conv_transpose(spec: LayerSpec) -> Converted:
     padding = attr(spec, "padding", "VALID")
     flat = [int(v) for v in attr(spec, "explicit_paddings", [])]
     if padding == "SAME":
-        starts = [tf_same_padding(int(s), int(kk), st, d)[0] for s, kk, st, d in zip(spatial, k, stride, dilation)]
+        starts = None if at_run_time else [tf_same_padding(int(s), int(kk), st, d)[0]
+                                           for s, kk, st, d in zip(spatial, k, stride, dilation)]
     elif padding == "VALID":
         starts = [0] * n
     elif padding == "EXPLICIT":  # the forward conv padded (before, after): the gradient starts at ``before``
@@ -291,13 +297,13 @@ def convert_conv_transpose(spec: LayerSpec) -> Converted:
         starts = [p[0] for p in (pairs[1:1 + n] if nhwc(spec) else pairs[2:2 + n])]
     else:
         spec.fail(f"padding {padding!r} is not supported")
-    crop = [(start, int(s)) for start, s in zip(starts, spatial)]
+    crop = None if at_run_time else [(start, int(s)) for start, s in zip(starts, spatial)]
     weight = transposed_kernel_to_iohw(kernel)
     conv = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[n](
         weight.shape[0], weight.shape[1], tuple(k), stride=stride, dilation=dilation, bias=False)
     conv.weight = as_parameter(weight)
-    layout = conv_layout(spec)  # the run-time input (operand 2) is the node's only input
-    return Converted(TFConvTranspose(conv, crop), input_layouts=layout, output_layouts=layout)
+    layout = conv_layout(spec)  # (the output size, when an input, is 1-D: no layout to change)
+    return Converted(TFConvTranspose(conv, crop, starts, nhwc(spec)), input_layouts=layout, output_layouts=layout)
 
 
 # -- matmul, batch norm --------------------------------------------------------------------------------------
@@ -427,6 +433,29 @@ def convert_shape(spec: LayerSpec) -> Converted:
     return Converted(TFShape(dtype, order), input_layouts=layout, output_layouts=KERAS)
 
 
+@raw("Size", "Rank")
+def convert_size(spec: LayerSpec) -> Converted:
+    """``Size`` / ``Rank`` of a tensor in any layout (neither depends on the axis order)."""
+    dtype = TORCH_DTYPES.get(attr(spec, "out_type", "int32"), torch.int32)
+    layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
+    return Converted(TFShape(dtype, what=spec.config["op"]), input_layouts=layout, output_layouts=KERAS)
+
+
+@raw("ShapeN")
+def convert_shape_n(spec: LayerSpec) -> Converted:
+    dtype = TORCH_DTYPES.get(attr(spec, "out_type", "int32"), torch.int32)
+    return Converted(TFShapeN(dtype), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("Range")
+def convert_range(spec: LayerSpec) -> Converted:
+    dtype = TORCH_DTYPES.get(spec.config["output_dtypes"][0])
+    if dtype is None:
+        spec.fail(f"a range of {spec.config['output_dtypes'][0]} is not supported")
+    slots, consts = _slots(spec)
+    return Converted(TFFunction("Range", slots, consts, dtype=dtype), input_layouts=KERAS, output_layouts=KERAS)
+
+
 @raw("ReverseV2")
 def convert_reverse(spec: LayerSpec) -> Converted:
     rank = len(spec.input_shape)
@@ -496,17 +525,14 @@ def convert_split(spec: LayerSpec) -> Converted:
         axis = int(const_operand(spec, 0, "the axis")) % rank
         num = int(attr(spec, "num_split"))
         size = spec.input_shape[axis]
-        if size is None:
-            spec.fail("splitting a dynamic axis")
-        sizes = [size // num] * num
+        sizes = [size // num] * num if size is not None else [-1] * num  # -1s: equal parts at run time
     else:
         sizes = [int(s) for s in const_operand(spec, 1, "the sizes").reshape(-1)]
         axis = int(const_operand(spec, 2, "the axis")) % rank
-        if -1 in sizes:
-            size = spec.input_shape[axis]
-            if size is None:
-                spec.fail("splitting a dynamic axis")
-            sizes[sizes.index(-1)] = size - sum(s for s in sizes if s != -1)
+        if sizes.count(-1) > 1:
+            spec.fail(f"sizes {sizes} have more than one -1")
+        if -1 in sizes and spec.input_shape[axis] is not None:
+            sizes[sizes.index(-1)] = spec.input_shape[axis] - sum(s for s in sizes if s != -1)
     return Converted(TFSplit(sizes, axis), input_layouts=KERAS, output_layouts=KERAS)
 
 
@@ -515,9 +541,7 @@ def convert_strided_slice(spec: LayerSpec) -> Converted:
     masks = {k: int(attr(spec, k, 0)) for k in
              ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")}
     if any(operand(spec, i) is None for i in (1, 2, 3)):  # bounds computed at run time (``x[:, t]`` in a loop)
-        if spec.config["operands"][0].get("input") is None:
-            spec.fail("slicing a constant with bounds computed at run time")
-        slots, consts = _slots(spec)
+        slots, consts = _slots(spec)  # (a constant sliced by run-time bounds: ``table[:tf.shape(x)[1]]``)
         return Converted(TFDynamicSlice(masks, slots, consts), input_layouts=KERAS, output_layouts=KERAS)
     begin, end, strides = (const_operand(spec, i, w).reshape(-1).tolist()
                            for i, w in ((1, "begin"), (2, "end"), (3, "strides")))
@@ -529,19 +553,25 @@ def convert_strided_slice(spec: LayerSpec) -> Converted:
 
 @raw("Slice")
 def convert_slice(spec: LayerSpec) -> Converted:
-    begin = const_operand(spec, 1, "begin").reshape(-1).tolist()
-    size = const_operand(spec, 2, "size").reshape(-1).tolist()
+    begin, size = operand(spec, 1), operand(spec, 2)
+    if begin is None or size is None:
+        slots, consts = _slots(spec)
+        return Converted(TFFunction("Slice", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+    begin, size = begin.reshape(-1).tolist(), size.reshape(-1).tolist()
     entries = [("slice", int(b), None if s == -1 else int(b) + int(s), 1) for b, s in zip(begin, size)]
     return Converted(TFSlice(entries), input_layouts=KERAS, output_layouts=KERAS)
 
 
 @raw("Pad", "PadV2", "MirrorPad")
 def convert_pad(spec: LayerSpec) -> Converted:
-    pads = const_operand(spec, 1, "the paddings").reshape(-1, 2).tolist()
     value = 0.0
     if spec.config["op"] == "PadV2":
         value = float(const_operand(spec, 2, "the constant value"))
     mode = str(attr(spec, "mode", "CONSTANT")).upper()
+    given = operand(spec, 1)
+    if given is None:  # paddings computed at run time (to a multiple of a stride): read on each call
+        return Converted(TFPad(None, mode, value), input_layouts=KERAS, output_layouts=KERAS)
+    pads = given.reshape(-1, 2).tolist()
     rank = len(spec.input_shape)
     layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
     if is_channels_first(layout, rank):
@@ -572,7 +602,7 @@ def convert_gather(spec: LayerSpec) -> Converted:
                      output_layouts=KERAS)
 
 
-@raw("AddN", "Select", "SelectV2", "Einsum", "Fill")
+@raw("AddN", "Select", "SelectV2", "Einsum", "Fill", "BroadcastArgs", "BroadcastTo")
 def convert_function(spec: LayerSpec) -> Converted:
     op = spec.config["op"]
     params = {"equation": attr(spec, "equation")} if op == "Einsum" else {}
@@ -581,13 +611,29 @@ def convert_function(spec: LayerSpec) -> Converted:
 
 
 # -- images ---------------------------------------------------------------------------------------------------
-@raw("ResizeBilinear", "ResizeNearestNeighbor")
+@raw("ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic", "ResizeArea")
 def convert_resize(spec: LayerSpec) -> Converted:
-    size = const_operand(spec, 1, "the size").reshape(-1).tolist()
-    method = "bilinear" if spec.config["op"] == "ResizeBilinear" else "nearest"
-    module = TFResize(size, method, bool(attr(spec, "align_corners", False)),
-                      bool(attr(spec, "half_pixel_centers", False)))
-    return Converted(module, input_layouts=CHANNELS_FIRST, output_layouts=CHANNELS_FIRST)
+    """A size computed at run time (``tf.image.resize(x, tf.shape(image)[1:3])``) is read on every call."""
+    size = operand(spec, 1)
+    method = {"ResizeBilinear": "bilinear", "ResizeBicubic": "bicubic", "ResizeArea": "area"}.get(
+        spec.config["op"], "nearest")
+    module = TFImageResize(None if size is None else size.reshape(-1).tolist(), method,
+                      bool(attr(spec, "align_corners", False)), bool(attr(spec, "half_pixel_centers", False)))
+    layouts = CHANNELS_FIRST if size is not None else [CHANNELS_FIRST, KERAS]
+    return Converted(module, input_layouts=layouts, output_layouts=CHANNELS_FIRST)
+
+
+@raw("SpaceToBatchND", "BatchToSpaceND")
+def convert_space_to_batch(spec: LayerSpec) -> Converted:
+    """Each on its own, exact for any block; around a convolution the graph walker has already folded the pair
+    into one dilated convolution where that is exact (``readers/tf_rewrite.py``)."""
+    block = [int(b) for b in const_operand(spec, 1, "the block shape").reshape(-1)]
+    given = operand(spec, 2)  # computed at run time for an input of open size: read on each call
+    pairs = given.reshape(-1, 2).tolist() if given is not None else None
+    if any(b < 1 for b in block) or any(v < 0 for p in pairs or [] for v in p):
+        spec.fail(f"block {block} or paddings/crops {pairs} out of range")
+    cls = TFSpaceToBatch if spec.config["op"] == "SpaceToBatchND" else TFBatchToSpace
+    return Converted(cls(block, pairs), input_layouts=KERAS, output_layouts=KERAS)
 
 
 @raw("LRN")
@@ -595,3 +641,194 @@ def convert_lrn(spec: LayerSpec) -> Converted:
     module = TFLRN(int(attr(spec, "depth_radius", 5)), float(attr(spec, "bias", 1.0)),
                    float(attr(spec, "alpha", 1.0)), float(attr(spec, "beta", 0.5)))
     return Converted(module, input_layouts=CHANNELS_FIRST, output_layouts=CHANNELS_FIRST)
+
+
+# -- ops that are one small function of their operands (nn/tf_ops.TFCall) --------------------------------------
+def _call(spec: LayerSpec, **params: Any) -> Converted:
+    slots, consts = _slots(spec)
+    return Converted(TFCall(spec.config["op"], slots, consts, **params), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("ClipByValue", "Roll", "InvertPermutation", "MatrixDeterminant", "MatrixDiag", "MatrixDiagPart", "Where",
+     "MatrixBandPart")
+def convert_call(spec: LayerSpec) -> Converted:
+    return _call(spec)
+
+
+def _default_bad_indices(spec: LayerSpec) -> None:
+    """TF 2.16's ``bad_indices_policy``: the default raises (CPU) on an index out of range, as torch does."""
+    policy = attr(spec, "bad_indices_policy", "")
+    if policy not in ("", "DEFAULT", "ERROR"):
+        spec.fail(f"bad_indices_policy={policy!r} is not supported")
+
+
+@raw("GatherNd", "ScatterNd")
+def convert_gather_scatter_nd(spec: LayerSpec) -> Converted:
+    _default_bad_indices(spec)
+    return _call(spec)
+
+
+@raw("MatrixDiagV2", "MatrixDiagV3", "MatrixDiagPartV2", "MatrixDiagPartV3")
+def convert_matrix_diag(spec: LayerSpec) -> Converted:
+    """``tf.linalg.diag`` / ``diag_part`` on the main diagonal (k = 0, square, padding 0); other bands refused."""
+    op = spec.config["op"]
+    attr(spec, "align")  # (only matters for several diagonals)
+    k = const_operand(spec, 1, "the diagonal offset k").reshape(-1).tolist()
+    extra = [const_operand(spec, i, "the sizes and padding") for i in range(2, n_operands(spec))]
+    sizes_open = op.startswith("MatrixDiagV") and any(int(v) != -1 for v in extra[:2])
+    if k != [0] or sizes_open or float(np.asarray(extra[-1]).reshape(-1)[0]) != 0.0:
+        spec.fail(f"only the main diagonal with default sizes and padding 0 is converted (k={k})")
+    slots, consts = _slots(spec, skip=tuple(range(1, n_operands(spec))))
+    name = "MatrixDiag" if op.startswith("MatrixDiagV") else "MatrixDiagPart"
+    return Converted(TFCall(name, slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("Cumsum", "Cumprod")
+def convert_cumulative(spec: LayerSpec) -> Converted:
+    rank = len(spec.input_shape)
+    axis = int(const_operand(spec, 1, "the axis")) % rank
+    slots, consts = _slots(spec, skip=(1,))
+    return Converted(TFCall(spec.config["op"], slots, consts, axis=axis, exclusive=bool(attr(spec, "exclusive")),
+                            reverse=bool(attr(spec, "reverse"))), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("DepthToSpace", "SpaceToDepth")
+def convert_depth_to_space(spec: LayerSpec) -> Converted:
+    if not nhwc(spec) or len(spec.input_shape) != 4:
+        spec.fail("only NHWC 4-D tensors are converted")
+    return _call(spec, block=int(attr(spec, "block_size")))
+
+
+@raw("OneHot")
+def convert_one_hot(spec: LayerSpec) -> Converted:
+    return _call(spec, axis=int(attr(spec, "axis", -1)))
+
+
+@raw("TensorScatterUpdate", "TensorScatterAdd", "TensorScatterSub", "TensorScatterMax", "TensorScatterMin")
+def convert_tensor_scatter(spec: LayerSpec) -> Converted:
+    _default_bad_indices(spec)
+    how = {"Update": "update", "Add": "add", "Sub": "sub", "Max": "amax", "Min": "amin"}[spec.config["op"][13:]]
+    return _call(spec, how=how)
+
+
+@raw("ReverseSequence")
+def convert_reverse_sequence(spec: LayerSpec) -> Converted:
+    rank = len(spec.input_shape)
+    return _call(spec, seq_axis=int(attr(spec, "seq_dim")) % rank, batch_axis=int(attr(spec, "batch_dim", 0)) % rank)
+
+
+@raw("SegmentSum", "SegmentMean", "SegmentMax", "SegmentMin", "SegmentProd", "UnsortedSegmentSum",
+     "UnsortedSegmentMax", "UnsortedSegmentMin", "UnsortedSegmentProd")
+def convert_segments(spec: LayerSpec) -> Converted:
+    kind = spec.config["op"].split("Segment")[1]
+    return _call(spec, how={"Sum": "sum", "Mean": "mean", "Max": "amax", "Min": "amin", "Prod": "prod"}[kind])
+
+
+@raw("TopKV2")
+def convert_top_k(spec: LayerSpec) -> Converted:
+    """Values largest first, each with its index; ties (equal values) may order their indices differently."""
+    attr(spec, "sorted")  # TF sorts either way on CPU for the k asked; torch.topk sorts
+    index_dtype = TORCH_DTYPES.get(spec.config["output_dtypes"][1], torch.int32)
+    return _call(spec, index_dtype=index_dtype)
+
+
+@raw("NonMaxSuppressionV2", "NonMaxSuppressionV3", "NonMaxSuppressionV4", "NonMaxSuppressionV5")
+def convert_nms(spec: LayerSpec) -> Converted:
+    """Hard NMS in plain torch (``nn/tf_ops.non_max_suppression``); V5's soft NMS (sigma > 0) is refused."""
+    op = spec.config["op"]
+    attr(spec, "T_threshold")
+    if op == "NonMaxSuppressionV5":
+        sigma = operand(spec, 5)
+        if sigma is None or float(sigma) != 0.0:
+            spec.fail("soft NMS (soft_nms_sigma > 0, or computed at run time) is not converted")
+        slots, consts = _slots(spec, skip=(5,))
+    else:
+        slots, consts = _slots(spec)
+    pad = bool(attr(spec, "pad_to_max_output_size", False))
+    return Converted(TFCall(op, slots, consts, pad=pad), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("MaxPoolV2")
+def convert_max_pool_v2(spec: LayerSpec) -> Converted:
+    """``MaxPoolV2``: ``MaxPool`` with its window and strides as operands."""
+    for i, name in ((1, "ksize"), (2, "strides")):
+        spec.config["attrs"][name] = const_operand(spec, i, f"the {name}").reshape(-1).tolist()
+    converted = convert_pool.__wrapped__(spec)
+    return converted
+
+
+@raw("CombinedNonMaxSuppression")
+def convert_combined_nms(spec: LayerSpec) -> Converted:
+    """Per-class hard NMS then the best across classes, in plain torch (``nn/tf_ops.combined_non_max_suppression``)."""
+    return _call(spec, pad_per_class=bool(attr(spec, "pad_per_class", False)),
+                 clip_boxes=bool(attr(spec, "clip_boxes", True)))
+
+
+@raw("Unique", "UniqueWithCounts")
+def convert_unique(spec: LayerSpec) -> Converted:
+    """Values in order of first occurrence, with each element's index into them (and counts)."""
+    return _call(spec, index_dtype=TORCH_DTYPES.get(attr(spec, "out_idx", "int32"), torch.int32))
+
+
+@raw("DynamicStitch", "ParallelDynamicStitch", "AdjustContrastv2")
+def convert_stitch(spec: LayerSpec) -> Converted:
+    return _call(spec)
+
+
+@raw("Bincount", "DenseBincount")
+def convert_bincount(spec: LayerSpec) -> Converted:
+    return _call(spec, binary=bool(attr(spec, "binary_output", False)))
+
+
+@raw("CropAndResize")
+def convert_crop_and_resize(spec: LayerSpec) -> Converted:
+    method = attr(spec, "method", "bilinear")
+    if method not in ("bilinear", "nearest"):
+        spec.fail(f"method {method!r} is not supported")
+    return _call(spec, method=method, extrapolation=float(attr(spec, "extrapolation_value", 0.0)))
+
+
+@raw("ExtractImagePatches")
+def convert_extract_patches(spec: LayerSpec) -> Converted:
+    padding = attr(spec, "padding", "VALID")
+    if padding not in ("VALID", "SAME"):
+        spec.fail(f"padding {padding!r} is not supported")
+    params = {k: [int(v) for v in attr(spec, name)[1:3]] for k, name in
+              (("kernel", "ksizes"), ("stride", "strides"), ("rate", "rates"))}
+    module = TFCall("ExtractImagePatches", [("input", 0)], [], params={**params, "same": padding == "SAME"})
+    return Converted(module, input_layouts=CHANNELS_FIRST, output_layouts=CHANNELS_FIRST)
+
+
+@raw("DynamicPartition")
+def convert_dynamic_partition(spec: LayerSpec) -> Converted:
+    return _call(spec, count=int(attr(spec, "num_partitions")))
+
+
+@raw("MatrixSetDiagV3", "MatrixSetDiagV2", "MatrixSetDiag")
+def convert_matrix_set_diag(spec: LayerSpec) -> Converted:
+    """The main diagonal (k = 0) replaced; other bands refused."""
+    attr(spec, "align")
+    if n_operands(spec) > 2 and const_operand(spec, 2, "the diagonal offset k").reshape(-1).tolist() != [0]:
+        spec.fail("only the main diagonal (k = 0) is converted")
+    slots, consts = _slots(spec, skip=(2,))
+    return Converted(TFCall("MatrixSetDiag", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+
+
+@raw("MaxPoolWithArgmax")
+def convert_max_pool_with_argmax(spec: LayerSpec) -> Converted:
+    padding = attr(spec, "padding", "VALID")
+    if padding not in ("VALID", "SAME") or len(spec.input_shape) != 4:
+        spec.fail(f"padding {padding!r} on rank {len(spec.input_shape)} is not supported")
+    return _call(spec, kernel=[int(v) for v in attr(spec, "ksize")[1:3]],
+                 stride=[int(v) for v in attr(spec, "strides")[1:3]], same=padding == "SAME",
+                 with_batch=bool(attr(spec, "include_batch_in_index", False)),
+                 index_dtype=TORCH_DTYPES.get(spec.config["output_dtypes"][1], torch.int64))
+
+
+@raw("FakeQuantWithMinMaxArgs", "FakeQuantWithMinMaxVars")
+def convert_fake_quant(spec: LayerSpec) -> Converted:
+    """Quantization-aware training's quantize-dequantize, as TF computes it at inference."""
+    params = {"bits": int(attr(spec, "num_bits", 8)), "narrow": bool(attr(spec, "narrow_range", False))}
+    if spec.config["op"] == "FakeQuantWithMinMaxArgs":
+        params.update(min=float(attr(spec, "min", -6.0)), max=float(attr(spec, "max", 6.0)))
+    return _call(spec, **params)

@@ -15,11 +15,15 @@ What happens to the graph, in order (all in memory; the files are never changed)
    then it is an input; identities (``Identity``, ``StopGradient``...) are looked through;
 4. TF1 control flow with a constant predicate is resolved: a ``Switch`` passes its data to the live port
    only, everything fed by a dead port is dead, a ``Merge`` takes its one live input; so dead branches
-   (dropout's ``RandomUniform``, batch-norm moment updates, ``Assert``) are never converted;
-5. ops whose inputs are all constant are folded by TensorFlow itself (one session over the constant
+   (dropout's ``RandomUniform``, batch-norm moment updates, ``Assert``) are never converted; a function call
+   freezing left in the graph (``PartitionedCall``, ``StatefulPartitionedCall``) is inlined like an ``If``'s
+   taken branch;
+5. TF's lowering of a dilated convolution (``SpaceToBatchND`` → conv → ``BatchToSpaceND``) is folded back
+   into one dilated convolution where that is exact (``readers/tf_rewrite.py``);
+6. ops whose inputs are all constant are folded by TensorFlow itself (one session over the constant
    sub-graph); each remaining op becomes an IR node of class ``tf.raw>OpType`` whose constant operands are
    inline (small) or weights (large), converted by ``tf2torch/ops/tf_raw.py``;
-6. a TF 2 ``While`` carries its ``cond`` and ``body`` functions walked the same way (``readers/tf_loops.py``);
+7. a TF 2 ``While`` carries its ``cond`` and ``body`` functions walked the same way (``readers/tf_loops.py``);
    TensorLists are never folded (they have no numpy value) but converted.
 Control dependencies are ignored: they order side effects (updates, asserts), never values.
 """
@@ -49,6 +53,7 @@ from .tf_ends import (
 )
 from .tf_loops import LOOP_OP_TYPES
 from .tf_paths import import_tensorflow
+from .tf_rewrite import fold_dilated_convolutions
 from .tf_sources import (
     Tensor,
     TFOptions,
@@ -67,6 +72,8 @@ INLINE_LIMIT = 64  # integer constants (shapes, axes) up to this size and float 
 IDENTITY_OPS = frozenset({"Identity", "StopGradient", "Snapshot", "PreventGradient", "CheckNumerics",
                           "EnsureShape", "PlaceholderWithDefault", "RefIdentity"})
 VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
+CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
+SHAPE_OPS = frozenset({"Shape", "Size", "Rank"})  # folded when the tensor's shape is static (ShapeN: never)
 LOOP_OPS = frozenset({"Enter", "Exit", "NextIteration", "LoopCond", "RefEnter", "RefExit", "RefNextIteration"})
 LOOP_REASON = ("a TF 1 while loop (Enter/Exit frames of control flow v1) is not converted; TF 2 While loops are "
                "(tf.compat.v1.enable_control_flow_v2() before building the graph, or a SavedModel)")
@@ -97,9 +104,8 @@ class Walker:
         self.source = source
         self.options = options
         self.graph_def = clean_node_defs(source.graph_def)
-        if self.graph_def.library.function and not source.source_format == "savedmodel":
-            pass  # functions are only reached through call ops, which are refused by name if on the path
         self.nodes = {n.name: n for n in self.graph_def.node}
+        self.functions = {f.signature.name: f for f in self.graph_def.library.function}
         self.tf_graph = self._import()
         self.alias: dict[Tensor, Tensor] = {}
         self.state: dict[str, str] = {}  # node → "const" | "dyn" | "dead"
@@ -236,8 +242,7 @@ class Walker:
             if node.op == "Switch":
                 self._switch(name, ins)
                 continue
-            if node.op in ("If", "StatelessIf"):
-                self._if(name, ins)
+            if self._call(name, ins):
                 continue
             if node.op in LOOP_OP_TYPES:
                 self._loop(name, ins)
@@ -253,11 +258,31 @@ class Walker:
                 self.alias[(name, 0)] = ins[0]
                 self.state[name] = "const"
                 continue
+            if node.op in SHAPE_OPS and self._static_shape(name, ins[0]):
+                continue
             if node.op == "Const" or (ins and all(self.state[t[0]] == "const" for t in ins)
                                       and not self.stateful(node.op) and not self._makes_variant(name)):
                 self.state[name] = "const"
             else:
                 self.state[name] = "dyn"
+
+    def _static_shape(self, name: str, t: Tensor) -> bool:
+        """``Shape`` / ``Size`` / ``Rank`` of a run-time tensor whose shape TensorFlow knows in full (every input
+        the graph accepts has it): folded to its constant value; otherwise computed at run time."""
+        try:
+            shape = self.tf_tensor(t).shape
+        except KeyError:  # an inlined function's op, not imported yet: left to run time
+            return False
+        op = self.nodes[name].op
+        if shape.rank is None or (op != "Rank" and not shape.is_fully_defined()):
+            return False
+        attrs = self.nodes[name].attr
+        dtype = (self.tf.as_dtype(attrs["out_type"].type) if "out_type" in attrs else self.tf.int32).as_numpy_dtype
+        dims = shape.as_list()
+        value = dims if op == "Shape" else len(dims) if op == "Rank" else int(np.prod(dims, dtype=np.int64))
+        self.values[(name, 0)] = np.asarray(value, dtype=dtype)
+        self.state[name] = "const"
+        return True
 
     def _makes_variant(self, name: str) -> bool:
         """A TensorList (or other variant) is never folded: it has no numpy value; its ops are converted."""
@@ -304,11 +329,20 @@ class Walker:
         self.dead_ports[name] = {1 - live}
         self.state[name] = self.state[data[0]]
 
+    def _call(self, name: str, ins: list[Tensor]) -> bool:
+        """An ``If`` or a function call, inlined; False for any other op."""
+        op = self.nodes[name].op
+        if op in ("If", "StatelessIf"):
+            self._if(name, ins)
+        elif op in CALL_OPS or op in self.functions:
+            self._inline(name, self.nodes[name].attr["f"].func.name if op in CALL_OPS else op, ins, name)
+        else:
+            return False
+        return True
+
     def _if(self, name: str, ins: list[Tensor]) -> None:
         """``If`` / ``StatelessIf`` with a constant predicate: the taken branch's function is inlined under
         ``<if>/then`` or ``<if>/else`` and walked like the rest; the other branch is never looked at."""
-        from tensorflow.python.framework import function_def_to_graph
-
         pred, args = ins[0], ins[1:]
         if self.state[pred[0]] != "const":
             raise Tf2TorchError(f"{name} ({self.nodes[name].op}, a tf.cond) depends on a predicate computed at run "
@@ -316,11 +350,22 @@ class Walker:
                                 "is_training=false)")
         taken = bool(np.asarray(self.evaluate([pred])[0]).reshape(-1)[0])
         branch = self.nodes[name].attr["then_branch" if taken else "else_branch"].func.name
-        fdef = next((f for f in self.graph_def.library.function if f.signature.name == branch), None)
+        self._inline(name, branch, args, f"{name}/{'then' if taken else 'else'}")
+
+    def _inline(self, name: str, function: str, args: list[Tensor], prefix: str) -> None:
+        """The function ``name`` calls (an If's taken branch, or a ``PartitionedCall`` /
+        ``StatefulPartitionedCall`` that freezing leaves in the graph, e.g. Keras 3's grouped convolutions)
+        inlined under ``prefix``: its ops join the graph, its arguments alias ``args`` and the call's outputs
+        alias its results, so the ops are walked (folded, converted) like the rest."""
+        from tensorflow.python.framework import function_def_to_graph
+
+        fdef = self.functions.get(function)
         if fdef is None:
-            raise ModelFileError(f"{name}: branch function {branch} is missing from the graph's library")
+            raise ModelFileError(f"{name}: function {function} is missing from the graph's library")
+        if len(args) != len(fdef.signature.input_arg):
+            raise ModelFileError(f"{name}: calls {function} with {len(args)} arguments; it takes "
+                                 f"{len(fdef.signature.input_arg)}")
         body, flat = function_def_to_graph.function_def_to_graph_def(fdef)
-        prefix = f"{name}/{'then' if taken else 'else'}"
         for node in body.node:
             node.name = f"{prefix}/{node.name}"
             inputs = [("^" if i.startswith("^") else "") + f"{prefix}/{i.lstrip('^')}" for i in node.input]
@@ -340,7 +385,7 @@ class Walker:
         self._forward(self.cone(outs, set()), set())
         for i, o in enumerate(outs):
             self.alias[(name, i)] = o
-        self.state[name] = "dyn"
+        self.state[name] = "dyn" if any(self.state.get(self.resolve(o)[0]) == "dyn" for o in outs) else "const"
 
     def _merge(self, name: str, ins: list[Tensor], dead: list[Tensor]) -> None:
         live = [t for t in ins if t not in dead]
@@ -443,6 +488,8 @@ def prepare(tf: Any, source: TFSource, options: TFOptions) -> tuple[Walker, Ends
         outputs, output_names = live_sinks(walker, outputs, output_names)
         if default_inputs:  # the placeholders that only the dropped sinks read (labels, a learning rate) go too
             inputs, input_names, _ = placeholders_on_the_path(walker, walker.cone(outputs, input_ops), input_ops)
+    if fold_dilated_convolutions(walker, outputs, {t[0] for t in inputs}):
+        walker.tf_graph = walker._import()  # the folded convolutions' new shapes
     return walker, Ends(inputs, input_names, outputs, output_names)
 
 
