@@ -24,15 +24,17 @@ from .tf_paths import tf_kind
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
+TFLITE_IDENTIFIER = b"TFL3"  # a FlatBuffer's file_identifier, bytes 4..8
 
 
 SOURCE_FORMATS = ("a Keras .h5 or .keras file, a SavedModel directory, a TF1 checkpoint (its .meta, .index or "
-                  "prefix) or a frozen graph (.pb)")
+                  "prefix), a frozen graph (.pb) or a TensorFlow Lite model (.tflite)")
 
 
 def file_kind(path: str | os.PathLike) -> str:
     """``h5`` or ``keras``, told by the file's first bytes, not its name; ``savedmodel``, ``checkpoint`` or
-    ``graphdef`` for the TensorFlow formats (a checkpoint prefix need not exist as a file)."""
+    ``graphdef`` for the TensorFlow formats (a checkpoint prefix need not exist as a file); ``tflite`` for a
+    FlatBuffer with TFLite's identifier."""
     p = Path(path)
     kind = tf_kind(p)
     if kind is not None:
@@ -47,6 +49,8 @@ def file_kind(path: str | os.PathLike) -> str:
         return "h5"
     if head.startswith(ZIP_SIGNATURE):
         return "keras"
+    if head[4:8] == TFLITE_IDENTIFIER:
+        return "tflite"
     if not head:
         raise ModelFileError(f"{p}: the file is empty; expected {SOURCE_FORMATS}")
     raise ModelFileError(f"{p}: not a Keras model file (neither HDF5 nor a .keras zip) nor a TensorFlow one; "
@@ -91,6 +95,12 @@ def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None
         from .tf_graph import open_tf_model
 
         with open_tf_model(path, kind, tf_options or {}) as graph:
+            yield graph
+        return
+    if kind == "tflite":
+        from .tflite import open_tflite
+
+        with open_tflite(path) as graph:
             yield graph
         return
     path = str(path)
