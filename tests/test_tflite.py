@@ -8,6 +8,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import struct
 import subprocess
 import sys
 import warnings
@@ -145,3 +146,149 @@ def test_saved_module_reloads(tflite_files, tmp_path):
     x = [np.random.default_rng(3).standard_normal((1, 16, 16, 3)).astype("float32")]
     assert_matches(torch_outputs(tf2torch.load(tmp_path / "m.pt"), x, "channels_first"),
                    torch_outputs(module, x, "channels_first"), RTOL, "reloaded")
+
+
+# -- refusals --------------------------------------------------------------------------------------------------
+def with_custom_operator(source: Path, target: Path, code: str) -> None:
+    """``source`` with its first operator turned into the custom operator ``code`` (TFLite's own object API)."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(source.read_bytes(), 0))
+    opcode = model.operatorCodes[model.subgraphs[0].operators[0].opcodeIndex]
+    opcode.builtinCode = opcode.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    opcode.customCode = code
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    target.write_bytes(builder.Output())
+
+
+def int8_model(path: Path) -> None:
+    import tensorflow as tf
+    import tf_keras as keras
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(2)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([np.random.default_rng(i).standard_normal((1, 8, 8, 3))
+                                                 .astype("float32")] for i in range(8))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    path.write_bytes(converter.convert())
+
+
+def test_custom_operator_refused_by_name(tflite_files, tmp_path):
+    path = tmp_path / "custom.tflite"
+    with_custom_operator(tflite_files["cnn_float32"], path, "Landmarks2TransformMatrix")
+    with pytest.raises(UnsupportedLayerError, match="Landmarks2TransformMatrix") as info:
+        tf2torch.convert(path)
+    assert "custom operator" in str(info.value)
+
+
+def test_quantized_model_refused_by_name(tmp_path):
+    path = tmp_path / "int8.tflite"
+    int8_model(path)
+    with pytest.raises(UnsupportedLayerError, match="quantized") as info:
+        tf2torch.convert(path)
+    assert "tflite>CONV_2D" in str(info.value)
+
+
+# -- damaged and hostile files: one error line, exit 2 ----------------------------------------------------------
+def mutations(data: bytes, seed: int, count: int) -> list[tuple[str, bytes]]:
+    """Truncations at every eighth of the file and seeded byte flips (1 to 6 bytes each)."""
+    rng = np.random.default_rng(seed)
+    cases = [(f"truncated to {n} bytes", data[:n]) for n in range(8, len(data), max(len(data) // 8, 1))]
+    for i in range(count):
+        b = bytearray(data)
+        for _ in range(int(rng.integers(1, 7))):
+            b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
+        cases.append((f"flip case {i}", bytes(b)))
+    return cases
+
+
+def patched(data: bytes, position: int, fmt: str, value: int) -> bytes:
+    b = bytearray(data)
+    struct.pack_into("<" + fmt, b, position, value)
+    return bytes(b)
+
+
+def model_table(data: bytes):
+    from tf2torch.readers.tflite.flatbuf import Buffer
+
+    return Buffer(data, "test").root("Model")
+
+
+def huge_vector(data: bytes) -> bytes:
+    """Model.operator_codes declared 2**31 - 1 entries long."""
+    start, _ = model_table(data).vector(6, 4, "codes")
+    return patched(data, start - 4, "I", 2**31 - 1)
+
+
+def huge_shape(data: bytes) -> bytes:
+    """The first constant's first dimension made 2**31 - 1: it would need gigabytes, its buffer holds less."""
+    model = model_table(data)
+    buffers = model.tables(12, "buffers")
+    for tensor in model.tables(8, "subgraphs")[0].tables(4, "tensors"):
+        start, count = tensor.vector(4, 4, "shape")
+        if count and buffers[tensor.scalar(8, "I")].vector(4, 1, "data")[1]:
+            return patched(data, start, "i", 2**31 - 1)
+    return data
+
+
+def external_buffer(data: bytes) -> bytes:
+    """A weight's buffer emptied (its length set to 0): the kernel's shape needs bytes the file does not hold."""
+    for b in model_table(data).tables(12, "buffers"):
+        start, count = b.vector(4, 1, "data")
+        if count > 64:
+            return patched(data, start - 4, "I", 0)
+    return data
+
+
+def huge_input(data: bytes) -> bytes:
+    """The input declared (1, 2**30, 2**30, 3): refused before any example tensor is allocated."""
+    subgraph = model_table(data).tables(8, "subgraphs")[0]
+    tensor = subgraph.tables(4, "tensors")[subgraph.scalars(6, "i", "inputs")[0]]
+    for slot in (4, 18):  # shape and shape_signature
+        start, count = tensor.vector(slot, 4, "shape")
+        for axis in (1, 2)[:count]:
+            data = patched(data, start + 4 * axis, "i", 2**30)
+    return data
+
+
+HOSTILE = {
+    "huge_input": huge_input,
+    "huge_vector": huge_vector,
+    "huge_shape": huge_shape,
+    "identifier_only": lambda d: b"\x00\x00\x00\x00TFL3",
+    "root_out_of_file": lambda d: b"\xff\xff\xff\x7fTFL3" + d[8:],
+    "vtable_out_of_file": lambda d: patched(d, struct.unpack_from("<I", d, 0)[0], "i", -2**30),
+    "empty_weights": external_buffer,
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_file_one_error_line(tflite_files, tmp_path, case):
+    data = tflite_files["cnn_float32"].read_bytes()
+    mutated = HOSTILE[case](data)
+    assert mutated != data
+    path = tmp_path / f"{case}.tflite"
+    path.write_bytes(mutated)
+    result = CliRunner().invoke(main, ["convert", str(path), str(tmp_path / "out.pt")])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("error:") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_mutated_files_fail_cleanly(tflite_files):
+    """Every mutation converts or raises tf2torch's own error (which the CLI prints as one line, exit 2)."""
+    data = tflite_files["cnn_float32"].read_bytes()
+    root = tflite_files["cnn_float32"].parent
+    for what, mutated in mutations(data, seed=23, count=int(os.environ.get("FUZZ_CASES", "60"))):
+        path = root / "mutated.tflite"
+        path.write_bytes(mutated)
+        try:
+            tf2torch.convert(path)
+        except Tf2TorchError:
+            pass
+        except Exception as exc:  # pragma: no cover - the failure message names the case
+            pytest.fail(f"{what}: {type(exc).__name__}: {exc}")

@@ -195,8 +195,8 @@ class Builder:
         t = self.tensors[index]
         if t.stored is None:
             if index not in self.producer:
-                raise damaged(self.path, f"tensor {index} ({t.name}) is read before any operator "
-                                        "writes it; the operators are out of order")
+                raise damaged(self.path, f"tensor {index} ({t.name}) is read, but it holds no values and no operator "
+                                        "before this one writes it")
             refs.append(self.producer[index])
             return {"input": len(refs) - 1}
         if not t.stored.dtype:
