@@ -28,8 +28,9 @@ RNG = np.random.default_rng(0)
 
 
 def cnn(keras):
-    """Conv, depthwise conv (multiplier 2, fused RELU6), transposed conv (dynamic batch: SHAPE, STRIDED_SLICE,
-    PACK feed its output shape), bilinear resize, both pools, ADD, LOGISTIC, CONCATENATION, MEAN, a dense head."""
+    """Conv, depthwise conv (multiplier 2, fused RELU6), transposed convs (dynamic batch: SHAPE, STRIDED_SLICE,
+    PACK feed the output shape), bilinear resize, both pools, ADD, LOGISTIC, CONCATENATION, PRELU, MEAN, a dense
+    head."""
     i = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(i)
     x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu6")(x)
@@ -38,6 +39,7 @@ def cnn(keras):
     y = keras.layers.Resizing(10, 12)(y)
     z = keras.layers.MaxPooling2D(2)(y) + keras.layers.AveragePooling2D(3, 2, padding="same")(y)
     z = keras.layers.Concatenate()([z, keras.layers.Activation("sigmoid")(z)])
+    z = keras.layers.PReLU()(z)
     h = keras.layers.GlobalAveragePooling2D()(z)
     h = keras.layers.Dense(6, activation="tanh")(h)
     h = keras.layers.Dense(3, activation="softmax")(h)

@@ -45,3 +45,15 @@ class FullyConnected(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.linear(x.reshape(-1, self.linear.in_features))
         return y.reshape(*x.shape[:-1], -1) if self.keep_num_dims else y
+
+
+class PReLU(nn.Module):
+    """TFLite's ``PRELU``: ``x`` where ``x >= 0``, else ``alpha * x``, ``alpha`` broadcast against ``x`` (already
+    in ``x``'s layout)."""
+
+    def __init__(self, alpha: torch.Tensor):
+        super().__init__()
+        self.alpha = nn.Parameter(alpha, requires_grad=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x >= 0, x, self.alpha * x)

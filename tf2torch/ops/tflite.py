@@ -22,7 +22,7 @@ from ..converters.registry import Converted, LayerSpec, TrackedConfig, as_parame
 from ..layout import KERAS
 from ..nn.padding import tf_same_padding
 from ..nn.tf_ops import TFConvTranspose
-from ..nn.tflite import ACTIVATIONS, FullyConnected, FusedActivation
+from ..nn.tflite import ACTIVATIONS, FullyConnected, FusedActivation, PReLU
 from . import tf_raw
 
 PREFIX = "tflite>"
@@ -230,6 +230,19 @@ def convert_unary(spec: LayerSpec, options: TrackedConfig) -> Converted:
 def convert_hard_swish(spec: LayerSpec, options: TrackedConfig) -> Converted:
     """``x * relu6(x + 3) / 6`` (kernels/activations.cc), which is ``nn.Hardswish``."""
     return Converted(nn.Hardswish())
+
+
+@tflite_op("PRELU")
+def convert_prelu(spec: LayerSpec, options: TrackedConfig) -> Converted:
+    """Keras's ``PReLU`` becomes ``PRELU`` with a constant alpha shaped like the input without its batch axis
+    (or broadcast to it); it is moved into the input's layout once."""
+    alpha = const(spec, 1, "alpha")
+    rank = len(spec.input_shape)
+    layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
+    if alpha.ndim > rank:
+        spec.fail(f"alpha of shape {alpha.shape} for an input of rank {rank}")
+    value = tf_raw.to_layout(alpha, rank, layout)  # channels-first: padded to the rank and transposed
+    return Converted(PReLU(tf_raw.tensor(value)), input_layouts=layout, output_layouts=layout)
 
 
 @tflite_op("SOFTMAX")
