@@ -294,3 +294,16 @@ def test_mutated_files_fail_cleanly(tflite_files):
             pass
         except Exception as exc:  # pragma: no cover - the failure message names the case
             pytest.fail(f"{what}: {type(exc).__name__}: {exc}")
+
+
+# -- verify ------------------------------------------------------------------------------------------------------
+def test_verify_compares_every_operator(tflite_files):
+    """``verify`` runs TFLite's interpreter with every tensor kept and compares each operator's output; a batch of
+    2 (the file says 1, with an open signature) resizes the interpreter's input."""
+    from tf2torch.readers.tflite import read_structure
+
+    graph, _ = read_structure("cnn", tflite_files["cnn_float16"].read_bytes())
+    report = tf2torch.verify(tflite_files["cnn_float16"])
+    assert report.ok, report.failed
+    assert [r.node for r in report.layers] == [n.id for n in graph.nodes if n.id in graph.layers
+                                                 and graph.layers[n.id].class_name != "InputLayer"]

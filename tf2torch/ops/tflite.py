@@ -26,7 +26,7 @@ from ..nn.tflite import ACTIVATIONS, FullyConnected, FusedActivation, PReLU
 from . import tf_raw
 
 PREFIX = "tflite>"
-METADATA_KEYS = ("op", "tflite_name", "output_shapes", "output_dtypes", "quantized", "operands")
+METADATA_KEYS = ("op", "tflite_name", "output_tensors", "output_shapes", "output_dtypes", "quantized", "operands")
 
 
 def tflite_op(*ops: str):

@@ -233,7 +233,8 @@ class Builder:
             weights: list[Weight] = []
             operands = [self.operand(t, slot, refs, weights) for slot, t in enumerate(ins)]
             out_infos = [self.tensors[o] for o in outs]
-            config = {"op": name, "tflite_name": out_infos[0].name, "operands": operands, "options": options,
+            config = {"op": name, "tflite_name": out_infos[0].name, "output_tensors": list(outs),
+                      "operands": operands, "options": options,
                       "output_shapes": [[None if d < 0 else d for d in t.signature] for t in out_infos],
                       "output_dtypes": [t.dtype or t.type_name for t in out_infos],
                       "quantized": sorted({self.tensors[t].name for t in [*ins, *outs] if t >= 0 and
