@@ -46,6 +46,15 @@ def cnn(keras):
     return keras.Model(i, [h, z])
 
 
+def lstm(keras):
+    """Two stacked LSTMs (UNIDIRECTIONAL_SEQUENCE_LSTM with zero variable states and cell_clip 10, then a
+    STRIDED_SLICE for the last step) and a dense head; the batch is fixed, as TFLite's builtin LSTM needs."""
+    i = keras.Input((7, 3), batch_size=1)
+    x = keras.layers.LSTM(4, return_sequences=True)(i)
+    x = keras.layers.LSTM(5)(x)
+    return keras.Model(i, keras.layers.Dense(2)(x))
+
+
 def ops_function(tf):
     """Builtins a Keras CNN does not make: nearest resizes (align_corners, half_pixel_centers), legacy bilinear,
     PAD, RESHAPE, SUB / MUL / DIV with a constant, TRANSPOSE, HARD_SWISH, MAXIMUM."""
@@ -75,10 +84,11 @@ def tflite_files(tmp_path_factory):
     import tf_keras as keras
 
     root = tmp_path_factory.mktemp("tflite")
-    model = cnn(keras)
-    random_weights(model)
+    models = {"cnn": cnn(keras), "lstm": lstm(keras)}
     files = {}
-    for name, f16 in (("cnn_float32", False), ("cnn_float16", True)):
+    for name, f16 in ((f"{m}_{t}", t == "float16") for m in models for t in ("float32", "float16")):
+        model = models[name.split("_")[0]]
+        random_weights(model)
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         if f16:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -105,7 +115,8 @@ def interpreter_outputs(path: Path, inputs: list[np.ndarray]) -> list[np.ndarray
     return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
 
 
-CASES = {"cnn_float32": [(1, 16, 16, 3)], "cnn_float16": [(1, 16, 16, 3)], "ops": [(1, 6, 6, 4)]}
+CASES = {"cnn_float32": [(1, 16, 16, 3)], "cnn_float16": [(1, 16, 16, 3)], "lstm_float32": [(1, 7, 3)],
+         "lstm_float16": [(1, 7, 3)], "ops": [(1, 6, 6, 4)]}
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

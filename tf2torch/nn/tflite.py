@@ -57,3 +57,41 @@ class PReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.where(x >= 0, x, self.alpha * x)
+
+
+class SequenceLSTM(nn.Module):
+    """TFLite's ``UNIDIRECTIONAL_SEQUENCE_LSTM`` without peepholes, projection or layer norm (what a Keras LSTM
+    becomes): gates in TFLite's order input, forget, cell, output; sigmoid gates; the fused activation on the
+    cell input and the output; the cell state clipped to ``[-cell_clip, cell_clip]`` when ``cell_clip > 0`` (the
+    TFLite converter writes ``cell_clip=10`` for Keras LSTMs, kernels/lstm_eval.cc). Returns every step's output;
+    the state starts at zero on every call (TFLite's variable tensors start at zero too, but keep their value
+    between ``invoke`` calls)."""
+
+    def __init__(self, w_ih: torch.Tensor, w_hh: torch.Tensor, bias: torch.Tensor, activation: str,
+                 cell_clip: float, time_major: bool):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation {activation} is not supported")
+        self.w_ih = nn.Parameter(w_ih, requires_grad=True)
+        self.w_hh = nn.Parameter(w_hh, requires_grad=True)
+        self.bias = nn.Parameter(bias, requires_grad=True)
+        self.activation, self.cell_clip, self.time_major = activation, float(cell_clip), bool(time_major)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.time_major:
+            x = x.transpose(0, 1)
+        act = ACTIVATIONS[self.activation]
+        hidden = self.w_hh.shape[1]
+        h = x.new_zeros(x.shape[0], hidden)
+        c = x.new_zeros(x.shape[0], hidden)
+        projected = torch.matmul(x, self.w_ih.t()) + self.bias
+        outputs = []
+        for t in range(x.shape[1]):
+            i, f, g, o = (projected[:, t] + torch.matmul(h, self.w_hh.t())).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * act(g)
+            if self.cell_clip > 0:
+                c = torch.clamp(c, -self.cell_clip, self.cell_clip)
+            h = torch.sigmoid(o) * act(c)
+            outputs.append(h)
+        y = torch.stack(outputs, dim=1)
+        return y.transpose(0, 1) if self.time_major else y

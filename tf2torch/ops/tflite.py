@@ -18,14 +18,15 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..converters.registry import Converted, LayerSpec, TrackedConfig, as_parameter, converter
+from ..converters.registry import Converted, LayerSpec, TrackedConfig, as_parameter, converter, to_tensor
 from ..layout import KERAS
 from ..nn.padding import tf_same_padding
 from ..nn.tf_ops import TFConvTranspose
-from ..nn.tflite import ACTIVATIONS, FullyConnected, FusedActivation, PReLU
+from ..nn.tflite import ACTIVATIONS, FullyConnected, FusedActivation, PReLU, SequenceLSTM
 from . import tf_raw
 
 PREFIX = "tflite>"
+STATEFUL = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM"})  # operators whose variable operands are their zero state
 METADATA_KEYS = ("op", "tflite_name", "output_tensors", "output_shapes", "output_dtypes", "quantized", "operands")
 
 
@@ -44,6 +45,8 @@ def tflite_op(*ops: str):
             for i, entry in enumerate(spec.config["operands"]):
                 if "unreadable" in entry:
                     spec.fail(f"operand {i} is a {entry['unreadable']} tensor, which tf2torch does not read")
+                if "state" in entry and spec.config["op"] not in STATEFUL:
+                    spec.fail(f"operand {i} is a variable tensor (state kept between invocations)")
             converted = fn(spec, options)
             unread = options.unread()
             if unread:
@@ -357,3 +360,44 @@ def convert_batch_matmul(spec: LayerSpec, options: TrackedConfig) -> Converted:
 @tflite_op("LEAKY_RELU")
 def convert_leaky_relu(spec: LayerSpec, options: TrackedConfig) -> Converted:
     return tf_raw.convert_unary(raw_spec(spec, "LeakyRelu", {"alpha": options["alpha"]}))
+
+
+# -- recurrent --------------------------------------------------------------------------------------------------
+LSTM_ABSENT = {9: "peephole weights", 10: "peephole weights", 11: "peephole weights", 16: "a projection",
+               17: "a projection bias", 20: "layer normalization", 21: "layer normalization",
+               22: "layer normalization", 23: "layer normalization"}
+
+
+@tflite_op("UNIDIRECTIONAL_SEQUENCE_LSTM")
+def convert_sequence_lstm(spec: LayerSpec, options: TrackedConfig) -> Converted:
+    """Operands (kernels/lstm_shared.h): 0 input; 1-4 input weights and 5-8 recurrent weights of the input,
+    forget, cell and output gates, (out, in) each; 12-15 their biases; 18, 19 the output and cell states (zero
+    variables, or zero constants in float16-weight files). Peepholes, projection, layer norm and CIFG (no input
+    gate) are refused by name."""
+    operands = spec.config["operands"]
+    present = [i for i, why in LSTM_ABSENT.items() if i < len(operands) and "absent" not in operands[i]]
+    if present:
+        spec.fail(f"{LSTM_ABSENT[present[0]]} (operand {present[0]}) is not supported")
+    if len(operands) < 20 or "absent" in operands[1]:
+        spec.fail("an LSTM without an input gate (CIFG) or with fewer than 20 operands is not supported")
+    for i in (18, 19):  # a variable (float32 files) or a constant (float16-weight files: DEQUANTIZE of zeros)
+        if "state" not in operands[i] and ("input" in operands[i] or np.any(const(spec, i, "the state"))):
+            spec.fail(f"its initial state (operand {i}) is computed or not zero; only a zero state is supported")
+    if options["diagonal_recurrent_tensors"]:
+        spec.fail("diagonal recurrent weights are not supported")
+    options.get("asymmetric_quantize_inputs")  # only with int8 weights, refused with the quantized model
+    options.get("proj_clip")  # only with a projection, refused above
+    activation = options["fused_activation_function"]
+    if activation not in ACTIVATIONS:
+        spec.fail(f"activation {activation} is not supported")
+    w_ih = np.concatenate([const(spec, i, "input weights") for i in (1, 2, 3, 4)])
+    w_hh = np.concatenate([const(spec, i, "recurrent weights") for i in (5, 6, 7, 8)])
+    bias = np.concatenate([const(spec, i, "gate bias").reshape(-1) for i in (12, 13, 14, 15)])
+    hidden = w_hh.shape[1]
+    if w_ih.ndim != 2 or w_hh.shape != (4 * hidden, hidden) or bias.shape != (4 * hidden,) \
+            or spec.input_shape[-1] not in (None, w_ih.shape[1]):
+        spec.fail(f"weights {w_ih.shape} / {w_hh.shape} / bias {bias.shape} disagree with the input "
+                  f"{spec.input_shape}")
+    module = SequenceLSTM(to_tensor(w_ih), to_tensor(w_hh), to_tensor(bias), activation, options["cell_clip"],
+                          options["time_major"])
+    return Converted(module, input_layouts=KERAS, output_layouts=KERAS)

@@ -2,7 +2,8 @@
 TensorFlow. Subgraph 0 is the model; each operator becomes one IR node of class ``tflite>BUILTIN`` (or
 ``tflite>custom:Code``) whose config holds its options and its ``operands`` in the form of ``tf.raw`` nodes:
 ``{"input": k}`` (the k-th run-time input), an inline constant (``value``), a weight (``weight``: read from the
-file when converting) or ``{"absent": True}`` (an optional input, index -1).
+file when converting), ``{"absent": True}`` (an optional input, index -1) or ``{"state": "zeros"}`` (a variable
+tensor no operator writes first: an LSTM's state, zero when the interpreter starts).
 
 What is checked before anything is allocated (the reading policy, ``readers/policy.py``): every table, vector
 and string lies inside the file; tensor, buffer and operator indices are in range; a rank is at most
@@ -51,6 +52,7 @@ class TensorInfo:
     type_name: str
     stored: Stored | None
     quantized: bool
+    variable: bool = False  # a state tensor (an LSTM's), zeros when the interpreter starts
 
 
 def is_tflite(head: bytes) -> bool:
@@ -100,7 +102,8 @@ def _tensor(t: Table, i: int, spans: list[tuple[int, int]], buf: Buffer) -> Tens
                 raise buf.damaged(f"{what} ({name}): shape {shape} of {dtype} needs {expected} bytes, its buffer "
                                   f"holds {size}")
             stored = Stored(offset, size, dtype, tuple(shape))
-    return TensorInfo(name, shape, signature, dtype, TYPE_NAMES.get(type_code, str(type_code)), stored, quantized)
+    return TensorInfo(name, shape, signature, dtype, TYPE_NAMES.get(type_code, str(type_code)), stored, quantized,
+                      bool(t.scalar(14, "?", False)))
 
 
 def _codes(model: Table) -> list[str]:
@@ -194,6 +197,8 @@ class Builder:
             return {"absent": True}
         t = self.tensors[index]
         if t.stored is None:
+            if t.variable and index not in self.producer:  # a state the operator starts from zeros and updates
+                return {"state": "zeros", "shape": list(t.shape), "dtype": t.dtype}
             if index not in self.producer:
                 raise damaged(self.path, f"tensor {index} ({t.name}) is read, but it holds no values and no operator "
                                         "before this one writes it")

@@ -117,7 +117,15 @@ def _axis_count(count: str) -> Any:
     return lambda t: {count: t.scalar(4, "i"), "axis": t.scalar(6, "i")}
 
 
+def _sequence_lstm(t: Table) -> dict[str, Any]:
+    return {"fused_activation_function": _act(t, 4), "cell_clip": t.scalar(6, "f", 0.0),
+            "proj_clip": t.scalar(8, "f", 0.0), "time_major": bool(t.scalar(10, "?", False)),
+            "asymmetric_quantize_inputs": bool(t.scalar(12, "?", False)),
+            "diagonal_recurrent_tensors": bool(t.scalar(14, "?", False))}
+
+
 OPTIONS = {
+    71: _sequence_lstm,
     23: lambda t: {"axis": t.scalar(4, "i"), "batch_dims": t.scalar(6, "i")},
     30: lambda t: {"squeeze_dims": t.scalars(4, "i", "SqueezeOptions.squeeze_dims")},
     32: _strided_slice, 35: lambda t: {"num_splits": t.scalar(4, "i")}, 79: lambda t: {"num_splits": t.scalar(4, "i")},
