@@ -33,14 +33,20 @@ def run_interpreter(source: str | os.PathLike, graph: Mapping[str, Any], inputs:
     by_tensor_name = {layer["config"]["tf_name"]: key for key, layer in graph["layers"].items()
                       if layer["class_name"] == "InputLayer"}
     details = interpreter.get_input_details()
-    for detail in details:
-        array = inputs[by_tensor_name[detail["name"]]]
-        if tuple(detail["shape"]) != array.shape:
-            interpreter.resize_tensor_input(detail["index"], array.shape, strict=False)
-    interpreter.allocate_tensors()
-    for detail in details:
-        interpreter.set_tensor(detail["index"], inputs[by_tensor_name[detail["name"]]])
-    interpreter.invoke()
+    try:
+        for detail in details:
+            array = inputs[by_tensor_name[detail["name"]]]
+            if tuple(detail["shape"]) != array.shape:
+                interpreter.resize_tensor_input(detail["index"], array.shape, strict=False)
+        interpreter.allocate_tensors()
+        for detail in details:
+            interpreter.set_tensor(detail["index"], inputs[by_tensor_name[detail["name"]]])
+        interpreter.invoke()
+    except (RuntimeError, ValueError) as exc:  # a batch the file fixes (an LSTM's state is sized for it)
+        shapes = ", ".join(f"{d['name']} {[int(v) for v in d['shape']]}" for d in details)
+        raise Tf2TorchError(f"the TFLite interpreter cannot run these inputs ({' '.join(str(exc).split())[:160]}); "
+                            f"the file's inputs are {shapes}: give inputs of those shapes (--batch-size, "
+                            "--inputs)") from None
     out = {}
     for node in graph["nodes"]:
         layer = graph["layers"][node["layer"]]
