@@ -91,6 +91,9 @@ def _tensor(t: Table, i: int, spans: list[tuple[int, int]], buf: Buffer) -> Tens
     quantized = quant is not None and quant.vector(8, 4, f"{what} scales")[1] > 0
     offset, size = spans[index]
     stored = None
+    type_name = TYPE_NAMES.get(type_code, str(type_code))
+    if t.table(16, f"{what} sparsity") is not None:  # compressed values (a DENSIFY operator expands them)
+        dtype, type_name = None, f"sparse {type_name}"
     if size:
         if dtype is None:
             stored = Stored(offset, size, "", tuple(shape))
@@ -102,7 +105,7 @@ def _tensor(t: Table, i: int, spans: list[tuple[int, int]], buf: Buffer) -> Tens
                 raise buf.damaged(f"{what} ({name}): shape {shape} of {dtype} needs {expected} bytes, its buffer "
                                   f"holds {size}")
             stored = Stored(offset, size, dtype, tuple(shape))
-    return TensorInfo(name, shape, signature, dtype, TYPE_NAMES.get(type_code, str(type_code)), stored, quantized,
+    return TensorInfo(name, shape, signature, dtype, type_name, stored, quantized,
                       bool(t.scalar(14, "?", False)))
 
 
