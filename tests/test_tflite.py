@@ -57,7 +57,8 @@ def lstm(keras):
 
 def ops_function(tf):
     """Builtins a Keras CNN does not make: nearest resizes (align_corners, half_pixel_centers), legacy bilinear,
-    PAD, RESHAPE, SUB / MUL / DIV with a constant, TRANSPOSE, HARD_SWISH, MAXIMUM."""
+    PAD, RESHAPE, SUB, MUL by a constant, ABS, DIV of two run-time tensors, SPACE_TO_DEPTH and DEPTH_TO_SPACE
+    (a channel ramp between them, so a wrong channel order shows), TRANSPOSE, HARD_SWISH, MAXIMUM."""
     k = tf.constant(RNG.standard_normal((1, 1, 1, 4)).astype("float32"))
 
     @tf.function(input_signature=[tf.TensorSpec((1, 6, 6, 4), tf.float32)])
@@ -65,7 +66,9 @@ def ops_function(tf):
         a = tf.compat.v1.image.resize_nearest_neighbor(x, (9, 11), align_corners=True)
         b = tf.compat.v1.image.resize_nearest_neighbor(x, (9, 11), half_pixel_centers=True)
         c = tf.compat.v1.image.resize_bilinear(x, (9, 11))
-        d = tf.pad(a + b - c, [[0, 0], [1, 2], [2, 1], [0, 0]]) * k / (tf.abs(k) + 1.0)
+        d = tf.pad(a + b - c, [[0, 0], [1, 2], [2, 1], [0, 0]]) * k
+        d = d / (tf.abs(d) + 1.0)
+        d = tf.nn.depth_to_space(tf.nn.space_to_depth(d[:, :8, :8], 2) * tf.range(16, dtype=tf.float32), 2)
         e = tf.reshape(tf.transpose(d, [0, 2, 1, 3]), (1, -1, 4))
         return tf.maximum(e * tf.nn.relu6(e + 3.0) / 6.0, -0.5)
 

@@ -95,3 +95,22 @@ class SequenceLSTM(nn.Module):
             outputs.append(h)
         y = torch.stack(outputs, dim=1)
         return y.transpose(0, 1) if self.time_major else y
+
+
+class DepthToSpace(nn.Module):
+    """TF's ``depth_to_space`` / ``space_to_depth`` (``inverse``) on N,C,H,W: channel ``(i * block + j) * C + c``
+    of the depth side is pixel ``(i, j)`` of channel ``c`` in each block (TF's DCR order; torch's
+    ``pixel_shuffle`` is CRD, (c * block + i) * block + j)."""
+
+    def __init__(self, block: int, inverse: bool = False):
+        super().__init__()
+        self.block, self.inverse = int(block), bool(inverse)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        b = self.block
+        if self.inverse:
+            y = x.reshape(n, c, h // b, b, w // b, b).permute(0, 3, 5, 1, 2, 4)
+            return y.reshape(n, b * b * c, h // b, w // b)
+        y = x.reshape(n, b, b, c // (b * b), h, w).permute(0, 3, 4, 1, 5, 2)
+        return y.reshape(n, c // (b * b), h * b, w * b)

@@ -22,7 +22,7 @@ from ..converters.registry import Converted, LayerSpec, TrackedConfig, as_parame
 from ..layout import KERAS
 from ..nn.padding import tf_same_padding
 from ..nn.tf_ops import TFConvTranspose
-from ..nn.tflite import ACTIVATIONS, FullyConnected, FusedActivation, PReLU, SequenceLSTM
+from ..nn.tflite import ACTIVATIONS, DepthToSpace, FullyConnected, FusedActivation, PReLU, SequenceLSTM
 from . import tf_raw
 
 PREFIX = "tflite>"
@@ -277,6 +277,19 @@ def convert_concatenation(spec: LayerSpec, options: TrackedConfig) -> Converted:
 @tflite_op("PAD", "PADV2")
 def convert_pad(spec: LayerSpec, options: TrackedConfig) -> Converted:
     return tf_raw.convert_pad(raw_spec(spec, "Pad" if spec.config["op"] == "PAD" else "PadV2", {}))
+
+
+@tflite_op("DEPTH_TO_SPACE", "SPACE_TO_DEPTH")
+def convert_depth_to_space(spec: LayerSpec, options: TrackedConfig) -> Converted:
+    """NHWC blocks in TF's DCR channel order, run channels-first (``nn/tflite.py`` ``DepthToSpace``)."""
+    block = int(options["block_size"])
+    shape = spec.input_shape
+    inverse = spec.config["op"] == "SPACE_TO_DEPTH"
+    if block < 1 or len(shape) != 4 or (not inverse and shape[3] and shape[3] % (block * block)) or \
+            (inverse and any(d and d % block for d in shape[1:3])):
+        spec.fail(f"block size {block} does not divide the input {shape}")
+    return Converted(DepthToSpace(block, inverse), input_layouts=tf_raw.CHANNELS_FIRST,
+                     output_layouts=tf_raw.CHANNELS_FIRST)
 
 
 @tflite_op("TRANSPOSE")

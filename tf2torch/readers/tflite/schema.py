@@ -125,6 +125,7 @@ def _sequence_lstm(t: Table) -> dict[str, Any]:
 
 
 OPTIONS = {
+    19: lambda t: {"block_size": t.scalar(4, "i")}, 94: lambda t: {"block_size": t.scalar(4, "i")},
     71: _sequence_lstm,
     23: lambda t: {"axis": t.scalar(4, "i"), "batch_dims": t.scalar(6, "i")},
     30: lambda t: {"squeeze_dims": t.scalars(4, "i", "SqueezeOptions.squeeze_dims")},
