@@ -321,3 +321,50 @@ def test_verify_compares_every_operator(tflite_files):
     assert report.ok, report.failed
     assert [r.node for r in report.layers] == [n.id for n in graph.nodes if n.id in graph.layers
                                                  and graph.layers[n.id].class_name != "InputLayer"]
+
+
+# -- MediaPipe's custom operators ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("kernel,stride,padding", [(2, 2, "SAME"), (3, 2, "SAME"), (3, 2, "VALID"), (4, 3, "SAME")])
+def test_mediapipe_transpose_conv_bias(tmp_path, kernel, stride, padding):
+    """``Convolution2DTransposeBias`` has no kernel in TensorFlow's interpreter, so the reference is the builtin
+    ``TRANSPOSE_CONV`` of the same filter and bias with the output size MediaPipe's kernel computes; the custom
+    file is that one with the operator rewritten as MediaPipe writes it (inputs, filter, bias; a 12-byte
+    ``TfLiteTransposeConvParams``)."""
+    import flatbuffers
+    import tensorflow as tf
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    size, channels, out_channels = 5, 3, 4
+    pad = max(0, kernel - (size - 1) % stride - 1) if padding == "SAME" else 0
+    out = stride * (size - 1) + kernel - pad
+    w = RNG.standard_normal((kernel, kernel, out_channels, channels)).astype("float32")
+    b = RNG.standard_normal(out_channels).astype("float32")
+
+    @tf.function(input_signature=[tf.TensorSpec((1, size, size, channels), tf.float32)])
+    def f(x):
+        return tf.nn.conv2d_transpose(x, w, (1, out, out, out_channels), stride, padding) + b
+
+    builtin, custom = tmp_path / "builtin.tflite", tmp_path / "custom.tflite"
+    builtin.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert())
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(builtin.read_bytes(), 0))
+    (op,) = [o for o in model.subgraphs[0].operators
+             if model.operatorCodes[o.opcodeIndex].builtinCode == schema.BuiltinOperator.TRANSPOSE_CONV]
+    assert len(op.inputs) == 4 and op.inputs[3] >= 0  # the bias fused into the builtin
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode = "Convolution2DTransposeBias"
+    model.operatorCodes.append(code)
+    op.opcodeIndex, op.inputs = len(model.operatorCodes) - 1, [op.inputs[2], op.inputs[1], op.inputs[3]]
+    op.builtinOptionsType, op.builtinOptions = 0, None
+    op.customOptions = list(struct.pack("<iii", 1 if padding == "SAME" else 2, stride, stride))
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    custom.write_bytes(builder.Output())
+    from tf2torch.readers.tflite import read_structure
+
+    graph, _ = read_structure("custom", custom.read_bytes())
+    assert "tflite>custom:Convolution2DTransposeBias" in {layer.class_name for layer in graph.layers.values()}
+    x = [np.random.default_rng(4).standard_normal((1, size, size, channels)).astype("float32")]
+    for layout in LAYOUTS:
+        got = torch_outputs(tf2torch.convert(custom, layout=layout), x, layout)
+        assert_matches(got, interpreter_outputs(builtin, x), RTOL, f"{kernel}/{stride}/{padding}")

@@ -13,6 +13,7 @@ operand of a type it cannot read refuse the conversion by name.
 from __future__ import annotations
 
 import functools
+import struct
 from typing import Any
 
 import numpy as np
@@ -414,3 +415,31 @@ def convert_sequence_lstm(spec: LayerSpec, options: TrackedConfig) -> Converted:
     module = SequenceLSTM(to_tensor(w_ih), to_tensor(w_hh), to_tensor(bias), activation, options["cell_clip"],
                           options["time_major"])
     return Converted(module, input_layouts=KERAS, output_layouts=KERAS)
+
+
+# -- MediaPipe's custom operators ----------------------------------------------------------------------------------
+@tflite_op("custom:Convolution2DTransposeBias")
+def convert_transpose_conv_bias(spec: LayerSpec, options: TrackedConfig) -> Converted:
+    """MediaPipe's ``Convolution2DTransposeBias`` (mediapipe/util/tflite/operations/transpose_conv_bias.cc):
+    operands (input, filter OHWI, bias); options a ``TfLiteTransposeConvParams`` (int32 padding: 1 SAME, 2 VALID;
+    stride_w; stride_h). The output size follows from the input: ``s * (in - 1) + k - pad``, where SAME pads
+    ``max(0, k - (in - 1) % s - 1)`` and starts ``pad // 2`` into the full transposed convolution."""
+    raw = bytes(options["custom_options"])
+    if len(raw) < 12:
+        spec.fail(f"custom options of {len(raw)} bytes; expected at least 12 (padding, stride_w, stride_h)")
+    padding, stride_w, stride_h = struct.unpack_from("<iii", raw)
+    kernel, bias = const(spec, 1, "the filter"), const(spec, 2, "the bias").reshape(-1)
+    spatial = spec.input_shape[1:3]
+    if padding not in (0, 1, 2) or stride_w < 1 or stride_h < 1 or kernel.ndim != 4 \
+            or bias.shape != (kernel.shape[0],) or None in spatial or "input" not in spec.config["operands"][0]:
+        spec.fail(f"padding {padding}, strides ({stride_h}, {stride_w}), filter {kernel.shape}, bias {bias.shape} "
+                  f"and input {spec.input_shape} do not fit together")
+    crop = []
+    for size, k, s in zip(spatial, kernel.shape[1:3], (stride_h, stride_w)):
+        pad = max(0, k - (size - 1) % s - 1) if padding == 1 else 0
+        crop.append((pad // 2, s * (size - 1) + k - pad))
+    conv = nn.ConvTranspose2d(kernel.shape[3], kernel.shape[0], tuple(kernel.shape[1:3]), stride=(stride_h, stride_w))
+    conv.weight = as_parameter(kernel.transpose(3, 0, 1, 2))
+    conv.bias = as_parameter(bias)
+    return Converted(TFConvTranspose(conv, crop), input_layouts=tf_raw.CHANNELS_FIRST,
+                     output_layouts=tf_raw.CHANNELS_FIRST)

@@ -29,6 +29,7 @@ from .schema import IDENTIFIER, TENSOR_TYPES, TYPE_NAMES, builtin_name, element_
 
 CLASS_PREFIX = "tflite>"
 INLINE_LIMIT = 64  # integer constants (shapes, axes, paddings) up to this size and float scalars live in the config
+MAX_CUSTOM_OPTIONS = 4096  # bytes of a custom operator's options kept in the IR
 QUANTIZED_TYPES = frozenset({"int8", "uint8", "int16"})
 
 
@@ -142,7 +143,11 @@ def read_structure(path: str, data: Any) -> tuple[KerasGraph, dict[str, Stored]]
                 or any(not 0 <= t < len(tensors) for t in outs) or not outs:
             raise buf.damaged(f"operator {i}: opcode {code} of {len(codes)}, tensors {ins} -> {outs} of "
                               f"{len(tensors)}")
-        ops.append((codes[code], ins, outs, read_options(op)))
+        options = read_options(op)
+        if codes[code].startswith("custom:"):  # a custom operator's own bytes (MediaPipe: a C struct)
+            start, count = op.vector(14, 1, f"operator {i} custom_options")
+            options = {"custom_options": list(bytes(data[start:start + min(count, MAX_CUSTOM_OPTIONS)]))}
+        ops.append((codes[code], ins, outs, options))
     if any(not 0 <= t < len(tensors) for t in inputs + outputs):
         raise buf.damaged(f"subgraph inputs {inputs} / outputs {outputs} of {len(tensors)} tensors")
     return Builder(path, data, tensors, inputs, outputs).build(ops)
