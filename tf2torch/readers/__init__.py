@@ -130,6 +130,9 @@ def read_config(path: str | os.PathLike) -> object:
     """The raw (JSON-decoded) model config of a model file, read under the policy and the watchdog."""
     kind = file_kind(path)
     path = str(path)
+    if kind == "tflite":
+        raise ModelFileError(f"{path}: a TensorFlow Lite model has no Keras config (tf2torch inspect lists its "
+                             "operators)")
 
     if kind == "savedmodel":  # a Keras SavedModel: the root model's entry in keras_metadata.pb (no TensorFlow)
         from .savedmodel_keras import keras_metadata_config
