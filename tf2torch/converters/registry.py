@@ -285,7 +285,8 @@ def run_converter(fn: ConverterFn, spec: LayerSpec) -> Converted:
     return converted
 
 
-OP_PREFIXES = ("keras.ops.", "tf.")  # op nodes' spellings (``keras.ops.Add``, ``tf.math.cumsum``, ``tf.raw>Conv2D``)
+OP_PREFIXES = ("keras.ops.", "tf.", "tflite>")  # op nodes' spellings (``keras.ops.Add``, ``tf.math.cumsum``,
+# ``tf.raw>Conv2D``, ``tflite>CONV_2D``)
 
 
 def is_op_key(class_name: str) -> bool:

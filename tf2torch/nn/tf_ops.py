@@ -524,8 +524,8 @@ class TFImageResize(nn.Module):
         if self.method == "nearest":
             if self.half_pixel_centers:
                 src = torch.floor((out + 0.5) * scale)
-            elif self.align_corners:
-                src = torch.round(out * scale)
+            elif self.align_corners:  # TF's roundf: halves away from zero (torch.round rounds them to even)
+                src = torch.floor(out * scale + 0.5)
             else:
                 src = torch.floor(out * scale)
             idx = src.clamp(0, n_in - 1).long()

@@ -24,15 +24,17 @@ from .tf_paths import tf_kind
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
+TFLITE_IDENTIFIER = b"TFL3"  # a FlatBuffer's file_identifier, bytes 4..8
 
 
 SOURCE_FORMATS = ("a Keras .h5 or .keras file, a SavedModel directory, a TF1 checkpoint (its .meta, .index or "
-                  "prefix) or a frozen graph (.pb)")
+                  "prefix), a frozen graph (.pb) or a TensorFlow Lite model (.tflite)")
 
 
 def file_kind(path: str | os.PathLike) -> str:
     """``h5`` or ``keras``, told by the file's first bytes, not its name; ``savedmodel``, ``checkpoint`` or
-    ``graphdef`` for the TensorFlow formats (a checkpoint prefix need not exist as a file)."""
+    ``graphdef`` for the TensorFlow formats (a checkpoint prefix need not exist as a file); ``tflite`` for a
+    FlatBuffer with TFLite's identifier."""
     p = Path(path)
     kind = tf_kind(p)
     if kind is not None:
@@ -47,6 +49,8 @@ def file_kind(path: str | os.PathLike) -> str:
         return "h5"
     if head.startswith(ZIP_SIGNATURE):
         return "keras"
+    if head[4:8] == TFLITE_IDENTIFIER:
+        return "tflite"
     if not head:
         raise ModelFileError(f"{p}: the file is empty; expected {SOURCE_FORMATS}")
     raise ModelFileError(f"{p}: not a Keras model file (neither HDF5 nor a .keras zip) nor a TensorFlow one; "
@@ -93,6 +97,12 @@ def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None
         with open_tf_model(path, kind, tf_options or {}) as graph:
             yield graph
         return
+    if kind == "tflite":
+        from .tflite import open_tflite
+
+        with open_tflite(path) as graph:
+            yield graph
+        return
     path = str(path)
     pending, workdir = _PREFETCHED.pop(file_identity(path), (None, None))
     if pending is None:
@@ -120,6 +130,9 @@ def read_config(path: str | os.PathLike) -> object:
     """The raw (JSON-decoded) model config of a model file, read under the policy and the watchdog."""
     kind = file_kind(path)
     path = str(path)
+    if kind == "tflite":
+        raise ModelFileError(f"{path}: a TensorFlow Lite model has no Keras config (tf2torch inspect lists its "
+                             "operators)")
 
     if kind == "savedmodel":  # a Keras SavedModel: the root model's entry in keras_metadata.pb (no TensorFlow)
         from .savedmodel_keras import keras_metadata_config

@@ -20,7 +20,7 @@ import torch.fx as fx
 
 from ..errors import ModelFileError, Tf2TorchError
 from ..readers.tf_paths import tf_kind
-from . import keras_side, tf_side, torch_side
+from . import keras_side, tf_side, tflite_side, torch_side
 from .compare import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -131,6 +131,8 @@ class Session:
         """One float32 or float64 run: node id → (metrics, shapes agree, torch shapes when they do not)."""
         if tf_side.is_tf_graph(self.graph):
             return self.run_tf_graph(dtype)
+        if tflite_side.is_tflite_graph(self.graph):
+            return self.run_tflite(dtype)
         t = time.perf_counter()
         loaded = (keras_side.load_keras_model(str(self.source), self.keras_major, dtype)
                   if isinstance(self.source, (str, os.PathLike))
@@ -167,6 +169,18 @@ class Session:
             self.tracker.step(f"tensorflow {node_id}")
         self.timings[f"tensorflow_{dtype}"] = time.perf_counter() - t
         return self.run_torch(tf_out, dtype)
+
+    def run_tflite(self, dtype: str) -> dict[str, tuple[Metrics, bool, list[list[int]] | None]]:
+        """A ``.tflite`` file: TFLite's interpreter, every operator's output kept (``tflite_side``)."""
+        if not isinstance(self.source, (str, os.PathLike)):
+            raise Tf2TorchError("verifying a .tflite model needs its path")
+        t = time.perf_counter()
+        by_name = {a.name: a.array for a in self.arrays}
+        self.loaded_with, ref_out = tflite_side.run_interpreter(self.source, self.graph, by_name, dtype)
+        for node_id in ref_out:
+            self.tracker.step(f"tflite {node_id}")
+        self.timings[f"tflite_{dtype}"] = time.perf_counter() - t
+        return self.run_torch(ref_out, dtype)
 
     def run_torch(self, keras_out: dict[str, list[np.ndarray]], dtype: str
                   ) -> dict[str, tuple[Metrics, bool, list[list[int]] | None]]:

@@ -1,0 +1,370 @@
+"""TensorFlow Lite files (issue #23): models built here with ``tf.lite.TFLiteConverter`` (random weights, nothing
+downloaded), converted without TensorFlow and compared with ``tf.lite.Interpreter`` within ``RTOL``; unknown
+operators and quantized models refused by name; damaged files one ``error:`` line, exit 2."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import struct
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from harness import LAYOUTS, RTOL, assert_matches, torch_outputs
+
+import tf2torch
+from tf2torch.cli import main
+from tf2torch.errors import Tf2TorchError, UnsupportedLayerError
+
+ROOT = Path(__file__).parent.parent
+RNG = np.random.default_rng(0)
+
+
+def cnn(keras):
+    """Conv, depthwise conv (multiplier 2, fused RELU6), transposed convs (dynamic batch: SHAPE, STRIDED_SLICE,
+    PACK feed the output shape), bilinear resize, both pools, ADD, LOGISTIC, CONCATENATION, PRELU, MEAN, a dense
+    head."""
+    i = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(i)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu6")(x)
+    y = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same")(x)
+    y = keras.layers.Conv2DTranspose(4, 2, strides=1, padding="valid")(y)
+    y = keras.layers.Resizing(10, 12)(y)
+    z = keras.layers.MaxPooling2D(2)(y) + keras.layers.AveragePooling2D(3, 2, padding="same")(y)
+    z = keras.layers.Concatenate()([z, keras.layers.Activation("sigmoid")(z)])
+    z = keras.layers.PReLU()(z)
+    h = keras.layers.GlobalAveragePooling2D()(z)
+    h = keras.layers.Dense(6, activation="tanh")(h)
+    h = keras.layers.Dense(3, activation="softmax")(h)
+    return keras.Model(i, [h, z])
+
+
+def lstm(keras):
+    """Two stacked LSTMs (UNIDIRECTIONAL_SEQUENCE_LSTM with zero variable states and cell_clip 10, then a
+    STRIDED_SLICE for the last step) and a dense head; the batch is fixed, as TFLite's builtin LSTM needs."""
+    i = keras.Input((7, 3), batch_size=1)
+    x = keras.layers.LSTM(4, return_sequences=True)(i)
+    x = keras.layers.LSTM(5)(x)
+    return keras.Model(i, keras.layers.Dense(2)(x))
+
+
+def ops_function(tf):
+    """Builtins a Keras CNN does not make: nearest resizes (align_corners, half_pixel_centers), legacy bilinear,
+    PAD, RESHAPE, SUB, MUL by a constant, ABS, DIV of two run-time tensors, SPACE_TO_DEPTH and DEPTH_TO_SPACE
+    (a channel ramp between them, so a wrong channel order shows), TRANSPOSE, HARD_SWISH, MAXIMUM."""
+    k = tf.constant(RNG.standard_normal((1, 1, 1, 4)).astype("float32"))
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 6, 6, 4), tf.float32)])
+    def f(x):
+        a = tf.compat.v1.image.resize_nearest_neighbor(x, (9, 11), align_corners=True)
+        b = tf.compat.v1.image.resize_nearest_neighbor(x, (9, 11), half_pixel_centers=True)
+        c = tf.compat.v1.image.resize_bilinear(x, (9, 11))
+        d = tf.pad(a + b - c, [[0, 0], [1, 2], [2, 1], [0, 0]]) * k
+        d = d / (tf.abs(d) + 1.0)
+        d = tf.nn.depth_to_space(tf.nn.space_to_depth(d[:, :8, :8], 2) * tf.range(16, dtype=tf.float32), 2)
+        e = tf.reshape(tf.transpose(d, [0, 2, 1, 3]), (1, -1, 4))
+        return tf.maximum(e * tf.nn.relu6(e + 3.0) / 6.0, -0.5)
+
+    return f
+
+
+def random_weights(model):
+    rng = np.random.default_rng(1)
+    for w in model.weights:
+        w.assign(rng.standard_normal(w.shape).astype("float32") * 0.3)
+
+
+@pytest.fixture(scope="module")
+def tflite_files(tmp_path_factory):
+    import tensorflow as tf
+    import tf_keras as keras
+
+    root = tmp_path_factory.mktemp("tflite")
+    models = {"cnn": cnn(keras), "lstm": lstm(keras)}
+    files = {}
+    for name, f16 in ((f"{m}_{t}", t == "float16") for m in models for t in ("float32", "float16")):
+        model = models[name.split("_")[0]]
+        random_weights(model)
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        if f16:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        files[name] = root / f"{name}.tflite"
+        files[name].write_bytes(converter.convert())
+    f = ops_function(tf)
+    files["ops"] = root / "ops.tflite"
+    files["ops"].write_bytes(tf.lite.TFLiteConverter.from_concrete_functions(
+        [f.get_concrete_function()], f).convert())
+    return files
+
+
+def interpreter_outputs(path: Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    for detail, x in zip(interpreter.get_input_details(), inputs):
+        interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+
+
+CASES = {"cnn_float32": [(1, 16, 16, 3)], "cnn_float16": [(1, 16, 16, 3)], "lstm_float32": [(1, 7, 3)],
+         "lstm_float16": [(1, 7, 3)], "ops": [(1, 6, 6, 4)]}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_matches_the_interpreter(tflite_files, name, layout):
+    path = tflite_files[name]
+    inputs = [np.random.default_rng(2).standard_normal(s).astype("float32") for s in CASES[name]]
+    module = tf2torch.convert(path, layout=layout)
+    assert_matches(torch_outputs(module, inputs, layout), interpreter_outputs(path, inputs), RTOL, name)
+
+
+def test_float16_weights_are_folded(tflite_files):
+    """A float16-weight file stores its kernels as float16 behind DEQUANTIZE operators; they are read widened
+    and no DEQUANTIZE node is left (the parity test above checks the values)."""
+    from tf2torch.readers.tflite import read_structure
+
+    data = tflite_files["cnn_float16"].read_bytes()
+    assert b"TFL3" == data[4:8]
+    graph, stored = read_structure("cnn_float16", data)
+    assert all(s.widen and s.dtype == "float16" for s in stored.values()) and stored
+    assert not any(layer.class_name == "tflite>DEQUANTIZE" for layer in graph.layers.values())
+
+
+def test_conversion_does_not_import_tensorflow(tflite_files, tmp_path):
+    out = tmp_path / "out.pt"
+    code = ("import sys, tf2torch; tf2torch.save(tf2torch.convert(sys.argv[1]), sys.argv[2]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code, str(tflite_files["cnn_float16"]), str(out)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert out.exists()
+
+
+def test_saved_module_reloads(tflite_files, tmp_path):
+    path = tflite_files["cnn_float32"]
+    module = tf2torch.convert(path)
+    tf2torch.save(module, tmp_path / "m.pt")
+    x = [np.random.default_rng(3).standard_normal((1, 16, 16, 3)).astype("float32")]
+    assert_matches(torch_outputs(tf2torch.load(tmp_path / "m.pt"), x, "channels_first"),
+                   torch_outputs(module, x, "channels_first"), RTOL, "reloaded")
+
+
+# -- refusals --------------------------------------------------------------------------------------------------
+def with_custom_operator(source: Path, target: Path, code: str) -> None:
+    """``source`` with its first operator turned into the custom operator ``code`` (TFLite's own object API)."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(source.read_bytes(), 0))
+    opcode = model.operatorCodes[model.subgraphs[0].operators[0].opcodeIndex]
+    opcode.builtinCode = opcode.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    opcode.customCode = code
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    target.write_bytes(builder.Output())
+
+
+def int8_model(path: Path) -> None:
+    import tensorflow as tf
+    import tf_keras as keras
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(2)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([np.random.default_rng(i).standard_normal((1, 8, 8, 3))
+                                                 .astype("float32")] for i in range(8))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    path.write_bytes(converter.convert())
+
+
+def test_custom_operator_refused_by_name(tflite_files, tmp_path):
+    path = tmp_path / "custom.tflite"
+    with_custom_operator(tflite_files["cnn_float32"], path, "Landmarks2TransformMatrix")
+    with pytest.raises(UnsupportedLayerError, match="Landmarks2TransformMatrix") as info:
+        tf2torch.convert(path)
+    assert "custom operator" in str(info.value)
+
+
+def test_quantized_model_refused_by_name(tmp_path):
+    path = tmp_path / "int8.tflite"
+    int8_model(path)
+    with pytest.raises(UnsupportedLayerError, match="quantized") as info:
+        tf2torch.convert(path)
+    assert "tflite>CONV_2D" in str(info.value)
+
+
+# -- damaged and hostile files: one error line, exit 2 ----------------------------------------------------------
+def mutations(data: bytes, seed: int, count: int) -> list[tuple[str, bytes]]:
+    """Truncations at every eighth of the file and seeded byte flips (1 to 6 bytes each)."""
+    rng = np.random.default_rng(seed)
+    cases = [(f"truncated to {n} bytes", data[:n]) for n in range(8, len(data), max(len(data) // 8, 1))]
+    for i in range(count):
+        b = bytearray(data)
+        for _ in range(int(rng.integers(1, 7))):
+            b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
+        cases.append((f"flip case {i}", bytes(b)))
+    return cases
+
+
+def patched(data: bytes, position: int, fmt: str, value: int) -> bytes:
+    b = bytearray(data)
+    struct.pack_into("<" + fmt, b, position, value)
+    return bytes(b)
+
+
+def model_table(data: bytes):
+    from tf2torch.readers.tflite.flatbuf import Buffer
+
+    return Buffer(data, "test").root("Model")
+
+
+def huge_vector(data: bytes) -> bytes:
+    """Model.operator_codes declared 2**31 - 1 entries long."""
+    start, _ = model_table(data).vector(6, 4, "codes")
+    return patched(data, start - 4, "I", 2**31 - 1)
+
+
+def huge_shape(data: bytes) -> bytes:
+    """The first constant's first dimension made 2**31 - 1: it would need gigabytes, its buffer holds less."""
+    model = model_table(data)
+    buffers = model.tables(12, "buffers")
+    for tensor in model.tables(8, "subgraphs")[0].tables(4, "tensors"):
+        start, count = tensor.vector(4, 4, "shape")
+        if count and buffers[tensor.scalar(8, "I")].vector(4, 1, "data")[1]:
+            return patched(data, start, "i", 2**31 - 1)
+    return data
+
+
+def external_buffer(data: bytes) -> bytes:
+    """A weight's buffer emptied (its length set to 0): the kernel's shape needs bytes the file does not hold."""
+    for b in model_table(data).tables(12, "buffers"):
+        start, count = b.vector(4, 1, "data")
+        if count > 64:
+            return patched(data, start - 4, "I", 0)
+    return data
+
+
+def huge_input(data: bytes) -> bytes:
+    """The input declared (1, 2**30, 2**30, 3): refused before any example tensor is allocated."""
+    subgraph = model_table(data).tables(8, "subgraphs")[0]
+    tensor = subgraph.tables(4, "tensors")[subgraph.scalars(6, "i", "inputs")[0]]
+    for slot in (4, 18):  # shape and shape_signature
+        start, count = tensor.vector(slot, 4, "shape")
+        for axis in (1, 2)[:count]:
+            data = patched(data, start + 4 * axis, "i", 2**30)
+    return data
+
+
+HOSTILE = {
+    "huge_input": huge_input,
+    "huge_vector": huge_vector,
+    "huge_shape": huge_shape,
+    "identifier_only": lambda d: b"\x00\x00\x00\x00TFL3",
+    "root_out_of_file": lambda d: b"\xff\xff\xff\x7fTFL3" + d[8:],
+    "vtable_out_of_file": lambda d: patched(d, struct.unpack_from("<I", d, 0)[0], "i", -2**30),
+    "empty_weights": external_buffer,
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_file_one_error_line(tflite_files, tmp_path, case):
+    data = tflite_files["cnn_float32"].read_bytes()
+    mutated = HOSTILE[case](data)
+    assert mutated != data
+    path = tmp_path / f"{case}.tflite"
+    path.write_bytes(mutated)
+    result = CliRunner().invoke(main, ["convert", str(path), str(tmp_path / "out.pt")])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("error:") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_mutated_files_fail_cleanly(tflite_files):
+    """Every mutation converts or raises tf2torch's own error (which the CLI prints as one line, exit 2)."""
+    data = tflite_files["cnn_float32"].read_bytes()
+    root = tflite_files["cnn_float32"].parent
+    for what, mutated in mutations(data, seed=23, count=int(os.environ.get("FUZZ_CASES", "60"))):
+        path = root / "mutated.tflite"
+        path.write_bytes(mutated)
+        try:
+            tf2torch.convert(path)
+        except Tf2TorchError:
+            pass
+        except Exception as exc:  # pragma: no cover - the failure message names the case
+            pytest.fail(f"{what}: {type(exc).__name__}: {exc}")
+
+
+# -- verify ------------------------------------------------------------------------------------------------------
+def test_verify_compares_every_operator(tflite_files):
+    """``verify`` runs TFLite's interpreter with every tensor kept and compares each operator's output; a batch of
+    2 (the file says 1, with an open signature) resizes the interpreter's input."""
+    from tf2torch.readers.tflite import read_structure
+
+    graph, _ = read_structure("cnn", tflite_files["cnn_float16"].read_bytes())
+    report = tf2torch.verify(tflite_files["cnn_float16"])
+    assert report.ok, report.failed
+    assert [r.node for r in report.layers] == [n.id for n in graph.nodes if n.id in graph.layers
+                                                 and graph.layers[n.id].class_name != "InputLayer"]
+
+
+# -- MediaPipe's custom operators ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("kernel,stride,padding", [(2, 2, "SAME"), (3, 2, "SAME"), (3, 2, "VALID"), (4, 3, "SAME")])
+def test_mediapipe_transpose_conv_bias(tmp_path, kernel, stride, padding):
+    """``Convolution2DTransposeBias`` has no kernel in TensorFlow's interpreter, so the reference is the builtin
+    ``TRANSPOSE_CONV`` of the same filter and bias with the output size MediaPipe's kernel computes; the custom
+    file is that one with the operator rewritten as MediaPipe writes it (inputs, filter, bias; a 12-byte
+    ``TfLiteTransposeConvParams``)."""
+    import flatbuffers
+    import tensorflow as tf
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    size, channels, out_channels = 5, 3, 4
+    pad = max(0, kernel - (size - 1) % stride - 1) if padding == "SAME" else 0
+    out = stride * (size - 1) + kernel - pad
+    w = RNG.standard_normal((kernel, kernel, out_channels, channels)).astype("float32")
+    b = RNG.standard_normal(out_channels).astype("float32")
+
+    @tf.function(input_signature=[tf.TensorSpec((1, size, size, channels), tf.float32)])
+    def f(x):
+        return tf.nn.conv2d_transpose(x, w, (1, out, out, out_channels), stride, padding) + b
+
+    builtin, custom = tmp_path / "builtin.tflite", tmp_path / "custom.tflite"
+    builtin.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert())
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(builtin.read_bytes(), 0))
+    (op,) = [o for o in model.subgraphs[0].operators
+             if model.operatorCodes[o.opcodeIndex].builtinCode == schema.BuiltinOperator.TRANSPOSE_CONV]
+    assert len(op.inputs) == 4 and op.inputs[3] >= 0  # the bias fused into the builtin
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode = "Convolution2DTransposeBias"
+    model.operatorCodes.append(code)
+    op.opcodeIndex, op.inputs = len(model.operatorCodes) - 1, [op.inputs[2], op.inputs[1], op.inputs[3]]
+    op.builtinOptionsType, op.builtinOptions = 0, None
+    op.customOptions = list(struct.pack("<iii", 1 if padding == "SAME" else 2, stride, stride))
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    custom.write_bytes(builder.Output())
+    from tf2torch.readers.tflite import read_structure
+
+    graph, _ = read_structure("custom", custom.read_bytes())
+    assert "tflite>custom:Convolution2DTransposeBias" in {layer.class_name for layer in graph.layers.values()}
+    x = [np.random.default_rng(4).standard_normal((1, size, size, channels)).astype("float32")]
+    for layout in LAYOUTS:
+        got = torch_outputs(tf2torch.convert(custom, layout=layout), x, layout)
+        assert_matches(got, interpreter_outputs(builtin, x), RTOL, f"{kernel}/{stride}/{padding}")
