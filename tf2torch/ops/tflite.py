@@ -309,7 +309,7 @@ def convert_reduce(spec: LayerSpec, options: TrackedConfig) -> Converted:
 
 @tflite_op("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR")
 def convert_resize(spec: LayerSpec, options: TrackedConfig) -> Converted:
-    """``align_corners`` and ``half_pixel_centers`` as TF's resize ops (``nn/tf_ops.py`` ``TFResize``)."""
+    """``align_corners`` and ``half_pixel_centers`` as TF's resize ops (``nn/tf_ops.py`` ``TFImageResize``)."""
     op = "ResizeBilinear" if spec.config["op"] == "RESIZE_BILINEAR" else "ResizeNearestNeighbor"
     attrs = {"align_corners": options["align_corners"], "half_pixel_centers": options["half_pixel_centers"]}
     return tf_raw.convert_resize(raw_spec(spec, op, attrs))
