@@ -1,0 +1,199 @@
+"""tf2torch.transfer: Keras weights into hand-written torch twins, with no map, within RTOL of Keras.
+
+Each model is built in Keras 3 and tf_keras with random weights (BatchNormalization statistics included), saved as
+every file the flavour writes (whole model .keras/.h5 and save_weights .h5/.weights.h5), transferred into a twin
+written here in plain torch, and both are run on the same input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from harness import RTOL, keras_module, max_rel_error
+from torch import nn
+
+import tf2torch
+from tf2torch import transforms
+from tf2torch.converters import conv, dense, normalization, recurrent
+from tf2torch.transfer import TransferError
+
+FILES = {"keras3": ("model.keras", "model.h5", "model.weights.h5"), "tf_keras": ("model.h5", "weights.h5")}
+CASES = [(flavour, name) for flavour, names in FILES.items() for name in names]
+
+
+# -- models and their twins ------------------------------------------------------------------------------------
+def vgg_keras(k):
+    L = k.layers
+    return k.Sequential([k.Input((16, 16, 3)), L.Conv2D(8, 3, padding="same", activation="relu"),
+                         L.Conv2D(8, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+                         L.Conv2D(16, 3, padding="same", activation="relu"), L.MaxPooling2D(2), L.Flatten(),
+                         L.Dense(32, activation="relu"), L.Dense(10)])
+
+
+class VGGTwin(nn.Module):
+    """Written as a person would: NCHW, torch.flatten, its own names."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                                      nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+                                      nn.MaxPool2d(2))
+        self.fc1, self.fc2 = nn.Linear(16 * 4 * 4, 32), nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(torch.flatten(self.features(x), 1))))
+
+
+def rnn_keras(k, cell="LSTM"):
+    L = k.layers
+    return k.Sequential([k.Input((9, 4)), L.Conv1D(6, 3, padding="same"), L.BatchNormalization(), L.ReLU(),
+                         getattr(L, cell)(5), L.Dense(3)])
+
+
+class RNNTwin(nn.Module):
+    def __init__(self, cell="LSTM"):
+        super().__init__()
+        self.conv, self.bn = nn.Conv1d(4, 6, 3, padding=1), nn.BatchNorm1d(6, eps=1e-3)
+        self.rnn, self.head = getattr(nn, cell)(6, 5, batch_first=True), nn.Linear(5, 3)
+
+    def forward(self, x):  # x: (N, T, F) as Keras takes it
+        h = torch.relu(self.bn(self.conv(x.transpose(1, 2)))).transpose(1, 2)
+        return self.head(self.rnn(h)[0][:, -1])
+
+
+MODELS = {"vgg": (vgg_keras, VGGTwin, (2, 16, 16, 3), (0, 3, 1, 2)),
+          "conv_bn_lstm": (rnn_keras, RNNTwin, (2, 9, 4), None),
+          "conv_bn_gru": (lambda k: rnn_keras(k, "GRU"), lambda: RNNTwin("GRU"), (2, 9, 4), None)}
+
+
+def randomize(model, seed=0):
+    """Random weights everywhere; BatchNormalization variances positive, so every statistic matters."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([(rng.uniform(0.5, 1.5, w.shape) if "variance" in w.name else
+                        rng.standard_normal(w.shape) * 0.5).astype("float32") for w in model.weights])
+
+
+def save(model, path):
+    if path.name.endswith("weights.h5"):
+        model.save_weights(str(path))
+    else:
+        model.save(str(path))
+
+
+def built(case, flavour, file, tmp_path):
+    build, twin_class, shape, perm = MODELS[case]
+    model = build(keras_module(flavour))
+    randomize(model)
+    path = tmp_path / file
+    save(model, path)
+    x = np.random.default_rng(1).standard_normal(shape).astype("float32")
+    tx = torch.from_numpy(x if perm is None else x.transpose(perm).copy())
+    return model, twin_class(), path, x, tx
+
+
+# -- parity ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", MODELS)
+@pytest.mark.parametrize("flavour,file", CASES)
+def test_transfer_matches_keras(case, flavour, file, tmp_path):
+    model, twin, path, x, tx = built(case, flavour, file, tmp_path)
+    report = tf2torch.transfer(path, twin, example_inputs=(tx,))
+    assert report.ok, report.to_markdown()
+    assert len(report.mapping) == len(twin.state_dict()) - sum("num_batches" in k for k in twin.state_dict())
+    ref = np.asarray(model(x, training=False))
+    with torch.no_grad():
+        got = twin.eval()(tx).numpy()
+    assert max_rel_error(got, ref) <= RTOL
+
+
+def test_flatten_reorder_is_needed(tmp_path):
+    """The check can fail: the Flatten row order loaded as a plain transpose gives a different output."""
+    model, twin, path, x, tx = built("vgg", "keras3", "model.keras", tmp_path)
+    report = tf2torch.transfer(path, twin, example_inputs=(tx,))
+    assert "channels=16" in report.mapping["fc1.weight"]["transform"]
+    kernel = model.layers[-2].get_weights()[0]
+    with torch.no_grad():
+        twin.fc1.weight.copy_(torch.from_numpy(kernel.T.copy()))
+        got = twin.eval()(tx).numpy()
+    assert max_rel_error(got, np.asarray(model(x, training=False))) > 1e-2
+
+
+# -- refusals --------------------------------------------------------------------------------------------------
+def three_dense(k):
+    return k.Sequential([k.Input((8,)), k.layers.Dense(8), k.layers.Dense(8), k.layers.Dense(8)])
+
+
+class TwoLinear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.b(self.a(x))
+
+
+class WrongVGG(VGGTwin):
+    def __init__(self):
+        super().__init__()
+        self.fc2 = nn.Linear(32, 11)
+
+
+@pytest.mark.parametrize("flavour", FILES)
+def test_ambiguous_refused_with_table(flavour, tmp_path):
+    model = three_dense(keras_module(flavour))
+    path = tmp_path / "model.h5"
+    model.save(str(path))
+    twin = TwoLinear()
+    before = {k: v.clone() for k, v in twin.state_dict().items()}
+    with pytest.raises(TransferError) as caught:
+        tf2torch.transfer(path, twin, example_inputs=(torch.zeros(1, 8),))
+    assert "| target module | kind | candidate source layers |" in str(caught.value)
+    assert {a["target"] for a in caught.value.report.ambiguous} == {"a", "b"}
+    assert all(torch.equal(before[k], v) for k, v in twin.state_dict().items())  # nothing loaded
+    names = [layer.name for layer in model.layers]
+    report = tf2torch.transfer(path, twin, mapping={"a": names[0], "b": names[2]}, strict=False)
+    assert report.unused_source == [f"{names[1]}/kernel", f"{names[1]}/bias"]
+    assert not report.unloaded_target and not report.ambiguous
+
+
+def test_mismatch_refused_then_loaded_partly(tmp_path):
+    model, _, path, x, tx = built("vgg", "tf_keras", "model.h5", tmp_path)
+    twin = WrongVGG()
+    with pytest.raises(TransferError, match="fc2.weight, fc2.bias"):
+        tf2torch.transfer(path, twin, example_inputs=(tx,))
+    report = tf2torch.transfer(path, twin, example_inputs=(tx,), strict=False)
+    assert report.unloaded_target == ["fc2.weight", "fc2.bias"] and len(report.unused_source) == 2
+    assert "fc1.weight" in report.mapping and "fc2.weight" in report.to_markdown()
+
+
+def test_report_writes(tmp_path):
+    _, twin, path, _, tx = built("conv_bn_lstm", "keras3", "model.weights.h5", tmp_path)
+    report = tf2torch.transfer(path, twin, example_inputs=(tx,))
+    assert '"ok": true' in report.to_json()
+    assert report.mapping["rnn.bias_hh_l0"]["transform"].startswith("zeros")
+    assert "<table>" in report._repr_html_()
+
+
+# -- the transforms, shared with the converters ----------------------------------------------------------------
+def test_converters_use_the_shared_transforms():
+    assert conv.hwio_to_oihw is transforms.hwio_to_oihw
+    assert dense.kernel_to_linear is transforms.kernel_to_linear
+    assert recurrent.keras_gru_to_torch is transforms.keras_gru_to_torch
+    assert normalization.keras_bn_to_torch_params is transforms.keras_bn_to_torch_params
+
+
+def test_transform_values():
+    k = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    assert transforms.hwio_to_oihw(k)[4, 3, 1, 2] == k[1, 2, 3, 4]
+    assert transforms.transposed_kernel_to_iohw(k)[4, 3, 1, 2] == k[1, 2, 3, 4]
+    d = transforms.depthwise_kernel_to_oihw(k)  # in=4, dm=5: output 3*5+4 reads input 3 with k[..., 3, 4]
+    assert d.shape == (20, 1, 2, 3) and d[3 * 5 + 4, 0, 1, 2] == k[1, 2, 3, 4]
+    flat = np.arange(2 * 3 * 4 * 7).reshape(2 * 3 * 4, 7)  # rows H,W,C (2, 3, 4)
+    w = transforms.kernel_to_linear(flat, 4, (2, 3))
+    assert w[6, 2 * 6 + 1 * 3 + 2] == flat[(1 * 3 + 2) * 4 + 2, 6]  # column C,H,W (2, 1, 2)
+    g = np.array([1, 1, 2, 2, 3, 3])
+    np.testing.assert_array_equal(transforms.keras_gru_gates_to_torch(g), [2, 2, 1, 1, 3, 3])
+    b_ih, b_hh = transforms.input_and_recurrent_bias(np.arange(12).reshape(2, 6))
+    np.testing.assert_array_equal(b_hh, np.arange(6, 12))
+    params = transforms.keras_bn_to_torch_params([np.ones(2), np.zeros(2), np.full(2, 3.0), np.full(2, 4.0)])
+    assert params["running_var"][0] == 4.0 and params["weight"][0] == 1.0

@@ -1,0 +1,111 @@
+"""``transfer``: read the source, list the target, pair them kind by kind, load all or nothing (``strict``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from ..errors import Tf2TorchError
+from .match import Assignment, plan, similarity
+from .report import TransferReport
+from .source import SourceLayer, open_source
+from .target import TargetModule, target_modules
+
+
+class TransferError(Tf2TorchError):
+    """A transfer refused: ambiguous pairs or weights that fit nowhere; ``report`` holds the full table."""
+
+    def __init__(self, message: str, report: TransferReport):
+        super().__init__(message)
+        self.report = report
+
+
+def transfer(source: str | os.PathLike, model: nn.Module, example_inputs: tuple | None = None,
+             mapping: Mapping[str, str] | None = None, strict: bool = True) -> TransferReport:
+    """Load the weights of ``source`` (a Keras ``.h5``/``.keras`` model or a ``save_weights`` file) into
+    ``model`` in place. ``example_inputs``: a tuple of tensors exactly as ``model`` takes them; one forward pass
+    gives the execution order (and which Linear follows a flatten); without it, definition order. ``mapping``:
+    target module path → source layer name, for pairs the matching should not guess. ``strict``: refuse
+    (``TransferError``, nothing loaded) unless every target tensor and every source weight is used exactly once;
+    ``strict=False`` loads what fits and lists the rest."""
+    if example_inputs is not None and not isinstance(example_inputs, tuple):
+        raise TypeError("example_inputs must be a tuple of tensors, exactly as the model takes them")
+    targets = target_modules(model, example_inputs)
+    with open_source(source) as layers:
+        pairs, ambiguous = align(targets, layers, dict(mapping or {}))
+        assignments = [a for t, s in pairs for a in plan(t, s) or []]
+        report = summarize(str(source), targets, layers, assignments, ambiguous)
+        if strict and not report.ok:
+            raise TransferError(f"{source}: cannot transfer into {type(model).__name__} exactly; nothing was "
+                                f"loaded. Pass mapping= for the pairs named below, or strict=False to load what "
+                                f"fits.\n{report.problems()}", report)
+        load(model, assignments)
+    return report
+
+
+def align(targets: list[TargetModule], layers: list[SourceLayer],
+          mapping: dict[str, str]) -> tuple[list[tuple[TargetModule, SourceLayer]], list[dict]]:
+    """(target, source) pairs: the mapping's first, then per kind in order, each pair fitting exactly."""
+    by_name = {s.name: s for s in layers}
+    pairs, taken, ambiguous = [], set(), []
+    for target in targets:
+        name = mapping.get(target.path)
+        if name is not None:
+            if name not in by_name:
+                raise TransferError(f"mapping: {target.path} -> {name}: the source has no layer {name}; it has "
+                                    f"{', '.join(by_name)}", TransferReport())
+            pairs.append((target, by_name[name]))
+            taken.add(name)
+    mapped = {t.path for t, _ in pairs}
+    for kind in dict.fromkeys(t.kind for t in targets if t.kind):
+        kind_targets = [t for t in targets if t.kind == kind and t.path not in mapped]
+        kind_sources = [s for s in layers if s.kind == kind and s.name not in taken]
+        found, unsure = align_kind(kind_targets, kind_sources)
+        pairs += found
+        ambiguous += unsure
+    return pairs, ambiguous
+
+
+def align_kind(targets: list[TargetModule], sources: list[SourceLayer]) -> tuple[list, list]:
+    """One kind: in order when the counts agree and every pair fits; otherwise each target takes the one later
+    source that fits, the best name match among several, or is listed as ambiguous."""
+    if len(targets) == len(sources) and all(plan(t, s) is not None for t, s in zip(targets, sources)):
+        return list(zip(targets, sources)), []
+    pairs, ambiguous, start = [], [], 0
+    for target in targets:
+        fits = [i for i in range(start, len(sources)) if plan(target, sources[i]) is not None]
+        if len(fits) > 1:
+            scores = sorted(((similarity(target.path, sources[i].name), i) for i in fits), reverse=True)
+            if scores[0][0] > 0 and scores[0][0] > scores[1][0]:
+                fits = [scores[0][1]]
+            else:
+                ambiguous.append({"target": target.path, "kind": target.kind,
+                                  "candidates": [sources[i].name for i in fits]})
+                continue
+        if fits:
+            pairs.append((target, sources[fits[0]]))
+            start = fits[0] + 1
+    return pairs, ambiguous
+
+
+def summarize(source: str, targets: list[TargetModule], layers: list[SourceLayer],
+              assignments: list[Assignment], ambiguous: list[dict]) -> TransferReport:
+    loaded = {a.target for a in assignments}
+    used = {a.source for a in assignments}
+    return TransferReport(
+        mapping={a.target: {"source": a.source, "transform": a.transform} for a in assignments},
+        unused_source=[w for s in layers for w in s.weight_names() if w not in used],
+        unloaded_target=[n for t in targets for n in t.tensor_names() if n not in loaded],
+        ambiguous=ambiguous, source=source)
+
+
+def load(model: nn.Module, assignments: list[Assignment]) -> None:
+    """Copy each transformed array into its tensor (in the tensor's dtype); every shape was checked by ``plan``."""
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    with torch.no_grad():
+        for a in assignments:
+            tensor = tensors[a.target]
+            tensor.copy_(torch.from_numpy(a.compute().copy()).reshape(tensor.shape).to(tensor.dtype))

@@ -1,0 +1,63 @@
+"""What a transfer did: each target tensor's source weight and transform, and what was left on either side."""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TransferReport:
+    """``mapping``: target tensor → {"source": layer/role, "transform": name}; ``unused_source``: source weights
+    no target took; ``unloaded_target``: target tensors left as they were; ``ambiguous``: targets several
+    sources fit, each with its candidates. ``ok``: everything on both sides loaded exactly once."""
+
+    mapping: dict[str, dict[str, str]] = field(default_factory=dict)
+    unused_source: list[str] = field(default_factory=list)
+    unloaded_target: list[str] = field(default_factory=list)
+    ambiguous: list[dict[str, Any]] = field(default_factory=list)
+    source: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.unused_source or self.unloaded_target or self.ambiguous)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "ok": self.ok, "mapping": self.mapping,
+                "unused_source": self.unused_source, "unloaded_target": self.unloaded_target,
+                "ambiguous": self.ambiguous}
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2)
+
+    def problems(self) -> str:
+        """The refusal's table: ambiguous targets with their candidates, then what was left on each side."""
+        lines = []
+        if self.ambiguous:
+            lines += ["| target module | kind | candidate source layers |", "|---|---|---|"]
+            lines += [f"| {a['target']} | {a['kind']} | {', '.join(a['candidates'])} |" for a in self.ambiguous]
+        if self.unloaded_target:
+            lines += ["", "Target tensors no source weight fits: " + ", ".join(self.unloaded_target)]
+        if self.unused_source:
+            lines += ["", "Source weights no target takes: " + ", ".join(self.unused_source)]
+        return "\n".join(lines).strip()
+
+    def to_markdown(self) -> str:
+        lines = [f"# Transfer from {self.source}: {'ok' if self.ok else 'incomplete'}", "",
+                 "| target tensor | source weight | transform |", "|---|---|---|"]
+        lines += [f"| {t} | {m['source']} | {m['transform']} |" for t, m in self.mapping.items()]
+        problems = self.problems()
+        return "\n".join(lines + (["", problems] if problems else [])) + "\n"
+
+    def to_html(self) -> str:
+        rows = "".join(f"<tr><td>{html.escape(t)}</td><td>{html.escape(m['source'])}</td>"
+                       f"<td>{html.escape(m['transform'])}</td></tr>" for t, m in self.mapping.items())
+        problems = html.escape(self.problems()).replace("\n", "<br>")
+        return (f"<h3>Transfer from {html.escape(self.source)}: {'ok' if self.ok else 'incomplete'}</h3>"
+                f"<table><tr><th>target tensor</th><th>source weight</th><th>transform</th></tr>{rows}</table>"
+                + (f"<p>{problems}</p>" if problems else ""))
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
