@@ -57,6 +57,10 @@ class RNNTwin(nn.Module):
         self.conv, self.bn = nn.Conv1d(4, 6, 3, padding=1), nn.BatchNorm1d(6, eps=1e-3)
         self.rnn, self.head = getattr(nn, cell)(6, 5, batch_first=True), nn.Linear(5, 3)
 
+    def replace_bn(self):
+        self.bn = nn.BatchNorm1d(6)  # torch's default eps 1e-5 where Keras's is 1e-3
+        return self
+
     def forward(self, x):  # x: (N, T, F) as Keras takes it
         h = torch.relu(self.bn(self.conv(x.transpose(1, 2)))).transpose(1, 2)
         return self.head(self.rnn(h)[0][:, -1])
@@ -123,6 +127,9 @@ def test_transfer_matches_keras(case, flavour, file, tmp_path):
     report = tf2torch.transfer(path, twin, example_inputs=(tx,))
     assert report.ok, report.to_markdown()
     assert len(report.mapping) == len(twin.state_dict()) - sum("num_batches" in k for k in twin.state_dict())
+    if not file.endswith("weights.h5"):  # a whole model: the verification ran Keras and compared layer by layer
+        compared = [entry for entry in report.verification["layers"] if entry.get("compared")]
+        assert len(compared) >= 3 and report.first_divergence is None
     ref = np.asarray(model(x, training=False))
     with torch.no_grad():
         got = twin.eval()(tx).numpy()
@@ -139,6 +146,42 @@ def test_flatten_reorder_is_needed(tmp_path):
         twin.fc1.weight.copy_(torch.from_numpy(kernel.T.copy()))
         got = twin.eval()(tx).numpy()
     assert max_rel_error(got, np.asarray(model(x, training=False))) > 1e-2
+
+
+# -- verification: the traps shapes cannot see ----------------------------------------------------------------
+def strided_same_keras(k):
+    L = k.layers
+    return k.Sequential([k.Input((16, 16, 3)), L.Conv2D(8, 3, strides=2, padding="same"), L.Flatten(),
+                         L.Dense(4)])
+
+
+class SymmetricPadTwin(nn.Module):
+    """The classic port: padding=1 where TF's SAME pads (0, 1) on an even input with stride 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Linear(8 * 8 * 8, 4)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1))
+
+
+TRAPS = {"same_stride2": (strided_same_keras, SymmetricPadTwin, (2, 16, 16, 3), (0, 3, 1, 2), "conv",
+                          "nn.ZeroPad2d((0, 1, 0, 1))"),
+         "bn_eps": (rnn_keras, lambda: RNNTwin().replace_bn(), (2, 9, 4), None, "bn", "eps=0.001")}
+
+
+@pytest.mark.parametrize("trap", TRAPS)
+@pytest.mark.parametrize("flavour,file", [("keras3", "model.keras"), ("tf_keras", "model.h5")])
+def test_verification_names_the_trap(trap, flavour, file, tmp_path, monkeypatch):
+    build, twin_class, shape, perm, layer, fix = TRAPS[trap]
+    monkeypatch.setitem(MODELS, trap, (build, twin_class, shape, perm))
+    model, twin, path, x, tx = built(trap, flavour, file, tmp_path)
+    report = tf2torch.transfer(path, twin, example_inputs=(tx,))  # loads: every shape fits
+    assert report.loaded and not report.ok
+    first = report.first_divergence
+    assert first["target"] == layer and fix in first["diagnosis"][0], first
+    assert fix in report.to_markdown()
 
 
 # -- refusals --------------------------------------------------------------------------------------------------

@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from ..errors import Tf2TorchError
+from .check import verify_transfer
 from .match import Assignment, plan, similarity
 from .report import TransferReport
-from .source import SourceLayer, open_source
+from .source import SourceLayer, open_source, source_kind
 from .target import TargetModule, target_modules
 
 
@@ -24,13 +25,16 @@ class TransferError(Tf2TorchError):
 
 
 def transfer(source: str | os.PathLike, model: nn.Module, example_inputs: tuple | None = None,
-             mapping: Mapping[str, str] | None = None, strict: bool = True) -> TransferReport:
+             mapping: Mapping[str, str] | None = None, strict: bool = True,
+             verify: bool | None = None) -> TransferReport:
     """Load the weights of ``source`` (a Keras ``.h5``/``.keras`` model or a ``save_weights`` file) into
     ``model`` in place. ``example_inputs``: a tuple of tensors exactly as ``model`` takes them; one forward pass
     gives the execution order (and which Linear follows a flatten); without it, definition order. ``mapping``:
     target module path → source layer name, for pairs the matching should not guess. ``strict``: refuse
     (``TransferError``, nothing loaded) unless every target tensor and every source weight is used exactly once;
-    ``strict=False`` loads what fits and lists the rest."""
+    ``strict=False`` loads what fits and lists the rest. ``verify`` (default: whenever the source is a whole
+    model and example inputs are given): run Keras and the loaded model, compare each matched layer's output and
+    diagnose the first divergence (``report.first_divergence``); this imports TensorFlow/Keras."""
     if example_inputs is not None and not isinstance(example_inputs, tuple):
         raise TypeError("example_inputs must be a tuple of tensors, exactly as the model takes them")
     targets = target_modules(model, example_inputs)
@@ -43,6 +47,13 @@ def transfer(source: str | os.PathLike, model: nn.Module, example_inputs: tuple 
                                 f"loaded. Pass mapping= for the pairs named below, or strict=False to load what "
                                 f"fits.\n{report.problems()}", report)
         load(model, assignments)
+    if verify is None:
+        verify = example_inputs is not None and source_kind(source) == "model"
+    if verify:
+        if example_inputs is None or source_kind(source) != "model":
+            raise TransferError(f"{source}: verification needs a whole model (.keras/.h5 from model.save) and "
+                                "example_inputs", report)
+        report.verification = verify_transfer(source, model, example_inputs, pairs, assignments)
     return report
 
 

@@ -19,15 +19,26 @@ class TransferReport:
     unloaded_target: list[str] = field(default_factory=list)
     ambiguous: list[dict[str, Any]] = field(default_factory=list)
     source: str = ""
+    verification: dict[str, Any] | None = None  # None: not run (a weights-only source, or no example inputs)
+
+    @property
+    def loaded(self) -> bool:
+        """Everything on both sides loaded exactly once (whatever the verification found)."""
+        return not (self.unused_source or self.unloaded_target or self.ambiguous)
 
     @property
     def ok(self) -> bool:
-        return not (self.unused_source or self.unloaded_target or self.ambiguous)
+        """Loaded exactly, and, where the verification ran, no matched layer diverges."""
+        return self.loaded and not (self.verification or {}).get("first_divergence")
+
+    @property
+    def first_divergence(self) -> dict[str, Any] | None:
+        return (self.verification or {}).get("first_divergence")
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "ok": self.ok, "mapping": self.mapping,
                 "unused_source": self.unused_source, "unloaded_target": self.unloaded_target,
-                "ambiguous": self.ambiguous}
+                "ambiguous": self.ambiguous, "verification": self.verification}
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2)
@@ -42,6 +53,10 @@ class TransferReport:
             lines += ["", "Target tensors no source weight fits: " + ", ".join(self.unloaded_target)]
         if self.unused_source:
             lines += ["", "Source weights no target takes: " + ", ".join(self.unused_source)]
+        first = self.first_divergence
+        if first:
+            lines += ["", f"First divergence: {first['target']} (from {first['source']}), max relative error "
+                          f"{first['max_rel_error']:.3g}: " + "; ".join(first["diagnosis"])]
         return "\n".join(lines).strip()
 
     def to_markdown(self) -> str:
