@@ -7,6 +7,8 @@ written here in plain torch, and both are run on the same input.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -120,11 +122,12 @@ def built(case, flavour, file, tmp_path):
 @pytest.mark.parametrize("flavour,file", CASES)
 def test_transfer_matches_keras(case, flavour, file, tmp_path):
     model, twin, path, x, tx = built(case, flavour, file, tmp_path)
+    mapping = None
     if case == "depthwise_transposed" and file == "weights.h5":  # no classes named: a transposed kernel reads
-        with pytest.raises(TransferError, match="up.weight, up.bias"):  # as a conv kernel; refused, not wrong
+        with pytest.raises(TransferError, match="up.weight, up.bias"):  # as a conv kernel; refused, not wrong;
             tf2torch.transfer(path, twin, example_inputs=(tx,))
-        return
-    report = tf2torch.transfer(path, twin, example_inputs=(tx,))
+        mapping = {"up": model.layers[4].name}  # the map names the pair, and the target says what it is
+    report = tf2torch.transfer(path, twin, example_inputs=(tx,), mapping=mapping)
     assert report.ok, report.to_markdown()
     assert len(report.mapping) == len(twin.state_dict()) - sum("num_batches" in k for k in twin.state_dict())
     if not file.endswith("weights.h5"):  # a whole model: the verification ran Keras and compared layer by layer
@@ -185,8 +188,8 @@ def test_verification_names_the_trap(trap, flavour, file, tmp_path, monkeypatch)
 
 
 # -- refusals --------------------------------------------------------------------------------------------------
-def three_dense(k):
-    return k.Sequential([k.Input((8,)), k.layers.Dense(8), k.layers.Dense(8), k.layers.Dense(8)])
+def three_dense(k, names=("p", "q", "r")):
+    return k.Sequential([k.Input((8,)), *(k.layers.Dense(8, name=name) for name in names)])
 
 
 class TwoLinear(nn.Module):
@@ -216,10 +219,34 @@ def test_ambiguous_refused_with_table(flavour, tmp_path):
     assert "| target module | kind | candidate source layers |" in str(caught.value)
     assert {a["target"] for a in caught.value.report.ambiguous} == {"a", "b"}
     assert all(torch.equal(before[k], v) for k, v in twin.state_dict().items())  # nothing loaded
-    names = [layer.name for layer in model.layers]
-    report = tf2torch.transfer(path, twin, mapping={"a": names[0], "b": names[2]}, strict=False)
-    assert report.unused_source == [f"{names[1]}/kernel", f"{names[1]}/bias"]
+    report = tf2torch.transfer(path, twin, mapping={"a": "p", "[b]": "r"}, strict=False)  # "[b]": a regex
+    assert report.unused_source == ["q/kernel", "q/bias"]
     assert not report.unloaded_target and not report.ambiguous
+    assert torch.equal(twin.b.weight, torch.from_numpy(model.layers[2].get_weights()[0].T.copy()))
+
+
+def test_names_settle_a_tie(tmp_path):
+    """Three Dense(8, 8) for two Linear(8, 8): ``a`` ↔ ``layer_a`` and ``b`` ↔ ``layer_b`` by name tokens; a
+    regular expression with a group maps the same pairs."""
+    model = three_dense(keras_module("keras3"), ("layer_a", "layer_x", "layer_b"))
+    path = tmp_path / "model.keras"
+    model.save(str(path))
+    for mapping in (None, {r"([ab])": r"layer_\1"}):
+        report = tf2torch.transfer(path, TwoLinear(), mapping=mapping, strict=False)
+        assert report.module_mapping() == {"a": "layer_a", "b": "layer_b"}
+        assert report.unused_source == ["layer_x/kernel", "layer_x/bias"] and not report.ambiguous
+
+
+def test_saved_mapping_applies(tmp_path):
+    """--save-mapping's JSON read back: the same tensors, loaded without matching."""
+    _, twin, path, _, tx = built("vgg", "keras3", "model.weights.h5", tmp_path)
+    first = tf2torch.transfer(path, twin, example_inputs=(tx,))
+    first.save_mapping(str(tmp_path / "map.json"))
+    assert json.loads((tmp_path / "map.json").read_text())["fc1"].startswith("dense")
+    again = VGGTwin()
+    report = tf2torch.transfer(path, again, example_inputs=(tx,), mapping=tmp_path / "map.json")
+    assert report.ok and report.mapping == first.mapping
+    assert all(torch.equal(value, again.state_dict()[key]) for key, value in twin.state_dict().items())
 
 
 def test_mismatch_refused_then_loaded_partly(tmp_path):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -25,18 +28,21 @@ class TransferError(Tf2TorchError):
 
 
 def transfer(source: str | os.PathLike, model: nn.Module, example_inputs: tuple | None = None,
-             mapping: Mapping[str, str] | None = None, strict: bool = True,
+             mapping: Mapping[str, str] | str | os.PathLike | None = None, strict: bool = True,
              verify: bool | None = None) -> TransferReport:
     """Load the weights of ``source`` (a Keras ``.h5``/``.keras`` model or a ``save_weights`` file) into
     ``model`` in place. ``example_inputs``: a tuple of tensors exactly as ``model`` takes them; one forward pass
     gives the execution order (and which Linear follows a flatten); without it, definition order. ``mapping``:
-    target module path → source layer name, for pairs the matching should not guess. ``strict``: refuse
+    target module path (or a regular expression over paths) → source layer name, for pairs the matching should
+    not guess, or the path of such a JSON file (``report.save_mapping`` writes one). ``strict``: refuse
     (``TransferError``, nothing loaded) unless every target tensor and every source weight is used exactly once;
     ``strict=False`` loads what fits and lists the rest. ``verify`` (default: whenever the source is a whole
     model and example inputs are given): run Keras and the loaded model, compare each matched layer's output and
     diagnose the first divergence (``report.first_divergence``); this imports TensorFlow/Keras."""
     if example_inputs is not None and not isinstance(example_inputs, tuple):
         raise TypeError("example_inputs must be a tuple of tensors, exactly as the model takes them")
+    if isinstance(mapping, (str, os.PathLike)):
+        mapping = read_mapping(mapping)
     targets = target_modules(model, example_inputs)
     with open_source(source) as layers:
         pairs, ambiguous = align(targets, layers, dict(mapping or {}))
@@ -63,13 +69,17 @@ def align(targets: list[TargetModule], layers: list[SourceLayer],
     by_name = {s.name: s for s in layers}
     pairs, taken, ambiguous = [], set(), []
     for target in targets:
-        name = mapping.get(target.path)
-        if name is not None:
-            if name not in by_name:
-                raise TransferError(f"mapping: {target.path} -> {name}: the source has no layer {name}; it has "
-                                    f"{', '.join(by_name)}", TransferReport())
-            pairs.append((target, by_name[name]))
-            taken.add(name)
+        name = mapped_name(mapping, target.path)
+        if name is None:
+            continue
+        if name not in by_name:
+            raise TransferError(f"mapping: {target.path} -> {name}: the source has no layer {name}; it has "
+                                f"{', '.join(by_name)}", TransferReport())
+        source = by_name[name]
+        if not source.class_name and source.kind != target.kind:  # a weights-only file names no class: the
+            source = replace(source, kind=target.kind)               # map says what the layer was
+        pairs.append((target, source))
+        taken.add(name)
     mapped = {t.path for t, _ in pairs}
     for kind in dict.fromkeys(t.kind for t in targets if t.kind):
         kind_targets = [t for t in targets if t.kind == kind and t.path not in mapped]
@@ -78,6 +88,34 @@ def align(targets: list[TargetModule], layers: list[SourceLayer],
         pairs += found
         ambiguous += unsure
     return pairs, ambiguous
+
+
+def read_mapping(path: str | os.PathLike) -> dict[str, str]:
+    """A mapping file: one JSON object of target module path (or regular expression) → source layer name."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise TransferError(f"{path}: cannot read the mapping ({exc})", TransferReport()) from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise TransferError(f"{path}: a mapping is one JSON object of \"target.module\": \"source_layer\" "
+                            "pairs", TransferReport())
+    return data
+
+
+def mapped_name(mapping: dict[str, str], path: str) -> str | None:
+    """The source layer a mapping names for a target module: its exact key, else the first key that fully
+    matches as a regular expression (``features\\.(\\d+)`` → ``conv_\\1``, groups expanded)."""
+    if path in mapping:
+        return mapping[path]
+    for key, value in mapping.items():
+        try:
+            match = re.fullmatch(key, path)
+        except re.error as exc:
+            raise TransferError(f"mapping: {key!r} is not a regular expression ({exc})", TransferReport()) from None
+        if match:
+            return match.expand(value)
+    return None
 
 
 def align_kind(targets: list[TargetModule], sources: list[SourceLayer]) -> tuple[list, list]:

@@ -40,6 +40,19 @@ class TransferReport:
                 "unused_source": self.unused_source, "unloaded_target": self.unloaded_target,
                 "ambiguous": self.ambiguous, "verification": self.verification}
 
+    def module_mapping(self) -> dict[str, str]:
+        """Target module path → source layer name: the form ``transfer(mapping=...)`` takes, to read and edit."""
+        pairs: dict[str, str] = {}
+        for target, entry in self.mapping.items():
+            pairs.setdefault(target.rpartition(".")[0], entry["source"].rpartition("/")[0])
+        return pairs
+
+    def save_mapping(self, path: str) -> None:
+        """Write ``module_mapping()`` as JSON a person can read and edit; ``transfer(mapping=path)`` applies it."""
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.module_mapping(), f, indent=2)
+            f.write("\n")
+
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2)
 
