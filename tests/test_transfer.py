@@ -7,7 +7,11 @@ written here in plain torch, and both are run on the same input.
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -290,3 +294,30 @@ def test_transform_values():
     np.testing.assert_array_equal(b_hh, np.arange(6, 12))
     params = transforms.keras_bn_to_torch_params([np.ones(2), np.zeros(2), np.full(2, 3.0), np.full(2, 4.0)])
     assert params["running_var"][0] == 4.0 and params["weight"][0] == 1.0
+
+
+# -- the command line ------------------------------------------------------------------------------------------
+def run_cli(tmp_path, *args):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "tf2torch", "transfer", *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_cli_transfer(tmp_path):
+    model, _, path, x, tx = built("vgg", "keras3", "model.keras", tmp_path)
+    (tmp_path / "twins.py").write_text("import torch\nfrom torch import nn\n\n\n" + inspect.getsource(VGGTwin)
+                                       + "\n\n" + inspect.getsource(WrongVGG))
+    out, refused = tmp_path / "vgg.safetensors", tmp_path / "wrong.pt"
+    done = run_cli(tmp_path, str(path), str(out), "--into", "twins:VGGTwin", "--example-input", "1,3,16,16",
+                   "--save-mapping", str(tmp_path / "map.json"), "--report", str(tmp_path / "r.html"))
+    assert done.returncode == 0, done.stderr
+    from safetensors.torch import load_file
+
+    twin = VGGTwin()
+    twin.load_state_dict(load_file(str(out)))
+    with torch.no_grad():
+        assert max_rel_error(twin.eval()(tx).numpy(), np.asarray(model(x, training=False))) <= RTOL
+    assert "fc1" in json.loads((tmp_path / "map.json").read_text()) and "<table>" in (tmp_path / "r.html").read_text()
+    failed = run_cli(tmp_path, str(path), str(refused), "--into", "twins:WrongVGG", "--example-input", "1,3,16,16")
+    assert failed.returncode == 2 and failed.stderr.startswith("error: ") and failed.stderr.count("\n") == 1
+    assert "fc2.weight" in failed.stderr and not refused.exists()

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ..errors import Tf2TorchError
+
 KIND_OF_MODULE: list[tuple[type, str]] = [
     (nn.Linear, "dense"), (nn.modules.conv._ConvTransposeNd, "conv_transpose"), (nn.modules.conv._ConvNd, "conv"),
     (nn.modules.batchnorm._BatchNorm, "batchnorm"), (nn.LayerNorm, "layernorm"), (nn.LSTM, "lstm"),
@@ -100,6 +102,10 @@ def target_modules(model: nn.Module, example_inputs: tuple | None) -> list[Targe
         model.eval()
         with torch.no_grad(), watch:
             model(*example_inputs)
+    except Exception as exc:  # the user's forward: one line naming it, not a tf2torch traceback
+        message = " ".join(str(exc).split())[:300]
+        raise Tf2TorchError(f"the model's forward pass on example_inputs failed ({type(exc).__name__}: {message}); "
+                            "give inputs exactly as the model takes them") from None
     finally:
         model.train(was_training)
         for handle in handles:
