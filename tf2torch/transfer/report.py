@@ -72,8 +72,11 @@ class TransferReport:
                           f"{first['max_rel_error']:.3g}: " + "; ".join(first["diagnosis"])]
         return "\n".join(lines).strip()
 
+    def status(self) -> str:
+        return "ok" if self.ok else "loaded, but a layer diverges" if self.loaded else "refused or incomplete"
+
     def to_markdown(self) -> str:
-        lines = [f"# Transfer from {self.source}: {'ok' if self.ok else 'incomplete'}", "",
+        lines = [f"# Transfer from {self.source}: {self.status()}", "",
                  "| target tensor | source weight | transform |", "|---|---|---|"]
         lines += [f"| {t} | {m['source']} | {m['transform']} |" for t, m in self.mapping.items()]
         problems = self.problems()
@@ -83,7 +86,7 @@ class TransferReport:
         rows = "".join(f"<tr><td>{html.escape(t)}</td><td>{html.escape(m['source'])}</td>"
                        f"<td>{html.escape(m['transform'])}</td></tr>" for t, m in self.mapping.items())
         problems = html.escape(self.problems()).replace("\n", "<br>")
-        return (f"<h3>Transfer from {html.escape(self.source)}: {'ok' if self.ok else 'incomplete'}</h3>"
+        return (f"<h3>Transfer from {html.escape(self.source)}: {self.status()}</h3>"
                 f"<table><tr><th>target tensor</th><th>source weight</th><th>transform</th></tr>{rows}</table>"
                 + (f"<p>{problems}</p>" if problems else ""))
 
