@@ -90,10 +90,65 @@ class MobileTwin(nn.Module):
         return self.head(self.up(self.dw(self.stem(x))).mean((2, 3)))
 
 
+def make_divisible(v, divisor=8):
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * v else new
+
+
+def conv_bn(cin, cout, k=1, stride=1, groups=1, relu=True, pad=None):
+    """Conv (no bias) + BN (Keras's eps 1e-3) + ReLU6; ``pad``: Keras's ZeroPadding2D before a valid conv."""
+    layers = [nn.ZeroPad2d(pad)] if pad else []
+    layers += [nn.Conv2d(cin, cout, k, stride, (k // 2) if pad is None else 0, groups=groups, bias=False),
+               nn.BatchNorm2d(cout, eps=1e-3)]
+    return nn.Sequential(*layers, *([nn.ReLU6()] if relu else []))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin, cout, stride, expansion):
+        super().__init__()
+        hidden, odd = cin * expansion, (0, 1, 0, 1)  # keras.applications correct_pad on an even input
+        self.expand = conv_bn(cin, hidden) if expansion != 1 else nn.Identity()
+        self.depthwise = conv_bn(hidden, hidden, 3, stride, groups=hidden, pad=odd if stride == 2 else None)
+        self.project = conv_bn(hidden, cout, relu=False)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = self.project(self.depthwise(self.expand(x)))
+        return x + y if self.residual else y
+
+
+class MobileNetV2Twin(nn.Module):
+    """torchvision's MobileNetV2 as a person would port it, for keras.applications' (alpha 0.35, 96x96)."""
+
+    SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                (6, 320, 1, 1)]
+
+    def __init__(self, alpha=0.35, classes=10):
+        super().__init__()
+        cin = make_divisible(32 * alpha)
+        blocks = [conv_bn(3, cin, 3, 2, pad=(0, 1, 0, 1))]
+        for t, c, n, s in self.SETTINGS:
+            cout = make_divisible(c * alpha)
+            for i in range(n):
+                blocks.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
+                cin = cout
+        blocks.append(conv_bn(cin, 1280, 1))
+        self.features, self.classifier = nn.Sequential(*blocks), nn.Linear(1280, classes)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).mean((2, 3)))
+
+
+def mobilenet_v2(k):
+    return k.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10,
+                                      classifier_activation=None)
+
+
 MODELS = {"vgg": (vgg_keras, VGGTwin, (2, 16, 16, 3), (0, 3, 1, 2)),
           "conv_bn_lstm": (rnn_keras, RNNTwin, (2, 9, 4), None),
           "conv_bn_gru": (lambda k: rnn_keras(k, "GRU"), lambda: RNNTwin("GRU"), (2, 9, 4), None),
-          "depthwise_transposed": (mobile_keras, MobileTwin, (2, 10, 10, 3), (0, 3, 1, 2))}
+          "depthwise_transposed": (mobile_keras, MobileTwin, (2, 10, 10, 3), (0, 3, 1, 2)),
+          "mobilenet_v2": (mobilenet_v2, MobileNetV2Twin, (2, 96, 96, 3), (0, 3, 1, 2))}
 
 
 def randomize(model, seed=0):
