@@ -90,6 +90,27 @@ class MobileTwin(nn.Module):
         return self.head(self.up(self.dw(self.stem(x))).mean((2, 3)))
 
 
+def attention_keras(k):
+    L = k.layers
+    x = inputs = k.Input((9, 4))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv1D(8, 3, padding="same")(x)))
+    x = L.LSTM(8, return_sequences=True)(x)
+    x = L.MultiHeadAttention(num_heads=2, key_dim=4)(x, x)
+    return k.Model(inputs, L.Dense(3)(L.GlobalAveragePooling1D()(x)))
+
+
+class AttentionTwin(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv1d(4, 8, 3, padding=1), nn.BatchNorm1d(8, eps=1e-3)
+        self.lstm = nn.LSTM(8, 8, batch_first=True)
+        self.attention, self.head = nn.MultiheadAttention(8, 2, batch_first=True), nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = self.lstm(torch.relu(self.bn(self.conv(x.transpose(1, 2)))).transpose(1, 2))[0]
+        return self.head(self.attention(h, h, h, need_weights=False)[0].mean(1))
+
+
 def make_divisible(v, divisor=8):
     new = max(divisor, int(v + divisor / 2) // divisor * divisor)
     return new + divisor if new < 0.9 * v else new
@@ -148,6 +169,7 @@ MODELS = {"vgg": (vgg_keras, VGGTwin, (2, 16, 16, 3), (0, 3, 1, 2)),
           "conv_bn_lstm": (rnn_keras, RNNTwin, (2, 9, 4), None),
           "conv_bn_gru": (lambda k: rnn_keras(k, "GRU"), lambda: RNNTwin("GRU"), (2, 9, 4), None),
           "depthwise_transposed": (mobile_keras, MobileTwin, (2, 10, 10, 3), (0, 3, 1, 2)),
+          "conv_bn_lstm_attention": (attention_keras, AttentionTwin, (2, 9, 4), None),
           "mobilenet_v2": (mobilenet_v2, MobileNetV2Twin, (2, 96, 96, 3), (0, 3, 1, 2))}
 
 
@@ -316,6 +338,14 @@ def test_mismatch_refused_then_loaded_partly(tmp_path):
     report = tf2torch.transfer(path, twin, example_inputs=(tx,), strict=False)
     assert report.unloaded_target == ["fc2.weight", "fc2.bias"] and len(report.unused_source) == 2
     assert "fc1.weight" in report.mapping and "fc2.weight" in report.to_markdown()
+
+
+def test_head_count_is_checked(tmp_path):
+    """Four heads of 2 where Keras has two of 4: every shape fits, the computation differs; refused."""
+    _, twin, path, _, tx = built("conv_bn_lstm_attention", "keras3", "model.keras", tmp_path)
+    twin.attention = nn.MultiheadAttention(8, 4, batch_first=True)
+    with pytest.raises(TransferError, match="attention.in_proj_weight"):
+        tf2torch.transfer(path, twin, example_inputs=(tx,))
 
 
 def test_report_writes(tmp_path):

@@ -106,6 +106,18 @@ def input_and_recurrent_bias(bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return bias[:half], bias[half:]
 
 
+# -- attention ------------------------------------------------------------------------------------------------
+def einsum_heads_to_linear(kernel: np.ndarray) -> np.ndarray:
+    """A MultiHeadAttention projection kernel (D, H, dk) → ``nn.Linear``-style weight (H·dk, D); head h is rows
+    h·dk … h·dk+dk-1, the contiguous split ``nn.MultiheadAttention`` makes."""
+    return kernel.reshape(kernel.shape[0], -1).T
+
+
+def output_heads_to_linear(kernel: np.ndarray) -> np.ndarray:
+    """The MultiHeadAttention output kernel (H, dv, Do) → ``out_proj.weight`` (Do, H·dv)."""
+    return kernel.reshape(-1, kernel.shape[-1]).T
+
+
 # -- normalization ---------------------------------------------------------------------------------------------
 def keras_bn_to_torch_params(arrays: Sequence[np.ndarray], scale: bool = True,
                              center: bool = True) -> dict[str, np.ndarray]:

@@ -143,7 +143,8 @@ def align_kind(targets: list[TargetModule], sources: list[SourceLayer]) -> tuple
 def summarize(source: str, targets: list[TargetModule], layers: list[SourceLayer],
               assignments: list[Assignment], ambiguous: list[dict]) -> TransferReport:
     loaded = {a.target for a in assignments}
-    used = {a.source for a in assignments}
+    used = {f"{a.source.rpartition('/')[0]}/{role}" for a in assignments
+            for role in a.source.rpartition("/")[2].split("+")}
     return TransferReport(
         mapping={a.target: {"source": a.source, "transform": a.transform} for a in assignments},
         unused_source=[w for s in layers for w in s.weight_names() if w not in used],

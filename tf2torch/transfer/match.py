@@ -44,7 +44,7 @@ def plan(target: TargetModule, source: SourceLayer) -> list[Assignment] | None:
     pieces = planner(target, source)
     if pieces is None:
         return None
-    used = {p[1] for p in pieces}
+    used = {role for p in pieces for role in p[1].split("+")}
     if set(target.tensors) != {p[0] for p in pieces} or used != set(source.weights):
         return None
     out = []
@@ -156,8 +156,36 @@ def plan_rnn(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
     return None
 
 
-PLANNERS = {"conv": plan_conv, "depthwise": plan_conv, "conv_transpose": plan_conv, "dense": plan_dense,
-            "batchnorm": plan_batchnorm, "layernorm": plan_layernorm, "embedding": plan_embedding,
+def plan_attention(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
+    """Keras MultiHeadAttention → ``nn.MultiheadAttention``: per-head kernels (D, H, dk) flattened head-major
+    (``einsum_heads_to_linear``), q, k, v stacked into ``in_proj_weight`` (or kept apart when key/value sizes
+    differ), the output kernel (H, dv, E) → ``out_proj``. Exact only when torch's heads are Keras's (so head_dim
+    = dk and both scale by 1/sqrt(dk)): a different head count fits every shape and computes something else."""
+    w, module = source.weights, target.module
+    if "query_kernel" not in w or w["query_kernel"].shape[1] != module.num_heads:
+        return None
+    parts = ("query", "key", "value")
+    kernels = [f"{p}_kernel" for p in parts]
+    pieces: list[Piece] = []
+    if module._qkv_same_embed_dim:
+        rows = sum(int(np.prod(w[k].shape[1:])) for k in kernels)
+        pieces.append(("in_proj_weight", "+".join(kernels), "einsum_heads_to_linear, q/k/v stacked",
+                       (rows, w["query_kernel"].shape[0]),
+                       lambda: np.concatenate([tx.einsum_heads_to_linear(np.asarray(w[k])) for k in kernels])))
+    else:
+        pieces += [_kernel(f"{p[0]}_proj_weight", source, k, tx.einsum_heads_to_linear) for p, k in zip(parts, kernels)]
+    pieces.append(_kernel("out_proj.weight", source, "output_kernel", tx.output_heads_to_linear))
+    if "query_bias" in w:
+        biases = [f"{p}_bias" for p in parts]
+        pieces.append(("in_proj_bias", "+".join(biases), "per-head biases flattened, q/k/v stacked",
+                       (sum(int(np.prod(w[b].shape)) for b in biases),),
+                       lambda: np.concatenate([np.asarray(w[b]).reshape(-1) for b in biases])))
+        pieces.append(_copy("out_proj.bias", source, "output_bias"))
+    return pieces
+
+
+PLANNERS = {"attention": plan_attention, "conv": plan_conv, "depthwise": plan_conv, "conv_transpose": plan_conv,
+            "dense": plan_dense, "batchnorm": plan_batchnorm, "layernorm": plan_layernorm, "embedding": plan_embedding,
             "lstm": plan_rnn, "gru": plan_rnn}
 
 

@@ -31,20 +31,37 @@ KIND_OF_CLASS = {
     **{f"DepthwiseConv{n}D": "depthwise" for n in (1, 2)},
     **{f"Conv{n}DTranspose": "conv_transpose" for n in (1, 2, 3)}, "Convolution2DTranspose": "conv_transpose",
     "Dense": "dense", "BatchNormalization": "batchnorm", "LayerNormalization": "layernorm",
-    "LSTM": "lstm", "GRU": "gru", "Embedding": "embedding",
+    "LSTM": "lstm", "GRU": "gru", "Embedding": "embedding", "MultiHeadAttention": "attention",
 }
 KIND_OF_SNAKE = {
     **{f"conv{n}d": "conv" for n in (1, 2, 3)}, **{f"depthwise_conv{n}d": "depthwise" for n in (1, 2)},
     **{f"conv{n}d_transpose": "conv_transpose" for n in (1, 2, 3)}, "dense": "dense",
     "batch_normalization": "batchnorm", "layer_normalization": "layernorm", "lstm": "lstm", "gru": "gru",
-    "embedding": "embedding",
+    "embedding": "embedding", "multi_head_attention": "attention",
 }
 ROLES = {  # each kind's weights in Keras's own order (``layer.weights``)
     "conv": ["kernel", "bias"], "depthwise": ["depthwise_kernel", "bias"], "conv_transpose": ["kernel", "bias"],
     "dense": ["kernel", "bias"], "batchnorm": ["gamma", "beta", "moving_mean", "moving_variance"],
     "layernorm": ["gamma", "beta"], "lstm": ["kernel", "recurrent_kernel", "bias"],
     "gru": ["kernel", "recurrent_kernel", "bias"], "embedding": ["embeddings"],
+    "attention": [f"{p}_{w}" for p in ("query", "key", "value", "output") for w in ("kernel", "bias")],
 }
+ATTENTION_PARTS = {"query": "query", "query_dense": "query", "key": "key", "key_dense": "key", "value": "value",
+                   "value_dense": "value", "attention_output": "output", "output_dense": "output"}
+
+
+def attention_roles(names: list[str]) -> list[str] | None:
+    """MultiHeadAttention weights by their sub-layer: ``query/kernel`` (Keras 2), ``query_dense/vars/0`` (Keras
+    3, whose ``.keras`` lists them alphabetically, not in ``layer.weights`` order) → ``query_kernel``..."""
+    roles = []
+    for name in names:
+        parts = name.split(":")[0].split("/")
+        part = next((ATTENTION_PARTS[p] for p in parts if p in ATTENTION_PARTS), None)
+        what = {"kernel": "kernel", "0": "kernel", "bias": "bias", "1": "bias"}.get(parts[-1])
+        if part is None or what is None:
+            return None
+        roles.append(f"{part}_{what}")
+    return roles if len(set(roles)) == len(roles) else None
 
 
 @dataclass
@@ -116,7 +133,8 @@ def graph_layers(graph: KerasGraph) -> list[SourceLayer]:
         if not layer.weights:
             continue
         kind = KIND_OF_CLASS.get(layer.class_name)
-        roles = config_roles(kind, layer.config, len(layer.weights)) if kind else None
+        roles = (attention_roles([w.name for w in layer.weights]) if kind == "attention" else
+                 config_roles(kind, layer.config, len(layer.weights)) if kind else None)
         if roles is None:
             roles = [w.name for w in layer.weights]
             kind = None
@@ -164,25 +182,34 @@ def _weight(file: h5py.File, dataset_path: str, where: str, budget: policy.Budge
 
 
 def keras2_structure(path: str) -> Structure:
-    """A Keras 2 / tf_keras ``save_weights`` file: per listed layer, its weights grouped by scope (a nested
-    model's group holds its inner layers' weights, each under the inner layer's name)."""
+    """A Keras 2 / tf_keras ``save_weights`` file: the listed layers' weights, grouped by layer."""
     file, budget, out = open_h5(path), policy.Budget.for_file(path), []
     try:
         for name in read_attr_list(file, "layer_names"):
             group = policy.group_child(file, name, f"layer {name}")
-            if group is None:
-                continue
-            scopes: dict[str, dict[str, Weight]] = {}
-            for wn in read_attr_list(group, "weight_names"):
-                scope, _, role = wn.split(":")[0].rpartition("/")
-                weight = _weight(file, f"{group.name}/{wn}", f"layer {name}", budget)
-                scopes.setdefault(scope or name, {})[role] = weight
-            for scope, weights in scopes.items():
-                layer_name = scope.rsplit("/", 1)[0] if scope.endswith(("_cell", "/cell")) else scope
-                out.append((layer_name, named_kind(weights), "", weights))
+            if group is not None:
+                out += _keras2_group(file, group, name, budget)
     finally:
         file.close()
     return out
+
+
+def _keras2_group(file: h5py.File, group: h5py.Group, name: str, budget: policy.Budget) -> Structure:
+    """One listed group: a MultiHeadAttention (its weights under its sub-layers' scopes, ``mha/query/kernel:0``),
+    or layers grouped by scope (a nested model's group holds its inner layers' weights under their names; an RNN's
+    sit under its cell's scope, ``lstm/lstm_cell/kernel:0``)."""
+    names = read_attr_list(group, "weight_names")
+    where = f"layer {name}"
+    roles = attention_roles(names) if names and all(n.startswith(f"{name}/") for n in names) else None
+    if roles is not None:
+        return [(name, "attention", "", {r: _weight(file, f"{group.name}/{wn}", where, budget)
+                                         for r, wn in zip(roles, names)})]
+    scopes: dict[str, dict[str, Weight]] = {}
+    for wn in names:
+        scope, _, role = wn.split(":")[0].rpartition("/")
+        scopes.setdefault(scope or name, {})[role] = _weight(file, f"{group.name}/{wn}", where, budget)
+    return [(scope.rsplit("/", 1)[0] if scope.endswith(("_cell", "/cell")) else scope, named_kind(weights), "",
+             weights) for scope, weights in scopes.items()]
 
 
 def named_kind(weights: dict[str, Weight]) -> str | None:
@@ -231,10 +258,14 @@ def _keras3_layers(file: h5py.File, layers: h5py.Group | None, prefix: str, budg
             continue
         _keras3_layers(file, policy.group_child(group, "layers", key), f"{prefix}{key}/", budget, out, depth + 1)
         found = [w for sub in ("vars", "cell/vars") for w in _vars(file, group, sub, f"{prefix}{key}", budget)]
+        kind = KIND_OF_SNAKE.get(re.sub(r"_\d+$", "", key))
+        if kind == "attention":  # its weights are its sub-layers' (query_dense/vars/0...)
+            found = [w for sub in sorted(group.keys()) if sub.endswith("_dense")
+                     for w in _vars(file, group, f"{sub}/vars", f"{prefix}{key}", budget)]
         if not found:
             continue
-        kind = KIND_OF_SNAKE.get(re.sub(r"_\d+$", "", key))
-        roles = _positional_roles(kind, found)
+        roles = (attention_roles([w.key.split(f"/{key}/", 1)[-1] for w in found]) if kind == "attention"
+                 else _positional_roles(kind, found))
         if roles is None:
             kind, roles = None, [f"vars/{i}" for i in range(len(found))]
         out.append((f"{prefix}{key}", kind, key, dict(zip(roles, found))))

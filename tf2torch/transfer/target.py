@@ -21,8 +21,9 @@ from ..errors import Tf2TorchError
 KIND_OF_MODULE: list[tuple[type, str]] = [
     (nn.Linear, "dense"), (nn.modules.conv._ConvTransposeNd, "conv_transpose"), (nn.modules.conv._ConvNd, "conv"),
     (nn.modules.batchnorm._BatchNorm, "batchnorm"), (nn.LayerNorm, "layernorm"), (nn.LSTM, "lstm"),
-    (nn.GRU, "gru"), (nn.Embedding, "embedding"),
+    (nn.GRU, "gru"), (nn.Embedding, "embedding"), (nn.MultiheadAttention, "attention"),
 ]
+UNITS = (nn.MultiheadAttention,)  # modules loaded as one, their children's tensors with them (``out_proj``)
 FLATTENING = {torch.flatten, torch.reshape, torch.Tensor.flatten, torch.Tensor.view, torch.Tensor.reshape}
 NOT_LOADED = ("num_batches_tracked",)  # torch's own counter: no source holds it, and eval never reads it
 
@@ -53,11 +54,21 @@ def module_kind(module: nn.Module) -> str | None:
 
 
 def own_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
-    tensors = dict(module.named_parameters(recurse=False))
-    persistent = [n for n, _ in module.named_buffers(recurse=False)
-                  if n not in module._non_persistent_buffers_set and n not in NOT_LOADED]
-    tensors.update({n: getattr(module, n) for n in persistent})
+    """Parameters and persistent buffers of the module itself (of a unit such as ``nn.MultiheadAttention``, its
+    children's too: ``out_proj.weight``)."""
+    recurse = isinstance(module, UNITS)
+    tensors = dict(module.named_parameters(recurse=recurse))
+    for owner_path, owner in (module.named_modules() if recurse else [("", module)]):
+        persistent = [n for n, _ in owner.named_buffers(recurse=False)
+                      if n not in owner._non_persistent_buffers_set and n not in NOT_LOADED]
+        tensors.update({f"{owner_path}.{n}" if owner_path else n: getattr(owner, n) for n in persistent})
     return {n: t for n, t in tensors.items() if t is not None}
+
+
+def inside_unit(model: nn.Module) -> set[str]:
+    """Paths of modules inside a unit: loaded with it, not on their own."""
+    return {f"{path}.{sub}" if path else sub for path, m in model.named_modules() if isinstance(m, UNITS)
+            for sub, _ in m.named_modules() if sub}
 
 
 class _FlattenWatch(TorchFunctionMode):
@@ -81,8 +92,9 @@ class _FlattenWatch(TorchFunctionMode):
 def target_modules(model: nn.Module, example_inputs: tuple | None) -> list[TargetModule]:
     """Leaf modules with tensors, in the order the forward pass calls them (modules it never calls follow in
     definition order); without example inputs, definition order throughout."""
+    skip = inside_unit(model)
     found = {path: TargetModule(path, m, module_kind(m), own_tensors(m))
-             for path, m in model.named_modules() if own_tensors(m)}
+             for path, m in model.named_modules() if path not in skip and own_tensors(m)}
     if example_inputs is None:
         return list(found.values())
     order: list[str] = []
