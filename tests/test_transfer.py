@@ -24,7 +24,8 @@ from tf2torch import transforms
 from tf2torch.converters import conv, dense, normalization, recurrent
 from tf2torch.transfer import TransferError
 
-FILES = {"keras3": ("model.keras", "model.h5", "model.weights.h5"), "tf_keras": ("model.h5", "weights.h5")}
+FILES = {"keras3": ("model.keras", "model.h5", "model.weights.h5"),
+         "tf_keras": ("model.h5", "weights.h5", "ckpt/weights", "object/ckpt", "tf1/ckpt")}  # 3 TF checkpoints
 CASES = [(flavour, name) for flavour, names in FILES.items() for name in names]
 
 
@@ -181,10 +182,32 @@ def randomize(model, seed=0):
 
 
 def save(model, path):
-    if path.name.endswith("weights.h5"):
+    if path.parent.name == "ckpt":  # tf_keras save_weights without .h5: a TF 2 object checkpoint
+        model.save_weights(str(path))
+    elif path.parent.name == "tf1":
+        save_tf1_checkpoint(model, path)
+    elif path.parent.name == "object":
+        import tensorflow as tf
+
+        tf.train.Checkpoint(model=model).write(str(path))
+    elif path.name.endswith("weights.h5"):
         model.save_weights(str(path))
     else:
         model.save(str(path))
+
+
+def save_tf1_checkpoint(model, path):
+    """A TF 1 checkpoint without a .meta: the variables by their scoped names (``conv2d_3/kernel``)."""
+    import tensorflow as tf
+
+    values = [(w.name.split(":")[0], np.asarray(w)) for w in model.weights]
+    with tf.Graph().as_default():
+        for name, value in values:
+            tf.compat.v1.get_variable(name, initializer=value)
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            saver.save(session, str(path), write_meta_graph=False)
 
 
 def built(case, flavour, file, tmp_path):
@@ -204,14 +227,21 @@ def built(case, flavour, file, tmp_path):
 def test_transfer_matches_keras(case, flavour, file, tmp_path):
     model, twin, path, x, tx = built(case, flavour, file, tmp_path)
     mapping = None
-    if case == "depthwise_transposed" and file == "weights.h5":  # no classes named: a transposed kernel reads
-        with pytest.raises(TransferError, match="up.weight, up.bias"):  # as a conv kernel; refused, not wrong;
+    unnamed = {"weights.h5": model.layers[4].name, "ckpt/weights": "layer_with_weights-3",  # no classes named:
+               "tf1/ckpt": model.layers[4].name,
+               "object/ckpt": "model/layer_with_weights-3"}  # a transposed kernel reads as a conv kernel,
+    if case == "depthwise_transposed" and file in unnamed:  # refused, not wrong; a map names the pair
+        with pytest.raises(TransferError, match="up.weight, up.bias"):
             tf2torch.transfer(path, twin, example_inputs=(tx,))
-        mapping = {"up": model.layers[4].name}  # the map names the pair, and the target says what it is
+        mapping = {"up": unnamed[file]}
+    if case == "mobilenet_v2" and file == "tf1/ckpt":  # names only, sorted: block_10_* before block_1_*; the
+        with pytest.raises(TransferError, match="candidate source layers"):  # order is gone, and refused
+            tf2torch.transfer(path, twin, example_inputs=(tx,))
+        return
     report = tf2torch.transfer(path, twin, example_inputs=(tx,), mapping=mapping)
     assert report.ok, report.to_markdown()
     assert len(report.mapping) == len(twin.state_dict()) - sum("num_batches" in k for k in twin.state_dict())
-    if not file.endswith("weights.h5"):  # a whole model: the verification ran Keras and compared layer by layer
+    if file in ("model.keras", "model.h5"):  # a whole model: the verification ran Keras and compared layer by layer
         compared = [entry for entry in report.verification["layers"] if entry.get("compared")]
         assert len(compared) >= 3 and report.first_divergence is None
     ref = np.asarray(model(x, training=False))

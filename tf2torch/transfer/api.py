@@ -51,7 +51,7 @@ def transfer(source: str | os.PathLike, model: nn.Module, example_inputs: tuple 
         if strict and not report.ok:
             raise TransferError(f"{source}: cannot transfer into {type(model).__name__} exactly; nothing was "
                                 f"loaded. Pass mapping= for the pairs named below, or strict=False to load what "
-                                f"fits.\n{report.problems()}", report)
+                                f"fits.\n{report.problems(limit=12)}", report)
         load(model, assignments)
     if verify is None:
         verify = example_inputs is not None and source_kind(source) == "model"

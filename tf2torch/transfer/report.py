@@ -56,16 +56,24 @@ class TransferReport:
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2)
 
-    def problems(self) -> str:
-        """The refusal's table: ambiguous targets with their candidates, then what was left on each side."""
+    def problems(self, limit: int | None = None) -> str:
+        """The refusal's table: ambiguous targets with their candidates, then what was left on each side
+        (``limit``: at most that many rows and names each, the count of the rest said)."""
+        def some(items: list, what: str) -> list:
+            if limit is None or len(items) <= limit:
+                return items
+            return [*items[:limit], f"... and {len(items) - limit} more (report.{what} lists them all)"]
+
         lines = []
         if self.ambiguous:
             lines += ["| target module | kind | candidate source layers |", "|---|---|---|"]
-            lines += [f"| {a['target']} | {a['kind']} | {', '.join(a['candidates'])} |" for a in self.ambiguous]
+            lines += some([f"| {a['target']} | {a['kind']} | {', '.join(a['candidates'])} |"
+                           for a in self.ambiguous], "ambiguous")
         if self.unloaded_target:
-            lines += ["", "Target tensors no source weight fits: " + ", ".join(self.unloaded_target)]
+            lines += ["", "Target tensors no source weight fits: "
+                      + ", ".join(some(self.unloaded_target, "unloaded_target"))]
         if self.unused_source:
-            lines += ["", "Source weights no target takes: " + ", ".join(self.unused_source)]
+            lines += ["", "Source weights no target takes: " + ", ".join(some(self.unused_source, "unused_source"))]
         first = self.first_divergence
         if first:
             lines += ["", f"First divergence: {first['target']} (from {first['source']}), max relative error "

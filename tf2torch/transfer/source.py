@@ -47,7 +47,8 @@ ROLES = {  # each kind's weights in Keras's own order (``layer.weights``)
     "attention": [f"{p}_{w}" for p in ("query", "key", "value", "output") for w in ("kernel", "bias")],
 }
 ATTENTION_PARTS = {"query": "query", "query_dense": "query", "key": "key", "key_dense": "key", "value": "value",
-                   "value_dense": "value", "attention_output": "output", "output_dense": "output"}
+                   "value_dense": "value", "attention_output": "output", "output_dense": "output",
+                   "_query_dense": "query", "_key_dense": "key", "_value_dense": "value", "_output_dense": "output"}
 
 
 def attention_roles(names: list[str]) -> list[str] | None:
@@ -81,13 +82,15 @@ class SourceLayer:
 
 
 def source_kind(path: str | os.PathLike) -> str:
-    """``model`` (a whole Keras model), ``keras2_weights`` or ``keras3_weights`` (``save_weights`` files)."""
+    """``model`` (a whole Keras model), ``keras2_weights`` or ``keras3_weights`` (``save_weights`` files),
+    ``tf_checkpoint`` (a TF 1 or TF 2 checkpoint, read by variable name)."""
     kind = file_kind(path)
     if kind != "h5":
-        if kind == "keras":
-            return "model"
-        raise ModelFileError(f"{path}: tf2torch.transfer reads Keras files (.h5, .keras, .weights.h5) so far; "
-                             f"this is a {kind}. Convert it with tf2torch.convert, or re-save the weights with Keras")
+        if kind in ("keras", "checkpoint"):
+            return "model" if kind == "keras" else "tf_checkpoint"
+        raise ModelFileError(f"{path}: tf2torch.transfer reads Keras files (.h5, .keras, .weights.h5) and TF "
+                             f"checkpoints so far; this is a {kind}. Convert it with tf2torch.convert, or save "
+                             "the weights with Keras's save_weights")
     with contextlib.closing(open_h5(str(path))) as file:
         if policy.attribute(file, "model_config", "/") is not None:
             return "model"
@@ -105,6 +108,11 @@ def open_source(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
     if kind == "model":
         with open_model(path) as graph:
             yield graph_layers(graph)
+        return
+    if kind == "tf_checkpoint":
+        from .source_tf import checkpoint_layers
+
+        yield checkpoint_layers(path)
         return
     reader = keras2_structure if kind == "keras2_weights" else keras3_structure
     structure = watchdog.guarded(functools.partial(reader, str(path)), str(path))
@@ -233,7 +241,7 @@ def named_kind(weights: dict[str, Weight]) -> str | None:
     return None
 
 
-def _natural(key: str) -> tuple[Any, ...]:
+def natural(key: str) -> tuple[Any, ...]:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key))
 
 
@@ -252,7 +260,7 @@ def _keras3_layers(file: h5py.File, layers: h5py.Group | None, prefix: str, budg
                    out: Structure, depth: int = 0) -> None:
     if layers is None or depth > policy.MAX_NESTING:
         return
-    for key in sorted(layers.keys(), key=_natural):
+    for key in sorted(layers.keys(), key=natural):
         group = policy.group_child(layers, key, f"layer {prefix}{key}")
         if group is None:
             continue
