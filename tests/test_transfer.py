@@ -386,6 +386,28 @@ def test_report_writes(tmp_path):
     assert "<table>" in report._repr_html_()
 
 
+# -- hostile weights files: refused by the reading policy, before any value is read ------------------------------
+def bomb(f):  # Keras 3 layout; 3.6 GB declared, nothing stored (a compressed, unwritten dataset)
+    f.create_dataset("layers/dense/vars/0", shape=(30_000, 30_000), dtype="float32", chunks=(1000, 1000),
+                     compression="gzip")
+
+
+def listed_but_missing(f):  # Keras 2 layout: the attribute lists a weight the file does not hold
+    f.attrs["layer_names"] = np.array([b"dense"])
+    f.create_group("dense").attrs["weight_names"] = np.array([b"dense/kernel:0"])
+
+
+@pytest.mark.parametrize("write,message", [(bomb, "decompression bomb"), (listed_but_missing, "listed but missing")])
+def test_hostile_weights_files(write, message, tmp_path):
+    import h5py
+
+    path = tmp_path / "w.weights.h5"
+    with h5py.File(path, "w") as f:
+        write(f)
+    with pytest.raises(tf2torch.ModelFileError, match=message):
+        tf2torch.transfer(path, nn.Linear(4, 4))
+
+
 # -- the transforms, shared with the converters ----------------------------------------------------------------
 def test_converters_use_the_shared_transforms():
     assert conv.hwio_to_oihw is transforms.hwio_to_oihw
