@@ -244,6 +244,7 @@ def test_transfer_matches_keras(case, flavour, file, tmp_path):
     if file in ("model.keras", "model.h5"):  # a whole model: the verification ran Keras and compared layer by layer
         compared = [entry for entry in report.verification["layers"] if entry.get("compared")]
         assert len(compared) >= 3 and report.first_divergence is None
+        assert report.verification["output_max_rel_error"] <= RTOL
     ref = np.asarray(model(x, training=False))
     with torch.no_grad():
         got = twin.eval()(tx).numpy()
@@ -296,6 +297,30 @@ def test_verification_names_the_trap(trap, flavour, file, tmp_path, monkeypatch)
     first = report.first_divergence
     assert first["target"] == layer and fix in first["diagnosis"][0], first
     assert fix in report.to_markdown()
+
+
+def test_output_divergence_without_a_layer_to_blame(tmp_path):
+    """A layer without weights differs (the twin pools 15 -> 7 where Keras's SAME pooling gives 8): the conv
+    agrees, the Dense after the pooling does not, and the diagnosis says its input already differed."""
+    k = keras_module("keras3")
+    L = k.layers
+    model = k.Sequential([k.Input((15, 15, 3)), L.Conv2D(4, 3, padding="same"), L.MaxPooling2D(2, padding="same"),
+                          L.GlobalAveragePooling2D(), L.Dense(2)])
+    randomize(model)
+    model.save(str(tmp_path / "m.keras"))
+
+    class Twin(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(nn.functional.max_pool2d(self.conv(x), 2).mean((2, 3)))
+
+    report = tf2torch.transfer(tmp_path / "m.keras", Twin(), example_inputs=(torch.randn(2, 3, 15, 15),))
+    assert report.loaded and not report.ok and report.first_divergence["target"] == "fc"
+    assert "its input already differs" in report.to_markdown()
+    assert [e["diverges"] for e in report.verification["layers"]] == [False, True]
 
 
 # -- refusals --------------------------------------------------------------------------------------------------

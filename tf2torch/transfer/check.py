@@ -74,7 +74,8 @@ def verify_transfer(path: str | os.PathLike, model: nn.Module, example_inputs: t
                     pairs: list[tuple[TargetModule, SourceLayer]], assignments: list[Assignment]) -> dict[str, Any]:
     """Run both sides; the per-layer comparison in the target's execution order and the first divergence."""
     with open_model(path) as graph:
-        specs, major = graph.input_specs, graph.keras_major
+        specs, major, output = graph.input_specs, graph.keras_major, graph.outputs[0]
+        feeds = {node.layer: node.inputs[0] for node in reversed(graph.nodes) if node.inputs}  # first calls
     arrays = keras_inputs(specs, example_inputs)
     if arrays is None:
         return {"compared": False, "why": "the example inputs fit neither the Keras input shapes nor their "
@@ -85,38 +86,74 @@ def verify_transfer(path: str | os.PathLike, model: nn.Module, example_inputs: t
     hooks = [t.module.register_forward_hook(_recorder(seen, t.path)) for t, _ in pairs]
     try:
         with torch.no_grad():
-            model.eval()(*example_inputs)
+            got = model.eval()(*example_inputs)
     finally:
         for hook in hooks:
             hook.remove()
-    layers = [_compare(t, s, seen.get(t.path), reference.get(s.name)) for t, s in pairs]
+    layers = [_compare(t, s, seen.get(t.path), reference.get(s.name), _output_of(reference, feeds.get(s.name)))
+              for t, s in pairs]
     first = next((entry for entry in layers if entry.get("diverges")), None)
-    return {"compared": True, "layers": layers, "first_divergence": first}
+    expected = reference.get(output.node, [None] * (output.index + 1))[output.index]
+    return {"compared": True, "layers": layers, "first_divergence": first,
+            "output_max_rel_error": output_error(got, expected)}
+
+
+def output_error(got: Any, expected: np.ndarray | None) -> float | None:
+    """The model's (first) output against Keras's, channels moved last when that is what makes the shapes agree;
+    None when they cannot be compared."""
+    got = got[0] if isinstance(got, (tuple, list)) else got
+    if expected is None or not isinstance(got, torch.Tensor):
+        return None
+    out = got.detach().float().numpy()
+    if out.shape != expected.shape and out.ndim > 2 and np.moveaxis(out, 1, -1).shape == expected.shape:
+        out = np.moveaxis(out, 1, -1)
+    if out.shape != expected.shape:
+        return None
+    return float(np.abs(out - expected).max() / max(float(np.abs(expected).max()), 1e-30))
+
+
+def _output_of(reference: dict[str, list[np.ndarray]], ref: Any) -> np.ndarray | None:
+    values = reference.get(ref.node) if ref is not None else None
+    return values[ref.index] if values is not None and ref.index < len(values) else None
 
 
 def _recorder(seen: dict, path: str) -> Any:
     def hook(module: nn.Module, args: tuple, output: Any) -> None:
         if path not in seen:
-            shape = tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else None
-            seen[path] = (shape, output)
+            x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            seen[path] = (x, output)
     return hook
 
 
-def _compare(target: TargetModule, source: SourceLayer, got: Any, ref: list[np.ndarray] | None) -> dict[str, Any]:
+def _error(target: TargetModule, source: SourceLayer, got: torch.Tensor, expected: np.ndarray) -> float | None:
+    """max|Δ| / max|ref| of a torch tensor against Keras's, in Keras's layout; None when the shapes disagree."""
+    out = got.detach().float().numpy()
+    if target.kind in CHANNELS_FIRST_KINDS and out.ndim > 2 and source.config.get("data_format") != "channels_first":
+        out = np.moveaxis(out, 1, -1)  # by kind, not by shape: (N, 8, 8, 8) fits either way
+    if out.shape != expected.shape:
+        return None
+    return float(np.abs(out - expected).max() / max(float(np.abs(expected).max()), 1e-30))
+
+
+def _compare(target: TargetModule, source: SourceLayer, got: Any, ref: list[np.ndarray] | None,
+             keras_input: np.ndarray | None) -> dict[str, Any]:
     entry: dict[str, Any] = {"target": target.path, "source": source.name}
     if got is None or not ref or not isinstance(got[1], torch.Tensor):
         return {**entry, "compared": False}
     activation = source.config.get("activation", "linear") or "linear"
     if target.kind in ("dense", "conv", "depthwise", "conv_transpose") and activation not in ACTIVATIONS:
         return {**entry, "compared": False}
-    out = ACTIVATIONS.get(activation, ACTIVATIONS["linear"])(got[1]).numpy()
-    expected = ref[0]
-    if target.kind in CHANNELS_FIRST_KINDS and out.ndim > 2 and source.config.get("data_format") != "channels_first":
-        out = np.moveaxis(out, 1, -1)  # by kind, not by shape: (N, 8, 8, 8) fits either way
-    if out.shape != expected.shape:
+    error = _error(target, source, ACTIVATIONS.get(activation, ACTIVATIONS["linear"])(got[1]), ref[0])
+    if error is None:
         return {**entry, "compared": False}
-    error = float(np.abs(out - expected).max() / max(float(np.abs(expected).max()), 1e-30))
     entry.update(compared=True, max_rel_error=error, diverges=error > RTOL)
     if error > RTOL:
-        entry["diagnosis"] = diagnose(target, source, got[0]) or ["no known trap at this layer"]
+        input_error = None if got[0] is None or keras_input is None else _error(target, source, got[0], keras_input)
+        if input_error is not None and input_error > RTOL:
+            entry["diagnosis"] = [f"its input already differs from Keras's (max relative error {input_error:.3g}): "
+                                  "the cause is upstream, in a layer without weights (pooling padding, an "
+                                  "activation variant, a reshape order)"]
+        else:
+            shape = None if got[0] is None else tuple(got[0].shape)
+            entry["diagnosis"] = diagnose(target, source, shape) or ["no known trap at this layer"]
     return entry

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+OUTPUT_RTOL = 1e-4  # the verification's tolerance on the model's output, as on each layer's (check.RTOL)
+
 
 @dataclass
 class TransferReport:
@@ -28,8 +30,13 @@ class TransferReport:
 
     @property
     def ok(self) -> bool:
-        """Loaded exactly, and, where the verification ran, no matched layer diverges."""
-        return self.loaded and not (self.verification or {}).get("first_divergence")
+        """Loaded exactly, and, where the verification ran, no matched layer nor the output diverges."""
+        return self.loaded and not self.first_divergence and not self.output_diverges
+
+    @property
+    def output_diverges(self) -> bool:
+        error = (self.verification or {}).get("output_max_rel_error")
+        return error is not None and error > OUTPUT_RTOL
 
     @property
     def first_divergence(self) -> dict[str, Any] | None:
@@ -78,10 +85,14 @@ class TransferReport:
         if first:
             lines += ["", f"First divergence: {first['target']} (from {first['source']}), max relative error "
                           f"{first['max_rel_error']:.3g}: " + "; ".join(first["diagnosis"])]
+        elif self.output_diverges:
+            lines += ["", f"The output differs from Keras's (max relative error "
+                          f"{self.verification['output_max_rel_error']:.3g}) though every compared layer matches: "
+                          "look at the layers without weights between them (pooling padding, activation variants)"]
         return "\n".join(lines).strip()
 
     def status(self) -> str:
-        return "ok" if self.ok else "loaded, but a layer diverges" if self.loaded else "refused or incomplete"
+        return "ok" if self.ok else "loaded, but the outputs diverge" if self.loaded else "refused or incomplete"
 
     def to_markdown(self) -> str:
         lines = [f"# Transfer from {self.source}: {self.status()}", "",
