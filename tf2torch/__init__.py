@@ -16,11 +16,11 @@ if TYPE_CHECKING:
     from .converters.registry import converter as register
     from .emit import to_onnx, to_pt2, to_python
     from .training import regularization_loss
-    from .transfer import TransferReport, transfer
+    from .transfer import TransferError, TransferReport, transfer
     from .verify import verify
 
 __version__ = "0.1.0"
-__all__ = ["convert", "verify", "transfer", "TransferReport",
+__all__ = ["convert", "verify", "transfer", "TransferReport", "TransferError",
            "save", "load", "register", "regularization_loss", "to_python", "to_pt2", "to_onnx",
            "LayerSpec", "Converted", "Tf2TorchError", "ModelFileError", "UnsupportedLayerError", "ConversionError",
            "ConversionNotice"]
@@ -29,7 +29,8 @@ _LAZY = {"convert": (".api", "convert"), "load": (".api", "load"), "save": (".ap
          "register": (".converters.registry", "converter"), "to_onnx": (".emit", "to_onnx"),
          "to_pt2": (".emit", "to_pt2"), "to_python": (".emit", "to_python"),
          "regularization_loss": (".training", "regularization_loss"), "verify": (".verify", "verify"),
-         "transfer": (".transfer", "transfer"), "TransferReport": (".transfer", "TransferReport")}
+         "transfer": (".transfer", "transfer"), "TransferReport": (".transfer", "TransferReport"),
+         "TransferError": (".transfer", "TransferError")}
 
 
 # ``tf2torch.verify`` is the function: the subpackage of that name is loaded now (it is light), so that importing
