@@ -433,6 +433,19 @@ def test_hostile_weights_files(write, message, tmp_path):
         tf2torch.transfer(path, nn.Linear(4, 4))
 
 
+@pytest.mark.parametrize("file", ["model.keras", "model.weights.h5"])
+def test_reading_never_imports_tensorflow(file, tmp_path):
+    """Keras files are read with h5py only; TensorFlow comes in only to verify (here: no example inputs)."""
+    _, _, path, _, _ = built("conv_bn_lstm", "keras3", file, tmp_path)
+    code = ("import sys, tf2torch, test_transfer as t\n"
+            f"report = tf2torch.transfer({str(path)!r}, t.RNNTwin())\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'))\n"
+            "print(report.loaded, heavy)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.stdout.strip().splitlines()[-1] == "True []", done.stderr[-2000:]
+
+
 # -- the transforms, shared with the converters ----------------------------------------------------------------
 def test_converters_use_the_shared_transforms():
     assert conv.hwio_to_oihw is transforms.hwio_to_oihw
