@@ -16,24 +16,30 @@ if TYPE_CHECKING:
     from .converters.registry import converter as register
     from .emit import to_onnx, to_pt2, to_python
     from .training import regularization_loss
+    from .transfer import TransferError, TransferReport, transfer
     from .verify import verify
 
 __version__ = "0.1.0"
-__all__ = ["convert", "verify", "save", "load", "register", "regularization_loss", "to_python", "to_pt2", "to_onnx",
+__all__ = ["convert", "verify", "transfer", "TransferReport", "TransferError",
+           "save", "load", "register", "regularization_loss", "to_python", "to_pt2", "to_onnx",
            "LayerSpec", "Converted", "Tf2TorchError", "ModelFileError", "UnsupportedLayerError", "ConversionError",
            "ConversionNotice"]
 _LAZY = {"convert": (".api", "convert"), "load": (".api", "load"), "save": (".api", "save"),
          "Converted": (".converters.registry", "Converted"), "LayerSpec": (".converters.registry", "LayerSpec"),
          "register": (".converters.registry", "converter"), "to_onnx": (".emit", "to_onnx"),
          "to_pt2": (".emit", "to_pt2"), "to_python": (".emit", "to_python"),
-         "regularization_loss": (".training", "regularization_loss"), "verify": (".verify", "verify")}
+         "regularization_loss": (".training", "regularization_loss"), "verify": (".verify", "verify"),
+         "transfer": (".transfer", "transfer"), "TransferReport": (".transfer", "TransferReport"),
+         "TransferError": (".transfer", "TransferError")}
 
 
 # ``tf2torch.verify`` is the function: the subpackage of that name is loaded now (it is light), so that importing
 # it later cannot rebind the attribute to the subpackage; the name then resolves through __getattr__.
+from . import transfer as _transfer_package  # noqa: E402, F401  (the same for ``tf2torch.transfer``)
 from . import verify as _verify_package  # noqa: E402, F401
 
 del verify  # noqa: F821  (bound by the import system to the subpackage)
+del transfer  # noqa: F821
 
 
 def __getattr__(name: str) -> Any:

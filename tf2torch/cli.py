@@ -1,4 +1,4 @@
-"""Command line: ``tf2torch convert | verify | inspect | layers``.
+"""Command line: ``tf2torch convert | verify | inspect | transfer | layers``.
 
 Errors of our own become one line on stderr and exit code 2; anything unexpected is one line too (exit 3), with
 the traceback only when ``TF2TORCH_DEBUG=1``. ``verify`` exits 0 when every layer call is within tolerance and 1
@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from .errors import Tf2TorchError
+from .transfer.command import transfer_command
 
 
 def _one_line(message: str) -> str:
@@ -454,6 +455,10 @@ def inspect(source: str, signature: str | None, tf_inputs: tuple[str, ...], tf_o
                        f"params={params:<10,} {used or 'NO CONVERTER'}")
         total = sum(int(np.prod(w.shape)) for layer in graph.layers.values() for w in layer.weights)
         click.echo(f"total parameters: {total:,}; layers without a converter: {missing}")
+
+
+transfer_command.callback = friendly_errors(transfer_command.callback)  # tf2torch/transfer/command.py
+main.add_command(transfer_command)
 
 
 @main.command()

@@ -31,6 +31,7 @@ from ..nn.attention import (
     MultiHeadAttention,
     projection_equation,
 )
+from ..transforms import einsum_heads_to_linear, output_heads_to_linear
 from .activations import activation_for
 from .registry import NO_EFFECT, Converted, LayerSpec, as_parameter, converter
 
@@ -119,17 +120,6 @@ def mha_weight_roles(names: list[str]) -> dict[str, int]:
             part, kind = parts[-2], parts[-1]
         roles[f"{MHA_PARTS[part]}_{kind}"] = i
     return roles
-
-
-def einsum_heads_to_linear(kernel: np.ndarray) -> np.ndarray:
-    """A projection kernel (D, H, dk) → ``nn.Linear``-style weight (H·dk, D); head h is rows h·dk … h·dk+dk-1,
-    the contiguous split ``nn.MultiheadAttention`` makes."""
-    return kernel.reshape(kernel.shape[0], -1).T
-
-
-def output_heads_to_linear(kernel: np.ndarray) -> np.ndarray:
-    """The output kernel (H, dv, Do) → ``out_proj.weight`` (Do, H·dv)."""
-    return kernel.reshape(-1, kernel.shape[-1]).T
 
 
 def attention_axes_of(config_axes: list[int] | int | None, input_rank: int) -> tuple[int, ...]:

@@ -19,34 +19,12 @@ from ..layout import CHANNELS_FIRST, KERAS
 from ..nn.conv import Conv2d
 from ..nn.padding import same_pad_module, static_same_padding
 from ..nn.transposed import TF_CONV_TRANSPOSE_BY_RANK, keras_transpose_crop, torch_transpose_padding
+from ..transforms import depthwise_kernel_to_oihw, hwio_to_oihw, transposed_kernel_to_iohw
 from .activations import activation_for
 from .registry import Converted, LayerSpec, as_conv_weight, as_parameter, converter
 
 CONV_BY_RANK = {1: nn.Conv1d, 2: Conv2d, 3: nn.Conv3d}  # Conv2d: torch's, 1×1 calls as a matrix product
 CONV_TRANSPOSE_BY_RANK = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
-
-
-# -- weight transforms ---------------------------------------------------------------------------------------
-def hwio_to_oihw(kernel: np.ndarray) -> np.ndarray:
-    """Keras conv kernel (*spatial, in, out) → torch (out, in, *spatial), any spatial rank."""
-    n = kernel.ndim - 2
-    return kernel.transpose(n + 1, n, *range(n))
-
-
-def depthwise_kernel_to_oihw(kernel: np.ndarray) -> np.ndarray:
-    """Keras depthwise kernel (*spatial, in, depth_multiplier) → torch grouped-conv weight (in * dm, 1, *spatial).
-
-    TF's output channel ``c * dm + m`` reads input channel ``c`` with ``kernel[..., c, m]``: a C-order reshape of
-    (in, dm), and torch's ``groups=in`` gives output channel ``o`` input channel ``o // dm``."""
-    *spatial, channels, multiplier = kernel.shape
-    return hwio_to_oihw(kernel.reshape(*spatial, 1, channels * multiplier))
-
-
-def transposed_kernel_to_iohw(kernel: np.ndarray) -> np.ndarray:
-    """Keras transposed-conv kernel (*spatial, out, in) → torch ``ConvTranspose`` weight (in, out, *spatial).
-    No spatial flip: both are the adjoint of their cross-correlation."""
-    n = kernel.ndim - 2
-    return kernel.transpose(n + 1, n, *range(n))
 
 
 # -- config helpers ------------------------------------------------------------------------------------------

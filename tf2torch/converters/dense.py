@@ -8,50 +8,13 @@ fc1 kernel is 411 MB, and a whole stored copy next to a whole transposed one put
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from torch import nn
 
-from ..graph import StoredArray
 from ..layout import KERAS, FlatChannelsFirst
+from ..transforms import BLOCK_BYTES, kernel_to_linear  # noqa: F401  (BLOCK_BYTES: re-exported)
 from .activations import activation_for
 from .registry import Converted, LayerSpec, as_parameter, converter, weight_array_dtype
-
-BLOCK_BYTES = 8 << 20  # stored rows read (and transposed) at a time
-
-
-def kernel_to_linear(kernel: StoredArray, channels: int, spatial: tuple[int, ...] = (),
-                     dtype: np.dtype | None = None, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
-    """Keras (H*W*C, units) kernel → torch ``Linear.weight`` (units, C*H*W) that consumes a C,H,W-ordered flatten;
-    with ``spatial=()`` a plain (in, units) → (units, in) transpose. The result is allocated once, in ``dtype``
-    (default: the kernel's), and filled from blocks of stored rows of at most ``block_bytes``, read from ``kernel``
-    as they are needed: no whole-size temporary exists besides the result (a block is larger only where the
-    file's HDF5 chunks span more rows: ``rows_per_chunk``)."""
-    rows, units = kernel.shape
-    positions = math.prod(spatial)
-    if rows != positions * channels:
-        raise ValueError(f"a kernel of {rows} rows cannot take a flatten of {channels} channels x {spatial}")
-    out = np.empty((units, rows), dtype=dtype or kernel.dtype)
-    if out.size == 0:
-        return out
-    by_position = out.reshape(units, channels, positions)  # a view: column c*positions + s
-    row_bytes = units * max(out.itemsize, np.dtype(kernel.dtype).itemsize)
-    # stored rows per block; at least one HDF5 chunk's rows, so a chunk is decompressed at most a few times
-    step = max(1, block_bytes // row_bytes, getattr(kernel, "rows_per_chunk", 1))
-    with np.errstate(over="ignore"):  # float64 past float32's range becomes inf, silently, as torch's cast does
-        if step >= channels:  # whole spatial positions per block (stored row s*channels + c)
-            per = step // channels
-            for s0 in range(0, positions, per):
-                s1 = min(positions, s0 + per)
-                block = kernel[s0 * channels:s1 * channels].reshape(s1 - s0, channels, units)
-                by_position[:, :, s0:s1] = block.transpose(2, 1, 0)
-        else:  # a block holds part of one position's channels
-            for s in range(positions):
-                for c0 in range(0, channels, step):
-                    c1 = min(channels, c0 + step)
-                    by_position[:, c0:c1, s] = kernel[s * channels + c0:s * channels + c1].T
-    return out
 
 
 @converter("Dense", defaults={"lora_rank": None, "lora_alpha": None, "quantization_config": None})

@@ -48,6 +48,7 @@ from ..nn.normalization import (
     LayerNormOnDims,
     RMSNormOnDims,
 )
+from ..transforms import keras_bn_to_torch_params
 from .registry import NO_EFFECT, Converted, LayerSpec, converter, to_tensor
 
 BATCH_NORM_BY_RANK = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
@@ -82,22 +83,6 @@ def broadcast_to_layout(array: np.ndarray, layout: Layout) -> np.ndarray:
     if normalize(layout, array.ndim) == CHANNELS_FIRST:
         return array.transpose(to_channels_first_perm(array.ndim))
     return array
-
-
-def keras_bn_to_torch_params(arrays: Sequence[np.ndarray], scale: bool = True,
-                             center: bool = True) -> dict[str, np.ndarray]:
-    """Keras BatchNormalization weights ``[gamma] [beta] moving_mean moving_variance`` → torch's ``weight``,
-    ``bias``, ``running_mean``, ``running_var``. Torch's affine is all or nothing: a missing gamma becomes ones,
-    a missing beta zeros; without both there is no ``weight``/``bias``."""
-    rest = list(arrays)
-    gamma = rest.pop(0) if scale else None
-    beta = rest.pop(0) if center else None
-    mean, variance = rest[0], rest[1]
-    params = {"running_mean": mean, "running_var": variance}
-    if scale or center:
-        params["weight"] = gamma if gamma is not None else np.ones_like(mean)
-        params["bias"] = beta if beta is not None else np.zeros_like(mean)
-    return params
 
 
 # -- config helpers ------------------------------------------------------------------------------------------

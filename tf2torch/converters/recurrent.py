@@ -29,36 +29,10 @@ from ..nn.recurrent import (
     KerasStackedRNN,
 )
 from ..readers.config import to_snake_case
+from ..transforms import input_and_recurrent_bias, keras_gru_gates_to_torch, keras_gru_to_torch, keras_lstm_to_torch
 from .activations import activation_module
 from .conv import CONV_BY_RANK, hwio_to_oihw, sequence, strided_conv
 from .registry import NO_EFFECT, Converted, LayerSpec, converter, to_tensor
-
-
-# -- weight transforms ---------------------------------------------------------------------------------------
-def keras_lstm_to_torch(kernel: np.ndarray, recurrent_kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keras (in, 4u) / (u, 4u) with gates i, f, c, o → torch ``weight_ih`` (4u, in), ``weight_hh`` (4u, u) with
-    gates i, f, g, o: the same order, transposed."""
-    return kernel.T, recurrent_kernel.T
-
-
-def keras_gru_gates_to_torch(matrix: np.ndarray) -> np.ndarray:
-    """Reorder the last axis (3u) from Keras's z, r, h to torch's r, z, n."""
-    z, r, h = np.split(matrix, 3, axis=-1)
-    return np.concatenate([r, z, h], axis=-1)
-
-
-def keras_gru_to_torch(kernel: np.ndarray, recurrent_kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keras GRU kernels (in, 3u) / (u, 3u) → torch ``weight_ih`` (3u, in), ``weight_hh`` (3u, u), gates r, z, n."""
-    return keras_gru_gates_to_torch(kernel).T, keras_gru_gates_to_torch(recurrent_kernel).T
-
-
-def input_and_recurrent_bias(bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A two-part bias → (input bias, recurrent bias): GRU ``reset_after`` (2, 3u) rows, or CuDNNLSTM (8u) /
-    CuDNNGRU (6u) halves ([TFK] ``cudnn_lstm.py``/``cudnn_gru.py``: input half first)."""
-    if bias.ndim == 2:
-        return bias[0], bias[1]
-    half = bias.shape[0] // 2
-    return bias[:half], bias[half:]
 
 
 def set_parameters(module: nn.Module, **arrays: np.ndarray | None) -> None:

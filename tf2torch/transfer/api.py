@@ -1,0 +1,161 @@
+"""``transfer``: read the source, list the target, pair them kind by kind, load all or nothing (``strict``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from ..errors import Tf2TorchError
+from .check import verify_transfer
+from .match import Assignment, plan, similarity
+from .report import TransferReport
+from .source import SourceLayer, open_source, source_kind
+from .target import TargetModule, target_modules
+
+
+class TransferError(Tf2TorchError):
+    """A transfer refused: ambiguous pairs or weights that fit nowhere; ``report`` holds the full table."""
+
+    def __init__(self, message: str, report: TransferReport):
+        super().__init__(message)
+        self.report = report
+
+
+def transfer(source: str | os.PathLike, model: nn.Module, example_inputs: tuple | None = None,
+             mapping: Mapping[str, str] | str | os.PathLike | None = None, strict: bool = True,
+             verify: bool | None = None) -> TransferReport:
+    """Load the weights of ``source`` (a Keras ``.h5``/``.keras`` model or a ``save_weights`` file) into
+    ``model`` in place. ``example_inputs``: a tuple of tensors exactly as ``model`` takes them; one forward pass
+    gives the execution order (and which Linear follows a flatten); without it, definition order. ``mapping``:
+    target module path (or a regular expression over paths) → source layer name, for pairs the matching should
+    not guess, or the path of such a JSON file (``report.save_mapping`` writes one). ``strict``: refuse
+    (``TransferError``, nothing loaded) unless every target tensor and every source weight is used exactly once;
+    ``strict=False`` loads what fits and lists the rest. ``verify`` (default: whenever the source is a whole
+    model and example inputs are given): run Keras and the loaded model, compare each matched layer's output and
+    diagnose the first divergence (``report.first_divergence``); this imports TensorFlow/Keras."""
+    if example_inputs is not None and not isinstance(example_inputs, tuple):
+        raise TypeError("example_inputs must be a tuple of tensors, exactly as the model takes them")
+    if isinstance(mapping, (str, os.PathLike)):
+        mapping = read_mapping(mapping)
+    targets = target_modules(model, example_inputs)
+    with open_source(source) as layers:
+        pairs, ambiguous = align(targets, layers, dict(mapping or {}))
+        assignments = [a for t, s in pairs for a in plan(t, s) or []]
+        report = summarize(str(source), targets, layers, assignments, ambiguous)
+        if strict and not report.ok:
+            raise TransferError(f"{source}: cannot transfer into {type(model).__name__} exactly; nothing was "
+                                f"loaded. Pass mapping= for the pairs named below, or strict=False to load what "
+                                f"fits.\n{report.problems(limit=12)}", report)
+        load(model, assignments)
+    if verify is None:
+        verify = example_inputs is not None and source_kind(source) == "model"
+    if verify:
+        if example_inputs is None or source_kind(source) != "model":
+            raise TransferError(f"{source}: verification needs a whole model (.keras/.h5 from model.save) and "
+                                "example_inputs", report)
+        report.verification = verify_transfer(source, model, example_inputs, pairs, assignments)
+    return report
+
+
+def align(targets: list[TargetModule], layers: list[SourceLayer],
+          mapping: dict[str, str]) -> tuple[list[tuple[TargetModule, SourceLayer]], list[dict]]:
+    """(target, source) pairs: the mapping's first, then per kind in order, each pair fitting exactly."""
+    by_name = {s.name: s for s in layers}
+    pairs, taken, ambiguous = [], set(), []
+    for target in targets:
+        name = mapped_name(mapping, target.path)
+        if name is None:
+            continue
+        if name not in by_name:
+            raise TransferError(f"mapping: {target.path} -> {name}: the source has no layer {name}; it has "
+                                f"{', '.join(by_name)}", TransferReport())
+        source = by_name[name]
+        if not source.class_name and source.kind != target.kind:  # a weights-only file names no class: the
+            source = replace(source, kind=target.kind)               # map says what the layer was
+        pairs.append((target, source))
+        taken.add(name)
+    mapped = {t.path for t, _ in pairs}
+    for kind in dict.fromkeys(t.kind for t in targets if t.kind):
+        kind_targets = [t for t in targets if t.kind == kind and t.path not in mapped]
+        kind_sources = [s for s in layers if s.kind == kind and s.name not in taken]
+        found, unsure = align_kind(kind_targets, kind_sources)
+        pairs += found
+        ambiguous += unsure
+    return pairs, ambiguous
+
+
+def read_mapping(path: str | os.PathLike) -> dict[str, str]:
+    """A mapping file: one JSON object of target module path (or regular expression) → source layer name."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise TransferError(f"{path}: cannot read the mapping ({exc})", TransferReport()) from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise TransferError(f"{path}: a mapping is one JSON object of \"target.module\": \"source_layer\" "
+                            "pairs", TransferReport())
+    return data
+
+
+def mapped_name(mapping: dict[str, str], path: str) -> str | None:
+    """The source layer a mapping names for a target module: its exact key, else the first key that fully
+    matches as a regular expression (``features\\.(\\d+)`` → ``conv_\\1``, groups expanded)."""
+    if path in mapping:
+        return mapping[path]
+    for key, value in mapping.items():
+        try:
+            match = re.fullmatch(key, path)
+        except re.error as exc:
+            raise TransferError(f"mapping: {key!r} is not a regular expression ({exc})", TransferReport()) from None
+        if match:
+            return match.expand(value)
+    return None
+
+
+def align_kind(targets: list[TargetModule], sources: list[SourceLayer]) -> tuple[list, list]:
+    """One kind: in order when the counts agree and every pair fits; otherwise each target takes the one later
+    source that fits, the best name match among several, or is listed as ambiguous."""
+    if len(targets) == len(sources) and all(plan(t, s) is not None for t, s in zip(targets, sources)):
+        return list(zip(targets, sources)), []
+    pairs, ambiguous, start = [], [], 0
+    for target in targets:
+        fits = [i for i in range(start, len(sources)) if plan(target, sources[i]) is not None]
+        if len(fits) > 1:
+            scores = sorted(((similarity(target.path, sources[i].name), i) for i in fits), reverse=True)
+            if scores[0][0] > 0 and scores[0][0] > scores[1][0]:
+                fits = [scores[0][1]]
+            else:
+                ambiguous.append({"target": target.path, "kind": target.kind,
+                                  "candidates": [sources[i].name for i in fits]})
+                continue
+        if fits:
+            pairs.append((target, sources[fits[0]]))
+            start = fits[0] + 1
+    return pairs, ambiguous
+
+
+def summarize(source: str, targets: list[TargetModule], layers: list[SourceLayer],
+              assignments: list[Assignment], ambiguous: list[dict]) -> TransferReport:
+    loaded = {a.target for a in assignments}
+    used = {f"{a.source.rpartition('/')[0]}/{role}" for a in assignments
+            for role in a.source.rpartition("/")[2].split("+")}
+    return TransferReport(
+        mapping={a.target: {"source": a.source, "transform": a.transform} for a in assignments},
+        unused_source=[w for s in layers for w in s.weight_names() if w not in used],
+        unloaded_target=[n for t in targets for n in t.tensor_names() if n not in loaded],
+        ambiguous=ambiguous, source=source)
+
+
+def load(model: nn.Module, assignments: list[Assignment]) -> None:
+    """Copy each transformed array into its tensor (in the tensor's dtype); every shape was checked by ``plan``."""
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    with torch.no_grad():
+        for a in assignments:
+            tensor = tensors[a.target]
+            tensor.copy_(torch.from_numpy(a.compute().copy()).reshape(tensor.shape).to(tensor.dtype))

@@ -1,0 +1,159 @@
+"""Verification of a transfer: the Keras model and the loaded target run on the same input, each matched layer's
+output compared (forward hooks), and the first divergence diagnosed with the traps shapes cannot see.
+
+Traps named ([TF] ``kernel_shape_util.cc``, [K3] ``layers/normalization/batch_normalization.py``): TF ``SAME``
+padding with stride > 1 pads ``total // 2`` before and the rest after, so for some input sizes it is asymmetric
+where a torch ``padding=p`` is symmetric; Keras BatchNormalization's epsilon is 1e-3, torch's 1e-5 (LayerNorm:
+Keras 1e-3, torch 1e-5). Keras 3 files run with Keras 3, Keras 2 files with tf_keras (``verify.keras_side``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..readers import open_model
+from ..verify.keras_side import input_names, load_keras_model, run_layers
+from .match import Assignment
+from .source import SourceLayer
+from .target import TargetModule
+
+RTOL = 1e-4  # a matched layer diverges when max|Δ| / max|reference| exceeds this
+CHANNELS_FIRST_KINDS = ("conv", "depthwise", "conv_transpose", "batchnorm")  # torch keeps channels on axis 1
+ACTIVATIONS = {"linear": lambda t: t, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+
+
+def keras_inputs(specs: list[Any], example_inputs: tuple) -> list[np.ndarray] | None:
+    """The example inputs in Keras's layout: as they are when the shapes agree, else channels moved last
+    (torch's (N, C, *spatial) → Keras's (N, *spatial, C)); None when neither fits the declared shape."""
+    arrays = []
+    for spec, tensor in zip(specs, example_inputs):
+        x = tensor.detach().cpu().numpy()
+        candidates = [x, np.moveaxis(x, 1, -1)] if x.ndim > 2 else [x]
+        fits = [a for a in candidates if a.ndim == len(spec.shape) + 1
+                and all(d is None or d == s for d, s in zip(spec.shape, a.shape[1:]))]
+        if not fits:
+            return None
+        arrays.append(fits[0])
+    return arrays if len(arrays) == len(specs) else None
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TF ``SAME``: (before, after) for one spatial axis of ``size``."""
+    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def diagnose(target: TargetModule, source: SourceLayer, input_shape: tuple[int, ...] | None) -> list[str]:
+    """The known traps at one matched layer, each with its one-line fix."""
+    module, config, found = target.module, source.config, []
+    if target.kind in ("conv", "depthwise") and str(config.get("padding", "")).lower() == "same" and input_shape:
+        spatial = input_shape[2:]
+        pads = [same_padding(n, k, s, d) for n, k, s, d in zip(spatial, module.kernel_size, module.stride,
+                                                                 module.dilation)]
+        torch_pads = module.padding if isinstance(module.padding, tuple) else None
+        if torch_pads is not None and any(p != (t, t) for p, t in zip(pads, torch_pads)):
+            lr = [x for before, after in reversed(pads) for x in (before, after)]
+            found.append(f"padding: TF SAME with stride {tuple(module.stride)} pads (before, after) = {pads} on "
+                         f"input {tuple(spatial)}, torch pads {torch_pads} on both sides. Fix: padding=0 and "
+                         f"nn.ZeroPad{len(spatial)}d({tuple(lr)}) before the conv")
+    if target.kind in ("batchnorm", "layernorm"):
+        keras_eps = float(config.get("epsilon", 1e-3))
+        if not math.isclose(keras_eps, module.eps, rel_tol=1e-6):
+            found.append(f"epsilon: Keras {keras_eps:g}, torch {module.eps:g}. Fix: "
+                         f"{type(module).__name__}(..., eps={keras_eps:g})")
+    return found
+
+
+def verify_transfer(path: str | os.PathLike, model: nn.Module, example_inputs: tuple,
+                    pairs: list[tuple[TargetModule, SourceLayer]], assignments: list[Assignment]) -> dict[str, Any]:
+    """Run both sides; the per-layer comparison in the target's execution order and the first divergence."""
+    with open_model(path) as graph:
+        specs, major, output = graph.input_specs, graph.keras_major, graph.outputs[0]
+        feeds = {node.layer: node.inputs[0] for node in reversed(graph.nodes) if node.inputs}  # first calls
+    arrays = keras_inputs(specs, example_inputs)
+    if arrays is None:
+        return {"compared": False, "why": "the example inputs fit neither the Keras input shapes nor their "
+                                          "channels-last form"}
+    loaded = load_keras_model(str(path), major)
+    reference = run_layers(loaded, dict(zip(input_names(loaded), arrays)))
+    seen: dict[str, tuple[tuple[int, ...] | None, Any]] = {}
+    hooks = [t.module.register_forward_hook(_recorder(seen, t.path)) for t, _ in pairs]
+    try:
+        with torch.no_grad():
+            got = model.eval()(*example_inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    layers = [_compare(t, s, seen.get(t.path), reference.get(s.name), _output_of(reference, feeds.get(s.name)))
+              for t, s in pairs]
+    first = next((entry for entry in layers if entry.get("diverges")), None)
+    expected = reference.get(output.node, [None] * (output.index + 1))[output.index]
+    return {"compared": True, "layers": layers, "first_divergence": first,
+            "output_max_rel_error": output_error(got, expected)}
+
+
+def output_error(got: Any, expected: np.ndarray | None) -> float | None:
+    """The model's (first) output against Keras's, channels moved last when that is what makes the shapes agree;
+    None when they cannot be compared."""
+    got = got[0] if isinstance(got, (tuple, list)) else got
+    if expected is None or not isinstance(got, torch.Tensor):
+        return None
+    out = got.detach().float().numpy()
+    if out.shape != expected.shape and out.ndim > 2 and np.moveaxis(out, 1, -1).shape == expected.shape:
+        out = np.moveaxis(out, 1, -1)
+    if out.shape != expected.shape:
+        return None
+    return float(np.abs(out - expected).max() / max(float(np.abs(expected).max()), 1e-30))
+
+
+def _output_of(reference: dict[str, list[np.ndarray]], ref: Any) -> np.ndarray | None:
+    values = reference.get(ref.node) if ref is not None else None
+    return values[ref.index] if values is not None and ref.index < len(values) else None
+
+
+def _recorder(seen: dict, path: str) -> Any:
+    def hook(module: nn.Module, args: tuple, output: Any) -> None:
+        if path not in seen:
+            x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            seen[path] = (x, output)
+    return hook
+
+
+def _error(target: TargetModule, source: SourceLayer, got: torch.Tensor, expected: np.ndarray) -> float | None:
+    """max|Δ| / max|ref| of a torch tensor against Keras's, in Keras's layout; None when the shapes disagree."""
+    out = got.detach().float().numpy()
+    if target.kind in CHANNELS_FIRST_KINDS and out.ndim > 2 and source.config.get("data_format") != "channels_first":
+        out = np.moveaxis(out, 1, -1)  # by kind, not by shape: (N, 8, 8, 8) fits either way
+    if out.shape != expected.shape:
+        return None
+    return float(np.abs(out - expected).max() / max(float(np.abs(expected).max()), 1e-30))
+
+
+def _compare(target: TargetModule, source: SourceLayer, got: Any, ref: list[np.ndarray] | None,
+             keras_input: np.ndarray | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"target": target.path, "source": source.name}
+    if got is None or not ref or not isinstance(got[1], torch.Tensor):
+        return {**entry, "compared": False}
+    activation = source.config.get("activation", "linear") or "linear"
+    if target.kind in ("dense", "conv", "depthwise", "conv_transpose") and activation not in ACTIVATIONS:
+        return {**entry, "compared": False}
+    error = _error(target, source, ACTIVATIONS.get(activation, ACTIVATIONS["linear"])(got[1]), ref[0])
+    if error is None:
+        return {**entry, "compared": False}
+    entry.update(compared=True, max_rel_error=error, diverges=error > RTOL)
+    if error > RTOL:
+        input_error = None if got[0] is None or keras_input is None else _error(target, source, got[0], keras_input)
+        if input_error is not None and input_error > RTOL:
+            entry["diagnosis"] = [f"its input already differs from Keras's (max relative error {input_error:.3g}): "
+                                  "the cause is upstream, in a layer without weights (pooling padding, an "
+                                  "activation variant, a reshape order)"]
+        else:
+            shape = None if got[0] is None else tuple(got[0].shape)
+            entry["diagnosis"] = diagnose(target, source, shape) or ["no known trap at this layer"]
+    return entry

@@ -1,0 +1,300 @@
+"""The source side of a transfer: a file's weights grouped by layer, each with its kind and named roles.
+
+Three kinds of file, all read with h5py under the one reading policy (``readers.policy``), never TensorFlow:
+a whole Keras model (``.h5``/``.keras``, through ``readers.open_model``: layers in the graph's call order, the
+config says which weights a layer has); a Keras 2 / tf_keras ``save_weights`` ``.h5`` (root attr
+``layer_names``, per layer ``weight_names``: [TFK] ``saving/legacy/hdf5_format.py``); and a Keras 3
+``.weights.h5`` (``layers/<class_snake_name>[_N]/vars/<i>``, [K3] ``saving/saving_lib.py``). The Keras 3 file
+names groups after the layer's class, numbered per class in ``model.layers`` order, and h5py lists them
+alphabetically, so only the order within one kind is known: matching aligns within a kind, which is all it needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+
+from ..errors import ModelFileError
+from ..graph import KerasGraph, StoredArray, Weight
+from ..readers import file_kind, open_model, policy, watchdog
+from ..readers.h5 import dataset_loader, open_h5, read_attr_list
+
+KIND_OF_CLASS = {
+    **{f"Conv{n}D": "conv" for n in (1, 2, 3)}, **{f"Convolution{n}D": "conv" for n in (1, 2, 3)},
+    **{f"DepthwiseConv{n}D": "depthwise" for n in (1, 2)},
+    **{f"Conv{n}DTranspose": "conv_transpose" for n in (1, 2, 3)}, "Convolution2DTranspose": "conv_transpose",
+    "Dense": "dense", "BatchNormalization": "batchnorm", "LayerNormalization": "layernorm",
+    "LSTM": "lstm", "GRU": "gru", "Embedding": "embedding", "MultiHeadAttention": "attention",
+}
+KIND_OF_SNAKE = {
+    **{f"conv{n}d": "conv" for n in (1, 2, 3)}, **{f"depthwise_conv{n}d": "depthwise" for n in (1, 2)},
+    **{f"conv{n}d_transpose": "conv_transpose" for n in (1, 2, 3)}, "dense": "dense",
+    "batch_normalization": "batchnorm", "layer_normalization": "layernorm", "lstm": "lstm", "gru": "gru",
+    "embedding": "embedding", "multi_head_attention": "attention",
+}
+ROLES = {  # each kind's weights in Keras's own order (``layer.weights``)
+    "conv": ["kernel", "bias"], "depthwise": ["depthwise_kernel", "bias"], "conv_transpose": ["kernel", "bias"],
+    "dense": ["kernel", "bias"], "batchnorm": ["gamma", "beta", "moving_mean", "moving_variance"],
+    "layernorm": ["gamma", "beta"], "lstm": ["kernel", "recurrent_kernel", "bias"],
+    "gru": ["kernel", "recurrent_kernel", "bias"], "embedding": ["embeddings"],
+    "attention": [f"{p}_{w}" for p in ("query", "key", "value", "output") for w in ("kernel", "bias")],
+}
+ATTENTION_PARTS = {"query": "query", "query_dense": "query", "key": "key", "key_dense": "key", "value": "value",
+                   "value_dense": "value", "attention_output": "output", "output_dense": "output",
+                   "_query_dense": "query", "_key_dense": "key", "_value_dense": "value", "_output_dense": "output"}
+
+
+def attention_roles(names: list[str]) -> list[str] | None:
+    """MultiHeadAttention weights by their sub-layer: ``query/kernel`` (Keras 2), ``query_dense/vars/0`` (Keras
+    3, whose ``.keras`` lists them alphabetically, not in ``layer.weights`` order) → ``query_kernel``..."""
+    roles = []
+    for name in names:
+        parts = name.split(":")[0].split("/")
+        part = next((ATTENTION_PARTS[p] for p in parts if p in ATTENTION_PARTS), None)
+        what = {"kernel": "kernel", "0": "kernel", "bias": "bias", "1": "bias"}.get(parts[-1])
+        if part is None or what is None:
+            return None
+        roles.append(f"{part}_{what}")
+    return roles if len(set(roles)) == len(roles) else None
+
+
+@dataclass
+class SourceLayer:
+    """One source layer: ``kind`` (None: nothing tf2torch can transfer), its weights by role (``kernel``,
+    ``moving_mean``...), and whether a Flatten of channels-last features feeds it (None: not known)."""
+
+    name: str
+    kind: str | None
+    class_name: str
+    weights: dict[str, StoredArray] = field(default_factory=dict)
+    flattened_channels_last: bool | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def weight_names(self) -> list[str]:
+        return [f"{self.name}/{role}" for role in self.weights]
+
+
+def source_kind(path: str | os.PathLike) -> str:
+    """``model`` (a whole Keras model), ``keras2_weights`` or ``keras3_weights`` (``save_weights`` files),
+    ``tf_checkpoint`` (a TF 1 or TF 2 checkpoint, read by variable name)."""
+    kind = file_kind(path)
+    if kind != "h5":
+        if kind in ("keras", "checkpoint"):
+            return "model" if kind == "keras" else "tf_checkpoint"
+        raise ModelFileError(f"{path}: tf2torch.transfer reads Keras files (.h5, .keras, .weights.h5) and TF "
+                             f"checkpoints so far; this is a {kind}. Convert it with tf2torch.convert, or save "
+                             "the weights with Keras's save_weights")
+    with contextlib.closing(open_h5(str(path))) as file:
+        if policy.attribute(file, "model_config", "/") is not None:
+            return "model"
+        if "layer_names" in file.attrs or "layer_names0" in file.attrs:
+            return "keras2_weights"
+        if isinstance(policy.child(file, "layers", "/"), h5py.Group):
+            return "keras3_weights"
+    raise ModelFileError(f"{path}: an HDF5 file that is neither a Keras model nor Keras save_weights output")
+
+
+@contextlib.contextmanager
+def open_source(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
+    """The file's layers with weights (values read when asked for); the file stays open inside the block."""
+    kind = source_kind(path)
+    if kind == "model":
+        with open_model(path) as graph:
+            yield graph_layers(graph)
+        return
+    if kind == "tf_checkpoint":
+        from .source_tf import checkpoint_layers
+
+        yield checkpoint_layers(path)
+        return
+    reader = keras2_structure if kind == "keras2_weights" else keras3_structure
+    structure = watchdog.guarded(functools.partial(reader, str(path)), str(path))
+    file = open_h5(str(path))
+    raw = os.open(path, os.O_RDONLY)
+    try:
+        load = dataset_loader(file, raw)
+        yield [SourceLayer(name, kind_, class_name, {role: load(w) for role, w in weights.items()})
+               for name, kind_, class_name, weights in structure]
+    finally:
+        os.close(raw)
+        file.close()
+
+
+# -- whole models ----------------------------------------------------------------------------------------------
+def graph_layers(graph: KerasGraph) -> list[SourceLayer]:
+    """Layers with weights in the order of their first call; roles from the config (``use_bias``, ``scale``)."""
+    order: list[str] = []
+    for node in graph.nodes:
+        if node.layer not in order:
+            order.append(node.layer)
+    order += [key for key in graph.layers if key not in order]
+    layers = []
+    for key in order:
+        layer = graph.layers[key]
+        if not layer.weights:
+            continue
+        kind = KIND_OF_CLASS.get(layer.class_name)
+        roles = (attention_roles([w.name for w in layer.weights]) if kind == "attention" else
+                 config_roles(kind, layer.config, len(layer.weights)) if kind else None)
+        if roles is None:
+            roles = [w.name for w in layer.weights]
+            kind = None
+        weights = {role: graph.load_weight(w, lazy=True) for role, w in zip(roles, layer.weights)}
+        layers.append(SourceLayer(key, kind, layer.class_name, weights, flatten_feeds(graph, key), layer.config))
+    return layers
+
+
+def config_roles(kind: str, config: dict[str, Any], count: int) -> list[str] | None:
+    """The roles of a layer's stored weights, in order, as its config declares them; None if they disagree."""
+    roles = list(ROLES[kind])
+    if kind == "batchnorm":
+        roles = [r for r in roles if (r != "gamma" or config.get("scale", True))
+                 and (r != "beta" or config.get("center", True))]
+    elif "bias" in roles and not config.get("use_bias", True):
+        roles.remove("bias")
+    return roles if len(roles) == count else None
+
+
+def flatten_feeds(graph: KerasGraph, key: str) -> bool | None:
+    """Whether the layer's first call takes a Flatten's output: True for a channels-last Flatten (rows in H,W,C
+    order), False for a ``channels_first`` one, None when no Flatten feeds it."""
+    for node in graph.nodes:
+        if node.layer != key or not node.inputs:
+            continue
+        producer = graph.layers.get(graph.node(node.inputs[0].node).layer)
+        if producer is None or producer.class_name != "Flatten":
+            return None
+        return producer.config.get("data_format") != "channels_first"
+    return None
+
+
+# -- weights-only files ----------------------------------------------------------------------------------------
+Structure = list[tuple[str, str | None, str, dict[str, Weight]]]  # (name, kind, class, role → weight)
+
+
+def _weight(file: h5py.File, dataset_path: str, where: str, budget: policy.Budget) -> Weight:
+    obj: Any = file
+    for part in [p for p in dataset_path.split("/") if p]:
+        obj = policy.child(obj, part, where) if isinstance(obj, h5py.Group) else None
+        if obj is None:
+            raise ModelFileError(f"{where}: weight {dataset_path} is listed but missing; the file is damaged")
+    shape, dtype = policy.check_dataset(obj, where, budget)
+    return Weight(dataset_path.split("/")[-1], shape, dtype, obj.name, policy.contiguous_offset(obj, budget.file_size))
+
+
+def keras2_structure(path: str) -> Structure:
+    """A Keras 2 / tf_keras ``save_weights`` file: the listed layers' weights, grouped by layer."""
+    file, budget, out = open_h5(path), policy.Budget.for_file(path), []
+    try:
+        for name in read_attr_list(file, "layer_names"):
+            group = policy.group_child(file, name, f"layer {name}")
+            if group is not None:
+                out += _keras2_group(file, group, name, budget)
+    finally:
+        file.close()
+    return out
+
+
+def _keras2_group(file: h5py.File, group: h5py.Group, name: str, budget: policy.Budget) -> Structure:
+    """One listed group: a MultiHeadAttention (its weights under its sub-layers' scopes, ``mha/query/kernel:0``),
+    or layers grouped by scope (a nested model's group holds its inner layers' weights under their names; an RNN's
+    sit under its cell's scope, ``lstm/lstm_cell/kernel:0``)."""
+    names = read_attr_list(group, "weight_names")
+    where = f"layer {name}"
+    roles = attention_roles(names) if names and all(n.startswith(f"{name}/") for n in names) else None
+    if roles is not None:
+        return [(name, "attention", "", {r: _weight(file, f"{group.name}/{wn}", where, budget)
+                                         for r, wn in zip(roles, names)})]
+    scopes: dict[str, dict[str, Weight]] = {}
+    for wn in names:
+        scope, _, role = wn.split(":")[0].rpartition("/")
+        scopes.setdefault(scope or name, {})[role] = _weight(file, f"{group.name}/{wn}", where, budget)
+    return [(scope.rsplit("/", 1)[0] if scope.endswith(("_cell", "/cell")) else scope, named_kind(weights), "",
+             weights) for scope, weights in scopes.items()]
+
+
+def named_kind(weights: dict[str, Weight]) -> str | None:
+    """A layer's kind told by its weights' names and shapes (a ``save_weights`` file names no classes). A
+    rank-3+ ``kernel`` is taken for a convolution: a transposed one stores the same rank and is told by class
+    only, so a Keras 2 weights-only file's transposed convolutions need a mapping."""
+    names = set(weights)
+    if "depthwise_kernel" in names and "pointwise_kernel" not in names:
+        return "depthwise"
+    if {"kernel", "recurrent_kernel"} <= names:
+        gates = weights["kernel"].shape[-1] // max(1, weights["recurrent_kernel"].shape[0])
+        return {4: "lstm", 3: "gru"}.get(gates)
+    if "moving_mean" in names:
+        return "batchnorm"
+    if names == {"embeddings"}:
+        return "embedding"
+    if names <= {"gamma", "beta"}:
+        return "layernorm"
+    if "kernel" in names and names <= {"kernel", "bias"}:
+        return "dense" if len(weights["kernel"].shape) == 2 else "conv"
+    return None
+
+
+def natural(key: str) -> tuple[Any, ...]:
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key))
+
+
+def keras3_structure(path: str) -> Structure:
+    """A Keras 3 ``.weights.h5``: ``layers/<snake_class>[_N]/vars/<i>`` (an RNN's under ``cell/vars``), nested
+    models under their own ``layers``; each layer's weights in ``layer.weights`` order, roles by position."""
+    file, budget, out = open_h5(path), policy.Budget.for_file(path), []
+    try:
+        _keras3_layers(file, policy.group_child(file, "layers", "/"), "", budget, out)
+    finally:
+        file.close()
+    return out
+
+
+def _keras3_layers(file: h5py.File, layers: h5py.Group | None, prefix: str, budget: policy.Budget,
+                   out: Structure, depth: int = 0) -> None:
+    if layers is None or depth > policy.MAX_NESTING:
+        return
+    for key in sorted(layers.keys(), key=natural):
+        group = policy.group_child(layers, key, f"layer {prefix}{key}")
+        if group is None:
+            continue
+        _keras3_layers(file, policy.group_child(group, "layers", key), f"{prefix}{key}/", budget, out, depth + 1)
+        found = [w for sub in ("vars", "cell/vars") for w in _vars(file, group, sub, f"{prefix}{key}", budget)]
+        kind = KIND_OF_SNAKE.get(re.sub(r"_\d+$", "", key))
+        if kind == "attention":  # its weights are its sub-layers' (query_dense/vars/0...)
+            found = [w for sub in sorted(group.keys()) if sub.endswith("_dense")
+                     for w in _vars(file, group, f"{sub}/vars", f"{prefix}{key}", budget)]
+        if not found:
+            continue
+        roles = (attention_roles([w.key.split(f"/{key}/", 1)[-1] for w in found]) if kind == "attention"
+                 else _positional_roles(kind, found))
+        if roles is None:
+            kind, roles = None, [f"vars/{i}" for i in range(len(found))]
+        out.append((f"{prefix}{key}", kind, key, dict(zip(roles, found))))
+
+
+def _vars(file: h5py.File, group: h5py.Group, sub: str, where: str, budget: policy.Budget) -> list[Weight]:
+    holder: Any = group
+    for part in sub.split("/"):
+        holder = policy.group_child(holder, part, where) if holder is not None else None
+    if holder is None:
+        return []
+    names = sorted((k for k in holder.keys() if k.isdigit()), key=int)
+    return [_weight(file, f"{holder.name}/{n}", f"layer {where}", budget) for n in names]
+
+
+def _positional_roles(kind: str | None, weights: list[Weight]) -> list[str] | None:
+    """Roles by position when the count leaves no doubt (a BatchNormalization without ``scale`` or ``center``
+    stores three weights, and which one is gone cannot be told: refused, left for a mapping)."""
+    if kind is None:
+        return None
+    roles = ROLES[kind]
+    if len(weights) == len(roles) or (roles[-1] == "bias" and len(weights) == len(roles) - 1):
+        return roles[:len(weights)]
+    return None

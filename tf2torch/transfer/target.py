@@ -1,0 +1,125 @@
+"""The target side of a transfer: the user's module's leaf modules that hold parameters or persistent buffers,
+in execution order (one forward pass with forward pre-hooks), each with its kind.
+
+Trap: a ``Linear`` after a flatten of a (N, C, *spatial) tensor reads features in C,H,W order where a Keras
+``Flatten`` of channels-last features gives H,W,C ([K3] ``reshaping/flatten.py``). Which Linear takes a
+flattened tensor is seen during the pass: a ``TorchFunctionMode`` notes every ``flatten``/``view``/``reshape``
+from rank 3+ to (N, features), whether written as ``nn.Flatten``, ``torch.flatten`` or ``x.view(n, -1)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from ..errors import Tf2TorchError
+
+KIND_OF_MODULE: list[tuple[type, str]] = [
+    (nn.Linear, "dense"), (nn.modules.conv._ConvTransposeNd, "conv_transpose"), (nn.modules.conv._ConvNd, "conv"),
+    (nn.modules.batchnorm._BatchNorm, "batchnorm"), (nn.LayerNorm, "layernorm"), (nn.LSTM, "lstm"),
+    (nn.GRU, "gru"), (nn.Embedding, "embedding"), (nn.MultiheadAttention, "attention"),
+]
+UNITS = (nn.MultiheadAttention,)  # modules loaded as one, their children's tensors with them (``out_proj``)
+FLATTENING = {torch.flatten, torch.reshape, torch.Tensor.flatten, torch.Tensor.view, torch.Tensor.reshape}
+NOT_LOADED = ("num_batches_tracked",)  # torch's own counter: no source holds it, and eval never reads it
+
+
+@dataclass
+class TargetModule:
+    """A leaf module with tensors of its own: ``path`` as in ``named_modules``, ``tensors`` its parameters and
+    persistent buffers by local name, ``flatten_from`` the (channels, spatial) a flatten fed it, if any."""
+
+    path: str
+    module: nn.Module
+    kind: str | None
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    flatten_from: tuple[int, tuple[int, ...]] | None = None
+
+    def tensor_names(self) -> list[str]:
+        return [f"{self.path}.{name}" if self.path else name for name in self.tensors]
+
+
+def module_kind(module: nn.Module) -> str | None:
+    """``conv``, ``depthwise`` (groups == in_channels > 1, torch's depthwise), ``dense``... or None."""
+    for cls, kind in KIND_OF_MODULE:
+        if isinstance(module, cls):
+            if kind == "conv" and module.groups > 1 and module.groups == module.in_channels:
+                return "depthwise"
+            return kind
+    return None
+
+
+def own_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and persistent buffers of the module itself (of a unit such as ``nn.MultiheadAttention``, its
+    children's too: ``out_proj.weight``)."""
+    recurse = isinstance(module, UNITS)
+    tensors = dict(module.named_parameters(recurse=recurse))
+    for owner_path, owner in (module.named_modules() if recurse else [("", module)]):
+        persistent = [n for n, _ in owner.named_buffers(recurse=False)
+                      if n not in owner._non_persistent_buffers_set and n not in NOT_LOADED]
+        tensors.update({f"{owner_path}.{n}" if owner_path else n: getattr(owner, n) for n in persistent})
+    return {n: t for n, t in tensors.items() if t is not None}
+
+
+def inside_unit(model: nn.Module) -> set[str]:
+    """Paths of modules inside a unit: loaded with it, not on their own."""
+    return {f"{path}.{sub}" if path else sub for path, m in model.named_modules() if isinstance(m, UNITS)
+            for sub, _ in m.named_modules() if sub}
+
+
+class _FlattenWatch(TorchFunctionMode):
+    """Notes each tensor made by flattening a (N, C, *spatial) tensor to (N, features)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flattened: dict[int, tuple[int, tuple[int, ...]]] = {}
+        self.keep: list[torch.Tensor] = []  # keeps the ids valid for the whole pass
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if func in FLATTENING and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
+            x = args[0]
+            if x.ndim >= 3 and out.ndim == 2 and out.shape[0] == x.shape[0]:
+                self.flattened[id(out)] = (int(x.shape[1]), tuple(int(s) for s in x.shape[2:]))
+                self.keep.append(out)
+        return out
+
+
+def target_modules(model: nn.Module, example_inputs: tuple | None) -> list[TargetModule]:
+    """Leaf modules with tensors, in the order the forward pass calls them (modules it never calls follow in
+    definition order); without example inputs, definition order throughout."""
+    skip = inside_unit(model)
+    found = {path: TargetModule(path, m, module_kind(m), own_tensors(m))
+             for path, m in model.named_modules() if path not in skip and own_tensors(m)}
+    if example_inputs is None:
+        return list(found.values())
+    order: list[str] = []
+    watch = _FlattenWatch()
+    by_module = {id(t.module): t for t in found.values()}
+
+    def pre_hook(module: nn.Module, args: tuple) -> None:
+        target = by_module[id(module)]
+        if target.path not in order:
+            order.append(target.path)
+            if args and isinstance(args[0], torch.Tensor):
+                target.flatten_from = watch.flattened.get(id(args[0]))
+
+    handles = [t.module.register_forward_pre_hook(pre_hook) for t in found.values()]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad(), watch:
+            model(*example_inputs)
+    except Exception as exc:  # the user's forward: one line naming it, not a tf2torch traceback
+        message = " ".join(str(exc).split())[:300]
+        raise Tf2TorchError(f"the model's forward pass on example_inputs failed ({type(exc).__name__}: {message}); "
+                            "give inputs exactly as the model takes them") from None
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return [found[p] for p in order] + [t for p, t in found.items() if p not in order]
