@@ -434,3 +434,31 @@ def test_generated_code_freezes_what_the_converted_module_freezes(flavour, tmp_p
     run = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config", str(ROOT / "pyproject.toml"),
                           str(tmp_path / package)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:]
+
+
+# -- regularizers ---------------------------------------------------------------------------------------------------
+def regularized(k):
+    """Kernel, bias and activity regularizers, as a 2017 Keras 2.0.5 file (fer) carries them on every conv."""
+    L, r = k.layers, k.regularizers
+    x = inputs = k.Input((8, 8, 1))
+    x = L.Conv2D(4, 3, kernel_regularizer=r.l2(0.01), bias_regularizer=r.l1(0.001), activation="relu")(x)
+    x = L.Flatten()(x)
+    return k.Model(inputs, L.Dense(3, activity_regularizer=r.l1(0.01))(x), name="regularized")
+
+
+@pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
+def test_python_source_of_a_regularized_model(flavour, tmp_path):
+    """Before: ``cannot write tf2torch.nn.conv.Conv2d as Python source (... tf2torch_regularizers: present on one
+    side only)``. Regularizers add training losses (``tf2torch.regularization_loss`` on the converted module): the
+    generated source computes the same outputs and says in its docstring which layers' penalties it leaves out."""
+    model = regularized(keras_module(flavour))
+    path = tmp_path / "model.h5"
+    model.save(str(path))
+    module = tf2torch.convert(path)
+    generated = generated_model(module, tmp_path, f"regularized_{flavour}")
+    inputs = as_module_inputs(module, random_inputs(model))
+    with torch.no_grad():
+        assert max_rel_error(generated(*inputs).double().numpy(), module(*inputs).double().numpy()) <= STANDALONE_TOL
+    source = (tmp_path / f"regularized_{flavour}" / "model.py").read_text()
+    layers = [m.tf2torch_regularizers.layer for m in module.modules() if hasattr(m, "tf2torch_regularizers")]
+    assert len(layers) == 2 and all(name in source.split('"""')[1] for name in layers)
