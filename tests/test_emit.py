@@ -162,13 +162,18 @@ def test_python_and_pt2_run_without_tf2torch(emitted, tmp_path):
 
 @pytest.mark.parametrize("name", CASES)
 def test_onnx_matches_keras(emitted, name):
+    """The ONNX model takes Keras's own arrays, dtype included: int32 token ids (before: int64 was declared and
+    onnxruntime refused them, issue #20)."""
     import onnx
 
     root, results = emitted
-    directory, torch_in, _, ref, _ = results[name]
+    directory, torch_in, _, ref, arrays = results[name]
     model = onnx.load(str(directory / "model.onnx"))
     assert any(o.domain in ("", "ai.onnx") and o.version == ONNX_OPSET for o in model.opset_import)
-    got = channels_last(onnx_outputs(directory / "model.onnx", torch_in))
+    declared = [onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in model.graph.input]
+    assert declared == [a.dtype for a in arrays], f"{name}: ONNX takes {declared}, Keras {[a.dtype for a in arrays]}"
+    keras_in = [t.to(torch.from_numpy(a).dtype) for a, t in zip(arrays, torch_in)]  # the module's layout
+    got = channels_last(onnx_outputs(directory / "model.onnx", keras_in))
     assert_matches(got, ref, RTOL, f"{name} onnxruntime vs Keras")
 
 
