@@ -467,3 +467,35 @@ def test_python_source_of_a_regularized_model(flavour, tmp_path):
     source = (tmp_path / f"regularized_{flavour}" / "model.py").read_text()
     layers = [m.tf2torch_regularizers.layer for m in module.modules() if hasattr(m, "tf2torch_regularizers")]
     assert len(layers) == 2 and all(name in source.split('"""')[1] for name in layers)
+
+
+# -- open dimensions torch.export cannot keep -------------------------------------------------------------------------
+def open_length_lstm(k):
+    """An LSTM over an open sequence length: its time loop runs once per step, so torch.export fixes the length."""
+    x = inputs = k.Input((None,), dtype="int32", name="tokens")
+    x = k.layers.Embedding(20, 8)(x)
+    x = k.layers.LSTM(6, name="encoder")(x)
+    return k.Model(inputs, k.layers.Dense(3)(x), name="open_length_lstm")
+
+
+def test_pt2_names_the_layer_that_fixes_an_open_dimension(tmp_path):
+    """Before: torch's ``Constraints violated (L['tokens'].size()[1])``, naming neither the layer nor the way out.
+    Now one ``error:`` line naming the LSTM and ``--input-shape``, nothing written; with the length given, the
+    program exports and runs with a dynamic batch."""
+    model = open_length_lstm(keras_module("keras3"))
+    path = tmp_path / "lstm.keras"
+    model.save(str(path))
+    out = tmp_path / "out"
+    refused = CliRunner().invoke(main, ["convert", str(path), str(out), "--emit", "pt2"])
+    assert refused.exit_code == 2, refused.output
+    lines = [line for line in refused.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and re.search(r"layer encoder \(LSTM\).*dimension 1 of input tokens.*--input-shape SIZE",
+                                         lines[0]), refused.output
+    assert not out.exists()
+    fixed = CliRunner().invoke(main, ["convert", str(path), str(out), "--emit", "pt2", "--input-shape", "9"])
+    assert fixed.exit_code == 0, fixed.output
+    ids = np.random.default_rng(0).integers(0, 20, (BATCH, 9)).astype("int32")
+    program = torch.export.load(str(out / "model.pt2")).module()
+    with torch.no_grad():
+        got = program(torch.from_numpy(ids).long()).numpy()
+    assert_matches([got], keras_outputs(model, [ids]), RTOL, "pt2 with the length fixed vs Keras")

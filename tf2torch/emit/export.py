@@ -17,6 +17,7 @@ import torch.fx as fx
 from torch import nn
 
 from ..errors import EmitError
+from .dynamic import constraining_layer
 from .inputs import InputInfo, module_inputs
 
 PT2_FILE = "model.pt2"
@@ -86,6 +87,9 @@ def export_program(module: fx.GraphModule, keras_dtypes: bool = False) -> torch.
     try:
         return torch.export.export(target, examples, dynamic_shapes=dynamic, strict=False)
     except Exception as exc:
+        why = constraining_layer(module, inputs, examples, dynamic_shapes(inputs)) if not keras_dtypes else None
+        if why is not None:
+            raise EmitError(f"torch.export (--emit pt2, onnx): {why}") from exc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise EmitError(f"torch.export could not export the model with a dynamic batch"
                         f"{' and open dimensions' if any(None in i.shape[1:] for i in inputs) else ''}: "
