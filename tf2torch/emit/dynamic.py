@@ -26,9 +26,7 @@ class Specialized(Exception):
         self.node, self.index, self.axis = node, index, axis
 
 
-def is_fixed(size: Any) -> bool:
-    if not isinstance(size, torch.SymInt):
-        return True
+def is_fixed(size: torch.SymInt) -> bool:
     return bool(size.node.shape_env.replace(size.node.expr).is_number)
 
 
@@ -39,7 +37,8 @@ class FirstSpecialization(fx.Interpreter):
         self.sizes: list[tuple[int, int, Any]] = []
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
-        self.sizes = [(i, axis, args[i].shape[axis]) for i, axis in self.open_dims]
+        self.sizes = [(i, axis, args[i].shape[axis]) for i, axis in self.open_dims
+                      if isinstance(args[i].shape[axis], torch.SymInt)]  # symbolic as traced, to be watched
         return super().run(*args, **kwargs)
 
     def run_node(self, n: fx.Node) -> Any:
