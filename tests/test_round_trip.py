@@ -9,16 +9,21 @@ models; run with ``tests/test_applications.py`` it covers every keras.applicatio
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import harness
 import numpy as np
 import pytest
+import torch
 from harness import RTOL, assert_matches, keras_module, keras_outputs, random_inputs, torch_outputs
 from round_trip import SAME_KERNELS_TOL, load_all_in_a_fresh_process
 
 import tf2torch
+from tf2torch.errors import ModelFileError
 
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FORMATS = [("keras3", "keras"), ("keras3", "h5"), ("tf_keras", "h5")]
 
 
@@ -85,3 +90,19 @@ def test_every_converted_model_loads_back():
     print(f"round trip: {len(answers)} modules ({exact} bit-exact); saving took {recorder.seconds:.1f} s in all, "
           f"loading and running them in a fresh process {loading:.1f} s")
     assert not failures, f"{len(failures)} of {len(answers)} do not come back:\n" + "\n".join(failures[:40])
+
+
+@pytest.mark.parametrize("field, value", [("output_names", [1]), ("output_names", "b"), ("containers", [["x"]]),
+                                          ("containers", 5)])
+def test_damaged_names_in_a_saved_file_are_refused(tmp_path, field, value):
+    """The names now stored in the ``.pt`` are read like the rest of it: hostile until checked."""
+    module = tf2torch.convert(FIXTURES / "small_cnn.h5")
+    tf2torch.save(module, tmp_path / "good.pt")
+    payload = torch.load(tmp_path / "good.pt", weights_only=True)
+    meta = json.loads(payload["meta"])
+    assert meta["graph"]["output_names"] == module.output_names
+    meta["graph"][field] = value
+    payload["meta"] = json.dumps(meta)
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(ModelFileError, match="damaged tf2torch file"):
+        tf2torch.load(tmp_path / "bad.pt")
