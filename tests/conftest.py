@@ -4,7 +4,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import pytest
+import round_trip
 from harness import FLAVOURS
+
+
+def pytest_collection_modifyitems(config, items):
+    """The round-trip test runs last, over every model the tests before it ran (tests/round_trip.py)."""
+    round_trip.arrange(items)
+
+
+def pytest_unconfigure(config):
+    round_trip.cleanup()
 
 
 @pytest.fixture(params=FLAVOURS)

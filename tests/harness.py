@@ -21,6 +21,7 @@ import tf2torch
 RTOL = 1e-5
 FLAVOURS = ("keras3", "tf_keras")
 LAYOUTS = ("channels_first", "keras")
+ROUND_TRIP: Any = None  # a round_trip.Recorder while tests/test_round_trip.py's final test is selected
 
 
 def keras_module(flavour: str) -> Any:
@@ -74,10 +75,13 @@ def from_torch_output(t: torch.Tensor, layout: str) -> np.ndarray:
 
 
 def torch_outputs(module: torch.nn.Module, inputs: Sequence[np.ndarray], layout: str) -> list[np.ndarray]:
+    tensors = [to_torch_input(a, layout) for a in inputs]
     with torch.no_grad():
-        out = module(*[to_torch_input(a, layout) for a in inputs])
+        out = module(*tensors)
     if not isinstance(out, (list, tuple)):
         out = [out]
+    if ROUND_TRIP is not None:
+        ROUND_TRIP.record(module, tensors, list(out))
     return [from_torch_output(o, layout) for o in out]
 
 

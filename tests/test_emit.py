@@ -162,13 +162,18 @@ def test_python_and_pt2_run_without_tf2torch(emitted, tmp_path):
 
 @pytest.mark.parametrize("name", CASES)
 def test_onnx_matches_keras(emitted, name):
+    """The ONNX model takes Keras's own arrays, dtype included: int32 token ids (before: int64 was declared and
+    onnxruntime refused them, issue #20)."""
     import onnx
 
     root, results = emitted
-    directory, torch_in, _, ref, _ = results[name]
+    directory, torch_in, _, ref, arrays = results[name]
     model = onnx.load(str(directory / "model.onnx"))
     assert any(o.domain in ("", "ai.onnx") and o.version == ONNX_OPSET for o in model.opset_import)
-    got = channels_last(onnx_outputs(directory / "model.onnx", torch_in))
+    declared = [onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in model.graph.input]
+    assert declared == [a.dtype for a in arrays], f"{name}: ONNX takes {declared}, Keras {[a.dtype for a in arrays]}"
+    keras_in = [t.to(torch.from_numpy(a).dtype) for a, t in zip(arrays, torch_in)]  # the module's layout
+    got = channels_last(onnx_outputs(directory / "model.onnx", keras_in))
     assert_matches(got, ref, RTOL, f"{name} onnxruntime vs Keras")
 
 
@@ -434,3 +439,63 @@ def test_generated_code_freezes_what_the_converted_module_freezes(flavour, tmp_p
     run = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config", str(ROOT / "pyproject.toml"),
                           str(tmp_path / package)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:]
+
+
+# -- regularizers ---------------------------------------------------------------------------------------------------
+def regularized(k):
+    """Kernel, bias and activity regularizers, as a 2017 Keras 2.0.5 file (fer) carries them on every conv."""
+    L, r = k.layers, k.regularizers
+    x = inputs = k.Input((8, 8, 1))
+    x = L.Conv2D(4, 3, kernel_regularizer=r.l2(0.01), bias_regularizer=r.l1(0.001), activation="relu")(x)
+    x = L.Flatten()(x)
+    return k.Model(inputs, L.Dense(3, activity_regularizer=r.l1(0.01))(x), name="regularized")
+
+
+@pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
+def test_python_source_of_a_regularized_model(flavour, tmp_path):
+    """Before: ``cannot write tf2torch.nn.conv.Conv2d as Python source (... tf2torch_regularizers: present on one
+    side only)``. Regularizers add training losses (``tf2torch.regularization_loss`` on the converted module): the
+    generated source computes the same outputs and says in its docstring which layers' penalties it leaves out."""
+    model = regularized(keras_module(flavour))
+    path = tmp_path / "model.h5"
+    model.save(str(path))
+    module = tf2torch.convert(path)
+    generated = generated_model(module, tmp_path, f"regularized_{flavour}")
+    inputs = as_module_inputs(module, random_inputs(model))
+    with torch.no_grad():
+        assert max_rel_error(generated(*inputs).double().numpy(), module(*inputs).double().numpy()) <= STANDALONE_TOL
+    source = (tmp_path / f"regularized_{flavour}" / "model.py").read_text()
+    layers = [m.tf2torch_regularizers.layer for m in module.modules() if hasattr(m, "tf2torch_regularizers")]
+    assert len(layers) == 2 and all(name in source.split('"""')[1] for name in layers)
+
+
+# -- open dimensions torch.export cannot keep -------------------------------------------------------------------------
+def open_length_lstm(k):
+    """An LSTM over an open sequence length: its time loop runs once per step, so torch.export fixes the length."""
+    x = inputs = k.Input((None,), dtype="int32", name="tokens")
+    x = k.layers.Embedding(20, 8)(x)
+    x = k.layers.LSTM(6, name="encoder")(x)
+    return k.Model(inputs, k.layers.Dense(3)(x), name="open_length_lstm")
+
+
+def test_pt2_names_the_layer_that_fixes_an_open_dimension(tmp_path):
+    """Before: torch's ``Constraints violated (L['tokens'].size()[1])``, naming neither the layer nor the way out.
+    Now one ``error:`` line naming the LSTM and ``--input-shape``, nothing written; with the length given, the
+    program exports and runs with a dynamic batch."""
+    model = open_length_lstm(keras_module("keras3"))
+    path = tmp_path / "lstm.keras"
+    model.save(str(path))
+    out = tmp_path / "out"
+    refused = CliRunner().invoke(main, ["convert", str(path), str(out), "--emit", "pt2"])
+    assert refused.exit_code == 2, refused.output
+    lines = [line for line in refused.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and re.search(r"layer encoder \(LSTM\).*dimension 1 of input tokens.*--input-shape SIZE",
+                                         lines[0]), refused.output
+    assert not out.exists()
+    fixed = CliRunner().invoke(main, ["convert", str(path), str(out), "--emit", "pt2", "--input-shape", "9"])
+    assert fixed.exit_code == 0, fixed.output
+    ids = np.random.default_rng(0).integers(0, 20, (BATCH, 9)).astype("int32")
+    program = torch.export.load(str(out / "model.pt2")).module()
+    with torch.no_grad():
+        got = program(torch.from_numpy(ids).long()).numpy()
+    assert_matches([got], keras_outputs(model, [ids]), RTOL, "pt2 with the length fixed vs Keras")

@@ -136,7 +136,10 @@ class KerasGraph:
         return {n.id: n for n in self.nodes}
 
     def to_json(self) -> dict[str, Any]:
-        """Everything but the weight values: enough to rebuild the module structure."""
+        """Everything but the weight values: enough to rebuild the module structure. ``output_names`` and
+        ``containers`` travel too: without them a loaded module named its outputs ``output_i`` and read every
+        ``/`` in a layer name as nesting (tf_keras MobileNetV3's ``expanded_conv/depthwise/pad`` became a child of
+        the ``expanded_conv/depthwise`` Conv2d: ``'Conv2d' object has no attribute 'pad'``, issue #20)."""
         def ref(r: TensorRef) -> dict[str, Any]:
             return {"node": r.node, "index": r.index}
 
@@ -159,6 +162,8 @@ class KerasGraph:
             "keras_version": self.keras_version,
             "source_format": self.source_format,
             "trained_with": self.trained_with,
+            "output_names": list(self.output_names),
+            "containers": None if self.containers is None else list(self.containers),
         }
 
     @classmethod
@@ -177,11 +182,16 @@ class KerasGraph:
                  n["kwargs"])
             for n in data["nodes"]
         ]
+        output_names, containers = data.get("output_names") or [], data.get("containers")
+        if not (isinstance(output_names, list) and all(isinstance(n, str) for n in output_names)):
+            raise TypeError(f"output_names {output_names!r} are not a list of names")
+        if containers is not None and not (isinstance(containers, list)
+                                           and all(isinstance(c, str) for c in containers)):
+            raise TypeError(f"containers {containers!r} are not a list of layer keys")
         return cls(
             name=data["name"], layers=layers, nodes=nodes,
             inputs=[ref(r) for r in data["inputs"]], outputs=[ref(r) for r in data["outputs"]],
             input_specs=[InputSpec(s["name"], tuple(s["shape"]), s["dtype"]) for s in data["input_specs"]],
             keras_version=data["keras_version"], source_format=data["source_format"],
-            output_names=list(data.get("output_names") or []),
-            containers=data.get("containers"), trained_with=data.get("trained_with"),
+            output_names=list(output_names), containers=containers, trained_with=data.get("trained_with"),
         )

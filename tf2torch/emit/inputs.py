@@ -22,6 +22,7 @@ class InputInfo:
     shape: tuple[int | None, ...]  # as held, batch first (None)
     dtype: torch.dtype
     channels_first: bool
+    keras_dtype: str = "float32"  # as the Keras Input declares it (int32 token ids where the module takes int64)
 
     def example(self, batch: int = EXAMPLE_BATCH, open_size: int = DYNAMIC_SIZES[0][0],
                 generator: torch.Generator | None = None) -> torch.Tensor:
@@ -60,5 +61,5 @@ def module_inputs(module: fx.GraphModule) -> list[InputInfo]:
         if channels_first:
             full = tuple(full[j] for j in L.to_channels_first_perm(rank))
         infos.append(InputInfo(node.target, spec["name"], full, input_dtype(spec["name"], spec["dtype"], forced, []),
-                               channels_first))
+                               channels_first, str(spec["dtype"] or "float32")))
     return infos

@@ -14,6 +14,7 @@ import builtins
 import keyword
 import operator
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +279,7 @@ def model_source(module: fx.GraphModule, version: str) -> tuple[str, str | None]
     runtime = runtime_source(sp.runtime, name, version) if sp.runtime else None
     inputs = module_inputs(module)
     doc_inputs = "\n".join(f"    - {i.describe()}" for i in inputs)
+    rg = regularizer_note(module)
     stdlib = [f"import {m}" for m in ("math", "operator") if m in sp.imports]
     stdlib += ["from collections import OrderedDict"] * ("OrderedDict" in sp.imports) + ["from pathlib import Path"]
     third = ["import torch"] * ("torch" in sp.imports) + ["import torch.nn.functional as F"] * ("F" in sp.imports)
@@ -294,7 +296,7 @@ def model_source(module: fx.GraphModule, version: str) -> tuple[str, str | None]
 
 Inputs (batch first):
 {doc_inputs}
-Submodules and variables carry the Keras layer names. ``load()`` returns the model with its weights, in eval mode.
+Submodules and variables carry the Keras layer names. ``load()`` returns the model with its weights, in eval mode.{rg}
 """
 
 from __future__ import annotations
@@ -323,6 +325,18 @@ def load(weights: str | Path = WEIGHTS) -> {name}:
     return model.eval()
 '''
     return text, runtime
+
+
+def regularizer_note(module: nn.Module) -> str:
+    """The docstring's line naming the layers whose Keras regularizers (training losses only) the source leaves
+    out; ``tf2torch.regularization_loss`` on the converted module computes them."""
+    layers = [re.sub(r"[^\w./-]", "?", m.tf2torch_regularizers.layer)  # layer names from a file: no quote, no
+              for m in module.modules() if hasattr(m, "tf2torch_regularizers")]  # backslash in the docstring
+    if not layers:
+        return ""
+    listed = ", ".join(layers[:20]) + (f" and {len(layers) - 20} more" if len(layers) > 20 else "")
+    return "\n" + textwrap.fill("Keras regularizers are left out (training losses only; tf2torch.regularization_loss "
+                                f"on the converted module computes them): {listed}.", WIDTH, break_on_hyphens=False)
 
 
 def channels_last_weight_lines(module: nn.Module, sp: Spelling) -> str:

@@ -30,8 +30,11 @@ from ..assemble import skip_random_init
 
 RUNTIME_PACKAGE = "tf2torch.nn"
 MAX_LITERAL_ELEMENTS = 4096  # a constant tensor spelled inline (Rescaling's per-channel scale); larger: refused
+# ``tf2torch_regularizers``: Keras's training penalties, read by ``tf2torch.regularization_loss`` on the converted
+# module; they change no output, and the generated source names the layers it leaves them out of (issue #20: a
+# 2017 Keras 2.0.5 .h5 with kernel regularizers was refused).
 MODULE_INTERNALS = frozenset(vars(nn.Module())) | {"_parameters", "_buffers", "_modules",
-                                                   "_non_persistent_buffers_set"}
+                                                   "_non_persistent_buffers_set", "tf2torch_regularizers"}
 FUNCTION_HOMES = (("torch", torch), ("F", F), ("torch.special", torch.special), ("torch.linalg", torch.linalg),
                   ("operator", operator), ("math", math))
 TUPLE_ARGUMENTS = {"kernel_size", "stride", "padding", "dilation", "output_padding", "scale_factor", "output_size"}

@@ -1,0 +1,141 @@
+"""Every model the suite compares through ``harness.torch_outputs`` comes back from its ``.pt`` file.
+
+While ``tests/test_round_trip.py::test_every_converted_model_loads_back`` is selected, ``torch_outputs`` hands each
+module it runs to ``Recorder.record``: the module is written with ``tf2torch.save`` beside the exact input tensors,
+the outputs it gave and its names (once per test, layout and ``optimize``; a large model in its first layout only).
+Nothing is converted again. That test runs last (``arrange``) and loads every file in ONE fresh interpreter
+(``RUNNER``) with ``tf2torch.load``. The loaded module runs the same torch kernels on the same tensors: outputs
+must agree within ``SAME_KERNELS_TOL`` of the largest output value (the load may lay weights out differently in
+memory, which may reorder float32 sums; every module measured so far came back bit-exact), ``output_names`` and
+``input_names`` exactly. Issue #20: a tf_keras MobileNetV3Small converted, then failed to load; dict-output names
+were lost on the way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import tf2torch
+
+SAME_KERNELS_TOL = 1e-6
+# A model with more weights than this (the keras.applications ones) is recorded in its first layout only: loading
+# one takes seconds (the IR is rebuilt and run once), and the other layout reads the same IR.
+LARGE_BYTES = 16 << 20
+FINAL_TEST = "test_round_trip.py::test_every_converted_model_loads_back"
+
+
+class Recorder:
+    """Writes ``NNNNN.pt`` (the module) and ``NNNNN.case`` (inputs, outputs, names, the test) into ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.seen: set[tuple[str, str, bool]] = set()
+        self.count = 0
+        self.seconds = 0.0
+
+    def record(self, module: Any, inputs: list[torch.Tensor], outputs: list[torch.Tensor]) -> None:
+        meta = getattr(module, "tf2torch_meta", None)
+        if meta is None or module.training:  # not a tf2torch module, or a test training it: nothing to compare
+            return
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
+        large = sum(t.numel() * t.element_size() for t in module.state_dict().values()) > LARGE_BYTES
+        key = (test, "any" if large else str(meta.get("layout")), bool(meta.get("optimize")))
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        started = time.perf_counter()
+        stem = self.directory / f"{self.count:05d}"
+        self.count += 1
+        case = {"test": test, "inputs": [t.detach() for t in inputs], "outputs": [o.detach() for o in outputs],
+                "output_names": list(module.output_names), "input_names": list(module.input_names)}
+        try:
+            tf2torch.save(module, stem.with_suffix(".pt"))
+        except Exception as exc:  # reported by the final test, not by the test that happened to run the module
+            case["save_error"] = f"{type(exc).__name__}: {exc}"
+        torch.save(case, stem.with_suffix(".case"))
+        self.seconds += time.perf_counter() - started
+
+
+def arrange(items: list[Any]) -> None:
+    """Run the final test last; record only when it is selected (no cost otherwise)."""
+    import harness
+
+    final = [item for item in items if item.nodeid.endswith(FINAL_TEST)]
+    if not final:
+        return
+    for item in final:
+        items.remove(item)
+        items.append(item)
+    harness.ROUND_TRIP = Recorder(Path(tempfile.mkdtemp(prefix="tf2torch-round-trip-")))
+
+
+def cleanup() -> None:
+    import harness
+
+    if harness.ROUND_TRIP is not None:
+        shutil.rmtree(harness.ROUND_TRIP.directory, ignore_errors=True)
+        harness.ROUND_TRIP = None
+
+
+RUNNER = r'''
+import json, sys, traceback
+from pathlib import Path
+import torch
+import tf2torch
+
+def compare(got, want):
+    """(bit-exact, max |difference| / max |want|) over all outputs."""
+    exact, worst = True, 0.0
+    for g, w in zip(got, want):
+        if g.shape != w.shape or g.dtype != w.dtype:
+            return False, float("inf")
+        if w.numel() == 0:
+            continue
+        exact = exact and torch.equal(g, w)
+        if w.is_floating_point() or w.is_complex():
+            scale = w.abs().max().double().item() or 1.0
+            worst = max(worst, (g.double() - w.double()).abs().max().item() / scale)
+        elif not torch.equal(g, w):
+            worst = float("inf")
+    return exact, worst
+
+for case_path in sorted(Path(sys.argv[1]).glob("*.case")):
+    case = torch.load(case_path, weights_only=True)
+    answer = {"case": case_path.stem, "test": case["test"]}
+    try:
+        if "save_error" in case:
+            raise RuntimeError("tf2torch.save failed: " + case["save_error"])
+        module = tf2torch.load(case_path.with_suffix(".pt"))
+        with torch.no_grad():
+            out = module(*case["inputs"])
+        out = list(out) if isinstance(out, (list, tuple)) else [out]
+        if len(out) != len(case["outputs"]):
+            raise RuntimeError(f"{len(out)} outputs, {len(case['outputs'])} before saving")
+        answer["exact"], answer["error"] = compare(out, case["outputs"])
+        answer["names"] = [list(module.output_names), list(module.input_names)]
+        answer["names_before"] = [case["output_names"], case["input_names"]]
+    except Exception as exc:
+        answer["failure"] = f"{type(exc).__name__}: {exc}"[:500]
+    print(json.dumps(answer), flush=True)
+'''
+
+
+def load_all_in_a_fresh_process(directory: Path, timeout: float = 3600) -> list[dict[str, Any]]:
+    """One interpreter (tf2torch and torch imported once) loads every recorded file; one JSON line per case."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", RUNNER, str(directory)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    answers = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert done.returncode == 0, f"the loading process failed: {done.stderr[-2000:]}"
+    return answers
