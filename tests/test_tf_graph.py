@@ -117,7 +117,8 @@ def test_without_tensorflow_one_line_says_how_to_install(tf_module, tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines() == [
-        "error: reading SavedModels, TF checkpoints and frozen graphs needs TensorFlow: pip install tf2torch[tf]"]
+        "error: reading SavedModels, TF checkpoints and frozen graphs needs TensorFlow: pip install -c constraints.txt "
+        "-e '.[tf]' in the tf2torch clone (tf2torch is not on PyPI)"]
     assert not (tmp_path / "out.pt").exists()
 
 

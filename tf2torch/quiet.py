@@ -41,7 +41,7 @@ def import_quietly(name: str) -> Any:
     lines (those under ``TF_CPP_MIN_LOG_LEVEL``, which is set to 3 unless the user set it) and with absl's Python
     logger at ERROR. An ``ImportError`` passes through."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if name in sys.modules:
+    if sys.modules.get(name) is not None:  # None there means "not importable": import_module raises for it
         return sys.modules[name]
     with _stderr_filtered(_min_cpp_level()):
         module = importlib.import_module(name)

@@ -107,7 +107,8 @@ def write_onnx(module: fx.GraphModule, program: torch.export.ExportedProgram, di
     path = directory / ONNX_FILE
     for package in ("onnx", "onnxscript"):
         if importlib.util.find_spec(package) is None:
-            raise EmitError(f"--emit onnx needs the {package} package: pip install 'tf2torch[onnx]'")
+            raise EmitError(f"--emit onnx needs the {package} package: pip install -c constraints.txt -e '.[onnx]' "
+                            "in the tf2torch clone")
     if any(keras_dtype(i) != i.dtype for i in inputs):
         program = export_program(module, keras_dtypes=True)
     try:

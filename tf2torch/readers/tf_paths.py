@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ModelFileError
 
-INSTALL_HINT = "pip install tf2torch[tf]"
+INSTALL_HINT = "pip install -c constraints.txt -e '.[tf]' in the tf2torch clone (tf2torch is not on PyPI)"
 STATE_LINE = re.compile(r'^\s*model_checkpoint_path\s*:\s*"(.*)"\s*$')
 STEP = re.compile(r"-(\d+)$")
 
