@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import Tf2TorchError
-from .graph import KerasGraph, Weight
+from .graph import KerasGraph, Weight, WeightFunction
 
 # keras 2.3.1 saving.py ``conv_layers``, with the Keras 1 spellings Keras 2 still read
 FLIPPED_CLASSES = frozenset({"Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "ConvLSTM2D", "Convolution1D",
@@ -84,12 +84,12 @@ def theano_notice(graph: KerasGraph, flip: bool) -> str | None:
 def with_flipped_kernels(graph: KerasGraph) -> None:
     """Make ``graph.load_weight`` return the Theano kernels flipped (the file is not changed)."""
     targets = {id(weight) for _, weight in flipped_weights(graph)}
-    inner = graph._loader
+    inner = graph.weight_source
     if inner is None or not targets:
         return
 
     def load(weight: Weight) -> Any:
-        stored = inner(weight)
+        stored = inner.load(weight)
         return flip_kernel(np.asarray(stored)) if id(weight) in targets else stored
 
-    graph._loader = load
+    graph.weight_source = WeightFunction(load)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnsupportedLayerError
-from ..graph import KerasGraph, Layer, Weight
+from ..graph import KerasGraph, Layer, Overrides, Weight
 
 TRACED_LAYER = "tf.traced>KerasLayer"
 
@@ -76,7 +76,7 @@ def trace_layers(tf: Any, directory: Path, graph: KerasGraph) -> bool:
     if not keys:
         return True
     loaded = tf.saved_model.load(str(directory))
-    paths = graph.__dict__.get("object_paths", {})
+    paths = graph.object_paths
     concretes = {k: layer_function(loaded, paths.get(k)) for k in keys}
     if any(c is None for c in concretes.values()):
         return False
@@ -92,14 +92,13 @@ def trace_layers(tf: Any, directory: Path, graph: KerasGraph) -> bool:
                 name = f"call/{sub_key}/{w.name}"
                 weights.append(Weight(name, tuple(w.shape), w.dtype, f"{key}::{name}"))
                 loaders[f"{key}::{name}"] = (lambda g=sub, w=w: g.load_weight(w))
-        unsupported.extend((f"{key}/{k}", c) for k, c in sub.__dict__.get("unsupported", []))
-        reasons.update({f"{key}/{k}": v for k, v in sub.__dict__.get("reasons", {}).items()})
+        unsupported.extend((f"{key}/{k}", c) for k, c in sub.unsupported)
+        reasons.update({f"{key}/{k}": v for k, v in sub.reasons.items()})
         layer.config = {"name": layer.config.get("name", key), "keras_class_name": layer.class_name,
                         "trainable": layer.config.get("trainable", True), "function": sub.to_json()}
         layer.class_name = TRACED_LAYER
         layer.weights = weights
     if unsupported:
         raise UnsupportedLayerError(unsupported, reasons)
-    stored = graph._loader
-    graph._loader = lambda w: loaders[w.key]() if w.key in loaders else stored(w)
+    graph.weight_source = Overrides(loaders, graph.weight_source)
     return True

@@ -112,8 +112,8 @@ def loop_config(walker: Any, op_name: str, key: str, operand_values: list[np.nda
                 name = f"{part}/{layer_key}/{w.name}"
                 weights.append(Weight(name, tuple(w.shape), w.dtype, f"{op_name}::{name}"))
                 loaders[f"{op_name}::{name}"] = (lambda g=graph, w=w: g.load_weight(w))
-        for name, class_name in graph.__dict__.get("unsupported", []):
+        for name, class_name in graph.unsupported:
             unsupported.append((f"{key}/{part}/{name}", class_name))
-        reasons.update({f"{key}/{part}/{k}": v for k, v in graph.__dict__.get("reasons", {}).items()})
+        reasons.update({f"{key}/{part}/{k}": v for k, v in graph.reasons.items()})
     config = {"cond": cond.to_json(), "body": body.to_json(), "fed": sorted(fed), "changing": changing}
     return config, set(fed), weights, loaders, unsupported, reasons
