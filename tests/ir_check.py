@@ -6,6 +6,7 @@ enough to run on every graph a test reads."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator
@@ -28,9 +29,11 @@ def sub_graphs(graph: KerasGraph) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def first_difference(a: Any, b: Any, path: str = "") -> str:
-    """Where two JSON-like values first differ (for the failure message)."""
+    """Where two IR objects or JSON-like values first differ (for the failure message)."""
     if type(a) is not type(b):
         return f"{path}: {type(a).__name__} {a!r:.80} != {type(b).__name__} {b!r:.80}"
+    if dataclasses.is_dataclass(a):
+        a, b = ({f.name: getattr(x, f.name) for f in dataclasses.fields(x) if f.compare} for x in (a, b))
     if isinstance(a, dict):
         for k in sorted(set(a) | set(b), key=str):
             if k not in a or k not in b:
@@ -48,7 +51,7 @@ def assert_round_trip(graph: KerasGraph) -> None:
     """``from_json(json(to_json(g))) == g`` for the graph and each of its sub-graphs."""
     data = graph.to_json()
     back = KerasGraph.from_json(json.loads(json.dumps(data)))
-    assert back == graph, f"{graph.name}: the IR changes through JSON at {first_difference(back.to_json(), data)}"
+    assert back == graph, f"{graph.name}: the IR changes through JSON at {first_difference(back, graph)}"
     for where, sub in sub_graphs(graph):
         again = KerasGraph.from_json(json.loads(json.dumps(sub))).to_json()
         assert again == sub, f"{graph.name}: sub-graph {where} changes through JSON at {first_difference(again, sub)}"
