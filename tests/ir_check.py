@@ -14,15 +14,18 @@ from typing import Any
 
 from tf2torch.graph import KerasGraph
 
+GRAPH_KEYS = {"layers", "nodes", "inputs", "outputs", "input_specs"}
+
 
 def sub_graphs(graph: KerasGraph) -> Iterator[tuple[str, dict[str, Any]]]:
     """(where, JSON) of each sub-graph the layers' configs carry, nested ones too."""
     for key, layer in graph.layers.items():
         loop = layer.config.get("loop")
-        parts = [(f"{key}/{p}", loop[p]) for p in ("cond", "body")] if isinstance(loop, dict) else []
-        if isinstance(layer.config.get("function"), dict):
-            parts.append((f"{key}/function", layer.config["function"]))
+        parts = [(f"{key}/{p}", loop.get(p)) for p in ("cond", "body")] if isinstance(loop, dict) else []
+        parts.append((f"{key}/function", layer.config.get("function")))  # a Keras Lambda's is not a graph
         for where, data in parts:
+            if not (isinstance(data, dict) and GRAPH_KEYS <= data.keys()):
+                continue
             yield where, data
             for inner, nested in sub_graphs(KerasGraph.from_json(data)):
                 yield f"{where}/{inner}", nested
