@@ -141,6 +141,7 @@ def test_json_of_older_files_loads_with_defaults():
     (("input_specs", 0, "declared"), "no"),
     (("object_paths",), {"d": 1}),
     (("unsupported",), [["only-one"]]),
+    (("unsupported",), [["f/x", 3]]),
     (("reasons",), ["no converter"]),
     (("containers",), [1]),
 ])

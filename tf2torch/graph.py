@@ -274,12 +274,13 @@ def _text_map(value: Any, what: str) -> dict[str, str]:
 def _optional_fields(data: dict[str, Any]) -> dict[str, Any]:
     """The keys ``to_json`` gained after the first ``.pt`` files were written, checked (files are hostile)."""
     containers, unsupported = data.get("containers"), data.get("unsupported") or []
-    if not (isinstance(unsupported, list) and all(isinstance(u, list) and len(u) == 2 for u in unsupported)):
+    if not (isinstance(unsupported, list) and all(isinstance(u, list) and len(u) == 2
+                                                  and all(isinstance(t, str) for t in u) for u in unsupported)):
         raise TypeError(f"unsupported {unsupported!r} is not a list of (layer, class) pairs")
     return {
         "output_names": _names(data.get("output_names") or [], "output_names"),
         "containers": None if containers is None else _names(containers, "containers", "layer keys"),
         "object_paths": _text_map(data.get("object_paths") or {}, "object_paths"),
-        "unsupported": [(str(k), str(c)) for k, c in unsupported],
+        "unsupported": [(k, c) for k, c in unsupported],
         "reasons": _text_map(data.get("reasons") or {}, "reasons"),
     }
