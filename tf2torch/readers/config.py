@@ -13,8 +13,6 @@ Everything past this module sees one normalized form: a flattened ``KerasGraph``
 
 from __future__ import annotations
 
-import functools
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,14 +66,6 @@ def normalize_value(value: Any) -> Any:
         # so a user's own ``LSTMCell`` inside ``RNN`` never reads as Keras's
         value = {**value, "class_name": class_identity(value)}
     return {k: normalize_value(v) for k, v in value.items()}
-
-
-@functools.lru_cache(maxsize=4096)
-def to_snake_case(name: str) -> str:
-    """Keras's ``naming.to_snake_case``: the key a class gets in a ``.keras`` weights file."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def is_model(layer_cfg: dict[str, Any]) -> bool:
