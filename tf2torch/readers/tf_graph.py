@@ -26,6 +26,10 @@ What happens to the graph, in order (all in memory; the files are never changed)
 7. a TF 2 ``While`` carries its ``cond`` and ``body`` functions walked the same way (``readers/tf_loops.py``);
    TensorLists are never folded (they have no numpy value) but converted.
 Control dependencies are ignored: they order side effects (updates, asserts), never values.
+Every op on the path becomes a node whether or not it converts: that is decided after reading
+(``tf2torch/support.py``). The walker's state machine lives in ``readers/tf_walker.py``; the modules below this
+one (``tf_walker``, ``tf_ends``, ``tf_loops``, ``tf_rewrite``, ``tf_sources``, ``savedmodel_traced``) never
+import it: the loop and traced-call readers are handed ``walk_function`` to walk their sub-graphs.
 """
 
 from __future__ import annotations
