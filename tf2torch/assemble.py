@@ -21,9 +21,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from . import contract, memory_format, registry, training
 from . import layout as L
-from . import memory_format, training
-from .converters import registry
 from .dtypes import compute_dtype, input_dtype, parse_forced
 from .errors import ConversionError, ModelFileError, Tf2TorchError, UnsupportedLayerError
 from .graph import InputSpec, KerasGraph, Node, TensorRef
@@ -81,7 +80,7 @@ def check_supported(graph: KerasGraph) -> None:
             missing.append((key, layer.class_name))
             reasons[key] = ("stores Python bytecode, which tf2torch never executes; replace the Lambda with a "
                             "built-in layer or register a converter for it")
-        elif registry.converter_for(layer.class_name) is None:
+        elif registry.lookup(layer.class_name) is None:
             missing.append((key, layer.class_name))
             reason = registry.refusal_reason(layer.class_name)  # a user's class named like a Keras layer
             if reason is not None:
@@ -97,7 +96,7 @@ class BuiltCall:
     signature: tuple[Any, ...]
     path: str
     module: nn.Module
-    converted: registry.Converted
+    converted: contract.Converted
 
 
 class StandInSizeError(Tf2TorchError):
@@ -333,18 +332,18 @@ class Assembler:
             loads[id(weight)] += 1
             return self.graph.load_weight(weight, lazy=lazy)
 
-        spec = registry.LayerSpec(
+        spec = contract.LayerSpec(
             name=node.layer, class_name=layer.class_name, config=layer.config,
             input_shapes=[s.keras_shape for s in inputs], input_layouts=[s.layout for s in inputs],
             input_dtypes=[s.examples[0].dtype for s in inputs], keras_version=self.graph.keras_version,
             weight_handles=layer.weights, call_kwargs=node.kwargs,
             tensor_kwarg_names=list(node.tensor_kwargs), _load=load, input_examples=[s.examples for s in inputs])
-        fn = registry.converter_for(layer.class_name)
+        fn = registry.lookup(layer.class_name)
         assert fn is not None
-        with skip_random_init(), registry.weight_dtype(dtype or torch.float32), \
-                registry.conv_weights_channels_last(bool(self.image_inputs)):
+        with skip_random_init(), contract.weight_dtype(dtype or torch.float32), \
+                contract.conv_weights_channels_last(bool(self.image_inputs)):
             try:
-                converted = registry.run_converter(fn, spec)
+                converted = registry.convert(fn, spec)
             except Tf2TorchError:
                 raise
             except Exception as exc:  # a config or weight the converter cannot take: name the layer
