@@ -268,21 +268,7 @@ class Assembler:
         fx_kwargs = {k: ([m.fx_node if m is not None else None for m in s] if isinstance(s, list) else s.fx_node)
                      for k, s in tensor_kwargs.items()}
         fx_node = self.fx.call_module(path, tuple(s.fx_node for s in inputs), fx_kwargs)
-        variants = len(inputs[0].examples) if inputs else 1
-        outs = []
-        with torch.no_grad():
-            for v in range(variants):
-                args = [example(s, v) for s in inputs]
-                kwargs = {k: ([example(m, v) if m is not None else None for m in s] if isinstance(s, list)
-                              else example(s, v)) for k, s in tensor_kwargs.items()}
-                try:
-                    out = predicted_output(module, args, kwargs)  # torch's own conv/elementwise: no need to run
-                    out = module(*args, **kwargs) if out is None else out
-                except Exception as exc:  # a converter bug or a config we misread: name the layer
-                    raise ConversionError(node.layer, layer.class_name,
-                                          f"the converted module failed on inputs of shape "
-                                          f"{[tuple(a.shape) for a in args]}: {exc}") from exc
-                outs.append(out)
+        outs = self.run_examples(node, layer.class_name, module, inputs, tensor_kwargs)
         multi = isinstance(outs[0], (tuple, list))
         n_out = len(outs[0]) if multi else 1
         layouts = converted.output_layouts
@@ -305,6 +291,26 @@ class Assembler:
         else:
             self.states[TensorRef(node.id, 0)] = TensorState(fx_node, layouts[0], [p[0] for p in per_output],
                                                              masks[0])
+
+    def run_examples(self, node: Node, class_name: str, module: nn.Module, inputs: list[TensorState],
+                     tensor_kwargs: dict[str, Any]) -> list[Any]:
+        """The converted module's outputs on the example values of its inputs, one per stand-in size."""
+        variants = len(inputs[0].examples) if inputs else 1
+        outs = []
+        with torch.no_grad():
+            for v in range(variants):
+                args = [example(s, v) for s in inputs]
+                kwargs = {k: ([example(m, v) if m is not None else None for m in s] if isinstance(s, list)
+                              else example(s, v)) for k, s in tensor_kwargs.items()}
+                try:
+                    out = predicted_output(module, args, kwargs)  # torch's own conv/elementwise: no need to run
+                    out = module(*args, **kwargs) if out is None else out
+                except Exception as exc:  # a converter bug or a config we misread: name the layer
+                    raise ConversionError(node.layer, class_name,
+                                          f"the converted module failed on inputs of shape "
+                                          f"{[tuple(a.shape) for a in args]}: {exc}") from exc
+                outs.append(out)
+        return outs
 
     def cast(self, state: TensorState, dtype: torch.dtype) -> TensorState:
         """``state`` in ``dtype`` when it is a floating tensor of another float dtype (Keras's autocast)."""
