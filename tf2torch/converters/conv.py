@@ -193,9 +193,11 @@ def convert_separable_conv(spec: LayerSpec) -> Converted:
     return Converted(module, input_layouts=layout, output_layouts=layout)
 
 
+# Theano flipping: of the transposed spellings, keras 2.3.1 saving.py ``conv_layers`` names Conv2DTranspose and
+# Deconvolution2D only; regularizers: the classes ``tf2torch.regularization_loss`` reproduces.
 @converter("Conv2DTranspose", regularizers=KERNEL_AND_BIAS, theano_flip=("kernel",))
 @converter("Conv1DTranspose", "Conv3DTranspose", "Convolution2DTranspose", regularizers=KERNEL_AND_BIAS)
-@converter("Deconvolution2D", theano_flip=("kernel",))  # Keras 2.3 flipped these two spellings only
+@converter("Deconvolution2D", theano_flip=("kernel",))
 @converter("Convolution1DTranspose", "Convolution3DTranspose", "Deconvolution3D", "Deconv2D", "Deconv3D")
 def convert_conv_transpose(spec: LayerSpec) -> Converted:
     """Kernel (*k, out, in) → (in, out, *k), no flip. Keras's output window is the full transposed conv cropped as
