@@ -12,9 +12,9 @@ from .errors import ConversionError, ConversionNotice, ModelFileError, Tf2TorchE
 
 if TYPE_CHECKING:
     from .api import convert, load, save
-    from .converters.registry import Converted, LayerSpec
-    from .converters.registry import converter as register
+    from .contract import Converted, LayerSpec
     from .emit import to_onnx, to_pt2, to_python
+    from .registry import converter as register
     from .training import regularization_loss
     from .transfer import TransferError, TransferReport, transfer
     from .verify import verify
@@ -25,8 +25,8 @@ __all__ = ["convert", "verify", "transfer", "TransferReport", "TransferError",
            "LayerSpec", "Converted", "Tf2TorchError", "ModelFileError", "UnsupportedLayerError", "ConversionError",
            "ConversionNotice"]
 _LAZY = {"convert": (".api", "convert"), "load": (".api", "load"), "save": (".api", "save"),
-         "Converted": (".converters.registry", "Converted"), "LayerSpec": (".converters.registry", "LayerSpec"),
-         "register": (".converters.registry", "converter"), "to_onnx": (".emit", "to_onnx"),
+         "Converted": (".contract", "Converted"), "LayerSpec": (".contract", "LayerSpec"),
+         "register": (".registry", "converter"), "to_onnx": (".emit", "to_onnx"),
          "to_pt2": (".emit", "to_pt2"), "to_python": (".emit", "to_python"),
          "regularization_loss": (".training", "regularization_loss"), "verify": (".verify", "verify"),
          "transfer": (".transfer", "transfer"), "TransferReport": (".transfer", "TransferReport"),

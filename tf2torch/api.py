@@ -69,7 +69,7 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
 
 def _attach_meta(module: fx.GraphModule, graph: KerasGraph, layout: str,
                  input_shapes: Sequence[Sequence[int | None]] | None, dtype: str | None) -> None:
-    from .converters.registry import custom_converters
+    from .registry import custom_converters
 
     module.tf2torch_meta = {
         "graph": graph.to_json(),
@@ -110,9 +110,9 @@ def load(path: str | os.PathLike) -> fx.GraphModule:
 
 def require_custom_converters(path: str | os.PathLike, used: dict[str, str]) -> None:
     """A ``.pt`` converted with the user's own converters is rebuilt with them: say which to register."""
-    from .converters.registry import converter_for
+    from .registry import lookup
 
-    missing = {name: fn for name, fn in used.items() if converter_for(name) is None}
+    missing = {name: fn for name, fn in used.items() if lookup(name) is None}
     if missing:
         listed = ", ".join(f"{name} (converted by {fn})" for name, fn in missing.items())
         raise UnsupportedLayerError(

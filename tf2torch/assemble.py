@@ -21,9 +21,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from . import contract, memory_format, registry, training
 from . import layout as L
-from . import memory_format, training
-from .converters import registry
 from .dtypes import compute_dtype, input_dtype, parse_forced
 from .errors import ConversionError, ModelFileError, Tf2TorchError, UnsupportedLayerError
 from .graph import InputSpec, KerasGraph, Node, TensorRef
@@ -81,7 +80,7 @@ def check_supported(graph: KerasGraph) -> None:
             missing.append((key, layer.class_name))
             reasons[key] = ("stores Python bytecode, which tf2torch never executes; replace the Lambda with a "
                             "built-in layer or register a converter for it")
-        elif registry.converter_for(layer.class_name) is None:
+        elif registry.lookup(layer.class_name) is None:
             missing.append((key, layer.class_name))
             reason = registry.refusal_reason(layer.class_name)  # a user's class named like a Keras layer
             if reason is not None:
@@ -97,7 +96,7 @@ class BuiltCall:
     signature: tuple[Any, ...]
     path: str
     module: nn.Module
-    converted: registry.Converted
+    converted: contract.Converted
 
 
 class StandInSizeError(Tf2TorchError):
@@ -269,21 +268,7 @@ class Assembler:
         fx_kwargs = {k: ([m.fx_node if m is not None else None for m in s] if isinstance(s, list) else s.fx_node)
                      for k, s in tensor_kwargs.items()}
         fx_node = self.fx.call_module(path, tuple(s.fx_node for s in inputs), fx_kwargs)
-        variants = len(inputs[0].examples) if inputs else 1
-        outs = []
-        with torch.no_grad():
-            for v in range(variants):
-                args = [example(s, v) for s in inputs]
-                kwargs = {k: ([example(m, v) if m is not None else None for m in s] if isinstance(s, list)
-                              else example(s, v)) for k, s in tensor_kwargs.items()}
-                try:
-                    out = predicted_output(module, args, kwargs)  # torch's own conv/elementwise: no need to run
-                    out = module(*args, **kwargs) if out is None else out
-                except Exception as exc:  # a converter bug or a config we misread: name the layer
-                    raise ConversionError(node.layer, layer.class_name,
-                                          f"the converted module failed on inputs of shape "
-                                          f"{[tuple(a.shape) for a in args]}: {exc}") from exc
-                outs.append(out)
+        outs = self.run_examples(node, layer.class_name, module, inputs, tensor_kwargs)
         multi = isinstance(outs[0], (tuple, list))
         n_out = len(outs[0]) if multi else 1
         layouts = converted.output_layouts
@@ -306,6 +291,26 @@ class Assembler:
         else:
             self.states[TensorRef(node.id, 0)] = TensorState(fx_node, layouts[0], [p[0] for p in per_output],
                                                              masks[0])
+
+    def run_examples(self, node: Node, class_name: str, module: nn.Module, inputs: list[TensorState],
+                     tensor_kwargs: dict[str, Any]) -> list[Any]:
+        """The converted module's outputs on the example values of its inputs, one per stand-in size."""
+        variants = len(inputs[0].examples) if inputs else 1
+        outs = []
+        with torch.no_grad():
+            for v in range(variants):
+                args = [example(s, v) for s in inputs]
+                kwargs = {k: ([example(m, v) if m is not None else None for m in s] if isinstance(s, list)
+                              else example(s, v)) for k, s in tensor_kwargs.items()}
+                try:
+                    out = predicted_output(module, args, kwargs)  # torch's own conv/elementwise: no need to run
+                    out = module(*args, **kwargs) if out is None else out
+                except Exception as exc:  # a converter bug or a config we misread: name the layer
+                    raise ConversionError(node.layer, class_name,
+                                          f"the converted module failed on inputs of shape "
+                                          f"{[tuple(a.shape) for a in args]}: {exc}") from exc
+                outs.append(out)
+        return outs
 
     def cast(self, state: TensorState, dtype: torch.dtype) -> TensorState:
         """``state`` in ``dtype`` when it is a floating tensor of another float dtype (Keras's autocast)."""
@@ -333,19 +338,19 @@ class Assembler:
             loads[id(weight)] += 1
             return self.graph.load_weight(weight, lazy=lazy)
 
-        spec = registry.LayerSpec(
+        spec = contract.LayerSpec(
             name=node.layer, class_name=layer.class_name, config=layer.config,
             input_shapes=[s.keras_shape for s in inputs], input_layouts=[s.layout for s in inputs],
             input_dtypes=[s.examples[0].dtype for s in inputs], keras_version=self.graph.keras_version,
             weight_handles=layer.weights, call_kwargs=node.kwargs,
             tensor_kwarg_names=list(node.tensor_kwargs), _load=load, input_examples=[s.examples for s in inputs],
             assemble_subgraph=assemble_subgraph)
-        fn = registry.converter_for(layer.class_name)
+        fn = registry.lookup(layer.class_name)
         assert fn is not None
-        with skip_random_init(), registry.weight_dtype(dtype or torch.float32), \
-                registry.conv_weights_channels_last(bool(self.image_inputs)):
+        with skip_random_init(), contract.weight_dtype(dtype or torch.float32), \
+                contract.conv_weights_channels_last(bool(self.image_inputs)):
             try:
-                converted = registry.run_converter(fn, spec)
+                converted = registry.convert(fn, spec)
             except Tf2TorchError:
                 raise
             except Exception as exc:  # a config or weight the converter cannot take: name the layer

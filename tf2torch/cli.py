@@ -466,9 +466,8 @@ main.add_command(transfer_command)
 @main.command()
 def layers() -> None:
     """List the Keras layer classes tf2torch converts."""
-    from . import converters  # noqa: F401
-    from .converters import registry
+    from . import registry
 
-    for name in sorted(registry.CONVERTERS):
-        fn = registry.CONVERTERS[name]
+    for name in registry.spellings("keras"):
+        fn = registry.lookup(name)
         click.echo(f"{name:<32} {fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .converters import registry
+from . import registry
 from .errors import UnsupportedLayerError
 from .graph import TRACED_LAYER, KerasGraph
 
@@ -24,7 +24,7 @@ CUSTOM_TFLITE = "a custom operator (not a TFLite builtin): tf2torch has no conve
 
 def has_converter(class_name: str) -> bool:
     """The predicate the readers are given: does ``class_name`` convert?"""
-    return registry.converter_for(class_name) is not None
+    return registry.lookup(class_name) is not None
 
 
 def refuse_unsupported(graph: KerasGraph) -> None:

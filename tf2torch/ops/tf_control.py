@@ -12,10 +12,11 @@ from typing import Any
 
 import torch
 
-from ..converters.registry import Converted, LayerSpec, converter
+from ..contract import Converted, LayerSpec
 from ..graph import TRACED_LAYER, KerasGraph
 from ..layout import CHANNELS_FIRST, KERAS, normalize, to_keras_perm
 from ..nn.tf_ops import TFTensorList, TFWhile
+from ..registry import converter
 from .tf_raw import TORCH_DTYPES, _slots, attr, operand, raw, tensor
 
 
