@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..readers import open_model
-from ..verify.keras_side import input_names, load_keras_model, run_layers
+from ..verify import input_names, load_keras_model, run_layers
 from .match import Assignment
 from .source import SourceLayer
 from .target import TargetModule

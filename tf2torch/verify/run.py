@@ -19,7 +19,7 @@ import torch
 import torch.fx as fx
 
 from ..errors import ModelFileError, Tf2TorchError
-from ..readers.tf_paths import tf_kind
+from ..readers import tf_kind
 from . import keras_side, tf_side, tflite_side, torch_side
 from .compare import (
     DEFAULT_ATOL,
