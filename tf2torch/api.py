@@ -16,6 +16,7 @@ from .graph import KerasGraph
 from .io import load_payload, read_saved, save  # noqa: F401
 from .optimize import optimize as optimize_module
 from .readers import open_model
+from .support import has_converter, refuse_unsupported
 from .theano_kernels import theano_notice, with_flipped_kernels
 
 
@@ -44,7 +45,8 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
     default it is converted as today's Keras reads it, with a notice.
     """
     tf_options = {"signature": signature, "inputs": inputs, "outputs": outputs, "constants": constants}
-    with open_model(path, tf_options) as graph:
+    with open_model(path, tf_options, convertible=has_converter) as graph:
+        refuse_unsupported(graph)  # what the file holds that nothing converts, at every depth, named at once
         theano = theano_notice(graph, flip_theano_kernels)
         if flip_theano_kernels:
             with_flipped_kernels(graph)

@@ -315,7 +315,8 @@ class Assembler:
             input_shapes=[s.keras_shape for s in inputs], input_layouts=[s.layout for s in inputs],
             input_dtypes=[s.examples[0].dtype for s in inputs], keras_version=self.graph.keras_version,
             weight_handles=layer.weights, call_kwargs=node.kwargs,
-            tensor_kwarg_names=list(node.tensor_kwargs), _load=load, input_examples=[s.examples for s in inputs])
+            tensor_kwarg_names=list(node.tensor_kwargs), _load=load, input_examples=[s.examples for s in inputs],
+            assemble_subgraph=assemble_subgraph)
         fn = registry.converter_for(layer.class_name)
         assert fn is not None
         with skip_random_init(), registry.weight_dtype(dtype or torch.float32), \
@@ -478,6 +479,34 @@ def check_layout_of_given_shape(name: str, given: tuple[int | None, ...], declar
         raise Tf2TorchError(f"input {name}: --input-shape {','.join(map(str, given))} is a permutation of the "
                             f"model's shape {','.join('?' if d is None else str(d) for d in declared)}; the flag "
                             f"takes Keras's layout (channels last, e.g. H,W,C), not PyTorch's: --input-shape {wanted}")
+
+
+class SubgraphAssembler(Assembler):
+    """A sub-graph's assembler: its inputs are the values given (per input, one per stand-in size, in TF's
+    layout), not example tensors made from input specs; everything else is the model's own assembly."""
+
+    def __init__(self, graph: KerasGraph, examples: list[list[torch.Tensor]]):
+        super().__init__(graph, "keras")
+        self.examples = examples
+
+    def add_inputs(self) -> None:
+        count = max((len(e) for e in self.examples), default=1)  # every input at every stand-in size
+        for ref, values in zip(self.graph.inputs, self.examples):
+            value = list(values) + [values[-1]] * (count - len(values))
+            layer = self.graph.node(ref.node).layer
+            self.input_names.append(layer)
+            node = self.fx.placeholder(self.names.unique("<inputs>", legal_segment(layer)))
+            node.meta["tf2torch"] = {"keras_node": ref.node, "layer": layer, "class_name": "InputLayer",
+                                     "layouts": [L.KERAS]}
+            self.states[ref] = TensorState(node, L.KERAS, list(value))
+
+
+def assemble_subgraph(graph: KerasGraph, examples: list[list[torch.Tensor]]) -> fx.GraphModule:
+    """An IR sub-graph (a TF loop's ``cond`` or ``body``, a Keras layer's traced call function) built on the
+    values its inputs take (``examples``: per input, its value at each stand-in size, in TF's layout; a
+    dimension that differs is open for its converters too). Converters reach it as
+    ``LayerSpec.assemble_subgraph``, so they never import the assembler (issue #21)."""
+    return SubgraphAssembler(graph, examples).build()
 
 
 def assemble(graph: KerasGraph, layout: str = "channels_first",

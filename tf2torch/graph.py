@@ -14,6 +14,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+# The class of a Keras layer converted from its traced call function (a Keras SavedModel layer without a
+# converter): ``readers/savedmodel_traced.py`` writes it, ``ops/tf_control.py`` converts it.
+TRACED_LAYER = "tf.traced>KerasLayer"
+
 
 def keras_major(keras_version: str) -> int:
     """2 for files written by Keras 1/2 and tf.keras (tf_keras), 3 for Keras 3 files."""

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..layout import KERAS
+from ..naming import to_snake_case
 from ..nn.recurrent import (
     KerasBidirectional,
     KerasConvLSTMCell,
@@ -28,7 +29,6 @@ from ..nn.recurrent import (
     KerasSimpleRNNCell,
     KerasStackedRNN,
 )
-from ..readers.config import to_snake_case
 from ..transforms import input_and_recurrent_bias, keras_gru_gates_to_torch, keras_gru_to_torch, keras_lstm_to_torch
 from .activations import activation_module
 from .conv import CONV_BY_RANK, hwio_to_oihw, sequence, strided_conv

@@ -100,6 +100,9 @@ class LayerSpec:
     # layout changes): for converters of graph functions (a TF ``While`` body) that build their own sub-module
     # on the values their inputs take.
     input_examples: list[list[torch.Tensor]] = field(default_factory=list, repr=False)
+    # ``assemble.assemble_subgraph``, given by the assembler: how such a converter builds an IR sub-graph (a loop's
+    # body, a traced call) on those values without importing the assembler.
+    assemble_subgraph: Callable[..., Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, TrackedConfig):

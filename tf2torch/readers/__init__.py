@@ -11,7 +11,7 @@ import os
 import shutil
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +83,12 @@ def prefetch(path: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
-def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None) -> Iterator[KerasGraph]:
+def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None,
+               convertible: Callable[[str], bool] | None = None) -> Iterator[KerasGraph]:
     """Read the graph and keep the file open so weights stream in one at a time while converting.
     ``tf_options`` (TensorFlow formats only): ``signature``, ``inputs``, ``outputs``, ``constants``.
+    ``convertible`` (Keras SavedModels only): whether a layer class converts, as the caller decides (a layer it
+    refuses converts from its traced call function); readers never look converters up themselves.
 
     The structure (config, weight names, shapes, the reading policy's checks) is read under the watchdog; the
     weight values are read afterwards, one at a time, each checked again by the policy.
@@ -94,7 +97,7 @@ def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None
     if kind in ("savedmodel", "checkpoint", "graphdef"):
         from .tf_graph import open_tf_model
 
-        with open_tf_model(path, kind, tf_options or {}) as graph:
+        with open_tf_model(path, kind, tf_options or {}, convertible) as graph:
             yield graph
         return
     if kind == "tflite":
