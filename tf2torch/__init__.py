@@ -9,6 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConversionError, ConversionNotice, ModelFileError, Tf2TorchError, UnsupportedLayerError
+from .version import __version__  # noqa: F401  (in a leaf module: emit and verify record it without importing tf2torch)
 
 if TYPE_CHECKING:
     from .api import convert, load, save
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from .transfer import TransferError, TransferReport, transfer
     from .verify import verify
 
-__version__ = "0.1.0"
 __all__ = ["convert", "verify", "transfer", "TransferReport", "TransferError",
            "save", "load", "register", "regularization_loss", "to_python", "to_pt2", "to_onnx",
            "LayerSpec", "Converted", "Tf2TorchError", "ModelFileError", "UnsupportedLayerError", "ConversionError",

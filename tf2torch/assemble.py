@@ -8,12 +8,11 @@ differs between the two is dynamic (None) for the converters.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import operator
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +30,9 @@ from .naming import TorchNames, legal_segment
 from .nn.inplace import KerasGraphModule
 from .nn.reshaping import flat_channels_first_to_keras
 from .shapes import predicted_output
+from .stand_ins import DYNAMIC_SIZES, EXAMPLE_BATCH, skip_random_init
 from .tensor_state import TensorState, example
 
-EXAMPLE_BATCH = 2
-# Stand-in sizes for the dimensions a model leaves open, tried in turn until every layer accepts them: two
-# sizes of different parity, then multiples of 64 (U-Nets), then long sequences (a crop of thousands).
-DYNAMIC_SIZES = ((64, 67), (64, 128), (1024, 2048), (16384, 32768))
 MAX_EXAMPLE_ELEMENTS = 1 << 26  # per example input (256 MiB of float32): shapes are found by running examples
 NO_OP_INPUT = "InputLayer"
 
@@ -49,25 +45,6 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
             current.add_module(part, nn.Module())
         current = getattr(current, part)
     current.add_module(leaf, module)
-
-
-RANDOM_INITS = ("uniform_", "normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_",
-                "trunc_normal_", "orthogonal_")
-
-
-@contextlib.contextmanager
-def skip_random_init() -> Iterator[None]:
-    """Torch modules fill new weights with random numbers that every converter overwrites with Keras's weights;
-    skipping that saves time and keeps the throw-away pages from ever becoming resident. Constant inits
-    (``ones_``, ``zeros_``) still run: a converter may rely on them (BatchNorm without ``scale``)."""
-    saved = {name: getattr(nn.init, name) for name in RANDOM_INITS}
-    try:
-        for name in RANDOM_INITS:
-            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(nn.init, name, fn)
 
 
 def check_supported(graph: KerasGraph) -> None:
