@@ -5,9 +5,9 @@ config key, a call argument or an operation argument that no converter read is r
 the value its converter declared as the default.
 
 The trap it guards: Keras options nobody implemented used to be dropped silently (a converted model that differs
-from Keras without a word). It imports nothing of tf2torch but the leaf modules ``graph``, ``errors`` and
-``layout``; the facts a converter declares (``Facts``) come from the registry (``tf2torch/registry.py``), which
-passes them in.
+from Keras without a word). It imports nothing of tf2torch but the leaf modules ``graph``, ``errors``,
+``stand_ins`` and ``layout``; the facts a converter declares (``Facts``) come from the registry
+(``tf2torch/registry.py``), which passes them in.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from torch import nn
 from .errors import ConversionError
 from .graph import Weight, keras_major
 from .layout import Layout
+from .stand_ins import EXAMPLE_BATCH
 
-EXAMPLE_BATCH = 2  # the batch of the example tensors the assembler runs each layer on
 MAX_DECLARED_ELEMENTS = 1 << 30  # one layer output of the example batch: 4 GiB of float32, past real models
 
 # Config keys that never change what a layer computes at inference: names, training-time settings
