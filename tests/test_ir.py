@@ -101,8 +101,7 @@ def tiny_graph() -> KerasGraph:
     w = Weight("kernel", (2, 3), "float32", "model_weights/d/kernel:0", 128)
     return KerasGraph("m", {"d": Layer("d", "Dense", {"units": 3}, [w])}, [Node("d_0", "d", [TensorRef("in_0")])],
                       [TensorRef("in_0")], [TensorRef("d_0")], [InputSpec("in", (None, 2), declared=False)],
-                      output_names=["d"], containers=[], object_paths={"d": "root.layer-1"},
-                      unsupported=[("f/x", "tf.raw>Bessel")], reasons={"f/x": "no converter"})
+                      output_names=["d"], containers=[], object_paths={"d": "root.layer-1"})
 
 
 @pytest.mark.parametrize("make", [lambda: tiny_graph(), lambda: tiny_graph().layers["d"],
@@ -120,18 +119,17 @@ def test_tiny_graph_round_trips_every_field():
     graph = tiny_graph()
     assert_round_trip(graph)
     back = KerasGraph.from_json(json.loads(json.dumps(graph.to_json())))
-    assert back.input_specs[0].declared is False and back.unsupported == [("f/x", "tf.raw>Bessel")]
+    assert back.input_specs[0].declared is False and back.object_paths == {"d": "root.layer-1"}
 
 
 def test_json_of_older_files_loads_with_defaults():
-    """A ``.pt`` written before ``offset``, ``declared``, ``object_paths``, ``unsupported`` and ``reasons``
-    travelled still loads."""
+    """A ``.pt`` written before ``offset``, ``declared`` and ``object_paths`` travelled still loads."""
     data = tiny_graph().to_json()
-    for key in ("object_paths", "unsupported", "reasons", "output_names", "containers", "trained_with"):
+    for key in ("object_paths", "output_names", "containers", "trained_with"):
         del data[key]
     del data["layers"]["d"]["weights"][0]["offset"], data["input_specs"][0]["declared"]
     back = KerasGraph.from_json(data)
-    assert (back.object_paths, back.unsupported, back.reasons, back.containers) == ({}, [], {}, None)
+    assert (back.object_paths, back.containers) == ({}, None)
     assert back.layers["d"].weights[0].offset is None and back.input_specs[0].declared is True
 
 
@@ -140,9 +138,7 @@ def test_json_of_older_files_loads_with_defaults():
     (("layers", "d", "weights", 0, "offset"), "128"),
     (("input_specs", 0, "declared"), "no"),
     (("object_paths",), {"d": 1}),
-    (("unsupported",), [["only-one"]]),
-    (("unsupported",), [["f/x", 3]]),
-    (("reasons",), ["no converter"]),
+    (("object_paths",), ["root.layer-1"]),
     (("containers",), [1]),
 ])
 def test_wrong_types_in_a_file_are_type_errors(where, value):

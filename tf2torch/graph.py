@@ -20,6 +20,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+# The class of a Keras layer converted from its traced call function (a Keras SavedModel layer without a
+# converter): ``readers/savedmodel_traced.py`` writes it, ``ops/tf_control.py`` converts it.
+TRACED_LAYER = "tf.traced>KerasLayer"
+
 
 def keras_major(keras_version: str) -> int:
     """2 for files written by Keras 1/2 and tf.keras (tf_keras), 3 for Keras 3 files."""
@@ -153,8 +157,6 @@ class KerasGraph:
     containers: list[str] | None = None  # layer-key prefixes that are nested models (None: every "/" nests)
     trained_with: str | None = None  # the Keras backend an .h5 file names (``theano`` flips convolutions)
     object_paths: dict[str, str] = field(default_factory=dict)  # SavedModel: layer key → its object (root.layer-2)
-    unsupported: list[tuple[str, str]] = field(default_factory=list)  # a function's ops without a converter
-    reasons: dict[str, str] = field(default_factory=dict)  # layer key → why it is unsupported
     # Not part of the IR's value: where the weight values come from (None: zeros) and the node index (a cache).
     weight_source: WeightSource | None = field(default=None, repr=False, compare=False)
     _index: tuple[Any, ...] | None = field(default=None, init=False, repr=False, compare=False)
@@ -214,8 +216,6 @@ class KerasGraph:
             "output_names": list(self.output_names),
             "containers": None if self.containers is None else list(self.containers),
             "object_paths": dict(self.object_paths),
-            "unsupported": [list(u) for u in self.unsupported],
-            "reasons": dict(self.reasons),
         }
 
     @classmethod
@@ -273,14 +273,9 @@ def _text_map(value: Any, what: str) -> dict[str, str]:
 
 def _optional_fields(data: dict[str, Any]) -> dict[str, Any]:
     """The keys ``to_json`` gained after the first ``.pt`` files were written, checked (files are hostile)."""
-    containers, unsupported = data.get("containers"), data.get("unsupported") or []
-    if not (isinstance(unsupported, list) and all(isinstance(u, list) and len(u) == 2
-                                                  and all(isinstance(t, str) for t in u) for u in unsupported)):
-        raise TypeError(f"unsupported {unsupported!r} is not a list of (layer, class) pairs")
+    containers = data.get("containers")
     return {
         "output_names": _names(data.get("output_names") or [], "output_names"),
         "containers": None if containers is None else _names(containers, "containers", "layer keys"),
         "object_paths": _text_map(data.get("object_paths") or {}, "object_paths"),
-        "unsupported": [(k, c) for k, c in unsupported],
-        "reasons": _text_map(data.get("reasons") or {}, "reasons"),
     }

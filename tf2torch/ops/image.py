@@ -4,7 +4,7 @@ alignment). Runs on channels-first tensors (torch's ``interpolate`` wants N,C,H,
 from __future__ import annotations
 
 from .. import layout as L
-from ..converters.registry import Converted
+from ..contract import Converted
 from ..nn.ops import Op, Slot
 from .common import op_result
 from .registry import OpCall, operation, spelling

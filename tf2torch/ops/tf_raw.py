@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..converters.conv import depthwise_kernel_to_oihw, hwio_to_oihw, transposed_kernel_to_iohw
-from ..converters.registry import Converted, LayerSpec, as_parameter, converter, to_tensor
+from ..contract import NO_EFFECT, Converted, LayerSpec, TrackedConfig, as_parameter, refuse_unread, to_tensor
 from ..layout import CHANNELS_FIRST, KERAS, keras_axis_in_layout, normalize, to_channels_first_perm, to_keras_perm
 from ..nn.padding import same_pad_module, static_same_padding, tf_same_padding
 from ..nn.pooling import TFSameAvgPool
@@ -48,6 +47,8 @@ from ..nn.tf_ops import (
     TFUnary,
     strided_slice_spec,
 )
+from ..registry import converter
+from ..transforms import depthwise_kernel_to_oihw, hwio_to_oihw, transposed_kernel_to_iohw
 
 RAW = "tf.raw>"
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float32,
@@ -64,6 +65,7 @@ TYPE_ATTRS = frozenset({"dtype", "Tidx", "Tshape", "Tpaddings", "Tindices", "Tpa
                         "Tcomplex", "Tinput", "Tfilter", "Tbias",
                         # hints for kernels and gradients, no effect on the values
                         "use_cudnn_on_gpu", "grad_a", "grad_b", "grad_x", "grad_y", "num_split"})
+TYPE_DEFAULTS = dict.fromkeys(TYPE_ATTRS, NO_EFFECT)
 
 
 def raw(*ops: str):
@@ -76,10 +78,9 @@ def raw(*ops: str):
                 spec.config.get(key)
             spec.__dict__["_attrs_read"] = set()
             converted = fn(spec)
-            unread = sorted(set(spec.config["attrs"]) - spec.__dict__["_attrs_read"] - TYPE_ATTRS)
-            if unread:
-                spec.fail("attribute(s) not supported: " + ", ".join(f"{k}={spec.config['attrs'][k]!r}"
-                                                                     for k in unread))
+            attrs = TrackedConfig(spec.config["attrs"], spec.class_name, is_config=False)
+            attrs.read.update(spec.__dict__["_attrs_read"])
+            refuse_unread(spec, attrs, TYPE_DEFAULTS, "attribute")
             return converted
         return converter(*(RAW + op for op in ops))(convert)
     return register
