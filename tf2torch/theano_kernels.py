@@ -21,7 +21,7 @@ import numpy as np
 
 from . import registry
 from .errors import Tf2TorchError
-from .graph import KerasGraph, Weight
+from .graph import KerasGraph, Weight, WeightFunction
 
 
 def flip_kernel(kernel: np.ndarray) -> np.ndarray:
@@ -81,12 +81,12 @@ def theano_notice(graph: KerasGraph, flip: bool) -> str | None:
 def with_flipped_kernels(graph: KerasGraph) -> None:
     """Make ``graph.load_weight`` return the Theano kernels flipped (the file is not changed)."""
     targets = {id(weight) for _, weight in flipped_weights(graph)}
-    inner = graph._loader
+    inner = graph.weight_source
     if inner is None or not targets:
         return
 
     def load(weight: Weight) -> Any:
-        stored = inner(weight)
+        stored = inner.load(weight)
         return flip_kernel(np.asarray(stored)) if id(weight) in targets else stored
 
-    graph._loader = load
+    graph.weight_source = WeightFunction(load)

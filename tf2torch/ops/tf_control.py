@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..contract import Converted, LayerSpec
-from ..graph import TRACED_LAYER, KerasGraph
+from ..graph import TRACED_LAYER, KerasGraph, WeightFunction
 from ..layout import CHANNELS_FIRST, KERAS, normalize, to_keras_perm
 from ..nn.tf_ops import TFTensorList, TFWhile
 from ..registry import converter
@@ -28,7 +28,7 @@ def function_module(spec: LayerSpec, part: str, examples: list[list[torch.Tensor
     graph = KerasGraph.from_json(graph_json if graph_json is not None else spec.config["loop"][part])
     handles = {w.name: w for w in spec.weight_handles}
     owner = {id(w): handles[f"{part}/{key}/{w.name}"] for key, layer in graph.layers.items() for w in layer.weights}
-    graph._loader = lambda w: spec._load(owner[id(w)])
+    graph.weight_source = WeightFunction(lambda w: spec._load(owner[id(w)]))
     assert spec.assemble_subgraph is not None
     return spec.assemble_subgraph(graph, examples)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelFileError
-from ..graph import KerasGraph
+from ..graph import KerasGraph, WeightFunction
 from . import policy, watchdog
 from .h5 import dataset_loader, h5_config_text, open_h5, parse_json, read_h5
 from .keras_zip import keras_zip_config, make_workdir, read_keras_zip
@@ -118,7 +118,7 @@ def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None
         if weights_path is not None:
             file = open_h5(str(weights_path))
             raw = os.open(weights_path, os.O_RDONLY)
-            graph._loader = dataset_loader(file, raw)
+            graph.weight_source = WeightFunction(dataset_loader(file, raw))
         yield graph
     finally:
         if raw is not None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..graph import TRACED_LAYER, KerasGraph, Layer, Weight
+from ..graph import TRACED_LAYER, KerasGraph, Layer, Overrides, Weight
 
 
 def needs_trace(layer: Layer, convertible: Callable[[str], bool]) -> bool:
@@ -75,7 +75,7 @@ def trace_layers(tf: Any, directory: Path, graph: KerasGraph, convertible: Calla
     if not keys:
         return True
     loaded = tf.saved_model.load(str(directory))
-    paths = graph.__dict__.get("object_paths", {})
+    paths = graph.object_paths
     concretes = {k: layer_function(loaded, paths.get(k)) for k in keys}
     if any(c is None for c in concretes.values()):
         return False
@@ -93,6 +93,5 @@ def trace_layers(tf: Any, directory: Path, graph: KerasGraph, convertible: Calla
                         "trainable": layer.config.get("trainable", True), "function": sub.to_json()}
         layer.class_name = TRACED_LAYER
         layer.weights = weights
-    stored = graph._loader
-    graph._loader = lambda w: loaders[w.key]() if w.key in loaders else stored(w)
+    graph.weight_source = Overrides(loaders, graph.weight_source)
     return True

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFileError, Tf2TorchError
-from ..graph import InputSpec, KerasGraph, Layer, Node, TensorRef, Weight
+from ..graph import InputSpec, KerasGraph, Layer, Node, Overrides, TensorRef, Weight, WeightFunction
 from .tf_ends import (
     PIPELINE_OP_PREFIXES,
     Ends,
@@ -236,7 +236,7 @@ def build_ir(walker: Walker, inputs: list[Tensor], input_names: list[str], outpu
                        inputs=[TensorRef(input_keys[t[0]], 0) for t in inputs],
                        outputs=[TensorRef(input_keys.get(o[0], o[0]), o[1]) for o in outputs], input_specs=specs,
                        keras_version=f"tf-{tf.__version__}", source_format=walker.source.source_format)
-    graph._loader = lambda w: loaders[w.key]() if w.key in loaders else values[tensor_id(w.key)]
+    graph.weight_source = Overrides(loaders, WeightFunction(lambda w: values[tensor_id(w.key)]))
     return graph
 
 

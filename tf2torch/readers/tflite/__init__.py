@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 
 from ...errors import ModelFileError
-from ...graph import KerasGraph
+from ...graph import KerasGraph, WeightFunction
 from .reader import CLASS_PREFIX, is_tflite, load, read_structure
 
 __all__ = ["CLASS_PREFIX", "is_tflite", "open_tflite", "read_structure"]
@@ -29,7 +29,7 @@ def open_tflite(path: str | os.PathLike) -> Iterator[KerasGraph]:
             raise ModelFileError(f"{path}: cannot map the file ({exc})") from None
     try:
         graph, stored = read_structure(path, data)
-        graph._loader = lambda w: load(data, stored[w.key])
+        graph.weight_source = WeightFunction(lambda w: load(data, stored[w.key]))
         yield graph
     finally:
         data.close()
