@@ -4,9 +4,9 @@ Every mutated file must give exit 0 or a clean exit 2 (one ``error:`` line, no t
 temporary or unpacked file behind, never put the bytes of a file outside the input into the output, and never run
 code stored in the model (a Lambda whose bytecode would write a marker file). Mutations: byte flips, duplicated
 bytes, truncation, config (JSON) edits, weight edits (dtype, shape, type, links, external storage, virtual
-datasets, huge chunked datasets), and zip tricks (bombs, bad or missing members, junk). A small ``.tflite`` file (built here with
-``tf.lite.TFLiteConverter``, once per run) is a seed too: byte flips, duplicated bytes, truncation and FlatBuffer
-word edits (a random aligned 32-bit offset, length or index replaced by a junk value) of it (issue #23).
+datasets, huge chunked datasets), and zip tricks (bombs, bad or missing members, junk). A small ``.tflite`` file
+(built here with ``tf.lite.TFLiteConverter``, once per run) is a seed too: byte flips, duplicated bytes, truncation and
+FlatBuffer word edits (a random aligned 32-bit offset, length or index replaced by a junk value; issue #23).
 
 ``make test`` runs ``FUZZ_CASES`` (default 240) cases in-process through click's CliRunner, plus two real
 subprocesses; ``make fuzz`` runs a longer seeded run (``FUZZ_CASES=3000 FUZZ_SEED=...``).

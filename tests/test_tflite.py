@@ -368,3 +368,89 @@ def test_mediapipe_transpose_conv_bias(tmp_path, kernel, stride, padding):
     for layout in LAYOUTS:
         got = torch_outputs(tf2torch.convert(custom, layout=layout), x, layout)
         assert_matches(got, interpreter_outputs(builtin, x), RTOL, f"{kernel}/{stride}/{padding}")
+
+
+def pooling_with_argmax_file(path: Path, size: int, kernel: int, stride: int, padding: str) -> None:
+    """Input → MediaPipe's ``MaxPoolingWithArgmax2D`` → ``MaxUnpooling2D``, outputs (unpooled, values, indices):
+    a builtin ``MAX_POOL_2D`` file (TFLiteConverter) rewritten with TFLite's object API as MediaPipe's files hold
+    the two custom operators (``TfLitePoolParams`` as custom options, a float32 indices tensor)."""
+    import flatbuffers
+    import tensorflow as tf
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    @tf.function(input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32)])
+    def f(x):
+        return tf.nn.max_pool2d(x, kernel, stride, padding)
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(
+        tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert(), 0))
+    sg = model.subgraphs[0]
+    (op,) = sg.operators
+    values = sg.tensors[op.outputs[0]]
+    options = list(struct.pack("<6i", 1 if padding == "SAME" else 2, stride, stride, kernel, kernel, 0) + bytes(16))
+    for code, shape, name in (("MaxPoolingWithArgmax2D", None, "pool/indices"),
+                              ("MaxUnpooling2D", [1, values.shape[1] * kernel, values.shape[2] * kernel, 3],
+                               "unpool/out")):
+        tensor = schema.TensorT()
+        tensor.shape, tensor.type, tensor.buffer, tensor.name = shape or list(values.shape), 0, 0, name
+        sg.tensors.append(tensor)
+        opcode = schema.OperatorCodeT()
+        opcode.builtinCode = opcode.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+        opcode.customCode = code
+        model.operatorCodes.append(opcode)
+    op.opcodeIndex, op.outputs = len(model.operatorCodes) - 2, [op.outputs[0], len(sg.tensors) - 2]
+    op.builtinOptionsType, op.builtinOptions, op.customOptions = 0, None, options
+    unpool = schema.OperatorT()
+    unpool.opcodeIndex, unpool.inputs, unpool.outputs = len(model.operatorCodes) - 1, list(op.outputs), \
+        [len(sg.tensors) - 1]
+    unpool.customOptions = options
+    sg.operators.append(unpool)
+    sg.outputs = [len(sg.tensors) - 1, *op.outputs]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(builder.Output())
+
+
+def argmax_reference(x: np.ndarray, kernel: int, stride: int, padding: str) -> list[np.ndarray]:
+    """TensorFlow's ``max_pool_with_argmax`` (flat NHWC indices) → the values, each max's position in its window
+    (``y * kernel + x + 0.1``, MediaPipe's encoding) and the unpooled tensor, its maxima scattered back into
+    (H_out * kernel, W_out * kernel) (when stride == kernel, the window origin of output (i, j) is (i, j) * stride
+    minus the SAME padding before)."""
+    import tensorflow as tf
+
+    values, flat = (np.asarray(t) for t in tf.nn.max_pool_with_argmax(x, kernel, stride, padding,
+                                                                      include_batch_in_index=True))
+    n, h, w, c = x.shape
+    _, oh, ow, _ = values.shape
+    py, px = (flat // c // w) % h, (flat // c) % w
+    out = [((oh - 1) * stride + kernel - s) // 2 if padding == "SAME" else 0 for s in (h, w)]
+    origin_y = np.arange(oh).reshape(1, -1, 1, 1) * stride - max(out[0], 0)
+    origin_x = np.arange(ow).reshape(1, 1, -1, 1) * stride - max(out[1], 0)
+    local = (py - origin_y) * kernel + (px - origin_x)
+    unpooled = np.zeros((n, oh * kernel, ow * kernel, c), np.float32)
+    dy, dx = local // kernel, local % kernel
+    oy = np.arange(oh).reshape(1, -1, 1, 1) * stride + dy
+    ox = np.arange(ow).reshape(1, 1, -1, 1) * stride + dx
+    nn_, cc = np.arange(n).reshape(-1, 1, 1, 1), np.arange(c).reshape(1, 1, 1, -1)
+    unpooled[nn_, oy, ox, cc] = values
+    return [unpooled, values, local.astype(np.float32) + 0.1]
+
+
+@pytest.mark.parametrize("size,kernel,stride,padding", [(8, 2, 2, "SAME"), (7, 2, 2, "SAME"), (7, 2, 2, "VALID"),
+                                                        (9, 3, 3, "SAME")])
+def test_mediapipe_pooling_with_argmax_and_unpooling(tmp_path, size, kernel, stride, padding):
+    """``MaxPoolingWithArgmax2D`` → ``MaxUnpooling2D`` (what MediaPipe's hair segmentation model chains) against
+    TensorFlow's ``max_pool_with_argmax`` (TFLite's interpreter has no kernel for the custom operators). Windows do
+    not overlap (stride == kernel, as MediaPipe uses them), so the unpooling's writes never collide."""
+    path = tmp_path / "argmax.tflite"
+    pooling_with_argmax_file(path, size, kernel, stride, padding)
+    from tf2torch.readers.tflite import read_structure
+
+    graph, _ = read_structure("argmax", path.read_bytes())
+    assert {f"tflite>custom:{c}" for c in ("MaxPoolingWithArgmax2D", "MaxUnpooling2D")} <= \
+        {layer.class_name for layer in graph.layers.values()}
+    x = [np.random.default_rng(5).standard_normal((1, size, size, 3)).astype("float32")]
+    expected = argmax_reference(x[0], kernel, stride, padding)
+    for layout in LAYOUTS:
+        got = torch_outputs(tf2torch.convert(path, layout=layout), x, layout)
+        assert_matches(got, expected, RTOL, f"{size}/{kernel}/{stride}/{padding}")
