@@ -179,17 +179,27 @@ def with_custom_operator(source: Path, target: Path, code: str) -> None:
     target.write_bytes(builder.Output())
 
 
-def int8_model(path: Path) -> None:
+def int8_model(path: Path, kind: str = "int8") -> None:
+    """A conv, flatten and dense model quantized by TFLiteConverter: ``int8`` full-integer (a representative
+    dataset calibrates the activations; float inputs and outputs behind QUANTIZE / DEQUANTIZE), ``int8_io`` the
+    same with int8 inputs and outputs, ``dynamic`` dynamic-range (int8 weights, float activations)."""
     import tensorflow as tf
     import tf_keras as keras
 
+    keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
                               keras.layers.Flatten(), keras.layers.Dense(2)])
+    if kind == "dynamic":  # dynamic-range quantization only quantizes weights of 1024 values or more
+        model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(32, 3, activation="relu"),
+                                  keras.layers.Conv2D(32, 3), keras.layers.Flatten(), keras.layers.Dense(40)])
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([np.random.default_rng(i).standard_normal((1, 8, 8, 3))
-                                                 .astype("float32")] for i in range(8))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if kind != "dynamic":
+        converter.representative_dataset = lambda: ([np.random.default_rng(i).standard_normal((1, 8, 8, 3))
+                                                     .astype("float32")] for i in range(16))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if kind == "int8_io":
+        converter.inference_input_type = converter.inference_output_type = tf.int8
     path.write_bytes(converter.convert())
 
 
@@ -206,7 +216,42 @@ def test_quantized_model_refused_by_name(tmp_path):
     int8_model(path)
     with pytest.raises(UnsupportedLayerError, match="quantized") as info:
         tf2torch.convert(path)
-    assert "tflite>CONV_2D" in str(info.value)
+    assert "tflite>CONV_2D" in str(info.value) and "--dequantize" in str(info.value)
+
+
+QUANT_RTOL = 0.05  # a dequantized model against the interpreter's quantized run: int8 rounding, not round-off
+
+
+@pytest.mark.parametrize("kind", ["int8", "dynamic"])
+def test_dequantize_comes_close_to_the_quantized_model(tmp_path, kind):
+    """``dequantize=True``: the quantized weights read as ``(q - zero_point) * scale``, QUANTIZE / DEQUANTIZE as
+    identities, one notice; the float model comes within ``QUANT_RTOL`` of the interpreter's quantized output but
+    not within ``RTOL`` (it is a different computation: the test would notice a reference that is not quantized),
+    and ``verify`` judges it at its looser tolerance with a note saying so."""
+    from tf2torch.errors import ConversionNotice
+
+    path = tmp_path / f"{kind}.tflite"
+    int8_model(path, kind)
+    with pytest.raises(UnsupportedLayerError, match="quantized"):
+        tf2torch.convert(path)
+    with pytest.warns(ConversionNotice, match="dequantized"):
+        module = tf2torch.convert(path, dequantize=True)
+    x = [np.random.default_rng(6).standard_normal((1, 8, 8, 3)).astype("float32")]
+    error = assert_matches(torch_outputs(module, x, "channels_first"), interpreter_outputs(path, x), QUANT_RTOL,
+                           kind)
+    assert error > RTOL, error
+    with pytest.warns(ConversionNotice):
+        report = tf2torch.verify(path, tf_options={"dequantize": True}, batch_size=1)
+    assert report.ok and RTOL < report.max_rel_error <= QUANT_RTOL, report.failed
+    assert any("--dequantize" in note for note in report.notes)
+
+
+def test_dequantize_refuses_quantized_inputs(tmp_path):
+    """int8 inputs and outputs hold quantized numbers, which a float model cannot take: refused by name."""
+    path = tmp_path / "int8_io.tflite"
+    int8_model(path, "int8_io")
+    with pytest.raises(UnsupportedLayerError, match="float inputs and outputs"):
+        tf2torch.convert(path, dequantize=True)
 
 
 # -- damaged and hostile files: one error line, exit 2 ----------------------------------------------------------

@@ -38,7 +38,8 @@ from . import tf_raw
 
 PREFIX = "tflite>"
 STATEFUL = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM"})  # operators whose variable operands are their zero state
-METADATA_KEYS = ("op", "tflite_name", "output_tensors", "output_shapes", "output_dtypes", "quantized", "operands")
+METADATA_KEYS = ("op", "tflite_name", "output_tensors", "output_shapes", "output_dtypes", "quantized", "dequantized",
+                 "operands")
 
 
 def tflite_op(*ops: str):
@@ -236,6 +237,18 @@ UNARY = {"LOGISTIC": "Sigmoid", "TANH": "Tanh", "RELU": "Relu", "RELU6": "Relu6"
 @tflite_op(*UNARY)
 def convert_unary(spec: LayerSpec, options: TrackedConfig) -> Converted:
     return tf_raw.convert_unary(raw_spec(spec, UNARY[spec.config["op"]], {}))
+
+
+@tflite_op("QUANTIZE", "DEQUANTIZE")
+def convert_quantize(spec: LayerSpec, options: TrackedConfig) -> Converted:
+    """In a model read with ``dequantize=True`` the tensors these move between (float ↔ int8 / uint8, or one int8
+    scale to another) are all float: an identity. Anywhere else (a ``DEQUANTIZE`` of a run-time float16 tensor, as
+    sparse models hold; the folded constant ones never reach here) refused."""
+    operands = spec.config["operands"]
+    if not spec.config.get("dequantized") or len(operands) != 1 or "input" not in operands[0]:
+        spec.fail(f"{spec.config['op']} of a {spec.config['output_dtypes'][0]} run-time tensor outside a quantized "
+                  "model read with --dequantize is not supported")
+    return Converted(nn.Identity())
 
 
 @tflite_op("HARD_SWISH")
