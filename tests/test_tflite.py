@@ -499,3 +499,52 @@ def test_mediapipe_pooling_with_argmax_and_unpooling(tmp_path, size, kernel, str
     for layout in LAYOUTS:
         got = torch_outputs(tf2torch.convert(path, layout=layout), x, layout)
         assert_matches(got, expected, RTOL, f"{size}/{kernel}/{stride}/{padding}")
+
+
+# -- emitters and inspect --------------------------------------------------------------------------------------------
+def import_emitted(directory: Path, name: str):
+    """The package ``--emit python`` wrote, imported from its directory (its ``load()`` reads the safetensors)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, directory / "__init__.py",
+                                                  submodule_search_locations=[str(directory)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    spec.loader.exec_module(package)
+    return package.load()
+
+
+def test_every_emitter_on_the_cnn(tflite_files, tmp_path):
+    """``--emit python``, ``pt2`` and ``onnx`` of the converted CNN (Keras layout, so each takes the interpreter's
+    own arrays) match the interpreter within ``RTOL``: the Python source, the ``torch.export`` program and
+    onnxruntime."""
+    import torch
+    from standalone import onnx_outputs
+
+    from tf2torch.emit import emit
+
+    path = tflite_files["cnn_float32"]
+    x = [np.random.default_rng(7).standard_normal((1, 16, 16, 3)).astype("float32")]
+    ref = interpreter_outputs(path, x)
+    emit(tf2torch.convert(path, layout="keras"), tmp_path / "out", ("python", "pt2", "onnx"))
+    inputs = [torch.from_numpy(a) for a in x]
+    with torch.no_grad():
+        python = import_emitted(tmp_path / "out", "emitted_tflite_cnn")(*inputs)
+        exported = torch.export.load(str(tmp_path / "out" / "model.pt2")).module()(*inputs)
+    for what, got in (("python", python), ("pt2", exported)):
+        got = list(got) if isinstance(got, (list, tuple)) else [got]
+        assert_matches([g.numpy() for g in got], ref, RTOL, what)
+    assert_matches(onnx_outputs(tmp_path / "out" / "model.onnx", inputs), ref, RTOL, "onnx")
+
+
+def test_inspect_counts_the_operators(tflite_files):
+    """``inspect`` ends with the operators and their counts, most used first (the CNN's two transposed convs)."""
+    from tf2torch.readers.tflite import read_structure
+
+    result = CliRunner().invoke(main, ["inspect", str(tflite_files["cnn_float32"])])
+    assert result.exit_code == 0, result.output
+    graph, _ = read_structure("cnn", tflite_files["cnn_float32"].read_bytes())
+    ops = [layer.class_name for layer in graph.layers.values() if layer.class_name != "InputLayer"]
+    (line,) = [line for line in result.output.splitlines() if line.startswith("operators (")]
+    assert line.startswith(f"operators ({len(ops)}, {len(set(ops))} kinds): ")
+    assert "TRANSPOSE_CONV x 2" in line and "CONV_2D x 1" in line and "tflite>" not in line

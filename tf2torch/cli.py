@@ -463,7 +463,21 @@ def inspect(source: str, signature: str | None, tf_inputs: tuple[str, ...], tf_o
             click.echo(f"  {key:<{width}}  {layer.class_name:<24} calls={calls.get(key, 0)}  "
                        f"params={params:<10,} {used or 'NO CONVERTER'}")
         total = sum(int(np.prod(w.shape)) for layer in graph.layers.values() for w in layer.weights)
+        if graph.source_format == "tflite":
+            click.echo(operator_counts(graph))
         click.echo(f"total parameters: {total:,}; layers without a converter: {missing}")
+
+
+def operator_counts(graph: Any) -> str:
+    """A ``.tflite`` file's operators with their counts, most used first (``CONV_2D x 12``)."""
+    counts: dict[str, int] = {}
+    for layer in graph.layers.values():
+        if layer.class_name != "InputLayer":
+            name = layer.class_name.split(">", 1)[-1]
+            counts[name] = counts.get(name, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return f"operators ({sum(counts.values())}, {len(counts)} kinds): " + \
+        ", ".join(f"{name} x {n}" for name, n in ranked)
 
 
 transfer_command.callback = friendly_errors(transfer_command.callback)  # tf2torch/transfer/command.py
