@@ -371,7 +371,7 @@ def test_verify_compares_every_operator(tflite_files):
 # -- MediaPipe's custom operators ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("kernel,stride,padding", [(2, 2, "SAME"), (3, 2, "SAME"), (3, 2, "VALID"), (4, 3, "SAME")])
 def test_mediapipe_transpose_conv_bias(tmp_path, kernel, stride, padding):
-    """``Convolution2DTransposeBias`` has no kernel in TensorFlow's interpreter, so the reference is the builtin
+    """``Convolution2DTransposeBias`` (TF 2.21's interpreter runs it too, as MediaPipe's): the reference is the builtin
     ``TRANSPOSE_CONV`` of the same filter and bias with the output size MediaPipe's kernel computes; the custom
     file is that one with the operator rewritten as MediaPipe writes it (inputs, filter, bias; a 12-byte
     ``TfLiteTransposeConvParams``)."""
@@ -485,8 +485,12 @@ def argmax_reference(x: np.ndarray, kernel: int, stride: int, padding: str) -> l
                                                         (9, 3, 3, "SAME")])
 def test_mediapipe_pooling_with_argmax_and_unpooling(tmp_path, size, kernel, stride, padding):
     """``MaxPoolingWithArgmax2D`` → ``MaxUnpooling2D`` (what MediaPipe's hair segmentation model chains) against
-    TensorFlow's ``max_pool_with_argmax`` (TFLite's interpreter has no kernel for the custom operators). Windows do
-    not overlap (stride == kernel, as MediaPipe uses them), so the unpooling's writes never collide."""
+    TensorFlow's ``max_pool_with_argmax``, and the unpooled and pooled outputs also against TFLite's interpreter,
+    which has kernels of its own for both. Its indices tensor is not compared with the interpreter's: TF 2.21's
+    kernel writes int32 bits, ``x * filter_h + y``, into the float32 tensor, where MediaPipe's kernel (which
+    MediaPipe's files are made for, and tf2torch follows) writes ``y * filter_w + x + 0.1``; each unpooling reads
+    its own, so the pair's result is the same. Windows do not overlap (stride == kernel, as MediaPipe uses them),
+    so the unpooling's writes never collide."""
     path = tmp_path / "argmax.tflite"
     pooling_with_argmax_file(path, size, kernel, stride, padding)
     from tf2torch.readers.tflite import read_structure
@@ -496,9 +500,11 @@ def test_mediapipe_pooling_with_argmax_and_unpooling(tmp_path, size, kernel, str
         {layer.class_name for layer in graph.layers.values()}
     x = [np.random.default_rng(5).standard_normal((1, size, size, 3)).astype("float32")]
     expected = argmax_reference(x[0], kernel, stride, padding)
+    interpreter = interpreter_outputs(path, x)
     for layout in LAYOUTS:
         got = torch_outputs(tf2torch.convert(path, layout=layout), x, layout)
         assert_matches(got, expected, RTOL, f"{size}/{kernel}/{stride}/{padding}")
+        assert_matches(got[:2], interpreter[:2], RTOL, f"{size}/{kernel}/{stride}/{padding} vs the interpreter")
 
 
 # -- emitters and inspect --------------------------------------------------------------------------------------------
