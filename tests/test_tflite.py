@@ -75,10 +75,21 @@ def ops_function(tf):
     return f
 
 
-def random_weights(model):
+def sparse(keras):
+    """A conv (relu) and a dense head whose kernels are 80% zeros, so TFLiteConverter's ``EXPERIMENTAL_SPARSITY``
+    stores them as CSR rows behind ``DENSIFY`` (and ``DEQUANTIZE`` with float16 weights), as MediaPipe's sparse
+    models do."""
+    return keras.Sequential([keras.Input((8, 8, 16)), keras.layers.Conv2D(32, 3, activation="relu"),
+                             keras.layers.Flatten(), keras.layers.Dense(8)])
+
+
+def random_weights(model, zeros: float = 0.0):
     rng = np.random.default_rng(1)
     for w in model.weights:
-        w.assign(rng.standard_normal(w.shape).astype("float32") * 0.3)
+        value = rng.standard_normal(w.shape).astype("float32") * 0.3
+        if len(w.shape) > 1:
+            value[rng.random(w.shape) < zeros] = 0
+        w.assign(value)
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +98,15 @@ def tflite_files(tmp_path_factory):
     import tf_keras as keras
 
     root = tmp_path_factory.mktemp("tflite")
-    models = {"cnn": cnn(keras), "lstm": lstm(keras)}
+    models = {"cnn": cnn(keras), "lstm": lstm(keras), "sparse": sparse(keras)}
     files = {}
     for name, f16 in ((f"{m}_{t}", t == "float16") for m in models for t in ("float32", "float16")):
         model = models[name.split("_")[0]]
-        random_weights(model)
+        random_weights(model, zeros=0.8 if name.startswith("sparse") else 0.0)
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if name.startswith("sparse") else []
         if f16:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.optimizations += [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]
         files[name] = root / f"{name}.tflite"
         files[name].write_bytes(converter.convert())
@@ -119,7 +131,8 @@ def interpreter_outputs(path: Path, inputs: list[np.ndarray]) -> list[np.ndarray
 
 
 CASES = {"cnn_float32": [(1, 16, 16, 3)], "cnn_float16": [(1, 16, 16, 3)], "lstm_float32": [(1, 7, 3)],
-         "lstm_float16": [(1, 7, 3)], "ops": [(1, 6, 6, 4)]}
+         "lstm_float16": [(1, 7, 3)], "ops": [(1, 6, 6, 4)], "sparse_float32": [(1, 8, 8, 16)],
+         "sparse_float16": [(1, 8, 8, 16)]}
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -141,6 +154,20 @@ def test_float16_weights_are_folded(tflite_files):
     graph, stored = read_structure("cnn_float16", data)
     assert all(s.widen and s.dtype == "float16" for s in stored.values()) and stored
     assert not any(layer.class_name == "tflite>DEQUANTIZE" for layer in graph.layers.values())
+
+
+@pytest.mark.parametrize("name", ["sparse_float32", "sparse_float16"])
+def test_sparse_weights_are_expanded(tflite_files, name):
+    """Sparse weights (``Tensor.sparsity``: CSR rows) are read with the dense position of each stored value; the
+    ``DENSIFY`` (and float16 ``DEQUANTIZE``) operators are folded, no node is left for them (the parity test above
+    checks the values)."""
+    from tf2torch.readers.tflite import read_structure
+
+    graph, stored = read_structure(name, tflite_files[name].read_bytes())
+    assert sum(s.positions is not None for s in stored.values()) == 2
+    assert all(s.nbytes < np.prod(s.shape) * np.dtype(s.dtype).itemsize for s in stored.values()
+               if s.positions is not None)  # stored compressed
+    assert not {"tflite>DENSIFY", "tflite>DEQUANTIZE"} & {layer.class_name for layer in graph.layers.values()}
 
 
 def test_conversion_does_not_import_tensorflow(tflite_files, tmp_path):

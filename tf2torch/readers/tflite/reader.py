@@ -15,6 +15,7 @@ float16 weight, widened to float32 when it is loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from ...graph import InputSpec, KerasGraph, Layer, Node, TensorRef, Weight
 from .. import policy
 from .flatbuf import Buffer, Table
 from .schema import IDENTIFIER, TENSOR_TYPES, TYPE_NAMES, builtin_name, element_count, read_options
+from .sparse import sparse_positions
 
 CLASS_PREFIX = "tflite>"
 INLINE_LIMIT = 64  # integer constants (shapes, axes, paddings) up to this size and float scalars live in the config
@@ -46,6 +48,7 @@ class Stored:
     scale: tuple[float, ...] = ()  # a quantized constant, read as float32 ``(q - zero_point) * scale``
     zero_point: tuple[int, ...] = ()
     axis: int = 0  # per-channel scales: the axis they run along (``quantized_dimension``)
+    positions: np.ndarray | None = None  # a sparse constant: the dense flat position of each stored value
 
     @property
     def value_dtype(self) -> str:
@@ -106,7 +109,12 @@ def _tensor(t: Table, i: int, spans: list[tuple[int, int]], buf: Buffer) -> Tens
                           bool(t.scalar(14, "?", False)))
     stored = None
     type_name = TYPE_NAMES.get(type_code, str(type_code))
-    if t.table(16, f"{what} sparsity") is not None:  # compressed values (a DENSIFY operator expands them)
+    sparsity = t.table(16, f"{what} sparsity")
+    if sparsity is not None and size and dtype is not None and not quantized and size % np.dtype(dtype).itemsize == 0:
+        positions = sparse_positions(sparsity, shape, size // np.dtype(dtype).itemsize, what, buf)
+        stored = Stored(offset, size, dtype, tuple(shape), positions=positions)  # what DENSIFY expands
+        return TensorInfo(name, shape, signature, dtype, type_name, stored, quantized, bool(t.scalar(14, "?", False)))
+    if sparsity is not None:  # compressed values tf2torch does not read
         dtype, type_name = None, f"sparse {type_name}"
     if size:
         if dtype is None:
@@ -221,12 +229,15 @@ class Builder:
         kept = []
         for op in ops:
             name, ins, outs, _ = op
-            src = self.tensors[ins[0]] if name == "DEQUANTIZE" and len(ins) == 1 else None
+            src = self.tensors[ins[0]] if name in ("DEQUANTIZE", "DENSIFY") and len(ins) == 1 else None
+            out = self.tensors[outs[0]]
+            if name == "DENSIFY" and src is not None and src.stored is not None and src.stored.positions is not None \
+                    and out.shape == src.shape and out.dtype == src.dtype:
+                out.stored = src.stored  # a sparse weight, expanded when it is loaded
+                continue
             if src is not None and src.stored is not None and (src.dtype == "float16" or src.stored.scale):
-                out = self.tensors[outs[0]]  # float16 weights, or int8 weights the interpreter dequantizes
-                out.stored = Stored(src.stored.offset, src.stored.nbytes, src.stored.dtype, src.stored.shape,
-                                    widen=src.dtype == "float16", scale=src.stored.scale,
-                                    zero_point=src.stored.zero_point, axis=src.stored.axis)
+                # float16 weights, or int8 weights the interpreter dequantizes
+                out.stored = dataclasses.replace(src.stored, widen=src.dtype == "float16")
                 out.dtype = "float32"
                 continue
             kept.append(op)
@@ -308,7 +319,12 @@ def damaged(path: str, what: str) -> ModelFileError:
 def load(data: Any, stored: Stored) -> np.ndarray:
     """A constant's values, copied out of ``data`` (the file's bytes; FlatBuffers are little-endian)."""
     raw = bytes(data[stored.offset:stored.offset + stored.nbytes])
-    array = np.frombuffer(raw, dtype=np.dtype(stored.dtype).newbyteorder("<")).reshape(stored.shape)
+    array = np.frombuffer(raw, dtype=np.dtype(stored.dtype).newbyteorder("<"))
+    if stored.positions is not None:  # a sparse constant: its values scattered into zeros
+        dense = np.zeros(int(np.prod(stored.shape)), array.dtype)
+        dense[stored.positions] = array
+        array = dense
+    array = array.reshape(stored.shape)
     if stored.scale:
         shape = [1] * array.ndim
         if len(stored.scale) > 1:
