@@ -175,3 +175,18 @@ class MaxUnpool(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel={self.kernel}, stride={self.stride}, pads={self.pads}"
+
+
+class Reshape(nn.Module):
+    """TFLite's ``RESHAPE`` to a shape the file holds as a constant (a ``-1`` inferred, as TF's): a fixed target
+    the module keeps as numbers, so ``torch.export`` and ONNX see a static reshape, not one read from a tensor."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(self.shape)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}"

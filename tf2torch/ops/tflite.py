@@ -31,6 +31,7 @@ from ..nn.tflite import (
     MaxPoolArgmax,
     MaxUnpool,
     PReLU,
+    Reshape,
     SequenceLSTM,
 )
 from ..registry import converter
@@ -287,6 +288,13 @@ def convert_reshape(spec: LayerSpec, options: TrackedConfig) -> Converted:
         if new_shape is None:
             spec.fail("neither a shape operand nor a new_shape option")
         operands = [operands[0], {"value": list(new_shape), "dtype": "int32", "shape": [len(new_shape)]}]
+    if "input" not in operands[0]:
+        spec.fail("reshaping a constant is not supported")
+    if "value" in operands[1]:  # a constant target: a static reshape (torch.export, ONNX)
+        shape = [int(v) for v in operands[1]["value"]]
+        if shape.count(-1) > 1 or any(v < -1 for v in shape):
+            spec.fail(f"target shape {shape}")
+        return Converted(Reshape(tuple(shape)), input_layouts=KERAS, output_layouts=KERAS)
     return tf_raw.convert_reshape(raw_spec(spec, "Reshape", {}, operands))
 
 
