@@ -367,10 +367,12 @@ def test_hostile_file_one_error_line(tflite_files, tmp_path, case):
     assert not (tmp_path / "out.pt").exists()
 
 
-def test_mutated_files_fail_cleanly(tflite_files):
-    """Every mutation converts or raises tf2torch's own error (which the CLI prints as one line, exit 2)."""
-    data = tflite_files["cnn_float32"].read_bytes()
-    root = tflite_files["cnn_float32"].parent
+@pytest.mark.parametrize("name", ["cnn_float32", "sparse_float16"])
+def test_mutated_files_fail_cleanly(tflite_files, name):
+    """Every mutation converts or raises tf2torch's own error (which the CLI prints as one line, exit 2); the
+    sparse file's mutations reach its CSR segments and indices."""
+    data = tflite_files[name].read_bytes()
+    root = tflite_files[name].parent
     for what, mutated in mutations(data, seed=23, count=int(os.environ.get("FUZZ_CASES", "60"))):
         path = root / "mutated.tflite"
         path.write_bytes(mutated)
