@@ -15,6 +15,7 @@ import torch
 from ..contract import Converted, LayerSpec
 from ..graph import TRACED_LAYER, KerasGraph, WeightFunction
 from ..layout import CHANNELS_FIRST, KERAS, normalize, to_keras_perm
+from ..nn.tf_lists import TFTensorListIndexed
 from ..nn.tf_ops import TFTensorList, TFWhile
 from ..registry import converter
 from .tf_raw import TORCH_DTYPES, _slots, attr, operand, raw, tensor
@@ -85,6 +86,18 @@ def convert_tensor_list(spec: LayerSpec) -> Converted:
         spec.fail("the element shape is computed at run time")
     return Converted(TFTensorList(op, slots, consts, TORCH_DTYPES[dtype]), input_layouts=KERAS,
                      output_layouts=KERAS)
+
+
+@raw("TensorListGather", "TensorListScatterIntoExistingList")
+def convert_tensor_list_indexed(spec: LayerSpec) -> Converted:
+    """The list ops a TF 1 ``TensorArray``'s ``stack``/``gather`` and ``unstack``/``scatter`` become
+    (``readers/tf_frames.py``); the element shape operand of a gather is a check TF makes."""
+    dtype = attr(spec, "element_dtype", "float32")
+    if dtype not in TORCH_DTYPES:
+        spec.fail(f"element dtype {dtype} is not supported")
+    slots, consts = _slots(spec)
+    return Converted(TFTensorListIndexed(spec.config["op"], slots, consts, TORCH_DTYPES[dtype]),
+                     input_layouts=KERAS, output_layouts=KERAS)
 
 
 @converter(TRACED_LAYER)

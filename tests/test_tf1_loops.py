@@ -1,0 +1,110 @@
+"""TF 1 while loops (control flow v1: ``Enter`` / ``Merge`` / ``Switch`` / ``NextIteration`` / ``Exit`` frames and
+``TensorArrayV3``) in ``tf.compat.v1`` checkpoints (issue 22): each frame is rebuilt as a TF 2 ``While`` with its
+cond and body functions (``readers/tf_frames.py``) and converted like one. Every checkpoint is built here in graph
+mode with control flow v2 off, random weights, saved with ``tf.compat.v1.train.Saver``, converted, and compared
+with the TF session's output at two sequence lengths (one input, two time axes) at the suite's tolerance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from harness import assert_matches, torch_outputs
+
+import tf2torch
+
+FEATURES, UNITS, BATCH = 3, 4, 3
+LENGTHS = (5, 9)  # the time axes each conversion is run at
+
+
+def cell(kind: str):
+    from tf_keras.src.layers.rnn import legacy_cells
+
+    return {"lstm": lambda: legacy_cells.LSTMCell(UNITS), "gru": lambda: legacy_cells.GRUCell(UNITS),
+            "basic_lstm": lambda: legacy_cells.BasicLSTMCell(UNITS)}[kind]()
+
+
+def dynamic_rnn(tf, x, lengths, kind):
+    out, _ = tf.compat.v1.nn.dynamic_rnn(cell(kind), x, sequence_length=lengths, dtype=tf.float32)
+    return out
+
+
+def bidirectional(tf, x, lengths, kind):
+    (fw, bw), _ = tf.compat.v1.nn.bidirectional_dynamic_rnn(cell(kind), cell(kind), x, sequence_length=lengths,
+                                                             dtype=tf.float32)
+    return tf.concat([fw, bw], -1)
+
+
+def while_loop(tf, x, lengths, kind):
+    w = tf.compat.v1.get_variable("w", [FEATURES, FEATURES])
+    steps = tf.shape(x)[1]
+
+    def body(t, h):
+        return t + 1, tf.tanh(tf.matmul(h, w) + x[:, t])
+
+    _, h = tf.compat.v1.while_loop(lambda t, h: t < steps, body, [0, tf.zeros_like(x[:, 0])])
+    return h
+
+
+def map_fn(tf, x, lengths, kind):
+    w = tf.compat.v1.get_variable("w", [FEATURES, UNITS])
+    return tf.compat.v1.map_fn(lambda row: tf.nn.relu(tf.matmul(row, w)), x)
+
+
+CASES = {  # name: (builder, cell, reads the lengths)
+    "dynamic_rnn_lstm": (dynamic_rnn, "lstm", True),
+    "dynamic_rnn_gru": (dynamic_rnn, "gru", True),
+    "dynamic_rnn_basic_lstm": (dynamic_rnn, "basic_lstm", True),
+    "bidirectional_lstm": (bidirectional, "lstm", True),
+    "bidirectional_gru": (bidirectional, "gru", True),
+    "while_loop": (while_loop, None, False),
+    "map_fn": (map_fn, None, False),
+}
+
+
+def batches(with_lengths: bool, seed: int = 0) -> list[list[np.ndarray]]:
+    """Per time axis in LENGTHS: the inputs, and the sequence lengths (shorter than the time axis but one)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for steps in LENGTHS:
+        x = rng.normal(size=(BATCH, steps, FEATURES)).astype("float32")
+        lengths = np.array([steps, steps - 2, 1], dtype="int32")
+        out.append([x, lengths] if with_lengths else [x])
+    return out
+
+
+def tf1_checkpoint(directory: Path, name: str) -> dict:
+    """The case's graph built with control flow v1, random weights, saved; the session's outputs per length."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    build, kind, with_lengths = CASES[name]
+    v1.disable_control_flow_v2()
+    try:
+        graph = tf.Graph()
+        with graph.as_default():
+            v1.set_random_seed(1)
+            x = v1.placeholder(tf.float32, [None, None, FEATURES], name="x")
+            lengths = v1.placeholder(tf.int32, [None], name="lengths") if with_lengths else None
+            tf.identity(build(tf, x, lengths, kind), name="y")
+            saver = v1.train.Saver()
+            with v1.Session(graph=graph) as session:
+                session.run(v1.global_variables_initializer())
+                feeds = batches(with_lengths)
+                names = ["x:0", "lengths:0"]
+                references = [session.run("y:0", dict(zip(names, f))) for f in feeds]
+                directory.mkdir(parents=True, exist_ok=True)
+                saver.save(session, str(directory / "model.ckpt"))
+    finally:
+        v1.enable_control_flow_v2()
+    return {"dir": directory, "feeds": feeds, "references": references}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_tf1_loop_converts(tmp_path, name):
+    fixture = tf1_checkpoint(tmp_path / name, name)
+    module = tf2torch.convert(fixture["dir"], outputs=["y:0"])
+    assert [type(m).__name__ for m in module.modules()].count("TFWhile") >= 1
+    for feeds, reference, steps in zip(fixture["feeds"], fixture["references"], LENGTHS):
+        assert_matches(torch_outputs(module, feeds, "keras"), [reference], what=f"{name}, {steps} steps")

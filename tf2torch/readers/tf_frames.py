@@ -1,0 +1,357 @@
+"""TF 1 while loops (control flow v1: ``tf.nn.dynamic_rnn``, ``bidirectional_dynamic_rnn``, ``tf.while_loop``
+and ``tf.map_fn`` built with control flow v2 off) rewritten, in the GraphDef, into the TF 2 ``While`` the rest of
+the walker already reads (``readers/tf_loops.py``): structural, before the walk; it never asks what converts.
+
+A v1 loop is a *frame* ([TF] ``ops/control_flow_ops.py`` ``WhileContext``): each loop variable enters through
+``Enter`` (``is_constant=False``) → ``Merge(Enter, NextIteration)`` → ``Switch(Merge, LoopCond)``; ``Switch:0``
+leaves through ``Exit``, ``Switch:1`` is the body's argument and the body's result feeds ``NextIteration``.
+Tensors the loop captures enter through ``Enter(is_constant=True)``. The rewrite makes
+- ``cond``: arguments the ``Merge`` outputs and the captures, result the ``LoopCond``'s input;
+- ``body``: arguments the ``Switch:1`` outputs and the captures, results the ``NextIteration`` inputs and the
+  captures unchanged (so they are invariant, as ``while_v2`` passes captures);
+- one ``While`` node whose outputs the ``Exit`` ops become (``Identity`` of the ``While``, same names).
+TensorArrays (``TensorArrayV3`` and its Write/Read/Scatter/Gather/Size/Close) become TensorLists first
+([TF] ``list_ops.py``): the *flow* tensor a TensorArray threads through the loop becomes the list, the resource
+handle is dropped (``TensorArrayGradV3``, gradients only, is removed with everything that reads it).
+A frame whose body holds another frame (nested loops) is not rewritten: it is refused by name with the reason.
+Nodes of a rewritten frame that no function reads (gradient stacks) are removed with what reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import ModelFileError
+
+FRAME_OPS = frozenset({"Enter", "Merge", "Switch", "NextIteration", "LoopCond", "Exit", "RefEnter", "RefExit",
+                       "RefNextIteration", "RefMerge", "RefSwitch"})
+TA_OPS = {"TensorArrayWriteV3": "TensorListSetItem", "TensorArrayReadV3": "TensorListGetItem",
+          "TensorArrayScatterV3": "TensorListScatterIntoExistingList", "TensorArrayGatherV3": "TensorListGather",
+          "TensorArraySizeV3": "TensorListLength"}
+PASS_FLOW = frozenset({"Enter", "Merge", "Switch", "NextIteration", "Exit", "Identity"})
+NESTED_REASON = "a nested TF 1 while loop (a frame inside another frame) is not converted"
+
+
+def has_frames(graph_def: Any) -> bool:
+    return any(n.op in ("Enter", "RefEnter") for n in graph_def.node)
+
+
+def split(name: str) -> tuple[str, int]:
+    if name.startswith("^"):
+        return name[1:], -1
+    op, _, index = name.partition(":")
+    return op, int(index) if index else 0
+
+
+def joined(t: tuple[str, int]) -> str:
+    return t[0] if t[1] == 0 else f"{t[0]}:{t[1]}"
+
+
+def rewrite_frames(tf: Any, graph_def: Any) -> tuple[Any, dict[str, str]]:
+    """``graph_def`` (a copy) with its v1 while frames as ``While`` ops and its TensorArrays as TensorLists;
+    and the frames left as they are, each with the reason (nested)."""
+    out = tf.compat.v1.GraphDef()
+    out.CopyFrom(graph_def)
+    if not has_frames(out):
+        return out, {}
+    nodes = {n.name: n for n in out.node}
+    drop_nodes(out, nodes, tensor_arrays_as_lists(tf, out, nodes))
+    graph = import_graph(tf, out)
+    frames = frames_of(nodes)
+    refused = nested_frames(nodes, frames)
+    removed: set[str] = set()
+    for frame in sorted(frames):
+        if frame not in refused:
+            removed |= rewrite_frame(tf, out, nodes, graph, frame, frames[frame])
+    drop_nodes(out, nodes, removed)
+    return out, {f: NESTED_REASON for f in refused}
+
+
+def import_graph(tf: Any, graph_def: Any) -> Any:
+    """The graph as TensorFlow types it (dtypes and shapes of the frames' tensors)."""
+    graph = tf.Graph()
+    try:
+        with graph.as_default():
+            tf.graph_util.import_graph_def(graph_def, name="")
+    except Exception as exc:
+        raise ModelFileError(f"TensorFlow cannot import the graph once its TensorArrays are TensorLists "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    return graph
+
+
+def consumers(nodes: dict[str, Any]) -> dict[str, list[tuple[str, int, int]]]:
+    """Op → (reader, the reader's input position, the output read) for every data edge."""
+    users: dict[str, list[tuple[str, int, int]]] = {}
+    for n in nodes.values():
+        for pos, i in enumerate(n.input):
+            op, index = split(i)
+            if index >= 0:
+                users.setdefault(op, []).append((n.name, pos, index))
+    return users
+
+
+def drop_nodes(graph_def: Any, nodes: dict[str, Any], removed: set[str]) -> None:
+    """Remove ``removed`` and everything that reads them (data edges); control edges on them are cut."""
+    users = consumers(nodes)
+    stack = list(removed)
+    while stack:
+        for reader, _, _ in users.get(stack.pop(), []):
+            if reader not in removed:
+                removed.add(reader)
+                stack.append(reader)
+    kept = [n for n in graph_def.node if n.name not in removed]
+    for n in kept:
+        inputs = [i for i in n.input if not (i.startswith("^") and i[1:] in removed)]
+        if len(inputs) != len(n.input):
+            del n.input[:]
+            n.input.extend(inputs)
+    del graph_def.node[:]
+    graph_def.node.extend(kept)
+    for name in removed:
+        nodes.pop(name, None)
+    nodes.update({n.name: n for n in graph_def.node})
+
+
+# -- TensorArrays → TensorLists ----------------------------------------------------------------------------------
+def tensor_arrays_as_lists(tf: Any, graph_def: Any, nodes: dict[str, Any]) -> set[str]:
+    """Each ``TensorArrayV3`` as ``TensorListReserve`` and its ops as list ops on the flow; returns the nodes to
+    remove (the handle's ``Enter``/``Identity`` copies, ``Close``, gradients)."""
+    users = consumers(nodes)
+    removed: set[str] = set()
+    variant: list[str] = []
+    arrays = [n.name for n in graph_def.node if n.op == "TensorArrayV3"]
+    flows = {f"{name}:1": name for name in arrays}  # the flow output becomes the list, output 0
+    for n in graph_def.node:
+        if any(i in flows for i in n.input):
+            inputs = [flows.get(i, i) for i in n.input]
+            del n.input[:]
+            n.input.extend(inputs)
+    for name in arrays:
+        handles, stack = {name}, [name]
+        while stack:
+            for reader, pos, index in users.get(stack.pop(), []):
+                op = nodes[reader].op
+                if index == 0 and op in ("Enter", "Identity") and reader not in handles:
+                    handles.add(reader)
+                    stack.append(reader)
+                elif op in TA_OPS and pos == 0:
+                    variant.extend(list_op(tf, graph_def, nodes, reader))
+                elif pos == 0 and op in ("TensorArrayCloseV3", "TensorArrayGradV3"):
+                    removed.add(reader)
+        removed |= handles - {name}
+        reserve(tf, graph_def, nodes, name)
+        variant.append(name)
+    retype_flow(tf, nodes, consumers(nodes), variant)
+    return removed
+
+
+def shape_const(tf: Any, graph_def: Any, nodes: dict[str, Any], name: str, shape: Any) -> str:
+    """A ``Const`` element shape: the TensorArray's when fully known, else -1 (unknown rank)."""
+    known = shape is not None and shape.rank is not None and shape.is_fully_defined()
+    value = tf.make_tensor_proto(shape.as_list() if known else -1, dtype=tf.int32)
+    const = graph_def.node.add()
+    const.name, const.op = f"{name}/tf2torch_element_shape", "Const"
+    const.attr["dtype"].type = tf.int32.as_datatype_enum
+    const.attr["value"].tensor.CopyFrom(value)
+    nodes[const.name] = const
+    return const.name
+
+
+def reserve(tf: Any, graph_def: Any, nodes: dict[str, Any], name: str) -> None:
+    node = nodes[name]
+    dtype = node.attr["dtype"].type
+    shape = tf.TensorShape(node.attr["element_shape"].shape) if "element_shape" in node.attr else None
+    element_shape = shape_const(tf, graph_def, nodes, name, shape)
+    size = node.input[0]
+    node.op = "TensorListReserve"
+    node.ClearField("attr")
+    node.attr["element_dtype"].type = dtype
+    node.attr["shape_type"].type = tf.int32.as_datatype_enum
+    del node.input[:]
+    node.input.extend([element_shape, size])
+
+
+def list_op(tf: Any, graph_def: Any, nodes: dict[str, Any], name: str) -> Iterable[str]:
+    """A TensorArray op as its TensorList op; yields it when its output is the list (Write, Scatter)."""
+    node = nodes[name]
+    ins = [i for i in node.input if not i.startswith("^")]
+    controls = [i for i in node.input if i.startswith("^")]
+    dtype = node.attr["dtype" if "dtype" in node.attr else "T"].type
+    op = TA_OPS[node.op]
+    shape = tf.TensorShape(node.attr["element_shape"].shape) if "element_shape" in node.attr else None
+    if op == "TensorListSetItem":  # (handle, index, value, flow)
+        new = [ins[3], ins[1], ins[2]]
+    elif op == "TensorListScatterIntoExistingList":  # (handle, indices, value, flow)
+        new = [ins[3], ins[2], ins[1]]
+    elif op == "TensorListLength":  # (handle, flow)
+        new = [ins[1]]
+    else:  # Read (handle, index, flow), Gather (handle, indices, flow)
+        new = [ins[2], ins[1], shape_const(tf, graph_def, nodes, name, shape)]
+    node.op = op
+    node.ClearField("attr")
+    if op != "TensorListLength":
+        node.attr["element_dtype"].type = dtype
+    del node.input[:]
+    node.input.extend(new + controls)
+    if op in ("TensorListSetItem", "TensorListScatterIntoExistingList"):
+        yield name
+
+
+def retype_flow(tf: Any, nodes: dict[str, Any], users: dict[str, list[tuple[str, int, int]]],
+                lists: list[str]) -> None:
+    """The frame ops a list now flows through (once a float flow) carry a variant."""
+    stack, seen = list(lists), set(lists)
+    while stack:
+        for reader, _, _ in users.get(stack.pop(), []):
+            if nodes[reader].op in PASS_FLOW and reader not in seen:
+                nodes[reader].attr["T"].type = tf.variant.as_datatype_enum
+                seen.add(reader)
+                stack.append(reader)
+
+
+# -- frames → While ----------------------------------------------------------------------------------------------
+def frames_of(nodes: dict[str, Any]) -> dict[str, list[str]]:
+    """Frame name → its ``Enter`` ops, in the graph's order."""
+    frames: dict[str, list[str]] = {}
+    for n in nodes.values():
+        if n.op in ("Enter", "RefEnter"):
+            frames.setdefault(n.attr["frame_name"].s.decode("utf8", "replace"), []).append(n.name)
+    return frames
+
+
+def nested_frames(nodes: dict[str, Any], frames: dict[str, list[str]]) -> set[str]:
+    """Frames that hold another frame's ``Enter`` (walking forward from their own, up to their ``Exit`` ops),
+    and the frames they hold."""
+    users = consumers(nodes)
+    frame_of = {e: f for f, enters in frames.items() for e in enters}
+    refused: set[str] = set()
+    for frame, enters in frames.items():
+        seen, stack = set(enters), list(enters)
+        while stack:
+            for reader, _, _ in users.get(stack.pop(), []):
+                if reader in seen or nodes[reader].op in ("Exit", "RefExit"):
+                    continue
+                seen.add(reader)
+                stack.append(reader)
+                if reader in frame_of and frame_of[reader] != frame:
+                    refused |= {frame, frame_of[reader]}
+    return refused
+
+
+def frame_parts(nodes: dict[str, Any], frame: str, enters: list[str]) -> dict[str, Any]:
+    """The frame's loop variables (Enter, Merge, Switch, NextIteration, Exit or None), captures and predicate."""
+    users = consumers(nodes)
+
+    def reader(name: str, op: str, index: int = 0) -> str | None:
+        found = [r for r, _, i in users.get(name, []) if i == index and nodes[r].op in (op, "Ref" + op)]
+        return found[0] if found else None
+
+    variables, captures, preds = [], [], set()
+    for e in enters:
+        if nodes[e].attr["is_constant"].b:
+            captures.append(e)
+            continue
+        merge = reader(e, "Merge")
+        switch = reader(merge, "Switch") if merge else None
+        if switch is None:
+            raise ModelFileError(f"while frame {frame}: loop variable {e} has no Merge and Switch")
+        nxt = [split(i)[0] for i in nodes[merge].input if nodes[split(i)[0]].op in ("NextIteration",
+                                                                                     "RefNextIteration")]
+        if len(nxt) != 1:
+            raise ModelFileError(f"while frame {frame}: {merge} does not merge one NextIteration")
+        variables.append((e, merge, switch, nxt[0], reader(switch, "Exit")))
+        preds.add(split(nodes[switch].input[1])[0])
+    if len(preds) != 1 or nodes[next(iter(preds))].op != "LoopCond":
+        raise ModelFileError(f"while frame {frame}: its Switch ops are not driven by one LoopCond")
+    return {"variables": variables, "captures": captures, "pred": split(nodes[next(iter(preds))].input[0])}
+
+
+def rewrite_frame(tf: Any, graph_def: Any, nodes: dict[str, Any], graph: Any, frame: str,
+                  enters: list[str]) -> set[str]:
+    """One frame as a ``While`` node (named after the frame's scope) with a cond and a body function; its
+    ``Exit`` ops become that node's outputs. Returns the frame's nodes, to remove."""
+    parts = frame_parts(nodes, frame, enters)
+    variables, captures = parts["variables"], parts["captures"]
+    name = frame[:-len("/while_context")] if frame.endswith("/while_context") else frame + "/while"
+    while name in nodes:
+        name += "_v2"
+    fn = name.replace("/", "_")
+    capture_args = [(c, 0) for c in captures]
+    cond_args = [(v[1], 0) for v in variables] + capture_args
+    body_args = [(v[2], 1) for v in variables] + capture_args
+    results = [split(nodes[v[3]].input[0]) for v in variables] + capture_args
+    cond, cond_ops = make_function(tf, graph, nodes, f"{fn}_cond_tf2torch", cond_args, [parts["pred"]])
+    body, body_ops = make_function(tf, graph, nodes, f"{fn}_body_tf2torch", body_args, results)
+    graph_def.library.function.extend([cond, body])
+    tensors = [graph.get_operation_by_name(t[0]).outputs[t[1]] for t in cond_args]
+    node = graph_def.node.add()
+    node.name, node.op = name, "While"
+    node.input.extend([first_input(nodes[v[0]]) for v in variables] + [first_input(nodes[c]) for c in captures])
+    node.attr["T"].list.type.extend([t.dtype.as_datatype_enum for t in tensors])
+    node.attr["cond"].func.name = cond.signature.name
+    node.attr["body"].func.name = body.signature.name
+    node.attr["output_shapes"].list.shape.extend([t.shape.as_proto() for t in tensors])
+    node.attr["parallel_iterations"].i = nodes[enters[0]].attr["parallel_iterations"].i or 10
+    nodes[name] = node
+    for i, v in enumerate(variables):
+        if v[4] is not None:
+            exit_ = nodes[v[4]]
+            dtype = exit_.attr["T"].type
+            exit_.op = "Identity"
+            exit_.ClearField("attr")
+            exit_.attr["T"].type = dtype
+            del exit_.input[:]
+            exit_.input.append(f"{name}:{i}")
+    frame_nodes = {x for v in variables for x in v[:4]} | set(captures) | {split(nodes[variables[0][2]].input[1])[0]}
+    return frame_nodes | {o for o in cond_ops | body_ops if nodes[o].op != "Const"}
+
+
+def first_input(node: Any) -> str:
+    return next(i for i in node.input if not i.startswith("^"))
+
+
+def make_function(tf: Any, graph: Any, nodes: dict[str, Any], name: str, args: list[tuple[str, int]],
+                  results: list[tuple[str, int]]) -> tuple[Any, set[str]]:
+    """The ops between ``args`` and ``results`` (control edges cut) as a FunctionDef whose arguments are
+    ``arg<k>`` placeholders typed and shaped as TensorFlow typed the frame's tensors; and those ops' names."""
+    from tensorflow.python.framework import graph_to_function_def
+
+    arg_names = {t: f"arg{k}" for k, t in enumerate(args)}
+    ops, stack = set(), [t[0] for t in results if t not in arg_names]
+    while stack:
+        n = stack.pop()
+        if n in ops:
+            continue
+        if nodes[n].op in FRAME_OPS:
+            raise ModelFileError(f"{n} ({nodes[n].op}) is read inside a while loop's body outside its frame")
+        ops.add(n)
+        stack.extend(t[0] for t in map(split, nodes[n].input) if t[1] >= 0 and t not in arg_names)
+    fn_def = tf.compat.v1.GraphDef()
+    tensors = [graph.get_operation_by_name(t[0]).outputs[t[1]] for t in args]
+    for t, tensor in zip(args, tensors):
+        ph = fn_def.node.add()
+        ph.name, ph.op = arg_names[t], "Placeholder"
+        ph.attr["dtype"].type = tensor.dtype.as_datatype_enum
+        ph.attr["shape"].shape.CopyFrom(tensor.shape.as_proto())
+    for n in sorted(ops):
+        copy = fn_def.node.add()
+        copy.CopyFrom(nodes[n])
+        del copy.input[:]
+        copy.input.extend(arg_names[t] if t in arg_names else joined(t)
+                          for t in map(split, nodes[n].input) if t[1] >= 0)
+        for key in ("_output_shapes", "_class"):
+            if key in copy.attr:
+                del copy.attr[key]
+    fn_graph = tf.Graph()
+    with fn_graph.as_default():
+        tf.graph_util.import_graph_def(fn_def, name="")
+    placeholders = [fn_graph.get_tensor_by_name(f"{arg_names[t]}:0") for t in args]
+    outs = [fn_graph.get_tensor_by_name(f"{arg_names[t]}:0" if t in arg_names else f"{t[0]}:{t[1]}")
+            for t in results]
+    fdef = graph_to_function_def.graph_to_function_def(
+        fn_graph, fn_graph.get_operations(), placeholders, outs, [f"out{k}" for k in range(len(outs))])
+    fdef.signature.name = name
+    for k, tensor in enumerate(tensors):
+        fdef.arg_attr[k].attr["_output_shapes"].list.shape.add().CopyFrom(tensor.shape.as_proto())
+    return fdef, ops
