@@ -50,7 +50,7 @@ def joined(t: tuple[str, int]) -> str:
 
 def rewrite_frames(tf: Any, graph_def: Any) -> tuple[Any, dict[str, str]]:
     """``graph_def`` (a copy) with its v1 while frames as ``While`` ops and its TensorArrays as TensorLists;
-    and the frames left as they are, each with the reason (nested)."""
+    and the frames left as they are, each with the reason (nested, or not the shape a v1 loop has)."""
     out = tf.compat.v1.GraphDef()
     out.CopyFrom(graph_def)
     if not has_frames(out):
@@ -60,12 +60,16 @@ def rewrite_frames(tf: Any, graph_def: Any) -> tuple[Any, dict[str, str]]:
     graph = import_graph(tf, out)
     frames = frames_of(nodes)
     refused = nested_frames(nodes, frames)
+    reasons = {f: NESTED_REASON for f in refused}
     removed: set[str] = set()
     for frame in sorted(frames):
         if frame not in refused:
-            removed |= rewrite_frame(tf, out, nodes, graph, frame, frames[frame])
+            try:  # (a frame is changed only once its functions are built)
+                removed |= rewrite_frame(tf, out, nodes, graph, frame, frames[frame])
+            except ModelFileError as exc:
+                reasons[frame] = f"a TF 1 while loop that tf2torch cannot rebuild as a While: {exc}"
     drop_nodes(out, nodes, removed)
-    return out, {f: NESTED_REASON for f in refused}
+    return out, reasons
 
 
 def import_graph(tf: Any, graph_def: Any) -> Any:
@@ -142,8 +146,7 @@ def tensor_arrays_as_lists(tf: Any, graph_def: Any, nodes: dict[str, Any]) -> se
         removed |= handles - {name}
         reserve(tf, graph_def, nodes, name)
         variant.append(name)
-    retype_flow(tf, nodes, consumers(nodes), variant)
-    return removed
+    return removed | retype_flow(tf, nodes, consumers(nodes), variant)
 
 
 def shape_const(tf: Any, graph_def: Any, nodes: dict[str, Any], name: str, shape: Any) -> str:
@@ -199,15 +202,20 @@ def list_op(tf: Any, graph_def: Any, nodes: dict[str, Any], name: str) -> Iterab
 
 
 def retype_flow(tf: Any, nodes: dict[str, Any], users: dict[str, list[tuple[str, int, int]]],
-                lists: list[str]) -> None:
-    """The frame ops a list now flows through (once a float flow) carry a variant."""
-    stack, seen = list(lists), set(lists)
+                lists: list[str]) -> set[str]:
+    """The frame ops a list now flows through (once a float flow) carry a variant; returns the other ops that
+    read a flow as a float (the gradients' ``StackPushV2`` of it), to remove."""
+    stack, seen, readers = list(lists), set(lists), set()
     while stack:
         for reader, _, _ in users.get(stack.pop(), []):
-            if nodes[reader].op in PASS_FLOW and reader not in seen:
+            op = nodes[reader].op
+            if op in PASS_FLOW and reader not in seen:
                 nodes[reader].attr["T"].type = tf.variant.as_datatype_enum
                 seen.add(reader)
                 stack.append(reader)
+            elif op not in PASS_FLOW and not op.startswith("TensorList"):
+                readers.add(reader)
+    return readers
 
 
 # -- frames → While ----------------------------------------------------------------------------------------------
@@ -273,6 +281,9 @@ def rewrite_frame(tf: Any, graph_def: Any, nodes: dict[str, Any], graph: Any, fr
     ``Exit`` ops become that node's outputs. Returns the frame's nodes, to remove."""
     parts = frame_parts(nodes, frame, enters)
     variables, captures = parts["variables"], parts["captures"]
+    everything = {(v[1], 0) for v in variables} | {(v[2], 1) for v in variables} | {(c, 0) for c in captures}
+    _, read = function_ops(nodes, everything, [parts["pred"]] + [split(nodes[v[3]].input[0]) for v in variables])
+    captures = [c for c in captures if (c, 0) in read]  # (gradient stacks enter the frame too)
     name = frame[:-len("/while_context")] if frame.endswith("/while_context") else frame + "/while"
     while name in nodes:
         name += "_v2"
@@ -303,12 +314,33 @@ def rewrite_frame(tf: Any, graph_def: Any, nodes: dict[str, Any], graph: Any, fr
             exit_.attr["T"].type = dtype
             del exit_.input[:]
             exit_.input.append(f"{name}:{i}")
-    frame_nodes = {x for v in variables for x in v[:4]} | set(captures) | {split(nodes[variables[0][2]].input[1])[0]}
+    loop_cond = split(nodes[variables[0][2]].input[1])[0]
+    frame_nodes = {x for v in variables for x in v[:4]} | set(parts["captures"]) | {loop_cond}
     return frame_nodes | {o for o in cond_ops | body_ops if nodes[o].op != "Const"}
 
 
 def first_input(node: Any) -> str:
     return next(i for i in node.input if not i.startswith("^"))
+
+
+def function_ops(nodes: dict[str, Any], args: set[tuple[str, int]],
+                 results: list[tuple[str, int]]) -> tuple[set[str], set[tuple[str, int]]]:
+    """The ops between ``args`` and ``results`` (data edges), and the arguments they read."""
+    ops, read = set(), {t for t in results if t in args}
+    stack = [t[0] for t in results if t not in args]
+    while stack:
+        n = stack.pop()
+        if n in ops:
+            continue
+        if nodes[n].op in FRAME_OPS:
+            raise ModelFileError(f"{n} ({nodes[n].op}) is read inside a while loop's body outside its frame")
+        ops.add(n)
+        for t in map(split, nodes[n].input):
+            if t in args:
+                read.add(t)
+            elif t[1] >= 0:
+                stack.append(t[0])
+    return ops, read
 
 
 def make_function(tf: Any, graph: Any, nodes: dict[str, Any], name: str, args: list[tuple[str, int]],
@@ -318,15 +350,7 @@ def make_function(tf: Any, graph: Any, nodes: dict[str, Any], name: str, args: l
     from tensorflow.python.framework import graph_to_function_def
 
     arg_names = {t: f"arg{k}" for k, t in enumerate(args)}
-    ops, stack = set(), [t[0] for t in results if t not in arg_names]
-    while stack:
-        n = stack.pop()
-        if n in ops:
-            continue
-        if nodes[n].op in FRAME_OPS:
-            raise ModelFileError(f"{n} ({nodes[n].op}) is read inside a while loop's body outside its frame")
-        ops.add(n)
-        stack.extend(t[0] for t in map(split, nodes[n].input) if t[1] >= 0 and t not in arg_names)
+    ops, _ = function_ops(nodes, set(args), results)
     fn_def = tf.compat.v1.GraphDef()
     tensors = [graph.get_operation_by_name(t[0]).outputs[t[1]] for t in args]
     for t, tensor in zip(args, tensors):
