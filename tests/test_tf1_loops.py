@@ -44,6 +44,41 @@ def trained_bidirectional(tf, x, lengths, kind):
     return y
 
 
+def stacked_bidirectional(tf, x, lengths, kind):
+    """Two bidirectional layers one after the other (a sequence model's stack): the second's frames read the
+    first's exits."""
+    for layer in range(2):
+        with tf.compat.v1.variable_scope(f"layer{layer}"):
+            x = bidirectional(tf, x, lengths, kind)
+    return x
+
+
+def multi_cell(tf, x, lengths, kind):
+    """``MultiRNNCell`` of two cells: one frame, both cells in its body."""
+    from tf_keras.src.layers.rnn import legacy_cells
+
+    stacked = legacy_cells.MultiRNNCell([cell(kind), cell(kind)])
+    out, _ = tf.compat.v1.nn.dynamic_rnn(stacked, x, sequence_length=lengths, dtype=tf.float32)
+    return out
+
+
+def raw_rnn(tf, x, lengths, kind):
+    """``tf.compat.v1.nn.raw_rnn`` (a loop_fn reading a TensorArray of the inputs, finished per sequence)."""
+    steps = tf.shape(x)[1]
+    inputs = tf.compat.v1.TensorArray(tf.float32, size=steps, clear_after_read=False)
+    inputs = inputs.unstack(tf.transpose(x, [1, 0, 2]))
+    rnn_cell = cell(kind)
+
+    def loop_fn(time, output, state, loop_state):
+        state = rnn_cell.zero_state(tf.shape(x)[0], tf.float32) if output is None else state
+        finished = time >= lengths
+        step = inputs.read(tf.minimum(time, steps - 1))
+        return finished, step, state, output, None
+
+    outputs, _, _ = tf.compat.v1.nn.raw_rnn(rnn_cell, loop_fn)
+    return tf.transpose(outputs.stack(), [1, 0, 2])
+
+
 def while_loop(tf, x, lengths, kind):
     w = tf.compat.v1.get_variable("w", [FEATURES, FEATURES])
     steps = tf.shape(x)[1]
@@ -51,7 +86,8 @@ def while_loop(tf, x, lengths, kind):
     def body(t, h):
         return t + 1, tf.tanh(tf.matmul(h, w) + x[:, t])
 
-    _, h = tf.compat.v1.while_loop(lambda t, h: t < steps, body, [0, tf.zeros_like(x[:, 0])])
+    _, h = tf.compat.v1.while_loop(lambda t, h: t < steps + 5, body, (0, tf.zeros_like(x[:, 0])),
+                                   maximum_iterations=steps)  # (the loop counter maximum_iterations adds)
     return h
 
 
@@ -67,6 +103,9 @@ CASES = {  # name: (builder, cell, reads the lengths)
     "bidirectional_lstm": (bidirectional, "lstm", True),
     "bidirectional_gru": (bidirectional, "gru", True),
     "bidirectional_gru_with_gradients": (trained_bidirectional, "gru", True),
+    "stacked_bidirectional_lstm": (stacked_bidirectional, "lstm", True),
+    "multi_rnn_cell_gru": (multi_cell, "gru", True),
+    "raw_rnn_lstm": (raw_rnn, "lstm", True),
     "while_loop": (while_loop, None, False),
     "map_fn": (map_fn, None, False),
 }

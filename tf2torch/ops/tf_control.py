@@ -79,9 +79,10 @@ def convert_tensor_list(spec: LayerSpec) -> Converted:
     attr(spec, "shape_type")
     if op == "TensorListStack":
         attr(spec, "num_elements")  # a check TF makes; the stacked tensor is the list itself
-    if op == "TensorListSetItem" and attr(spec, "resize_if_index_out_of_bounds", False):
-        spec.fail("resize_if_index_out_of_bounds=True (a list that grows) is not supported")
     slots, consts = _slots(spec)
+    if op == "TensorListSetItem" and attr(spec, "resize_if_index_out_of_bounds", False):  # a list that grows
+        return Converted(TFTensorListIndexed("TensorListSetItemResize", slots, consts, TORCH_DTYPES[dtype]),
+                         input_layouts=KERAS, output_layouts=KERAS)
     if op == "TensorListReserve" and operand(spec, 0) is None:
         spec.fail("the element shape is computed at run time")
     return Converted(TFTensorList(op, slots, consts, TORCH_DTYPES[dtype]), input_layouts=KERAS,

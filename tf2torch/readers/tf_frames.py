@@ -24,11 +24,12 @@ from typing import Any
 
 from ..errors import ModelFileError
 
-FRAME_OPS = frozenset({"Enter", "Merge", "Switch", "NextIteration", "LoopCond", "Exit", "RefEnter", "RefExit",
-                       "RefNextIteration", "RefMerge", "RefSwitch"})
+FRAME_OPS = frozenset({"Enter", "NextIteration", "LoopCond", "Exit", "RefEnter", "RefExit", "RefNextIteration"})
+# (a body's Merge and Switch ops are its tf.cond's: the loop's own are the functions' arguments)
 TA_OPS = {"TensorArrayWriteV3": "TensorListSetItem", "TensorArrayReadV3": "TensorListGetItem",
           "TensorArrayScatterV3": "TensorListScatterIntoExistingList", "TensorArrayGatherV3": "TensorListGather",
           "TensorArraySizeV3": "TensorListLength"}
+HANDLE_PASS = frozenset({"Enter", "RefEnter", "Identity", "Switch", "RefSwitch"})  # a handle passes through
 PASS_FLOW = frozenset({"Enter", "Merge", "Switch", "NextIteration", "Exit", "Identity"})
 NESTED_REASON = "a nested TF 1 while loop (a frame inside another frame) is not converted"
 
@@ -134,13 +135,16 @@ def tensor_arrays_as_lists(tf: Any, graph_def: Any, nodes: dict[str, Any]) -> se
     for name in arrays:
         handles, stack = {name}, [name]
         while stack:
-            for reader, pos, index in users.get(stack.pop(), []):
+            source = stack.pop()
+            for reader, pos, index in users.get(source, []):
                 op = nodes[reader].op
-                if index == 0 and op in ("Enter", "Identity") and reader not in handles:
+                if source == name and index != 0:  # the flow, not the handle
+                    continue
+                if reader not in handles and (op in HANDLE_PASS and pos == 0 or op in ("Merge", "RefMerge")):
                     handles.add(reader)
                     stack.append(reader)
                 elif op in TA_OPS and pos == 0:
-                    variant.extend(list_op(tf, graph_def, nodes, reader))
+                    variant.extend(list_op(tf, graph_def, nodes, reader, nodes[name].attr["dynamic_size"].b))
                 elif pos == 0 and op in ("TensorArrayCloseV3", "TensorArrayGradV3"):
                     removed.add(reader)
         removed |= handles - {name}
@@ -150,9 +154,10 @@ def tensor_arrays_as_lists(tf: Any, graph_def: Any, nodes: dict[str, Any]) -> se
 
 
 def shape_const(tf: Any, graph_def: Any, nodes: dict[str, Any], name: str, shape: Any) -> str:
-    """A ``Const`` element shape: the TensorArray's when fully known, else -1 (unknown rank)."""
-    known = shape is not None and shape.rank is not None and shape.is_fully_defined()
-    value = tf.make_tensor_proto(shape.as_list() if known else -1, dtype=tf.int32)
+    """A ``Const`` element shape: the TensorArray's, -1 for an unknown dimension, or -1 for an unknown rank."""
+    known = shape is not None and shape.rank is not None
+    value = tf.make_tensor_proto([-1 if d is None else d for d in shape.as_list()] if known else -1,
+                                 dtype=tf.int32)
     const = graph_def.node.add()
     const.name, const.op = f"{name}/tf2torch_element_shape", "Const"
     const.attr["dtype"].type = tf.int32.as_datatype_enum
@@ -168,15 +173,17 @@ def reserve(tf: Any, graph_def: Any, nodes: dict[str, Any], name: str) -> None:
     element_shape = shape_const(tf, graph_def, nodes, name, shape)
     size = node.input[0]
     node.op = "TensorListReserve"
-    node.ClearField("attr")
+    node.ClearField("attr")  # (stale _output_shapes with it)
     node.attr["element_dtype"].type = dtype
     node.attr["shape_type"].type = tf.int32.as_datatype_enum
     del node.input[:]
     node.input.extend([element_shape, size])
 
 
-def list_op(tf: Any, graph_def: Any, nodes: dict[str, Any], name: str) -> Iterable[str]:
-    """A TensorArray op as its TensorList op; yields it when its output is the list (Write, Scatter)."""
+def list_op(tf: Any, graph_def: Any, nodes: dict[str, Any], name: str, grows: bool) -> Iterable[str]:
+    """A TensorArray op as its TensorList op; yields it when its output is the list (Write, Scatter). A write
+    to a TensorArray with ``dynamic_size`` grows the list (``resize_if_index_out_of_bounds``, as ``while_v2``
+    writes it)."""
     node = nodes[name]
     ins = [i for i in node.input if not i.startswith("^")]
     controls = [i for i in node.input if i.startswith("^")]
@@ -192,9 +199,11 @@ def list_op(tf: Any, graph_def: Any, nodes: dict[str, Any], name: str) -> Iterab
     else:  # Read (handle, index, flow), Gather (handle, indices, flow)
         new = [ins[2], ins[1], shape_const(tf, graph_def, nodes, name, shape)]
     node.op = op
-    node.ClearField("attr")
+    node.ClearField("attr")  # (stale _output_shapes with it)
     if op != "TensorListLength":
         node.attr["element_dtype"].type = dtype
+    if op == "TensorListSetItem" and grows:
+        node.attr["resize_if_index_out_of_bounds"].b = True
     del node.input[:]
     node.input.extend(new + controls)
     if op in ("TensorListSetItem", "TensorListScatterIntoExistingList"):
@@ -211,6 +220,8 @@ def retype_flow(tf: Any, nodes: dict[str, Any], users: dict[str, list[tuple[str,
             op = nodes[reader].op
             if op in PASS_FLOW and reader not in seen:
                 nodes[reader].attr["T"].type = tf.variant.as_datatype_enum
+                if "_output_shapes" in nodes[reader].attr:  # (a flow is a scalar, a list too: still, stale)
+                    del nodes[reader].attr["_output_shapes"]
                 seen.add(reader)
                 stack.append(reader)
             elif op not in PASS_FLOW and not op.startswith("TensorList"):
