@@ -123,7 +123,8 @@ def batches(with_lengths: bool, seed: int = 0) -> list[list[np.ndarray]]:
 
 
 def tf1_checkpoint(directory: Path, name: str) -> dict:
-    """The case's graph built with control flow v1, random weights, saved; the session's outputs per length."""
+    """The case's graph built with control flow v1, random weights, saved (and frozen to ``frozen.pb``); the
+    session's outputs per length."""
     import tensorflow as tf
 
     v1 = tf.compat.v1
@@ -144,6 +145,8 @@ def tf1_checkpoint(directory: Path, name: str) -> dict:
                 references = [session.run("y:0", dict(zip(names, f))) for f in feeds]
                 directory.mkdir(parents=True, exist_ok=True)
                 saver.save(session, str(directory / "model.ckpt"))
+                frozen = v1.graph_util.convert_variables_to_constants(session, graph.as_graph_def(), ["y"])
+                (directory / "frozen.pb").write_bytes(frozen.SerializeToString())
     finally:
         v1.enable_control_flow_v2()
     return {"dir": directory, "feeds": feeds, "references": references}
@@ -152,10 +155,31 @@ def tf1_checkpoint(directory: Path, name: str) -> dict:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_tf1_loop_converts(tmp_path, name):
     fixture = tf1_checkpoint(tmp_path / name, name)
-    module = tf2torch.convert(fixture["dir"], outputs=["y:0"])
+    module = tf2torch.convert(fixture["dir"], outputs=["y:0"])  # (the loops' final states are sinks too)
     assert [type(m).__name__ for m in module.modules()].count("TFWhile") >= 1
     for feeds, reference, steps in zip(fixture["feeds"], fixture["references"], LENGTHS):
         assert_matches(torch_outputs(module, feeds, "keras"), [reference], what=f"{name}, {steps} steps")
+
+
+@pytest.mark.parametrize("name", ["bidirectional_lstm", "while_loop"])
+def test_tf1_loop_frozen_graph(tmp_path, name):
+    """The same loops frozen (``convert_variables_to_constants``: the weights are constants entering the frame)."""
+    fixture = tf1_checkpoint(tmp_path / name, name)
+    module = tf2torch.convert(fixture["dir"] / "frozen.pb", outputs=["y:0"])
+    for feeds, reference, steps in zip(fixture["feeds"], fixture["references"], LENGTHS):
+        assert_matches(torch_outputs(module, feeds, "keras"), [reference], what=f"frozen {name}, {steps} steps")
+
+
+def test_tf1_loop_outputs_found_without_being_named(tmp_path):
+    """Without ``--outputs``: the sequence output and the final state (the loop's results nothing reads), not
+    the shape arithmetic of the zero state (sinks that read the input's shape only)."""
+    fixture = tf1_checkpoint(tmp_path / "gru", "dynamic_rnn_gru")
+    module = tf2torch.convert(fixture["dir"])
+    names = [o["node"] for o in module.tf2torch_meta["graph"]["outputs"]]
+    assert len(names) == 2 and not any("ZeroState" in n for n in names), names
+    outputs = torch_outputs(module, fixture["feeds"][0], "keras")
+    assert_matches([o for o in outputs if o.shape == fixture["references"][0].shape], [fixture["references"][0]],
+                   what="sequence output")
 
 
 def test_tf1_loop_verify_inspect_and_reload(tmp_path):

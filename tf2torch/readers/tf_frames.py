@@ -63,12 +63,14 @@ def rewrite_frames(tf: Any, graph_def: Any) -> tuple[Any, dict[str, str]]:
     refused = nested_frames(nodes, frames)
     reasons = {f: NESTED_REASON for f in refused}
     removed: set[str] = set()
-    for frame in sorted(frames):
+    for frame in frames:  # in the graph's order: a loop reading another's results comes after it
         if frame not in refused:
             try:  # (a frame is changed only once its functions are built)
                 removed |= rewrite_frame(tf, out, nodes, graph, frame, frames[frame])
             except ModelFileError as exc:
                 reasons[frame] = f"a TF 1 while loop that tf2torch cannot rebuild as a While: {exc}"
+                continue
+            graph = import_graph(tf, out)  # the While's output shapes, for the loops after it
     drop_nodes(out, nodes, removed)
     return out, reasons
 
@@ -291,31 +293,43 @@ def rewrite_frame(tf: Any, graph_def: Any, nodes: dict[str, Any], graph: Any, fr
     """One frame as a ``While`` node (named after the frame's scope) with a cond and a body function; its
     ``Exit`` ops become that node's outputs. Returns the frame's nodes, to remove."""
     parts = frame_parts(nodes, frame, enters)
-    variables, captures = parts["variables"], parts["captures"]
-    everything = {(v[1], 0) for v in variables} | {(v[2], 1) for v in variables} | {(c, 0) for c in captures}
+    variables = parts["variables"]
+    everything = {(v[1], 0) for v in variables} | {(v[2], 1) for v in variables} | {(c, 0) for c in
+                                                                                    parts["captures"]}
     _, read = function_ops(nodes, everything, [parts["pred"]] + [split(nodes[v[3]].input[0]) for v in variables])
-    captures = [c for c in captures if (c, 0) in read]  # (gradient stacks enter the frame too)
+    captures = [c for c in parts["captures"] if (c, 0) in read]  # (gradient stacks enter the frame too)
     name = frame[:-len("/while_context")] if frame.endswith("/while_context") else frame + "/while"
     while name in nodes:
         name += "_v2"
     fn = name.replace("/", "_")
     capture_args = [(c, 0) for c in captures]
-    cond_args = [(v[1], 0) for v in variables] + capture_args
+    inits = [split(first_input(nodes[v[0]])) for v in variables] + [split(first_input(nodes[c])) for c in captures]
+    tensors = [graph.get_operation_by_name(t[0]).outputs[t[1]] for t in inits]
+    types = [t.dtype for t in tensors]
     body_args = [(v[2], 1) for v in variables] + capture_args
     results = [split(nodes[v[3]].input[0]) for v in variables] + capture_args
-    cond, cond_ops = make_function(tf, graph, nodes, f"{fn}_cond_tf2torch", cond_args, [parts["pred"]])
-    body, body_ops = make_function(tf, graph, nodes, f"{fn}_body_tf2torch", body_args, results)
+    body, body_ops, shapes = loop_shapes(tf, nodes, f"{fn}_body_tf2torch", body_args, types,
+                                         [t.shape for t in tensors], results)
+    cond, cond_ops, _ = make_function(tf, nodes, f"{fn}_cond_tf2torch", [(v[1], 0) for v in variables] +
+                                      capture_args, types, shapes, [parts["pred"]])
     graph_def.library.function.extend([cond, body])
-    tensors = [graph.get_operation_by_name(t[0]).outputs[t[1]] for t in cond_args]
     node = graph_def.node.add()
     node.name, node.op = name, "While"
-    node.input.extend([first_input(nodes[v[0]]) for v in variables] + [first_input(nodes[c]) for c in captures])
-    node.attr["T"].list.type.extend([t.dtype.as_datatype_enum for t in tensors])
+    node.input.extend(joined(t) for t in inits)
+    node.attr["T"].list.type.extend([t.as_datatype_enum for t in types])
     node.attr["cond"].func.name = cond.signature.name
     node.attr["body"].func.name = body.signature.name
-    node.attr["output_shapes"].list.shape.extend([t.shape.as_proto() for t in tensors])
+    node.attr["output_shapes"].list.shape.extend([s.as_proto() for s in shapes])
     node.attr["parallel_iterations"].i = nodes[enters[0]].attr["parallel_iterations"].i or 10
     nodes[name] = node
+    exits_as_outputs(nodes, name, variables)
+    loop_cond = split(nodes[variables[0][2]].input[1])[0]
+    frame_nodes = {x for v in variables for x in v[:4]} | set(parts["captures"]) | {loop_cond}
+    return frame_nodes | {o for o in cond_ops | body_ops if nodes[o].op != "Const"}
+
+
+def exits_as_outputs(nodes: dict[str, Any], name: str, variables: list[tuple[Any, ...]]) -> None:
+    """Each loop variable's ``Exit`` becomes an ``Identity`` of the ``While`` output ``i`` (same name)."""
     for i, v in enumerate(variables):
         if v[4] is not None:
             exit_ = nodes[v[4]]
@@ -325,9 +339,20 @@ def rewrite_frame(tf: Any, graph_def: Any, nodes: dict[str, Any], graph: Any, fr
             exit_.attr["T"].type = dtype
             del exit_.input[:]
             exit_.input.append(f"{name}:{i}")
-    loop_cond = split(nodes[variables[0][2]].input[1])[0]
-    frame_nodes = {x for v in variables for x in v[:4]} | set(parts["captures"]) | {loop_cond}
-    return frame_nodes | {o for o in cond_ops | body_ops if nodes[o].op != "Const"}
+
+
+def loop_shapes(tf: Any, nodes: dict[str, Any], name: str, args: list[tuple[str, int]], types: list[Any],
+                shapes: list[Any], results: list[tuple[str, int]]) -> tuple[Any, set[str], list[Any]]:
+    """The body function and the loop variables' shapes: from their initial values, relaxed where the body
+    returns another shape until the body keeps them (the shape invariants ``while_loop`` checked; a graph
+    read without its ``_output_shapes`` has lost them)."""
+    for _ in range(len(shapes) + 2):
+        body, ops, returned = make_function(tf, nodes, name, args, types, shapes, results)
+        relaxed = [s.most_specific_compatible_shape(r) for s, r in zip(shapes, returned)]
+        if all(a.as_proto() == b.as_proto() for a, b in zip(relaxed, shapes)):
+            return body, ops, shapes
+        shapes = relaxed
+    raise ModelFileError(f"{name}: the loop variables' shapes do not settle")
 
 
 def first_input(node: Any) -> str:
@@ -354,21 +379,20 @@ def function_ops(nodes: dict[str, Any], args: set[tuple[str, int]],
     return ops, read
 
 
-def make_function(tf: Any, graph: Any, nodes: dict[str, Any], name: str, args: list[tuple[str, int]],
-                  results: list[tuple[str, int]]) -> tuple[Any, set[str]]:
+def make_function(tf: Any, nodes: dict[str, Any], name: str, args: list[tuple[str, int]], types: list[Any],
+                  shapes: list[Any], results: list[tuple[str, int]]) -> tuple[Any, set[str], list[Any]]:
     """The ops between ``args`` and ``results`` (control edges cut) as a FunctionDef whose arguments are
-    ``arg<k>`` placeholders typed and shaped as TensorFlow typed the frame's tensors; and those ops' names."""
+    ``arg<k>`` placeholders of ``types`` and ``shapes``; those ops' names; the results' shapes."""
     from tensorflow.python.framework import graph_to_function_def
 
     arg_names = {t: f"arg{k}" for k, t in enumerate(args)}
     ops, _ = function_ops(nodes, set(args), results)
     fn_def = tf.compat.v1.GraphDef()
-    tensors = [graph.get_operation_by_name(t[0]).outputs[t[1]] for t in args]
-    for t, tensor in zip(args, tensors):
+    for t, dtype, shape in zip(args, types, shapes):
         ph = fn_def.node.add()
         ph.name, ph.op = arg_names[t], "Placeholder"
-        ph.attr["dtype"].type = tensor.dtype.as_datatype_enum
-        ph.attr["shape"].shape.CopyFrom(tensor.shape.as_proto())
+        ph.attr["dtype"].type = dtype.as_datatype_enum
+        ph.attr["shape"].shape.CopyFrom(shape.as_proto())
     for n in sorted(ops):
         copy = fn_def.node.add()
         copy.CopyFrom(nodes[n])
@@ -387,6 +411,6 @@ def make_function(tf: Any, graph: Any, nodes: dict[str, Any], name: str, args: l
     fdef = graph_to_function_def.graph_to_function_def(
         fn_graph, fn_graph.get_operations(), placeholders, outs, [f"out{k}" for k in range(len(outs))])
     fdef.signature.name = name
-    for k, tensor in enumerate(tensors):
-        fdef.arg_attr[k].attr["_output_shapes"].list.shape.add().CopyFrom(tensor.shape.as_proto())
-    return fdef, ops
+    for k, shape in enumerate(shapes):
+        fdef.arg_attr[k].attr["_output_shapes"].list.shape.add().CopyFrom(shape.as_proto())
+    return fdef, ops, [o.shape for o in outs]
