@@ -182,6 +182,19 @@ def test_tf1_loop_outputs_found_without_being_named(tmp_path):
                    what="sequence output")
 
 
+def test_dropped_gradient_op_named_as_output(tmp_path):
+    """``--outputs`` naming a gradient op of a rebuilt loop (dropped with the frame) says so, not "no such op"."""
+    import tensorflow as tf
+
+    from tf2torch.errors import Tf2TorchError
+
+    fixture = tf1_checkpoint(tmp_path / "trained", "bidirectional_gru_with_gradients")
+    meta = tf.compat.v1.MetaGraphDef.FromString((fixture["dir"] / "model.ckpt.meta").read_bytes())
+    grad = next(n.name for n in meta.graph_def.node if n.op == "TensorArrayGradV3")
+    with pytest.raises(Tf2TorchError, match="gradient or bookkeeping op, dropped when the loop was rebuilt"):
+        tf2torch.convert(fixture["dir"], outputs=[f"{grad}:1"])
+
+
 def test_tf1_loop_verify_inspect_and_reload(tmp_path):
     """``verify`` runs the rebuilt ``While`` on TensorFlow (its functions in the graph's library) and compares it;
     ``inspect`` lists it with nothing left unconverted; a saved module reloads with its loop."""

@@ -2,7 +2,7 @@
 (identities looked through, constant predicates resolved, dead branches dropped, function calls inlined,
 constant sub-graphs folded by TensorFlow itself). ``readers/tf_graph.py`` describes the steps, chooses the ends
 (``readers/tf_ends.py``) and builds the IR from a walker; this module depends only on the lower ones
-(``tf_sources``, ``tf_loops``), so the TF readers import one another one way.
+(``tf_sources``, ``tf_loops``, ``tf_frames``), so the TF readers import one another one way.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Walker:
         self.source = source
         self.options = options
         self.graph_def = clean_node_defs(source.graph_def)
-        self.frame_reasons: dict[str, str] = {}  # TF 1 while frames left as they are (nested), with the reason
+        self.frame_reasons: dict[str, str] | None = None  # TF 1 while frames left as they are, with the reason
         if has_frames(self.graph_def):
             self.graph_def, self.frame_reasons = rewrite_frames(tf, self.graph_def)
         self.nodes = {n.name: n for n in self.graph_def.node}
@@ -73,6 +73,10 @@ class Walker:
 
     def known(self, name: str, what: str) -> Tensor:
         t = tensor_id(name)
+        if t[0] not in self.nodes and self.frame_reasons is not None and any(
+                n.name == t[0] for n in self.source.graph_def.node):
+            raise Tf2TorchError(f"{what} {name!r}: a TF 1 while loop's gradient or bookkeeping op, dropped when the "
+                                "loop was rebuilt as a While; name an op the model computes")
         if t[0] not in self.nodes:
             raise Tf2TorchError(f"{what} {name!r}: no such op in the graph")
         if t[1] >= len(self.tf_graph.get_operation_by_name(t[0]).outputs):
@@ -107,8 +111,9 @@ class Walker:
         if loops:
             frames = sorted({self.nodes[n].attr["frame_name"].s.decode() for n in loops
                              if "frame_name" in self.nodes[n].attr})
+            reasons = self.frame_reasons or {}
             raise UnsupportedLayerError([(f, RAW + "While") for f in frames or loops[:1]],
-                                        {f: self.frame_reasons.get(f, LOOP_REASON) for f in frames or loops[:1]})
+                                        {f: reasons.get(f, LOOP_REASON) for f in frames or loops[:1]})
         indegree = {n: 0 for n in seen}
         users: dict[str, list[str]] = {n: [] for n in seen}
         for n in seen:
