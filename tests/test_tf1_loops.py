@@ -79,6 +79,16 @@ def raw_rnn(tf, x, lengths, kind):
     return tf.transpose(outputs.stack(), [1, 0, 2])
 
 
+def concat_array(tf, x, lengths, kind):
+    """A TensorArray read back with ``concat()`` (``TensorArrayConcatV3``: no TensorList form here)."""
+    steps = tf.shape(x)[1]
+    w = tf.compat.v1.get_variable("w", [FEATURES, FEATURES])
+    ta = tf.compat.v1.TensorArray(tf.float32, size=steps)
+    _, ta = tf.compat.v1.while_loop(lambda t, ta: t < steps, lambda t, ta: (t + 1, ta.write(t, x[:, t] @ w)),
+                                    (0, ta))
+    return ta.concat()
+
+
 def while_loop(tf, x, lengths, kind):
     w = tf.compat.v1.get_variable("w", [FEATURES, FEATURES])
     steps = tf.shape(x)[1]
@@ -122,13 +132,13 @@ def batches(with_lengths: bool, seed: int = 0) -> list[list[np.ndarray]]:
     return out
 
 
-def tf1_checkpoint(directory: Path, name: str) -> dict:
+def tf1_checkpoint(directory: Path, name: str, case: tuple | None = None) -> dict:
     """The case's graph built with control flow v1, random weights, saved (and frozen to ``frozen.pb``); the
     session's outputs per length."""
     import tensorflow as tf
 
     v1 = tf.compat.v1
-    build, kind, with_lengths = CASES[name]
+    build, kind, with_lengths = case or CASES[name]
     v1.disable_control_flow_v2()
     try:
         graph = tf.Graph()
@@ -180,6 +190,15 @@ def test_tf1_loop_outputs_found_without_being_named(tmp_path):
     outputs = torch_outputs(module, fixture["feeds"][0], "keras")
     assert_matches([o for o in outputs if o.shape == fixture["references"][0].shape], [fixture["references"][0]],
                    what="sequence output")
+
+
+def test_tensor_array_without_a_list_form_refused_by_name(tmp_path):
+    """A TensorArray read by an op with no TensorList form is left as it is: refused by name after reading."""
+    from tf2torch.errors import UnsupportedLayerError
+
+    fixture = tf1_checkpoint(tmp_path / "concat", "concat_array", (concat_array, None, False))
+    with pytest.raises(UnsupportedLayerError, match=r"tf\.raw>TensorArrayConcatV3"):
+        tf2torch.convert(fixture["dir"], outputs=["y:0"])
 
 
 def test_dropped_gradient_op_named_as_output(tmp_path):

@@ -30,6 +30,7 @@ TA_OPS = {"TensorArrayWriteV3": "TensorListSetItem", "TensorArrayReadV3": "Tenso
           "TensorArrayScatterV3": "TensorListScatterIntoExistingList", "TensorArrayGatherV3": "TensorListGather",
           "TensorArraySizeV3": "TensorListLength"}
 HANDLE_PASS = frozenset({"Enter", "RefEnter", "Identity", "Switch", "RefSwitch"})  # a handle passes through
+DROPPED_TA_OPS = frozenset({"TensorArrayCloseV3", "TensorArrayGradV3"})  # bookkeeping, gradients
 PASS_FLOW = frozenset({"Enter", "Merge", "Switch", "NextIteration", "Exit", "Identity"})
 NESTED_REASON = "a nested TF 1 while loop (a frame inside another frame) is not converted"
 
@@ -56,6 +57,7 @@ def rewrite_frames(tf: Any, graph_def: Any) -> tuple[Any, dict[str, str]]:
     out.CopyFrom(graph_def)
     if not has_frames(out):
         return out, {}
+    import_graph(tf, out)  # a graph TensorFlow cannot import is refused before it is rewritten
     nodes = {n.name: n for n in out.node}
     drop_nodes(out, nodes, tensor_arrays_as_lists(tf, out, nodes))
     graph = import_graph(tf, out)
@@ -82,8 +84,8 @@ def import_graph(tf: Any, graph_def: Any) -> Any:
         with graph.as_default():
             tf.graph_util.import_graph_def(graph_def, name="")
     except Exception as exc:
-        raise ModelFileError(f"TensorFlow cannot import the graph once its TensorArrays are TensorLists "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        raise ModelFileError(f"TensorFlow cannot import the graph ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     return graph
 
 
@@ -128,31 +130,45 @@ def tensor_arrays_as_lists(tf: Any, graph_def: Any, nodes: dict[str, Any]) -> se
     removed: set[str] = set()
     variant: list[str] = []
     arrays = [n.name for n in graph_def.node if n.op == "TensorArrayV3"]
-    flows = {f"{name}:1": name for name in arrays}  # the flow output becomes the list, output 0
-    for n in graph_def.node:
+    flows = {f"{name}:1": name for name in arrays}
+    for name in arrays:
+        handles, readers = handle_readers(nodes, users, name)
+        if any(nodes[r].op not in TA_OPS and nodes[r].op not in DROPPED_TA_OPS for r in readers):
+            flows.pop(f"{name}:1")  # an op with no list form (Concat, Split...): left as is, refused by name
+            continue
+        for reader in readers:
+            if nodes[reader].op in TA_OPS:
+                variant.extend(list_op(tf, graph_def, nodes, reader, nodes[name].attr["dynamic_size"].b))
+            else:
+                removed.add(reader)
+        removed |= handles - {name}
+        reserve(tf, graph_def, nodes, name)
+        variant.append(name)
+    for n in graph_def.node:  # the flow output becomes the list, output 0
         if any(i in flows for i in n.input):
             inputs = [flows.get(i, i) for i in n.input]
             del n.input[:]
             n.input.extend(inputs)
-    for name in arrays:
-        handles, stack = {name}, [name]
-        while stack:
-            source = stack.pop()
-            for reader, pos, index in users.get(source, []):
-                op = nodes[reader].op
-                if source == name and index != 0:  # the flow, not the handle
-                    continue
-                if reader not in handles and (op in HANDLE_PASS and pos == 0 or op in ("Merge", "RefMerge")):
-                    handles.add(reader)
-                    stack.append(reader)
-                elif op in TA_OPS and pos == 0:
-                    variant.extend(list_op(tf, graph_def, nodes, reader, nodes[name].attr["dynamic_size"].b))
-                elif pos == 0 and op in ("TensorArrayCloseV3", "TensorArrayGradV3"):
-                    removed.add(reader)
-        removed |= handles - {name}
-        reserve(tf, graph_def, nodes, name)
-        variant.append(name)
     return removed | retype_flow(tf, nodes, consumers(nodes), variant)
+
+
+def handle_readers(nodes: dict[str, Any], users: dict[str, list[tuple[str, int, int]]],
+                   name: str) -> tuple[set[str], list[str]]:
+    """The copies of TensorArray ``name``'s handle (through ``Enter``, ``Identity``, a ``tf.cond``'s ``Switch``
+    and ``Merge``) and the ops that read it as their handle."""
+    handles, readers, stack = {name}, [], [name]
+    while stack:
+        source = stack.pop()
+        for reader, pos, index in users.get(source, []):
+            op = nodes[reader].op
+            if source == name and index != 0:  # the flow, not the handle
+                continue
+            if reader not in handles and (op in HANDLE_PASS and pos == 0 or op in ("Merge", "RefMerge")):
+                handles.add(reader)
+                stack.append(reader)
+            elif pos == 0 and reader not in readers:
+                readers.append(reader)
+    return handles, readers
 
 
 def shape_const(tf: Any, graph_def: Any, nodes: dict[str, Any], name: str, shape: Any) -> str:
