@@ -89,6 +89,21 @@ def concat_array(tf, x, lengths, kind):
     return ta.concat()
 
 
+def cond_in_body(tf, x, lengths, kind):
+    """A ``tf.cond(is_training)`` inside the loop's body (dropout at training time), its predicate a placeholder
+    with a default that enters the frame: fixed by ``--constant``, the body's cond resolves."""
+    is_training = tf.compat.v1.placeholder_with_default(True, [], name="is_training")
+    w = tf.compat.v1.get_variable("w", [FEATURES, FEATURES])
+    steps = tf.shape(x)[1]
+
+    def body(t, h):
+        h = tf.tanh(tf.matmul(h, w) + x[:, t])
+        return t + 1, tf.cond(is_training, lambda: tf.nn.dropout(h, rate=0.5), lambda: h)
+
+    _, h = tf.compat.v1.while_loop(lambda t, h: t < steps, body, (0, tf.zeros_like(x[:, 0])))
+    return h
+
+
 def while_loop(tf, x, lengths, kind):
     w = tf.compat.v1.get_variable("w", [FEATURES, FEATURES])
     steps = tf.shape(x)[1]
@@ -117,6 +132,7 @@ CASES = {  # name: (builder, cell, reads the lengths)
     "multi_rnn_cell_gru": (multi_cell, "gru", True),
     "raw_rnn_lstm": (raw_rnn, "lstm", True),
     "while_loop": (while_loop, None, False),
+    "cond_in_body": (cond_in_body, None, False),
     "map_fn": (map_fn, None, False),
 }
 
@@ -147,25 +163,27 @@ def tf1_checkpoint(directory: Path, name: str, case: tuple | None = None) -> dic
             x = v1.placeholder(tf.float32, [None, None, FEATURES], name="x")
             lengths = v1.placeholder(tf.int32, [None], name="lengths") if with_lengths else None
             tf.identity(build(tf, x, lengths, kind), name="y")
+            fixed = {"is_training:0": False} if name == "cond_in_body" else {}
             saver = v1.train.Saver()
             with v1.Session(graph=graph) as session:
                 session.run(v1.global_variables_initializer())
                 feeds = batches(with_lengths)
                 names = ["x:0", "lengths:0"]
-                references = [session.run("y:0", dict(zip(names, f))) for f in feeds]
+                references = [session.run("y:0", {**dict(zip(names, f)), **fixed}) for f in feeds]
                 directory.mkdir(parents=True, exist_ok=True)
                 saver.save(session, str(directory / "model.ckpt"))
                 frozen = v1.graph_util.convert_variables_to_constants(session, graph.as_graph_def(), ["y"])
                 (directory / "frozen.pb").write_bytes(frozen.SerializeToString())
     finally:
         v1.enable_control_flow_v2()
-    return {"dir": directory, "feeds": feeds, "references": references}
+    return {"dir": directory, "feeds": feeds, "references": references, "constants": fixed}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_tf1_loop_converts(tmp_path, name):
     fixture = tf1_checkpoint(tmp_path / name, name)
-    module = tf2torch.convert(fixture["dir"], outputs=["y:0"])  # (the loops' final states are sinks too)
+    module = tf2torch.convert(fixture["dir"], outputs=["y:0"],  # (the loops' final states are sinks too)
+                              constants=fixture["constants"])
     assert [type(m).__name__ for m in module.modules()].count("TFWhile") >= 1
     for feeds, reference, steps in zip(fixture["feeds"], fixture["references"], LENGTHS):
         assert_matches(torch_outputs(module, feeds, "keras"), [reference], what=f"{name}, {steps} steps")
