@@ -69,8 +69,10 @@ def rewrite_frames(tf: Any, graph_def: Any) -> tuple[Any, dict[str, str]]:
         if frame not in refused:
             try:  # (a frame is changed only once its functions are built)
                 removed |= rewrite_frame(tf, out, nodes, graph, frame, frames[frame])
-            except ModelFileError as exc:
-                reasons[frame] = f"a TF 1 while loop that tf2torch cannot rebuild as a While: {exc}"
+            except (ModelFileError, KeyError, ValueError, IndexError) as exc:  # (a gradient loop left half
+                # dropped is one: refused by name, should an output read it)
+                reasons[frame] = (f"a TF 1 while loop that tf2torch cannot rebuild as a While "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
                 continue
             graph = import_graph(tf, out)  # the While's output shapes, for the loops after it
     drop_nodes(out, nodes, removed)
@@ -318,6 +320,9 @@ def rewrite_frame(tf: Any, graph_def: Any, nodes: dict[str, Any], graph: Any, fr
     while name in nodes:
         name += "_v2"
     fn = name.replace("/", "_")
+    taken = {f.signature.name for f in graph_def.library.function}
+    while f"{fn}_body_tf2torch" in taken or f"{fn}_cond_tf2torch" in taken:
+        fn += "_"
     capture_args = [(c, 0) for c in captures]
     inits = [split(first_input(nodes[v[0]])) for v in variables] + [split(first_input(nodes[c])) for c in captures]
     tensors = [graph.get_operation_by_name(t[0]).outputs[t[1]] for t in inits]
