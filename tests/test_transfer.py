@@ -112,6 +112,30 @@ class AttentionTwin(nn.Module):
         return self.head(self.attention(h, h, h, need_weights=False)[0].mean(1))
 
 
+def separable_rnn_keras(k):
+    L = k.layers
+    return k.Sequential([k.Input((8, 8, 3)), L.SeparableConv2D(6, 3, depth_multiplier=2), L.Reshape((36, 6)),
+                         L.Bidirectional(L.LSTM(4, return_sequences=True)), L.LSTM(5, return_sequences=True),
+                         L.LSTM(5), L.Dense(3)])
+
+
+class SeparableRNNTwin(nn.Module):
+    """SeparableConv2D as depthwise + pointwise convs, a bidirectional LSTM, two stacked LSTMs as one
+    ``nn.LSTM(num_layers=2)``: each torch module takes one Keras layer's part, or several layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.depthwise = nn.Conv2d(3, 6, 3, groups=3, bias=False)
+        self.pointwise = nn.Conv2d(6, 6, 1)
+        self.birnn = nn.LSTM(6, 4, batch_first=True, bidirectional=True)
+        self.stack = nn.LSTM(8, 5, num_layers=2, batch_first=True)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = self.pointwise(self.depthwise(x)).permute(0, 2, 3, 1).reshape(x.shape[0], 36, 6)
+        return self.head(self.stack(self.birnn(h)[0])[0][:, -1])
+
+
 def make_divisible(v, divisor=8):
     new = max(divisor, int(v + divisor / 2) // divisor * divisor)
     return new + divisor if new < 0.9 * v else new
@@ -171,6 +195,7 @@ MODELS = {"vgg": (vgg_keras, VGGTwin, (2, 16, 16, 3), (0, 3, 1, 2)),
           "conv_bn_gru": (lambda k: rnn_keras(k, "GRU"), lambda: RNNTwin("GRU"), (2, 9, 4), None),
           "depthwise_transposed": (mobile_keras, MobileTwin, (2, 10, 10, 3), (0, 3, 1, 2)),
           "conv_bn_lstm_attention": (attention_keras, AttentionTwin, (2, 9, 4), None),
+          "separable_bidirectional_stacked": (separable_rnn_keras, SeparableRNNTwin, (2, 8, 8, 3), (0, 3, 1, 2)),
           "mobilenet_v2": (mobilenet_v2, MobileNetV2Twin, (2, 96, 96, 3), (0, 3, 1, 2))}
 
 

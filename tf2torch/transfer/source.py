@@ -37,23 +37,25 @@ from ..readers import (
     open_model,
     read_attr_list,
 )
-from .layers import SourceLayer, attention_roles, named_kind, natural
+from .layers import RNN_ROLES, SourceLayer, attention_roles, named_kind, natural, normalize, split_layer
 
 KIND_OF_CLASS = {
     **{f"Conv{n}D": "conv" for n in (1, 2, 3)}, **{f"Convolution{n}D": "conv" for n in (1, 2, 3)},
-    **{f"DepthwiseConv{n}D": "depthwise" for n in (1, 2)},
+    **{f"DepthwiseConv{n}D": "depthwise" for n in (1, 2)}, **{f"SeparableConv{n}D": "separable" for n in (1, 2)},
     **{f"Conv{n}DTranspose": "conv_transpose" for n in (1, 2, 3)}, "Convolution2DTranspose": "conv_transpose",
     "Dense": "dense", "BatchNormalization": "batchnorm", "LayerNormalization": "layernorm",
     "LSTM": "lstm", "GRU": "gru", "Embedding": "embedding", "MultiHeadAttention": "attention",
 }
 KIND_OF_SNAKE = {
     **{f"conv{n}d": "conv" for n in (1, 2, 3)}, **{f"depthwise_conv{n}d": "depthwise" for n in (1, 2)},
+    **{f"separable_conv{n}d": "separable" for n in (1, 2)},
     **{f"conv{n}d_transpose": "conv_transpose" for n in (1, 2, 3)}, "dense": "dense",
     "batch_normalization": "batchnorm", "layer_normalization": "layernorm", "lstm": "lstm", "gru": "gru",
     "embedding": "embedding", "multi_head_attention": "attention",
 }
 ROLES = {  # each kind's weights in Keras's own order (``layer.weights``)
     "conv": ["kernel", "bias"], "depthwise": ["depthwise_kernel", "bias"], "conv_transpose": ["kernel", "bias"],
+    "separable": ["depthwise_kernel", "pointwise_kernel", "bias"],
     "dense": ["kernel", "bias"], "batchnorm": ["gamma", "beta", "moving_mean", "moving_variance"],
     "layernorm": ["gamma", "beta"], "lstm": ["kernel", "recurrent_kernel", "bias"],
     "gru": ["kernel", "recurrent_kernel", "bias"], "embedding": ["embeddings"],
@@ -84,6 +86,12 @@ def source_kind(path: str | os.PathLike) -> str:
 @contextlib.contextmanager
 def open_source(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
     """The file's layers with weights (values read when asked for); the file stays open inside the block."""
+    with _layers_of(path) as layers:
+        yield [part for layer in layers for part in split_layer(normalize(layer))]
+
+
+@contextlib.contextmanager
+def _layers_of(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
     kind = source_kind(path)
     if kind == "model":
         with open_model(path) as graph:
@@ -225,6 +233,13 @@ def _keras3_layers(file: h5py.File, layers: h5py.Group | None, prefix: str, budg
         if kind == "attention":  # its weights are its sub-layers' (query_dense/vars/0...)
             found = [w for sub in sorted(group.keys()) if sub.endswith("_dense")
                      for w in _vars(file, group, f"{sub}/vars", f"{prefix}{key}", budget)]
+        halves = {h: _vars(file, group, f"{h}/cell/vars", f"{prefix}{key}", budget)
+                  for h in ("forward_layer", "backward_layer")} if not found else {}
+        if all(halves.values()) and halves:  # a Bidirectional: split into its halves by ``split_layer``
+            found = [w for ws in halves.values() for w in ws]
+            roles = [f"{h}/{RNN_ROLES[i]}" for h, ws in halves.items() for i in range(len(ws))]
+            out.append((f"{prefix}{key}", None, key, dict(zip(roles, found))))
+            continue
         if not found:
             continue
         roles = (attention_roles([w.key.split(f"/{key}/", 1)[-1] for w in found]) if kind == "attention"

@@ -38,13 +38,30 @@ class TargetModule:
     kind: str | None
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     flatten_from: tuple[int, tuple[int, ...]] | None = None
+    in_out: bool = False  # a dense module storing its weight (in, out), as Hugging Face's Conv1D does
+
+    def __post_init__(self) -> None:
+        self.in_out = is_in_out_dense(self.module)
 
     def tensor_names(self) -> list[str]:
         return [f"{self.path}.{name}" if self.path else name for name in self.tensors]
 
 
+def is_in_out_dense(module: nn.Module) -> bool:
+    """Hugging Face's ``Conv1D`` (GPT-2, [HF] ``pytorch_utils.py``): a Linear whose ``weight`` is (in, out) =
+    (``nx``, ``nf``) and whose forward is ``x @ weight + bias``. Told by its class name and its shapes (the
+    bias as long as the weight's second axis), never by shape alone: a square weight fits both ways."""
+    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    return (type(module).__name__ == "Conv1D" and not isinstance(module, nn.modules.conv._ConvNd)
+            and isinstance(weight, torch.Tensor) and weight.ndim == 2 and getattr(module, "nf", None) == weight.shape[1]
+            and (bias is None or tuple(bias.shape) == (weight.shape[1],)))
+
+
 def module_kind(module: nn.Module) -> str | None:
-    """``conv``, ``depthwise`` (groups == in_channels > 1, torch's depthwise), ``dense``... or None."""
+    """``conv``, ``depthwise`` (groups == in_channels > 1, torch's depthwise), ``dense`` (a Linear, or a
+    Hugging Face ``Conv1D``)... or None."""
+    if is_in_out_dense(module):
+        return "dense"
     for cls, kind in KIND_OF_MODULE:
         if isinstance(module, cls):
             if kind == "conv" and module.groups > 1 and module.groups == module.in_channels:
