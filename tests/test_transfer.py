@@ -521,3 +521,156 @@ def test_cli_transfer(tmp_path):
     failed = run_cli(tmp_path, str(path), str(refused), "--into", "twins:WrongVGG", "--example-input", "1,3,16,16")
     assert failed.returncode == 2 and failed.stderr.startswith("error: ") and failed.stderr.count("\n") == 1
     assert "fc2.weight" in failed.stderr and not refused.exists()
+
+
+# -- a Hugging Face style tf_model.h5: weights of a subclassed tf_keras model, no Keras graph inside --------------
+H, VOCAB, POSITIONS = 8, 20, 6
+
+
+def hf_tf_model():
+    """Built as transformers' TF models are ([HF] ``modeling_tf_bert.py``, ``modeling_tf_gpt2.py``): subclassed
+    layers with HF's names (``layer_._0``, ``LayerNorm``), embeddings added in ``build`` under ``tf.name_scope``
+    (``word_embeddings/weight``), a GPT-2 ``TFConv1D`` storing ``weight`` (nx, nf) and ``bias`` (1, nf);
+    ``save_pretrained`` writes ``model.save_weights("tf_model.h5")``."""
+    import tensorflow as tf
+
+    k = keras_module("tf_keras")
+    L = k.layers
+
+    class TFConv1D(L.Layer):
+        def __init__(self, nf, nx, **kwargs):
+            super().__init__(**kwargs)
+            self.nf, self.nx = nf, nx
+
+        def build(self, input_shape):
+            self.weight = self.add_weight(name="weight", shape=[self.nx, self.nf])
+            self.bias = self.add_weight(name="bias", shape=[1, self.nf])
+
+        def call(self, x):
+            return tf.reshape(tf.matmul(tf.reshape(x, [-1, self.nx]), self.weight) + self.bias,
+                              tf.concat([tf.shape(x)[:-1], [self.nf]], 0))
+
+    class Embeddings(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.LayerNorm = L.LayerNormalization(epsilon=1e-12, name="LayerNorm")
+
+        def build(self, input_shape):
+            with tf.name_scope("word_embeddings"):
+                self.weight = self.add_weight(name="weight", shape=[VOCAB, H])
+            with tf.name_scope("position_embeddings"):
+                self.position_embeddings = self.add_weight(name="embeddings", shape=[POSITIONS, H])
+
+        def call(self, ids):
+            return self.LayerNorm(tf.gather(self.weight, ids) + self.position_embeddings[None, :tf.shape(ids)[1]])
+
+    class SelfAttention(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.query, self.key, self.value = (L.Dense(H, name=n) for n in ("query", "key", "value"))
+
+        def call(self, x):
+            scores = tf.matmul(self.query(x), self.key(x), transpose_b=True) / H ** 0.5
+            return tf.matmul(tf.nn.softmax(scores, -1), self.value(x))
+
+    class SelfOutput(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense, self.LayerNorm = L.Dense(H, name="dense"), L.LayerNormalization(epsilon=1e-12, name="LayerNorm")
+
+        def call(self, h, x):
+            return self.LayerNorm(self.dense(h) + x)
+
+    class Layer(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.attention_self, self.attention_output = SelfAttention(name="self"), SelfOutput(name="output")
+            self.c_fc, self.c_proj = TFConv1D(H, H, name="c_fc"), TFConv1D(H, H, name="c_proj")
+
+        def call(self, x):
+            with tf.name_scope("attention"):
+                x = self.attention_output(self.attention_self(x), x)
+            return x + self.c_proj(tf.nn.gelu(self.c_fc(x), approximate=False))
+
+    class MainLayer(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.embeddings = Embeddings(name="embeddings")
+            self.layers_ = [Layer(name=f"encoder/layer_._{i}") for i in range(2)]
+
+        def call(self, ids):
+            x = self.embeddings(ids)
+            for layer in self.layers_:
+                x = layer(x)
+            return x
+
+    class TFBertModel(k.Model):
+        def __init__(self):
+            super().__init__(name="tf_bert_model")
+            self.bert = MainLayer(name="bert")
+
+        def call(self, ids):
+            return self.bert(ids)
+
+    return TFBertModel()
+
+
+class Conv1D(nn.Module):
+    """transformers' ``pytorch_utils.Conv1D`` (GPT-2): a Linear whose weight is (in, out)."""
+
+    def __init__(self, nf, nx):
+        super().__init__()
+        self.nf = nf
+        self.weight, self.bias = nn.Parameter(torch.empty(nx, nf)), nn.Parameter(torch.zeros(nf))
+
+    def forward(self, x):
+        return torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight).view(*x.size()[:-1], self.nf)
+
+
+class BertTwin(nn.Module):
+    """Written as transformers' PyTorch classes are, with their module names (``encoder.layer.0.attention.self
+    .query``); its Conv1Ds are square, so only the module's kind says not to transpose them."""
+
+    def __init__(self):
+        super().__init__()
+        self.embeddings = nn.ModuleDict({"word_embeddings": nn.Embedding(VOCAB, H),
+                                         "position_embeddings": nn.Embedding(POSITIONS, H),
+                                         "LayerNorm": nn.LayerNorm(H, eps=1e-12)})
+        self.encoder = nn.ModuleDict({"layer": nn.ModuleList(nn.ModuleDict({
+            "attention": nn.ModuleDict({
+                "self": nn.ModuleDict({n: nn.Linear(H, H) for n in ("query", "key", "value")}),
+                "output": nn.ModuleDict({"dense": nn.Linear(H, H), "LayerNorm": nn.LayerNorm(H, eps=1e-12)})}),
+            "mlp": nn.ModuleDict({"c_fc": Conv1D(H, H), "c_proj": Conv1D(H, H)})}) for _ in range(2))})
+
+    def forward(self, ids):
+        e = self.embeddings
+        x = e["LayerNorm"](e["word_embeddings"](ids) + e["position_embeddings"](torch.arange(ids.shape[1])))
+        for layer in self.encoder["layer"]:
+            a, o, mlp = layer["attention"]["self"], layer["attention"]["output"], layer["mlp"]
+            scores = a["query"](x) @ a["key"](x).transpose(1, 2) / H ** 0.5
+            x = o["LayerNorm"](o["dense"](scores.softmax(-1) @ a["value"](x)) + x)
+            x = x + mlp["c_proj"](nn.functional.gelu(mlp["c_fc"](x)))
+        return x
+
+
+def test_hugging_face_tf_model_h5(tmp_path):
+    model = hf_tf_model()
+    ids = np.random.default_rng(1).integers(0, VOCAB, (2, POSITIONS))
+    model(ids)
+    randomize(model)
+    model.save_weights(str(tmp_path / "tf_model.h5"))
+    twin = BertTwin()
+    report = tf2torch.transfer(tmp_path / "tf_model.h5", twin, example_inputs=(torch.from_numpy(ids),))
+    assert report.ok, report.to_markdown()
+    entry = report.mapping["encoder.layer.1.attention.self.query.weight"]
+    assert entry["source"] == "tf_bert_model/bert/encoder/layer_._1/attention/self/query/kernel"
+    assert report.mapping["encoder.layer.0.mlp.c_proj.weight"]["transform"].startswith("identity")
+    assert report.mapping["embeddings.word_embeddings.weight"]["source"].endswith("word_embeddings/weight")
+    fc = report.mapping["encoder.layer.0.mlp.c_fc.weight"]["source"]
+    assert fc == "tf_bert_model/bert/encoder/layer_._0/c_fc/weight"  # the file's name, not the role's
+    expected = np.asarray(model(ids))
+    with torch.no_grad():
+        assert max_rel_error(twin.eval()(torch.from_numpy(ids)).numpy(), expected) <= RTOL
+        fc = twin.encoder["layer"][0]["mlp"]["c_fc"]
+        fc.weight.copy_(fc.weight.T.clone())  # loaded as a Linear would be: the check fails
+        assert max_rel_error(twin(torch.from_numpy(ids)).numpy(), expected) > 1e-2

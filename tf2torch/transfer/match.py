@@ -52,8 +52,9 @@ def plan(target: TargetModule, source: SourceLayer) -> list[Assignment] | None:
     for name, role, transform, shape, compute in pieces:
         if _shape(target, name) != tuple(shape):
             return None
-        out.append(Assignment(f"{target.path}.{name}" if target.path else name, f"{source.name}/{role}",
-                              transform, tuple(shape), compute,
+        shown = source.weight_name(role)  # the file's own name where it is layer/name (HF's ``weight``)
+        shown = shown if shown.rpartition("/")[0] == source.name else f"{source.name}/{role}"
+        out.append(Assignment(f"{target.path}.{name}" if target.path else name, shown, transform, tuple(shape), compute,
                               tuple(source.weight_name(r) for r in role.split("+"))))
     return out
 
@@ -76,7 +77,13 @@ def _kernel(name: str, source: SourceLayer, role: str, fn: Callable[[np.ndarray]
 
 
 def _bias(source: SourceLayer) -> list[Piece]:
-    return [_copy("bias", source, "bias")] if "bias" in source.weights else []
+    """The bias as it is; a Hugging Face ``TFConv1D``'s (1, nf) bias flattened to torch's (nf,)."""
+    bias = source.weights.get("bias")
+    if bias is None:
+        return []
+    if len(bias.shape) == 2 and bias.shape[0] == 1:
+        return [("bias", "bias", "reshape (1, n) -> (n,)", (bias.shape[1],), lambda: np.asarray(bias).reshape(-1))]
+    return [_copy("bias", source, "bias")]
 
 
 def plan_conv(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
@@ -103,9 +110,11 @@ def plan_dense(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
         if np.prod(spatial) > 1:
             transform = f"kernel_to_linear(flatten H,W,C -> C,H,W; channels={channels})"
     if target.in_out:  # Hugging Face's Conv1D (GPT-2) stores the kernel as Keras does: (in, out)
-        return [("weight", "kernel", transform.replace("kernel_to_linear", "kernel_to_linear, transposed back to "
-                 "(in, out)", 1), (rows, units), lambda: tx.kernel_to_linear(kernel, channels, spatial).T),
-                *_bias(source)]
+        if transform == "kernel_to_linear":
+            return [("weight", "kernel", "identity ((in, out), as Keras's kernel)", (rows, units),
+                     lambda: np.asarray(kernel)), *_bias(source)]
+        return [("weight", "kernel", f"{transform}, transposed back to (in, out)", (rows, units),
+                 lambda: tx.kernel_to_linear(kernel, channels, spatial).T), *_bias(source)]
     piece = ("weight", "kernel", transform, (units, rows), lambda: tx.kernel_to_linear(kernel, channels, spatial))
     return [piece, *_bias(source)]
 
