@@ -674,3 +674,47 @@ def test_hugging_face_tf_model_h5(tmp_path):
         fc = twin.encoder["layer"][0]["mlp"]["c_fc"]
         fc.weight.copy_(fc.weight.T.clone())  # loaded as a Linear would be: the check fails
         assert max_rel_error(twin(torch.from_numpy(ids)).numpy(), expected) > 1e-2
+
+
+# -- RNN stacks and halves: only what computes the same loads ------------------------------------------------------
+def two_lstms(k, bidirectional=False, go_backwards=False):
+    L = k.layers
+    first = (L.Bidirectional(L.LSTM(3, return_sequences=True)) if bidirectional else
+             L.LSTM(3, return_sequences=True, go_backwards=go_backwards))
+    return k.Sequential([k.Input((5, 4)), first, L.LSTM(3)])
+
+
+RNN_PAIRS = {  # Keras layers, torch RNN, what is refused (None: loads, equal to Keras)
+    "stack_into_two_layers": (two_lstms, lambda: nn.LSTM(4, 3, num_layers=2, batch_first=True), None),
+    "stack_into_bidirectional": (two_lstms, lambda: nn.LSTM(4, 3, bidirectional=True, batch_first=True),
+                                 "weight_ih_l0"),
+    "half_into_one_direction": (lambda k: two_lstms(k, bidirectional=True),
+                                lambda: nn.LSTM(4, 3, num_layers=3, batch_first=True), "weight_ih_l0"),
+    "go_backwards_into_forward": (lambda k: two_lstms(k, go_backwards=True),
+                                  lambda: nn.LSTM(4, 3, num_layers=2, batch_first=True), "weight_ih_l0"),
+}
+
+
+@pytest.mark.parametrize("case,flavour,file", [  # go_backwards is config: a weights-only file cannot say it
+    (case, flavour, file) for case in RNN_PAIRS
+    for flavour, file in [("keras3", "model.keras"), ("tf_keras", "weights.h5")]
+    if not (case == "go_backwards_into_forward" and file == "weights.h5")])
+def test_rnn_stacks_and_halves(case, flavour, file, tmp_path):
+    build, target, refused = RNN_PAIRS[case]
+    model = build(keras_module(flavour))
+    randomize(model)
+    save(model, tmp_path / file)
+    rnn = target()
+    x = np.random.default_rng(1).standard_normal((2, 5, 4)).astype("float32")
+    if refused:
+        with pytest.raises(TransferError, match=refused):
+            tf2torch.transfer(tmp_path / file, rnn, example_inputs=(torch.from_numpy(x),))
+        return
+    report = tf2torch.transfer(tmp_path / file, rnn, example_inputs=(torch.from_numpy(x),))
+    assert report.ok and "weight_ih_l1" in report.mapping, report.to_markdown()
+    with torch.no_grad():
+        assert max_rel_error(rnn.eval()(torch.from_numpy(x))[0][:, -1].numpy(), np.asarray(model(x))) <= RTOL
+    names = report.module_mapping()[""]
+    again = target()
+    assert tf2torch.transfer(tmp_path / file, again, mapping={"": names}).ok  # "lstm+lstm_1": a stack by name
+    assert all(torch.equal(a, b) for a, b in zip(rnn.state_dict().values(), again.state_dict().values()))

@@ -135,7 +135,9 @@ def graph_layers(graph: KerasGraph) -> list[SourceLayer]:
             roles = [w.name for w in layer.weights]
             kind = None
         weights = {role: graph.load_weight(w, lazy=True) for role, w in zip(roles, layer.weights)}
-        layers.append(SourceLayer(key, kind, layer.class_name, weights, flatten_feeds(graph, key), layer.config))
+        backwards = "backward" if kind in ("lstm", "gru") and layer.config.get("go_backwards") else None
+        layers.append(SourceLayer(key, kind, layer.class_name, weights, flatten_feeds(graph, key), layer.config,
+                                  backwards))  # a go_backwards RNN is no one-direction torch RNN
     return layers
 
 
