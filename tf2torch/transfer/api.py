@@ -149,7 +149,25 @@ def align_kind(targets: list[TargetModule], sources: list[SourceLayer]) -> tuple
         if fits:
             pairs.append((target, fits[0][1]))
             start = fits[0][0] + n
-    return pairs, ambiguous
+    return pairs + unique_leftovers(targets, sources, pairs, ambiguous), ambiguous
+
+
+def unique_leftovers(targets: list[TargetModule], sources: list[SourceLayer], pairs: list,
+                     ambiguous: list[dict]) -> list:
+    """Targets the in-order pass left out, each paired with the one unused single source that fits it, in
+    any position: two heads written in the other order (MTCNN's PNet: Keras's box head before its face head,
+    facenet-pytorch's after). Several that fit stay unloaded (no guess)."""
+    done = {t.path for t, _ in pairs} | {a["target"] for a in ambiguous}
+    used = {s.name for _, s in pairs}
+    out = []
+    for target in targets:
+        if target.path in done or span(target) != 1:
+            continue
+        fits = [s for s in sources if s.name not in used and plan(target, s) is not None]
+        if len(fits) == 1:
+            out.append((target, fits[0]))
+            used.add(fits[0].name)
+    return out
 
 
 def summarize(source: str, targets: list[TargetModule], layers: list[SourceLayer],

@@ -24,7 +24,7 @@ from .match import Assignment
 from .target import TargetModule
 
 RTOL = 1e-4  # a matched layer diverges when max|Δ| / max|reference| exceeds this
-CHANNELS_FIRST_KINDS = ("conv", "depthwise", "conv_transpose", "batchnorm")  # torch keeps channels on axis 1
+CHANNELS_FIRST_KINDS = ("conv", "depthwise", "conv_transpose", "batchnorm", "prelu")  # torch keeps channels on axis 1
 ACTIVATIONS = {"linear": lambda t: t, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 
 

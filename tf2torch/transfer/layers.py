@@ -69,6 +69,8 @@ def named_kind(weights: dict[str, Weight]) -> str | None:
         return "batchnorm"
     if names == {"embeddings"}:
         return "embedding"
+    if names == {"alpha"}:
+        return "prelu"
     if names <= {"gamma", "beta"}:
         return "layernorm"
     if "kernel" in names and names <= {"kernel", "bias"}:

@@ -231,9 +231,19 @@ def plan_attention(target: TargetModule, source: SourceLayer) -> list[Piece] | N
     return pieces
 
 
+def plan_prelu(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
+    """Keras PReLU ``alpha`` → ``nn.PReLU.weight`` (C,): shared over every axis but channels (``shared_axes=[1,
+    2]`` stores (1, 1, C)) or over all; an alpha per position has no torch PReLU."""
+    alpha = source.weights.get("alpha")
+    if alpha is None or any(d != 1 for d in alpha.shape[:-1]):
+        return None
+    how = "identity" if len(alpha.shape) == 1 else f"reshape {tuple(alpha.shape)} -> ({alpha.shape[-1]},)"
+    return [("weight", "alpha", how, (alpha.shape[-1],), lambda: np.asarray(alpha).reshape(-1))]
+
+
 PLANNERS = {"attention": plan_attention, "conv": plan_conv, "depthwise": plan_conv, "conv_transpose": plan_conv,
             "dense": plan_dense, "batchnorm": plan_batchnorm, "layernorm": plan_layernorm, "embedding": plan_embedding,
-            "lstm": plan_rnn, "gru": plan_rnn}
+            "lstm": plan_rnn, "gru": plan_rnn, "prelu": plan_prelu}
 
 
 def tokens(path: str) -> set[str]:

@@ -21,10 +21,11 @@ from ..errors import Tf2TorchError
 KIND_OF_MODULE: list[tuple[type, str]] = [
     (nn.Linear, "dense"), (nn.modules.conv._ConvTransposeNd, "conv_transpose"), (nn.modules.conv._ConvNd, "conv"),
     (nn.modules.batchnorm._BatchNorm, "batchnorm"), (nn.LayerNorm, "layernorm"), (nn.LSTM, "lstm"),
-    (nn.GRU, "gru"), (nn.Embedding, "embedding"), (nn.MultiheadAttention, "attention"),
+    (nn.GRU, "gru"), (nn.Embedding, "embedding"), (nn.MultiheadAttention, "attention"), (nn.PReLU, "prelu"),
 ]
 UNITS = (nn.MultiheadAttention,)  # modules loaded as one, their children's tensors with them (``out_proj``)
 FLATTENING = {torch.flatten, torch.reshape, torch.Tensor.flatten, torch.Tensor.view, torch.Tensor.reshape}
+PERMUTING = {torch.permute, torch.Tensor.permute}
 NOT_LOADED = ("num_batches_tracked",)  # torch's own counter: no source holds it, and eval never reads it
 
 
@@ -89,16 +90,24 @@ def inside_unit(model: nn.Module) -> set[str]:
 
 
 class _FlattenWatch(TorchFunctionMode):
-    """Notes each tensor made by flattening a (N, C, *spatial) tensor to (N, features)."""
+    """Notes each tensor made by flattening a (N, C, *spatial) tensor to (N, features). A tensor the author
+    permuted first (facenet-pytorch's MTCNN: ``x.permute(0, 3, 2, 1).contiguous().view(n, -1)``) is flattened in
+    the author's own order, chosen to match the TF layout: its rows are not reordered."""
 
     def __init__(self) -> None:
         super().__init__()
         self.flattened: dict[int, tuple[int, tuple[int, ...]]] = {}
+        self.permuted: set[int] = set()
         self.keep: list[torch.Tensor] = []  # keeps the ids valid for the whole pass
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        if func in FLATTENING and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
+        if not (args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor)):
+            return out
+        if func in PERMUTING or (func is torch.Tensor.contiguous and id(args[0]) in self.permuted):
+            self.permuted.add(id(out))
+            self.keep.append(out)
+        elif func in FLATTENING and id(args[0]) not in self.permuted:
             x = args[0]
             if x.ndim >= 3 and out.ndim == 2 and out.shape[0] == x.shape[0]:
                 self.flattened[id(out)] = (int(x.shape[1]), tuple(int(s) for s in x.shape[2:]))
