@@ -718,3 +718,59 @@ def test_rnn_stacks_and_halves(case, flavour, file, tmp_path):
     again = target()
     assert tf2torch.transfer(tmp_path / file, again, mapping={"": names}).ok  # "lstm+lstm_1": a stack by name
     assert all(torch.equal(a, b) for a, b in zip(rnn.state_dict().values(), again.state_dict().values()))
+
+
+# -- a subclassed Keras 3 model's weights file into a twin written the other way round (the MTCNN pair) ----------
+def rnet_keras():
+    """ipazc/mtcnn's RNet pattern: a subclassed Keras 3 model (weights saved under attribute names, ``conv1/vars``),
+    PReLU shared over H, W, a Permute before the Flatten, and the box head defined before the face head."""
+    k = keras_module("keras3")
+    L = k.layers
+
+    class RNet(k.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.prelu1 = L.Conv2D(6, 3), L.PReLU(shared_axes=[1, 2])
+            self.permute, self.flatten = L.Permute((2, 1, 3)), L.Flatten()
+            self.fc4, self.prelu4 = L.Dense(8), L.PReLU()
+            self.fc5_1, self.fc5_2 = L.Dense(4), L.Dense(2, activation="softmax")
+
+        def call(self, x):
+            x = self.prelu4(self.fc4(self.flatten(self.permute(self.prelu1(self.conv1(x))))))
+            return self.fc5_1(x), self.fc5_2(x)
+
+    return RNet()
+
+
+class RNetTwin(nn.Module):
+    """facenet-pytorch's RNet pattern: ``permute(0, 3, 2, 1)`` before ``view`` (the author's own row order, which
+    must not be reordered), the face head before the box head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.prelu1 = nn.Conv2d(3, 6, 3), nn.PReLU(6)
+        self.dense4, self.prelu4 = nn.Linear(6 * 5 * 5, 8), nn.PReLU(8)
+        self.dense5_1, self.dense5_2 = nn.Linear(8, 2), nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.prelu1(self.conv1(x)).permute(0, 3, 2, 1).contiguous()
+        x = self.prelu4(self.dense4(x.view(x.shape[0], -1)))
+        return self.dense5_2(x), torch.softmax(self.dense5_1(x), 1)
+
+
+def test_subclassed_weights_prelu_permuted_flatten(tmp_path):
+    model = rnet_keras()
+    x = np.random.default_rng(1).standard_normal((2, 7, 7, 3)).astype("float32")
+    model(x)
+    randomize(model)
+    model.save_weights(str(tmp_path / "rnet.weights.h5"))
+    twin = RNetTwin()
+    report = tf2torch.transfer(tmp_path / "rnet.weights.h5", twin, example_inputs=(torch.from_numpy(
+        x.transpose(0, 3, 1, 2).copy()),))
+    assert report.ok, report.to_markdown()
+    assert report.mapping["dense4.weight"]["transform"] == "kernel_to_linear"  # no H,W,C -> C,H,W reorder
+    assert report.module_mapping()["dense5_1"] == "fc5_2"  # the heads, each by its only fitting shape
+    with torch.no_grad():
+        got = twin.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    for ref, out in zip(model(x), got):
+        assert max_rel_error(out.numpy(), np.asarray(ref)) <= RTOL
