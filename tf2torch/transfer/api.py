@@ -73,11 +73,12 @@ def align(targets: list[TargetModule], layers: list[SourceLayer],
         name = mapped_name(mapping, target.path)
         if name is None:
             continue
-        missing = [n for n in name.split("+") if n not in by_name]
+        names = [name] if name in by_name else name.split("+")
+        missing = [n for n in names if n not in by_name]
         if missing:
             raise TransferError(f"mapping: {target.path} -> {name}: the source has no layer {missing[0]}; it has "
                                 f"{', '.join(by_name)}", TransferReport())
-        source = source_for(target, [by_name[n] for n in name.split("+")])
+        source = source_for(target, [by_name[n] for n in names])
         if source is None:
             raise TransferError(f"mapping: {target.path} -> {name}: a {target.kind} of {span(target)} layers and "
                                 "directions takes that many source layers, joined by '+' (forward, backward halves "
@@ -85,7 +86,7 @@ def align(targets: list[TargetModule], layers: list[SourceLayer],
         if not source.class_name and source.kind != target.kind:  # a weights-only file names no class: the
             source = replace(source, kind=target.kind)               # map says what the layer was
         pairs.append((target, source))
-        taken.update(name.split("+"))
+        taken.update(names)
     mapped = {t.path for t, _ in pairs}
     for kind in dict.fromkeys(t.kind for t in targets if t.kind):
         kind_targets = [t for t in targets if t.kind == kind and t.path not in mapped]

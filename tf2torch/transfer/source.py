@@ -264,11 +264,12 @@ def _keras3_layer(file: h5py.File, container: h5py.Group, key: str, prefix: str,
         return
     roles = (attention_roles([w.key.split(f"/{key}/", 1)[-1] for w in found]) if kind == "attention"
              else _positional_roles(kind, found) if kind else _shape_roles(found))
+    class_name = key if kind else ""  # an attribute's name says no class: a mapping may say the kind
     if roles is None:
         kind, roles = None, [f"vars/{i}" for i in range(len(found))]
     elif kind is None:
         kind = named_kind(dict(zip(roles, found)))
-    out.append((f"{prefix}{key}", kind, key, dict(zip(roles, found))))
+    out.append((f"{prefix}{key}", kind, class_name, dict(zip(roles, found))))
 
 
 def _shape_roles(weights: list[Weight]) -> list[str] | None:
