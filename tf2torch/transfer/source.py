@@ -37,27 +37,31 @@ from ..readers import (
     open_model,
     read_attr_list,
 )
-from .layers import SourceLayer, attention_roles, named_kind, natural
+from .layers import RNN_ROLES, SourceLayer, attention_roles, named_kind, natural, normalize, split_layer
 
 KIND_OF_CLASS = {
     **{f"Conv{n}D": "conv" for n in (1, 2, 3)}, **{f"Convolution{n}D": "conv" for n in (1, 2, 3)},
-    **{f"DepthwiseConv{n}D": "depthwise" for n in (1, 2)},
+    **{f"DepthwiseConv{n}D": "depthwise" for n in (1, 2)}, **{f"SeparableConv{n}D": "separable" for n in (1, 2)},
     **{f"Conv{n}DTranspose": "conv_transpose" for n in (1, 2, 3)}, "Convolution2DTranspose": "conv_transpose",
     "Dense": "dense", "BatchNormalization": "batchnorm", "LayerNormalization": "layernorm",
     "LSTM": "lstm", "GRU": "gru", "Embedding": "embedding", "MultiHeadAttention": "attention",
+    "PReLU": "prelu",
 }
 KIND_OF_SNAKE = {
     **{f"conv{n}d": "conv" for n in (1, 2, 3)}, **{f"depthwise_conv{n}d": "depthwise" for n in (1, 2)},
+    **{f"separable_conv{n}d": "separable" for n in (1, 2)},
     **{f"conv{n}d_transpose": "conv_transpose" for n in (1, 2, 3)}, "dense": "dense",
     "batch_normalization": "batchnorm", "layer_normalization": "layernorm", "lstm": "lstm", "gru": "gru",
-    "embedding": "embedding", "multi_head_attention": "attention",
+    "embedding": "embedding", "multi_head_attention": "attention", "p_re_lu": "prelu",
 }
 ROLES = {  # each kind's weights in Keras's own order (``layer.weights``)
     "conv": ["kernel", "bias"], "depthwise": ["depthwise_kernel", "bias"], "conv_transpose": ["kernel", "bias"],
+    "separable": ["depthwise_kernel", "pointwise_kernel", "bias"],
     "dense": ["kernel", "bias"], "batchnorm": ["gamma", "beta", "moving_mean", "moving_variance"],
     "layernorm": ["gamma", "beta"], "lstm": ["kernel", "recurrent_kernel", "bias"],
     "gru": ["kernel", "recurrent_kernel", "bias"], "embedding": ["embeddings"],
     "attention": [f"{p}_{w}" for p in ("query", "key", "value", "output") for w in ("kernel", "bias")],
+    "prelu": ["alpha"],
 }
 
 
@@ -84,6 +88,12 @@ def source_kind(path: str | os.PathLike) -> str:
 @contextlib.contextmanager
 def open_source(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
     """The file's layers with weights (values read when asked for); the file stays open inside the block."""
+    with _layers_of(path) as layers:
+        yield [part for layer in layers for part in split_layer(normalize(layer))]
+
+
+@contextlib.contextmanager
+def _layers_of(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
     kind = source_kind(path)
     if kind == "model":
         with open_model(path) as graph:
@@ -127,7 +137,9 @@ def graph_layers(graph: KerasGraph) -> list[SourceLayer]:
             roles = [w.name for w in layer.weights]
             kind = None
         weights = {role: graph.load_weight(w, lazy=True) for role, w in zip(roles, layer.weights)}
-        layers.append(SourceLayer(key, kind, layer.class_name, weights, flatten_feeds(graph, key), layer.config))
+        backwards = "backward" if kind in ("lstm", "gru") and layer.config.get("go_backwards") else None
+        layers.append(SourceLayer(key, kind, layer.class_name, weights, flatten_feeds(graph, key), layer.config,
+                                  backwards))  # a go_backwards RNN is no one-direction torch RNN
     return layers
 
 
@@ -202,36 +214,70 @@ def _keras2_group(file: h5py.File, group: h5py.Group, name: str, budget: Budget)
 
 def keras3_structure(path: str) -> Structure:
     """A Keras 3 ``.weights.h5``: ``layers/<snake_class>[_N]/vars/<i>`` (an RNN's under ``cell/vars``), nested
-    models under their own ``layers``; each layer's weights in ``layer.weights`` order, roles by position."""
+    models under their own ``layers``; a subclassed model's layers under their attribute names (``conv1/vars``,
+    class unknown: kind from the shapes). Each layer's weights in ``layer.weights`` order, roles by position."""
     file, budget, out = open_h5(path), Budget.for_file(path), []
     try:
-        _keras3_layers(file, group_child(file, "layers", "/"), "", budget, out)
+        _keras3_children(file, file, "", budget, out, 0)
     finally:
         file.close()
     return out
 
 
-def _keras3_layers(file: h5py.File, layers: h5py.Group | None, prefix: str, budget: Budget,
-                   out: Structure, depth: int = 0) -> None:
-    if layers is None or depth > MAX_NESTING:
+RESERVED = {"vars", "layers", "cell", "forward_layer", "backward_layer", "optimizer"}  # not layers of their own
+
+
+def _keras3_children(file: h5py.File, group: h5py.Group, prefix: str, budget: Budget, out: Structure,
+                     depth: int) -> None:
+    """A group's layers: those of its ``layers`` list, then those held as attributes (subclassed models)."""
+    if depth > MAX_NESTING:
         return
-    for key in sorted(layers.keys(), key=natural):
-        group = group_child(layers, key, f"layer {prefix}{key}")
-        if group is None:
-            continue
-        _keras3_layers(file, group_child(group, "layers", key), f"{prefix}{key}/", budget, out, depth + 1)
-        found = [w for sub in ("vars", "cell/vars") for w in _vars(file, group, sub, f"{prefix}{key}", budget)]
-        kind = KIND_OF_SNAKE.get(re.sub(r"_\d+$", "", key))
-        if kind == "attention":  # its weights are its sub-layers' (query_dense/vars/0...)
-            found = [w for sub in sorted(group.keys()) if sub.endswith("_dense")
-                     for w in _vars(file, group, f"{sub}/vars", f"{prefix}{key}", budget)]
-        if not found:
-            continue
-        roles = (attention_roles([w.key.split(f"/{key}/", 1)[-1] for w in found]) if kind == "attention"
-                 else _positional_roles(kind, found))
-        if roles is None:
-            kind, roles = None, [f"vars/{i}" for i in range(len(found))]
-        out.append((f"{prefix}{key}", kind, key, dict(zip(roles, found))))
+    listed = group_child(group, "layers", prefix or "/")
+    if listed is not None:
+        for key in sorted(listed.keys(), key=natural):
+            _keras3_layer(file, listed, key, prefix, budget, out, depth)
+    for key in sorted(group.keys(), key=natural):
+        if key not in RESERVED:
+            _keras3_layer(file, group, key, prefix, budget, out, depth)
+
+
+def _keras3_layer(file: h5py.File, container: h5py.Group, key: str, prefix: str, budget: Budget,
+                  out: Structure, depth: int) -> None:
+    group = group_child(container, key, f"layer {prefix}{key}")
+    if group is None:
+        return
+    kind = KIND_OF_SNAKE.get(re.sub(r"_\d+$", "", key))
+    if kind != "attention":  # an attention's children are its own projections
+        _keras3_children(file, group, f"{prefix}{key}/", budget, out, depth + 1)
+    found = [w for sub in ("vars", "cell/vars") for w in _vars(file, group, sub, f"{prefix}{key}", budget)]
+    if kind == "attention":  # its weights are its sub-layers' (query_dense/vars/0...)
+        found = [w for sub in sorted(group.keys()) if sub.endswith("_dense")
+                 for w in _vars(file, group, f"{sub}/vars", f"{prefix}{key}", budget)]
+    halves = {h: _vars(file, group, f"{h}/cell/vars", f"{prefix}{key}", budget)
+              for h in ("forward_layer", "backward_layer")} if not found else {}
+    if all(halves.values()) and halves:  # a Bidirectional: split into its halves by ``split_layer``
+        found = [w for ws in halves.values() for w in ws]
+        roles = [f"{h}/{RNN_ROLES[i]}" for h, ws in halves.items() for i in range(len(ws))]
+        out.append((f"{prefix}{key}", None, key, dict(zip(roles, found))))
+        return
+    if not found:
+        return
+    roles = (attention_roles([w.key.split(f"/{key}/", 1)[-1] for w in found]) if kind == "attention"
+             else _positional_roles(kind, found) if kind else _shape_roles(found))
+    class_name = key if kind else ""  # an attribute's name says no class: a mapping may say the kind
+    if roles is None:
+        kind, roles = None, [f"vars/{i}" for i in range(len(found))]
+    elif kind is None:
+        kind = named_kind(dict(zip(roles, found)))
+    out.append((f"{prefix}{key}", kind, class_name, dict(zip(roles, found))))
+
+
+def _shape_roles(weights: list[Weight]) -> list[str] | None:
+    """A layer of unknown class (an attribute of a subclassed model): a kernel and a bias by their ranks, or
+    nothing (one rank-2+ weight could be a kernel, an embedding or an alpha: refused, left for a mapping)."""
+    if len(weights) == 2 and len(weights[0].shape) >= 2 and len(weights[1].shape) == 1:
+        return ["kernel", "bias"]
+    return None
 
 
 def _vars(file: h5py.File, group: h5py.Group, sub: str, where: str, budget: Budget) -> list[Weight]:
