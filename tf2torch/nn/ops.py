@@ -7,6 +7,7 @@ the divisor's sign in both; ``round`` is half to even in both; ``gelu`` approxim
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -137,12 +138,16 @@ def reduce(x: torch.Tensor, op: str, dims: list[int] | None, keepdim: bool, corr
     return x
 
 
-def arg_reduce(x: torch.Tensor, op: str, dim: int | None, keepdim: bool) -> torch.Tensor:
+def arg_reduce(x: torch.Tensor, op: str, dim: int | None, keepdim: bool,
+               dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``argmax`` / ``argmin`` as int64, or as ``dtype`` (a raw TF ``ArgMax``'s ``output_type``)."""
     fn = torch.argmax if op == "argmax" else torch.argmin
     if dim is None:
         out = fn(x.reshape(-1))
-        return out.reshape([1] * x.dim()) if keepdim else out
-    return fn(x, dim=dim, keepdim=keepdim)
+        out = out.reshape([1] * x.dim()) if keepdim else out
+    else:
+        out = fn(x, dim=dim, keepdim=keepdim)
+    return out if dtype is None else out.to(dtype)
 
 
 def reshape(x: torch.Tensor, shape: list[int]) -> torch.Tensor:
@@ -213,9 +218,13 @@ def mirror_pad(x: torch.Tensor, dim: int, before: int, after: int, shift: int) -
     return torch.cat(parts, dim) if len(parts) > 1 else x
 
 
-def pad(x: torch.Tensor, pads: list[int], mode: str, value: float) -> torch.Tensor:
-    """``pads`` already in torch's order (last axis first). SYMMETRIC has no torch mode and torch's reflect pads
-    at most the last 3 dims of a batched tensor: both are built axis by axis from flips."""
+def pad(x: torch.Tensor, pads: list[int] | torch.Tensor, mode: str, value: float) -> torch.Tensor:
+    """``pads`` already in torch's order (last axis first), or TF's ``paddings`` operand computed at run time (a
+    tensor of (before, after) rows in axis order, [TF] ``pad_op.cc`` / ``mirror_pad_op.h``). SYMMETRIC has no
+    torch mode and torch's reflect pads at most the last 3 dims of a batched tensor: both are built axis by axis
+    from flips."""
+    if isinstance(pads, torch.Tensor):
+        pads = [int(v) for pair in reversed(pads.reshape(-1, 2).tolist()) for v in pair]
     if mode in ("symmetric", "reflect"):
         for i in range(len(pads) // 2):
             x = mirror_pad(x, x.dim() - 1 - i, pads[2 * i], pads[2 * i + 1], 1 if mode == "reflect" else 0)
@@ -352,3 +361,78 @@ class Op(nn.Module):
         parts = [repr(a) if not isinstance(a, float) or math.isfinite(a) else str(a) for a in self.args]
         parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"{self.label or self.fn}({', '.join(parts)})"
+
+
+# -- raw TF element-wise ops by TF name (``tf2torch/ops/tf_raw.py``) ----------------------------------------
+UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "Relu": torch.relu, "Relu6": lambda x: torch.clamp(x, 0.0, 6.0), "Elu": F.elu, "Selu": F.selu,
+    "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Softplus": F.softplus, "Softsign": F.softsign,
+    "Exp": torch.exp, "Log": torch.log, "Log1p": torch.log1p, "Sqrt": torch.sqrt, "Rsqrt": torch.rsqrt,
+    "Square": torch.square, "Neg": torch.neg, "Abs": torch.abs, "Floor": torch.floor, "Ceil": torch.ceil,
+    "Round": torch.round, "Sign": torch.sign, "Reciprocal": torch.reciprocal, "Inv": torch.reciprocal,
+    "Erf": torch.erf, "Sin": torch.sin, "Cos": torch.cos, "LogicalNot": torch.logical_not,
+    "ZerosLike": torch.zeros_like, "OnesLike": torch.ones_like, "IsNan": torch.isnan,
+    # exact element-wise functions: torch computes them to float32 round-off, as TF's Eigen kernels do
+    "Erfc": torch.erfc, "Expm1": torch.expm1, "Tan": torch.tan, "Atan": torch.atan, "Asin": torch.asin,
+    "Acos": torch.acos, "Sinh": torch.sinh, "Cosh": torch.cosh, "Asinh": torch.asinh, "Acosh": torch.acosh,
+    "Atanh": torch.atanh, "Lgamma": torch.lgamma, "Digamma": torch.digamma, "IsInf": torch.isinf,
+    "IsFinite": torch.isfinite, "Rint": torch.round,  # (torch.round and TF's Rint both round half to even)
+    "Invert": torch.bitwise_not,
+}
+
+
+def _truncate_div(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.div(x, y, rounding_mode="trunc") if not x.is_floating_point() else x / y
+
+
+BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "Add": torch.add, "AddV2": torch.add, "BiasAdd": torch.add, "BiasAddV1": torch.add, "Sub": torch.sub,
+    "Mul": torch.mul,
+    "RealDiv": torch.div, "Div": _truncate_div, "FloorDiv": floor_divide, "FloorMod": torch.remainder,
+    "Maximum": torch.maximum, "Minimum": torch.minimum, "Pow": torch.pow,
+    "SquaredDifference": lambda x, y: torch.square(x - y), "DivNoNan": divide_no_nan,
+    "Greater": torch.gt, "GreaterEqual": torch.ge, "Less": torch.lt, "LessEqual": torch.le,
+    "Equal": torch.eq, "NotEqual": torch.ne, "LogicalAnd": torch.logical_and, "LogicalOr": torch.logical_or,
+    "Atan2": torch.atan2, "TruncateMod": torch.fmod, "Xlogy": torch.xlogy,
+    "Xdivy": lambda x, y: torch.where(x == 0, torch.zeros_like(x / y), x / y), "TruncateDiv": _truncate_div,
+    "BitwiseAnd": torch.bitwise_and, "BitwiseOr": torch.bitwise_or, "BitwiseXor": torch.bitwise_xor,
+    "LeftShift": torch.bitwise_left_shift, "RightShift": torch.bitwise_right_shift,
+}
+
+
+class TFUnary(nn.Module):
+    """An element-wise TF op (``Relu``, ``Rsqrt``...) by its TF name."""
+
+    def __init__(self, op: str, alpha: float | None = None):
+        super().__init__()
+        self.op = op
+        self.alpha = alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.op == "LeakyRelu":
+            return F.leaky_relu(x, self.alpha)
+        return UNARY[self.op](x)
+
+    def extra_repr(self) -> str:
+        return self.op
+
+
+class TFBinary(nn.Module):
+    """A broadcasting binary TF op; a constant operand is the buffer ``const`` on side ``const_side``."""
+
+    def __init__(self, op: str, const: torch.Tensor | None = None, const_side: int = 1):
+        super().__init__()
+        self.op = op
+        self.const_side = const_side
+        if const is not None:
+            self.register_buffer("const", const)
+        else:
+            self.const = None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.const is not None:
+            x, y = (x, self.const) if self.const_side == 1 else (self.const, x)
+        return BINARY[self.op](x, y)
+
+    def extra_repr(self) -> str:
+        return self.op

@@ -15,7 +15,7 @@ import torch
 from ..converters.registry import Converted, LayerSpec, converter
 from ..graph import KerasGraph
 from ..layout import CHANNELS_FIRST, KERAS, normalize, to_keras_perm
-from ..nn.tf_ops import TFTensorList, TFWhile
+from ..nn.control import TFTensorList, TFWhile
 from ..readers.savedmodel_traced import TRACED_LAYER
 from .tf_raw import TORCH_DTYPES, _slots, attr, operand, raw, tensor
 

@@ -11,6 +11,7 @@ trunk needs no transposes; every other op asks for the TF layout and gets it.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,34 +21,26 @@ from torch import nn
 from ..converters.conv import depthwise_kernel_to_oihw, hwio_to_oihw, transposed_kernel_to_iohw
 from ..converters.registry import Converted, LayerSpec, as_parameter, converter, to_tensor
 from ..layout import CHANNELS_FIRST, KERAS, keras_axis_in_layout, normalize, to_channels_first_perm, to_keras_perm
+from ..nn.calls import TFCall
+from ..nn.image import TFImageResize
+from ..nn.normalization import TFLRN
+from ..nn.ops import BINARY, UNARY, Op, Slot, TFBinary, TFUnary
 from ..nn.padding import same_pad_module, static_same_padding, tf_same_padding
 from ..nn.pooling import TFSameAvgPool
-from ..nn.tf_ops import (
-    BINARY,
-    TFLRN,
-    UNARY,
-    TFArgMax,
+from ..nn.shapes import (
     TFBatchToSpace,
-    TFBinary,
-    TFCall,
-    TFCast,
-    TFConvTranspose,
     TFDynamicSlice,
-    TFFunction,
-    TFImageResize,
-    TFPad,
     TFPermute,
-    TFReduce,
     TFShape,
     TFShapeN,
     TFSlice,
-    TFSoftmax,
     TFSpaceToBatch,
     TFSplit,
     TFSqueeze,
-    TFUnary,
     strided_slice_spec,
 )
+from ..nn.transposed import ConvBackpropInput
+from .registry import SPELLINGS, convert_op, spelling
 
 RAW = "tf.raw>"
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float32,
@@ -159,6 +152,20 @@ def conv_layout(spec: LayerSpec) -> str:
     return CHANNELS_FIRST if nhwc(spec) else KERAS
 
 
+# -- the front door to operations shared with keras.ops ---------------------------------------------------------
+def via_operation(spec: LayerSpec) -> Converted:
+    """A raw op converted by the ``tf2torch.ops`` operation its spelling (``spelling("tf.raw>Sum", "sum",
+    "input:x, reduction_indices:axis, keep_dims:keepdims=False")``) names, through the same binding and refusal
+    of unread arguments as a ``keras.ops`` call: the operands are the positional arguments (a run-time input as
+    a tensor, a constant as its value), the attributes the spelling names are keyword arguments."""
+    template: list[Any] = []
+    for i, entry in enumerate(spec.config["operands"]):
+        template.append({"__tensor__": entry["input"]} if "input" in entry else operand(spec, i).tolist())
+    sp = SPELLINGS[spec.class_name]
+    keywords = {key: attr(spec, key) for key in spec.config["attrs"] if sp.renames.get(key, key) in sp.params}
+    return convert_op(replace(spec, call_kwargs={"__args__": template, "__kwargs__": keywords}))
+
+
 # -- element-wise --------------------------------------------------------------------------------------------
 @raw(*UNARY, "LeakyRelu")
 def convert_unary(spec: LayerSpec) -> Converted:
@@ -206,7 +213,8 @@ def convert_softmax(spec: LayerSpec) -> Converted:
     rank = len(spec.input_shape)
     layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
     dim = 1 if is_channels_first(layout, rank) else -1
-    return Converted(TFSoftmax(dim, log=spec.config["op"] == "LogSoftmax"), input_layouts=layout)
+    fn = "log_softmax" if spec.config["op"] == "LogSoftmax" else "softmax"
+    return Converted(Op(fn, [Slot(0), [dim]], label=RAW + spec.config["op"]), input_layouts=layout)
 
 
 @raw("Cast")
@@ -215,7 +223,7 @@ def convert_cast(spec: LayerSpec) -> Converted:
     dst = attr(spec, "DstT")
     if dst not in TORCH_DTYPES:
         spec.fail(f"cast to {dst} is not supported")
-    return Converted(TFCast(TORCH_DTYPES[dst]))
+    return Converted(Op("cast", [Slot(0), TORCH_DTYPES[dst]], label=RAW + "Cast"))
 
 
 # -- convolutions ---------------------------------------------------------------------------------------------
@@ -236,7 +244,7 @@ def _conv_padding(spec: LayerSpec, kernel: tuple[int, ...], stride: tuple[int, .
         spatial = pairs[1:1 + n] if nhwc(spec) else pairs[2:2 + n]
         if all(a == b for a, b in spatial):
             return None, tuple(a for a, _ in spatial)
-        return TFPad([(0, 0), (0, 0), *spatial]), (0,) * n
+        return Op("pad", [Slot(0), torch_pads([(0, 0), (0, 0), *spatial]), "constant", 0.0]), (0,) * n
     spec.fail(f"padding {padding!r} is not supported")
 
 
@@ -303,7 +311,7 @@ def convert_conv_transpose(spec: LayerSpec) -> Converted:
         weight.shape[0], weight.shape[1], tuple(k), stride=stride, dilation=dilation, bias=False)
     conv.weight = as_parameter(weight)
     layout = conv_layout(spec)  # (the output size, when an input, is 1-D: no layout to change)
-    return Converted(TFConvTranspose(conv, crop, starts, nhwc(spec)), input_layouts=layout, output_layouts=layout)
+    return Converted(ConvBackpropInput(conv, crop, starts, nhwc(spec)), input_layouts=layout, output_layouts=layout)
 
 
 # -- matmul, batch norm --------------------------------------------------------------------------------------
@@ -319,7 +327,7 @@ def convert_matmul(spec: LayerSpec) -> Converted:
         linear.weight = as_parameter(weight)
         return Converted(linear, input_layouts=KERAS, output_layouts=KERAS)
     slots, consts = _slots(spec)
-    return Converted(TFFunction("MatMul", slots, consts, adj_x=ta, adj_y=tb), input_layouts=KERAS,
+    return Converted(TFCall("MatMul", slots, consts, adj_x=ta, adj_y=tb), input_layouts=KERAS,
                      output_layouts=KERAS)
 
 
@@ -380,25 +388,24 @@ def convert_pool(spec: LayerSpec) -> Converted:
 
 
 # -- reductions -----------------------------------------------------------------------------------------------
-@raw("Mean", "Sum", "Max", "Min", "Prod", "All", "Any")
+REDUCTIONS = {"Mean": "mean", "Sum": "sum", "Max": "max", "Min": "min", "Prod": "prod", "All": "all", "Any": "any"}
+for _raw_op, _op in REDUCTIONS.items():
+    spelling(RAW + _raw_op, _op, "input:x, reduction_indices:axis, keep_dims:keepdims=False")
+
+
+@raw(*REDUCTIONS)
 def convert_reduce(spec: LayerSpec) -> Converted:
-    axes = [int(a) for a in np.asarray(const_operand(spec, 1, "the axes")).reshape(-1)]
-    keep = bool(attr(spec, "keep_dims", False))
-    rank = len(spec.input_shape)
-    axes = sorted({a % rank for a in axes}) if rank else []
-    layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
-    if is_channels_first(layout, rank) and not keep and not set(range(1, rank - 1)) <= set(axes):
-        layout = KERAS
-    mapped = [keras_axis_in_layout(a, rank, layout) for a in axes]
-    out_layout = layout if keep else KERAS
-    return Converted(TFReduce(spec.config["op"], mapped, keep), input_layouts=layout, output_layouts=out_layout)
+    """The reductions converter of ``keras.ops`` / ``tf.math.reduce_*`` (``ops/reductions.py``)."""
+    return via_operation(spec)
 
 
 @raw("ArgMax", "ArgMin")
 def convert_argmax(spec: LayerSpec) -> Converted:
     axis = int(const_operand(spec, 1, "the axis")) % len(spec.input_shape)
     dtype = TORCH_DTYPES.get(attr(spec, "output_type", "int64"), torch.int64)
-    return Converted(TFArgMax(axis, dtype, spec.config["op"] == "ArgMin"), input_layouts=KERAS, output_layouts=KERAS)
+    module = Op("arg_reduce", [Slot(0), spec.config["op"].lower(), axis, False], {"dtype": dtype},
+                label=RAW + spec.config["op"])
+    return Converted(module, input_layouts=KERAS, output_layouts=KERAS)
 
 
 # -- shapes ---------------------------------------------------------------------------------------------------
@@ -420,7 +427,7 @@ def _slots(spec: LayerSpec, skip: tuple[int, ...] = ()) -> tuple[list[tuple[str,
 @raw("Reshape")
 def convert_reshape(spec: LayerSpec) -> Converted:
     slots, consts = _slots(spec)
-    return Converted(TFFunction("Reshape", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+    return Converted(TFCall("Reshape", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
 
 
 @raw("Shape")
@@ -453,14 +460,14 @@ def convert_range(spec: LayerSpec) -> Converted:
     if dtype is None:
         spec.fail(f"a range of {spec.config['output_dtypes'][0]} is not supported")
     slots, consts = _slots(spec)
-    return Converted(TFFunction("Range", slots, consts, dtype=dtype), input_layouts=KERAS, output_layouts=KERAS)
+    return Converted(TFCall("Range", slots, consts, dtype=dtype), input_layouts=KERAS, output_layouts=KERAS)
 
 
 @raw("ReverseV2")
 def convert_reverse(spec: LayerSpec) -> Converted:
     rank = len(spec.input_shape)
     axes = [int(a) % rank for a in const_operand(spec, 1, "the axes").reshape(-1)]
-    return Converted(TFFunction("ReverseV2", [("input", 0)], [], axes=axes), input_layouts=KERAS,
+    return Converted(TFCall("ReverseV2", [("input", 0)], [], axes=axes), input_layouts=KERAS,
                      output_layouts=KERAS)
 
 
@@ -499,7 +506,7 @@ def convert_concat(spec: LayerSpec) -> Converted:
         layout = spec.input_layout
     slots, consts = _slots(spec, skip=(at,))
     dim = keras_axis_in_layout(axis % rank, rank, layout)
-    return Converted(TFFunction("ConcatV2", slots, consts, axis=dim), input_layouts=layout, output_layouts=layout)
+    return Converted(TFCall("ConcatV2", slots, consts, axis=dim), input_layouts=layout, output_layouts=layout)
 
 
 @raw("Pack")
@@ -507,7 +514,7 @@ def convert_pack(spec: LayerSpec) -> Converted:
     rank = len(spec.input_shapes[0]) if spec.input_shapes else 0
     axis = int(attr(spec, "axis", 0)) % (rank + 1)
     slots, consts = _slots(spec)
-    return Converted(TFFunction("Pack", slots, consts, axis=axis), input_layouts=KERAS, output_layouts=KERAS)
+    return Converted(TFCall("Pack", slots, consts, axis=axis), input_layouts=KERAS, output_layouts=KERAS)
 
 
 @raw("Unpack")
@@ -556,7 +563,7 @@ def convert_slice(spec: LayerSpec) -> Converted:
     begin, size = operand(spec, 1), operand(spec, 2)
     if begin is None or size is None:
         slots, consts = _slots(spec)
-        return Converted(TFFunction("Slice", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+        return Converted(TFCall("Slice", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
     begin, size = begin.reshape(-1).tolist(), size.reshape(-1).tolist()
     entries = [("slice", int(b), None if s == -1 else int(b) + int(s), 1) for b, s in zip(begin, size)]
     return Converted(TFSlice(entries), input_layouts=KERAS, output_layouts=KERAS)
@@ -567,22 +574,31 @@ def convert_pad(spec: LayerSpec) -> Converted:
     value = 0.0
     if spec.config["op"] == "PadV2":
         value = float(const_operand(spec, 2, "the constant value"))
-    mode = str(attr(spec, "mode", "CONSTANT")).upper()
+    mode = str(attr(spec, "mode", "CONSTANT")).lower()
+    label = RAW + spec.config["op"]
     given = operand(spec, 1)
     if given is None:  # paddings computed at run time (to a multiple of a stride): read on each call
-        return Converted(TFPad(None, mode, value), input_layouts=KERAS, output_layouts=KERAS)
-    pads = given.reshape(-1, 2).tolist()
+        pads = Slot(spec.config["operands"][1]["input"])
+        module = Op("pad", [Slot(spec.config["operands"][0]["input"]), pads, mode, value], label=label)
+        return Converted(module, input_layouts=KERAS, output_layouts=KERAS)
+    pairs = given.reshape(-1, 2).tolist()
     rank = len(spec.input_shape)
     layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
     if is_channels_first(layout, rank):
-        pads = [pads[p] for p in to_channels_first_perm(rank)]
-    return Converted(TFPad(pads, mode, value), input_layouts=layout, output_layouts=layout)
+        pairs = [pairs[p] for p in to_channels_first_perm(rank)]
+    module = Op("pad", [Slot(0), torch_pads(pairs), mode, value], label=label)
+    return Converted(module, input_layouts=layout, output_layouts=layout)
+
+
+def torch_pads(pairs: list[Any]) -> list[int]:
+    """(before, after) per axis, in axis order → torch's flat order, last axis first."""
+    return [int(v) for pair in reversed(pairs) for v in pair]
 
 
 @raw("Tile")
 def convert_tile(spec: LayerSpec) -> Converted:
     slots, consts = _slots(spec)
-    return Converted(TFFunction("Tile", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+    return Converted(TFCall("Tile", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
 
 
 @raw("GatherV2", "Gather")
@@ -593,12 +609,12 @@ def convert_gather(spec: LayerSpec) -> Converted:
     attr(spec, "validate_indices")
     if spec.config["op"] == "Gather":
         slots, consts = _slots(spec)
-        return Converted(TFFunction("GatherV2", slots, consts, axis=0), input_layouts=KERAS, output_layouts=KERAS)
+        return Converted(TFCall("GatherV2", slots, consts, axis=0), input_layouts=KERAS, output_layouts=KERAS)
     axis = int(const_operand(spec, 2, "the axis"))
     params = spec.config["operands"][0]  # (its shape only: the weight is read once, by _slots)
     rank = len(params["shape"]) if "input" not in params else len(spec.input_shape)
     slots, consts = _slots(spec, skip=(2,))
-    return Converted(TFFunction("GatherV2", slots, consts, axis=axis % rank), input_layouts=KERAS,
+    return Converted(TFCall("GatherV2", slots, consts, axis=axis % rank), input_layouts=KERAS,
                      output_layouts=KERAS)
 
 
@@ -607,7 +623,7 @@ def convert_function(spec: LayerSpec) -> Converted:
     op = spec.config["op"]
     params = {"equation": attr(spec, "equation")} if op == "Einsum" else {}
     slots, consts = _slots(spec)
-    return Converted(TFFunction(op, slots, consts, **params), input_layouts=KERAS, output_layouts=KERAS)
+    return Converted(TFCall(op, slots, consts, **params), input_layouts=KERAS, output_layouts=KERAS)
 
 
 # -- images ---------------------------------------------------------------------------------------------------
@@ -643,7 +659,7 @@ def convert_lrn(spec: LayerSpec) -> Converted:
     return Converted(module, input_layouts=CHANNELS_FIRST, output_layouts=CHANNELS_FIRST)
 
 
-# -- ops that are one small function of their operands (nn/tf_ops.TFCall) --------------------------------------
+# -- ops that are one small function of their operands (nn/calls.TFCall) --------------------------------------
 def _call(spec: LayerSpec, **params: Any) -> Converted:
     slots, consts = _slots(spec)
     return Converted(TFCall(spec.config["op"], slots, consts, **params), input_layouts=KERAS, output_layouts=KERAS)
@@ -734,7 +750,7 @@ def convert_top_k(spec: LayerSpec) -> Converted:
 
 @raw("NonMaxSuppressionV2", "NonMaxSuppressionV3", "NonMaxSuppressionV4", "NonMaxSuppressionV5")
 def convert_nms(spec: LayerSpec) -> Converted:
-    """Hard NMS in plain torch (``nn/tf_ops.non_max_suppression``); V5's soft NMS (sigma > 0) is refused."""
+    """Hard NMS in plain torch (``nn/image.non_max_suppression``); V5's soft NMS (sigma > 0) is refused."""
     op = spec.config["op"]
     attr(spec, "T_threshold")
     if op == "NonMaxSuppressionV5":
@@ -759,7 +775,7 @@ def convert_max_pool_v2(spec: LayerSpec) -> Converted:
 
 @raw("CombinedNonMaxSuppression")
 def convert_combined_nms(spec: LayerSpec) -> Converted:
-    """Per-class hard NMS then the best across classes, in plain torch (``nn/tf_ops.combined_non_max_suppression``)."""
+    """Per-class hard NMS then the best across classes, in plain torch (``nn/image.combined_non_max_suppression``)."""
     return _call(spec, pad_per_class=bool(attr(spec, "pad_per_class", False)),
                  clip_boxes=bool(attr(spec, "clip_boxes", True)))
 
