@@ -364,16 +364,11 @@ class Op(nn.Module):
 
 
 # -- raw TF element-wise ops by TF name (``tf2torch/ops/tf_raw.py``) ----------------------------------------
+# (the raw ops with a keras.ops twin run on FUNCTIONS above: ``ops/tf_raw.py`` SHARED_UNARY, SHARED_BINARY)
 UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "Relu": torch.relu, "Relu6": lambda x: torch.clamp(x, 0.0, 6.0), "Elu": F.elu, "Selu": F.selu,
-    "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Softplus": F.softplus, "Softsign": F.softsign,
-    "Exp": torch.exp, "Log": torch.log, "Log1p": torch.log1p, "Sqrt": torch.sqrt, "Rsqrt": torch.rsqrt,
-    "Square": torch.square, "Neg": torch.neg, "Abs": torch.abs, "Floor": torch.floor, "Ceil": torch.ceil,
-    "Round": torch.round, "Sign": torch.sign, "Reciprocal": torch.reciprocal, "Inv": torch.reciprocal,
-    "Erf": torch.erf, "Sin": torch.sin, "Cos": torch.cos, "LogicalNot": torch.logical_not,
     "ZerosLike": torch.zeros_like, "OnesLike": torch.ones_like, "IsNan": torch.isnan,
     # exact element-wise functions: torch computes them to float32 round-off, as TF's Eigen kernels do
-    "Erfc": torch.erfc, "Expm1": torch.expm1, "Tan": torch.tan, "Atan": torch.atan, "Asin": torch.asin,
+    "Erfc": torch.erfc, "Tan": torch.tan, "Atan": torch.atan, "Asin": torch.asin,
     "Acos": torch.acos, "Sinh": torch.sinh, "Cosh": torch.cosh, "Asinh": torch.asinh, "Acosh": torch.acosh,
     "Atanh": torch.atanh, "Lgamma": torch.lgamma, "Digamma": torch.digamma, "IsInf": torch.isinf,
     "IsFinite": torch.isfinite, "Rint": torch.round,  # (torch.round and TF's Rint both round half to even)
@@ -386,13 +381,7 @@ def _truncate_div(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "Add": torch.add, "AddV2": torch.add, "BiasAdd": torch.add, "BiasAddV1": torch.add, "Sub": torch.sub,
-    "Mul": torch.mul,
-    "RealDiv": torch.div, "Div": _truncate_div, "FloorDiv": floor_divide, "FloorMod": torch.remainder,
-    "Maximum": torch.maximum, "Minimum": torch.minimum, "Pow": torch.pow,
-    "SquaredDifference": lambda x, y: torch.square(x - y), "DivNoNan": divide_no_nan,
-    "Greater": torch.gt, "GreaterEqual": torch.ge, "Less": torch.lt, "LessEqual": torch.le,
-    "Equal": torch.eq, "NotEqual": torch.ne, "LogicalAnd": torch.logical_and, "LogicalOr": torch.logical_or,
+    "BiasAdd": torch.add, "BiasAddV1": torch.add, "RealDiv": torch.div, "Div": _truncate_div,
     "Atan2": torch.atan2, "TruncateMod": torch.fmod, "Xlogy": torch.xlogy,
     "Xdivy": lambda x, y: torch.where(x == 0, torch.zeros_like(x / y), x / y), "TruncateDiv": _truncate_div,
     "BitwiseAnd": torch.bitwise_and, "BitwiseOr": torch.bitwise_or, "BitwiseXor": torch.bitwise_xor,
@@ -401,16 +390,13 @@ BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 
 
 class TFUnary(nn.Module):
-    """An element-wise TF op (``Relu``, ``Rsqrt``...) by its TF name."""
+    """An element-wise TF op (``Erfc``, ``IsNan``...) by its TF name."""
 
-    def __init__(self, op: str, alpha: float | None = None):
+    def __init__(self, op: str):
         super().__init__()
         self.op = op
-        self.alpha = alpha
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.op == "LeakyRelu":
-            return F.leaky_relu(x, self.alpha)
         return UNARY[self.op](x)
 
     def extra_repr(self) -> str:

@@ -167,13 +167,34 @@ def via_operation(spec: LayerSpec) -> Converted:
 
 
 # -- element-wise --------------------------------------------------------------------------------------------
-@raw(*UNARY, "LeakyRelu")
+# raw op → (operation, signature): element-wise ops converted by ``ops/elementwise.py``, as the keras.ops / tf.math
+# calls of the same meaning are
+SHARED_BINARY = {"Add": "add", "AddV2": "add", "Sub": "subtract", "Mul": "multiply", "FloorDiv": "floor_divide",
+                 "FloorMod": "mod", "Maximum": "maximum", "Minimum": "minimum", "Pow": "power",
+                 "SquaredDifference": "squared_difference", "DivNoNan": "divide_no_nan", "Greater": "greater",
+                 "GreaterEqual": "greater_equal", "Less": "less", "LessEqual": "less_equal", "Equal": "equal",
+                 "NotEqual": "not_equal", "LogicalAnd": "logical_and", "LogicalOr": "logical_or"}
+SHARED_UNARY = {"Relu": "relu", "Relu6": "relu6", "Elu": "elu", "Selu": "selu", "Sigmoid": "sigmoid", "Tanh": "tanh",
+                "Softplus": "softplus", "Softsign": "softsign", "Exp": "exp", "Log": "log", "Log1p": "log1p",
+                "Expm1": "expm1", "Sqrt": "sqrt", "Rsqrt": "rsqrt", "Square": "square", "Neg": "negative",
+                "Abs": "abs", "Floor": "floor", "Ceil": "ceil", "Round": "round", "Sign": "sign",
+                "Reciprocal": "reciprocal", "Inv": "reciprocal", "Erf": "erf", "Sin": "sin", "Cos": "cos",
+                "LogicalNot": "logical_not"}
+for _raw_op, _op in SHARED_BINARY.items():
+    spelling(RAW + _raw_op, _op, "x, y")
+for _raw_op, _op in SHARED_UNARY.items():
+    spelling(RAW + _raw_op, _op, "x")
+spelling(RAW + "LeakyRelu", "leaky_relu", "features:x, alpha:negative_slope=0.2")
+
+
+@raw(*UNARY, *SHARED_UNARY, "LeakyRelu")
 def convert_unary(spec: LayerSpec) -> Converted:
-    alpha = float(attr(spec, "alpha", 0.2)) if spec.class_name == RAW + "LeakyRelu" else None
-    return Converted(TFUnary(spec.config["op"], alpha))
+    if spec.class_name in SPELLINGS:
+        return via_operation(spec)
+    return Converted(TFUnary(spec.config["op"]))
 
 
-@raw(*BINARY)
+@raw(*BINARY, *SHARED_BINARY)
 def convert_binary(spec: LayerSpec) -> Converted:
     op = spec.config["op"]
     attr(spec, "incompatible_shape_error")  # Equal / NotEqual: whether TF raises on shapes that do not broadcast
@@ -182,6 +203,8 @@ def convert_binary(spec: LayerSpec) -> Converted:
     a, b = operand(spec, 0), operand(spec, 1)
     if a is not None and b is not None:
         spec.fail("both operands are constant (internal error: should have been folded)")
+    if spec.class_name in SPELLINGS:
+        return via_operation(spec)
     if a is None and b is None:
         shapes = spec.input_shapes
         same = len(shapes[0]) == len(shapes[1]) and spec.input_layouts[0] == spec.input_layouts[1] \
@@ -208,13 +231,14 @@ def convert_bias_add(spec: LayerSpec) -> Converted:
     return Converted(TFBinary("BiasAdd", tensor(value)), input_layouts=layout, output_layouts=layout)
 
 
+spelling(RAW + "Softmax", "softmax", "logits:x")
+spelling(RAW + "LogSoftmax", "log_softmax", "logits:x")
+
+
 @raw("Softmax", "LogSoftmax")
 def convert_softmax(spec: LayerSpec) -> Converted:
-    rank = len(spec.input_shape)
-    layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
-    dim = 1 if is_channels_first(layout, rank) else -1
-    fn = "log_softmax" if spec.config["op"] == "LogSoftmax" else "softmax"
-    return Converted(Op(fn, [Slot(0), [dim]], label=RAW + spec.config["op"]), input_layouts=layout)
+    """Over the last axis: the softmax converter of ``ops/elementwise.py``."""
+    return via_operation(spec)
 
 
 @raw("Cast")
