@@ -17,17 +17,24 @@ TORCH_DTYPES = {"bool": torch.bool, "float16": torch.float32, "bfloat16": torch.
                 "float64": torch.float64, "int8": torch.int64, "int16": torch.int64, "int32": torch.int64,
                 "int64": torch.int64, "uint8": torch.int64, "uint16": torch.int64, "uint32": torch.int64}
 
+# A TF graph's tensors keep their integer widths (``ops/tf_raw.py``; a spelling with ``graph_dtypes=True``).
+GRAPH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float32,
+                "int32": torch.int32, "int64": torch.int64, "int8": torch.int8, "uint8": torch.uint8,
+                "int16": torch.int16, "bool": torch.bool}
+
 
 def torch_dtype(call: OpCall, name: Any) -> torch.dtype | None:
-    """Keras / TF dtype name → the torch dtype tf2torch computes it in (integers run as int64, like the inputs)."""
+    """Keras / TF dtype name → the torch dtype tf2torch computes it in (integers run as int64, like the inputs;
+    a raw TF graph's own dtypes where the spelling fixes ``graph_dtypes``)."""
     if name is None:
         return None
     if isinstance(name, dict):  # tf_keras DType serialization
         name = name.get("name") or name.get("config", {}).get("name")
     key = str(name).removeprefix("tf.")
-    if key not in TORCH_DTYPES:
+    table = GRAPH_DTYPES if call.arg("graph_dtypes", False) else TORCH_DTYPES
+    if key not in table:
         call.fail(f"dtype {name!r} is not supported")
-    return TORCH_DTYPES[key]
+    return table[key]
 
 
 def constant_dtype(value: Any, like: torch.dtype | None, keras_major: int) -> torch.dtype:

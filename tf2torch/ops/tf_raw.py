@@ -40,12 +40,11 @@ from ..nn.shapes import (
     strided_slice_spec,
 )
 from ..nn.transposed import ConvBackpropInput
+from .common import GRAPH_DTYPES
 from .registry import SPELLINGS, convert_op, spelling
 
 RAW = "tf.raw>"
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float32,
-                "int32": torch.int32, "int64": torch.int64, "int8": torch.int8, "uint8": torch.uint8,
-                "int16": torch.int16, "bool": torch.bool}
+TORCH_DTYPES = GRAPH_DTYPES
 
 
 # IR bookkeeping every raw-op node carries (not op semantics), and attributes that only name types.
@@ -200,11 +199,11 @@ def convert_binary(spec: LayerSpec) -> Converted:
     attr(spec, "incompatible_shape_error")  # Equal / NotEqual: whether TF raises on shapes that do not broadcast
     if op in ("BiasAdd", "BiasAddV1"):  # (TF 1's BiasAddV1: NHWC, no data_format)
         return convert_bias_add(spec)
-    a, b = operand(spec, 0), operand(spec, 1)
-    if a is not None and b is not None:
+    if not any("input" in entry for entry in spec.config["operands"]):
         spec.fail("both operands are constant (internal error: should have been folded)")
     if spec.class_name in SPELLINGS:
         return via_operation(spec)
+    a, b = operand(spec, 0), operand(spec, 1)
     if a is None and b is None:
         shapes = spec.input_shapes
         same = len(shapes[0]) == len(shapes[1]) and spec.input_layouts[0] == spec.input_layouts[1] \
@@ -241,13 +240,14 @@ def convert_softmax(spec: LayerSpec) -> Converted:
     return via_operation(spec)
 
 
+spelling(RAW + "Cast", "cast", "x, DstT:dtype", graph_dtypes=True)
+
+
 @raw("Cast")
 def convert_cast(spec: LayerSpec) -> Converted:
+    """The cast converter of ``ops/shapes.py``, to the graph's own dtype (int32 stays int32)."""
     attr(spec, "Truncate")
-    dst = attr(spec, "DstT")
-    if dst not in TORCH_DTYPES:
-        spec.fail(f"cast to {dst} is not supported")
-    return Converted(Op("cast", [Slot(0), TORCH_DTYPES[dst]], label=RAW + "Cast"))
+    return via_operation(spec)
 
 
 # -- convolutions ---------------------------------------------------------------------------------------------
@@ -593,25 +593,15 @@ def convert_slice(spec: LayerSpec) -> Converted:
     return Converted(TFSlice(entries), input_layouts=KERAS, output_layouts=KERAS)
 
 
+spelling(RAW + "Pad", "pad", "input:x, paddings, constant_values=0, mode='CONSTANT'")
+spelling(RAW + "PadV2", "pad", "input:x, paddings, constant_values=0, mode='CONSTANT'")
+spelling(RAW + "MirrorPad", "pad", "input:x, paddings, mode, constant_values=0")
+
+
 @raw("Pad", "PadV2", "MirrorPad")
 def convert_pad(spec: LayerSpec) -> Converted:
-    value = 0.0
-    if spec.config["op"] == "PadV2":
-        value = float(const_operand(spec, 2, "the constant value"))
-    mode = str(attr(spec, "mode", "CONSTANT")).lower()
-    label = RAW + spec.config["op"]
-    given = operand(spec, 1)
-    if given is None:  # paddings computed at run time (to a multiple of a stride): read on each call
-        pads = Slot(spec.config["operands"][1]["input"])
-        module = Op("pad", [Slot(spec.config["operands"][0]["input"]), pads, mode, value], label=label)
-        return Converted(module, input_layouts=KERAS, output_layouts=KERAS)
-    pairs = given.reshape(-1, 2).tolist()
-    rank = len(spec.input_shape)
-    layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
-    if is_channels_first(layout, rank):
-        pairs = [pairs[p] for p in to_channels_first_perm(rank)]
-    module = Op("pad", [Slot(0), torch_pads(pairs), mode, value], label=label)
-    return Converted(module, input_layouts=layout, output_layouts=layout)
+    """The pad converter of ``ops/shapes.py``: paddings constant or computed at run time."""
+    return via_operation(spec)
 
 
 def torch_pads(pairs: list[Any]) -> list[int]:
