@@ -251,3 +251,47 @@ def test_unsupported_ops_listed_at_once(tmp_path):
         tf2torch.convert(path)
     message = str(error.value)
     assert "2 layer(s)" in message and "tf.raw>Dawsn" in message and "tf.raw>BesselI0" in message
+
+
+# Raw ops converted by a converter they share with keras.ops (``ops/tf_raw.py`` ``via_operation``) keep the TF
+# graph's own integer dtypes (Keras graphs run integers as int64): each output's dtype and values as TF gives them.
+DTYPE_CASES = {
+    "cast_int32": lambda tf, x: tf.cast(x * 3.0, tf.int32),
+    "argmax_int32": lambda tf, x: tf.argmax(x, 1, output_type=tf.int32),
+    "argmin_int64": lambda tf, x: tf.argmin(x, 1),
+    "pad_int32": lambda tf, x: tf.pad(tf.cast(x * 3.0, tf.int32), [[0, 0], [1, 2]], constant_values=7),
+    "maximum_int32": lambda tf, x: tf.maximum(tf.cast(x * 3.0, tf.int32), 1),
+    "floordiv_int32": lambda tf, x: tf.math.floordiv(tf.cast(x * 9.0, tf.int32), 4),
+}
+
+
+@pytest.mark.parametrize("case", list(DTYPE_CASES))
+def test_shared_converters_keep_graph_dtypes(case, tmp_path):
+    import tensorflow as tf
+    import torch
+
+    def fn(x):
+        return DTYPE_CASES[case](tf, x)
+
+    path = tmp_path / f"{case}.pb"
+    frozen_pb(tf, fn, (2, 7), path)
+    x = RNG.standard_normal((2, 7)).astype("float32")
+    reference = np.asarray(fn(tf.constant(x)))
+    with torch.no_grad():
+        got = tf2torch.convert(path)(torch.from_numpy(x))
+    assert str(got.dtype).removeprefix("torch.") == reference.dtype.name, case
+    np.testing.assert_array_equal(got.numpy(), reference)
+
+
+def test_shared_spellings_reach_an_operation():
+    """Every raw op spelled as a ``tf2torch.ops`` operation names one that has a converter, and the raw op's
+    registered converter is the one that reaches it."""
+    from tf2torch.converters.registry import converter_for
+    from tf2torch.ops import OPS, SPELLINGS
+    from tf2torch.ops.tf_raw import RAW
+
+    raw = [name for name in SPELLINGS if name.startswith(RAW)]
+    assert len(raw) >= 40
+    for name in raw:
+        assert SPELLINGS[name].op in OPS, name
+        assert converter_for(name) is not None, name

@@ -338,10 +338,11 @@ FUNCTIONS: dict[str, Any] = {
 
 class Op(nn.Module):
     """``FUNCTIONS[fn](*args, **kwargs)``: ``Slot(i)`` in the arguments stands for the i-th input tensor,
-    ``Slot("c0")`` for a tensor constant (a buffer, so it follows ``.to(device)``)."""
+    ``Slot("c0")`` for a tensor constant (a buffer, so it follows ``.to(device)``). The constants named in
+    ``stored`` are weights (a TF graph's variables): kept in the state_dict, as every weight is."""
 
     def __init__(self, fn: str, args: list[Any], kwargs: dict[str, Any] | None = None,
-                 constants: dict[str, torch.Tensor] | None = None, label: str = ""):
+                 constants: dict[str, torch.Tensor] | None = None, label: str = "", stored: list[str] | None = None):
         super().__init__()
         if fn not in FUNCTIONS:
             raise ValueError(f"unknown operation function {fn}")
@@ -349,8 +350,9 @@ class Op(nn.Module):
         self.args = args
         self.kwargs = kwargs or {}
         self.label = label
+        self.stored = list(stored) if stored else None
         for name, value in (constants or {}).items():
-            self.register_buffer(name, value, persistent=False)
+            self.register_buffer(name, value, persistent=name in (stored or ()))
 
     def forward(self, *tensors: torch.Tensor) -> Any:
         args = _fill(self.args, tensors, self)

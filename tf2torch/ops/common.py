@@ -80,6 +80,14 @@ def common_layout(call: OpCall, tensors: list[TensorArg], constants: list[Any]) 
     return L.KERAS
 
 
+class Stored:
+    """A constant operand that is a stored weight (a TF graph's variable, ``ops/tf_raw.py``): its buffer is kept
+    in the state_dict, so a module rebuilt by ``tf2torch.load`` gets its value back."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
 def elementwise(call: OpCall, fn: str, operands: list[Any], kwargs: dict[str, Any] | None = None,
                 constant_types: torch.dtype | None = None) -> Converted:
     """``fn`` applied elementwise to tensors and constants (either side), broadcasting like TF; runs in the
@@ -87,6 +95,9 @@ def elementwise(call: OpCall, fn: str, operands: list[Any], kwargs: dict[str, An
     tensors = [o for o in operands if isinstance(o, TensorArg)]
     if not tensors:
         call.fail("no tensor among the arguments")
+    stored = [f"c{i}" for i, o in enumerate(o for o in operands if not isinstance(o, TensorArg) and o is not None)
+              if isinstance(o, Stored)]
+    operands = [o.value if isinstance(o, Stored) else o for o in operands]
     constants = [o for o in operands if not isinstance(o, TensorArg) and o is not None]
     layout = common_layout(call, tensors, constants)
     rank = call.rank(tensors[0])
@@ -100,7 +111,7 @@ def elementwise(call: OpCall, fn: str, operands: list[Any], kwargs: dict[str, An
         name = f"c{len(buffers)}"
         buffers[name] = layout_constant(o, dtype, rank, layout)
         args.append(Slot(name))
-    return op_result(call, Op(fn, args, kwargs, buffers, label=call.spelling.name), layout)
+    return op_result(call, Op(fn, args, kwargs, buffers, label=call.spelling.name, stored=stored), layout)
 
 
 def op_result(call: OpCall, module: Op, layout: L.Layout = L.KERAS,

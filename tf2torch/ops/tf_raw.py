@@ -40,7 +40,7 @@ from ..nn.shapes import (
     strided_slice_spec,
 )
 from ..nn.transposed import ConvBackpropInput
-from .common import GRAPH_DTYPES
+from .common import GRAPH_DTYPES, Stored
 from .registry import SPELLINGS, convert_op, spelling
 
 RAW = "tf.raw>"
@@ -152,14 +152,18 @@ def conv_layout(spec: LayerSpec) -> str:
 
 
 # -- the front door to operations shared with keras.ops ---------------------------------------------------------
-def via_operation(spec: LayerSpec) -> Converted:
+def via_operation(spec: LayerSpec, stored: bool = False) -> Converted:
     """A raw op converted by the ``tf2torch.ops`` operation its spelling (``spelling("tf.raw>Sum", "sum",
     "input:x, reduction_indices:axis, keep_dims:keepdims=False")``) names, through the same binding and refusal
     of unread arguments as a ``keras.ops`` call: the operands are the positional arguments (a run-time input as
-    a tensor, a constant as its value), the attributes the spelling names are keyword arguments."""
+    a tensor, a constant as its value; with ``stored``, a stored weight as ``Stored``, for the element-wise
+    converters that keep it in the state_dict), the attributes the spelling names are keyword arguments."""
     template: list[Any] = []
     for i, entry in enumerate(spec.config["operands"]):
-        template.append({"__tensor__": entry["input"]} if "input" in entry else operand(spec, i).tolist())
+        if "input" in entry:
+            template.append({"__tensor__": entry["input"]})
+        else:
+            template.append(Stored(operand(spec, i)) if stored and "weight" in entry else operand(spec, i).tolist())
     sp = SPELLINGS[spec.class_name]
     keywords = {key: attr(spec, key) for key in spec.config["attrs"] if sp.renames.get(key, key) in sp.params}
     return convert_op(replace(spec, call_kwargs={"__args__": template, "__kwargs__": keywords}))
@@ -202,7 +206,7 @@ def convert_binary(spec: LayerSpec) -> Converted:
     if not any("input" in entry for entry in spec.config["operands"]):
         spec.fail("both operands are constant (internal error: should have been folded)")
     if spec.class_name in SPELLINGS:
-        return via_operation(spec)
+        return via_operation(spec, stored=True)
     a, b = operand(spec, 0), operand(spec, 1)
     if a is None and b is None:
         shapes = spec.input_shapes
@@ -423,13 +427,14 @@ def convert_reduce(spec: LayerSpec) -> Converted:
     return via_operation(spec)
 
 
+spelling(RAW + "ArgMax", "argmax", "input:x, dimension:axis, output_type='int64'", graph_dtypes=True)
+spelling(RAW + "ArgMin", "argmin", "input:x, dimension:axis, output_type='int64'", graph_dtypes=True)
+
+
 @raw("ArgMax", "ArgMin")
 def convert_argmax(spec: LayerSpec) -> Converted:
-    axis = int(const_operand(spec, 1, "the axis")) % len(spec.input_shape)
-    dtype = TORCH_DTYPES.get(attr(spec, "output_type", "int64"), torch.int64)
-    module = Op("arg_reduce", [Slot(0), spec.config["op"].lower(), axis, False], {"dtype": dtype},
-                label=RAW + spec.config["op"])
-    return Converted(module, input_layouts=KERAS, output_layouts=KERAS)
+    """The argmax / argmin converter of ``ops/reductions.py``, indices in the graph's ``output_type``."""
+    return via_operation(spec)
 
 
 # -- shapes ---------------------------------------------------------------------------------------------------
