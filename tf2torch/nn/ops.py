@@ -268,13 +268,6 @@ def gather(x: torch.Tensor, indices: Any, dim: int) -> torch.Tensor:
     return out.reshape(*x.shape[:dim], *idx.shape, *x.shape[dim + 1:])
 
 
-def resize(x: torch.Tensor, size: list[int], method: str, antialias: bool) -> torch.Tensor:
-    """``tf.image.resize`` (half-pixel centres, no corner alignment) on an N,C,H,W tensor."""
-    if method == "nearest":
-        return F.interpolate(x, size=size, mode="nearest-exact")
-    return F.interpolate(x, size=size, mode=method, align_corners=False, antialias=antialias)
-
-
 def where(condition: torch.Tensor, x: Any, y: Any) -> torch.Tensor:
     if condition.dtype != torch.bool:
         condition = condition != 0
@@ -332,7 +325,7 @@ FUNCTIONS: dict[str, Any] = {
     "expand_dims": expand_dims, "squeeze": squeeze, "concat": concat, "stack": stack, "split": split,
     "unstack": unstack, "tile": tile, "repeat": repeat, "broadcast_to": broadcast_to,
     "broadcast_to_keep_batch": broadcast_to_keep_batch, "pad": pad, "cast": cast, "getitem": getitem,
-    "gather": gather, "full_like": full_like, "resize": resize,
+    "gather": gather, "full_like": full_like,
 }
 
 

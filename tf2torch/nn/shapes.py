@@ -70,26 +70,14 @@ class TFShapeN(nn.Module):
         return tuple(torch.tensor(tuple(x.shape), dtype=self.dtype) for x in xs)
 
 
-class TFPermute(nn.Module):
-    def __init__(self, perm: Sequence[int]):
-        super().__init__()
-        self.perm = tuple(int(p) for p in perm)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(self.perm)
-
-
 class TFSqueeze(nn.Module):
-    """``Squeeze`` (given axes, or every axis of size 1) and ``ExpandDims``."""
+    """``Squeeze``: the given axes, or every axis of size 1 at run time."""
 
-    def __init__(self, axes: Sequence[int], expand: bool = False):
+    def __init__(self, axes: Sequence[int]):
         super().__init__()
         self.axes = tuple(int(a) for a in axes)
-        self.expand = expand
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.expand:
-            return x.unsqueeze(self.axes[0])
         if not self.axes:
             return x.squeeze()
         return x.squeeze(self.axes)

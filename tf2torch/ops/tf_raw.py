@@ -22,7 +22,6 @@ from ..converters.conv import depthwise_kernel_to_oihw, hwio_to_oihw, transposed
 from ..converters.registry import Converted, LayerSpec, as_parameter, converter, to_tensor
 from ..layout import CHANNELS_FIRST, KERAS, keras_axis_in_layout, normalize, to_channels_first_perm, to_keras_perm
 from ..nn.calls import TFCall
-from ..nn.image import TFImageResize
 from ..nn.normalization import TFLRN
 from ..nn.ops import BINARY, UNARY, Op, Slot, TFBinary, TFUnary
 from ..nn.padding import same_pad_module, static_same_padding, tf_same_padding
@@ -30,7 +29,6 @@ from ..nn.pooling import TFSameAvgPool
 from ..nn.shapes import (
     TFBatchToSpace,
     TFDynamicSlice,
-    TFPermute,
     TFShape,
     TFShapeN,
     TFSlice,
@@ -500,10 +498,14 @@ def convert_reverse(spec: LayerSpec) -> Converted:
                      output_layouts=KERAS)
 
 
-@raw("Transpose")
+spelling(RAW + "Transpose", "transpose", "x, perm:axes")
+spelling(RAW + "ExpandDims", "expand_dims", "input:x, axis")
+
+
+@raw("Transpose", "ExpandDims")
 def convert_transpose(spec: LayerSpec) -> Converted:
-    perm = const_operand(spec, 1, "the permutation").reshape(-1).tolist()
-    return Converted(TFPermute(perm), input_layouts=KERAS, output_layouts=KERAS)
+    """The transpose and expand_dims converters of ``ops/shapes.py``."""
+    return via_operation(spec)
 
 
 @raw("Squeeze")
@@ -511,13 +513,6 @@ def convert_squeeze(spec: LayerSpec) -> Converted:
     rank = len(spec.input_shape)
     axes = [int(a) % rank for a in attr(spec, "squeeze_dims", [])]
     return Converted(TFSqueeze(axes), input_layouts=KERAS, output_layouts=KERAS)
-
-
-@raw("ExpandDims")
-def convert_expand_dims(spec: LayerSpec) -> Converted:
-    axis = int(np.asarray(const_operand(spec, 1, "the axis")).reshape(-1)[0])
-    rank = len(spec.input_shape)
-    return Converted(TFSqueeze([axis % (rank + 1)], expand=True), input_layouts=KERAS, output_layouts=KERAS)
 
 
 @raw("ConcatV2", "Concat")
@@ -646,16 +641,17 @@ def convert_function(spec: LayerSpec) -> Converted:
 
 
 # -- images ---------------------------------------------------------------------------------------------------
-@raw("ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic", "ResizeArea")
+RESIZES = {"ResizeBilinear": "bilinear", "ResizeNearestNeighbor": "nearest", "ResizeBicubic": "bicubic",
+           "ResizeArea": "area"}
+for _raw_op, _method in RESIZES.items():
+    spelling(RAW + _raw_op, "resize", "images:x, size, align_corners=False, half_pixel_centers=False", method=_method)
+
+
+@raw(*RESIZES)
 def convert_resize(spec: LayerSpec) -> Converted:
-    """A size computed at run time (``tf.image.resize(x, tf.shape(image)[1:3])``) is read on every call."""
-    size = operand(spec, 1)
-    method = {"ResizeBilinear": "bilinear", "ResizeBicubic": "bicubic", "ResizeArea": "area"}.get(
-        spec.config["op"], "nearest")
-    module = TFImageResize(None if size is None else size.reshape(-1).tolist(), method,
-                      bool(attr(spec, "align_corners", False)), bool(attr(spec, "half_pixel_centers", False)))
-    layouts = CHANNELS_FIRST if size is not None else [CHANNELS_FIRST, KERAS]
-    return Converted(module, input_layouts=layouts, output_layouts=CHANNELS_FIRST)
+    """The resize converter of ``ops/image.py``, with TF 1's corner and pixel-centre flags; a size computed at
+    run time (``tf.image.resize(x, tf.shape(image)[1:3])``) is read on every call."""
+    return via_operation(spec)
 
 
 @raw("SpaceToBatchND", "BatchToSpaceND")
