@@ -82,6 +82,9 @@ def cases(tf):
         "matmuls": ((2, 3, 4), lambda x: tf.matmul(x, x, transpose_b=True) + tf.einsum("bij,bkj->bik", x, x)),
         "lrn": (X4, lambda x: tf.nn.local_response_normalization(x, depth_radius=2, bias=1.0, alpha=0.1, beta=0.75)),
         "softmax_4d": (X4, lambda x: tf.nn.softmax(x) + tf.nn.log_softmax(x)),
+        "shared_functions": (X4, lambda x: tf.add_n([x, x * 2.0, tf.nn.relu(x)]) + tf.clip_by_value(x, -0.5, 0.7)
+                             + tf.clip_by_value(x, x * 0.5 - 1.0, 0.3) + tf.where(x > 0.0, x, W["offset"])
+                             + tf.einsum("bhwc,cd->bhwd", x, W["m"])[..., :4]),
         "argmax": ((2, 7), lambda x: tf.cast(tf.argmax(x, axis=1), tf.float32) + tf.reduce_sum(x, 1)),
         "cumulative": ((2, 7), lambda x: tf.cumsum(x, axis=1, exclusive=True) + tf.math.cumprod(x, 1, reverse=True)
                        + tf.cumsum(x, 0, reverse=True, exclusive=True)),
@@ -218,7 +221,7 @@ CASES = ["conv_valid_dilated", "conv_same_stride2_even_kernel", "conv_explicit",
          "resize_bilinear_half_pixel", "resize_bilinear_align_corners", "resize_bilinear_legacy", "resize_nearest",
          "pads", "strided_slices", "slice_shrink_newaxis", "shape_ops", "flatten_dynamic", "squeeze_expand_tile",
          "stack_unstack_split", "splitv_gather", "reductions", "mean_channels", "elementwise", "select", "matmuls",
-         "lrn", "softmax_4d", "argmax", "cumulative", "space_to_depth", "depth_to_space", "one_hot",
+         "lrn", "softmax_4d", "shared_functions", "argmax", "cumulative", "space_to_depth", "depth_to_space", "one_hot",
          "scatter_gather_nd", "band_roll_diag", "top_k_invert_permutation", "reverse_sequence", "segments",
          "bitwise_clip", "where_indices", "non_max_suppression", "max_pool_v2",
          "combined_nms", "unique_stitch_bincount", "adjust_contrast",

@@ -1,6 +1,7 @@
-"""Run-time module for the TensorFlow ops that are one function of their operands (``TFCall``: ``AddN``, ``Einsum``,
+"""Run-time module for the TensorFlow ops that are one function of their operands (``TFCall``: ``Pack``, ``Tile``,
 ``Cumsum``, ``OneHot``, scatters and gathers, segment reductions, ``Unique``...), each function by TF op name in
-``TF_CALLS``. Formulas follow [TF] ``core/kernels/`` (cited per function).
+``TF_CALLS``; the raw ops with a keras.ops twin run on ``nn/ops.py`` instead. Formulas follow [TF]
+``core/kernels/`` (cited per function).
 """
 
 from __future__ import annotations
@@ -187,16 +188,10 @@ def _fake_quant(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, bits: in
 
 
 # -- each op as a function of (operands, params, TF op name) ------------------------------------------------------
-def _add_n(args: list[Any], p: dict[str, Any], op: str) -> torch.Tensor:
-    out = args[0]
-    for a in args[1:]:
-        out = out + a
-    return out
-
-
 def _select(args: list[Any], p: dict[str, Any], op: str) -> torch.Tensor:
+    """v1 ``Select`` (``SelectV2`` broadcasts: ``where`` of ``nn/ops.py``)."""
     cond, x, y = args
-    if op == "Select" and cond.dim() == 1 and x.dim() > 1:  # v1 Select: a vector picks rows
+    if cond.dim() == 1 and x.dim() > 1:  # v1 Select: a vector picks rows
         cond = cond.reshape(-1, *[1] * (x.dim() - 1))
     return torch.where(cond, x, y)
 
@@ -298,7 +293,7 @@ def _top_k(args: list[Any], p: dict[str, Any], op: str) -> tuple[torch.Tensor, t
 
 
 TF_CALLS: dict[str, Callable[[list[Any], dict[str, Any], str], Any]] = {
-    "AddN": _add_n, "Select": _select, "SelectV2": _select, "Einsum": lambda a, p, op: torch.einsum(p["equation"], *a),
+    "Select": _select,
     "MatMul": _matmul, "BatchMatMul": _matmul, "BatchMatMulV2": _matmul,
     "ReverseV2": lambda a, p, op: torch.flip(a[0], p["axes"]) if p["axes"] else a[0],
     "Pack": lambda a, p, op: torch.stack([t.to(a[0].dtype) for t in a], dim=p["axis"]),
@@ -332,7 +327,6 @@ TF_CALLS: dict[str, Callable[[list[Any], dict[str, Any], str], Any]] = {
     "FakeQuantWithMinMaxArgs": _fake_quant_op, "FakeQuantWithMinMaxVars": _fake_quant_op,
     "DynamicPartition": lambda a, p, op: tuple(a[0][a[1] == i] for i in range(p["count"])),
     "MatrixSetDiag": _matrix_set_diag, "TopKV2": _top_k,
-    "ClipByValue": lambda a, p, op: torch.minimum(torch.maximum(a[0], a[1]), a[2]),
     "Roll": lambda a, p, op: torch.roll(a[0], [int(s) for s in a[1].reshape(-1).tolist()],
                                         [int(x) for x in a[2].reshape(-1).tolist()]),
     "InvertPermutation": lambda a, p, op: torch.argsort(a[0]).to(a[0].dtype),
@@ -347,7 +341,7 @@ TF_CALLS: dict[str, Callable[[list[Any], dict[str, Any], str], Any]] = {
 
 class TFCall(Operands):
     """A TF op that is one function of ``TF_CALLS`` of its operands (constants as buffers) and fixed ``params``:
-    ``AddN``, ``Select``, ``Einsum``, ``BatchMatMulV2``, ``Pack``, ``ConcatV2``, ``Tile``, ``Cumsum``..."""
+    ``Select``, ``BatchMatMulV2``, ``Pack``, ``ConcatV2``, ``Tile``, ``Cumsum``..."""
 
     def __init__(self, op: str, slots: Sequence[tuple[str, int]], consts: Sequence[torch.Tensor],
                  params: dict[str, Any] | None = None, **more: Any):

@@ -632,12 +632,23 @@ def convert_gather(spec: LayerSpec) -> Converted:
                      output_layouts=KERAS)
 
 
-@raw("AddN", "Select", "SelectV2", "Einsum", "Fill", "BroadcastArgs", "BroadcastTo")
+spelling(RAW + "AddN", "add_n", "*inputs:xs")
+spelling(RAW + "SelectV2", "where", "condition, t:x, e:y")
+spelling(RAW + "ClipByValue", "clip", "t:x, clip_value_min:low, clip_value_max:high")
+spelling(RAW + "Einsum", "einsum", "*inputs:operands, equation:subscripts")
+
+
+@raw("AddN", "SelectV2", "ClipByValue", "Einsum")
+def convert_shared_function(spec: LayerSpec) -> Converted:
+    """The add_n, where, clip (``ops/elementwise.py``) and einsum (``ops/linalg.py``) converters; a stored
+    weight among the operands stays in the state_dict."""
+    return via_operation(spec, stored=True)
+
+
+@raw("Select", "Fill", "BroadcastArgs", "BroadcastTo")
 def convert_function(spec: LayerSpec) -> Converted:
-    op = spec.config["op"]
-    params = {"equation": attr(spec, "equation")} if op == "Einsum" else {}
     slots, consts = _slots(spec)
-    return Converted(TFCall(op, slots, consts, **params), input_layouts=KERAS, output_layouts=KERAS)
+    return Converted(TFCall(spec.config["op"], slots, consts), input_layouts=KERAS, output_layouts=KERAS)
 
 
 # -- images ---------------------------------------------------------------------------------------------------
@@ -680,7 +691,7 @@ def _call(spec: LayerSpec, **params: Any) -> Converted:
     return Converted(TFCall(spec.config["op"], slots, consts, **params), input_layouts=KERAS, output_layouts=KERAS)
 
 
-@raw("ClipByValue", "Roll", "InvertPermutation", "MatrixDeterminant", "MatrixDiag", "MatrixDiagPart", "Where",
+@raw("Roll", "InvertPermutation", "MatrixDeterminant", "MatrixDiag", "MatrixDiagPart", "Where",
      "MatrixBandPart")
 def convert_call(spec: LayerSpec) -> Converted:
     return _call(spec)
