@@ -502,9 +502,15 @@ spelling(RAW + "Transpose", "transpose", "x, perm:axes")
 spelling(RAW + "ExpandDims", "expand_dims", "input:x, axis")
 
 
-@raw("Transpose", "ExpandDims")
+@raw("Transpose")
 def convert_transpose(spec: LayerSpec) -> Converted:
-    """The transpose and expand_dims converters of ``ops/shapes.py``."""
+    """The transpose converter of ``ops/shapes.py``."""
+    return via_operation(spec)
+
+
+@raw("ExpandDims")
+def convert_expand_dims(spec: LayerSpec) -> Converted:
+    """The expand_dims converter of ``ops/shapes.py``."""
     return via_operation(spec)
 
 
