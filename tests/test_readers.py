@@ -391,4 +391,4 @@ def test_sequential_saved_without_an_input_shape(tmp_path):
     inputs = random_inputs(model)
     module = tf2torch.convert(dst, layout="keras", input_shapes=[[50, 2]])
     assert_matches(torch_outputs(module, inputs, "keras"), keras_outputs(model, inputs), what="no input shape")
-    assert module.tf2torch_meta["graph"]["input_specs"][0]["shape"] == (50, 2)
+    assert module.tf2torch_meta["graph"]["input_specs"][0]["shape"] == [50, 2]  # JSON-native, as a loaded .pt has it

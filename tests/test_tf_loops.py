@@ -79,6 +79,18 @@ def test_unsupported_op_in_loop_body_listed_by_name(tmp_path):
         tf2torch.convert(fixture["dir"])
 
 
+def test_reading_keeps_what_does_not_convert(tmp_path):
+    """Readers read (issue #21): the body's op without a converter is read into the loop's sub-IR; the pass after
+    reading (``tf2torch/support.py``) names it, at its path, without the reader consulting any converter."""
+    from tf2torch.readers import open_model
+    from tf2torch.support import unsupported_in
+
+    fixture = while_loop_module(tmp_path / "saved", unsupported_in_body=True)
+    with open_model(fixture["dir"]) as graph:
+        missing, _ = unsupported_in(graph, "")
+    assert missing == [("while_/body/while_/bessel_i0/BesselI0", "tf.raw>BesselI0")]
+
+
 @pytest.mark.parametrize("cell, return_sequences, steps", [("LSTM", False, 5), ("GRU", True, None),
                                                             ("SimpleRNN", False, 4)])
 def test_keras3_exported_rnn(tmp_path, cell, return_sequences, steps):

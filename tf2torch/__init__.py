@@ -9,24 +9,24 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConversionError, ConversionNotice, ModelFileError, Tf2TorchError, UnsupportedLayerError
+from .version import __version__  # noqa: F401  (in a leaf module: emit and verify record it without importing tf2torch)
 
 if TYPE_CHECKING:
     from .api import convert, load, save
-    from .converters.registry import Converted, LayerSpec
-    from .converters.registry import converter as register
+    from .contract import Converted, LayerSpec
     from .emit import to_onnx, to_pt2, to_python
+    from .registry import converter as register
     from .training import regularization_loss
     from .transfer import TransferError, TransferReport, transfer
     from .verify import verify
 
-__version__ = "0.1.0"
 __all__ = ["convert", "verify", "transfer", "TransferReport", "TransferError",
            "save", "load", "register", "regularization_loss", "to_python", "to_pt2", "to_onnx",
            "LayerSpec", "Converted", "Tf2TorchError", "ModelFileError", "UnsupportedLayerError", "ConversionError",
            "ConversionNotice"]
 _LAZY = {"convert": (".api", "convert"), "load": (".api", "load"), "save": (".api", "save"),
-         "Converted": (".converters.registry", "Converted"), "LayerSpec": (".converters.registry", "LayerSpec"),
-         "register": (".converters.registry", "converter"), "to_onnx": (".emit", "to_onnx"),
+         "Converted": (".contract", "Converted"), "LayerSpec": (".contract", "LayerSpec"),
+         "register": (".registry", "converter"), "to_onnx": (".emit", "to_onnx"),
          "to_pt2": (".emit", "to_pt2"), "to_python": (".emit", "to_python"),
          "regularization_loss": (".training", "regularization_loss"), "verify": (".verify", "verify"),
          "transfer": (".transfer", "transfer"), "TransferReport": (".transfer", "TransferReport"),

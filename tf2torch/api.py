@@ -16,6 +16,7 @@ from .graph import KerasGraph
 from .io import load_payload, read_saved, save  # noqa: F401
 from .optimize import optimize as optimize_module
 from .readers import open_model
+from .support import has_converter, refuse_unsupported
 from .theano_kernels import theano_notice, with_flipped_kernels
 
 
@@ -44,7 +45,8 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
     default it is converted as today's Keras reads it, with a notice.
     """
     tf_options = {"signature": signature, "inputs": inputs, "outputs": outputs, "constants": constants}
-    with open_model(path, tf_options) as graph:
+    with open_model(path, tf_options, convertible=has_converter) as graph:
+        refuse_unsupported(graph)  # what the file holds that nothing converts, at every depth, named at once
         theano = theano_notice(graph, flip_theano_kernels)
         if flip_theano_kernels:
             with_flipped_kernels(graph)
@@ -67,7 +69,7 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
 
 def _attach_meta(module: fx.GraphModule, graph: KerasGraph, layout: str,
                  input_shapes: Sequence[Sequence[int | None]] | None, dtype: str | None) -> None:
-    from .converters.registry import custom_converters
+    from .registry import custom_converters
 
     module.tf2torch_meta = {
         "graph": graph.to_json(),
@@ -108,9 +110,9 @@ def load(path: str | os.PathLike) -> fx.GraphModule:
 
 def require_custom_converters(path: str | os.PathLike, used: dict[str, str]) -> None:
     """A ``.pt`` converted with the user's own converters is rebuilt with them: say which to register."""
-    from .converters.registry import converter_for
+    from .registry import lookup
 
-    missing = {name: fn for name, fn in used.items() if converter_for(name) is None}
+    missing = {name: fn for name, fn in used.items() if lookup(name) is None}
     if missing:
         listed = ", ".join(f"{name} (converted by {fn})" for name, fn in missing.items())
         raise UnsupportedLayerError(

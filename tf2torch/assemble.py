@@ -8,12 +8,11 @@ differs between the two is dynamic (None) for the converters.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import operator
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +20,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from . import contract, memory_format, registry, training
 from . import layout as L
-from . import memory_format, training
-from .converters import registry
 from .dtypes import compute_dtype, input_dtype, parse_forced
 from .errors import ConversionError, ModelFileError, Tf2TorchError, UnsupportedLayerError
 from .graph import InputSpec, KerasGraph, Node, TensorRef
@@ -32,12 +30,9 @@ from .naming import TorchNames, legal_segment
 from .nn.inplace import KerasGraphModule
 from .nn.reshaping import flat_channels_first_to_keras
 from .shapes import predicted_output
+from .stand_ins import DYNAMIC_SIZES, EXAMPLE_BATCH, skip_random_init
 from .tensor_state import TensorState, example
 
-EXAMPLE_BATCH = 2
-# Stand-in sizes for the dimensions a model leaves open, tried in turn until every layer accepts them: two
-# sizes of different parity, then multiples of 64 (U-Nets), then long sequences (a crop of thousands).
-DYNAMIC_SIZES = ((64, 67), (64, 128), (1024, 2048), (16384, 32768))
 MAX_EXAMPLE_ELEMENTS = 1 << 26  # per example input (256 MiB of float32): shapes are found by running examples
 NO_OP_INPUT = "InputLayer"
 
@@ -52,25 +47,6 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     current.add_module(leaf, module)
 
 
-RANDOM_INITS = ("uniform_", "normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_",
-                "trunc_normal_", "orthogonal_")
-
-
-@contextlib.contextmanager
-def skip_random_init() -> Iterator[None]:
-    """Torch modules fill new weights with random numbers that every converter overwrites with Keras's weights;
-    skipping that saves time and keeps the throw-away pages from ever becoming resident. Constant inits
-    (``ones_``, ``zeros_``) still run: a converter may rely on them (BatchNorm without ``scale``)."""
-    saved = {name: getattr(nn.init, name) for name in RANDOM_INITS}
-    try:
-        for name in RANDOM_INITS:
-            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(nn.init, name, fn)
-
-
 def check_supported(graph: KerasGraph) -> None:
     """Every layer without a converter, reported at once, before anything is built."""
     missing, reasons = [], {}
@@ -81,7 +57,7 @@ def check_supported(graph: KerasGraph) -> None:
             missing.append((key, layer.class_name))
             reasons[key] = ("stores Python bytecode, which tf2torch never executes; replace the Lambda with a "
                             "built-in layer or register a converter for it")
-        elif registry.converter_for(layer.class_name) is None:
+        elif registry.lookup(layer.class_name) is None:
             missing.append((key, layer.class_name))
             reason = registry.refusal_reason(layer.class_name)  # a user's class named like a Keras layer
             if reason is not None:
@@ -97,7 +73,7 @@ class BuiltCall:
     signature: tuple[Any, ...]
     path: str
     module: nn.Module
-    converted: registry.Converted
+    converted: contract.Converted
 
 
 class StandInSizeError(Tf2TorchError):
@@ -269,21 +245,7 @@ class Assembler:
         fx_kwargs = {k: ([m.fx_node if m is not None else None for m in s] if isinstance(s, list) else s.fx_node)
                      for k, s in tensor_kwargs.items()}
         fx_node = self.fx.call_module(path, tuple(s.fx_node for s in inputs), fx_kwargs)
-        variants = len(inputs[0].examples) if inputs else 1
-        outs = []
-        with torch.no_grad():
-            for v in range(variants):
-                args = [example(s, v) for s in inputs]
-                kwargs = {k: ([example(m, v) if m is not None else None for m in s] if isinstance(s, list)
-                              else example(s, v)) for k, s in tensor_kwargs.items()}
-                try:
-                    out = predicted_output(module, args, kwargs)  # torch's own conv/elementwise: no need to run
-                    out = module(*args, **kwargs) if out is None else out
-                except Exception as exc:  # a converter bug or a config we misread: name the layer
-                    raise ConversionError(node.layer, layer.class_name,
-                                          f"the converted module failed on inputs of shape "
-                                          f"{[tuple(a.shape) for a in args]}: {exc}") from exc
-                outs.append(out)
+        outs = self.run_examples(node, layer.class_name, module, inputs, tensor_kwargs)
         multi = isinstance(outs[0], (tuple, list))
         n_out = len(outs[0]) if multi else 1
         layouts = converted.output_layouts
@@ -306,6 +268,26 @@ class Assembler:
         else:
             self.states[TensorRef(node.id, 0)] = TensorState(fx_node, layouts[0], [p[0] for p in per_output],
                                                              masks[0])
+
+    def run_examples(self, node: Node, class_name: str, module: nn.Module, inputs: list[TensorState],
+                     tensor_kwargs: dict[str, Any]) -> list[Any]:
+        """The converted module's outputs on the example values of its inputs, one per stand-in size."""
+        variants = len(inputs[0].examples) if inputs else 1
+        outs = []
+        with torch.no_grad():
+            for v in range(variants):
+                args = [example(s, v) for s in inputs]
+                kwargs = {k: ([example(m, v) if m is not None else None for m in s] if isinstance(s, list)
+                              else example(s, v)) for k, s in tensor_kwargs.items()}
+                try:
+                    out = predicted_output(module, args, kwargs)  # torch's own conv/elementwise: no need to run
+                    out = module(*args, **kwargs) if out is None else out
+                except Exception as exc:  # a converter bug or a config we misread: name the layer
+                    raise ConversionError(node.layer, class_name,
+                                          f"the converted module failed on inputs of shape "
+                                          f"{[tuple(a.shape) for a in args]}: {exc}") from exc
+                outs.append(out)
+        return outs
 
     def cast(self, state: TensorState, dtype: torch.dtype) -> TensorState:
         """``state`` in ``dtype`` when it is a floating tensor of another float dtype (Keras's autocast)."""
@@ -333,18 +315,19 @@ class Assembler:
             loads[id(weight)] += 1
             return self.graph.load_weight(weight, lazy=lazy)
 
-        spec = registry.LayerSpec(
+        spec = contract.LayerSpec(
             name=node.layer, class_name=layer.class_name, config=layer.config,
             input_shapes=[s.keras_shape for s in inputs], input_layouts=[s.layout for s in inputs],
             input_dtypes=[s.examples[0].dtype for s in inputs], keras_version=self.graph.keras_version,
             weight_handles=layer.weights, call_kwargs=node.kwargs,
-            tensor_kwarg_names=list(node.tensor_kwargs), _load=load, input_examples=[s.examples for s in inputs])
-        fn = registry.converter_for(layer.class_name)
+            tensor_kwarg_names=list(node.tensor_kwargs), _load=load, input_examples=[s.examples for s in inputs],
+            assemble_subgraph=assemble_subgraph)
+        fn = registry.lookup(layer.class_name)
         assert fn is not None
-        with skip_random_init(), registry.weight_dtype(dtype or torch.float32), \
-                registry.conv_weights_channels_last(bool(self.image_inputs)):
+        with skip_random_init(), contract.weight_dtype(dtype or torch.float32), \
+                contract.conv_weights_channels_last(bool(self.image_inputs)):
             try:
-                converted = registry.run_converter(fn, spec)
+                converted = registry.convert(fn, spec)
             except Tf2TorchError:
                 raise
             except Exception as exc:  # a config or weight the converter cannot take: name the layer
@@ -501,6 +484,34 @@ def check_layout_of_given_shape(name: str, given: tuple[int | None, ...], declar
         raise Tf2TorchError(f"input {name}: --input-shape {','.join(map(str, given))} is a permutation of the "
                             f"model's shape {','.join('?' if d is None else str(d) for d in declared)}; the flag "
                             f"takes Keras's layout (channels last, e.g. H,W,C), not PyTorch's: --input-shape {wanted}")
+
+
+class SubgraphAssembler(Assembler):
+    """A sub-graph's assembler: its inputs are the values given (per input, one per stand-in size, in TF's
+    layout), not example tensors made from input specs; everything else is the model's own assembly."""
+
+    def __init__(self, graph: KerasGraph, examples: list[list[torch.Tensor]]):
+        super().__init__(graph, "keras")
+        self.examples = examples
+
+    def add_inputs(self) -> None:
+        count = max((len(e) for e in self.examples), default=1)  # every input at every stand-in size
+        for ref, values in zip(self.graph.inputs, self.examples):
+            value = list(values) + [values[-1]] * (count - len(values))
+            layer = self.graph.node(ref.node).layer
+            self.input_names.append(layer)
+            node = self.fx.placeholder(self.names.unique("<inputs>", legal_segment(layer)))
+            node.meta["tf2torch"] = {"keras_node": ref.node, "layer": layer, "class_name": "InputLayer",
+                                     "layouts": [L.KERAS]}
+            self.states[ref] = TensorState(node, L.KERAS, list(value))
+
+
+def assemble_subgraph(graph: KerasGraph, examples: list[list[torch.Tensor]]) -> fx.GraphModule:
+    """An IR sub-graph (a TF loop's ``cond`` or ``body``, a Keras layer's traced call function) built on the
+    values its inputs take (``examples``: per input, its value at each stand-in size, in TF's layout; a
+    dimension that differs is open for its converters too). Converters reach it as
+    ``LayerSpec.assemble_subgraph``, so they never import the assembler (issue #21)."""
+    return SubgraphAssembler(graph, examples).build()
 
 
 def assemble(graph: KerasGraph, layout: str = "channels_first",

@@ -423,6 +423,7 @@ def inspect(source: str, signature: str | None, tf_inputs: tuple[str, ...], tf_o
     from . import api  # noqa: F401  (registers the converters)
     from .converters import registry
     from .readers import file_kind, open_model
+    from .support import has_converter, refuse_unsupported
 
     tf_options = tf_options_from(signature, tf_inputs, tf_outputs, constants)
     if file_kind(source) in ("savedmodel", "checkpoint", "graphdef"):
@@ -430,7 +431,8 @@ def inspect(source: str, signature: str | None, tf_inputs: tuple[str, ...], tf_o
 
         for row in list_placeholders(source, tf_options):
             click.echo(row)
-    with open_model(source, tf_options) as graph:
+    with open_model(source, tf_options, convertible=has_converter) as graph:
+        refuse_unsupported(graph)  # the refusals reading made before the support pass moved out of the readers
         written_by = (f"TensorFlow {graph.keras_version[3:]} graph" if graph.keras_version.startswith("tf-")
                       else f"Keras {graph.keras_version}")
         if graph.trained_with:
@@ -464,9 +466,8 @@ main.add_command(transfer_command)
 @main.command()
 def layers() -> None:
     """List the Keras layer classes tf2torch converts."""
-    from . import converters  # noqa: F401
-    from .converters import registry
+    from . import registry
 
-    for name in sorted(registry.CONVERTERS):
-        fn = registry.CONVERTERS[name]
+    for name in registry.spellings("keras"):
+        fn = registry.lookup(name)
         click.echo(f"{name:<32} {fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}")

@@ -1,18 +1,28 @@
-"""The graph IR between readers and converters: plain, JSON-able data.
+"""The graph IR between readers and converters: plain, declared, JSON-able data.
 
 A ``KerasGraph`` holds each Keras layer once (config and weight handles) and each *call* of a layer as a
 ``Node``. Nested models are flattened: their layers are keyed ``outer/inner`` and their calls expanded in
 place, so a shared layer is one ``Layer`` with several ``Node``s.
+
+Every field is declared (the classes have ``__slots__``: setting an undeclared attribute raises
+``AttributeError``, where readers once hung ``_loader``, ``object_paths`` and ``unsupported`` on ``__dict__``,
+issue #21), and ``KerasGraph.from_json(g.to_json()) == g`` for every field (weights by reference, not values;
+``to_json`` dropped ``output_names`` and ``containers`` once, issue #14/#20). Weight values come from one declared
+``weight_source`` (a ``WeightSource``), never from a patched attribute.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+# The class of a Keras layer converted from its traced call function (a Keras SavedModel layer without a
+# converter): ``readers/savedmodel_traced.py`` writes it, ``ops/tf_control.py`` converts it.
+TRACED_LAYER = "tf.traced>KerasLayer"
 
 
 def keras_major(keras_version: str) -> int:
@@ -44,7 +54,43 @@ class StoredArray(Protocol):
     def __getitem__(self, rows: slice) -> np.ndarray: ...
 
 
-@dataclass
+class WeightSource(Protocol):
+    """Where a graph's weight values come from: ``load(weight)`` → a ``StoredArray`` (not read yet, or an
+    np.ndarray). Readers set one on ``KerasGraph.weight_source``; ``Overrides`` composes two, a wrapper
+    (``theano_kernels``) transforms one, instead of patching a loader attribute (issue #21)."""
+
+    def load(self, weight: Weight) -> StoredArray: ...
+
+
+@dataclass(frozen=True)
+class WeightFunction:
+    """A ``WeightSource`` over a function of the weight handle (an open file's dataset reader, a checkpoint's
+    ``get_tensor``)."""
+
+    read: Callable[[Weight], StoredArray]
+
+    def load(self, weight: Weight) -> StoredArray:
+        return self.read(weight)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """A ``WeightSource`` that reads the weights whose ``key`` it names its own way (a loop body's or a traced
+    function's weights, read through their sub-graph) and every other weight from ``fallback``."""
+
+    by_key: Mapping[str, Callable[[], StoredArray]]
+    fallback: WeightSource | None = None
+
+    def load(self, weight: Weight) -> StoredArray:
+        read = self.by_key.get(weight.key)
+        if read is not None:
+            return read()
+        if self.fallback is None:
+            raise KeyError(f"no stored values for weight {weight.key!r}")
+        return self.fallback.load(weight)
+
+
+@dataclass(slots=True)
 class Weight:
     """A stored weight: its path relative to the layer (``kernel``, ``vars/0``, ``cell/vars/1``) and its shape.
 
@@ -60,7 +106,7 @@ class Weight:
     offset: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Layer:
     name: str
     class_name: str
@@ -68,7 +114,7 @@ class Layer:
     weights: list[Weight] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     """One call of a layer: positional tensor inputs, tensor keyword inputs (``mask``, ``initial_state``: one
     tensor or a list) and constant kwargs."""
@@ -87,7 +133,7 @@ class Node:
         return refs
 
 
-@dataclass
+@dataclass(slots=True)
 class InputSpec:
     """A model input: Keras shape without the batch axis (None where dynamic) and dtype."""
 
@@ -97,7 +143,7 @@ class InputSpec:
     declared: bool = True  # False: the config names no shape (a Keras 2.2 Sequential); --input-shape gives it
 
 
-@dataclass
+@dataclass(slots=True)
 class KerasGraph:
     name: str
     layers: dict[str, Layer]
@@ -110,7 +156,10 @@ class KerasGraph:
     output_names: list[str] = field(default_factory=list)
     containers: list[str] | None = None  # layer-key prefixes that are nested models (None: every "/" nests)
     trained_with: str | None = None  # the Keras backend an .h5 file names (``theano`` flips convolutions)
-    _loader: Callable[[Weight], StoredArray] | None = field(default=None, repr=False, compare=False)
+    object_paths: dict[str, str] = field(default_factory=dict)  # SavedModel: layer key → its object (root.layer-2)
+    # Not part of the IR's value: where the weight values come from (None: zeros) and the node index (a cache).
+    weight_source: WeightSource | None = field(default=None, repr=False, compare=False)
+    _index: tuple[Any, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def keras_major(self) -> int:
@@ -119,24 +168,25 @@ class KerasGraph:
     def load_weight(self, weight: Weight, lazy: bool = False) -> Any:
         """Read one weight array from the file (nothing is cached: peak memory stays near one copy);
         ``lazy=True``: a ``StoredArray`` its reader may not have read yet, for the caller to read in blocks."""
-        if self._loader is None:
+        if self.weight_source is None:
             return np.zeros(weight.shape, dtype=weight.dtype)
-        stored = self._loader(weight)
+        stored = self.weight_source.load(weight)
         return stored if lazy else np.asarray(stored)
 
     def node(self, node_id: str) -> Node:
         """A node by id; the index is built once per node list (a per-call scan made many inputs quadratic)."""
-        cached = self.__dict__.get("_by_id")
+        cached = self._index
         if cached is None or cached[0] is not self.nodes or cached[1] != len(self.nodes):
             cached = (self.nodes, len(self.nodes), self._nodes_by_id())
-            self.__dict__["_by_id"] = cached
+            self._index = cached
         return cached[2][node_id]
 
     def _nodes_by_id(self) -> dict[str, Node]:
         return {n.id: n for n in self.nodes}
 
     def to_json(self) -> dict[str, Any]:
-        """Everything but the weight values: enough to rebuild the module structure. ``output_names`` and
+        """Every field but the weight values (weights by reference: key and file offset), as JSON-native data
+        (lists, not tuples), so ``from_json(json.loads(json.dumps(g.to_json()))) == g``. ``output_names`` and
         ``containers`` travel too: without them a loaded module named its outputs ``output_i`` and read every
         ``/`` in a layer name as nesting (tf_keras MobileNetV3's ``expanded_conv/depthwise/pad`` became a child of
         the ``expanded_conv/depthwise`` Conv2d: ``'Conv2d' object has no attribute 'pad'``, issue #20)."""
@@ -148,8 +198,8 @@ class KerasGraph:
         return {
             "name": self.name,
             "layers": {k: {"name": v.name, "class_name": v.class_name, "config": copy.deepcopy(v.config),
-                           "weights": [{"name": w.name, "shape": tuple(w.shape), "dtype": w.dtype, "key": w.key}
-                                       for w in v.weights]}
+                           "weights": [{"name": w.name, "shape": list(w.shape), "dtype": w.dtype, "key": w.key,
+                                        "offset": w.offset} for w in v.weights]}
                        for k, v in self.layers.items()},
             "nodes": [{"id": n.id, "layer": n.layer, "inputs": [ref(r) for r in n.inputs],
                        "tensor_kwargs": {k: ([ref(x) for x in r] if isinstance(r, list) else ref(r))
@@ -158,22 +208,27 @@ class KerasGraph:
                       for n in self.nodes],
             "inputs": [ref(r) for r in self.inputs],
             "outputs": [ref(r) for r in self.outputs],
-            "input_specs": [{"name": s.name, "shape": tuple(s.shape), "dtype": s.dtype} for s in self.input_specs],
+            "input_specs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype, "declared": s.declared}
+                            for s in self.input_specs],
             "keras_version": self.keras_version,
             "source_format": self.source_format,
             "trained_with": self.trained_with,
             "output_names": list(self.output_names),
             "containers": None if self.containers is None else list(self.containers),
+            "object_paths": dict(self.object_paths),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "KerasGraph":
+        """The graph ``to_json`` wrote (keys added since are optional, so older ``.pt`` files load); a value of
+        the wrong type is a ``TypeError`` (the caller names the damaged file)."""
         def ref(r: dict[str, Any]) -> TensorRef:
             return TensorRef(r["node"], r["index"])
 
         layers = {
             k: Layer(v["name"], v["class_name"], v["config"],
-                     [Weight(w["name"], tuple(w["shape"]), w["dtype"], w["key"]) for w in v["weights"]])
+                     [Weight(w["name"], tuple(w["shape"]), w["dtype"], w["key"], _offset(w.get("offset")))
+                      for w in v["weights"]])
             for k, v in data["layers"].items()
         }
         nodes = [
@@ -182,16 +237,45 @@ class KerasGraph:
                  n["kwargs"])
             for n in data["nodes"]
         ]
-        output_names, containers = data.get("output_names") or [], data.get("containers")
-        if not (isinstance(output_names, list) and all(isinstance(n, str) for n in output_names)):
-            raise TypeError(f"output_names {output_names!r} are not a list of names")
-        if containers is not None and not (isinstance(containers, list)
-                                           and all(isinstance(c, str) for c in containers)):
-            raise TypeError(f"containers {containers!r} are not a list of layer keys")
+        specs = [InputSpec(s["name"], tuple(s["shape"]), s["dtype"], _flag(s.get("declared", True)))
+                 for s in data["input_specs"]]
         return cls(
             name=data["name"], layers=layers, nodes=nodes,
-            inputs=[ref(r) for r in data["inputs"]], outputs=[ref(r) for r in data["outputs"]],
-            input_specs=[InputSpec(s["name"], tuple(s["shape"]), s["dtype"]) for s in data["input_specs"]],
+            inputs=[ref(r) for r in data["inputs"]], outputs=[ref(r) for r in data["outputs"]], input_specs=specs,
             keras_version=data["keras_version"], source_format=data["source_format"],
-            output_names=list(output_names), containers=containers, trained_with=data.get("trained_with"),
+            trained_with=data.get("trained_with"), **_optional_fields(data),
         )
+
+
+def _offset(value: Any) -> int | None:
+    if value is not None and not (type(value) is int and value >= 0):
+        raise TypeError(f"weight offset {value!r} is not a byte position")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{value!r} is not true or false")
+    return value
+
+
+def _names(value: Any, what: str, of: str = "names") -> list[str]:
+    if not (isinstance(value, list) and all(isinstance(n, str) for n in value)):
+        raise TypeError(f"{what} {value!r} are not a list of {of}")
+    return list(value)
+
+
+def _text_map(value: Any, what: str) -> dict[str, str]:
+    if not (isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
+        raise TypeError(f"{what} {value!r} is not a mapping of names")
+    return dict(value)
+
+
+def _optional_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The keys ``to_json`` gained after the first ``.pt`` files were written, checked (files are hostile)."""
+    containers = data.get("containers")
+    return {
+        "output_names": _names(data.get("output_names") or [], "output_names"),
+        "containers": None if containers is None else _names(containers, "containers", "layer keys"),
+        "object_paths": _text_map(data.get("object_paths") or {}, "object_paths"),
+    }

@@ -3,8 +3,9 @@
 A Keras mask is a boolean tensor of its own in the fx graph (``TensorState.mask``), computed beside the values:
 - a layer whose ``call`` takes ``mask`` receives its first input's (``<name>_mask`` for tensor keyword inputs;
   an explicit ``mask=`` in the call wins), or every input's when its converter asks for them ``per_input``;
-- its outputs carry its first input's mask when the layer supports masking (``PROPAGATES_MASK``), the merge of
-  its inputs' masks for merge layers (``merged_mask``), or what its converter says (``Converted.output_mask``: a
+- its outputs carry its first input's mask when the layer supports masking (``mask="propagate"`` declared with
+  its converter), the merge of its inputs' masks for merge layers (``"merge"``, ``"merge_axis"``:
+  ``merged_mask``), or what its converter returns (``Converted.output_mask``: a
   policy, a module computing the mask, or one policy per output); every other layer drops it.
 Build time: the assembler asks, these rules answer with fx nodes and example values.
 """
@@ -19,22 +20,11 @@ import torch.fx as fx
 from torch import nn
 
 from . import layout as L
-from .converters import registry
+from . import registry
+from .contract import Converted
 from .graph import Layer, Node
 from .nn.merge import join_masks
 from .tensor_state import TensorState, example
-
-# Layers whose output carries their first input's mask on (``supports_masking = True`` in
-# [K3] keras/src/layers and [TFK] tf_keras/src/layers); every other layer drops it unless its converter
-# says otherwise (``Converted.output_mask``).
-PROPAGATES_MASK = frozenset({
-    "Activation", "ActivityRegularization", "AlphaDropout", "BatchNormalization", "Dense", "Dropout",
-    "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "ELU", "GaussianDropout", "GaussianNoise",
-    "GroupNormalization", "Identity", "LayerNormalization", "LeakyReLU", "Normalization", "PReLU", "ReLU",
-    "TimeDistributed",
-    "Rescaling", "Softmax", "ThresholdedReLU", "UnitNormalization",
-})
-MERGES_MASKS = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate"})
 
 
 class MaskRules:
@@ -46,7 +36,7 @@ class MaskRules:
         self.fx, self.layers, self.keras_major, self.add_module = fx_graph, layers, keras_major, add_module
         self.mask_modules: dict[str, str] = {}
 
-    def call_kwargs(self, converted: registry.Converted, input_masks: list[TensorState | None],
+    def call_kwargs(self, converted: Converted, input_masks: list[TensorState | None],
                     tensor_kwargs: dict[str, Any]) -> dict[str, Any]:
         """Keras hands a layer whose ``call`` takes ``mask`` the mask of its first input (and ``<name>_mask``
         for tensor keyword inputs); an explicit ``mask=`` in the call wins ([K3] ``layers/layer.py``)."""
@@ -64,7 +54,7 @@ class MaskRules:
             return {}
         return {"mask": input_masks[0]}
 
-    def output_masks(self, node: Node, class_name: str, converted: registry.Converted, inputs: list[TensorState],
+    def output_masks(self, node: Node, class_name: str, converted: Converted, inputs: list[TensorState],
                      input_masks: list[TensorState | None],
                      tensor_kwargs: dict[str, Any]) -> list[TensorState | None]:
         """The masks of a call's outputs: per output from a converter's list (``"propagate"`` passes the first
@@ -74,17 +64,16 @@ class MaskRules:
             return [first if policy == "propagate" else None for policy in converted.output_mask]
         return [self.output_mask(node, class_name, converted, inputs, input_masks, tensor_kwargs)]
 
-    def output_mask(self, node: Node, class_name: str, converted: registry.Converted, inputs: list[TensorState],
+    def output_mask(self, node: Node, class_name: str, converted: Converted, inputs: list[TensorState],
                     input_masks: list[TensorState | None], tensor_kwargs: dict[str, Any]) -> TensorState | None:
         policy = converted.output_mask
-        if policy is None:
-            policy = ("propagate" if class_name in PROPAGATES_MASK else
-                      "merge" if class_name in MERGES_MASKS else "none")
+        if policy is None:  # the Keras class's own policy, declared with its converter
+            policy = registry.facts(class_name).mask or "none"
         explicit = tensor_kwargs.get("mask")
         if policy == "propagate":
             return explicit if isinstance(explicit, TensorState) else (input_masks[0] if input_masks else None)
-        if policy == "merge":
-            return self.merged_mask(node, inputs, input_masks)
+        if policy in ("merge", "merge_axis"):
+            return self.merged_mask(node, inputs, input_masks, along_axis=policy == "merge_axis")
         if isinstance(policy, nn.Module):
             if node.layer not in self.mask_modules:
                 self.mask_modules[node.layer] = self.add_module(node.layer, policy.eval())
@@ -96,8 +85,8 @@ class MaskRules:
             return TensorState(fx_mask, L.KERAS, examples)
         return None
 
-    def merged_mask(self, node: Node, inputs: list[TensorState],
-                    input_masks: list[TensorState | None]) -> TensorState | None:
+    def merged_mask(self, node: Node, inputs: list[TensorState], input_masks: list[TensorState | None],
+                    along_axis: bool = False) -> TensorState | None:
         """The mask of a merge layer. [K3] ``merging/base_merge.py``: no mask if any input lacks one, else the
         OR; [TFK]: the AND of the masks present. Concatenate along a non-feature axis joins the masks along that
         axis, an unmasked input counting as all True ([K3]/[TFK] ``merging/concatenate.py``)."""
@@ -105,7 +94,7 @@ class MaskRules:
             return None
         layer = self.layers[node.layer]
         rank = inputs[0].examples[0].dim()
-        axis = int(layer.config.get("axis", -1)) % rank if layer.class_name == "Concatenate" else rank - 1
+        axis = int(layer.config.get("axis", -1)) % rank if along_axis else rank - 1
         if axis not in (0, rank - 1):
             if any(s.layout != L.KERAS for s in inputs):
                 return None

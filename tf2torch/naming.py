@@ -10,23 +10,45 @@ free of those attributes; the Keras name of every submodule stays in the convert
 
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 from collections.abc import Iterable
+from typing import Any
 
-import torch.fx as fx
-from torch import nn
+
+@functools.lru_cache(maxsize=4096)
+def to_snake_case(name: str) -> str:
+    """Keras's ``naming.to_snake_case``: the key a class gets in a ``.keras`` weights file (the readers name
+    weights with it, the recurrent converters a cell's key)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def _attributes() -> set[str]:
-    """Every attribute of an ``fx.GraphModule`` and an ``nn.Sequential``, class and instance (``training``)."""
+    """Every attribute of an ``fx.GraphModule`` and an ``nn.Sequential``, class and instance (``training``).
+    torch is imported here, on first use: the readers import this module for ``to_snake_case``, and the
+    watchdog forks its reader before the command line imports torch."""
+    import torch.fx as fx
+    from torch import nn
+
     graph = fx.Graph()
     graph.output(None)
     return set(dir(fx.GraphModule(nn.Module(), graph))) | set(dir(nn.Sequential()))
 
 
-RESERVED = frozenset(_attributes()) | frozenset(keyword.kwlist) | {
-    "self", "torch", "None", "True", "False", "input_names", "output_names", "tf2torch_meta", "tf2torch_notices"}
+@functools.cache
+def reserved() -> frozenset[str]:
+    """Names no segment may take: torch's attributes, Python keywords, the converted module's own fields."""
+    return frozenset(_attributes()) | frozenset(keyword.kwlist) | {
+        "self", "torch", "None", "True", "False", "input_names", "output_names", "tf2torch_meta", "tf2torch_notices"}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RESERVED":  # computed on first use (it needs torch)
+        return reserved()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def legal_segment(name: str) -> str:
@@ -38,7 +60,7 @@ def legal_segment(name: str) -> str:
         segment = "layer"
     if segment[0].isdigit():
         segment = "_" + segment
-    while segment in RESERVED:
+    while segment in reserved():
         segment += "_"
     return segment
 

@@ -140,14 +140,14 @@ def tf2onnx_ops() -> dict[str, str]:
 
 def status(op: str) -> tuple[str, str]:
     """(kind, text): kind is ``converted``, ``walker``, ``refused`` or ``n/a``."""
-    from .converters.registry import converter_for, describe_converter
+    from .registry import describe, lookup
 
     if op in REFUSED:
         return "refused", REFUSED[op][len("refused: "):]
     if op in WALKER:
         return "walker", WALKER[op]
-    if converter_for("tf.raw>" + op) is not None:
-        return "converted", str(describe_converter("tf.raw>" + op))
+    if lookup("tf.raw>" + op) is not None:
+        return "converted", str(describe("tf.raw>" + op))
     for reason, ops in NOT_APPLICABLE.items():
         if op in ops:
             return "n/a", reason
@@ -156,10 +156,9 @@ def status(op: str) -> tuple[str, str]:
 
 def raw_ops_converted() -> list[str]:
     """Every TF op with a registered ``tf.raw>`` converter."""
-    from . import ops  # noqa: F401  (registers the raw-op converters)
-    from .converters.registry import CONVERTERS
+    from .registry import spellings
 
-    return sorted(name[len("tf.raw>"):] for name in CONVERTERS if name.startswith("tf.raw>"))
+    return sorted(name[len("tf.raw>"):] for name in spellings("tf") if name.startswith("tf.raw>"))
 
 
 def render() -> str:

@@ -19,12 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from . import registry
 from .errors import Tf2TorchError
-from .graph import KerasGraph, Weight
-
-# keras 2.3.1 saving.py ``conv_layers``, with the Keras 1 spellings Keras 2 still read
-FLIPPED_CLASSES = frozenset({"Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "ConvLSTM2D", "Convolution1D",
-                             "Convolution2D", "Convolution3D", "Deconvolution2D"})
+from .graph import KerasGraph, Weight, WeightFunction
 
 
 def flip_kernel(kernel: np.ndarray) -> np.ndarray:
@@ -40,10 +37,15 @@ def short_name(name: str) -> str:
     return name.split("/")[-1].split(":")[0]
 
 
-def _class_of(layer_class: str, config: dict[str, Any]) -> str:
-    """The class whose kernel it is: a TimeDistributed wrapper's inner layer, or the layer's own."""
-    inner = config.get("layer") if layer_class == "TimeDistributed" else None
-    return str(inner.get("class_name")) if isinstance(inner, dict) else layer_class
+def flipped_kinds(layer_class: str, config: dict[str, Any]) -> tuple[str, ...]:
+    """The kinds of weight Keras 2.3 flipped in a layer of ``layer_class`` (keras 2.3.1 saving.py
+    ``conv_layers``, with the Keras 1 spellings Keras 2 still read), as its converter declares them
+    (``theano_flip``); a wrapper declaring ``"inner"`` (TimeDistributed) flips what its inner layer would."""
+    flip = registry.facts(layer_class).theano_flip
+    if flip == "inner":
+        inner = config.get("layer")
+        return flipped_kinds(str(inner.get("class_name")), inner.get("config") or {}) if isinstance(inner, dict) else ()
+    return tuple(flip)
 
 
 def flipped_weights(graph: KerasGraph) -> list[tuple[str, Weight]]:
@@ -51,13 +53,8 @@ def flipped_weights(graph: KerasGraph) -> list[tuple[str, Weight]]:
     ``weights[0]``), and a ConvLSTM2D's ``recurrent_kernel`` (``weights[1]``)."""
     found = []
     for key, layer in graph.layers.items():
-        if _class_of(layer.class_name, layer.config) not in FLIPPED_CLASSES:
-            continue
-        for weight in layer.weights:
-            kind = short_name(weight.name)
-            if kind == "kernel" or (kind == "recurrent_kernel" and "ConvLSTM" in _class_of(layer.class_name,
-                                                                                          layer.config)):
-                found.append((key, weight))
+        kinds = flipped_kinds(layer.class_name, layer.config)
+        found += [(key, weight) for weight in layer.weights if kinds and short_name(weight.name) in kinds]
     return found
 
 
@@ -84,12 +81,12 @@ def theano_notice(graph: KerasGraph, flip: bool) -> str | None:
 def with_flipped_kernels(graph: KerasGraph) -> None:
     """Make ``graph.load_weight`` return the Theano kernels flipped (the file is not changed)."""
     targets = {id(weight) for _, weight in flipped_weights(graph)}
-    inner = graph._loader
+    inner = graph.weight_source
     if inner is None or not targets:
         return
 
     def load(weight: Weight) -> Any:
-        stored = inner(weight)
+        stored = inner.load(weight)
         return flip_kernel(np.asarray(stored)) if id(weight) in targets else stored
 
-    graph._loader = load
+    graph.weight_source = WeightFunction(load)

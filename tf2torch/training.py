@@ -23,32 +23,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import fx, nn
 
+from . import registry
 from .errors import ConversionError
 
 if TYPE_CHECKING:
     from .graph import KerasGraph
 
 PENALTY_CLASSES = {"L1": ("l1",), "L2": ("l2",), "L1L2": ("l1", "l2")}
-CONV_CLASSES = ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
-                "Convolution1D", "Convolution2D", "Convolution3D", "Convolution2DTranspose")
-# Keras class → {regularizer key: the (dotted) endings of the torch parameter names it applies to}.
-KERNEL_AND_BIAS = {"kernel_regularizer": ("weight",), "bias_regularizer": ("bias",)}
-RECURRENT = {"kernel_regularizer": ("weight_ih_l0", "weight_ih"),
-             "recurrent_regularizer": ("weight_hh_l0", "weight_hh"),
-             "bias_regularizer": ("bias_ih_l0", "bias_hh_l0", "bias_ih", "bias_hh")}
-NORMALIZATION = {"gamma_regularizer": ("weight",), "beta_regularizer": ("bias",)}
-WEIGHT_PARAMETERS: dict[str, dict[str, tuple[str, ...]]] = {
-    "Dense": KERNEL_AND_BIAS, **{c: KERNEL_AND_BIAS for c in CONV_CLASSES},
-    "Embedding": {"embeddings_regularizer": ("weight",)},
-    **{c: {"depthwise_regularizer": ("weight",), "bias_regularizer": ("bias",)}
-       for c in ("DepthwiseConv1D", "DepthwiseConv2D")},
-    **{c: {"depthwise_regularizer": ("depthwise.weight",), "pointwise_regularizer": ("pointwise.weight",),
-           "bias_regularizer": ("bias",)} for c in ("SeparableConv1D", "SeparableConv2D")},
-    "LSTM": RECURRENT, "GRU": RECURRENT, "SimpleRNN": RECURRENT, "CuDNNLSTM": RECURRENT, "CuDNNGRU": RECURRENT,
-    "BatchNormalization": NORMALIZATION, "LayerNormalization": NORMALIZATION, "GroupNormalization": NORMALIZATION,
-}
-# A mapping that needs exactly one parameter (a single kernel or bias); recurrent biases may be two.
-MULTI_PARAMETER_KEYS = {("bias_regularizer", cls) for cls in ("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU")}
 NESTED_KEYS = ("layer", "backward_layer", "cell")
 
 
@@ -107,7 +88,8 @@ def parameters_for(module: nn.Module, endings: tuple[str, ...]) -> list[str]:
 def layer_regularizers(layer: str, class_name: str, config: dict[str, Any], module: nn.Module,
                        keras_major: int) -> LayerRegularizers | None:
     regs = LayerRegularizers(layer, class_name, trainable_only=keras_major >= 3)
-    mapping = WEIGHT_PARAMETERS.get(class_name, {})
+    facts = registry.facts(class_name)  # the regularizers its converter declares, by torch parameter name
+    mapping = facts.regularizers
     present = {"gamma_regularizer": config.get("scale", True), "beta_regularizer": config.get("center", True)}
     for key, value in config.items():
         if not key.endswith("_regularizer") or value is None or key == "activity_regularizer":
@@ -116,13 +98,13 @@ def layer_regularizers(layer: str, class_name: str, config: dict[str, Any], modu
             continue  # gamma/beta that the layer does not have
         factors = penalty_factors(value)
         names = parameters_for(module, mapping[key]) if key in mapping else []
-        single = (key, class_name) not in MULTI_PARAMETER_KEYS
+        single = key not in facts.several_parameters
         if factors is None or not names or (single and len(names) != 1):
             regs.unsupported.append(key)
             continue
         regs.weights += [(name, *factors) for name in names]
     activity = config.get("activity_regularizer")
-    if class_name == "ActivityRegularization":
+    if facts.activity_penalty:
         activity = {"class_name": "L1L2", "config": {"l1": config.get("l1", 0.0), "l2": config.get("l2", 0.0)}}
     if activity is not None:
         regs.activity = penalty_factors(activity)
@@ -194,7 +176,7 @@ def regularization_loss(model: nn.Module) -> torch.Tensor:
         if regs.unsupported:
             raise ConversionError(regs.layer, regs.class_name,
                                   f"{', '.join(regs.unsupported)} is not reproduced by regularization_loss (only "
-                                  f"L1, L2 and L1L2 on {', '.join(sorted(WEIGHT_PARAMETERS))} weights and "
+                                  f"L1, L2 and L1L2 on {', '.join(registry.with_fact('regularizers'))} weights and "
                                   "on layer outputs)")
         for name, l1, l2 in regs.weights:
             parameter = module.get_parameter(name)

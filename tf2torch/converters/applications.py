@@ -34,7 +34,7 @@ def convert_custom_scale_layer(spec: LayerSpec) -> Converted:
     return Converted(ScaledAdd(float(spec.config["scale"])), input_layouts=layout, output_layouts=layout)
 
 
-@converter("StochasticDepth")
+@converter("StochasticDepth", training_sensitive=True)
 def convert_stochastic_depth(spec: LayerSpec) -> Converted:
     """Drops a whole residual branch per sample while training, the identity at inference ([K3]/[TFK]
     ``applications/convnext.py``: ``x / keep * floor(keep + uniform(batch, 1, ...))``, ``keep = 1 - rate``). That

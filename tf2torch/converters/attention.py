@@ -194,7 +194,7 @@ def keras_mha(weights: dict[str, np.ndarray], input_rank: int, key_dim: int, axe
                               style, **options)
 
 
-@converter("MultiHeadAttention", defaults={
+@converter("MultiHeadAttention", training_sensitive=True, defaults={
     "query_shape": NO_EFFECT, "key_shape": NO_EFFECT, "value_shape": NO_EFFECT,  # [TFK] build shapes
     "dropout": NO_EFFECT,  # on the attention probabilities, inactive at inference
     "flash_attention": NO_EFFECT,  # [K3] a kernel choice, same result
@@ -281,7 +281,8 @@ def dense_attention_options(spec: LayerSpec) -> dict[str, Any]:
             "dropout": float(spec.config.get("dropout", 0.0))}
 
 
-@converter("Attention", defaults={"dropout": NO_EFFECT})  # on the attention weights, inactive at inference
+@converter("Attention", training_sensitive=True,
+           defaults={"dropout": NO_EFFECT})  # on the attention weights, inactive at inference
 def convert_attention(spec: LayerSpec) -> Converted:
     """``Attention`` (Luong): ``softmax(q·kᵀ · scale) · v`` with no 1/√d; ``score_mode="concat"`` scores
     ``concat_score_weight · Σ tanh(scale · (q + k))``. Stored weights: ``scale`` then ``concat_score_weight``,
@@ -298,7 +299,7 @@ def convert_attention(spec: LayerSpec) -> Converted:
                      output_mask="propagate")
 
 
-@converter("AdditiveAttention", defaults={"dropout": NO_EFFECT})  # inactive at inference
+@converter("AdditiveAttention", training_sensitive=True, defaults={"dropout": NO_EFFECT})  # inactive at inference
 def convert_additive_attention(spec: LayerSpec) -> Converted:
     """``AdditiveAttention`` (Bahdanau): scores ``Σ scale · tanh(q + k)``; ``scale`` (features,) when
     ``use_scale`` (the default), else 1."""

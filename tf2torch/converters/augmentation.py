@@ -46,13 +46,15 @@ def read_every_key(spec: LayerSpec) -> None:
         spec.config.get(key)
 
 
-@converter(*IDENTITY_AT_INFERENCE)
+# a Random* layer computes something else when called with training=True; the mixing layers are not refused for it
+@converter(*(n for n in IDENTITY_AT_INFERENCE if n.startswith("Random")), training_sensitive=True)
+@converter(*(n for n in IDENTITY_AT_INFERENCE if not n.startswith("Random")))
 def convert_augmentation(spec: LayerSpec) -> Converted:
     read_every_key(spec)
     return Converted(AugmentationAtInference(spec.class_name, compute_dtype(spec)))
 
 
-@converter("RandomCrop")
+@converter("RandomCrop", training_sensitive=True)
 def convert_random_crop(spec: LayerSpec) -> Converted:
     """tf_keras: ``smart_resize`` to (height, width) at inference; Keras 3: the input unchanged."""
     dtype = compute_dtype(spec)

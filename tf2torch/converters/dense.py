@@ -14,10 +14,11 @@ from torch import nn
 from ..layout import KERAS, FlatChannelsFirst
 from ..transforms import BLOCK_BYTES, kernel_to_linear  # noqa: F401  (BLOCK_BYTES: re-exported)
 from .activations import activation_for
-from .registry import Converted, LayerSpec, as_parameter, converter, weight_array_dtype
+from .registry import KERNEL_AND_BIAS, Converted, LayerSpec, as_parameter, converter, weight_array_dtype
 
 
-@converter("Dense", defaults={"lora_rank": None, "lora_alpha": None, "quantization_config": None})
+@converter("Dense", defaults={"lora_rank": None, "lora_alpha": None, "quantization_config": None},
+           mask="propagate", regularizers=KERNEL_AND_BIAS)
 def convert_dense(spec: LayerSpec) -> Converted:
     use_bias = spec.config.get("use_bias", True)
     units = int(spec.config["units"])

@@ -44,7 +44,7 @@ def common_layout(spec: LayerSpec) -> Layout:
     return CHANNELS_FIRST if CHANNELS_FIRST in full else KERAS
 
 
-@converter("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+@converter("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", mask="merge")
 def convert_elementwise_merge(spec: LayerSpec) -> Converted:
     """Elementwise merges with Keras broadcasting: same-rank inputs broadcast as usual ((B,H,W,C) with
     (B,1,1,C)); lower-rank inputs are expanded at axis 1 as in [K3]/[TFK] ``Merge.call``."""
@@ -66,7 +66,7 @@ def convert_elementwise_merge(spec: LayerSpec) -> Converted:
     return Converted(module, input_layouts=wanted, output_layouts=layout)
 
 
-@converter("Concatenate")
+@converter("Concatenate", mask="merge_axis")  # the masks join along the concatenation axis
 def convert_concatenate(spec: LayerSpec) -> Converted:
     """``torch.cat`` along the Keras ``axis`` (default -1) as placed in the common layout: channels of
     channels-first features concatenate along dim 1 with no permute."""

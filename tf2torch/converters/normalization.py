@@ -49,7 +49,7 @@ from ..nn.normalization import (
     RMSNormOnDims,
 )
 from ..transforms import keras_bn_to_torch_params
-from .registry import NO_EFFECT, Converted, LayerSpec, converter, to_tensor
+from .registry import NO_EFFECT, NORMALIZATION_WEIGHTS, Converted, LayerSpec, converter, to_tensor
 
 BATCH_NORM_BY_RANK = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
 KERAS_BATCH_NORM = {nn.BatchNorm1d: KerasBatchNorm1d, nn.BatchNorm2d: KerasBatchNorm2d,
@@ -234,11 +234,16 @@ def broadcast_batch_norm(spec: LayerSpec, axes: list[int], arrays: Sequence[np.n
     return Converted(load_params(module, params))
 
 
-@converter("BatchNormalization", "SyncBatchNormalization", defaults={
+BATCH_NORM_NO_EFFECT = {
     "renorm_clipping": NO_EFFECT, "renorm_momentum": NO_EFFECT,  # renorm trains differently, infers the same
     "synchronized": NO_EFFECT,  # cross-replica batch statistics: training only
     "momentum": NO_EFFECT,  # moving-statistics update: read where train mode is supported
-})
+}
+
+
+@converter("BatchNormalization", defaults=BATCH_NORM_NO_EFFECT, training_sensitive=True, mask="propagate",
+           regularizers=NORMALIZATION_WEIGHTS)
+@converter("SyncBatchNormalization", defaults=BATCH_NORM_NO_EFFECT, training_sensitive=True)
 def convert_batch_normalization(spec: LayerSpec) -> Converted:
     """Inference batch normalization with the moving statistics (renorm too: trap (b) of the semantics doc).
     One axis → ``nn.BatchNorm{1,2,3}d`` when it lands on dim 1, else ``BatchNormOnAxis``; tf.keras axis lists →
@@ -275,7 +280,7 @@ def layer_norm_module(dims: list[int], shape: tuple[int, ...], eps: float, scale
     return nn.LayerNorm(normalized, eps=eps, elementwise_affine=scale or center, bias=center)
 
 
-@converter("LayerNormalization")
+@converter("LayerNormalization", mask="propagate", regularizers=NORMALIZATION_WEIGHTS)
 def convert_layer_normalization(spec: LayerSpec) -> Converted:
     """``nn.LayerNorm`` when the normalized axes are the trailing dims of the tensor as held (axis=-1 on
     Keras-layout tensors, [1,2,3] on channels-first ones), else ``LayerNormOnDims`` (which also does [K3]'s
@@ -319,7 +324,7 @@ def convert_rms_normalization(spec: LayerSpec) -> Converted:
     return Converted(load_params(module, {"weight": weight}), input_layouts=wanted)
 
 
-@converter("UnitNormalization")
+@converter("UnitNormalization", mask="propagate")
 def convert_unit_normalization(spec: LayerSpec) -> Converted:
     """``x / max(‖x‖₂, floor)`` over the axes; the floor depends on the Keras that wrote the file
     ([K3] ``ops.normalize(epsilon=1e-12)``, [TFK] ``tf.linalg.l2_normalize``)."""
@@ -331,7 +336,7 @@ def convert_unit_normalization(spec: LayerSpec) -> Converted:
 
 
 # -- GroupNormalization --------------------------------------------------------------------------------------
-@converter("GroupNormalization")
+@converter("GroupNormalization", mask="propagate", regularizers=NORMALIZATION_WEIGHTS)
 def convert_group_normalization(spec: LayerSpec) -> Converted:
     """Contiguous channel groups in both ([K3]/[TFK] reshape (..., C) → (..., G, C/G)); ``groups=-1`` is one
     group per channel. ``nn.GroupNorm`` when the channel axis is dim 1 as held, else ``GroupNormOnAxis``."""

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..layout import KERAS
+from ..naming import to_snake_case
 from ..nn.recurrent import (
     KerasBidirectional,
     KerasConvLSTMCell,
@@ -28,11 +29,10 @@ from ..nn.recurrent import (
     KerasSimpleRNNCell,
     KerasStackedRNN,
 )
-from ..readers.config import to_snake_case
 from ..transforms import input_and_recurrent_bias, keras_gru_gates_to_torch, keras_gru_to_torch, keras_lstm_to_torch
 from .activations import activation_module
 from .conv import CONV_BY_RANK, hwio_to_oihw, sequence, strided_conv
-from .registry import NO_EFFECT, Converted, LayerSpec, converter, to_tensor
+from .registry import NO_EFFECT, RECURRENT_WEIGHTS, Converted, LayerSpec, converter, to_tensor
 
 
 def set_parameters(module: nn.Module, **arrays: np.ndarray | None) -> None:
@@ -226,8 +226,10 @@ RNN_NO_EFFECT = {
 }
 
 
-@converter("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
-           defaults=RNN_NO_EFFECT)
+@converter("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU", defaults=RNN_NO_EFFECT, training_sensitive=True,
+           regularizers=RECURRENT_WEIGHTS, several_parameters=frozenset({"bias_regularizer"}))  # two torch biases
+@converter("ConvLSTM2D", defaults=RNN_NO_EFFECT, training_sensitive=True, theano_flip=("kernel", "recurrent_kernel"))
+@converter("ConvLSTM1D", "ConvLSTM3D", defaults=RNN_NO_EFFECT, training_sensitive=True)
 def convert_recurrent(spec: LayerSpec) -> Converted:
     """A real ``nn.LSTM``/``nn.GRU``/``nn.RNN`` where torch computes what Keras does, wrapped in ``KerasRNN``
     for ``return_sequences``/``return_state``/``go_backwards``/masks/initial states."""
@@ -245,7 +247,7 @@ def cell_layer_spec(spec: LayerSpec, cell: dict[str, Any]) -> LayerSpec:
     return replace(spec, class_name=layer_class, config={**(cell.get("config") or {}), **flags})
 
 
-@converter("RNN", defaults=RNN_NO_EFFECT)
+@converter("RNN", defaults=RNN_NO_EFFECT, training_sensitive=True)
 def convert_rnn(spec: LayerSpec) -> Converted:
     """``keras.layers.RNN`` around a single ``LSTMCell``/``GRUCell``/``SimpleRNNCell``: the layer of that cell."""
     cell = spec.config.get("cell")
@@ -346,7 +348,7 @@ def backward_config(spec: LayerSpec) -> dict[str, Any]:
     return {**layer, "config": config}
 
 
-@converter("Bidirectional")
+@converter("Bidirectional", training_sensitive=True)
 def convert_bidirectional(spec: LayerSpec) -> Converted:
     """Two ``KerasRNN`` (each a real torch RNN where possible); inside Bidirectional both output zeros at masked
     steps when returning sequences ([K3] ``force_zero_output_for_mask``)."""

@@ -50,7 +50,7 @@ def noise_shape_dims(spec: LayerSpec) -> list[int]:
     return held_dims(spec, shared)
 
 
-@converter("Dropout", "AlphaDropout")
+@converter("Dropout", "AlphaDropout", training_sensitive=True, mask="propagate")
 def convert_dropout(spec: LayerSpec) -> Converted:
     """``Dropout`` / ``AlphaDropout`` with Keras's rate and ``noise_shape``."""
     one_input(spec)
@@ -58,7 +58,7 @@ def convert_dropout(spec: LayerSpec) -> Converted:
     return Converted(module_class(rate_of(spec), noise_shape_dims(spec)))
 
 
-@converter("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D")
+@converter("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", training_sensitive=True, mask="propagate")
 def convert_spatial_dropout(spec: LayerSpec) -> Converted:
     """Dropout of whole channels: one draw per (sample, channel), shared across the spatial axes ([K3]
     ``spatial_dropout.py`` ``_get_noise_shape``; 1D is always channels-last)."""
@@ -73,13 +73,13 @@ def convert_spatial_dropout(spec: LayerSpec) -> Converted:
     return Converted(Dropout(rate_of(spec), held_dims(spec, spatial)))
 
 
-@converter("GaussianDropout")
+@converter("GaussianDropout", training_sensitive=True, mask="propagate")
 def convert_gaussian_dropout(spec: LayerSpec) -> Converted:
     one_input(spec)
     return Converted(GaussianDropout(rate_of(spec)))
 
 
-@converter("GaussianNoise")
+@converter("GaussianNoise", training_sensitive=True, mask="propagate")
 def convert_gaussian_noise(spec: LayerSpec) -> Converted:
     one_input(spec)
     stddev = float(spec.config.get("stddev", 0.0))

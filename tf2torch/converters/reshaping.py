@@ -211,7 +211,8 @@ def convert_repeat_vector(spec: LayerSpec) -> Converted:
     return Converted(RepeatVector(spec.config["n"]), input_layouts=KERAS, output_layouts=KERAS)
 
 
-@converter("ActivityRegularization", "Identity")
+@converter("ActivityRegularization", mask="propagate", activity_penalty=True)
+@converter("Identity", mask="propagate")
 def convert_identity(spec: LayerSpec) -> Converted:
     """Identity: ActivityRegularization only adds a loss (``tf2torch.regularization_loss``); any layout passes
     through. Dropout and the noise layers are in ``regularization.py``."""

@@ -33,7 +33,7 @@ def inner_spec(spec: LayerSpec) -> LayerSpec:
                    input_layouts=[L.KERAS], call_kwargs={}, tensor_kwarg_names=[])
 
 
-@converter("TimeDistributed")
+@converter("TimeDistributed", training_sensitive=True, mask="propagate", theano_flip="inner")
 def convert_time_distributed(spec: LayerSpec) -> Converted:
     step = inner_spec(spec)
     fn = converter_for(step.class_name)

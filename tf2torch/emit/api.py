@@ -21,7 +21,7 @@ EMIT_KINDS = ("python", "pt2", "onnx")
 
 
 def version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__
 

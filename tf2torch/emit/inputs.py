@@ -9,10 +9,10 @@ import torch
 import torch.fx as fx
 
 from .. import layout as L
-from ..assemble import DYNAMIC_SIZES, EXAMPLE_BATCH
 from ..dtypes import input_dtype, parse_forced
 from ..errors import EmitError
 from ..io import conversion_meta
+from ..stand_ins import DYNAMIC_SIZES, EXAMPLE_BATCH
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..assemble import skip_random_init
+from ..stand_ins import skip_random_init
 
 RUNTIME_PACKAGE = "tf2torch.nn"
 MAX_LITERAL_ELEMENTS = 4096  # a constant tensor spelled inline (Rescaling's per-channel scale); larger: refused

@@ -1,7 +1,8 @@
 """Operations inside Keras graphs, one converter per operation (see ``registry``), reached through front doors:
 Keras 3 op nodes (``keras.ops.<OpClass>``) and tf_keras ``TFOpLambda`` / ``SlicingOpLambda`` nodes
-(``tf.<symbol>``). Importing this package registers every module in it, so a new front door (raw TF graph ops)
-is a new module here that calls ``registry.spelling``."""
+(``tf.<symbol>``), raw TF graph ops (``tf.raw>Op``, ``tf_raw.py``) and TFLite builtins (``tflite>OP``,
+``tflite.py``). Importing this package registers every module in it into the one registry
+(``tf2torch/registry.py``, domains ``keras.ops``, ``tf``, ``tflite``); the registry imports it on its first lookup."""
 
 import importlib
 import pkgutil

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .. import layout as L
-from ..converters.registry import Converted
+from ..contract import Converted
 from ..nn.ops import Op, Slot
 from .registry import OpCall, TensorArg
 

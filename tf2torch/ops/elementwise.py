@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from .. import layout as L
-from ..converters.registry import Converted
+from ..contract import Converted
 from ..nn.ops import Op, Slot
 from .common import axis_list, elementwise, in_layout, op_result
 from .registry import OpCall, TensorArg, operation, spelling

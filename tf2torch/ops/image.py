@@ -4,7 +4,7 @@ alignment) and the raw TF resize ops (``ops/tf_raw.py``). Runs on channels-first
 from __future__ import annotations
 
 from .. import layout as L
-from ..converters.registry import Converted
+from ..contract import Converted
 from ..nn.image import TFImageResize
 from .common import op_result
 from .registry import OpCall, TensorArg, operation, spelling

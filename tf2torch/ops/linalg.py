@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..converters.registry import Converted
+from ..contract import Converted
 from ..nn.ops import Op, Slot
 from .common import Stored, constant_dtype, op_result
 from .registry import OpCall, TensorArg, operation, spelling

@@ -5,7 +5,7 @@ the layout the tensor runs in. TF and Keras 3 ``std`` / ``var`` are the populati
 from __future__ import annotations
 
 from .. import layout as L
-from ..converters.registry import Converted
+from ..contract import Converted
 from ..nn.ops import Op, Slot
 from .common import axis_list, in_layout, op_result, torch_dtype
 from .registry import OpCall, operation, spelling

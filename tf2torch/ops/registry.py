@@ -9,7 +9,8 @@ graph ops, say ``tf.raw.AddV2`` — is one more module under ``tf2torch/ops/`` c
 A spelling declares the front door's signature: parameter names in positional order, renamed to the operation's
 own names (``input_tensor:x``), with their defaults. Every argument of a call is bound by name; a converter
 reads what it implements through ``OpCall.arg``; an argument nobody read whose value is not its default refuses
-the conversion, by name.
+the conversion, by name (``contract.refuse_unread``, the one check of every domain). Each spelling whose
+operation has a converter is an entry of the one registry (``tf2torch/registry.py``, domain ``keras.ops``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 
 from .. import layout as L
-from ..converters.registry import Converted, LayerSpec
+from ..contract import Converted, LayerSpec, TrackedConfig, refuse_unread
+from ..registry import register
 
 OpFn = Callable[["OpCall"], Converted]
 OPS: dict[str, OpFn] = {}
@@ -73,6 +75,13 @@ def spelling(name: str, op: str, signature: str, **fixed: Any) -> None:
     params, renames, defaults = _parse_signature(signature)
     varargs = params[0] if signature.strip().startswith("*") else None
     SPELLINGS[name] = Spelling(name, op, params, renames, defaults, fixed, varargs)
+    if op in OPS:
+        _register(SPELLINGS[name])
+
+
+def _register(sp: Spelling) -> None:
+    """The spelling's entry in the one registry (domain ``keras.ops``), once its operation has a converter."""
+    register(sp.name, convert_op, op=sp.op)
 
 
 def operation(key: str) -> Callable[[OpFn], OpFn]:
@@ -82,6 +91,9 @@ def operation(key: str) -> Callable[[OpFn], OpFn]:
         if key in OPS:
             raise ValueError(f"operation {key} already has a converter ({OPS[key].__name__})")
         OPS[key] = fn
+        for sp in SPELLINGS.values():
+            if sp.op == key:
+                _register(sp)
         return fn
 
     return register
@@ -217,14 +229,7 @@ def bind(spec: LayerSpec, sp: Spelling) -> OpCall:
                 spec.fail(f"{what} {key}={value!r} is not supported by tf2torch's {sp.op} operation")
             args[name] = value
     args.update(sp.fixed)
-    return OpCall(spec, sp, args)
-
-
-def _is_default(value: Any, default: Any) -> bool:
-    try:
-        return bool(value == default) if not isinstance(value, np.ndarray) else False
-    except Exception:
-        return False
+    return OpCall(spec, sp, TrackedConfig(args, sp.op, is_config=False))
 
 
 def convert_op(spec: LayerSpec) -> Converted:
@@ -234,17 +239,16 @@ def convert_op(spec: LayerSpec) -> Converted:
     if spec.class_name.startswith("tf.") and spec.config.get("dtype") not in (None, "float32"):
         spec.fail(f"dtype policy {spec.config.get('dtype')!r} is not supported")
     converted = OPS[sp.op](call)
-    for name, value in call.args.items():
-        if name in call.read or name in sp.fixed:
-            continue
-        if name not in sp.defaults or not _is_default(value, sp.defaults[name]):
-            spec.fail(f"argument {name}={value!r} is not supported")
+    call.args.read.update(call.read)
+    call.args.read.update(sp.fixed)
+    refuse_unread(spec, call.args, sp.defaults, "argument")
     if converted.output_mask is None:
         converted.output_mask = "none"
     return converted
 
 
 def converter_for(class_name: str) -> Callable[[LayerSpec], Converted] | None:
+    """The converter of an operation's spelling (``convert_op``), or None when it has none."""
     sp = SPELLINGS.get(class_name)
     if sp is None or sp.op not in OPS:
         return None

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .. import layout as L
-from ..converters.registry import Converted
+from ..contract import Converted
 from ..nn.ops import Op, Slot
 from .common import axis_list, keras_op, op_result, slots, torch_dtype
 from .registry import OpCall, TensorArg, has_tensor, operation, spelling

@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 
-from ..converters.registry import Converted, LayerSpec, converter
-from ..graph import KerasGraph
+from ..contract import Converted, LayerSpec
+from ..graph import TRACED_LAYER, KerasGraph, WeightFunction
 from ..layout import CHANNELS_FIRST, KERAS, normalize, to_keras_perm
 from ..nn.control import TFTensorList, TFWhile
-from ..readers.savedmodel_traced import TRACED_LAYER
+from ..registry import converter
 from .tf_raw import TORCH_DTYPES, _slots, attr, operand, raw, tensor
 
 
@@ -25,27 +25,12 @@ def function_module(spec: LayerSpec, part: str, examples: list[list[torch.Tensor
     """A function's sub-IR (the loop's ``part``, ``cond`` or ``body``, unless ``graph_json`` is given) assembled
     on ``examples`` (per input, its values at each stand-in size, in TF's layout: a dimension that differs is
     open for the function's converters too); its weights are the node's ``<part>/<op>/<name>``."""
-    from ..assemble import Assembler, TensorState
-    from ..naming import legal_segment
-
     graph = KerasGraph.from_json(graph_json if graph_json is not None else spec.config["loop"][part])
     handles = {w.name: w for w in spec.weight_handles}
     owner = {id(w): handles[f"{part}/{key}/{w.name}"] for key, layer in graph.layers.items() for w in layer.weights}
-    graph._loader = lambda w: spec._load(owner[id(w)])
-
-    class FunctionAssembler(Assembler):
-        def add_inputs(self) -> None:
-            count = max((len(e) for e in examples), default=1)  # every input at every stand-in size
-            for ref, values in zip(self.graph.inputs, examples):
-                value = list(values) + [values[-1]] * (count - len(values))
-                layer = self.graph.node(ref.node).layer
-                self.input_names.append(layer)
-                node = self.fx.placeholder(self.names.unique("<inputs>", legal_segment(layer)))
-                node.meta["tf2torch"] = {"keras_node": ref.node, "layer": layer, "class_name": "InputLayer",
-                                         "layouts": [KERAS]}
-                self.states[ref] = TensorState(node, KERAS, list(value))
-
-    return FunctionAssembler(graph, "keras").build()
+    graph.weight_source = WeightFunction(lambda w: spec._load(owner[id(w)]))
+    assert spec.assemble_subgraph is not None
+    return spec.assemble_subgraph(graph, examples)
 
 
 def loop_example(spec: LayerSpec, k: int) -> list[torch.Tensor]:

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..converters.conv import depthwise_kernel_to_oihw, hwio_to_oihw, transposed_kernel_to_iohw
-from ..converters.registry import Converted, LayerSpec, as_parameter, converter, to_tensor
+from ..contract import NO_EFFECT, Converted, LayerSpec, TrackedConfig, as_parameter, refuse_unread, to_tensor
 from ..layout import CHANNELS_FIRST, KERAS, keras_axis_in_layout, normalize, to_channels_first_perm, to_keras_perm
 from ..nn.calls import TFCall
 from ..nn.normalization import TFLRN
@@ -38,8 +37,10 @@ from ..nn.shapes import (
     strided_slice_spec,
 )
 from ..nn.transposed import ConvBackpropInput
+from ..registry import converter
+from ..transforms import depthwise_kernel_to_oihw, hwio_to_oihw, transposed_kernel_to_iohw
 from .common import GRAPH_DTYPES, Stored
-from .registry import SPELLINGS, convert_op, spelling
+from .registry import SPELLINGS, Spelling, _parse_signature, convert_op
 
 RAW = "tf.raw>"
 TORCH_DTYPES = GRAPH_DTYPES
@@ -54,6 +55,7 @@ TYPE_ATTRS = frozenset({"dtype", "Tidx", "Tshape", "Tpaddings", "Tindices", "Tpa
                         "Tcomplex", "Tinput", "Tfilter", "Tbias",
                         # hints for kernels and gradients, no effect on the values
                         "use_cudnn_on_gpu", "grad_a", "grad_b", "grad_x", "grad_y", "num_split"})
+TYPE_DEFAULTS = dict.fromkeys(TYPE_ATTRS, NO_EFFECT)
 
 
 def raw(*ops: str):
@@ -66,10 +68,9 @@ def raw(*ops: str):
                 spec.config.get(key)
             spec.__dict__["_attrs_read"] = set()
             converted = fn(spec)
-            unread = sorted(set(spec.config["attrs"]) - spec.__dict__["_attrs_read"] - TYPE_ATTRS)
-            if unread:
-                spec.fail("attribute(s) not supported: " + ", ".join(f"{k}={spec.config['attrs'][k]!r}"
-                                                                     for k in unread))
+            attrs = TrackedConfig(spec.config["attrs"], spec.class_name, is_config=False)
+            attrs.read.update(spec.__dict__["_attrs_read"])
+            refuse_unread(spec, attrs, TYPE_DEFAULTS, "attribute")
             return converted
         return converter(*(RAW + op for op in ops))(convert)
     return register
@@ -150,8 +151,20 @@ def conv_layout(spec: LayerSpec) -> str:
 
 
 # -- the front door to operations shared with keras.ops ---------------------------------------------------------
+def raw_spelling(raw_op: str, op: str, signature: str, **fixed: Any) -> None:
+    """``registry.spelling`` for the raw op ``raw_op``: operation ``op``, its operands in order then its
+    attributes by name (``keep_dims:keepdims=False``). The registry entry stays the ``@raw`` converter (it
+    checks the attributes and calls ``via_operation``), so the spelling is only where ``convert_op`` finds it."""
+    name = RAW + raw_op
+    if name in SPELLINGS:
+        raise ValueError(f"the op spelling {name} is already registered (operation {SPELLINGS[name].op})")
+    params, renames, defaults = _parse_signature(signature)
+    varargs = params[0] if signature.strip().startswith("*") else None
+    SPELLINGS[name] = Spelling(name, op, params, renames, defaults, fixed, varargs)
+
+
 def via_operation(spec: LayerSpec, stored: bool = False) -> Converted:
-    """A raw op converted by the ``tf2torch.ops`` operation its spelling (``spelling("tf.raw>Sum", "sum",
+    """A raw op converted by the ``tf2torch.ops`` operation its spelling (``raw_spelling("Sum", "sum",
     "input:x, reduction_indices:axis, keep_dims:keepdims=False")``) names, through the same binding and refusal
     of unread arguments as a ``keras.ops`` call: the operands are the positional arguments (a run-time input as
     a tensor, a constant as its value; with ``stored``, a stored weight as ``Stored``, for the element-wise
@@ -182,10 +195,10 @@ SHARED_UNARY = {"Relu": "relu", "Relu6": "relu6", "Elu": "elu", "Selu": "selu", 
                 "Reciprocal": "reciprocal", "Inv": "reciprocal", "Erf": "erf", "Sin": "sin", "Cos": "cos",
                 "LogicalNot": "logical_not"}
 for _raw_op, _op in SHARED_BINARY.items():
-    spelling(RAW + _raw_op, _op, "x, y")
+    raw_spelling(_raw_op, _op, "x, y")
 for _raw_op, _op in SHARED_UNARY.items():
-    spelling(RAW + _raw_op, _op, "x")
-spelling(RAW + "LeakyRelu", "leaky_relu", "features:x, alpha:negative_slope=0.2")
+    raw_spelling(_raw_op, _op, "x")
+raw_spelling("LeakyRelu", "leaky_relu", "features:x, alpha:negative_slope=0.2")
 
 
 @raw(*UNARY, *SHARED_UNARY, "LeakyRelu")
@@ -232,8 +245,8 @@ def convert_bias_add(spec: LayerSpec) -> Converted:
     return Converted(TFBinary("BiasAdd", tensor(value)), input_layouts=layout, output_layouts=layout)
 
 
-spelling(RAW + "Softmax", "softmax", "logits:x")
-spelling(RAW + "LogSoftmax", "log_softmax", "logits:x")
+raw_spelling("Softmax", "softmax", "logits:x")
+raw_spelling("LogSoftmax", "log_softmax", "logits:x")
 
 
 @raw("Softmax", "LogSoftmax")
@@ -242,7 +255,7 @@ def convert_softmax(spec: LayerSpec) -> Converted:
     return via_operation(spec)
 
 
-spelling(RAW + "Cast", "cast", "x, DstT:dtype", graph_dtypes=True)
+raw_spelling("Cast", "cast", "x, DstT:dtype", graph_dtypes=True)
 
 
 @raw("Cast")
@@ -416,7 +429,7 @@ def convert_pool(spec: LayerSpec) -> Converted:
 # -- reductions -----------------------------------------------------------------------------------------------
 REDUCTIONS = {"Mean": "mean", "Sum": "sum", "Max": "max", "Min": "min", "Prod": "prod", "All": "all", "Any": "any"}
 for _raw_op, _op in REDUCTIONS.items():
-    spelling(RAW + _raw_op, _op, "input:x, reduction_indices:axis, keep_dims:keepdims=False")
+    raw_spelling(_raw_op, _op, "input:x, reduction_indices:axis, keep_dims:keepdims=False")
 
 
 @raw(*REDUCTIONS)
@@ -425,8 +438,8 @@ def convert_reduce(spec: LayerSpec) -> Converted:
     return via_operation(spec)
 
 
-spelling(RAW + "ArgMax", "argmax", "input:x, dimension:axis, output_type='int64'", graph_dtypes=True)
-spelling(RAW + "ArgMin", "argmin", "input:x, dimension:axis, output_type='int64'", graph_dtypes=True)
+raw_spelling("ArgMax", "argmax", "input:x, dimension:axis, output_type='int64'", graph_dtypes=True)
+raw_spelling("ArgMin", "argmin", "input:x, dimension:axis, output_type='int64'", graph_dtypes=True)
 
 
 @raw("ArgMax", "ArgMin")
@@ -498,8 +511,8 @@ def convert_reverse(spec: LayerSpec) -> Converted:
                      output_layouts=KERAS)
 
 
-spelling(RAW + "Transpose", "transpose", "x, perm:axes")
-spelling(RAW + "ExpandDims", "expand_dims", "input:x, axis")
+raw_spelling("Transpose", "transpose", "x, perm:axes")
+raw_spelling("ExpandDims", "expand_dims", "input:x, axis")
 
 
 @raw("Transpose")
@@ -599,9 +612,9 @@ def convert_slice(spec: LayerSpec) -> Converted:
     return Converted(TFSlice(entries), input_layouts=KERAS, output_layouts=KERAS)
 
 
-spelling(RAW + "Pad", "pad", "input:x, paddings, constant_values=0, mode='CONSTANT'")
-spelling(RAW + "PadV2", "pad", "input:x, paddings, constant_values=0, mode='CONSTANT'")
-spelling(RAW + "MirrorPad", "pad", "input:x, paddings, mode, constant_values=0")
+raw_spelling("Pad", "pad", "input:x, paddings, constant_values=0, mode='CONSTANT'")
+raw_spelling("PadV2", "pad", "input:x, paddings, constant_values=0, mode='CONSTANT'")
+raw_spelling("MirrorPad", "pad", "input:x, paddings, mode, constant_values=0")
 
 
 @raw("Pad", "PadV2", "MirrorPad")
@@ -638,10 +651,10 @@ def convert_gather(spec: LayerSpec) -> Converted:
                      output_layouts=KERAS)
 
 
-spelling(RAW + "AddN", "add_n", "*inputs:xs")
-spelling(RAW + "SelectV2", "where", "condition, t:x, e:y")
-spelling(RAW + "ClipByValue", "clip", "t:x, clip_value_min:low, clip_value_max:high")
-spelling(RAW + "Einsum", "einsum", "*inputs:operands, equation:subscripts")
+raw_spelling("AddN", "add_n", "*inputs:xs")
+raw_spelling("SelectV2", "where", "condition, t:x, e:y")
+raw_spelling("ClipByValue", "clip", "t:x, clip_value_min:low, clip_value_max:high")
+raw_spelling("Einsum", "einsum", "*inputs:operands, equation:subscripts")
 
 
 @raw("AddN", "SelectV2", "ClipByValue", "Einsum")
@@ -661,7 +674,7 @@ def convert_function(spec: LayerSpec) -> Converted:
 RESIZES = {"ResizeBilinear": "bilinear", "ResizeNearestNeighbor": "nearest", "ResizeBicubic": "bicubic",
            "ResizeArea": "area"}
 for _raw_op, _method in RESIZES.items():
-    spelling(RAW + _raw_op, "resize", "images:x, size, align_corners=False, half_pixel_centers=False", method=_method)
+    raw_spelling(_raw_op, "resize", "images:x, size, align_corners=False, half_pixel_centers=False", method=_method)
 
 
 @raw(*RESIZES)

@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..converters.registry import Converted, LayerSpec, TrackedConfig, as_parameter, converter, to_tensor
+from ..contract import Converted, LayerSpec, TrackedConfig, as_parameter, refuse_unread, to_tensor
 from ..layout import KERAS
 from ..nn.padding import tf_same_padding
 from ..nn.tflite import ACTIVATIONS, DepthToSpace, FullyConnected, FusedActivation, PReLU, SequenceLSTM
 from ..nn.transposed import ConvBackpropInput
+from ..registry import converter
 from . import tf_raw
 
 PREFIX = "tflite>"
@@ -49,9 +50,7 @@ def tflite_op(*ops: str):
                 if "state" in entry and spec.config["op"] not in STATEFUL:
                     spec.fail(f"operand {i} is a variable tensor (state kept between invocations)")
             converted = fn(spec, options)
-            unread = options.unread()
-            if unread:
-                spec.fail("option(s) not supported: " + ", ".join(f"{k}={options[k]!r}" for k in unread))
+            refuse_unread(spec, options, {}, "option")
             return converted
         return converter(*(PREFIX + op for op in ops))(convert)
     return register

@@ -11,12 +11,12 @@ import os
 import shutil
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelFileError
-from ..graph import KerasGraph
+from ..graph import KerasGraph, WeightFunction
 from . import policy, watchdog
 from .h5 import dataset_loader, h5_config_text, open_h5, parse_json, read_h5
 from .keras_zip import keras_zip_config, make_workdir, read_keras_zip
@@ -83,9 +83,12 @@ def prefetch(path: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
-def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None) -> Iterator[KerasGraph]:
+def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None,
+               convertible: Callable[[str], bool] | None = None) -> Iterator[KerasGraph]:
     """Read the graph and keep the file open so weights stream in one at a time while converting.
     ``tf_options`` (TensorFlow formats only): ``signature``, ``inputs``, ``outputs``, ``constants``.
+    ``convertible`` (Keras SavedModels only): whether a layer class converts, as the caller decides (a layer it
+    refuses converts from its traced call function); readers never look converters up themselves.
 
     The structure (config, weight names, shapes, the reading policy's checks) is read under the watchdog; the
     weight values are read afterwards, one at a time, each checked again by the policy.
@@ -94,7 +97,7 @@ def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None
     if kind in ("savedmodel", "checkpoint", "graphdef"):
         from .tf_graph import open_tf_model
 
-        with open_tf_model(path, kind, tf_options or {}) as graph:
+        with open_tf_model(path, kind, tf_options or {}, convertible) as graph:
             yield graph
         return
     if kind == "tflite":
@@ -115,7 +118,7 @@ def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None
         if weights_path is not None:
             file = open_h5(str(weights_path))
             raw = os.open(weights_path, os.O_RDONLY)
-            graph._loader = dataset_loader(file, raw)
+            graph.weight_source = WeightFunction(dataset_loader(file, raw))
         yield graph
     finally:
         if raw is not None:
@@ -174,3 +177,34 @@ def read_structure(kind: str, path: str, workdir: Path | None) -> tuple[KerasGra
         what = "the HDF5 structure" if kind == "h5" else "model.weights.h5"
         raise ModelFileError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc}); the file is "
                              "damaged") from None
+
+
+# -- the door for the rooms above (verify, transfer): what they use of the readers, named here so that they never
+# import a reader's own module (issue #21). The reading policy for weights-only HDF5 files (transfer's sources):
+from .h5 import read_attr_list  # noqa: E402, F401
+from .policy import (  # noqa: E402, F401
+    MAX_NESTING,
+    MAX_WEIGHT_RANK,
+    Budget,
+    check_dataset,
+    contiguous_offset,
+    group_child,
+    layers_with_code,
+)
+from .policy import attribute as h5_attribute  # noqa: E402, F401
+from .policy import child as h5_child  # noqa: E402, F401
+from .tf_paths import checkpoint_prefix, import_tensorflow  # noqa: E402, F401
+from .watchdog import guarded  # noqa: E402, F401
+
+
+def runnable_tf_graph(path: str | os.PathLike, options: dict[str, Any], graph: KerasGraph) -> tuple[Any, Any]:
+    """(tensorflow, a GraphDef) of the TensorFlow graph in ``path`` as its conversion to ``graph`` read it (the same
+    ``options``: signature, inputs, outputs, constants), resolved the same way and runnable op by op: what ``verify``
+    runs on TensorFlow to compare each converted op with TensorFlow's own kernel."""
+    from .tf_graph import prepare, runnable_graph_def
+    from .tf_sources import TFOptions, read_source
+
+    tf = import_tensorflow()
+    opts = TFOptions.from_dict(dict(options))
+    walker, _ = prepare(tf, read_source(tf, Path(path), file_kind(path), opts), opts)
+    return tf, runnable_graph_def(walker, graph)

@@ -13,8 +13,6 @@ Everything past this module sees one normalized form: a flattened ``KerasGraph``
 
 from __future__ import annotations
 
-import functools
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,14 +66,6 @@ def normalize_value(value: Any) -> Any:
         # so a user's own ``LSTMCell`` inside ``RNN`` never reads as Keras's
         value = {**value, "class_name": class_identity(value)}
     return {k: normalize_value(v) for k, v in value.items()}
-
-
-@functools.lru_cache(maxsize=4096)
-def to_snake_case(name: str) -> str:
-    """Keras's ``naming.to_snake_case``: the key a class gets in a ``.keras`` weights file."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def is_model(layer_cfg: dict[str, Any]) -> bool:
@@ -184,79 +174,9 @@ class _GraphBuilder:
             resolved[(name, 0)] = self._input(name, normalize_value(lc["config"]), layer_prefix, node_prefix,
                                               bound, i)
 
-        in_progress: set[tuple[str, int]] = set()
-        parsed: dict[tuple[str, int], Any] = {}
-
-        def parse(key: tuple[str, int]) -> Any:
-            """The serialized call ``key`` = (layer, index into its inbound_nodes), parsed once."""
-            if key not in parsed:
-                name, call = key
-                if name not in layer_cfgs:
-                    raise ModelFileError(f"the model config refers to a layer {name!r} that it does not define")
-                calls = layer_cfgs[name].get("inbound_nodes") or []
-                if call >= len(calls) or call < 0:
-                    raise ModelFileError(f"layer {name}: the config refers to call {call}, the layer has "
-                                         f"{len(calls)}")
-                if op_spelling(layer_cfgs[name]):
-                    parsed[key] = _parse_op_call(calls[call], layer_cfgs)
-                else:
-                    parsed[key] = self._parse_call(calls[call], layer_cfgs)
-            return parsed[key]
-
-        def dependency(ref: tuple[str, int, int]) -> tuple[str, int] | None:
-            name, node_index, _ = ref
-            lc = layer_cfgs.get(name)
-            if lc is None or lc["class_name"] == "InputLayer":
-                return None
-            return (name, node_index - 1 if _starts_at_one(lc, self._dialect, False) else node_index)
-
-        def resolve(name: str, call: int) -> list[TensorRef]:
-            """Outputs of call ``call`` (an index into the layer's serialized inbound_nodes) of ``name``; an explicit
-            stack, not recursion, so a chain of 100,000 layers resolves."""
-            stack = [(name, call)]
-            while stack:
-                key = stack[-1]
-                if key in resolved:
-                    stack.pop()
-                    continue
-                args, tensor_kwargs, kwargs = parse(key)
-                refs = list(args) + [x for r in tensor_kwargs.values() for x in (r if isinstance(r, list) else [r])]
-                waiting = [d for d in map(dependency, refs) if d is not None and d not in resolved]
-                if waiting:
-                    if key in in_progress:
-                        raise ModelFileError(f"layer {key[0]}: the model config has a cycle")
-                    in_progress.add(key)
-                    for d in waiting:
-                        if d in in_progress:
-                            raise ModelFileError(f"layer {d[0]}: the model config has a cycle")
-                    stack.extend(reversed(waiting))
-                    continue
-                inputs = [t for ref in args for t in resolve_ref(ref)]
-                tkw = {k: ([resolve_ref(x)[0] for x in r] if isinstance(r, list) else resolve_ref(r)[0])
-                       for k, r in tensor_kwargs.items()}
-                resolved[key] = self._call(layer_cfgs[key[0]], layer_prefix, node_prefix, key[1], inputs, tkw,
-                                           kwargs, tree)
-                stack.pop()
-            return resolved[(name, call)]
-
-        def resolve_ref(ref: tuple[str, int, int], from_io_list: bool = False) -> list[TensorRef]:
-            name, node_index, tensor_index = ref
-            lc = layer_cfgs.get(name)
-            if lc is None:
-                raise ModelFileError(f"the model config refers to a layer {name!r} that it does not define")
-            if lc["class_name"] == "InputLayer":
-                return resolved[(name, 0)]
-            if _starts_at_one(lc, self._dialect, from_io_list):
-                node_index -= 1
-            outs = resolve(name, node_index)
-            if tensor_index >= len(outs):
-                # A layer with several outputs: the node exposes them by index.
-                node_id = outs[0].node
-                return [TensorRef(node_id, tensor_index)]
-            return [outs[tensor_index]]
-
+        calls = _FunctionalCalls(self, layer_cfgs, layer_prefix, node_prefix, tree, resolved)
         self._dialect = _dialect_of(cfg["layers"])
-        outputs = [t for ref in output_refs for t in resolve_ref(ref, from_io_list=True)]
+        outputs = [t for ref in output_refs for t in calls.resolve_ref(ref, from_io_list=True)]
         # Calls not reachable from the outputs are not part of the model's computation; skip them.
         return outputs
 
@@ -354,6 +274,92 @@ class _GraphBuilder:
         return args, tensor_kwargs, kwargs
 
 
+class _FunctionalCalls:
+    """The calls of one functional model's config (``_GraphBuilder._expand_functional``), each parsed once and
+    resolved to IR tensors on demand: an explicit stack, not recursion, so a chain of 100,000 layers resolves."""
+
+    def __init__(self, builder: "_GraphBuilder", layer_cfgs: dict[str, Any], layer_prefix: str, node_prefix: str,
+                 tree: ModelTree, resolved: dict[tuple[str, int], list[TensorRef]]) -> None:
+        self.builder = builder
+        self.layer_cfgs = layer_cfgs
+        self.layer_prefix = layer_prefix
+        self.node_prefix = node_prefix
+        self.tree = tree
+        self.resolved = resolved
+        self.in_progress: set[tuple[str, int]] = set()
+        self.parsed: dict[tuple[str, int], Any] = {}
+
+    def parse(self, key: tuple[str, int]) -> Any:
+        """The serialized call ``key`` = (layer, index into its inbound_nodes), parsed once."""
+        layer_cfgs, parsed = self.layer_cfgs, self.parsed
+        if key not in parsed:
+            name, call = key
+            if name not in layer_cfgs:
+                raise ModelFileError(f"the model config refers to a layer {name!r} that it does not define")
+            calls = layer_cfgs[name].get("inbound_nodes") or []
+            if call >= len(calls) or call < 0:
+                raise ModelFileError(f"layer {name}: the config refers to call {call}, the layer has "
+                                     f"{len(calls)}")
+            if op_spelling(layer_cfgs[name]):
+                parsed[key] = _parse_op_call(calls[call], layer_cfgs)
+            else:
+                parsed[key] = self.builder._parse_call(calls[call], layer_cfgs)
+        return parsed[key]
+
+    def dependency(self, ref: tuple[str, int, int]) -> tuple[str, int] | None:
+        name, node_index, _ = ref
+        lc = self.layer_cfgs.get(name)
+        if lc is None or lc["class_name"] == "InputLayer":
+            return None
+        return (name, node_index - 1 if _starts_at_one(lc, self.builder._dialect, False) else node_index)
+
+    def resolve(self, name: str, call: int) -> list[TensorRef]:
+        """Outputs of call ``call`` (an index into the layer's serialized inbound_nodes) of ``name``; an explicit
+        stack, not recursion, so a chain of 100,000 layers resolves."""
+        resolved, in_progress = self.resolved, self.in_progress
+        stack = [(name, call)]
+        while stack:
+            key = stack[-1]
+            if key in resolved:
+                stack.pop()
+                continue
+            args, tensor_kwargs, kwargs = self.parse(key)
+            refs = list(args) + [x for r in tensor_kwargs.values() for x in (r if isinstance(r, list) else [r])]
+            waiting = [d for d in map(self.dependency, refs) if d is not None and d not in resolved]
+            if waiting:
+                if key in in_progress:
+                    raise ModelFileError(f"layer {key[0]}: the model config has a cycle")
+                in_progress.add(key)
+                for d in waiting:
+                    if d in in_progress:
+                        raise ModelFileError(f"layer {d[0]}: the model config has a cycle")
+                stack.extend(reversed(waiting))
+                continue
+            inputs = [t for ref in args for t in self.resolve_ref(ref)]
+            tkw = {k: ([self.resolve_ref(x)[0] for x in r] if isinstance(r, list) else self.resolve_ref(r)[0])
+                   for k, r in tensor_kwargs.items()}
+            resolved[key] = self.builder._call(self.layer_cfgs[key[0]], self.layer_prefix, self.node_prefix,
+                                               key[1], inputs, tkw, kwargs, self.tree)
+            stack.pop()
+        return resolved[(name, call)]
+
+    def resolve_ref(self, ref: tuple[str, int, int], from_io_list: bool = False) -> list[TensorRef]:
+        name, node_index, tensor_index = ref
+        lc = self.layer_cfgs.get(name)
+        if lc is None:
+            raise ModelFileError(f"the model config refers to a layer {name!r} that it does not define")
+        if lc["class_name"] == "InputLayer":
+            return self.resolved[(name, 0)]
+        if _starts_at_one(lc, self.builder._dialect, from_io_list):
+            node_index -= 1
+        outs = self.resolve(name, node_index)
+        if tensor_index >= len(outs):
+            # A layer with several outputs: the node exposes them by index.
+            node_id = outs[0].node
+            return [TensorRef(node_id, tensor_index)]
+        return [outs[tensor_index]]
+
+
 def op_spelling(layer_cfg: dict[str, Any]) -> str | None:
     """The name an op node goes by in the IR: ``keras.ops.<OpClass>`` for a Keras 3 op node (its ``module`` is
     under ``keras.src.ops``), ``tf.<symbol>`` for a tf_keras ``TFOpLambda`` / ``SlicingOpLambda``. The dot keeps
@@ -429,69 +435,76 @@ def _parse_op_call(call: Any, layer_cfgs: dict[str, Any]):
     argument's structure made of ``[layer, node, tensor, kwargs]`` entries (one entry, or a nested list of them;
     ``_CONSTANT_VALUE`` entries carry a constant), the call's keyword arguments in the entries' ``kwargs``, where
     ``[layer, node, tensor]`` is a tensor."""
-    refs: list[tuple[str, int, int]] = []
+    parser = _OpCallParser(layer_cfgs)
+    if isinstance(call, dict):
+        args = parser.keras3(call.get("args") or [])
+        kwargs = {k: parser.keras3(v) for k, v in (call.get("kwargs") or {}).items()}
+        return parser.refs, {}, {"__args__": args, "__kwargs__": kwargs}
+    if not isinstance(call, list):
+        raise ModelFileError("an inbound node is neither a list nor an object; the model config does not parse")
+    first = parser.first_argument(call)
+    kwargs = {k: parser.keyword(v) for k, v in parser.kwargs.items()}
+    return parser.refs, {}, {"__args__": [first], "__kwargs__": kwargs}
 
-    def tensor(ref: tuple[str, int, int]) -> dict[str, int]:
-        refs.append(ref)
-        return {"__tensor__": len(refs) - 1}
 
-    def keras3(value: Any) -> Any:
+class _OpCallParser:
+    """One op call's parse (``_parse_op_call``): the tensor refs met so far, in argument order, and the keyword
+    arguments a tf_keras entry carries."""
+
+    def __init__(self, layer_cfgs: dict[str, Any]) -> None:
+        self.layer_cfgs = layer_cfgs
+        self.refs: list[tuple[str, int, int]] = []
+        self.kwargs: dict[str, Any] = {}
+
+    def tensor(self, ref: tuple[str, int, int]) -> dict[str, int]:
+        self.refs.append(ref)
+        return {"__tensor__": len(self.refs) - 1}
+
+    def keras3(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [keras3(v) for v in value]
+            return [self.keras3(v) for v in value]
         if not isinstance(value, dict):
             return value
         kind, cfg = value.get("class_name"), value.get("config")
         if kind == "__keras_tensor__":
             h = cfg["keras_history"]
-            return tensor((h[0], int(h[1]), int(h[2])))
+            return self.tensor((h[0], int(h[1]), int(h[2])))
         if kind == "__tuple__":
-            return [keras3(v) for v in value.get("items", [])]
+            return [self.keras3(v) for v in value.get("items", [])]
         if kind == "__slice__":
-            return {"__slice__": [keras3(cfg.get(k)) for k in ("start", "stop", "step")]}
+            return {"__slice__": [self.keras3(cfg.get(k)) for k in ("start", "stop", "step")]}
         if kind == "__ellipsis__":
             return {"__ellipsis__": True}
         if kind in ("__numpy__", "__tensor__"):  # a numpy array; a backend tensor constant (ops.sqrt(16.0))
             return {"__array__": cfg["value"], "dtype": cfg.get("dtype")}
-        return {k: keras3(v) for k, v in normalize_value(value).items()}
+        return {k: self.keras3(v) for k, v in normalize_value(value).items()}
 
-    if isinstance(call, dict):
-        args = keras3(call.get("args") or [])
-        kwargs = {k: keras3(v) for k, v in (call.get("kwargs") or {}).items()}
-        return refs, {}, {"__args__": args, "__kwargs__": kwargs}
-
-    def is_ref(value: Any) -> bool:
+    def is_ref(self, value: Any) -> bool:
         return (isinstance(value, list) and len(value) in (3, 4) and isinstance(value[0], str)
-                and (value[0] in layer_cfgs or value[0] == CONSTANT_VALUE) and isinstance(value[1], int))
+                and (value[0] in self.layer_cfgs or value[0] == CONSTANT_VALUE) and isinstance(value[1], int))
 
-    kwargs: dict[str, Any] = {}
-
-    def first_argument(value: Any) -> Any:
-        if is_ref(value):
+    def first_argument(self, value: Any) -> Any:
+        if self.is_ref(value):
             if len(value) == 4 and isinstance(value[3], dict):
-                kwargs.clear()
-                kwargs.update(value[3])
+                self.kwargs.clear()
+                self.kwargs.update(value[3])
             if value[0] == CONSTANT_VALUE:
                 return value[2]
-            return tensor((value[0], int(value[1]), int(value[2])))
+            return self.tensor((value[0], int(value[1]), int(value[2])))
         if isinstance(value, list):
-            return [first_argument(v) for v in value]
+            return [self.first_argument(v) for v in value]
         raise ModelFileError(f"an op node's argument {value!r} does not parse")
 
-    def keyword(value: Any) -> Any:
-        if is_ref(value) and value[0] != CONSTANT_VALUE:
-            return tensor((value[0], int(value[1]), int(value[2])))
+    def keyword(self, value: Any) -> Any:
+        if self.is_ref(value) and value[0] != CONSTANT_VALUE:
+            return self.tensor((value[0], int(value[1]), int(value[2])))
         if isinstance(value, list):
-            return [keyword(v) for v in value]
+            return [self.keyword(v) for v in value]
         if isinstance(value, dict):
             if value.get("class_name") == "__ellipsis__":
                 return {"__ellipsis__": True}
-            return {k: keyword(v) for k, v in normalize_value(value).items()}
+            return {k: self.keyword(v) for k, v in normalize_value(value).items()}
         return value
-
-    if not isinstance(call, list):
-        raise ModelFileError("an inbound node is neither a list nor an object; the model config does not parse")
-    first = first_argument(call)
-    return refs, {}, {"__args__": [first], "__kwargs__": {k: keyword(v) for k, v in kwargs.items()}}
 
 
 def _replace_tree_entry(tree: ModelTree, key: str, class_name: str, sub: ModelTree) -> None:

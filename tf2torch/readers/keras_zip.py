@@ -19,8 +19,9 @@ import h5py
 
 from ..errors import ModelFileError
 from ..graph import KerasGraph, Weight
+from ..naming import to_snake_case
 from . import policy
-from .config import ModelTree, parse_model_config, to_snake_case
+from .config import ModelTree, parse_model_config
 from .h5 import parse_json
 
 CHILD_ORDER = {"forward_layer": 0, "backward_layer": 1}

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFileError
-from ..graph import KerasGraph, Weight
+from ..graph import KerasGraph, Weight, WeightFunction
 from .config import ModelTree, parse_model_config
 from .h5 import _relative_name
 
@@ -119,8 +119,8 @@ def read_keras_saved_model(tf: Any, directory: Path) -> KerasGraph:
     paths: dict[str, str] = {}
     _attach(graph, tree, by_path, objects, "root", paths)
     fill_shapes(graph, reader)
-    graph._loader = lambda w: np.asarray(reader.get_tensor(w.key))
-    graph.__dict__["object_paths"] = paths  # layer key → its object in the SavedModel (root.layer-2)
+    graph.weight_source = WeightFunction(lambda w: np.asarray(reader.get_tensor(w.key)))
+    graph.object_paths = paths  # layer key → its object in the SavedModel (root.layer-2)
     return graph
 
 

@@ -17,18 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UnsupportedLayerError
-from ..graph import KerasGraph, Layer, Weight
-
-TRACED_LAYER = "tf.traced>KerasLayer"
+from ..graph import TRACED_LAYER, KerasGraph, Layer, Overrides, Weight
 
 
-def needs_trace(layer: Layer) -> bool:
-    from ..converters import registry
-
+def needs_trace(layer: Layer, convertible: Callable[[str], bool]) -> bool:
+    """A ``Lambda`` (its bytecode is never run), or a layer whose class the caller cannot convert: the reader
+    does not know what converts, the caller says (``api`` passes ``support.has_converter``)."""
     if layer.class_name in ("InputLayer",):
         return False
-    return layer.class_name == "Lambda" or registry.converter_for(layer.class_name) is None
+    return layer.class_name == "Lambda" or not convertible(layer.class_name)
 
 
 def layer_function(loaded: Any, path: str | None) -> Any:
@@ -53,10 +50,11 @@ def layer_function(loaded: Any, path: str | None) -> Any:
     return None
 
 
-def traced_ir(tf: Any, concrete: Any, name: str) -> KerasGraph:
+def traced_ir(tf: Any, concrete: Any, name: str, walk_function: Callable[..., KerasGraph]) -> KerasGraph:
+    """The concrete function frozen and walked into a sub-IR by ``walk_function`` (``tf_graph.walk_function``,
+    given by the caller: this module sits below the graph walker and never imports it)."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from .tf_graph import build_ir, prepare
     from .tf_sources import TFOptions, TFSource
 
     frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False)
@@ -65,26 +63,25 @@ def traced_ir(tf: Any, concrete: Any, name: str) -> KerasGraph:
     source = TFSource(frozen.graph.as_graph_def(), name, "function", inputs=inputs,
                       input_names=[f"input_{i}" for i in range(len(inputs))], outputs=outputs,
                       output_names=[f"output_{i}" for i in range(len(outputs))])
-    walker, ends = prepare(tf, source, TFOptions())
-    return build_ir(walker, ends.inputs, ends.input_names, ends.outputs, ends.output_names, function=True)
+    return walk_function(tf, source, TFOptions())
 
 
-def trace_layers(tf: Any, directory: Path, graph: KerasGraph) -> bool:
+def trace_layers(tf: Any, directory: Path, graph: KerasGraph, convertible: Callable[[str], bool],
+                 walk_function: Callable[..., KerasGraph]) -> bool:
     """Replace every layer without a converter by its traced function; False when one has none (the caller
-    then converts the serving signature instead). Ops of the functions without a converter are listed at once."""
-    keys = [k for k, layer in graph.layers.items() if needs_trace(layer)]
+    then converts the serving signature instead). Ops of the functions without a converter are listed at once,
+    after reading (``tf2torch/support.py``)."""
+    keys = [k for k, layer in graph.layers.items() if needs_trace(layer, convertible)]
     if not keys:
         return True
     loaded = tf.saved_model.load(str(directory))
-    paths = graph.__dict__.get("object_paths", {})
+    paths = graph.object_paths
     concretes = {k: layer_function(loaded, paths.get(k)) for k in keys}
     if any(c is None for c in concretes.values()):
         return False
     loaders: dict[str, Callable[[], np.ndarray]] = {}
-    unsupported: list[tuple[str, str]] = []
-    reasons: dict[str, str] = {}
     for key in keys:
-        sub = traced_ir(tf, concretes[key], key)
+        sub = traced_ir(tf, concretes[key], key, walk_function)
         layer = graph.layers[key]
         weights = []
         for sub_key, sub_layer in sub.layers.items():
@@ -92,14 +89,9 @@ def trace_layers(tf: Any, directory: Path, graph: KerasGraph) -> bool:
                 name = f"call/{sub_key}/{w.name}"
                 weights.append(Weight(name, tuple(w.shape), w.dtype, f"{key}::{name}"))
                 loaders[f"{key}::{name}"] = (lambda g=sub, w=w: g.load_weight(w))
-        unsupported.extend((f"{key}/{k}", c) for k, c in sub.__dict__.get("unsupported", []))
-        reasons.update({f"{key}/{k}": v for k, v in sub.__dict__.get("reasons", {}).items()})
         layer.config = {"name": layer.config.get("name", key), "keras_class_name": layer.class_name,
                         "trainable": layer.config.get("trainable", True), "function": sub.to_json()}
         layer.class_name = TRACED_LAYER
         layer.weights = weights
-    if unsupported:
-        raise UnsupportedLayerError(unsupported, reasons)
-    stored = graph._loader
-    graph._loader = lambda w: loaders[w.key]() if w.key in loaders else stored(w)
+    graph.weight_source = Overrides(loaders, graph.weight_source)
     return True

@@ -13,7 +13,7 @@ from ..errors import Tf2TorchError
 from .tf_sources import Tensor, tensor_id
 
 if TYPE_CHECKING:
-    from .tf_graph import Walker
+    from .tf_walker import Walker
 
 NON_OUTPUT_OPS = frozenset({"NoOp", "Assert", "Assign", "AssignAdd", "AssignSub", "AssignVariableOp",
                             "AssignAddVariableOp", "AssignSubVariableOp", "SaveV2", "RestoreV2", "MergeV2Checkpoints",

@@ -1,14 +1,15 @@
 """TF 2 while loops (``While`` / ``StatelessWhile``: ``tf.while_loop``, a Keras RNN traced into a graph) for
 the graph walker: the loop's ``cond`` and ``body`` functions, read from the graph's function library, are each
 walked like a graph of their own into a sub-IR that the ``While`` node's config carries
-(``tf2torch/ops/tf_control.py`` assembles them, ``nn/tf_ops.TFWhile`` runs them in a Python loop).
+(``tf2torch/ops/tf_control.py`` assembles them, ``nn/control.TFWhile`` runs them in a Python loop).
 
 Loop variables: a ``While``'s inputs are its loop variables and the body returns their next values in the same
 order ([TF] ``ops/while_v2.py``). A variable the body returns unchanged (its argument, through identities) is
 *invariant*: the tensors the loop captured (weights, the input sequence, the step count). An invariant variable
 whose value is constant where the loop starts is fed to both functions as a constant, so a kernel read in the
 body is folded into its ``MatMul`` like any other weight; the other variables are the functions' run-time
-inputs. Ops of a body without a converter are listed with the rest, as ``<while>/body/<op>``.
+inputs. Ops of a body without a converter are listed with the rest, as ``<while>/body/<op>``, by the pass
+after reading (``tf2torch/support.py``).
 
 A SavedModel signature is frozen without lowering its control flow (``lower_control_flow=False``), which keeps
 ``While`` ops and their functions; TF 1 loop frames (``Enter`` / ``Exit`` / ``NextIteration``, from
@@ -27,6 +28,7 @@ from ..graph import KerasGraph, Weight
 
 LOOP_OP_TYPES = ("While", "StatelessWhile")
 PASS_THROUGH = frozenset({"Identity", "IdentityN", "StopGradient", "Snapshot"})
+WalkFunction = Callable[[Any, Any, Any], KerasGraph]  # (tf, TFSource, TFOptions) → the function's sub-IR
 
 
 def function_def(walker: Any, name: str) -> Any:
@@ -73,10 +75,10 @@ def invariant_variables(walker: Any, op_name: str) -> set[int]:
     return invariant
 
 
-def function_ir(walker: Any, fdef: Any, fed: dict[int, np.ndarray], outputs: list[int] | None) -> KerasGraph:
-    """``fdef`` walked into an IR: arguments in ``fed`` are constants, the others its inputs (in order);
-    ``outputs`` picks results (None: all)."""
-    from .tf_graph import build_ir, prepare
+def function_ir(walker: Any, fdef: Any, fed: dict[int, np.ndarray], outputs: list[int] | None,
+                walk_function: WalkFunction) -> KerasGraph:
+    """``fdef`` walked into an IR by ``walk_function`` (``tf_graph.walk_function``): arguments in ``fed`` are
+    constants, the others its inputs (in order); ``outputs`` picks results (None: all)."""
     from .tf_sources import TFOptions, TFSource
 
     graph_def, args, results = function_graph(walker, fdef)
@@ -86,34 +88,29 @@ def function_ir(walker: Any, fdef: Any, fed: dict[int, np.ndarray], outputs: lis
                       input_names=[a for i, a in enumerate(args) if i not in fed],
                       outputs=[results[i] for i in picked], output_names=[f"output_{i}" for i in picked])
     options = TFOptions(constants={f"{args[i]}:0": value for i, value in fed.items()})
-    sub, ends = prepare(walker.tf, source, options)
-    return build_ir(sub, ends.inputs, ends.input_names, ends.outputs, ends.output_names, function=True)
+    return walk_function(walker.tf, source, options)
 
 
-def loop_config(walker: Any, op_name: str, key: str, operand_values: list[np.ndarray | None]) -> tuple[
-        dict[str, Any], set[int], list[Weight], dict[str, Callable[[], np.ndarray]], list[tuple[str, str]],
-        dict[str, str]]:
+def loop_config(walker: Any, op_name: str, key: str, operand_values: list[np.ndarray | None],
+                walk_function: WalkFunction) -> tuple[
+        dict[str, Any], set[int], list[Weight], dict[str, Callable[[], np.ndarray]]]:
     """What the ``While`` node ``op_name`` (IR key ``key``) carries: its ``loop`` config (cond and body sub-IRs,
-    the fed and the changing loop variables), the operands fed into the functions (no run-time value needed),
-    the functions' weights as the node's own (with loaders) and the functions' unsupported ops with reasons."""
+    the fed and the changing loop variables), the operands fed into the functions (no run-time value needed) and
+    the functions' weights as the node's own (with loaders). Their ops without a converter are named after
+    reading, as ``<key>/body/<op>`` (``tf2torch/support.py``)."""
     cond_def, body_def = loop_functions(walker, op_name)
     invariant = invariant_variables(walker, op_name)
     fed = {i: v for i, v in enumerate(operand_values) if i in invariant and v is not None}
     changing = [i for i in range(len(operand_values)) if i not in invariant]
-    cond = function_ir(walker, cond_def, fed, None)
-    body = function_ir(walker, body_def, fed, changing)
+    cond = function_ir(walker, cond_def, fed, None, walk_function)
+    body = function_ir(walker, body_def, fed, changing, walk_function)
     weights: list[Weight] = []
     loaders: dict[str, Callable[[], np.ndarray]] = {}
-    unsupported: list[tuple[str, str]] = []
-    reasons: dict[str, str] = {}
     for part, graph in (("cond", cond), ("body", body)):
         for layer_key, layer in graph.layers.items():
             for w in layer.weights:
                 name = f"{part}/{layer_key}/{w.name}"
                 weights.append(Weight(name, tuple(w.shape), w.dtype, f"{op_name}::{name}"))
                 loaders[f"{op_name}::{name}"] = (lambda g=graph, w=w: g.load_weight(w))
-        for name, class_name in graph.__dict__.get("unsupported", []):
-            unsupported.append((f"{key}/{part}/{name}", class_name))
-        reasons.update({f"{key}/{part}/{k}": v for k, v in graph.__dict__.get("reasons", {}).items()})
     config = {"cond": cond.to_json(), "body": body.to_json(), "fed": sorted(fed), "changing": changing}
-    return config, set(fed), weights, loaders, unsupported, reasons
+    return config, set(fed), weights, loaders

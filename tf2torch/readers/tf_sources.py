@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelFileError, Tf2TorchError
-from ..graph import KerasGraph
 from .tf_paths import checkpoint_prefix
 
 Tensor = tuple[str, int]
@@ -69,22 +68,6 @@ def read_source(tf: Any, path: Path, kind: str, opts: TFOptions) -> TFSource:
     if kind == "checkpoint":
         return read_checkpoint(tf, path)
     return read_graphdef(tf, path)
-
-
-def keras_saved_model_or_none(tf: Any, directory: Path) -> KerasGraph | None:
-    """The Keras structure; a layer without a converter (a custom class whose code is not importable here, a
-    ``Lambda``) converts from its own traced call function (readers/savedmodel_traced.py). None sends the model
-    through its serving signature instead (a subclassed model, a layer saved without its functions)."""
-    from .savedmodel_keras import read_keras_saved_model
-    from .savedmodel_traced import trace_layers
-
-    try:
-        graph = read_keras_saved_model(tf, directory)
-    except ModelFileError as exc:
-        if "subclassed" in str(exc) or "Lambda" in str(exc):
-            return None
-        raise
-    return graph if trace_layers(tf, directory, graph) else None
 
 
 def read_saved_model(tf: Any, directory: Path, signature: str | None) -> TFSource:

@@ -13,9 +13,10 @@ from torch import nn
 
 from ..errors import Tf2TorchError
 from .check import verify_transfer
+from .layers import SourceLayer
 from .match import Assignment, plan, similarity
 from .report import TransferReport
-from .source import SourceLayer, open_source, source_kind
+from .source import open_source, source_kind
 from .target import TargetModule, target_modules
 
 

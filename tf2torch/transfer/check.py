@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from ..readers import open_model
-from ..verify.keras_side import input_names, load_keras_model, run_layers
+from ..verify import input_names, load_keras_model, run_layers
+from .layers import SourceLayer
 from .match import Assignment
-from .source import SourceLayer
 from .target import TargetModule
 
 RTOL = 1e-4  # a matched layer diverges when max|Δ| / max|reference| exceeds this

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import transforms as tx
-from .source import SourceLayer
+from .layers import SourceLayer
 from .target import TargetModule
 
 

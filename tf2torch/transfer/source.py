@@ -16,15 +16,28 @@ import functools
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import h5py
 
 from ..errors import ModelFileError
-from ..graph import KerasGraph, StoredArray, Weight
-from ..readers import file_kind, open_model, policy, watchdog
-from ..readers.h5 import dataset_loader, open_h5, read_attr_list
+from ..graph import KerasGraph, Weight
+from ..readers import (
+    MAX_NESTING,
+    Budget,
+    check_dataset,
+    contiguous_offset,
+    dataset_loader,
+    file_kind,
+    group_child,
+    guarded,
+    h5_attribute,
+    h5_child,
+    open_h5,
+    open_model,
+    read_attr_list,
+)
+from .layers import SourceLayer, attention_roles, named_kind, natural
 
 KIND_OF_CLASS = {
     **{f"Conv{n}D": "conv" for n in (1, 2, 3)}, **{f"Convolution{n}D": "conv" for n in (1, 2, 3)},
@@ -46,39 +59,6 @@ ROLES = {  # each kind's weights in Keras's own order (``layer.weights``)
     "gru": ["kernel", "recurrent_kernel", "bias"], "embedding": ["embeddings"],
     "attention": [f"{p}_{w}" for p in ("query", "key", "value", "output") for w in ("kernel", "bias")],
 }
-ATTENTION_PARTS = {"query": "query", "query_dense": "query", "key": "key", "key_dense": "key", "value": "value",
-                   "value_dense": "value", "attention_output": "output", "output_dense": "output",
-                   "_query_dense": "query", "_key_dense": "key", "_value_dense": "value", "_output_dense": "output"}
-
-
-def attention_roles(names: list[str]) -> list[str] | None:
-    """MultiHeadAttention weights by their sub-layer: ``query/kernel`` (Keras 2), ``query_dense/vars/0`` (Keras
-    3, whose ``.keras`` lists them alphabetically, not in ``layer.weights`` order) → ``query_kernel``..."""
-    roles = []
-    for name in names:
-        parts = name.split(":")[0].split("/")
-        part = next((ATTENTION_PARTS[p] for p in parts if p in ATTENTION_PARTS), None)
-        what = {"kernel": "kernel", "0": "kernel", "bias": "bias", "1": "bias"}.get(parts[-1])
-        if part is None or what is None:
-            return None
-        roles.append(f"{part}_{what}")
-    return roles if len(set(roles)) == len(roles) else None
-
-
-@dataclass
-class SourceLayer:
-    """One source layer: ``kind`` (None: nothing tf2torch can transfer), its weights by role (``kernel``,
-    ``moving_mean``...), and whether a Flatten of channels-last features feeds it (None: not known)."""
-
-    name: str
-    kind: str | None
-    class_name: str
-    weights: dict[str, StoredArray] = field(default_factory=dict)
-    flattened_channels_last: bool | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-
-    def weight_names(self) -> list[str]:
-        return [f"{self.name}/{role}" for role in self.weights]
 
 
 def source_kind(path: str | os.PathLike) -> str:
@@ -92,11 +72,11 @@ def source_kind(path: str | os.PathLike) -> str:
                              f"checkpoints so far; this is a {kind}. Convert it with tf2torch.convert, or save "
                              "the weights with Keras's save_weights")
     with contextlib.closing(open_h5(str(path))) as file:
-        if policy.attribute(file, "model_config", "/") is not None:
+        if h5_attribute(file, "model_config", "/") is not None:
             return "model"
         if "layer_names" in file.attrs or "layer_names0" in file.attrs:
             return "keras2_weights"
-        if isinstance(policy.child(file, "layers", "/"), h5py.Group):
+        if isinstance(h5_child(file, "layers", "/"), h5py.Group):
             return "keras3_weights"
     raise ModelFileError(f"{path}: an HDF5 file that is neither a Keras model nor Keras save_weights output")
 
@@ -115,7 +95,7 @@ def open_source(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
         yield checkpoint_layers(path)
         return
     reader = keras2_structure if kind == "keras2_weights" else keras3_structure
-    structure = watchdog.guarded(functools.partial(reader, str(path)), str(path))
+    structure = guarded(functools.partial(reader, str(path)), str(path))
     file = open_h5(str(path))
     raw = os.open(path, os.O_RDONLY)
     try:
@@ -179,22 +159,22 @@ def flatten_feeds(graph: KerasGraph, key: str) -> bool | None:
 Structure = list[tuple[str, str | None, str, dict[str, Weight]]]  # (name, kind, class, role → weight)
 
 
-def _weight(file: h5py.File, dataset_path: str, where: str, budget: policy.Budget) -> Weight:
+def _weight(file: h5py.File, dataset_path: str, where: str, budget: Budget) -> Weight:
     obj: Any = file
     for part in [p for p in dataset_path.split("/") if p]:
-        obj = policy.child(obj, part, where) if isinstance(obj, h5py.Group) else None
+        obj = h5_child(obj, part, where) if isinstance(obj, h5py.Group) else None
         if obj is None:
             raise ModelFileError(f"{where}: weight {dataset_path} is listed but missing; the file is damaged")
-    shape, dtype = policy.check_dataset(obj, where, budget)
-    return Weight(dataset_path.split("/")[-1], shape, dtype, obj.name, policy.contiguous_offset(obj, budget.file_size))
+    shape, dtype = check_dataset(obj, where, budget)
+    return Weight(dataset_path.split("/")[-1], shape, dtype, obj.name, contiguous_offset(obj, budget.file_size))
 
 
 def keras2_structure(path: str) -> Structure:
     """A Keras 2 / tf_keras ``save_weights`` file: the listed layers' weights, grouped by layer."""
-    file, budget, out = open_h5(path), policy.Budget.for_file(path), []
+    file, budget, out = open_h5(path), Budget.for_file(path), []
     try:
         for name in read_attr_list(file, "layer_names"):
-            group = policy.group_child(file, name, f"layer {name}")
+            group = group_child(file, name, f"layer {name}")
             if group is not None:
                 out += _keras2_group(file, group, name, budget)
     finally:
@@ -202,7 +182,7 @@ def keras2_structure(path: str) -> Structure:
     return out
 
 
-def _keras2_group(file: h5py.File, group: h5py.Group, name: str, budget: policy.Budget) -> Structure:
+def _keras2_group(file: h5py.File, group: h5py.Group, name: str, budget: Budget) -> Structure:
     """One listed group: a MultiHeadAttention (its weights under its sub-layers' scopes, ``mha/query/kernel:0``),
     or layers grouped by scope (a nested model's group holds its inner layers' weights under their names; an RNN's
     sit under its cell's scope, ``lstm/lstm_cell/kernel:0``)."""
@@ -220,51 +200,26 @@ def _keras2_group(file: h5py.File, group: h5py.Group, name: str, budget: policy.
              weights) for scope, weights in scopes.items()]
 
 
-def named_kind(weights: dict[str, Weight]) -> str | None:
-    """A layer's kind told by its weights' names and shapes (a ``save_weights`` file names no classes). A
-    rank-3+ ``kernel`` is taken for a convolution: a transposed one stores the same rank and is told by class
-    only, so a Keras 2 weights-only file's transposed convolutions need a mapping."""
-    names = set(weights)
-    if "depthwise_kernel" in names and "pointwise_kernel" not in names:
-        return "depthwise"
-    if {"kernel", "recurrent_kernel"} <= names:
-        gates = weights["kernel"].shape[-1] // max(1, weights["recurrent_kernel"].shape[0])
-        return {4: "lstm", 3: "gru"}.get(gates)
-    if "moving_mean" in names:
-        return "batchnorm"
-    if names == {"embeddings"}:
-        return "embedding"
-    if names <= {"gamma", "beta"}:
-        return "layernorm"
-    if "kernel" in names and names <= {"kernel", "bias"}:
-        return "dense" if len(weights["kernel"].shape) == 2 else "conv"
-    return None
-
-
-def natural(key: str) -> tuple[Any, ...]:
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key))
-
-
 def keras3_structure(path: str) -> Structure:
     """A Keras 3 ``.weights.h5``: ``layers/<snake_class>[_N]/vars/<i>`` (an RNN's under ``cell/vars``), nested
     models under their own ``layers``; each layer's weights in ``layer.weights`` order, roles by position."""
-    file, budget, out = open_h5(path), policy.Budget.for_file(path), []
+    file, budget, out = open_h5(path), Budget.for_file(path), []
     try:
-        _keras3_layers(file, policy.group_child(file, "layers", "/"), "", budget, out)
+        _keras3_layers(file, group_child(file, "layers", "/"), "", budget, out)
     finally:
         file.close()
     return out
 
 
-def _keras3_layers(file: h5py.File, layers: h5py.Group | None, prefix: str, budget: policy.Budget,
+def _keras3_layers(file: h5py.File, layers: h5py.Group | None, prefix: str, budget: Budget,
                    out: Structure, depth: int = 0) -> None:
-    if layers is None or depth > policy.MAX_NESTING:
+    if layers is None or depth > MAX_NESTING:
         return
     for key in sorted(layers.keys(), key=natural):
-        group = policy.group_child(layers, key, f"layer {prefix}{key}")
+        group = group_child(layers, key, f"layer {prefix}{key}")
         if group is None:
             continue
-        _keras3_layers(file, policy.group_child(group, "layers", key), f"{prefix}{key}/", budget, out, depth + 1)
+        _keras3_layers(file, group_child(group, "layers", key), f"{prefix}{key}/", budget, out, depth + 1)
         found = [w for sub in ("vars", "cell/vars") for w in _vars(file, group, sub, f"{prefix}{key}", budget)]
         kind = KIND_OF_SNAKE.get(re.sub(r"_\d+$", "", key))
         if kind == "attention":  # its weights are its sub-layers' (query_dense/vars/0...)
@@ -279,10 +234,10 @@ def _keras3_layers(file: h5py.File, layers: h5py.Group | None, prefix: str, budg
         out.append((f"{prefix}{key}", kind, key, dict(zip(roles, found))))
 
 
-def _vars(file: h5py.File, group: h5py.Group, sub: str, where: str, budget: policy.Budget) -> list[Weight]:
+def _vars(file: h5py.File, group: h5py.Group, sub: str, where: str, budget: Budget) -> list[Weight]:
     holder: Any = group
     for part in sub.split("/"):
-        holder = policy.group_child(holder, part, where) if holder is not None else None
+        holder = group_child(holder, part, where) if holder is not None else None
     if holder is None:
         return []
     names = sorted((k for k in holder.keys() if k.isdigit()), key=int)

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFileError
-from ..readers import policy
-from ..readers.tf_paths import checkpoint_prefix, import_tensorflow
-from .source import ATTENTION_PARTS, SourceLayer, attention_roles, named_kind, natural
+from ..readers import MAX_WEIGHT_RANK, Budget, checkpoint_prefix, import_tensorflow
+from .layers import ATTENTION_PARTS, SourceLayer, attention_roles, named_kind, natural
 
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 NOT_WEIGHTS = re.compile(r"(^|/)(_CHECKPOINTABLE_OBJECT_GRAPH|save_counter|optimizer|global_step|keras_api)"
@@ -65,13 +64,13 @@ def checkpoint_layers(path: str | os.PathLike) -> list[SourceLayer]:
     except Exception as exc:
         raise ModelFileError(f"{prefix}: cannot read the checkpoint ({type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:200]})") from None
-    budget, scopes = policy.Budget(max(1, _data_size(prefix))), {}
+    budget, scopes = Budget(max(1, _data_size(prefix))), {}
     for name in sorted(shapes, key=natural):
         if NOT_WEIGHTS.search(name):
             continue
         dtype = np.dtype(dtypes[name].as_numpy_dtype)
         shape = tuple(int(d) for d in shapes[name])
-        if dtype.kind not in "fiub" or len(shape) > policy.MAX_WEIGHT_RANK:
+        if dtype.kind not in "fiub" or len(shape) > MAX_WEIGHT_RANK:
             continue
         budget.add(int(np.prod(shape, dtype=object)) * dtype.itemsize, f"{prefix}: variable {name}")
         scope, _, role = name.removesuffix(SUFFIX).rpartition("/")

@@ -70,8 +70,7 @@ def check_safe_to_load(path: str) -> None:
     ``convert``: a ``Lambda``'s bytecode is never executed, reachable or not ([K3] ``safe_mode``; tf_keras loads
     ``.h5`` Lambdas without asking)."""
     from ..errors import UnsupportedLayerError
-    from ..readers import open_model, read_config
-    from ..readers.policy import layers_with_code
+    from ..readers import layers_with_code, open_model, read_config
 
     with open_model(path):
         pass

@@ -12,14 +12,14 @@ from html import escape
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .report import Report
+    from .report_data import ReportData
 
 WIDTH, HEIGHT = 1120, 320
 LEFT, RIGHT, TOP, BOTTOM = 68, 20, 34, 46
 BLUE, GREEN, RED, GREY = "#2563eb", "#059669", "#dc2626", "#94a3b8"
 
 
-def error_plot(report: "Report") -> str:
+def error_plot(report: "ReportData") -> str:
     rows = report.layers
     main = [_value(r.metrics.max_rel_error) for r in rows]
     f64 = [_value(r.float64.max_rel_error) if r.float64 is not None else None for r in rows]

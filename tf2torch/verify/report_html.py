@@ -11,11 +11,11 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from .plot import error_plot
-from .report import format_cosine, format_error, format_shapes
+from .report_data import format_cosine, format_error, format_shapes
 
 if TYPE_CHECKING:
     from .compare import LayerResult
-    from .report import Report
+    from .report_data import ReportData
 
 CSS = """
 .t2t{font-family:-apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
@@ -55,7 +55,7 @@ CSS = """
 """
 
 
-def html_report(report: "Report", fragment: bool = False) -> str:
+def html_report(report: "ReportData", fragment: bool = False) -> str:
     body = "\n".join([
         _header(report), _cards(report), *[f'<div class="note">{escape(n)}</div>' for n in report.notes],
         _divergence(report),
@@ -71,7 +71,7 @@ def html_report(report: "Report", fragment: bool = False) -> str:
             f'<body style="margin:0;background:#f8fafc">{content}</body></html>\n')
 
 
-def _header(report: "Report") -> str:
+def _header(report: "ReportData") -> str:
     m = report.model
     pill = ('<span class="pill pass">MATCH</span>' if report.ok else '<span class="pill fail">MISMATCH</span>')
     return (f'<div class="head"><h1>tf2torch verify · {escape(str(m.get("name")))}</h1>{pill}</div>'
@@ -80,7 +80,7 @@ def _header(report: "Report") -> str:
             f'{escape(report.versions.get("torch", "?"))} · {len(report.layers)} layer calls compared</div>')
 
 
-def _cards(report: "Report") -> str:
+def _cards(report: "ReportData") -> str:
     failing = len(report.failed)
     cards = [
         ("layer calls", f'{len(report.layers)}', f"{failing} failing" if failing else "all within tolerance"),
@@ -98,7 +98,7 @@ def _cards(report: "Report") -> str:
     return "".join(html)
 
 
-def _divergence(report: "Report") -> str:
+def _divergence(report: "ReportData") -> str:
     d = report.divergence
     if not d:
         return ""
@@ -112,7 +112,7 @@ def _divergence(report: "Report") -> str:
                if config else "") + "</section>")
 
 
-def _table(report: "Report") -> str:
+def _table(report: "ReportData") -> str:
     """The per-call table. A failing report opens at its first failing call (no script can scroll the page): the
     calls before it, all passing, fold into a ``<details>`` above, and that row carries ``id="first-failure"``,
     which the first-divergence box links to."""
@@ -133,7 +133,7 @@ def _table(report: "Report") -> str:
             f"<thead><tr>{ths}</tr></thead><tbody>{rows}</tbody></table></div></section>")
 
 
-def _row(r: "LayerResult", report: "Report", both: bool, anchor: bool = False) -> str:
+def _row(r: "LayerResult", report: "ReportData", both: bool, anchor: bool = False) -> str:
     m = r.metrics
     cls = "first" if (r.layer == report.first_divergence and not r.ok and
                       r.node == (report.divergence or {}).get("node")) else ("bad" if not r.ok else "")
@@ -157,7 +157,7 @@ def _kv(rows: list[tuple[str, Any]]) -> str:
     return "".join(f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in rows)
 
 
-def _model(report: "Report") -> str:
+def _model(report: "ReportData") -> str:
     m = report.model
     inputs = "<br>".join(f"<code>{escape(i['name'])}</code> {escape(str(tuple(i['shape'])))} {escape(i['dtype'])}"
                          f" — {escape(i['origin'])}" for i in report.inputs)
@@ -174,6 +174,6 @@ def _model(report: "Report") -> str:
     return f'<section><h2>Model</h2><table class="kv">{_kv(rows)}</table></section>'
 
 
-def _versions(report: "Report") -> str:
+def _versions(report: "ReportData") -> str:
     rows = [(k, f"<code>{escape(str(v))}</code>") for k, v in report.versions.items()]
     return f'<section><h2>Versions</h2><table class="kv">{_kv(rows)}</table></section>'

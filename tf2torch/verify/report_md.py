@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .report import format_cosine, format_error, format_shapes
+from .report_data import format_cosine, format_error, format_shapes
 
 if TYPE_CHECKING:
     from .compare import LayerResult
-    from .report import Report
+    from .report_data import ReportData
 
 MAX_ROWS = 300
 MAX_FAILED_ROWS = 25
 
 
-def markdown_report(report: "Report") -> str:
+def markdown_report(report: "ReportData") -> str:
     m = report.model
     icon = "✅" if report.ok else "❌"
     out = [f"### {icon} tf2torch verify: `{m.get('name')}` {'matches' if report.ok else 'does not match'} Keras", ""]
@@ -55,7 +55,7 @@ def markdown_report(report: "Report") -> str:
     return "\n".join(out)
 
 
-def _table(rows: list["LayerResult"], report: "Report") -> list[str]:
+def _table(rows: list["LayerResult"], report: "ReportData") -> list[str]:
     both = any(r.float64 is not None for r in report.layers)
     head = "| # | layer | class | output shape | max abs | max rel | mean abs | cosine |"
     rule = "|--:|---|---|---|--:|--:|--:|--:|"

@@ -7,17 +7,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .report import format_cosine, format_error, format_shapes
+from .report_data import format_cosine, format_error, format_shapes
 
 if TYPE_CHECKING:
     from .compare import LayerResult
-    from .report import Report
+    from .report_data import ReportData
 
 STATUS_TEXT = {"pass": "ok", "fail": "FAIL", "shape_mismatch": "SHAPE", "missing": "MISSING", "skipped": "skipped",
                "folded": "folded"}
 
 
-def text_report(report: "Report", color: bool = False, width: int | None = None) -> str:
+def text_report(report: "ReportData", color: bool = False, width: int | None = None) -> str:
     width = width or shutil.get_terminal_size((120, 24)).columns
     both = any(r.float64 is not None for r in report.layers)
     header = ["#", "layer", "class", "output shape", "max abs", "max rel", "mean abs", "cosine"]

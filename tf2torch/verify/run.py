@@ -19,7 +19,7 @@ import torch
 import torch.fx as fx
 
 from ..errors import ModelFileError, Tf2TorchError
-from ..readers.tf_paths import tf_kind
+from ..readers import tf_kind
 from . import keras_side, tf_side, tflite_side, torch_side
 from .compare import (
     DEFAULT_ATOL,
@@ -342,7 +342,7 @@ class Session:
     def versions(self) -> dict[str, str]:
         import h5py
 
-        from .. import __version__
+        from ..version import __version__
 
         found = {"tf2torch": __version__, "python": platform.python_version(), "torch": torch.__version__,
                  "numpy": np.__version__, "h5py": h5py.__version__}

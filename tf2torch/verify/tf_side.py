@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,16 +49,10 @@ def run_graph(source: str | os.PathLike, options: Mapping[str, Any], graph_json:
     """(TensorFlow version, op name → its outputs) for ``inputs`` keyed by input name. ``float64``: the same
     graph with every float32 tensor, constant and op type made float64 (``as_float64``)."""
     from ..graph import KerasGraph
-    from ..readers import file_kind
-    from ..readers.tf_graph import prepare, runnable_graph_def
-    from ..readers.tf_paths import import_tensorflow
-    from ..readers.tf_sources import TFOptions, read_source
+    from ..readers import runnable_tf_graph
 
-    tf = import_tensorflow()
-    opts = TFOptions.from_dict(dict(options))
-    walker, _ = prepare(tf, read_source(tf, Path(source), file_kind(source), opts), opts)
     graph = KerasGraph.from_json(dict(graph_json))
-    graph_def = runnable_graph_def(walker, graph)
+    tf, graph_def = runnable_tf_graph(source, dict(options), graph)
     if dtype == "float64":
         graph_def = as_float64(tf, graph_def)
         inputs = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in inputs.items()}

@@ -24,7 +24,7 @@ def run_interpreter(source: str | os.PathLike, graph: Mapping[str, Any], inputs:
     input whose batch differs from the file's is resized first (``resize_tensor_input``)."""
     if dtype != "float32":
         raise Tf2TorchError("the TFLite interpreter computes in float32 only; verify a .tflite file in float32")
-    from ..readers.tf_paths import import_tensorflow
+    from ..readers import import_tensorflow
 
     tf = import_tensorflow()
     with warnings.catch_warnings():

@@ -9,17 +9,18 @@ import mmap
 import os
 from collections.abc import Iterator
 
-from ...errors import ModelFileError, UnsupportedLayerError
-from ...graph import KerasGraph
+from ...errors import ModelFileError
+from ...graph import KerasGraph, WeightFunction
 from .reader import CLASS_PREFIX, is_tflite, load, read_structure
 
-__all__ = ["is_tflite", "open_tflite", "read_structure"]
+__all__ = ["CLASS_PREFIX", "is_tflite", "open_tflite", "read_structure"]
 
 
 @contextlib.contextmanager
 def open_tflite(path: str | os.PathLike) -> Iterator[KerasGraph]:
     """The IR of a ``.tflite`` file; its weights are copied out of the (memory-mapped, read-only) file one at a
-    time while converting. Operators without a converter, and quantized ones, are refused all at once."""
+    time while converting. Operators without a converter, and quantized ones (the reader lists a node's quantized
+    tensors in its config), are refused after reading, all at once (``tf2torch/support.py``)."""
     path = str(path)
     with open(path, "rb") as f:
         try:
@@ -28,30 +29,8 @@ def open_tflite(path: str | os.PathLike) -> Iterator[KerasGraph]:
             raise ModelFileError(f"{path}: cannot map the file ({exc})") from None
     try:
         graph, stored = read_structure(path, data)
-        refuse_unsupported(graph)
-        graph._loader = lambda w: load(data, stored[w.key])
+        graph.weight_source = WeightFunction(lambda w: load(data, stored[w.key]))
         yield graph
     finally:
         data.close()
 
-
-def refuse_unsupported(graph: KerasGraph) -> None:
-    """Every operator without a converter, custom operators, and operators on quantized (int8 / uint8 / int16)
-    tensors, named at once."""
-    from ...converters import registry
-
-    missing, reasons = [], {}
-    for key, layer in graph.layers.items():
-        if not layer.class_name.startswith(CLASS_PREFIX):
-            continue
-        quantized = layer.config.get("quantized")
-        if quantized:
-            missing.append((key, layer.class_name))
-            reasons[key] = (f"quantized tensors ({', '.join(quantized[:3])}{', ...' if len(quantized) > 3 else ''});"
-                            " tf2torch converts float32 and float16-weight .tflite models, not quantized ones")
-        elif registry.converter_for(layer.class_name) is None:
-            missing.append((key, layer.class_name))
-            if layer.class_name.startswith(CLASS_PREFIX + "custom:"):
-                reasons[key] = "a custom operator (not a TFLite builtin): tf2torch has no converter for it"
-    if missing:
-        raise UnsupportedLayerError(missing, reasons)
