@@ -98,7 +98,7 @@ def load(path: str | os.PathLike) -> fx.GraphModule:
             optimize_module(module)  # the same folds (they depend on the structure only), then the folded weights
         module.load_state_dict(state_dict, strict=True)
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:  # an IR that does not hold together
-        raise ModelFileError(f"{path}: a damaged tf2torch file ({type(exc).__name__}: "
+        raise ModelFileError(f"{path}: {_unloadable(meta)} ({type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:300]})") from None
     _attach_meta(module, graph, layout, input_shapes, dtype)
     if meta.get("optimize"):
@@ -106,6 +106,17 @@ def load(path: str | os.PathLike) -> fx.GraphModule:
     if "tf_options" in meta:
         module.tf2torch_meta["tf_options"] = meta["tf_options"]
     return module.eval()
+
+
+def _unloadable(meta: dict[str, Any]) -> str:
+    """Why a saved module did not rebuild: an older file format (module names have changed since) or damage."""
+    from .io import FORMAT_VERSION
+
+    written = meta.get("format_version", 0)
+    if written < FORMAT_VERSION:
+        return (f"written by an older tf2torch (file format {written}, this one writes {FORMAT_VERSION}) whose module "
+                "does not rebuild here; convert the original model again")
+    return "a damaged tf2torch file"
 
 
 def require_custom_converters(path: str | os.PathLike, used: dict[str, str]) -> None:
