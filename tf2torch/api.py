@@ -11,6 +11,7 @@ import torch.fx as fx
 
 from . import converters  # noqa: F401  (registers every converter family)
 from .assemble import assemble
+from .contract import Facts
 from .errors import ConversionNotice, ModelFileError, UnsupportedLayerError
 from .graph import KerasGraph
 from .io import load_payload, read_saved, save  # noqa: F401
@@ -120,3 +121,13 @@ def require_custom_converters(path: str | os.PathLike, used: dict[str, str]) -> 
             message=f"{path} was converted with custom converters that are not registered now: {listed}. Import "
                     f"the module that registers them (@tf2torch.register({next(iter(missing))!r})) before "
                     "tf2torch.load")
+
+
+def layer_facts(class_name: str) -> Facts:
+    """What the converter of ``class_name`` (a Keras class or an op's spelling) declared with it
+    (``contract.Facts``: mask policy, training sensitivity, the keys that decide its arithmetic, what transfer
+    calls its weights...; an empty ``Facts`` when nothing converts it). The door through which verify, transfer
+    and emit read per-class facts, so that none of them holds a table of Keras class names (issue #21)."""
+    from .registry import facts
+
+    return facts(class_name)

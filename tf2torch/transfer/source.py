@@ -39,14 +39,7 @@ from ..readers import (
 )
 from .layers import SourceLayer, attention_roles, named_kind, natural
 
-KIND_OF_CLASS = {
-    **{f"Conv{n}D": "conv" for n in (1, 2, 3)}, **{f"Convolution{n}D": "conv" for n in (1, 2, 3)},
-    **{f"DepthwiseConv{n}D": "depthwise" for n in (1, 2)},
-    **{f"Conv{n}DTranspose": "conv_transpose" for n in (1, 2, 3)}, "Convolution2DTranspose": "conv_transpose",
-    "Dense": "dense", "BatchNormalization": "batchnorm", "LayerNormalization": "layernorm",
-    "LSTM": "lstm", "GRU": "gru", "Embedding": "embedding", "MultiHeadAttention": "attention",
-}
-KIND_OF_SNAKE = {
+KIND_OF_SNAKE = {  # a Keras 3 weights-only file's layer groups, by Keras's default (snake-case) layer name
     **{f"conv{n}d": "conv" for n in (1, 2, 3)}, **{f"depthwise_conv{n}d": "depthwise" for n in (1, 2)},
     **{f"conv{n}d_transpose": "conv_transpose" for n in (1, 2, 3)}, "dense": "dense",
     "batch_normalization": "batchnorm", "layer_normalization": "layernorm", "lstm": "lstm", "gru": "gru",
@@ -110,6 +103,8 @@ def open_source(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
 # -- whole models ----------------------------------------------------------------------------------------------
 def graph_layers(graph: KerasGraph) -> list[SourceLayer]:
     """Layers with weights in the order of their first call; roles from the config (``use_bias``, ``scale``)."""
+    from .. import api
+
     order: list[str] = []
     for node in graph.nodes:
         if node.layer not in order:
@@ -120,7 +115,7 @@ def graph_layers(graph: KerasGraph) -> list[SourceLayer]:
         layer = graph.layers[key]
         if not layer.weights:
             continue
-        kind = KIND_OF_CLASS.get(layer.class_name)
+        kind = api.layer_facts(layer.class_name).weight_kind  # declared by its converter (``Facts.weight_kind``)
         roles = (attention_roles([w.name for w in layer.weights]) if kind == "attention" else
                  config_roles(kind, layer.config, len(layer.weights)) if kind else None)
         if roles is None:
@@ -145,11 +140,13 @@ def config_roles(kind: str, config: dict[str, Any], count: int) -> list[str] | N
 def flatten_feeds(graph: KerasGraph, key: str) -> bool | None:
     """Whether the layer's first call takes a Flatten's output: True for a channels-last Flatten (rows in H,W,C
     order), False for a ``channels_first`` one, None when no Flatten feeds it."""
+    from .. import api
+
     for node in graph.nodes:
         if node.layer != key or not node.inputs:
             continue
         producer = graph.layers.get(graph.node(node.inputs[0].node).layer)
-        if producer is None or producer.class_name != "Flatten":
+        if producer is None or not api.layer_facts(producer.class_name).flattens:
             return None
         return producer.config.get("data_format") != "channels_first"
     return None
