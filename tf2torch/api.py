@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch.fx as fx
@@ -46,8 +47,7 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
     default it is converted as today's Keras reads it, with a notice.
     """
     tf_options = {"signature": signature, "inputs": inputs, "outputs": outputs, "constants": constants}
-    with open_model(path, tf_options, convertible=has_converter) as graph:
-        refuse_unsupported(graph)  # what the file holds that nothing converts, at every depth, named at once
+    with read_model(path, tf_options) as graph:
         theano = theano_notice(graph, flip_theano_kernels)
         if flip_theano_kernels:
             with_flipped_kernels(graph)
@@ -66,6 +66,15 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
     for notice in module.tf2torch_notices:
         warnings.warn(notice, ConversionNotice, stacklevel=2)
     return module
+
+
+@contextlib.contextmanager
+def read_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None) -> Iterator[KerasGraph]:
+    """The file read into the IR (``tf_options``: a TF graph's signature, inputs, outputs, constants), what nothing
+    converts refused at once, at every depth (``support``): what ``convert`` and ``tf2torch inspect`` read."""
+    with open_model(path, tf_options, convertible=has_converter) as graph:
+        refuse_unsupported(graph)
+        yield graph
 
 
 def _attach_meta(module: fx.GraphModule, graph: KerasGraph, layout: str,
