@@ -173,9 +173,8 @@ FACT_ROOMS = ("converters/", "ops/", "registry.py")  # where class names and the
 
 
 def _keras_spellings() -> set[str]:
-    from tf2torch import registry
+    from tf2torch import converters, ops, registry  # noqa: F401  (converters, ops: every shipped one registered)
 
-    registry.spellings()  # every shipped converter registered
     return {name for (domain, name), found in registry.REGISTRY.items()
             if domain == "keras" and not registry.is_custom(found.fn)}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tf2torch import registry
+from tf2torch import converters, ops, registry  # noqa: F401  (converters, ops: registered)
 from tf2torch.contract import Converted, LayerSpec
 from tf2torch.errors import ConversionError
 from tf2torch.ops import registry as ops_registry

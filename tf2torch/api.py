@@ -10,7 +10,8 @@ from typing import Any
 
 import torch.fx as fx
 
-from . import converters  # noqa: F401  (registers every converter family)
+from . import converters as _converters  # noqa: F401  (every shipped converter registered before the first lookup)
+from . import ops as _ops  # noqa: F401
 from .assemble import assemble
 from .contract import Facts
 from .errors import ConversionNotice, ModelFileError, UnsupportedLayerError
@@ -18,6 +19,7 @@ from .graph import KerasGraph
 from .io import load_payload, read_saved, save  # noqa: F401
 from .optimize import optimize as optimize_module
 from .readers import open_model
+from .registry import converter as register  # noqa: F401  (after every shipped converter: a clash is refused)
 from .support import has_converter, refuse_unsupported
 from .theano_kernels import theano_notice, with_flipped_kernels
 
