@@ -145,3 +145,17 @@ def test_reference_side_flips_what_the_converters_declare():
     for name in THEANO_FLIPPED:
         assert "kernel" in registry.facts(name).theano_flip, name
     assert "recurrent_kernel" in registry.facts("ConvLSTM2D").theano_flip
+
+
+@pytest.mark.parametrize("group, kind", [
+    # a Keras 3 weights-only file names its layer groups by Keras's default snake-case name; transfer derives
+    # their kinds from the declared Facts.weight_kind (no table of its own)
+    ("conv2d", "conv"), ("depthwise_conv1d", "depthwise"), ("conv3d_transpose", "conv_transpose"),
+    ("dense", "dense"), ("batch_normalization", "batchnorm"), ("layer_normalization", "layernorm"),
+    ("lstm", "lstm"), ("gru", "gru"), ("embedding", "embedding"), ("multi_head_attention", "attention"),
+    ("simple_rnn", None), ("sync_batch_normalization", None),
+])
+def test_weights_only_groups_take_the_declared_kinds(group, kind):
+    from tf2torch.transfer.source import kind_of_snake
+
+    assert kind_of_snake().get(group) == kind

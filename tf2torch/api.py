@@ -134,6 +134,13 @@ def require_custom_converters(path: str | os.PathLike, used: dict[str, str]) -> 
                     "tf2torch.load")
 
 
+def classes_with(fact: str) -> list[str]:
+    """The Keras classes whose converter declares ``fact`` (a ``contract.Facts`` field: ``"weight_kind"``...)."""
+    from .registry import with_fact
+
+    return with_fact(fact)
+
+
 def layer_facts(class_name: str) -> Facts:
     """What the converter of ``class_name`` (a Keras class or an op's spelling) declared with it
     (``contract.Facts``: mask policy, training sensitivity, the keys that decide its arithmetic, what transfer

@@ -22,6 +22,7 @@ import h5py
 
 from ..errors import ModelFileError
 from ..graph import KerasGraph, Weight
+from ..naming import to_snake_case
 from ..readers import (
     MAX_NESTING,
     Budget,
@@ -39,12 +40,6 @@ from ..readers import (
 )
 from .layers import SourceLayer, attention_roles, named_kind, natural
 
-KIND_OF_SNAKE = {  # a Keras 3 weights-only file's layer groups, by Keras's default (snake-case) layer name
-    **{f"conv{n}d": "conv" for n in (1, 2, 3)}, **{f"depthwise_conv{n}d": "depthwise" for n in (1, 2)},
-    **{f"conv{n}d_transpose": "conv_transpose" for n in (1, 2, 3)}, "dense": "dense",
-    "batch_normalization": "batchnorm", "layer_normalization": "layernorm", "lstm": "lstm", "gru": "gru",
-    "embedding": "embedding", "multi_head_attention": "attention",
-}
 ROLES = {  # each kind's weights in Keras's own order (``layer.weights``)
     "conv": ["kernel", "bias"], "depthwise": ["depthwise_kernel", "bias"], "conv_transpose": ["kernel", "bias"],
     "dense": ["kernel", "bias"], "batchnorm": ["gamma", "beta", "moving_mean", "moving_variance"],
@@ -98,6 +93,15 @@ def open_source(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
     finally:
         os.close(raw)
         file.close()
+
+
+@functools.cache
+def kind_of_snake() -> dict[str, str]:
+    """A Keras 3 weights-only file's layer group, by Keras's default (snake-case) layer name → the kind of its
+    weights, as the converters declare it (``Facts.weight_kind``): ``conv2d_transpose`` → ``conv_transpose``."""
+    from .. import api
+
+    return {to_snake_case(name): api.layer_facts(name).weight_kind for name in api.classes_with("weight_kind")}
 
 
 # -- whole models ----------------------------------------------------------------------------------------------
@@ -218,7 +222,7 @@ def _keras3_layers(file: h5py.File, layers: h5py.Group | None, prefix: str, budg
             continue
         _keras3_layers(file, group_child(group, "layers", key), f"{prefix}{key}/", budget, out, depth + 1)
         found = [w for sub in ("vars", "cell/vars") for w in _vars(file, group, sub, f"{prefix}{key}", budget)]
-        kind = KIND_OF_SNAKE.get(re.sub(r"_\d+$", "", key))
+        kind = kind_of_snake().get(re.sub(r"_\d+$", "", key))
         if kind == "attention":  # its weights are its sub-layers' (query_dense/vars/0...)
             found = [w for sub in sorted(group.keys()) if sub.endswith("_dense")
                      for w in _vars(file, group, f"{sub}/vars", f"{prefix}{key}", budget)]
