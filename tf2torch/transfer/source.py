@@ -22,6 +22,7 @@ import h5py
 
 from ..errors import ModelFileError
 from ..graph import KerasGraph, Weight
+from ..naming import to_snake_case
 from ..readers import (
     MAX_NESTING,
     Budget,
@@ -39,21 +40,6 @@ from ..readers import (
 )
 from .layers import RNN_ROLES, SourceLayer, attention_roles, named_kind, natural, normalize, split_layer
 
-KIND_OF_CLASS = {
-    **{f"Conv{n}D": "conv" for n in (1, 2, 3)}, **{f"Convolution{n}D": "conv" for n in (1, 2, 3)},
-    **{f"DepthwiseConv{n}D": "depthwise" for n in (1, 2)}, **{f"SeparableConv{n}D": "separable" for n in (1, 2)},
-    **{f"Conv{n}DTranspose": "conv_transpose" for n in (1, 2, 3)}, "Convolution2DTranspose": "conv_transpose",
-    "Dense": "dense", "BatchNormalization": "batchnorm", "LayerNormalization": "layernorm",
-    "LSTM": "lstm", "GRU": "gru", "Embedding": "embedding", "MultiHeadAttention": "attention",
-    "PReLU": "prelu",
-}
-KIND_OF_SNAKE = {
-    **{f"conv{n}d": "conv" for n in (1, 2, 3)}, **{f"depthwise_conv{n}d": "depthwise" for n in (1, 2)},
-    **{f"separable_conv{n}d": "separable" for n in (1, 2)},
-    **{f"conv{n}d_transpose": "conv_transpose" for n in (1, 2, 3)}, "dense": "dense",
-    "batch_normalization": "batchnorm", "layer_normalization": "layernorm", "lstm": "lstm", "gru": "gru",
-    "embedding": "embedding", "multi_head_attention": "attention", "p_re_lu": "prelu",
-}
 ROLES = {  # each kind's weights in Keras's own order (``layer.weights``)
     "conv": ["kernel", "bias"], "depthwise": ["depthwise_kernel", "bias"], "conv_transpose": ["kernel", "bias"],
     "separable": ["depthwise_kernel", "pointwise_kernel", "bias"],
@@ -117,9 +103,20 @@ def _layers_of(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
         file.close()
 
 
+@functools.cache
+def kind_of_snake() -> dict[str, str]:
+    """A Keras 3 weights-only file's layer group, by Keras's default (snake-case) layer name → the kind of its
+    weights, as the converters declare it (``Facts.weight_kind``): ``conv2d_transpose`` → ``conv_transpose``."""
+    from .. import api
+
+    return {to_snake_case(name): api.layer_facts(name).weight_kind for name in api.classes_with("weight_kind")}
+
+
 # -- whole models ----------------------------------------------------------------------------------------------
 def graph_layers(graph: KerasGraph) -> list[SourceLayer]:
     """Layers with weights in the order of their first call; roles from the config (``use_bias``, ``scale``)."""
+    from .. import api
+
     order: list[str] = []
     for node in graph.nodes:
         if node.layer not in order:
@@ -130,7 +127,7 @@ def graph_layers(graph: KerasGraph) -> list[SourceLayer]:
         layer = graph.layers[key]
         if not layer.weights:
             continue
-        kind = KIND_OF_CLASS.get(layer.class_name)
+        kind = api.layer_facts(layer.class_name).weight_kind  # declared by its converter (``Facts.weight_kind``)
         roles = (attention_roles([w.name for w in layer.weights]) if kind == "attention" else
                  config_roles(kind, layer.config, len(layer.weights)) if kind else None)
         if roles is None:
@@ -157,11 +154,13 @@ def config_roles(kind: str, config: dict[str, Any], count: int) -> list[str] | N
 def flatten_feeds(graph: KerasGraph, key: str) -> bool | None:
     """Whether the layer's first call takes a Flatten's output: True for a channels-last Flatten (rows in H,W,C
     order), False for a ``channels_first`` one, None when no Flatten feeds it."""
+    from .. import api
+
     for node in graph.nodes:
         if node.layer != key or not node.inputs:
             continue
         producer = graph.layers.get(graph.node(node.inputs[0].node).layer)
-        if producer is None or producer.class_name != "Flatten":
+        if producer is None or not api.layer_facts(producer.class_name).flattens:
             return None
         return producer.config.get("data_format") != "channels_first"
     return None
@@ -246,7 +245,7 @@ def _keras3_layer(file: h5py.File, container: h5py.Group, key: str, prefix: str,
     group = group_child(container, key, f"layer {prefix}{key}")
     if group is None:
         return
-    kind = KIND_OF_SNAKE.get(re.sub(r"_\d+$", "", key))
+    kind = kind_of_snake().get(re.sub(r"_\d+$", "", key))
     if kind != "attention":  # an attention's children are its own projections
         _keras3_children(file, group, f"{prefix}{key}/", budget, out, depth + 1)
     found = [w for sub in ("vars", "cell/vars") for w in _vars(file, group, sub, f"{prefix}{key}", budget)]
