@@ -140,6 +140,7 @@ def tf2onnx_ops() -> dict[str, str]:
 
 def status(op: str) -> tuple[str, str]:
     """(kind, text): kind is ``converted``, ``walker``, ``refused`` or ``n/a``."""
+    from . import ops as _ops  # noqa: F401  (registers the raw TF ops' converters)
     from .registry import describe, lookup
 
     if op in REFUSED:
@@ -156,6 +157,7 @@ def status(op: str) -> tuple[str, str]:
 
 def raw_ops_converted() -> list[str]:
     """Every TF op with a registered ``tf.raw>`` converter."""
+    from . import ops as _ops  # noqa: F401  (registers the raw TF ops' converters)
     from .registry import spellings
 
     return sorted(name[len("tf.raw>"):] for name in spellings("tf") if name.startswith("tf.raw>"))

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .tf_ops import Operands
+from .shapes import Operands
 
 
 class TFTensorListIndexed(Operands):
