@@ -13,7 +13,8 @@ after reading (``tf2torch/support.py``).
 
 A SavedModel signature is frozen without lowering its control flow (``lower_control_flow=False``), which keeps
 ``While`` ops and their functions; TF 1 loop frames (``Enter`` / ``Exit`` / ``NextIteration``, from
-``tf.compat.v1`` graphs with control flow v1) are still refused by name.
+``tf.compat.v1`` graphs with control flow v1) are rebuilt as ``While`` ops with functions before the walk
+(``readers/tf_frames.py``), and read here like any other.
 """
 
 from __future__ import annotations
