@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tf2torch import registry
+from tf2torch import converters, ops, registry  # noqa: F401  (converters, ops: registered)
 from tf2torch.contract import Converted, LayerSpec
 from tf2torch.errors import ConversionError
 from tf2torch.ops import registry as ops_registry
@@ -103,3 +103,59 @@ def test_contract_imports_only_leaf_modules():
     tree = ast.parse((ROOT / "contract.py").read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
     assert imported <= {"graph", "errors", "layout", "stand_ins"}
+
+
+# class → (fact, the value verify or transfer reads through api.layer_facts), where they once held a table:
+# transfer's KIND_OF_CLASS, verify's RELEVANT_CONFIG and Embedding/CategoryEncoding vocabulary, the Flatten check.
+DECLARED = [
+    ("Conv2D", "weight_kind", "conv"), ("Convolution3D", "weight_kind", "conv"),
+    ("DepthwiseConv1D", "weight_kind", "depthwise"), ("Conv2DTranspose", "weight_kind", "conv_transpose"),
+    ("Convolution2DTranspose", "weight_kind", "conv_transpose"), ("Dense", "weight_kind", "dense"),
+    ("BatchNormalization", "weight_kind", "batchnorm"), ("SyncBatchNormalization", "weight_kind", None),
+    ("LayerNormalization", "weight_kind", "layernorm"), ("LSTM", "weight_kind", "lstm"),
+    ("GRU", "weight_kind", "gru"), ("CuDNNLSTM", "weight_kind", None), ("SimpleRNN", "weight_kind", None),
+    ("Embedding", "weight_kind", "embedding"), ("MultiHeadAttention", "weight_kind", "attention"),
+    ("Embedding", "vocabulary", "input_dim"), ("CategoryEncoding", "vocabulary", "num_tokens"),
+    ("Dense", "vocabulary", None), ("Flatten", "flattens", True), ("Reshape", "flattens", False),
+    ("BatchNormalization", "arithmetic", ("axis", "epsilon", "center", "scale", "renorm")),
+    ("LeakyReLU", "arithmetic", ("alpha", "negative_slope")), ("Lambda", "arithmetic", ()),
+    ("my_module.Dense", "weight_kind", None),  # a user's class of that name is not Keras's Dense
+]
+
+
+@pytest.mark.parametrize("class_name, fact, value", DECLARED)
+def test_facts_read_outside_the_converters(class_name, fact, value):
+    from tf2torch import api
+
+    assert getattr(api.layer_facts(class_name), fact) == value
+
+
+@pytest.mark.parametrize("family", ["Conv", "Pool", "LSTM", "GRU", "RNN", "Bidirectional"])
+def test_each_family_declares_the_keys_of_its_arithmetic(family):
+    """Every class verify once matched by a piece of its name (``"Conv" in name``) declares its keys now."""
+    names = [n for n in registry.spellings("keras") if family in n and ">" not in n]
+    assert names and [n for n in names if not registry.facts(n).arithmetic] == []
+
+
+def test_reference_side_flips_what_the_converters_declare():
+    """verify/keras_side.py repeats Keras 2.3's list of Theano-flipped classes on purpose (the reference side);
+    each must be a class whose converter flips its kernel, ConvLSTM2D its recurrent kernel too."""
+    from tf2torch.verify.keras_side import THEANO_FLIPPED
+
+    for name in THEANO_FLIPPED:
+        assert "kernel" in registry.facts(name).theano_flip, name
+    assert "recurrent_kernel" in registry.facts("ConvLSTM2D").theano_flip
+
+
+@pytest.mark.parametrize("group, kind", [
+    # a Keras 3 weights-only file names its layer groups by Keras's default snake-case name; transfer derives
+    # their kinds from the declared Facts.weight_kind (no table of its own)
+    ("conv2d", "conv"), ("depthwise_conv1d", "depthwise"), ("conv3d_transpose", "conv_transpose"),
+    ("dense", "dense"), ("batch_normalization", "batchnorm"), ("layer_normalization", "layernorm"),
+    ("lstm", "lstm"), ("gru", "gru"), ("embedding", "embedding"), ("multi_head_attention", "attention"),
+    ("simple_rnn", None), ("sync_batch_normalization", None),
+])
+def test_weights_only_groups_take_the_declared_kinds(group, kind):
+    from tf2torch.transfer.source import kind_of_snake
+
+    assert kind_of_snake().get(group) == kind

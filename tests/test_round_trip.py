@@ -106,3 +106,20 @@ def test_damaged_names_in_a_saved_file_are_refused(tmp_path, field, value):
     torch.save(payload, tmp_path / "bad.pt")
     with pytest.raises(ModelFileError, match="damaged tf2torch file"):
         tf2torch.load(tmp_path / "bad.pt")
+
+
+def test_an_older_file_format_says_convert_again(tmp_path):
+    """Format 1 files of TF graphs name modules that issue #21 regrouped: a name that no longer exists is reported
+    as an older file to convert again, not as damage; the same names in a current file are damage."""
+    module = tf2torch.convert(FIXTURES / "small_cnn.h5")
+    tf2torch.save(module, tmp_path / "good.pt")
+    payload = torch.load(tmp_path / "good.pt", weights_only=True)
+    first = next(iter(payload["state_dict"]))
+    payload["state_dict"] = {("renamed_" if k == first else "") + k: v for k, v in payload["state_dict"].items()}
+    torch.save(payload, tmp_path / "current.pt")
+    with pytest.raises(ModelFileError, match="damaged tf2torch file"):
+        tf2torch.load(tmp_path / "current.pt")
+    payload["format_version"] = 1
+    torch.save(payload, tmp_path / "older.pt")
+    with pytest.raises(ModelFileError, match=r"older tf2torch \(file format 1.*convert the original model again"):
+        tf2torch.load(tmp_path / "older.pt")

@@ -335,10 +335,8 @@ def test_checkpoint_prefix_is_a_directory(tf1, tmp_path):
 def test_tf1_graph_while_loop(tmp_path, control_flow_v2):
     """A tf.compat.v1 graph's `tf.while_loop` whose body reads a resource variable, saved as a checkpoint: a
     `While` op with its functions converts (the variable fed to the body as its value); TF 1 loop frames
-    (control flow v1: Enter / Exit / NextIteration) are refused by name, with the reason."""
+    (control flow v1: Enter / Exit / NextIteration) are rebuilt as one (readers/tf_frames.py)."""
     import tensorflow as tf
-
-    from tf2torch.errors import UnsupportedLayerError
 
     v1 = tf.compat.v1
     if not control_flow_v2:
@@ -359,12 +357,9 @@ def test_tf1_graph_while_loop(tmp_path, control_flow_v2):
                 saver.save(session, str(tmp_path / "model.ckpt"))
     finally:
         v1.enable_control_flow_v2()
-    if not control_flow_v2:
-        with pytest.raises(UnsupportedLayerError, match=r"\(operation tf\.raw>While: a TF 1 while loop"):
-            tf2torch.convert(tmp_path, outputs=["y:0"])
-        return
     module = tf2torch.convert(tmp_path, outputs=["y:0"])  # (the loop's other outputs are sinks too)
-    assert_matches(torch_outputs(module, [inputs], "keras"), [reference], what="TF1 While")
+    assert_matches(torch_outputs(module, [inputs], "keras"), [reference],
+                   what=f"control flow v{2 if control_flow_v2 else 1}")
 
 
 def test_damaged_graph_files_one_line(tmp_path):

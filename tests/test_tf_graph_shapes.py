@@ -15,7 +15,7 @@ import pytest
 from harness import LAYOUTS, assert_matches, torch_outputs
 
 import tf2torch
-from tf2torch.nn.tf_ops import TFBatchToSpace, TFSpaceToBatch
+from tf2torch.nn.shapes import TFBatchToSpace, TFSpaceToBatch
 
 RNG = np.random.default_rng(7)
 

@@ -82,6 +82,9 @@ def cases(tf):
         "matmuls": ((2, 3, 4), lambda x: tf.matmul(x, x, transpose_b=True) + tf.einsum("bij,bkj->bik", x, x)),
         "lrn": (X4, lambda x: tf.nn.local_response_normalization(x, depth_radius=2, bias=1.0, alpha=0.1, beta=0.75)),
         "softmax_4d": (X4, lambda x: tf.nn.softmax(x) + tf.nn.log_softmax(x)),
+        "shared_functions": (X4, lambda x: tf.add_n([x, x * 2.0, tf.nn.relu(x)]) + tf.clip_by_value(x, -0.5, 0.7)
+                             + tf.clip_by_value(x, x * 0.5 - 1.0, 0.3) + tf.where(x > 0.0, x, W["offset"])
+                             + tf.einsum("bhwc,cd->bhwd", x, W["m"])[..., :4]),
         "argmax": ((2, 7), lambda x: tf.cast(tf.argmax(x, axis=1), tf.float32) + tf.reduce_sum(x, 1)),
         "cumulative": ((2, 7), lambda x: tf.cumsum(x, axis=1, exclusive=True) + tf.math.cumprod(x, 1, reverse=True)
                        + tf.cumsum(x, 0, reverse=True, exclusive=True)),
@@ -218,7 +221,7 @@ CASES = ["conv_valid_dilated", "conv_same_stride2_even_kernel", "conv_explicit",
          "resize_bilinear_half_pixel", "resize_bilinear_align_corners", "resize_bilinear_legacy", "resize_nearest",
          "pads", "strided_slices", "slice_shrink_newaxis", "shape_ops", "flatten_dynamic", "squeeze_expand_tile",
          "stack_unstack_split", "splitv_gather", "reductions", "mean_channels", "elementwise", "select", "matmuls",
-         "lrn", "softmax_4d", "argmax", "cumulative", "space_to_depth", "depth_to_space", "one_hot",
+         "lrn", "softmax_4d", "shared_functions", "argmax", "cumulative", "space_to_depth", "depth_to_space", "one_hot",
          "scatter_gather_nd", "band_roll_diag", "top_k_invert_permutation", "reverse_sequence", "segments",
          "bitwise_clip", "where_indices", "non_max_suppression", "max_pool_v2",
          "combined_nms", "unique_stitch_bincount", "adjust_contrast",
@@ -251,3 +254,47 @@ def test_unsupported_ops_listed_at_once(tmp_path):
         tf2torch.convert(path)
     message = str(error.value)
     assert "2 layer(s)" in message and "tf.raw>Dawsn" in message and "tf.raw>BesselI0" in message
+
+
+# Raw ops converted by a converter they share with keras.ops (``ops/tf_raw.py`` ``via_operation``) keep the TF
+# graph's own integer dtypes (Keras graphs run integers as int64): each output's dtype and values as TF gives them.
+DTYPE_CASES = {
+    "cast_int32": lambda tf, x: tf.cast(x * 3.0, tf.int32),
+    "argmax_int32": lambda tf, x: tf.argmax(x, 1, output_type=tf.int32),
+    "argmin_int64": lambda tf, x: tf.argmin(x, 1),
+    "pad_int32": lambda tf, x: tf.pad(tf.cast(x * 3.0, tf.int32), [[0, 0], [1, 2]], constant_values=7),
+    "maximum_int32": lambda tf, x: tf.maximum(tf.cast(x * 3.0, tf.int32), 1),
+    "floordiv_int32": lambda tf, x: tf.math.floordiv(tf.cast(x * 9.0, tf.int32), 4),
+}
+
+
+@pytest.mark.parametrize("case", list(DTYPE_CASES))
+def test_shared_converters_keep_graph_dtypes(case, tmp_path):
+    import tensorflow as tf
+    import torch
+
+    def fn(x):
+        return DTYPE_CASES[case](tf, x)
+
+    path = tmp_path / f"{case}.pb"
+    frozen_pb(tf, fn, (2, 7), path)
+    x = RNG.standard_normal((2, 7)).astype("float32")
+    reference = np.asarray(fn(tf.constant(x)))
+    with torch.no_grad():
+        got = tf2torch.convert(path)(torch.from_numpy(x))
+    assert str(got.dtype).removeprefix("torch.") == reference.dtype.name, case
+    np.testing.assert_array_equal(got.numpy(), reference)
+
+
+def test_shared_spellings_reach_an_operation():
+    """Every raw op spelled as a ``tf2torch.ops`` operation names one that has a converter, and the raw op's
+    registered converter is the one that reaches it."""
+    from tf2torch.converters.registry import converter_for
+    from tf2torch.ops import OPS, SPELLINGS
+    from tf2torch.ops.tf_raw import RAW
+
+    raw = [name for name in SPELLINGS if name.startswith(RAW)]
+    assert len(raw) >= 40
+    for name in raw:
+        assert SPELLINGS[name].op in OPS, name
+        assert converter_for(name) is not None, name

@@ -112,6 +112,30 @@ class AttentionTwin(nn.Module):
         return self.head(self.attention(h, h, h, need_weights=False)[0].mean(1))
 
 
+def separable_rnn_keras(k):
+    L = k.layers
+    return k.Sequential([k.Input((8, 8, 3)), L.SeparableConv2D(6, 3, depth_multiplier=2), L.Reshape((36, 6)),
+                         L.Bidirectional(L.LSTM(4, return_sequences=True)), L.LSTM(5, return_sequences=True),
+                         L.LSTM(5), L.Dense(3)])
+
+
+class SeparableRNNTwin(nn.Module):
+    """SeparableConv2D as depthwise + pointwise convs, a bidirectional LSTM, two stacked LSTMs as one
+    ``nn.LSTM(num_layers=2)``: each torch module takes one Keras layer's part, or several layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.depthwise = nn.Conv2d(3, 6, 3, groups=3, bias=False)
+        self.pointwise = nn.Conv2d(6, 6, 1)
+        self.birnn = nn.LSTM(6, 4, batch_first=True, bidirectional=True)
+        self.stack = nn.LSTM(8, 5, num_layers=2, batch_first=True)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = self.pointwise(self.depthwise(x)).permute(0, 2, 3, 1).reshape(x.shape[0], 36, 6)
+        return self.head(self.stack(self.birnn(h)[0])[0][:, -1])
+
+
 def make_divisible(v, divisor=8):
     new = max(divisor, int(v + divisor / 2) // divisor * divisor)
     return new + divisor if new < 0.9 * v else new
@@ -171,6 +195,7 @@ MODELS = {"vgg": (vgg_keras, VGGTwin, (2, 16, 16, 3), (0, 3, 1, 2)),
           "conv_bn_gru": (lambda k: rnn_keras(k, "GRU"), lambda: RNNTwin("GRU"), (2, 9, 4), None),
           "depthwise_transposed": (mobile_keras, MobileTwin, (2, 10, 10, 3), (0, 3, 1, 2)),
           "conv_bn_lstm_attention": (attention_keras, AttentionTwin, (2, 9, 4), None),
+          "separable_bidirectional_stacked": (separable_rnn_keras, SeparableRNNTwin, (2, 8, 8, 3), (0, 3, 1, 2)),
           "mobilenet_v2": (mobilenet_v2, MobileNetV2Twin, (2, 96, 96, 3), (0, 3, 1, 2))}
 
 
@@ -496,3 +521,256 @@ def test_cli_transfer(tmp_path):
     failed = run_cli(tmp_path, str(path), str(refused), "--into", "twins:WrongVGG", "--example-input", "1,3,16,16")
     assert failed.returncode == 2 and failed.stderr.startswith("error: ") and failed.stderr.count("\n") == 1
     assert "fc2.weight" in failed.stderr and not refused.exists()
+
+
+# -- a Hugging Face style tf_model.h5: weights of a subclassed tf_keras model, no Keras graph inside --------------
+H, VOCAB, POSITIONS = 8, 20, 6
+
+
+def hf_tf_model():
+    """Built as transformers' TF models are ([HF] ``modeling_tf_bert.py``, ``modeling_tf_gpt2.py``): subclassed
+    layers with HF's names (``layer_._0``, ``LayerNorm``), embeddings added in ``build`` under ``tf.name_scope``
+    (``word_embeddings/weight``), a GPT-2 ``TFConv1D`` storing ``weight`` (nx, nf) and ``bias`` (1, nf);
+    ``save_pretrained`` writes ``model.save_weights("tf_model.h5")``."""
+    import tensorflow as tf
+
+    k = keras_module("tf_keras")
+    L = k.layers
+
+    class TFConv1D(L.Layer):
+        def __init__(self, nf, nx, **kwargs):
+            super().__init__(**kwargs)
+            self.nf, self.nx = nf, nx
+
+        def build(self, input_shape):
+            self.weight = self.add_weight(name="weight", shape=[self.nx, self.nf])
+            self.bias = self.add_weight(name="bias", shape=[1, self.nf])
+
+        def call(self, x):
+            return tf.reshape(tf.matmul(tf.reshape(x, [-1, self.nx]), self.weight) + self.bias,
+                              tf.concat([tf.shape(x)[:-1], [self.nf]], 0))
+
+    class Embeddings(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.LayerNorm = L.LayerNormalization(epsilon=1e-12, name="LayerNorm")
+
+        def build(self, input_shape):
+            with tf.name_scope("word_embeddings"):
+                self.weight = self.add_weight(name="weight", shape=[VOCAB, H])
+            with tf.name_scope("position_embeddings"):
+                self.position_embeddings = self.add_weight(name="embeddings", shape=[POSITIONS, H])
+
+        def call(self, ids):
+            return self.LayerNorm(tf.gather(self.weight, ids) + self.position_embeddings[None, :tf.shape(ids)[1]])
+
+    class SelfAttention(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.query, self.key, self.value = (L.Dense(H, name=n) for n in ("query", "key", "value"))
+
+        def call(self, x):
+            scores = tf.matmul(self.query(x), self.key(x), transpose_b=True) / H ** 0.5
+            return tf.matmul(tf.nn.softmax(scores, -1), self.value(x))
+
+    class SelfOutput(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense, self.LayerNorm = L.Dense(H, name="dense"), L.LayerNormalization(epsilon=1e-12, name="LayerNorm")
+
+        def call(self, h, x):
+            return self.LayerNorm(self.dense(h) + x)
+
+    class Layer(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.attention_self, self.attention_output = SelfAttention(name="self"), SelfOutput(name="output")
+            self.c_fc, self.c_proj = TFConv1D(H, H, name="c_fc"), TFConv1D(H, H, name="c_proj")
+
+        def call(self, x):
+            with tf.name_scope("attention"):
+                x = self.attention_output(self.attention_self(x), x)
+            return x + self.c_proj(tf.nn.gelu(self.c_fc(x), approximate=False))
+
+    class MainLayer(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.embeddings = Embeddings(name="embeddings")
+            self.layers_ = [Layer(name=f"encoder/layer_._{i}") for i in range(2)]
+
+        def call(self, ids):
+            x = self.embeddings(ids)
+            for layer in self.layers_:
+                x = layer(x)
+            return x
+
+    class TFBertModel(k.Model):
+        def __init__(self):
+            super().__init__(name="tf_bert_model")
+            self.bert = MainLayer(name="bert")
+
+        def call(self, ids):
+            return self.bert(ids)
+
+    return TFBertModel()
+
+
+class Conv1D(nn.Module):
+    """transformers' ``pytorch_utils.Conv1D`` (GPT-2): a Linear whose weight is (in, out)."""
+
+    def __init__(self, nf, nx):
+        super().__init__()
+        self.nf = nf
+        self.weight, self.bias = nn.Parameter(torch.empty(nx, nf)), nn.Parameter(torch.zeros(nf))
+
+    def forward(self, x):
+        return torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight).view(*x.size()[:-1], self.nf)
+
+
+class BertTwin(nn.Module):
+    """Written as transformers' PyTorch classes are, with their module names (``encoder.layer.0.attention.self
+    .query``); its Conv1Ds are square, so only the module's kind says not to transpose them."""
+
+    def __init__(self):
+        super().__init__()
+        self.embeddings = nn.ModuleDict({"word_embeddings": nn.Embedding(VOCAB, H),
+                                         "position_embeddings": nn.Embedding(POSITIONS, H),
+                                         "LayerNorm": nn.LayerNorm(H, eps=1e-12)})
+        self.encoder = nn.ModuleDict({"layer": nn.ModuleList(nn.ModuleDict({
+            "attention": nn.ModuleDict({
+                "self": nn.ModuleDict({n: nn.Linear(H, H) for n in ("query", "key", "value")}),
+                "output": nn.ModuleDict({"dense": nn.Linear(H, H), "LayerNorm": nn.LayerNorm(H, eps=1e-12)})}),
+            "mlp": nn.ModuleDict({"c_fc": Conv1D(H, H), "c_proj": Conv1D(H, H)})}) for _ in range(2))})
+
+    def forward(self, ids):
+        e = self.embeddings
+        x = e["LayerNorm"](e["word_embeddings"](ids) + e["position_embeddings"](torch.arange(ids.shape[1])))
+        for layer in self.encoder["layer"]:
+            a, o, mlp = layer["attention"]["self"], layer["attention"]["output"], layer["mlp"]
+            scores = a["query"](x) @ a["key"](x).transpose(1, 2) / H ** 0.5
+            x = o["LayerNorm"](o["dense"](scores.softmax(-1) @ a["value"](x)) + x)
+            x = x + mlp["c_proj"](nn.functional.gelu(mlp["c_fc"](x)))
+        return x
+
+
+def test_hugging_face_tf_model_h5(tmp_path):
+    model = hf_tf_model()
+    ids = np.random.default_rng(1).integers(0, VOCAB, (2, POSITIONS))
+    model(ids)
+    randomize(model)
+    model.save_weights(str(tmp_path / "tf_model.h5"))
+    twin = BertTwin()
+    report = tf2torch.transfer(tmp_path / "tf_model.h5", twin, example_inputs=(torch.from_numpy(ids),))
+    assert report.ok, report.to_markdown()
+    entry = report.mapping["encoder.layer.1.attention.self.query.weight"]
+    assert entry["source"] == "tf_bert_model/bert/encoder/layer_._1/attention/self/query/kernel"
+    assert report.mapping["encoder.layer.0.mlp.c_proj.weight"]["transform"].startswith("identity")
+    assert report.mapping["embeddings.word_embeddings.weight"]["source"].endswith("word_embeddings/weight")
+    fc = report.mapping["encoder.layer.0.mlp.c_fc.weight"]["source"]
+    assert fc == "tf_bert_model/bert/encoder/layer_._0/c_fc/weight"  # the file's name, not the role's
+    expected = np.asarray(model(ids))
+    with torch.no_grad():
+        assert max_rel_error(twin.eval()(torch.from_numpy(ids)).numpy(), expected) <= RTOL
+        fc = twin.encoder["layer"][0]["mlp"]["c_fc"]
+        fc.weight.copy_(fc.weight.T.clone())  # loaded as a Linear would be: the check fails
+        assert max_rel_error(twin(torch.from_numpy(ids)).numpy(), expected) > 1e-2
+
+
+# -- RNN stacks and halves: only what computes the same loads ------------------------------------------------------
+def two_lstms(k, bidirectional=False, go_backwards=False):
+    L = k.layers
+    first = (L.Bidirectional(L.LSTM(3, return_sequences=True)) if bidirectional else
+             L.LSTM(3, return_sequences=True, go_backwards=go_backwards))
+    return k.Sequential([k.Input((5, 4)), first, L.LSTM(3)])
+
+
+RNN_PAIRS = {  # Keras layers, torch RNN, what is refused (None: loads, equal to Keras)
+    "stack_into_two_layers": (two_lstms, lambda: nn.LSTM(4, 3, num_layers=2, batch_first=True), None),
+    "stack_into_bidirectional": (two_lstms, lambda: nn.LSTM(4, 3, bidirectional=True, batch_first=True),
+                                 "weight_ih_l0"),
+    "half_into_one_direction": (lambda k: two_lstms(k, bidirectional=True),
+                                lambda: nn.LSTM(4, 3, num_layers=3, batch_first=True), "weight_ih_l0"),
+    "go_backwards_into_forward": (lambda k: two_lstms(k, go_backwards=True),
+                                  lambda: nn.LSTM(4, 3, num_layers=2, batch_first=True), "weight_ih_l0"),
+}
+
+
+@pytest.mark.parametrize("case,flavour,file", [  # go_backwards is config: a weights-only file cannot say it
+    (case, flavour, file) for case in RNN_PAIRS
+    for flavour, file in [("keras3", "model.keras"), ("tf_keras", "weights.h5")]
+    if not (case == "go_backwards_into_forward" and file == "weights.h5")])
+def test_rnn_stacks_and_halves(case, flavour, file, tmp_path):
+    build, target, refused = RNN_PAIRS[case]
+    model = build(keras_module(flavour))
+    randomize(model)
+    save(model, tmp_path / file)
+    rnn = target()
+    x = np.random.default_rng(1).standard_normal((2, 5, 4)).astype("float32")
+    if refused:
+        with pytest.raises(TransferError, match=refused):
+            tf2torch.transfer(tmp_path / file, rnn, example_inputs=(torch.from_numpy(x),))
+        return
+    report = tf2torch.transfer(tmp_path / file, rnn, example_inputs=(torch.from_numpy(x),))
+    assert report.ok and "weight_ih_l1" in report.mapping, report.to_markdown()
+    with torch.no_grad():
+        assert max_rel_error(rnn.eval()(torch.from_numpy(x))[0][:, -1].numpy(), np.asarray(model(x))) <= RTOL
+    names = report.module_mapping()[""]
+    again = target()
+    assert tf2torch.transfer(tmp_path / file, again, mapping={"": names}).ok  # "lstm+lstm_1": a stack by name
+    assert all(torch.equal(a, b) for a, b in zip(rnn.state_dict().values(), again.state_dict().values()))
+
+
+# -- a subclassed Keras 3 model's weights file into a twin written the other way round (the MTCNN pair) ----------
+def rnet_keras():
+    """ipazc/mtcnn's RNet pattern: a subclassed Keras 3 model (weights saved under attribute names, ``conv1/vars``),
+    PReLU shared over H, W, a Permute before the Flatten, and the box head defined before the face head."""
+    k = keras_module("keras3")
+    L = k.layers
+
+    class RNet(k.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.prelu1 = L.Conv2D(6, 3), L.PReLU(shared_axes=[1, 2])
+            self.permute, self.flatten = L.Permute((2, 1, 3)), L.Flatten()
+            self.fc4, self.prelu4 = L.Dense(8), L.PReLU()
+            self.fc5_1, self.fc5_2 = L.Dense(4), L.Dense(2, activation="softmax")
+
+        def call(self, x):
+            x = self.prelu4(self.fc4(self.flatten(self.permute(self.prelu1(self.conv1(x))))))
+            return self.fc5_1(x), self.fc5_2(x)
+
+    return RNet()
+
+
+class RNetTwin(nn.Module):
+    """facenet-pytorch's RNet pattern: ``permute(0, 3, 2, 1)`` before ``view`` (the author's own row order, which
+    must not be reordered), the face head before the box head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.prelu1 = nn.Conv2d(3, 6, 3), nn.PReLU(6)
+        self.dense4, self.prelu4 = nn.Linear(6 * 5 * 5, 8), nn.PReLU(8)
+        self.dense5_1, self.dense5_2 = nn.Linear(8, 2), nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.prelu1(self.conv1(x)).permute(0, 3, 2, 1).contiguous()
+        x = self.prelu4(self.dense4(x.view(x.shape[0], -1)))
+        return self.dense5_2(x), torch.softmax(self.dense5_1(x), 1)
+
+
+def test_subclassed_weights_prelu_permuted_flatten(tmp_path):
+    model = rnet_keras()
+    x = np.random.default_rng(1).standard_normal((2, 7, 7, 3)).astype("float32")
+    model(x)
+    randomize(model)
+    model.save_weights(str(tmp_path / "rnet.weights.h5"))
+    twin = RNetTwin()
+    report = tf2torch.transfer(tmp_path / "rnet.weights.h5", twin, example_inputs=(torch.from_numpy(
+        x.transpose(0, 3, 1, 2).copy()),))
+    assert report.ok, report.to_markdown()
+    assert report.mapping["dense4.weight"]["transform"] == "kernel_to_linear"  # no H,W,C -> C,H,W reorder
+    assert report.module_mapping()["dense5_1"] == "fc5_2"  # the heads, each by its only fitting shape
+    with torch.no_grad():
+        got = twin.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    for ref, out in zip(model(x), got):
+        assert max_rel_error(out.numpy(), np.asarray(ref)) <= RTOL

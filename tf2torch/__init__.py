@@ -12,10 +12,9 @@ from .errors import ConversionError, ConversionNotice, ModelFileError, Tf2TorchE
 from .version import __version__  # noqa: F401  (in a leaf module: emit and verify record it without importing tf2torch)
 
 if TYPE_CHECKING:
-    from .api import convert, load, save
+    from .api import convert, load, register, save
     from .contract import Converted, LayerSpec
     from .emit import to_onnx, to_pt2, to_python
-    from .registry import converter as register
     from .training import regularization_loss
     from .transfer import TransferError, TransferReport, transfer
     from .verify import verify
@@ -26,7 +25,7 @@ __all__ = ["convert", "verify", "transfer", "TransferReport", "TransferError",
            "ConversionNotice"]
 _LAZY = {"convert": (".api", "convert"), "load": (".api", "load"), "save": (".api", "save"),
          "Converted": (".contract", "Converted"), "LayerSpec": (".contract", "LayerSpec"),
-         "register": (".registry", "converter"), "to_onnx": (".emit", "to_onnx"),
+         "register": (".api", "register"), "to_onnx": (".emit", "to_onnx"),
          "to_pt2": (".emit", "to_pt2"), "to_python": (".emit", "to_python"),
          "regularization_loss": (".training", "regularization_loss"), "verify": (".verify", "verify"),
          "transfer": (".transfer", "transfer"), "TransferReport": (".transfer", "TransferReport"),

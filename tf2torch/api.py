@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch.fx as fx
 
-from . import converters  # noqa: F401  (registers every converter family)
+from . import converters as _converters  # noqa: F401  (every shipped converter registered before the first lookup)
+from . import ops as _ops  # noqa: F401
 from .assemble import assemble
+from .contract import Facts
 from .errors import ConversionNotice, ModelFileError, UnsupportedLayerError
 from .graph import KerasGraph
 from .io import load_payload, read_saved, save  # noqa: F401
 from .optimize import optimize as optimize_module
 from .readers import open_model
+from .registry import converter as register  # noqa: F401  (after every shipped converter: a clash is refused)
 from .support import has_converter, refuse_unsupported
 from .theano_kernels import theano_notice, with_flipped_kernels
 
@@ -48,8 +52,7 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
     """
     tf_options = {"signature": signature, "inputs": inputs, "outputs": outputs, "constants": constants}
     read_options = {**tf_options, "dequantize": True} if dequantize else tf_options
-    with open_model(path, read_options, convertible=has_converter) as graph:
-        refuse_unsupported(graph)  # what the file holds that nothing converts, at every depth, named at once
+    with read_model(path, read_options) as graph:
         dequantized = sum(bool(layer.config.get("dequantized")) for layer in graph.layers.values()) \
             if dequantize else 0
         theano = theano_notice(graph, flip_theano_kernels)
@@ -76,6 +79,15 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
     for notice in module.tf2torch_notices:
         warnings.warn(notice, ConversionNotice, stacklevel=2)
     return module
+
+
+@contextlib.contextmanager
+def read_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None) -> Iterator[KerasGraph]:
+    """The file read into the IR (``tf_options``: a TF graph's signature, inputs, outputs, constants), what nothing
+    converts refused at once, at every depth (``support``): what ``convert`` and ``tf2torch inspect`` read."""
+    with open_model(path, tf_options, convertible=has_converter) as graph:
+        refuse_unsupported(graph)
+        yield graph
 
 
 def _attach_meta(module: fx.GraphModule, graph: KerasGraph, layout: str,
@@ -109,7 +121,7 @@ def load(path: str | os.PathLike) -> fx.GraphModule:
             optimize_module(module)  # the same folds (they depend on the structure only), then the folded weights
         module.load_state_dict(state_dict, strict=True)
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:  # an IR that does not hold together
-        raise ModelFileError(f"{path}: a damaged tf2torch file ({type(exc).__name__}: "
+        raise ModelFileError(f"{path}: {_unloadable(meta)} ({type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:300]})") from None
     _attach_meta(module, graph, layout, input_shapes, dtype)
     if meta.get("optimize"):
@@ -117,6 +129,17 @@ def load(path: str | os.PathLike) -> fx.GraphModule:
     if "tf_options" in meta:
         module.tf2torch_meta["tf_options"] = meta["tf_options"]
     return module.eval()
+
+
+def _unloadable(meta: dict[str, Any]) -> str:
+    """Why a saved module did not rebuild: an older file format (module names have changed since) or damage."""
+    from .io import FORMAT_VERSION
+
+    written = meta.get("format_version", 0)
+    if written < FORMAT_VERSION:
+        return (f"written by an older tf2torch (file format {written}, this one writes {FORMAT_VERSION}) whose module "
+                "does not rebuild here; convert the original model again")
+    return "a damaged tf2torch file"
 
 
 def require_custom_converters(path: str | os.PathLike, used: dict[str, str]) -> None:
@@ -131,3 +154,20 @@ def require_custom_converters(path: str | os.PathLike, used: dict[str, str]) -> 
             message=f"{path} was converted with custom converters that are not registered now: {listed}. Import "
                     f"the module that registers them (@tf2torch.register({next(iter(missing))!r})) before "
                     "tf2torch.load")
+
+
+def classes_with(fact: str) -> list[str]:
+    """The Keras classes whose converter declares ``fact`` (a ``contract.Facts`` field: ``"weight_kind"``...)."""
+    from .registry import with_fact
+
+    return with_fact(fact)
+
+
+def layer_facts(class_name: str) -> Facts:
+    """What the converter of ``class_name`` (a Keras class or an op's spelling) declared with it
+    (``contract.Facts``: mask policy, training sensitivity, the keys that decide its arithmetic, what transfer
+    calls its weights...; an empty ``Facts`` when nothing converts it). The door through which verify, transfer
+    and emit read per-class facts, so that none of them holds a table of Keras class names (issue #21)."""
+    from .registry import facts
+
+    return facts(class_name)

@@ -21,7 +21,9 @@ import torch.fx as fx
 from torch import nn
 
 from . import contract, memory_format, registry, training
+from . import converters as _converters  # noqa: F401  (every shipped converter registered before the first lookup)
 from . import layout as L
+from . import ops as _ops  # noqa: F401
 from .dtypes import compute_dtype, input_dtype, parse_forced
 from .errors import ConversionError, ModelFileError, Tf2TorchError, UnsupportedLayerError
 from .graph import InputSpec, KerasGraph, Node, TensorRef

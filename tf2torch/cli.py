@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from .errors import Tf2TorchError
-from .transfer.command import transfer_command
+from .transfer import transfer_command
 
 
 def _one_line(message: str) -> str:
@@ -158,7 +158,7 @@ def tf_graph_options(inputs_flag: str = "--inputs", outputs_flag: str = "--outpu
 
 def tf_options_from(signature: str | None, tf_inputs: tuple[str, ...], tf_outputs: tuple[str, ...],
                     constants: tuple[str, ...]) -> dict[str, Any]:
-    from .readers.tf_sources import parse_constant
+    from .readers import parse_constant
 
     def names(values: tuple[str, ...]) -> list[str] | None:
         out = [n.strip() for v in values for n in v.split(",") if n.strip()]
@@ -292,12 +292,9 @@ def output_kind(output: str, emit_kinds: tuple[str, ...], force: bool) -> str | 
 
 def emitted_names(kinds: tuple[str, ...]) -> list[str]:
     """The files ``--emit`` writes for ``kinds``."""
-    from .emit.export import ONNX_FILE, PT2_FILE
-    from .emit.python import MODEL_FILE, RUNTIME_FILE, WEIGHTS_FILE
+    from .emit import emitted_files
 
-    names = {"python": [MODEL_FILE, RUNTIME_FILE, WEIGHTS_FILE, "__init__.py"], "pt2": [PT2_FILE],
-             "onnx": [ONNX_FILE]}
-    return [name for kind in dict.fromkeys(kinds) for name in names[kind]]
+    return emitted_files(kinds)
 
 
 def write_single_file(module: Any, output: str, kind: str) -> None:
@@ -386,7 +383,7 @@ def deprecated(old: str, new: str) -> None:
 
 
 def check_report_paths(reports: tuple[str, ...]) -> None:
-    from .verify.report import report_kind
+    from .verify import report_kind
 
     for path in reports:
         report_kind(path)
@@ -427,19 +424,14 @@ def inspect(source: str, signature: str | None, tf_inputs: tuple[str, ...], tf_o
     for TF graphs, the placeholders first (what --constant can fix)."""
     import numpy as np
 
-    from . import api  # noqa: F401  (registers the converters)
-    from .converters import registry
-    from .readers import file_kind, open_model
-    from .support import has_converter, refuse_unsupported
+    from . import api, registry
+    from .readers import file_kind, list_placeholders
 
     tf_options = tf_options_from(signature, tf_inputs, tf_outputs, constants)
     if file_kind(source) in ("savedmodel", "checkpoint", "graphdef"):
-        from .readers.tf_graph import list_placeholders
-
         for row in list_placeholders(source, tf_options):
             click.echo(row)
-    with open_model(source, tf_options, convertible=has_converter) as graph:
-        refuse_unsupported(graph)  # the refusals reading made before the support pass moved out of the readers
+    with api.read_model(source, tf_options) as graph:
         written_by = (f"TensorFlow {graph.keras_version[3:]} graph" if graph.keras_version.startswith("tf-")
                       else f"Keras {graph.keras_version}")
         if graph.trained_with:
@@ -458,7 +450,7 @@ def inspect(source: str, signature: str | None, tf_inputs: tuple[str, ...], tf_o
         missing = 0
         for key, layer in graph.layers.items():
             params = sum(int(np.prod(w.shape)) for w in layer.weights)
-            used = "input" if layer.class_name == "InputLayer" else registry.describe_converter(layer.class_name)
+            used = "input" if layer.class_name == "InputLayer" else registry.describe(layer.class_name)
             missing += used is None
             click.echo(f"  {key:<{width}}  {layer.class_name:<24} calls={calls.get(key, 0)}  "
                        f"params={params:<10,} {used or 'NO CONVERTER'}")

@@ -232,7 +232,16 @@ class Facts:
     endings of the torch parameter names it applies to; ``several_parameters``: the keys that may apply to more
     than one parameter. ``theano_flip``: the weight kinds Keras 2.3 flipped for a Theano-trained file
     (``"kernel"``, ``"recurrent_kernel"``), or ``"inner"`` for a wrapper whose inner layer (``config["layer"]``)
-    decides."""
+    decides.
+
+    Facts that verify and transfer read (through ``tf2torch.api.layer_facts``), so that they hold no table of
+    Keras class names (issue #21): ``arithmetic``: the config keys that decide what the layer computes, shown for
+    the first layer a verify report finds wrong (empty: every short scalar key). ``vocabulary``: the config key
+    bounding the integer ids the layer takes (``Embedding.input_dim``); verify's random ids stay below it, since
+    Keras checks nothing and torch raises. ``weight_kind``: what ``tf2torch.transfer`` calls the layer's weights
+    (``"conv"``, ``"dense"``, ``"lstm"``...; None: transfer matches them by shape alone). ``flattens``: the layer
+    flattens every axis but the batch in its ``data_format``'s order, so a Dense after it reads its rows in that
+    order (transfer permutes them)."""
 
     defaults: dict[str, Any] = field(default_factory=dict)
     training_sensitive: bool = False
@@ -242,6 +251,10 @@ class Facts:
     several_parameters: frozenset[str] = frozenset()
     theano_flip: tuple[str, ...] | str = ()
     activity_penalty: bool = False  # the layer is an activity regularizer itself (``l1`` / ``l2`` in its config)
+    arithmetic: tuple[str, ...] = ()
+    vocabulary: str | None = None
+    weight_kind: str | None = None
+    flattens: bool = False
 
 
 NO_FACTS = Facts()

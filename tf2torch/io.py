@@ -22,7 +22,9 @@ from torch import nn
 from .errors import ModelFileError, Tf2TorchError
 
 FORMAT = "tf2torch"
-FORMAT_VERSION = 1
+# 2: the run-time modules of TF graphs were regrouped (issue #21), so their state_dict names changed; a file of
+# format 1 still loads where its names agree (every Keras model) and is told to convert again where they do not.
+FORMAT_VERSION = 2
 
 
 @contextlib.contextmanager
@@ -117,6 +119,7 @@ def read_saved(path: str | os.PathLike) -> tuple[Any, dict[str, Any], dict[str, 
                 for s in input_shapes)):
             raise TypeError(f"input_shapes {input_shapes!r} are not lists of dimensions")
         _check_declared_weights(graph, os.path.getsize(path))
+        meta["format_version"] = payload.get("format_version", 0)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
         raise ModelFileError(f"{path}: a damaged tf2torch file ({type(exc).__name__}: {exc})") from None
     return graph, meta, state_dict

@@ -15,14 +15,14 @@ no module outside the converters holds a table of Keras class names. ``lookup`` 
 converter, ``describe`` the one way to name it. The trap handled: a user's class spelled ``module.Name`` that
 shares its bare name with a Keras layer must never reach Keras's converter (``registered_key``).
 
-The registry imports nothing of the converters: the packages that register into it are named per domain
-(``PROVIDERS``) and imported on the first lookup, so a lookup never misses a converter because nobody imported
-its package yet.
+The registry imports nothing of the converters, not even lazily: the modules that look converters up
+(``assemble``, ``support``, ``api``, whose ``register`` is ``tf2torch.register``) import ``tf2torch.converters`` and
+``tf2torch.ops`` first, downwards, so every shipped converter is registered before the first lookup and before a
+user's converter, whose clash with a shipped one is refused when it is registered.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +31,6 @@ from .contract import NO_FACTS, Converted, Facts, LayerSpec, run_converter
 
 ConverterFn = Callable[[LayerSpec], Converted]
 DOMAINS = ("keras", "keras.ops", "tf", "tflite")
-PROVIDERS = ("tf2torch.converters", "tf2torch.ops")  # the packages that register tf2torch's own converters
 OP_PREFIXES = ("keras.ops.", "tf.", "tflite>")  # op nodes' spellings (``keras.ops.Add``, ``tf.math.cumsum``,
 # ``tf.raw>Conv2D``, ``tflite>CONV_2D``)
 
@@ -46,7 +45,6 @@ class Declaration:
 
 
 REGISTRY: dict[tuple[str, str], Declaration] = {}
-_loaded: list[bool] = [False]
 
 
 def key_of(spelling: str) -> tuple[str, str]:
@@ -70,8 +68,6 @@ def register(spelling: str, fn: ConverterFn, facts: Facts | None = None, replace
              op: str | None = None) -> None:
     """Register ``fn`` for the node spelled ``spelling``; registering one twice is an error (``replace``
     overrides), except a user's converter over a shipped operation's spelling, which wins as it always did."""
-    if is_custom(fn):  # a user's converter meets every shipped one, so a clash is refused here, not at import
-        _load_providers()
     key = key_of(spelling)
     facts = facts or Facts()
     if is_op_key(spelling):  # an operation checks its own arguments; its node config is bookkeeping
@@ -100,13 +96,6 @@ def converter(*class_names: str, replace: bool = False, defaults: dict[str, Any]
     return decorate
 
 
-def _load_providers() -> None:
-    if not _loaded[0]:
-        _loaded[0] = True
-        for package in PROVIDERS:
-            importlib.import_module(package)
-
-
 def is_op_key(class_name: str) -> bool:
     """An op node's spelling, not a layer class: a user's unregistered class is spelled ``module.Name``
     (``readers/config.py`` ``class_identity``), so a dot alone does not tell."""
@@ -131,7 +120,6 @@ def registered_key(class_name: str) -> tuple[str, str] | None:
     ``Package>Name``, a ``module.Name``, an op spelling); for a user's ``module.Name`` class, else the bare
     ``Name`` when the user registered that (``@tf2torch.register("Name")``), never a converter tf2torch ships for
     Keras's class of that name."""
-    _load_providers()
     key = key_of(class_name)
     if key in REGISTRY:
         return key
@@ -204,13 +192,11 @@ def custom_converters(class_names: Sequence[str]) -> dict[str, str]:
 
 def spellings(domain: str | None = None) -> list[str]:
     """Every registered spelling (of one domain), sorted."""
-    _load_providers()
     return sorted(spelling_of(k) for k in REGISTRY if domain is None or k[0] == domain)
 
 
 def with_fact(name: str) -> list[str]:
     """The Keras classes whose converter declares a fact ``name`` (``regularizers``...), sorted."""
-    _load_providers()
     return sorted(n for (d, n), dec in REGISTRY.items() if d == "keras" and getattr(dec.facts, name))
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import converters as _converters  # noqa: F401  (every shipped converter registered before the first lookup)
+from . import ops as _ops  # noqa: F401
 from . import registry
 from .errors import UnsupportedLayerError
 from .graph import TRACED_LAYER, KerasGraph

@@ -94,15 +94,15 @@ WALKER = {
     **dict.fromkeys(("If", "StatelessIf"), "the taken branch inlined when the predicate is constant (fix it "
                     "with --constant); refused when it is computed at run time"),
     **dict.fromkeys(("Switch", "Merge"), "resolved when the predicate is constant (fix it with --constant); "
-                    "inside a TF 1 while loop: refused"),
+                    "inside a TF 1 while loop: part of the loop rebuilt as a While"),
+    **dict.fromkeys(("Enter", "Exit", "LoopCond", "NextIteration"), "a TF 1 while loop (control flow v1) rebuilt "
+                    "as a TF 2 While with cond and body functions (readers/tf_frames.py); nested loops refused"),
+    **dict.fromkeys(("TensorArrayGatherV3", "TensorArrayReadV3", "TensorArrayScatterV3", "TensorArraySizeV3",
+                     "TensorArrayV3", "TensorArrayWriteV3"), "rewritten as the TensorList op of the same meaning "
+                    "(readers/tf_frames.py), then converted"),
     **dict.fromkeys(("PartitionedCall", "StatefulPartitionedCall"), "inlined from the graph's function library"),
 }
-LOOP_V1 = ("refused: a TF 1 while loop (control flow v1) is not converted yet; TF 2 While loops are "
-           "(tf.compat.v1.enable_control_flow_v2() before building the graph, or a SavedModel)")
 REFUSED = {
-    **dict.fromkeys(("Enter", "Exit", "LoopCond", "NextIteration"), LOOP_V1),
-    **dict.fromkeys(("TensorArrayGatherV3", "TensorArrayReadV3", "TensorArrayScatterV3", "TensorArraySizeV3",
-                     "TensorArrayV3", "TensorArrayWriteV3"), LOOP_V1),
     **dict.fromkeys(("Multinomial", "RandomShuffle", "RandomStandardNormal",
                      "RandomUniform", "RandomUniformInt", "TruncatedNormal",
                      "StatelessRandomUniformV2", "StatelessRandomNormalV2", "StatelessTruncatedNormalV2"),
@@ -140,6 +140,7 @@ def tf2onnx_ops() -> dict[str, str]:
 
 def status(op: str) -> tuple[str, str]:
     """(kind, text): kind is ``converted``, ``walker``, ``refused`` or ``n/a``."""
+    from . import ops as _ops  # noqa: F401  (registers the raw TF ops' converters)
     from .registry import describe, lookup
 
     if op in REFUSED:
@@ -156,6 +157,7 @@ def status(op: str) -> tuple[str, str]:
 
 def raw_ops_converted() -> list[str]:
     """Every TF op with a registered ``tf.raw>`` converter."""
+    from . import ops as _ops  # noqa: F401  (registers the raw TF ops' converters)
     from .registry import spellings
 
     return sorted(name[len("tf.raw>"):] for name in spellings("tf") if name.startswith("tf.raw>"))

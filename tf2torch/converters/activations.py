@@ -134,7 +134,7 @@ def activation_for(spec: LayerSpec, key: str = "activation", channel_dim: int = 
         spec.fail(UNCALLABLE.get(str(shown).lower()) or f"activation {shown!r} is not supported")
 
 
-@converter("Activation", mask="propagate")
+@converter("Activation", mask="propagate", arithmetic=("activation",))
 def convert_activation(spec: LayerSpec) -> Converted:
     """``Activation('relu')``: elementwise, except the ones acting on the last axis (softmax, glu...), which
     follow the channel axis; glu splits the features in halves, so a channels-first flatten goes back to Keras
@@ -148,20 +148,20 @@ def convert_activation(spec: LayerSpec) -> Converted:
     return Converted(module if module is not None else nn.Identity(), input_layouts=wanted, output_layouts=wanted)
 
 
-@converter("ReLU", mask="propagate")
+@converter("ReLU", mask="propagate", arithmetic=("max_value", "negative_slope", "threshold"))
 def convert_relu(spec: LayerSpec) -> Converted:
     """``ReLU(max_value, negative_slope, threshold)``: [K3] ``ReLU.static_call`` / [TFK] ``backend.relu``."""
     cfg = spec.config
     return Converted(relu_module(cfg.get("max_value"), cfg.get("negative_slope", 0.0), cfg.get("threshold", 0.0)))
 
 
-@converter("LeakyReLU", mask="propagate")
+@converter("LeakyReLU", mask="propagate", arithmetic=("alpha", "negative_slope"))
 def convert_leaky_relu(spec: LayerSpec) -> Converted:
     """``LeakyReLU``: slope 0.3 by default (the ``leaky_relu`` string's is 0.2); key ``alpha`` in Keras 2."""
     return Converted(nn.LeakyReLU(leaky_relu_slope(spec.config)))
 
 
-@converter("ELU", mask="propagate")
+@converter("ELU", mask="propagate", arithmetic=("alpha",))
 def convert_elu(spec: LayerSpec) -> Converted:
     """``ELU(alpha)``: ``alpha * expm1(x)`` below zero ([K3]/[TFK] ``backend.elu``)."""
     return Converted(nn.ELU(float(spec.config.get("alpha", 1.0))))
@@ -173,7 +173,7 @@ def convert_thresholded_relu(spec: LayerSpec) -> Converted:
     return Converted(nn.Threshold(float(spec.config.get("theta", 1.0)), 0.0))
 
 
-@converter("Softmax", mask="propagate")
+@converter("Softmax", mask="propagate", arithmetic=("axis",))
 def convert_softmax(spec: LayerSpec) -> Converted:
     """``Softmax(axis)``: the Keras axis (or axes) mapped to the tensor's layout; several axes normalize jointly
     (``exp(x - logsumexp(x, axes))``). An explicit ``mask=`` in the call goes to ``MaskedSoftmax``."""
@@ -211,7 +211,7 @@ def keras_alpha_to_layout(alpha: np.ndarray, layout: Layout) -> np.ndarray:
     return alpha
 
 
-@converter("PReLU", mask="propagate")
+@converter("PReLU", mask="propagate", weight_kind="prelu")
 def convert_prelu(spec: LayerSpec) -> Converted:
     """``PReLU``: ``alpha`` has the input's shape without batch (shared axes 1). ``nn.PReLU`` fits when alpha,
     in the tensor's layout, varies along dim 1 only (channels-first with all other axes shared, or 2-D);

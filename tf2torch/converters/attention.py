@@ -45,7 +45,8 @@ def einsum_dense_module(equation: str, kernel: np.ndarray, bias: np.ndarray | No
     return module
 
 
-@converter("EinsumDense", defaults={"lora_rank": None, "lora_alpha": None, "quantization_config": None})
+@converter("EinsumDense", defaults={"lora_rank": None, "lora_alpha": None, "quantization_config": None},
+           arithmetic=("equation", "output_shape", "bias_axes", "activation"))
 def convert_einsum_dense(spec: LayerSpec) -> Converted:
     """``EinsumDense``: ``torch.einsum`` with the Keras equation on the stored kernel, plus the stored bias (shaped
     by ``bias_axes`` to broadcast on the trailing output axes), then the activation ([K3] ``core/einsum_dense.py``).
@@ -194,7 +195,7 @@ def keras_mha(weights: dict[str, np.ndarray], input_rank: int, key_dim: int, axe
                               style, **options)
 
 
-@converter("MultiHeadAttention", training_sensitive=True, defaults={
+@converter("MultiHeadAttention", training_sensitive=True, weight_kind="attention", defaults={
     "query_shape": NO_EFFECT, "key_shape": NO_EFFECT, "value_shape": NO_EFFECT,  # [TFK] build shapes
     "dropout": NO_EFFECT,  # on the attention probabilities, inactive at inference
     "flash_attention": NO_EFFECT,  # [K3] a kernel choice, same result

@@ -36,7 +36,7 @@ def convert_discretization(spec: LayerSpec) -> Converted:
     return Converted(Bucketize(boundaries))
 
 
-@converter("CategoryEncoding")
+@converter("CategoryEncoding", vocabulary="num_tokens")
 def convert_category_encoding(spec: LayerSpec) -> Converted:
     refuse_sparse(spec)
     mode = spec.config.get("output_mode", "multi_hot")

@@ -21,7 +21,7 @@ from ..nn.padding import same_pad_module, static_same_padding
 from ..nn.transposed import TF_CONV_TRANSPOSE_BY_RANK, keras_transpose_crop, torch_transpose_padding
 from ..transforms import depthwise_kernel_to_oihw, hwio_to_oihw, transposed_kernel_to_iohw
 from .activations import activation_for
-from .registry import KERNEL_AND_BIAS, Converted, LayerSpec, as_conv_weight, as_parameter, converter
+from .registry import CONV_KEYS, KERNEL_AND_BIAS, Converted, LayerSpec, as_conv_weight, as_parameter, converter
 
 CONV_BY_RANK = {1: nn.Conv1d, 2: Conv2d, 3: nn.Conv3d}  # Conv2d: torch's, 1×1 calls as a matrix product
 CONV_TRANSPOSE_BY_RANK = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
@@ -150,7 +150,7 @@ def expected_weight_shapes(spec: LayerSpec, kernels: int, use_bias: bool) -> lis
 
 # -- converters ----------------------------------------------------------------------------------------------
 @converter("Conv1D", "Conv2D", "Conv3D", "Convolution1D", "Convolution2D", "Convolution3D",
-           regularizers=KERNEL_AND_BIAS, theano_flip=("kernel",))
+           regularizers=KERNEL_AND_BIAS, theano_flip=("kernel",), weight_kind="conv", arithmetic=CONV_KEYS)
 def convert_conv(spec: LayerSpec) -> Converted:
     """``Conv{n}d`` with ``groups`` (contiguous in both); kernel (*k, in // groups, out) → OIHW."""
     reject_keras1_config(spec)
@@ -162,7 +162,7 @@ def convert_conv(spec: LayerSpec) -> Converted:
                      output_layouts=layout)
 
 
-@converter("DepthwiseConv1D", "DepthwiseConv2D", defaults={"groups": 1},
+@converter("DepthwiseConv1D", "DepthwiseConv2D", defaults={"groups": 1}, weight_kind="depthwise", arithmetic=CONV_KEYS,
            regularizers={"depthwise_regularizer": ("weight",), "bias_regularizer": ("bias",)})
 def convert_depthwise_conv(spec: LayerSpec) -> Converted:
     """``Conv{n}d(in, in * dm, groups=in)``. The kernel is ``depthwise_kernel`` in [TFK] but ``kernel`` in [K3]
@@ -179,8 +179,10 @@ def convert_depthwise_conv(spec: LayerSpec) -> Converted:
 
 @converter("SeparableConv1D", "SeparableConv2D", defaults={"groups": 1},
            regularizers={"depthwise_regularizer": ("depthwise.weight",),
-                         "pointwise_regularizer": ("pointwise.weight",), "bias_regularizer": ("bias",)})
-@converter("SeparableConvolution1D", "SeparableConvolution2D", defaults={"groups": 1})
+                         "pointwise_regularizer": ("pointwise.weight",), "bias_regularizer": ("bias",)},
+           weight_kind="separable", arithmetic=CONV_KEYS)
+@converter("SeparableConvolution1D", "SeparableConvolution2D", defaults={"groups": 1}, weight_kind="separable",
+           arithmetic=CONV_KEYS)
 def convert_separable_conv(spec: LayerSpec) -> Converted:
     """Depthwise conv without bias (it owns strides, padding and dilation), then a 1×1 conv with the layer's
     single bias ([K3] ``layers/convolutional/base_separable_conv.py``, [TF] ``nn_impl.separable_conv2d``)."""
@@ -195,10 +197,13 @@ def convert_separable_conv(spec: LayerSpec) -> Converted:
 
 # Theano flipping: of the transposed spellings, keras 2.3.1 saving.py ``conv_layers`` names Conv2DTranspose and
 # Deconvolution2D only; regularizers: the classes ``tf2torch.regularization_loss`` reproduces.
-@converter("Conv2DTranspose", regularizers=KERNEL_AND_BIAS, theano_flip=("kernel",))
-@converter("Conv1DTranspose", "Conv3DTranspose", "Convolution2DTranspose", regularizers=KERNEL_AND_BIAS)
-@converter("Deconvolution2D", theano_flip=("kernel",))
-@converter("Convolution1DTranspose", "Convolution3DTranspose", "Deconvolution3D", "Deconv2D", "Deconv3D")
+@converter("Conv2DTranspose", regularizers=KERNEL_AND_BIAS, theano_flip=("kernel",), weight_kind="conv_transpose",
+           arithmetic=CONV_KEYS)
+@converter("Conv1DTranspose", "Conv3DTranspose", "Convolution2DTranspose", regularizers=KERNEL_AND_BIAS,
+           weight_kind="conv_transpose", arithmetic=CONV_KEYS)
+@converter("Deconvolution2D", theano_flip=("kernel",), arithmetic=CONV_KEYS)
+@converter("Convolution1DTranspose", "Convolution3DTranspose", "Deconvolution3D", "Deconv2D", "Deconv3D",
+           arithmetic=CONV_KEYS)
 def convert_conv_transpose(spec: LayerSpec) -> Converted:
     """Kernel (*k, out, in) → (in, out, *k), no flip. Keras's output window is the full transposed conv cropped as
     in ``nn.transposed``; a plain ``ConvTranspose{n}d`` when its padding/output_padding cut the same window

@@ -18,7 +18,8 @@ from .registry import KERNEL_AND_BIAS, Converted, LayerSpec, as_parameter, conve
 
 
 @converter("Dense", defaults={"lora_rank": None, "lora_alpha": None, "quantization_config": None},
-           mask="propagate", regularizers=KERNEL_AND_BIAS)
+           mask="propagate", regularizers=KERNEL_AND_BIAS, weight_kind="dense",
+           arithmetic=("units", "activation", "use_bias"))
 def convert_dense(spec: LayerSpec) -> Converted:
     use_bias = spec.config.get("use_bias", True)
     units = int(spec.config["units"])

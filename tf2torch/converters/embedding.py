@@ -14,7 +14,8 @@ from .registry import Converted, LayerSpec, as_parameter, converter
 
 @converter("Embedding", defaults={"embeddings_initializer": None, "sparse": False, "lora_rank": None,
                                    "lora_alpha": None, "quantization_config": None},
-           regularizers={"embeddings_regularizer": ("weight",)})
+           regularizers={"embeddings_regularizer": ("weight",)}, weight_kind="embedding",
+           vocabulary="input_dim", arithmetic=("input_dim", "output_dim", "mask_zero"))
 def convert_embedding(spec: LayerSpec) -> Converted:
     (table,) = spec.weights(expected=1)
     spec.check_shapes([table], [(int(spec.config["input_dim"]), int(spec.config["output_dim"]))], ["embeddings"])

@@ -66,7 +66,7 @@ def convert_elementwise_merge(spec: LayerSpec) -> Converted:
     return Converted(module, input_layouts=wanted, output_layouts=layout)
 
 
-@converter("Concatenate", mask="merge_axis")  # the masks join along the concatenation axis
+@converter("Concatenate", mask="merge_axis", arithmetic=("axis",))  # the masks join along the concatenation axis
 def convert_concatenate(spec: LayerSpec) -> Converted:
     """``torch.cat`` along the Keras ``axis`` (default -1) as placed in the common layout: channels of
     channels-first features concatenate along dim 1 with no permute."""

@@ -242,7 +242,8 @@ BATCH_NORM_NO_EFFECT = {
 
 
 @converter("BatchNormalization", defaults=BATCH_NORM_NO_EFFECT, training_sensitive=True, mask="propagate",
-           regularizers=NORMALIZATION_WEIGHTS)
+           regularizers=NORMALIZATION_WEIGHTS, weight_kind="batchnorm",
+           arithmetic=("axis", "epsilon", "center", "scale", "renorm"))
 @converter("SyncBatchNormalization", defaults=BATCH_NORM_NO_EFFECT, training_sensitive=True)
 def convert_batch_normalization(spec: LayerSpec) -> Converted:
     """Inference batch normalization with the moving statistics (renorm too: trap (b) of the semantics doc).
@@ -280,7 +281,8 @@ def layer_norm_module(dims: list[int], shape: tuple[int, ...], eps: float, scale
     return nn.LayerNorm(normalized, eps=eps, elementwise_affine=scale or center, bias=center)
 
 
-@converter("LayerNormalization", mask="propagate", regularizers=NORMALIZATION_WEIGHTS)
+@converter("LayerNormalization", mask="propagate", regularizers=NORMALIZATION_WEIGHTS, weight_kind="layernorm",
+           arithmetic=("axis", "epsilon", "center", "scale", "rms_scaling"))
 def convert_layer_normalization(spec: LayerSpec) -> Converted:
     """``nn.LayerNorm`` when the normalized axes are the trailing dims of the tensor as held (axis=-1 on
     Keras-layout tensors, [1,2,3] on channels-first ones), else ``LayerNormOnDims`` (which also does [K3]'s
@@ -324,7 +326,7 @@ def convert_rms_normalization(spec: LayerSpec) -> Converted:
     return Converted(load_params(module, {"weight": weight}), input_layouts=wanted)
 
 
-@converter("UnitNormalization", mask="propagate")
+@converter("UnitNormalization", mask="propagate", arithmetic=("axis",))
 def convert_unit_normalization(spec: LayerSpec) -> Converted:
     """``x / max(‖x‖₂, floor)`` over the axes; the floor depends on the Keras that wrote the file
     ([K3] ``ops.normalize(epsilon=1e-12)``, [TFK] ``tf.linalg.l2_normalize``)."""
@@ -336,7 +338,8 @@ def convert_unit_normalization(spec: LayerSpec) -> Converted:
 
 
 # -- GroupNormalization --------------------------------------------------------------------------------------
-@converter("GroupNormalization", mask="propagate", regularizers=NORMALIZATION_WEIGHTS)
+@converter("GroupNormalization", mask="propagate", regularizers=NORMALIZATION_WEIGHTS,
+           arithmetic=("groups", "axis", "epsilon", "center", "scale"))
 def convert_group_normalization(spec: LayerSpec) -> Converted:
     """Contiguous channel groups in both ([K3]/[TFK] reshape (..., C) → (..., G, C/G)); ``groups=-1`` is one
     group per channel. ``nn.GroupNorm`` when the channel axis is dim 1 as held, else ``GroupNormOnAxis``."""

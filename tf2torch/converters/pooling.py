@@ -24,7 +24,7 @@ from ..layout import CHANNELS_FIRST, KERAS, FlatChannelsFirst, normalize
 from ..nn.padding import same_pad_module, static_same_padding, tf_same_padding
 from ..nn.pooling import GlobalAvgPool, GlobalMaxPool, same_avg_pool_module
 from .conv import as_tuple, channels_first_data, sequence, spatial_sizes
-from .registry import Converted, LayerSpec, converter
+from .registry import POOL_KEYS, Converted, LayerSpec, converter
 
 MAX_POOL_BY_RANK = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
 AVG_POOL_BY_RANK = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
@@ -83,7 +83,8 @@ def same_pool(mode: str, kernel: tuple[int, ...], stride: tuple[int, ...],
 
 
 @converter("MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
-           "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "AvgPool1D", "AvgPool2D", "AvgPool3D")
+           "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "AvgPool1D", "AvgPool2D", "AvgPool3D",
+           arithmetic=POOL_KEYS)
 def convert_pooling(spec: LayerSpec) -> Converted:
     n = int(spec.class_name[-2])
     mode = "max" if spec.class_name.startswith("Max") else "average"
@@ -101,7 +102,7 @@ def convert_pooling(spec: LayerSpec) -> Converted:
 
 
 @converter("AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D", "AdaptiveAveragePooling3D",
-           "AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D")
+           "AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D", arithmetic=POOL_KEYS)
 def convert_adaptive_pooling(spec: LayerSpec) -> Converted:
     """Keras 3's adaptive pooling: bin i of an axis of length L into ``out`` bins covers
     [floor(i * L / out), ceil((i + 1) * L / out)), torch's bins ([K3] ``backend/tensorflow/nn.py``
@@ -126,7 +127,7 @@ def global_pool_module(mode: str, n: int, dims: tuple[int, ...], keepdims: bool,
 
 @converter("GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GlobalMaxPool1D", "GlobalMaxPool2D",
            "GlobalMaxPool3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
-           "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D")
+           "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D", arithmetic=POOL_KEYS)
 def convert_global_pooling(spec: LayerSpec) -> Converted:
     """Takes a channels_last layer's input as it comes (no permute): channels-first tensors reduce axes 2..,
     Keras-layout ones 1..n. A ``channels_first`` layer asks for Keras's layout, which is then channels-first."""

@@ -66,7 +66,7 @@ def layout_for_constants(spec: LayerSpec, *arrays: np.ndarray) -> L.Layout | Non
 
 
 # -- Rescaling ----------------------------------------------------------------------------------------------
-@converter("Rescaling", mask="propagate")
+@converter("Rescaling", mask="propagate", arithmetic=("scale", "offset"))
 def convert_rescaling(spec: LayerSpec) -> Converted:
     """``x * scale + offset``; list-valued ``scale``/``offset`` act on Keras's last axis. (Keras 3 reshapes a
     list ``scale`` to (C, 1, 1) only when the global ``image_data_format`` is channels_first, which the file does
@@ -100,7 +100,8 @@ def normalization_statistics(spec: LayerSpec, kept_shape: tuple[int, ...]) -> tu
     return mean.reshape(kept_shape), variance.reshape(kept_shape)
 
 
-@converter("Normalization", defaults={"variance": None}, mask="propagate")
+@converter("Normalization", defaults={"variance": None}, mask="propagate",
+           arithmetic=("axis", "mean", "variance", "invert"))
 def convert_normalization(spec: LayerSpec) -> Converted:
     """``(x - mean) / max(sqrt(variance), 1e-7)`` (or its inverse), statistics broadcast along ``axis``."""
     keep = kept_axes(spec)

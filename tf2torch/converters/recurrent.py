@@ -32,7 +32,7 @@ from ..nn.recurrent import (
 from ..transforms import input_and_recurrent_bias, keras_gru_gates_to_torch, keras_gru_to_torch, keras_lstm_to_torch
 from .activations import activation_module
 from .conv import CONV_BY_RANK, hwio_to_oihw, sequence, strided_conv
-from .registry import NO_EFFECT, RECURRENT_WEIGHTS, Converted, LayerSpec, converter, to_tensor
+from .registry import CONV_KEYS, NO_EFFECT, RECURRENT_WEIGHTS, RNN_KEYS, Converted, LayerSpec, converter, to_tensor
 
 
 def set_parameters(module: nn.Module, **arrays: np.ndarray | None) -> None:
@@ -224,12 +224,18 @@ RNN_NO_EFFECT = {
     "unroll": NO_EFFECT, "implementation": NO_EFFECT,  # how Keras runs the loop, not what it computes
     "unit_forget_bias": NO_EFFECT,  # an initializer
 }
+TWO_BIASES = frozenset({"bias_regularizer"})  # Keras's one bias is two torch biases (``Facts.several_parameters``)
 
 
-@converter("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU", defaults=RNN_NO_EFFECT, training_sensitive=True,
-           regularizers=RECURRENT_WEIGHTS, several_parameters=frozenset({"bias_regularizer"}))  # two torch biases
-@converter("ConvLSTM2D", defaults=RNN_NO_EFFECT, training_sensitive=True, theano_flip=("kernel", "recurrent_kernel"))
-@converter("ConvLSTM1D", "ConvLSTM3D", defaults=RNN_NO_EFFECT, training_sensitive=True)
+@converter("LSTM", defaults=RNN_NO_EFFECT, training_sensitive=True, regularizers=RECURRENT_WEIGHTS,
+           several_parameters=TWO_BIASES, weight_kind="lstm", arithmetic=RNN_KEYS)
+@converter("GRU", defaults=RNN_NO_EFFECT, training_sensitive=True, regularizers=RECURRENT_WEIGHTS,
+           several_parameters=TWO_BIASES, weight_kind="gru", arithmetic=RNN_KEYS)
+@converter("SimpleRNN", "CuDNNLSTM", "CuDNNGRU", defaults=RNN_NO_EFFECT, training_sensitive=True,
+           regularizers=RECURRENT_WEIGHTS, several_parameters=TWO_BIASES, arithmetic=RNN_KEYS)
+@converter("ConvLSTM2D", defaults=RNN_NO_EFFECT, training_sensitive=True, theano_flip=("kernel", "recurrent_kernel"),
+           arithmetic=CONV_KEYS + RNN_KEYS)
+@converter("ConvLSTM1D", "ConvLSTM3D", defaults=RNN_NO_EFFECT, training_sensitive=True, arithmetic=CONV_KEYS + RNN_KEYS)
 def convert_recurrent(spec: LayerSpec) -> Converted:
     """A real ``nn.LSTM``/``nn.GRU``/``nn.RNN`` where torch computes what Keras does, wrapped in ``KerasRNN``
     for ``return_sequences``/``return_state``/``go_backwards``/masks/initial states."""
@@ -247,7 +253,7 @@ def cell_layer_spec(spec: LayerSpec, cell: dict[str, Any]) -> LayerSpec:
     return replace(spec, class_name=layer_class, config={**(cell.get("config") or {}), **flags})
 
 
-@converter("RNN", defaults=RNN_NO_EFFECT, training_sensitive=True)
+@converter("RNN", defaults=RNN_NO_EFFECT, training_sensitive=True, arithmetic=RNN_KEYS)
 def convert_rnn(spec: LayerSpec) -> Converted:
     """``keras.layers.RNN`` around a single ``LSTMCell``/``GRUCell``/``SimpleRNNCell``: the layer of that cell."""
     cell = spec.config.get("cell")
@@ -348,7 +354,7 @@ def backward_config(spec: LayerSpec) -> dict[str, Any]:
     return {**layer, "config": config}
 
 
-@converter("Bidirectional", training_sensitive=True)
+@converter("Bidirectional", training_sensitive=True, arithmetic=RNN_KEYS)
 def convert_bidirectional(spec: LayerSpec) -> Converted:
     """Two ``KerasRNN`` (each a real torch RNN where possible); inside Bidirectional both output zeros at masked
     steps when returning sequences ([K3] ``force_zero_output_for_mask``)."""

@@ -52,3 +52,11 @@ RECURRENT_WEIGHTS = {"kernel_regularizer": ("weight_ih_l0", "weight_ih"),
                      "recurrent_regularizer": ("weight_hh_l0", "weight_hh"),
                      "bias_regularizer": ("bias_ih_l0", "bias_hh_l0", "bias_ih", "bias_hh")}
 NORMALIZATION_WEIGHTS = {"gamma_regularizer": ("weight",), "beta_regularizer": ("bias",)}
+
+# The config keys that decide a family's arithmetic (``Facts.arithmetic``), shown for the first layer a verify
+# report finds wrong.
+CONV_KEYS = ("filters", "kernel_size", "strides", "padding", "dilation_rate", "groups", "depth_multiplier",
+             "output_padding", "data_format", "activation", "use_bias")
+POOL_KEYS = ("pool_size", "strides", "padding", "data_format", "keepdims")
+RNN_KEYS = ("units", "activation", "recurrent_activation", "return_sequences", "return_state", "go_backwards",
+            "reset_after", "unroll", "merge_mode")

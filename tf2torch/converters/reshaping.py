@@ -95,7 +95,7 @@ def spatial_placement(spec: LayerSpec, n: int) -> tuple[Any, int]:
 
 
 # -- converters ---------------------------------------------------------------------------------------------------
-@converter("Flatten")
+@converter("Flatten", arithmetic=("data_format",), flattens=True)
 def convert_flatten(spec: LayerSpec) -> Converted:
     """Keras orders features (*spatial, C) even for ``channels_first`` data: a static channels-first tensor is
     flattened as held and tagged ``FlatChannelsFirst`` so the next Dense reorders its rows instead."""
@@ -181,13 +181,13 @@ def convert_upsampling(spec: LayerSpec) -> Converted:
     return Converted(module, input_layouts=wanted, output_layouts=wanted)
 
 
-@converter("Reshape")
+@converter("Reshape", arithmetic=("target_shape",))
 def convert_reshape(spec: LayerSpec) -> Converted:
     """Row-major reshape of the Keras tensor; ``target_shape`` excludes the batch axis, may hold one -1."""
     return Converted(Reshape(spec.config["target_shape"]), input_layouts=KERAS, output_layouts=KERAS)
 
 
-@converter("Permute")
+@converter("Permute", arithmetic=("dims",))
 def convert_permute(spec: LayerSpec) -> Converted:
     """``x.permute(0, *dims)`` on the Keras tensor (``dims`` 1-indexed). A channels-first input stays channels
     first: the Keras permutation is composed with the layout moves into one ``permute``; when the held tensor

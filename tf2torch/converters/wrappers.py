@@ -17,7 +17,7 @@ import numpy as np
 from torch import nn
 
 from .. import layout as L
-from ..nn.tf_ops import TFCast
+from ..nn.ops import Op, Slot
 from ..nn.wrappers import FoldTime, TimeDistributed, UnfoldTime
 from .registry import NO_EFFECT, Converted, LayerSpec, converter, converter_for
 
@@ -108,7 +108,8 @@ def convert_spectral_normalization(spec: LayerSpec) -> Converted:
     converted = fn(layer)
     if not spec.input_dtypes[0].is_floating_point:  # [K3] ``ops.cast(output, inputs.dtype)``: an Embedding's
         # float vectors come out truncated to the integer dtype of its token ids, as Keras returns them
-        converted = replace(converted, module=nn.Sequential(converted.module, TFCast(spec.input_dtypes[0])))
+        cast = Op("cast", [Slot(0), spec.input_dtypes[0]])
+        converted = replace(converted, module=nn.Sequential(converted.module, cast))
     load(state[0])  # vector_u: training only
     for alias in aliases:
         kernel = read.get(id(own[0]))

@@ -57,6 +57,16 @@ def _honour_umask(directory: Path) -> None:
             os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
+def emitted_files(kinds: Sequence[str]) -> list[str]:
+    """The names of the files ``emit`` writes for ``kinds`` (what ``--emit`` promises), in order."""
+    from .export import ONNX_FILE, PT2_FILE
+    from .python import MODEL_FILE, RUNTIME_FILE, WEIGHTS_FILE
+
+    names = {"python": [MODEL_FILE, RUNTIME_FILE, WEIGHTS_FILE, "__init__.py"], "pt2": [PT2_FILE],
+             "onnx": [ONNX_FILE]}
+    return [name for kind in dict.fromkeys(kinds) for name in names[kind]]
+
+
 def emit(module: fx.GraphModule, out_dir: str | os.PathLike, kinds: Sequence[str] = ("python",)) -> list[Path]:
     """Write ``module`` (from ``tf2torch.convert`` or ``load``) into ``out_dir`` in each of ``kinds``:
     ``python`` (model.py, runtime.py, model.safetensors, __init__.py), ``pt2`` (model.pt2), ``onnx``

@@ -255,3 +255,18 @@ class L2Normalize(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dims={self.dims}, eps={self.eps}"
+
+
+class TFLRN(nn.Module):
+    """``LRN`` over the channel axis (1) of N,C,H,W: ``x / (bias + alpha * sum_{|d|<=r} x[c+d]^2) ** beta``
+    ([TF] ``lrn_op.cc``: alpha is not divided by the window size, unlike torch's ``LocalResponseNorm``)."""
+
+    def __init__(self, depth_radius: int, bias: float, alpha: float, beta: float):
+        super().__init__()
+        self.depth_radius, self.bias, self.alpha, self.beta = depth_radius, bias, alpha, beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.depth_radius
+        sq = F.pad(torch.square(x).unsqueeze(1), (0, 0, 0, 0, r, r))
+        window = F.avg_pool3d(sq, (2 * r + 1, 1, 1), stride=1).squeeze(1) * (2 * r + 1)
+        return x / torch.pow(self.bias + self.alpha * window, self.beta)

@@ -7,6 +7,7 @@ the divisor's sign in both; ``round`` is half to even in both; ``gelu`` approxim
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -137,12 +138,16 @@ def reduce(x: torch.Tensor, op: str, dims: list[int] | None, keepdim: bool, corr
     return x
 
 
-def arg_reduce(x: torch.Tensor, op: str, dim: int | None, keepdim: bool) -> torch.Tensor:
+def arg_reduce(x: torch.Tensor, op: str, dim: int | None, keepdim: bool,
+               dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``argmax`` / ``argmin`` as int64, or as ``dtype`` (a raw TF ``ArgMax``'s ``output_type``)."""
     fn = torch.argmax if op == "argmax" else torch.argmin
     if dim is None:
         out = fn(x.reshape(-1))
-        return out.reshape([1] * x.dim()) if keepdim else out
-    return fn(x, dim=dim, keepdim=keepdim)
+        out = out.reshape([1] * x.dim()) if keepdim else out
+    else:
+        out = fn(x, dim=dim, keepdim=keepdim)
+    return out if dtype is None else out.to(dtype)
 
 
 def reshape(x: torch.Tensor, shape: list[int]) -> torch.Tensor:
@@ -213,9 +218,13 @@ def mirror_pad(x: torch.Tensor, dim: int, before: int, after: int, shift: int) -
     return torch.cat(parts, dim) if len(parts) > 1 else x
 
 
-def pad(x: torch.Tensor, pads: list[int], mode: str, value: float) -> torch.Tensor:
-    """``pads`` already in torch's order (last axis first). SYMMETRIC has no torch mode and torch's reflect pads
-    at most the last 3 dims of a batched tensor: both are built axis by axis from flips."""
+def pad(x: torch.Tensor, pads: list[int] | torch.Tensor, mode: str, value: float) -> torch.Tensor:
+    """``pads`` already in torch's order (last axis first), or TF's ``paddings`` operand computed at run time (a
+    tensor of (before, after) rows in axis order, [TF] ``pad_op.cc`` / ``mirror_pad_op.h``). SYMMETRIC has no
+    torch mode and torch's reflect pads at most the last 3 dims of a batched tensor: both are built axis by axis
+    from flips."""
+    if isinstance(pads, torch.Tensor):
+        pads = [int(v) for pair in reversed(pads.reshape(-1, 2).tolist()) for v in pair]
     if mode in ("symmetric", "reflect"):
         for i in range(len(pads) // 2):
             x = mirror_pad(x, x.dim() - 1 - i, pads[2 * i], pads[2 * i + 1], 1 if mode == "reflect" else 0)
@@ -257,13 +266,6 @@ def gather(x: torch.Tensor, indices: Any, dim: int) -> torch.Tensor:
     idx = torch.where(idx < 0, idx + x.shape[dim], idx)
     out = torch.index_select(x, dim, idx.reshape(-1))
     return out.reshape(*x.shape[:dim], *idx.shape, *x.shape[dim + 1:])
-
-
-def resize(x: torch.Tensor, size: list[int], method: str, antialias: bool) -> torch.Tensor:
-    """``tf.image.resize`` (half-pixel centres, no corner alignment) on an N,C,H,W tensor."""
-    if method == "nearest":
-        return F.interpolate(x, size=size, mode="nearest-exact")
-    return F.interpolate(x, size=size, mode=method, align_corners=False, antialias=antialias)
 
 
 def where(condition: torch.Tensor, x: Any, y: Any) -> torch.Tensor:
@@ -323,16 +325,17 @@ FUNCTIONS: dict[str, Any] = {
     "expand_dims": expand_dims, "squeeze": squeeze, "concat": concat, "stack": stack, "split": split,
     "unstack": unstack, "tile": tile, "repeat": repeat, "broadcast_to": broadcast_to,
     "broadcast_to_keep_batch": broadcast_to_keep_batch, "pad": pad, "cast": cast, "getitem": getitem,
-    "gather": gather, "full_like": full_like, "resize": resize,
+    "gather": gather, "full_like": full_like,
 }
 
 
 class Op(nn.Module):
     """``FUNCTIONS[fn](*args, **kwargs)``: ``Slot(i)`` in the arguments stands for the i-th input tensor,
-    ``Slot("c0")`` for a tensor constant (a buffer, so it follows ``.to(device)``)."""
+    ``Slot("c0")`` for a tensor constant (a buffer, so it follows ``.to(device)``). The constants named in
+    ``stored`` are weights (a TF graph's variables): kept in the state_dict, as every weight is."""
 
     def __init__(self, fn: str, args: list[Any], kwargs: dict[str, Any] | None = None,
-                 constants: dict[str, torch.Tensor] | None = None, label: str = ""):
+                 constants: dict[str, torch.Tensor] | None = None, label: str = "", stored: list[str] | None = None):
         super().__init__()
         if fn not in FUNCTIONS:
             raise ValueError(f"unknown operation function {fn}")
@@ -340,8 +343,9 @@ class Op(nn.Module):
         self.args = args
         self.kwargs = kwargs or {}
         self.label = label
+        self.stored = list(stored) if stored else None
         for name, value in (constants or {}).items():
-            self.register_buffer(name, value, persistent=False)
+            self.register_buffer(name, value, persistent=name in (stored or ()))
 
     def forward(self, *tensors: torch.Tensor) -> Any:
         args = _fill(self.args, tensors, self)
@@ -352,3 +356,64 @@ class Op(nn.Module):
         parts = [repr(a) if not isinstance(a, float) or math.isfinite(a) else str(a) for a in self.args]
         parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"{self.label or self.fn}({', '.join(parts)})"
+
+
+# -- raw TF element-wise ops by TF name (``tf2torch/ops/tf_raw.py``) ----------------------------------------
+# (the raw ops with a keras.ops twin run on FUNCTIONS above: ``ops/tf_raw.py`` SHARED_UNARY, SHARED_BINARY)
+UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "ZerosLike": torch.zeros_like, "OnesLike": torch.ones_like, "IsNan": torch.isnan,
+    # exact element-wise functions: torch computes them to float32 round-off, as TF's Eigen kernels do
+    "Erfc": torch.erfc, "Tan": torch.tan, "Atan": torch.atan, "Asin": torch.asin,
+    "Acos": torch.acos, "Sinh": torch.sinh, "Cosh": torch.cosh, "Asinh": torch.asinh, "Acosh": torch.acosh,
+    "Atanh": torch.atanh, "Lgamma": torch.lgamma, "Digamma": torch.digamma, "IsInf": torch.isinf,
+    "IsFinite": torch.isfinite, "Rint": torch.round,  # (torch.round and TF's Rint both round half to even)
+    "Invert": torch.bitwise_not,
+}
+
+
+def _truncate_div(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.div(x, y, rounding_mode="trunc") if not x.is_floating_point() else x / y
+
+
+BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "BiasAdd": torch.add, "BiasAddV1": torch.add, "RealDiv": torch.div, "Div": _truncate_div,
+    "Atan2": torch.atan2, "TruncateMod": torch.fmod, "Xlogy": torch.xlogy,
+    "Xdivy": lambda x, y: torch.where(x == 0, torch.zeros_like(x / y), x / y), "TruncateDiv": _truncate_div,
+    "BitwiseAnd": torch.bitwise_and, "BitwiseOr": torch.bitwise_or, "BitwiseXor": torch.bitwise_xor,
+    "LeftShift": torch.bitwise_left_shift, "RightShift": torch.bitwise_right_shift,
+}
+
+
+class TFUnary(nn.Module):
+    """An element-wise TF op (``Erfc``, ``IsNan``...) by its TF name."""
+
+    def __init__(self, op: str):
+        super().__init__()
+        self.op = op
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return UNARY[self.op](x)
+
+    def extra_repr(self) -> str:
+        return self.op
+
+
+class TFBinary(nn.Module):
+    """A broadcasting binary TF op; a constant operand is the buffer ``const`` on side ``const_side``."""
+
+    def __init__(self, op: str, const: torch.Tensor | None = None, const_side: int = 1):
+        super().__init__()
+        self.op = op
+        self.const_side = const_side
+        if const is not None:
+            self.register_buffer("const", const)
+        else:
+            self.const = None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.const is not None:
+            x, y = (x, self.const) if self.const_side == 1 else (self.const, x)
+        return BINARY[self.op](x, y)
+
+    def extra_repr(self) -> str:
+        return self.op

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .padding import tf_same_padding
+
 
 def keras_transpose_extent(kernel: int, stride: int, dilation: int, padding: str,
                            output_padding: int | None) -> int:
@@ -108,3 +110,33 @@ class TFConvTranspose3d(TFConvTranspose, nn.ConvTranspose3d):
 
 
 TF_CONV_TRANSPOSE_BY_RANK = {1: TFConvTranspose1d, 2: TFConvTranspose2d, 3: TFConvTranspose3d}
+
+
+class ConvBackpropInput(nn.Module):
+    """``Conv2DBackpropInput``: a transposed conv without padding, cropped to TF's output size (the crop starts
+    at the forward conv's ``before`` padding). ``crop`` None: the output size is computed at run time (the
+    node's first input, in TF's layout: ``nhwc`` says where its spatial sizes are) and the crop with it, from
+    ``starts`` (VALID, EXPLICIT) or TF's SAME padding for that size."""
+
+    def __init__(self, conv: nn.Module, crop: Sequence[tuple[int, int]] | None, starts: Sequence[int] | None = None,
+                 nhwc: bool = True):
+        super().__init__()
+        self.conv = conv
+        self.crop = [tuple(c) for c in crop] if crop is not None else None
+        self.starts = list(starts) if starts is not None else None  # None: SAME
+        self.nhwc = nhwc
+
+    def _crop(self, sizes: torch.Tensor) -> list[tuple[int, int]]:
+        n = len(self.conv.kernel_size)
+        values = [int(v) for v in sizes.reshape(-1).tolist()]
+        spatial = values[1:1 + n] if self.nhwc else values[2:2 + n]
+        if self.starts is not None:
+            return list(zip(self.starts, spatial))
+        return [(tf_same_padding(s, k, st, d)[0], s) for s, k, st, d in
+                zip(spatial, self.conv.kernel_size, self.conv.stride, self.conv.dilation)]
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        y = self.conv(inputs[-1])
+        for i, (start, size) in enumerate(self.crop if self.crop is not None else self._crop(inputs[0])):
+            y = y.narrow(2 + i, start, size)
+        return y

@@ -2,7 +2,8 @@
 Keras 3 op nodes (``keras.ops.<OpClass>``) and tf_keras ``TFOpLambda`` / ``SlicingOpLambda`` nodes
 (``tf.<symbol>``), raw TF graph ops (``tf.raw>Op``, ``tf_raw.py``) and TFLite builtins (``tflite>OP``,
 ``tflite.py``). Importing this package registers every module in it into the one registry
-(``tf2torch/registry.py``, domains ``keras.ops``, ``tf``, ``tflite``); the registry imports it on its first lookup."""
+(``tf2torch/registry.py``, domains ``keras.ops``, ``tf``, ``tflite``); ``assemble``, ``support`` and ``api`` import it
+before their first lookup."""
 
 import importlib
 import pkgutil

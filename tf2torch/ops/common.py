@@ -17,17 +17,24 @@ TORCH_DTYPES = {"bool": torch.bool, "float16": torch.float32, "bfloat16": torch.
                 "float64": torch.float64, "int8": torch.int64, "int16": torch.int64, "int32": torch.int64,
                 "int64": torch.int64, "uint8": torch.int64, "uint16": torch.int64, "uint32": torch.int64}
 
+# A TF graph's tensors keep their integer widths (``ops/tf_raw.py``; a spelling with ``graph_dtypes=True``).
+GRAPH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float32,
+                "int32": torch.int32, "int64": torch.int64, "int8": torch.int8, "uint8": torch.uint8,
+                "int16": torch.int16, "bool": torch.bool}
+
 
 def torch_dtype(call: OpCall, name: Any) -> torch.dtype | None:
-    """Keras / TF dtype name → the torch dtype tf2torch computes it in (integers run as int64, like the inputs)."""
+    """Keras / TF dtype name → the torch dtype tf2torch computes it in (integers run as int64, like the inputs;
+    a raw TF graph's own dtypes where the spelling fixes ``graph_dtypes``)."""
     if name is None:
         return None
     if isinstance(name, dict):  # tf_keras DType serialization
         name = name.get("name") or name.get("config", {}).get("name")
     key = str(name).removeprefix("tf.")
-    if key not in TORCH_DTYPES:
+    table = GRAPH_DTYPES if call.arg("graph_dtypes", False) else TORCH_DTYPES
+    if key not in table:
         call.fail(f"dtype {name!r} is not supported")
-    return TORCH_DTYPES[key]
+    return table[key]
 
 
 def constant_dtype(value: Any, like: torch.dtype | None, keras_major: int) -> torch.dtype:
@@ -73,6 +80,14 @@ def common_layout(call: OpCall, tensors: list[TensorArg], constants: list[Any]) 
     return L.KERAS
 
 
+class Stored:
+    """A constant operand that is a stored weight (a TF graph's variable, ``ops/tf_raw.py``): its buffer is kept
+    in the state_dict, so a module rebuilt by ``tf2torch.load`` gets its value back."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
 def elementwise(call: OpCall, fn: str, operands: list[Any], kwargs: dict[str, Any] | None = None,
                 constant_types: torch.dtype | None = None) -> Converted:
     """``fn`` applied elementwise to tensors and constants (either side), broadcasting like TF; runs in the
@@ -80,6 +95,9 @@ def elementwise(call: OpCall, fn: str, operands: list[Any], kwargs: dict[str, An
     tensors = [o for o in operands if isinstance(o, TensorArg)]
     if not tensors:
         call.fail("no tensor among the arguments")
+    stored = [f"c{i}" for i, o in enumerate(o for o in operands if not isinstance(o, TensorArg) and o is not None)
+              if isinstance(o, Stored)]
+    operands = [o.value if isinstance(o, Stored) else o for o in operands]
     constants = [o for o in operands if not isinstance(o, TensorArg) and o is not None]
     layout = common_layout(call, tensors, constants)
     rank = call.rank(tensors[0])
@@ -93,7 +111,7 @@ def elementwise(call: OpCall, fn: str, operands: list[Any], kwargs: dict[str, An
         name = f"c{len(buffers)}"
         buffers[name] = layout_constant(o, dtype, rank, layout)
         args.append(Slot(name))
-    return op_result(call, Op(fn, args, kwargs, buffers, label=call.spelling.name), layout)
+    return op_result(call, Op(fn, args, kwargs, buffers, label=call.spelling.name, stored=stored), layout)
 
 
 def op_result(call: OpCall, module: Op, layout: L.Layout = L.KERAS,

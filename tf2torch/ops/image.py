@@ -1,13 +1,13 @@
 """Image resizing: ``tf.image.resize`` and Keras 3 ``ops.image.resize`` (half-pixel centres, no corner
-alignment). Runs on channels-first tensors (torch's ``interpolate`` wants N,C,H,W)."""
+alignment) and the raw TF resize ops (``ops/tf_raw.py``). Runs on channels-first tensors."""
 
 from __future__ import annotations
 
 from .. import layout as L
 from ..contract import Converted
-from ..nn.ops import Op, Slot
+from ..nn.image import TFImageResize
 from .common import op_result
-from .registry import OpCall, operation, spelling
+from .registry import OpCall, TensorArg, operation, spelling
 
 spelling("keras.ops.Resize", "resize",
          "images:x, size, interpolation:method='bilinear', antialias=False, crop_to_aspect_ratio=False, "
@@ -15,18 +15,20 @@ spelling("keras.ops.Resize", "resize",
 spelling("tf.image.resize", "resize",
          "images:x, size, method='bilinear', preserve_aspect_ratio=False, antialias=False, name=None")
 
-METHODS = {"bilinear": "bilinear", "nearest": "nearest"}
+METHODS = ("bilinear", "nearest")
+GRAPH_METHODS = ("bilinear", "nearest", "bicubic", "area")  # a raw TF resize op's spelling fixes its method
 
 
 @operation("resize")
 def convert_resize(call: OpCall) -> Converted:
-    """Bilinear and nearest match TF exactly (nearest as torch's ``nearest-exact``). TF's bicubic uses Keys'
-    a = -0.5 and torch a = -0.75; area and antialiased kernels differ too: refused."""
+    """``nn/image.py`` ``TFImageResize``, TF's own arithmetic: half-pixel centres for ``tf.image.resize`` and
+    Keras 3, TF 1's ``align_corners`` / ``half_pixel_centers`` for the raw ops, whose bicubic and area kernels
+    it computes as TF does; through ``tf.image.resize`` (and its antialiased kernels) they are refused."""
     x = call.tensor("x")
     if call.rank(x) != 4:
         call.fail("resize of a tensor that is not a batch of images (rank 4) is not supported")
     method = str(call.constant("method"))
-    if method not in METHODS:
+    if method not in (GRAPH_METHODS if "method" in call.spelling.fixed else METHODS):
         call.fail(f"resize method {method!r} is not supported (bilinear, nearest)")
     if call.constant("antialias", False):
         call.fail("antialiased resizing is not supported")
@@ -37,6 +39,11 @@ def convert_resize(call: OpCall) -> Converted:
     call.constant("fill_value", 0.0)
     if call.constant("data_format", None) not in (None, "channels_last"):
         call.fail("resize of channels_first images is not supported")
-    size = [int(s) for s in call.constant("size")]
-    module = Op("resize", [Slot(x.index), size, METHODS[method], False], label=call.spelling.name)
+    corners, centres = bool(call.constant("align_corners", False)), bool(call.constant("half_pixel_centers", True))
+    size = call.arg("size")
+    if isinstance(size, TensorArg):  # computed at run time (a raw TF graph), in TF's layout
+        module = TFImageResize(None, method, corners, centres)
+        return Converted(module, input_layouts=[L.CHANNELS_FIRST, L.KERAS], output_layouts=L.CHANNELS_FIRST,
+                         output_mask="none")
+    module = TFImageResize([int(s) for s in call.constant("size")], method, corners, centres)
     return op_result(call, module, L.CHANNELS_FIRST)

@@ -10,7 +10,7 @@ import torch
 
 from ..contract import Converted
 from ..nn.ops import Op, Slot
-from .common import constant_dtype, op_result
+from .common import Stored, constant_dtype, op_result
 from .registry import OpCall, TensorArg, operation, spelling
 
 spelling("keras.ops.Matmul", "matmul", "x1:a, x2:b")
@@ -25,20 +25,24 @@ spelling("keras.ops.Tensordot", "tensordot", "x1:a, x2:b, axes=2")
 spelling("tf.tensordot", "tensordot", "a, b, axes, name=None")
 
 
-def operands(call: OpCall, values: list[Any]) -> tuple[list[Any], dict[str, torch.Tensor]]:
+def operands(call: OpCall, values: list[Any]) -> tuple[list[Any], dict[str, torch.Tensor], list[str]]:
+    """Slots for the operands, constants as buffers, and the names of those that are stored weights."""
     tensors = [v for v in values if isinstance(v, TensorArg)]
     if not tensors:
         call.fail("no tensor among the operands")
     like = call.dtype(tensors[0])
-    args, buffers = [], {}
+    args, buffers, stored = [], {}, []
     for v in values:
         if isinstance(v, TensorArg):
             args.append(Slot(v.index))
         else:
             name = f"c{len(buffers)}"
+            if isinstance(v, Stored):
+                v = v.value
+                stored.append(name)
             buffers[name] = torch.as_tensor(np.asarray(v), dtype=constant_dtype(v, like, call.keras_major))
             args.append(Slot(name))
-    return args, buffers
+    return args, buffers, stored
 
 
 @operation("matmul")
@@ -49,11 +53,12 @@ def convert_matmul(call: OpCall) -> Converted:
             call.fail(f"matmul with {flag}=True is not supported")
     if call.constant("output_type", None) is not None:
         call.fail("matmul with an output_type is not supported")
-    args, buffers = operands(call, [a, b])
+    args, buffers, stored = operands(call, [a, b])
     letters = "abcdefghij"
     ta, tb = bool(call.constant("transpose_a", False)), bool(call.constant("transpose_b", False))
     if not (ta or tb):
-        return op_result(call, Op("matmul", args, constants=buffers, label=call.spelling.name))
+        module = Op("matmul", args, constants=buffers, label=call.spelling.name, stored=stored)
+        return op_result(call, module)
     ranks = [call.rank(v) if isinstance(v, TensorArg) else np.ndim(v) for v in (a, b)]
     if ranks[0] != ranks[1]:
         call.fail("matmul with transposes needs operands of equal rank")
@@ -61,23 +66,26 @@ def convert_matmul(call: OpCall) -> Converted:
     left = batch + ("ji" if ta else "ij")
     right = batch + ("kj" if tb else "jk")
     equation = f"{left},{right}->{batch}ik"
-    return op_result(call, Op("einsum", [equation, *args], constants=buffers, label=call.spelling.name))
+    return op_result(call, Op("einsum", [equation, *args], constants=buffers, label=call.spelling.name,
+                              stored=stored))
 
 
 @operation("einsum")
 def convert_einsum(call: OpCall) -> Converted:
     values = call.arg("operands")
-    args, buffers = operands(call, values if isinstance(values, list) else [values])
+    args, buffers, stored = operands(call, values if isinstance(values, list) else [values])
     equation = str(call.constant("subscripts"))
-    return op_result(call, Op("einsum", [equation, *args], constants=buffers, label=call.spelling.name))
+    return op_result(call, Op("einsum", [equation, *args], constants=buffers, label=call.spelling.name,
+                              stored=stored))
 
 
 @operation("tensordot")
 def convert_tensordot(call: OpCall) -> Converted:
-    args, buffers = operands(call, [call.arg("a"), call.arg("b")])
+    args, buffers, stored = operands(call, [call.arg("a"), call.arg("b")])
     axes = call.constant("axes")
     if isinstance(axes, list):
         axes = [[int(v) for v in a] if isinstance(a, list) else [int(a)] for a in axes]
     else:
         axes = int(axes)
-    return op_result(call, Op("tensordot", args, {"dims": axes}, constants=buffers, label=call.spelling.name))
+    return op_result(call, Op("tensordot", args, {"dims": axes}, constants=buffers, label=call.spelling.name,
+                              stored=stored))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from .. import layout as L
 from ..contract import Converted
 from ..nn.ops import Op, Slot
-from .common import axis_list, in_layout, op_result
+from .common import axis_list, in_layout, op_result, torch_dtype
 from .registry import OpCall, operation, spelling
 
 REDUCTIONS = {  # operation → (torch reduction, Keras 3 op class, tf_keras symbol)
@@ -82,14 +82,16 @@ spelling("tf.argmin", "argmin", "input:x, axis=None, name=None, dimension=None, 
 @operation("argmax")
 @operation("argmin")
 def convert_arg_reduce(call: OpCall) -> Converted:
-    """Indices as int64 (tf2torch runs every integer tensor as int64). TF's default axis is 0; Keras 3's None
-    flattens. Ties: the first index in TF, Keras 3 and torch alike."""
+    """Indices as int64 (tf2torch runs every integer tensor as int64; a raw TF graph's ``output_type``). TF's
+    default axis is 0; Keras 3's None flattens. Ties: the first index in TF, Keras 3 and torch alike."""
     x = call.tensor("x")
     rank = call.rank(x)
     if call.constant("dimension", None) is not None:
         call.fail("the deprecated dimension argument is not supported; use axis")
-    if str(call.constant("output_type", "int64")) not in ("int64", "int32"):
-        call.fail(f"output_type {call.constant('output_type')!r} is not supported")
+    output_type = str(call.constant("output_type", "int64"))
+    kwargs = {"dtype": torch_dtype(call, output_type)} if call.arg("graph_dtypes", False) else {}
+    if not kwargs and output_type not in ("int64", "int32"):
+        call.fail(f"output_type {output_type!r} is not supported")
     axis = call.constant("axis")
     if axis is None and call.spelling.name.startswith("tf."):
         axis = 0
@@ -104,5 +106,5 @@ def convert_arg_reduce(call: OpCall) -> Converted:
     if out_layout is None:
         layout, out_layout = L.KERAS, L.KERAS
     dim = None if axes is None else in_layout(axes, rank, layout)[0]
-    module = Op("arg_reduce", [Slot(x.index), call.op, dim, keepdims], label=call.spelling.name)
+    module = Op("arg_reduce", [Slot(x.index), call.op, dim, keepdims], kwargs, label=call.spelling.name)
     return op_result(call, module, layout, out_layout)

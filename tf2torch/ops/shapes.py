@@ -214,21 +214,31 @@ spelling("tf.pad", "pad", "tensor:x, paddings, mode='CONSTANT', constant_values=
 
 @operation("pad")
 def convert_pad(call: OpCall) -> Converted:
+    """Constant paddings pad in the layout the tensor runs in; paddings computed at run time (a raw TF graph's
+    ``Pad`` to a multiple of a stride) are read on each call, in TF's axis order."""
     x = call.tensor("x")
     rank = call.rank(x)
+    mode = str(call.constant("mode")).lower()
+    if mode not in ("constant", "reflect", "symmetric"):
+        call.fail(f"pad mode {mode!r} is not supported")
+    value = float(call.constant("constant_values") or 0)
+    paddings = call.arg("paddings")
+    if isinstance(paddings, TensorArg):
+        return keras_op(call, "pad", [x, paddings, mode, value])
     paddings = call.constant("paddings")
     pairs = [[int(v) for v in p] for p in paddings] if isinstance(paddings[0], list) else [
         [int(paddings[0]), int(paddings[1])]] * rank
     if len(pairs) != rank:
         call.fail(f"{len(pairs)} padding pairs for a tensor of rank {rank}")
-    mode = str(call.constant("mode")).lower()
-    if mode not in ("constant", "reflect", "symmetric"):
-        call.fail(f"pad mode {mode!r} is not supported")
-    value = call.constant("constant_values")
+    layout = call.layout(x)
+    if layout == L.CHANNELS_FIRST:
+        pairs = [pairs[p] for p in L.to_channels_first_perm(rank)]
+    elif layout != L.KERAS:
+        layout = L.KERAS
     pads = [v for pair in reversed(pairs) for v in pair]
     while len(pads) > 2 and pads[-2:] == [0, 0]:
         pads = pads[:-2]
-    return keras_op(call, "pad", [x, pads, mode, float(value or 0)])
+    return op_result(call, Op("pad", [Slot(x.index), pads, mode, value], label=call.spelling.name), layout)
 
 
 spelling("keras.ops.Cast", "cast", "x, dtype")

@@ -15,7 +15,8 @@ import torch
 from ..contract import Converted, LayerSpec
 from ..graph import TRACED_LAYER, KerasGraph, WeightFunction
 from ..layout import CHANNELS_FIRST, KERAS, normalize, to_keras_perm
-from ..nn.tf_ops import TFTensorList, TFWhile
+from ..nn.control import TFTensorList, TFWhile
+from ..nn.tf_lists import TFTensorListIndexed
 from ..registry import converter
 from .tf_raw import TORCH_DTYPES, _slots, attr, operand, raw, tensor
 
@@ -78,13 +79,26 @@ def convert_tensor_list(spec: LayerSpec) -> Converted:
     attr(spec, "shape_type")
     if op == "TensorListStack":
         attr(spec, "num_elements")  # a check TF makes; the stacked tensor is the list itself
-    if op == "TensorListSetItem" and attr(spec, "resize_if_index_out_of_bounds", False):
-        spec.fail("resize_if_index_out_of_bounds=True (a list that grows) is not supported")
     slots, consts = _slots(spec)
+    if op == "TensorListSetItem" and attr(spec, "resize_if_index_out_of_bounds", False):  # a list that grows
+        return Converted(TFTensorListIndexed("TensorListSetItemResize", slots, consts, TORCH_DTYPES[dtype]),
+                         input_layouts=KERAS, output_layouts=KERAS)
     if op == "TensorListReserve" and operand(spec, 0) is None:
         spec.fail("the element shape is computed at run time")
     return Converted(TFTensorList(op, slots, consts, TORCH_DTYPES[dtype]), input_layouts=KERAS,
                      output_layouts=KERAS)
+
+
+@raw("TensorListGather", "TensorListScatterIntoExistingList")
+def convert_tensor_list_indexed(spec: LayerSpec) -> Converted:
+    """The list ops a TF 1 ``TensorArray``'s ``stack``/``gather`` and ``unstack``/``scatter`` become
+    (``readers/tf_frames.py``); the element shape operand of a gather is a check TF makes."""
+    dtype = attr(spec, "element_dtype", "float32")
+    if dtype not in TORCH_DTYPES:
+        spec.fail(f"element dtype {dtype} is not supported")
+    slots, consts = _slots(spec)
+    return Converted(TFTensorListIndexed(spec.config["op"], slots, consts, TORCH_DTYPES[dtype]),
+                     input_layouts=KERAS, output_layouts=KERAS)
 
 
 @converter(TRACED_LAYER)

@@ -11,6 +11,7 @@ trunk needs no transposes; every other op asks for the TF layout and gets it.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -19,41 +20,30 @@ from torch import nn
 
 from ..contract import NO_EFFECT, Converted, LayerSpec, TrackedConfig, as_parameter, refuse_unread, to_tensor
 from ..layout import CHANNELS_FIRST, KERAS, keras_axis_in_layout, normalize, to_channels_first_perm, to_keras_perm
+from ..nn.calls import TFCall
+from ..nn.normalization import TFLRN
+from ..nn.ops import BINARY, UNARY, Op, Slot, TFBinary, TFUnary
 from ..nn.padding import same_pad_module, static_same_padding, tf_same_padding
 from ..nn.pooling import TFSameAvgPool
-from ..nn.tf_ops import (
-    BINARY,
-    TFLRN,
-    UNARY,
-    TFArgMax,
+from ..nn.shapes import (
     TFBatchToSpace,
-    TFBinary,
-    TFCall,
-    TFCast,
-    TFConvTranspose,
     TFDynamicSlice,
-    TFFunction,
-    TFImageResize,
-    TFPad,
-    TFPermute,
-    TFReduce,
     TFShape,
     TFShapeN,
     TFSlice,
-    TFSoftmax,
     TFSpaceToBatch,
     TFSplit,
     TFSqueeze,
-    TFUnary,
     strided_slice_spec,
 )
+from ..nn.transposed import ConvBackpropInput
 from ..registry import converter
 from ..transforms import depthwise_kernel_to_oihw, hwio_to_oihw, transposed_kernel_to_iohw
+from .common import GRAPH_DTYPES, Stored
+from .registry import SPELLINGS, Spelling, _parse_signature, convert_op
 
 RAW = "tf.raw>"
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float32,
-                "int32": torch.int32, "int64": torch.int64, "int8": torch.int8, "uint8": torch.uint8,
-                "int16": torch.int16, "bool": torch.bool}
+TORCH_DTYPES = GRAPH_DTYPES
 
 
 # IR bookkeeping every raw-op node carries (not op semantics), and attributes that only name types.
@@ -160,22 +150,75 @@ def conv_layout(spec: LayerSpec) -> str:
     return CHANNELS_FIRST if nhwc(spec) else KERAS
 
 
+# -- the front door to operations shared with keras.ops ---------------------------------------------------------
+def raw_spelling(raw_op: str, op: str, signature: str, **fixed: Any) -> None:
+    """``registry.spelling`` for the raw op ``raw_op``: operation ``op``, its operands in order then its
+    attributes by name (``keep_dims:keepdims=False``). The registry entry stays the ``@raw`` converter (it
+    checks the attributes and calls ``via_operation``), so the spelling is only where ``convert_op`` finds it."""
+    name = RAW + raw_op
+    if name in SPELLINGS:
+        raise ValueError(f"the op spelling {name} is already registered (operation {SPELLINGS[name].op})")
+    params, renames, defaults = _parse_signature(signature)
+    varargs = params[0] if signature.strip().startswith("*") else None
+    SPELLINGS[name] = Spelling(name, op, params, renames, defaults, fixed, varargs)
+
+
+def via_operation(spec: LayerSpec, stored: bool = False) -> Converted:
+    """A raw op converted by the ``tf2torch.ops`` operation its spelling (``raw_spelling("Sum", "sum",
+    "input:x, reduction_indices:axis, keep_dims:keepdims=False")``) names, through the same binding and refusal
+    of unread arguments as a ``keras.ops`` call: the operands are the positional arguments (a run-time input as
+    a tensor, a constant as its value; with ``stored``, a stored weight as ``Stored``, for the element-wise
+    converters that keep it in the state_dict), the attributes the spelling names are keyword arguments."""
+    template: list[Any] = []
+    for i, entry in enumerate(spec.config["operands"]):
+        if "input" in entry:
+            template.append({"__tensor__": entry["input"]})
+        else:
+            template.append(Stored(operand(spec, i)) if stored and "weight" in entry else operand(spec, i).tolist())
+    sp = SPELLINGS[spec.class_name]
+    keywords = {key: attr(spec, key) for key in spec.config["attrs"] if sp.renames.get(key, key) in sp.params}
+    return convert_op(replace(spec, call_kwargs={"__args__": template, "__kwargs__": keywords}))
+
+
 # -- element-wise --------------------------------------------------------------------------------------------
-@raw(*UNARY, "LeakyRelu")
+# raw op → (operation, signature): element-wise ops converted by ``ops/elementwise.py``, as the keras.ops / tf.math
+# calls of the same meaning are
+SHARED_BINARY = {"Add": "add", "AddV2": "add", "Sub": "subtract", "Mul": "multiply", "FloorDiv": "floor_divide",
+                 "FloorMod": "mod", "Maximum": "maximum", "Minimum": "minimum", "Pow": "power",
+                 "SquaredDifference": "squared_difference", "DivNoNan": "divide_no_nan", "Greater": "greater",
+                 "GreaterEqual": "greater_equal", "Less": "less", "LessEqual": "less_equal", "Equal": "equal",
+                 "NotEqual": "not_equal", "LogicalAnd": "logical_and", "LogicalOr": "logical_or"}
+SHARED_UNARY = {"Relu": "relu", "Relu6": "relu6", "Elu": "elu", "Selu": "selu", "Sigmoid": "sigmoid", "Tanh": "tanh",
+                "Softplus": "softplus", "Softsign": "softsign", "Exp": "exp", "Log": "log", "Log1p": "log1p",
+                "Expm1": "expm1", "Sqrt": "sqrt", "Rsqrt": "rsqrt", "Square": "square", "Neg": "negative",
+                "Abs": "abs", "Floor": "floor", "Ceil": "ceil", "Round": "round", "Sign": "sign",
+                "Reciprocal": "reciprocal", "Inv": "reciprocal", "Erf": "erf", "Sin": "sin", "Cos": "cos",
+                "LogicalNot": "logical_not"}
+for _raw_op, _op in SHARED_BINARY.items():
+    raw_spelling(_raw_op, _op, "x, y")
+for _raw_op, _op in SHARED_UNARY.items():
+    raw_spelling(_raw_op, _op, "x")
+raw_spelling("LeakyRelu", "leaky_relu", "features:x, alpha:negative_slope=0.2")
+
+
+@raw(*UNARY, *SHARED_UNARY, "LeakyRelu")
 def convert_unary(spec: LayerSpec) -> Converted:
-    alpha = float(attr(spec, "alpha", 0.2)) if spec.class_name == RAW + "LeakyRelu" else None
-    return Converted(TFUnary(spec.config["op"], alpha))
+    if spec.class_name in SPELLINGS:
+        return via_operation(spec)
+    return Converted(TFUnary(spec.config["op"]))
 
 
-@raw(*BINARY)
+@raw(*BINARY, *SHARED_BINARY)
 def convert_binary(spec: LayerSpec) -> Converted:
     op = spec.config["op"]
     attr(spec, "incompatible_shape_error")  # Equal / NotEqual: whether TF raises on shapes that do not broadcast
     if op in ("BiasAdd", "BiasAddV1"):  # (TF 1's BiasAddV1: NHWC, no data_format)
         return convert_bias_add(spec)
-    a, b = operand(spec, 0), operand(spec, 1)
-    if a is not None and b is not None:
+    if not any("input" in entry for entry in spec.config["operands"]):
         spec.fail("both operands are constant (internal error: should have been folded)")
+    if spec.class_name in SPELLINGS:
+        return via_operation(spec, stored=True)
+    a, b = operand(spec, 0), operand(spec, 1)
     if a is None and b is None:
         shapes = spec.input_shapes
         same = len(shapes[0]) == len(shapes[1]) and spec.input_layouts[0] == spec.input_layouts[1] \
@@ -202,21 +245,24 @@ def convert_bias_add(spec: LayerSpec) -> Converted:
     return Converted(TFBinary("BiasAdd", tensor(value)), input_layouts=layout, output_layouts=layout)
 
 
+raw_spelling("Softmax", "softmax", "logits:x")
+raw_spelling("LogSoftmax", "log_softmax", "logits:x")
+
+
 @raw("Softmax", "LogSoftmax")
 def convert_softmax(spec: LayerSpec) -> Converted:
-    rank = len(spec.input_shape)
-    layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
-    dim = 1 if is_channels_first(layout, rank) else -1
-    return Converted(TFSoftmax(dim, log=spec.config["op"] == "LogSoftmax"), input_layouts=layout)
+    """Over the last axis: the softmax converter of ``ops/elementwise.py``."""
+    return via_operation(spec)
+
+
+raw_spelling("Cast", "cast", "x, DstT:dtype", graph_dtypes=True)
 
 
 @raw("Cast")
 def convert_cast(spec: LayerSpec) -> Converted:
+    """The cast converter of ``ops/shapes.py``, to the graph's own dtype (int32 stays int32)."""
     attr(spec, "Truncate")
-    dst = attr(spec, "DstT")
-    if dst not in TORCH_DTYPES:
-        spec.fail(f"cast to {dst} is not supported")
-    return Converted(TFCast(TORCH_DTYPES[dst]))
+    return via_operation(spec)
 
 
 # -- convolutions ---------------------------------------------------------------------------------------------
@@ -237,7 +283,7 @@ def _conv_padding(spec: LayerSpec, kernel: tuple[int, ...], stride: tuple[int, .
         spatial = pairs[1:1 + n] if nhwc(spec) else pairs[2:2 + n]
         if all(a == b for a, b in spatial):
             return None, tuple(a for a, _ in spatial)
-        return TFPad([(0, 0), (0, 0), *spatial]), (0,) * n
+        return Op("pad", [Slot(0), torch_pads([(0, 0), (0, 0), *spatial]), "constant", 0.0]), (0,) * n
     spec.fail(f"padding {padding!r} is not supported")
 
 
@@ -304,7 +350,7 @@ def convert_conv_transpose(spec: LayerSpec) -> Converted:
         weight.shape[0], weight.shape[1], tuple(k), stride=stride, dilation=dilation, bias=False)
     conv.weight = as_parameter(weight)
     layout = conv_layout(spec)  # (the output size, when an input, is 1-D: no layout to change)
-    return Converted(TFConvTranspose(conv, crop, starts, nhwc(spec)), input_layouts=layout, output_layouts=layout)
+    return Converted(ConvBackpropInput(conv, crop, starts, nhwc(spec)), input_layouts=layout, output_layouts=layout)
 
 
 # -- matmul, batch norm --------------------------------------------------------------------------------------
@@ -320,7 +366,7 @@ def convert_matmul(spec: LayerSpec) -> Converted:
         linear.weight = as_parameter(weight)
         return Converted(linear, input_layouts=KERAS, output_layouts=KERAS)
     slots, consts = _slots(spec)
-    return Converted(TFFunction("MatMul", slots, consts, adj_x=ta, adj_y=tb), input_layouts=KERAS,
+    return Converted(TFCall("MatMul", slots, consts, adj_x=ta, adj_y=tb), input_layouts=KERAS,
                      output_layouts=KERAS)
 
 
@@ -381,25 +427,25 @@ def convert_pool(spec: LayerSpec) -> Converted:
 
 
 # -- reductions -----------------------------------------------------------------------------------------------
-@raw("Mean", "Sum", "Max", "Min", "Prod", "All", "Any")
+REDUCTIONS = {"Mean": "mean", "Sum": "sum", "Max": "max", "Min": "min", "Prod": "prod", "All": "all", "Any": "any"}
+for _raw_op, _op in REDUCTIONS.items():
+    raw_spelling(_raw_op, _op, "input:x, reduction_indices:axis, keep_dims:keepdims=False")
+
+
+@raw(*REDUCTIONS)
 def convert_reduce(spec: LayerSpec) -> Converted:
-    axes = [int(a) for a in np.asarray(const_operand(spec, 1, "the axes")).reshape(-1)]
-    keep = bool(attr(spec, "keep_dims", False))
-    rank = len(spec.input_shape)
-    axes = sorted({a % rank for a in axes}) if rank else []
-    layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
-    if is_channels_first(layout, rank) and not keep and not set(range(1, rank - 1)) <= set(axes):
-        layout = KERAS
-    mapped = [keras_axis_in_layout(a, rank, layout) for a in axes]
-    out_layout = layout if keep else KERAS
-    return Converted(TFReduce(spec.config["op"], mapped, keep), input_layouts=layout, output_layouts=out_layout)
+    """The reductions converter of ``keras.ops`` / ``tf.math.reduce_*`` (``ops/reductions.py``)."""
+    return via_operation(spec)
+
+
+raw_spelling("ArgMax", "argmax", "input:x, dimension:axis, output_type='int64'", graph_dtypes=True)
+raw_spelling("ArgMin", "argmin", "input:x, dimension:axis, output_type='int64'", graph_dtypes=True)
 
 
 @raw("ArgMax", "ArgMin")
 def convert_argmax(spec: LayerSpec) -> Converted:
-    axis = int(const_operand(spec, 1, "the axis")) % len(spec.input_shape)
-    dtype = TORCH_DTYPES.get(attr(spec, "output_type", "int64"), torch.int64)
-    return Converted(TFArgMax(axis, dtype, spec.config["op"] == "ArgMin"), input_layouts=KERAS, output_layouts=KERAS)
+    """The argmax / argmin converter of ``ops/reductions.py``, indices in the graph's ``output_type``."""
+    return via_operation(spec)
 
 
 # -- shapes ---------------------------------------------------------------------------------------------------
@@ -421,7 +467,7 @@ def _slots(spec: LayerSpec, skip: tuple[int, ...] = ()) -> tuple[list[tuple[str,
 @raw("Reshape")
 def convert_reshape(spec: LayerSpec) -> Converted:
     slots, consts = _slots(spec)
-    return Converted(TFFunction("Reshape", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+    return Converted(TFCall("Reshape", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
 
 
 @raw("Shape")
@@ -454,21 +500,31 @@ def convert_range(spec: LayerSpec) -> Converted:
     if dtype is None:
         spec.fail(f"a range of {spec.config['output_dtypes'][0]} is not supported")
     slots, consts = _slots(spec)
-    return Converted(TFFunction("Range", slots, consts, dtype=dtype), input_layouts=KERAS, output_layouts=KERAS)
+    return Converted(TFCall("Range", slots, consts, dtype=dtype), input_layouts=KERAS, output_layouts=KERAS)
 
 
 @raw("ReverseV2")
 def convert_reverse(spec: LayerSpec) -> Converted:
     rank = len(spec.input_shape)
     axes = [int(a) % rank for a in const_operand(spec, 1, "the axes").reshape(-1)]
-    return Converted(TFFunction("ReverseV2", [("input", 0)], [], axes=axes), input_layouts=KERAS,
+    return Converted(TFCall("ReverseV2", [("input", 0)], [], axes=axes), input_layouts=KERAS,
                      output_layouts=KERAS)
+
+
+raw_spelling("Transpose", "transpose", "x, perm:axes")
+raw_spelling("ExpandDims", "expand_dims", "input:x, axis")
 
 
 @raw("Transpose")
 def convert_transpose(spec: LayerSpec) -> Converted:
-    perm = const_operand(spec, 1, "the permutation").reshape(-1).tolist()
-    return Converted(TFPermute(perm), input_layouts=KERAS, output_layouts=KERAS)
+    """The transpose converter of ``ops/shapes.py``."""
+    return via_operation(spec)
+
+
+@raw("ExpandDims")
+def convert_expand_dims(spec: LayerSpec) -> Converted:
+    """The expand_dims converter of ``ops/shapes.py``."""
+    return via_operation(spec)
 
 
 @raw("Squeeze")
@@ -476,13 +532,6 @@ def convert_squeeze(spec: LayerSpec) -> Converted:
     rank = len(spec.input_shape)
     axes = [int(a) % rank for a in attr(spec, "squeeze_dims", [])]
     return Converted(TFSqueeze(axes), input_layouts=KERAS, output_layouts=KERAS)
-
-
-@raw("ExpandDims")
-def convert_expand_dims(spec: LayerSpec) -> Converted:
-    axis = int(np.asarray(const_operand(spec, 1, "the axis")).reshape(-1)[0])
-    rank = len(spec.input_shape)
-    return Converted(TFSqueeze([axis % (rank + 1)], expand=True), input_layouts=KERAS, output_layouts=KERAS)
 
 
 @raw("ConcatV2", "Concat")
@@ -500,7 +549,7 @@ def convert_concat(spec: LayerSpec) -> Converted:
         layout = spec.input_layout
     slots, consts = _slots(spec, skip=(at,))
     dim = keras_axis_in_layout(axis % rank, rank, layout)
-    return Converted(TFFunction("ConcatV2", slots, consts, axis=dim), input_layouts=layout, output_layouts=layout)
+    return Converted(TFCall("ConcatV2", slots, consts, axis=dim), input_layouts=layout, output_layouts=layout)
 
 
 @raw("Pack")
@@ -508,7 +557,7 @@ def convert_pack(spec: LayerSpec) -> Converted:
     rank = len(spec.input_shapes[0]) if spec.input_shapes else 0
     axis = int(attr(spec, "axis", 0)) % (rank + 1)
     slots, consts = _slots(spec)
-    return Converted(TFFunction("Pack", slots, consts, axis=axis), input_layouts=KERAS, output_layouts=KERAS)
+    return Converted(TFCall("Pack", slots, consts, axis=axis), input_layouts=KERAS, output_layouts=KERAS)
 
 
 @raw("Unpack")
@@ -557,33 +606,32 @@ def convert_slice(spec: LayerSpec) -> Converted:
     begin, size = operand(spec, 1), operand(spec, 2)
     if begin is None or size is None:
         slots, consts = _slots(spec)
-        return Converted(TFFunction("Slice", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+        return Converted(TFCall("Slice", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
     begin, size = begin.reshape(-1).tolist(), size.reshape(-1).tolist()
     entries = [("slice", int(b), None if s == -1 else int(b) + int(s), 1) for b, s in zip(begin, size)]
     return Converted(TFSlice(entries), input_layouts=KERAS, output_layouts=KERAS)
 
 
+raw_spelling("Pad", "pad", "input:x, paddings, constant_values=0, mode='CONSTANT'")
+raw_spelling("PadV2", "pad", "input:x, paddings, constant_values=0, mode='CONSTANT'")
+raw_spelling("MirrorPad", "pad", "input:x, paddings, mode, constant_values=0")
+
+
 @raw("Pad", "PadV2", "MirrorPad")
 def convert_pad(spec: LayerSpec) -> Converted:
-    value = 0.0
-    if spec.config["op"] == "PadV2":
-        value = float(const_operand(spec, 2, "the constant value"))
-    mode = str(attr(spec, "mode", "CONSTANT")).upper()
-    given = operand(spec, 1)
-    if given is None:  # paddings computed at run time (to a multiple of a stride): read on each call
-        return Converted(TFPad(None, mode, value), input_layouts=KERAS, output_layouts=KERAS)
-    pads = given.reshape(-1, 2).tolist()
-    rank = len(spec.input_shape)
-    layout = spec.input_layout if isinstance(spec.input_layout, str) else KERAS
-    if is_channels_first(layout, rank):
-        pads = [pads[p] for p in to_channels_first_perm(rank)]
-    return Converted(TFPad(pads, mode, value), input_layouts=layout, output_layouts=layout)
+    """The pad converter of ``ops/shapes.py``: paddings constant or computed at run time."""
+    return via_operation(spec)
+
+
+def torch_pads(pairs: list[Any]) -> list[int]:
+    """(before, after) per axis, in axis order → torch's flat order, last axis first."""
+    return [int(v) for pair in reversed(pairs) for v in pair]
 
 
 @raw("Tile")
 def convert_tile(spec: LayerSpec) -> Converted:
     slots, consts = _slots(spec)
-    return Converted(TFFunction("Tile", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
+    return Converted(TFCall("Tile", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
 
 
 @raw("GatherV2", "Gather")
@@ -594,34 +642,46 @@ def convert_gather(spec: LayerSpec) -> Converted:
     attr(spec, "validate_indices")
     if spec.config["op"] == "Gather":
         slots, consts = _slots(spec)
-        return Converted(TFFunction("GatherV2", slots, consts, axis=0), input_layouts=KERAS, output_layouts=KERAS)
+        return Converted(TFCall("GatherV2", slots, consts, axis=0), input_layouts=KERAS, output_layouts=KERAS)
     axis = int(const_operand(spec, 2, "the axis"))
     params = spec.config["operands"][0]  # (its shape only: the weight is read once, by _slots)
     rank = len(params["shape"]) if "input" not in params else len(spec.input_shape)
     slots, consts = _slots(spec, skip=(2,))
-    return Converted(TFFunction("GatherV2", slots, consts, axis=axis % rank), input_layouts=KERAS,
+    return Converted(TFCall("GatherV2", slots, consts, axis=axis % rank), input_layouts=KERAS,
                      output_layouts=KERAS)
 
 
-@raw("AddN", "Select", "SelectV2", "Einsum", "Fill", "BroadcastArgs", "BroadcastTo")
+raw_spelling("AddN", "add_n", "*inputs:xs")
+raw_spelling("SelectV2", "where", "condition, t:x, e:y")
+raw_spelling("ClipByValue", "clip", "t:x, clip_value_min:low, clip_value_max:high")
+raw_spelling("Einsum", "einsum", "*inputs:operands, equation:subscripts")
+
+
+@raw("AddN", "SelectV2", "ClipByValue", "Einsum")
+def convert_shared_function(spec: LayerSpec) -> Converted:
+    """The add_n, where, clip (``ops/elementwise.py``) and einsum (``ops/linalg.py``) converters; a stored
+    weight among the operands stays in the state_dict."""
+    return via_operation(spec, stored=True)
+
+
+@raw("Select", "Fill", "BroadcastArgs", "BroadcastTo")
 def convert_function(spec: LayerSpec) -> Converted:
-    op = spec.config["op"]
-    params = {"equation": attr(spec, "equation")} if op == "Einsum" else {}
     slots, consts = _slots(spec)
-    return Converted(TFFunction(op, slots, consts, **params), input_layouts=KERAS, output_layouts=KERAS)
+    return Converted(TFCall(spec.config["op"], slots, consts), input_layouts=KERAS, output_layouts=KERAS)
 
 
 # -- images ---------------------------------------------------------------------------------------------------
-@raw("ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic", "ResizeArea")
+RESIZES = {"ResizeBilinear": "bilinear", "ResizeNearestNeighbor": "nearest", "ResizeBicubic": "bicubic",
+           "ResizeArea": "area"}
+for _raw_op, _method in RESIZES.items():
+    raw_spelling(_raw_op, "resize", "images:x, size, align_corners=False, half_pixel_centers=False", method=_method)
+
+
+@raw(*RESIZES)
 def convert_resize(spec: LayerSpec) -> Converted:
-    """A size computed at run time (``tf.image.resize(x, tf.shape(image)[1:3])``) is read on every call."""
-    size = operand(spec, 1)
-    method = {"ResizeBilinear": "bilinear", "ResizeBicubic": "bicubic", "ResizeArea": "area"}.get(
-        spec.config["op"], "nearest")
-    module = TFImageResize(None if size is None else size.reshape(-1).tolist(), method,
-                      bool(attr(spec, "align_corners", False)), bool(attr(spec, "half_pixel_centers", False)))
-    layouts = CHANNELS_FIRST if size is not None else [CHANNELS_FIRST, KERAS]
-    return Converted(module, input_layouts=layouts, output_layouts=CHANNELS_FIRST)
+    """The resize converter of ``ops/image.py``, with TF 1's corner and pixel-centre flags; a size computed at
+    run time (``tf.image.resize(x, tf.shape(image)[1:3])``) is read on every call."""
+    return via_operation(spec)
 
 
 @raw("SpaceToBatchND", "BatchToSpaceND")
@@ -644,13 +704,13 @@ def convert_lrn(spec: LayerSpec) -> Converted:
     return Converted(module, input_layouts=CHANNELS_FIRST, output_layouts=CHANNELS_FIRST)
 
 
-# -- ops that are one small function of their operands (nn/tf_ops.TFCall) --------------------------------------
+# -- ops that are one small function of their operands (nn/calls.TFCall) --------------------------------------
 def _call(spec: LayerSpec, **params: Any) -> Converted:
     slots, consts = _slots(spec)
     return Converted(TFCall(spec.config["op"], slots, consts, **params), input_layouts=KERAS, output_layouts=KERAS)
 
 
-@raw("ClipByValue", "Roll", "InvertPermutation", "MatrixDeterminant", "MatrixDiag", "MatrixDiagPart", "Where",
+@raw("Roll", "InvertPermutation", "MatrixDeterminant", "MatrixDiag", "MatrixDiagPart", "Where",
      "MatrixBandPart")
 def convert_call(spec: LayerSpec) -> Converted:
     return _call(spec)
@@ -735,7 +795,7 @@ def convert_top_k(spec: LayerSpec) -> Converted:
 
 @raw("NonMaxSuppressionV2", "NonMaxSuppressionV3", "NonMaxSuppressionV4", "NonMaxSuppressionV5")
 def convert_nms(spec: LayerSpec) -> Converted:
-    """Hard NMS in plain torch (``nn/tf_ops.non_max_suppression``); V5's soft NMS (sigma > 0) is refused."""
+    """Hard NMS in plain torch (``nn/image.non_max_suppression``); V5's soft NMS (sigma > 0) is refused."""
     op = spec.config["op"]
     attr(spec, "T_threshold")
     if op == "NonMaxSuppressionV5":
@@ -760,7 +820,7 @@ def convert_max_pool_v2(spec: LayerSpec) -> Converted:
 
 @raw("CombinedNonMaxSuppression")
 def convert_combined_nms(spec: LayerSpec) -> Converted:
-    """Per-class hard NMS then the best across classes, in plain torch (``nn/tf_ops.combined_non_max_suppression``)."""
+    """Per-class hard NMS then the best across classes, in plain torch (``nn/image.combined_non_max_suppression``)."""
     return _call(spec, pad_per_class=bool(attr(spec, "pad_per_class", False)),
                  clip_boxes=bool(attr(spec, "clip_boxes", True)))
 

@@ -22,7 +22,6 @@ from torch import nn
 from ..contract import Converted, LayerSpec, TrackedConfig, as_parameter, refuse_unread, to_tensor
 from ..layout import KERAS
 from ..nn.padding import tf_same_padding
-from ..nn.tf_ops import TFConvTranspose
 from ..nn.tflite import (
     ACTIVATIONS,
     DepthToSpace,
@@ -34,6 +33,7 @@ from ..nn.tflite import (
     Reshape,
     SequenceLSTM,
 )
+from ..nn.transposed import ConvBackpropInput
 from ..registry import converter
 from . import tf_raw
 
@@ -182,7 +182,7 @@ def convert_transpose_conv(spec: LayerSpec, options: TrackedConfig) -> Converted
         starts = [0, 0]
     conv = nn.ConvTranspose2d(kernel.shape[3], kernel.shape[0], tuple(k), stride=tuple(stride), bias=False)
     conv.weight = as_parameter(kernel.transpose(3, 0, 1, 2))
-    converted = Converted(TFConvTranspose(conv, [(a, s) for a, s in zip(starts, spatial)]),
+    converted = Converted(ConvBackpropInput(conv, [(a, s) for a, s in zip(starts, spatial)]),
                           input_layouts=tf_raw.CHANNELS_FIRST, output_layouts=tf_raw.CHANNELS_FIRST)
     bias = optional_const(spec, 3, "the bias")
     if bias is not None:
@@ -338,7 +338,7 @@ def convert_reduce(spec: LayerSpec, options: TrackedConfig) -> Converted:
 
 @tflite_op("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR")
 def convert_resize(spec: LayerSpec, options: TrackedConfig) -> Converted:
-    """``align_corners`` and ``half_pixel_centers`` as TF's resize ops (``nn/tf_ops.py`` ``TFImageResize``)."""
+    """``align_corners`` and ``half_pixel_centers`` as TF's resize ops (``nn/image.py`` ``TFImageResize``)."""
     op = "ResizeBilinear" if spec.config["op"] == "RESIZE_BILINEAR" else "ResizeNearestNeighbor"
     attrs = {"align_corners": options["align_corners"], "half_pixel_centers": options["half_pixel_centers"]}
     return tf_raw.convert_resize(raw_spec(spec, op, attrs))
@@ -470,7 +470,7 @@ def convert_transpose_conv_bias(spec: LayerSpec, options: TrackedConfig) -> Conv
     conv = nn.ConvTranspose2d(kernel.shape[3], kernel.shape[0], tuple(kernel.shape[1:3]), stride=(stride_h, stride_w))
     conv.weight = as_parameter(kernel.transpose(3, 0, 1, 2))
     conv.bias = as_parameter(bias)
-    return Converted(TFConvTranspose(conv, crop), input_layouts=tf_raw.CHANNELS_FIRST,
+    return Converted(ConvBackpropInput(conv, crop), input_layouts=tf_raw.CHANNELS_FIRST,
                      output_layouts=tf_raw.CHANNELS_FIRST)
 
 

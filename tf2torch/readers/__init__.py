@@ -196,7 +196,15 @@ from .policy import (  # noqa: E402, F401
 from .policy import attribute as h5_attribute  # noqa: E402, F401
 from .policy import child as h5_child  # noqa: E402, F401
 from .tf_paths import checkpoint_prefix, import_tensorflow  # noqa: E402, F401
+from .tf_sources import parse_constant  # noqa: E402, F401  (light: json and re; the CLI's --constant)
 from .watchdog import guarded  # noqa: E402, F401
+
+
+def list_placeholders(path: str | os.PathLike, options: dict[str, Any]) -> list[str]:
+    """Lines for ``tf2torch inspect``: a TF graph's placeholders (name, dtype, shape, default), fed ones marked."""
+    from .tf_graph import list_placeholders as placeholders
+
+    return placeholders(path, options)
 
 
 def runnable_tf_graph(path: str | os.PathLike, options: dict[str, Any], graph: KerasGraph) -> tuple[Any, Any]:

@@ -68,6 +68,8 @@ def may_be_an_output(walker: Walker, op_type: str, op: Any) -> bool:
 
 
 def depends_on_placeholder(walker: Walker, name: str) -> bool:
+    """Whether ``name`` reads a placeholder's values: one read only through its shape (``Shape``, ``Size``...)
+    is shape arithmetic (the zero state of a TF 1 ``dynamic_rnn`` leaves such sinks), not an output."""
     seen, stack = set(), [name]
     while stack:
         n = stack.pop()
@@ -76,7 +78,8 @@ def depends_on_placeholder(walker: Walker, name: str) -> bool:
         seen.add(n)
         if walker.nodes[n].op == "Placeholder":
             return True
-        stack.extend(t[0] for t in walker.data_inputs(n))
+        if walker.nodes[n].op not in SHAPE_OPS:
+            stack.extend(t[0] for t in walker.data_inputs(n))
     return False
 
 

@@ -24,12 +24,15 @@ What happens to the graph, in order (all in memory; the files are never changed)
    sub-graph); each remaining op becomes an IR node of class ``tf.raw>OpType`` whose constant operands are
    inline (small) or weights (large), converted by ``tf2torch/ops/tf_raw.py``;
 7. a TF 2 ``While`` carries its ``cond`` and ``body`` functions walked the same way (``readers/tf_loops.py``);
-   TensorLists are never folded (they have no numpy value) but converted.
+   TensorLists are never folded (they have no numpy value) but converted. A TF 1 while frame (control flow
+   v1) and its TensorArrays were rebuilt as such a ``While`` and TensorLists when the graph was read
+   (``readers/tf_frames.py``, from the walker's constructor).
 Control dependencies are ignored: they order side effects (updates, asserts), never values.
 Every op on the path becomes a node whether or not it converts: that is decided after reading
 (``tf2torch/support.py``). The walker's state machine lives in ``readers/tf_walker.py``; the modules below this
-one (``tf_walker``, ``tf_ends``, ``tf_loops``, ``tf_rewrite``, ``tf_sources``, ``savedmodel_traced``) never
-import it: the loop and traced-call readers are handed ``walk_function`` to walk their sub-graphs.
+one (``tf_walker``, ``tf_ends``, ``tf_loops``, ``tf_frames``, ``tf_rewrite``, ``tf_sources``,
+``savedmodel_traced``) never import it: the loop and traced-call readers are handed ``walk_function`` to walk
+their sub-graphs.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """TF 2 while loops (``While`` / ``StatelessWhile``: ``tf.while_loop``, a Keras RNN traced into a graph) for
 the graph walker: the loop's ``cond`` and ``body`` functions, read from the graph's function library, are each
 walked like a graph of their own into a sub-IR that the ``While`` node's config carries
-(``tf2torch/ops/tf_control.py`` assembles them, ``nn/tf_ops.TFWhile`` runs them in a Python loop).
+(``tf2torch/ops/tf_control.py`` assembles them, ``nn/control.TFWhile`` runs them in a Python loop).
 
 Loop variables: a ``While``'s inputs are its loop variables and the body returns their next values in the same
 order ([TF] ``ops/while_v2.py``). A variable the body returns unchanged (its argument, through identities) is
@@ -13,7 +13,8 @@ after reading (``tf2torch/support.py``).
 
 A SavedModel signature is frozen without lowering its control flow (``lower_control_flow=False``), which keeps
 ``While`` ops and their functions; TF 1 loop frames (``Enter`` / ``Exit`` / ``NextIteration``, from
-``tf.compat.v1`` graphs with control flow v1) are still refused by name.
+``tf.compat.v1`` graphs with control flow v1) are rebuilt as ``While`` ops with functions before the walk
+(``readers/tf_frames.py``), and read here like any other.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 (identities looked through, constant predicates resolved, dead branches dropped, function calls inlined,
 constant sub-graphs folded by TensorFlow itself). ``readers/tf_graph.py`` describes the steps, chooses the ends
 (``readers/tf_ends.py``) and builds the IR from a walker; this module depends only on the lower ones
-(``tf_sources``, ``tf_loops``), so the TF readers import one another one way.
+(``tf_sources``, ``tf_loops``, ``tf_frames``), so the TF readers import one another one way.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFileError, Tf2TorchError, UnsupportedLayerError
+from .tf_frames import has_frames, rewrite_frames
 from .tf_loops import LOOP_OP_TYPES
 from .tf_sources import Tensor, TFOptions, TFSource, clean_node_defs, first_line, tensor_id, tensor_name
 
@@ -23,8 +24,7 @@ VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
 CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
 SHAPE_OPS = frozenset({"Shape", "Size", "Rank"})  # folded when the tensor's shape is static (ShapeN: never)
 LOOP_OPS = frozenset({"Enter", "Exit", "NextIteration", "LoopCond", "RefEnter", "RefExit", "RefNextIteration"})
-LOOP_REASON = ("a TF 1 while loop (Enter/Exit frames of control flow v1) is not converted; TF 2 While loops are "
-               "(tf.compat.v1.enable_control_flow_v2() before building the graph, or a SavedModel)")
+LOOP_REASON = "a TF 1 while loop (Enter/Exit frames of control flow v1) that tf2torch could not rebuild as a While"
 
 
 # -- the walk ------------------------------------------------------------------------------------------------
@@ -36,6 +36,9 @@ class Walker:
         self.source = source
         self.options = options
         self.graph_def = clean_node_defs(source.graph_def)
+        self.frame_reasons: dict[str, str] | None = None  # TF 1 while frames left as they are, with the reason
+        if has_frames(self.graph_def):
+            self.graph_def, self.frame_reasons = rewrite_frames(tf, self.graph_def)
         self.nodes = {n.name: n for n in self.graph_def.node}
         self.functions = {f.signature.name: f for f in self.graph_def.library.function}
         self.tf_graph = self._import()
@@ -70,6 +73,10 @@ class Walker:
 
     def known(self, name: str, what: str) -> Tensor:
         t = tensor_id(name)
+        if t[0] not in self.nodes and self.frame_reasons is not None and any(
+                n.name == t[0] for n in self.source.graph_def.node):
+            raise Tf2TorchError(f"{what} {name!r}: a TF 1 while loop's gradient or bookkeeping op, dropped when the "
+                                "loop was rebuilt as a While; name an op the model computes")
         if t[0] not in self.nodes:
             raise Tf2TorchError(f"{what} {name!r}: no such op in the graph")
         if t[1] >= len(self.tf_graph.get_operation_by_name(t[0]).outputs):
@@ -104,8 +111,9 @@ class Walker:
         if loops:
             frames = sorted({self.nodes[n].attr["frame_name"].s.decode() for n in loops
                              if "frame_name" in self.nodes[n].attr})
+            reasons = self.frame_reasons or {}
             raise UnsupportedLayerError([(f, RAW + "While") for f in frames or loops[:1]],
-                                        {f: LOOP_REASON for f in frames or loops[:1]})
+                                        {f: reasons.get(f, LOOP_REASON) for f in frames or loops[:1]})
         indegree = {n: 0 for n in seen}
         users: dict[str, list[str]] = {n: [] for n in seen}
         for n in seen:

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from .report import TransferReport
 
 __all__ = ["transfer", "TransferReport", "TransferError"]
-_LAZY = {"transfer": ".api", "TransferError": ".api", "TransferReport": ".report"}
+_LAZY = {"transfer": ".api", "TransferError": ".api", "TransferReport": ".report",
+         "transfer_command": ".command"}  # the CLI's ``tf2torch transfer`` (not in __all__)
 
 
 def __getattr__(name: str) -> Any:

@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import Tf2TorchError
 from .check import verify_transfer
 from .layers import SourceLayer
-from .match import Assignment, plan, similarity
+from .match import Assignment, plan, similarity, source_for, span
 from .report import TransferReport
 from .source import open_source, source_kind
 from .target import TargetModule, target_modules
@@ -73,14 +73,20 @@ def align(targets: list[TargetModule], layers: list[SourceLayer],
         name = mapped_name(mapping, target.path)
         if name is None:
             continue
-        if name not in by_name:
-            raise TransferError(f"mapping: {target.path} -> {name}: the source has no layer {name}; it has "
+        names = [name] if name in by_name else name.split("+")
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise TransferError(f"mapping: {target.path} -> {name}: the source has no layer {missing[0]}; it has "
                                 f"{', '.join(by_name)}", TransferReport())
-        source = by_name[name]
+        source = source_for(target, [by_name[n] for n in names])
+        if source is None:
+            raise TransferError(f"mapping: {target.path} -> {name}: a {target.kind} of {span(target)} layers and "
+                                "directions takes that many source layers, joined by '+' (forward, backward halves "
+                                "of one Bidirectional per layer)", TransferReport())
         if not source.class_name and source.kind != target.kind:  # a weights-only file names no class: the
             source = replace(source, kind=target.kind)               # map says what the layer was
         pairs.append((target, source))
-        taken.add(name)
+        taken.update(names)
     mapped = {t.path for t, _ in pairs}
     for kind in dict.fromkeys(t.kind for t in targets if t.kind):
         kind_targets = [t for t in targets if t.kind == kind and t.path not in mapped]
@@ -120,32 +126,55 @@ def mapped_name(mapping: dict[str, str], path: str) -> str | None:
 
 
 def align_kind(targets: list[TargetModule], sources: list[SourceLayer]) -> tuple[list, list]:
-    """One kind: in order when the counts agree and every pair fits; otherwise each target takes the one later
-    source that fits, the best name match among several, or is listed as ambiguous."""
-    if len(targets) == len(sources) and all(plan(t, s) is not None for t, s in zip(targets, sources)):
-        return list(zip(targets, sources)), []
+    """One kind: in order when the counts agree and every pair fits (a multi-layer or bidirectional torch RNN
+    takes its ``span`` of consecutive sources); otherwise each target takes the one later source that fits, the
+    best name match among several, or is listed as ambiguous."""
+    spans = [span(t) for t in targets]
+    if sum(spans) == len(sources):
+        starts = [sum(spans[:i]) for i in range(len(spans))]
+        pairs = [(t, source_for(t, sources[i:i + n])) for t, i, n in zip(targets, starts, spans)]
+        if all(s is not None and plan(t, s) is not None for t, s in pairs):
+            return pairs, []
     pairs, ambiguous, start = [], [], 0
-    for target in targets:
-        fits = [i for i in range(start, len(sources)) if plan(target, sources[i]) is not None]
+    for target, n in zip(targets, spans):
+        fits = [(i, s) for i in range(start, len(sources) - n + 1)
+                if (s := source_for(target, sources[i:i + n])) is not None and plan(target, s) is not None]
         if len(fits) > 1:
-            scores = sorted(((similarity(target.path, sources[i].name), i) for i in fits), reverse=True)
+            scores = sorted(((similarity(target.path, s.name), k) for k, (_, s) in enumerate(fits)), reverse=True)
             if scores[0][0] > 0 and scores[0][0] > scores[1][0]:
-                fits = [scores[0][1]]
+                fits = [fits[scores[0][1]]]
             else:
                 ambiguous.append({"target": target.path, "kind": target.kind,
-                                  "candidates": [sources[i].name for i in fits]})
+                                  "candidates": [s.name for _, s in fits]})
                 continue
         if fits:
-            pairs.append((target, sources[fits[0]]))
-            start = fits[0] + 1
-    return pairs, ambiguous
+            pairs.append((target, fits[0][1]))
+            start = fits[0][0] + n
+    return pairs + unique_leftovers(targets, sources, pairs, ambiguous), ambiguous
+
+
+def unique_leftovers(targets: list[TargetModule], sources: list[SourceLayer], pairs: list,
+                     ambiguous: list[dict]) -> list:
+    """Targets the in-order pass left out, each paired with the one unused single source that fits it, in
+    any position: two heads written in the other order (MTCNN's PNet: Keras's box head before its face head,
+    facenet-pytorch's after). Several that fit stay unloaded (no guess)."""
+    done = {t.path for t, _ in pairs} | {a["target"] for a in ambiguous}
+    used = {s.name for _, s in pairs}
+    out = []
+    for target in targets:
+        if target.path in done or span(target) != 1:
+            continue
+        fits = [s for s in sources if s.name not in used and plan(target, s) is not None]
+        if len(fits) == 1:
+            out.append((target, fits[0]))
+            used.add(fits[0].name)
+    return out
 
 
 def summarize(source: str, targets: list[TargetModule], layers: list[SourceLayer],
               assignments: list[Assignment], ambiguous: list[dict]) -> TransferReport:
     loaded = {a.target for a in assignments}
-    used = {f"{a.source.rpartition('/')[0]}/{role}" for a in assignments
-            for role in a.source.rpartition("/")[2].split("+")}
+    used = {name for a in assignments for name in a.used}
     return TransferReport(
         mapping={a.target: {"source": a.source, "transform": a.transform} for a in assignments},
         unused_source=[w for s in layers for w in s.weight_names() if w not in used],

@@ -24,7 +24,7 @@ from .match import Assignment
 from .target import TargetModule
 
 RTOL = 1e-4  # a matched layer diverges when max|Δ| / max|reference| exceeds this
-CHANNELS_FIRST_KINDS = ("conv", "depthwise", "conv_transpose", "batchnorm")  # torch keeps channels on axis 1
+CHANNELS_FIRST_KINDS = ("conv", "depthwise", "conv_transpose", "batchnorm", "prelu")  # torch keeps channels on axis 1
 ACTIVATIONS = {"linear": lambda t: t, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 
 
@@ -90,7 +90,8 @@ def verify_transfer(path: str | os.PathLike, model: nn.Module, example_inputs: t
     finally:
         for hook in hooks:
             hook.remove()
-    layers = [_compare(t, s, seen.get(t.path), reference.get(s.name), _output_of(reference, feeds.get(s.name)))
+    layers = [_compare(t, s, seen.get(t.path), reference.get(s.output_layer),
+                       _output_of(reference, feeds.get(_input_layer(s, feeds))))
               for t, s in pairs]
     first = next((entry for entry in layers if entry.get("diverges")), None)
     expected = reference.get(output.node, [None] * (output.index + 1))[output.index]
@@ -117,6 +118,28 @@ def _output_of(reference: dict[str, list[np.ndarray]], ref: Any) -> np.ndarray |
     return values[ref.index] if values is not None and ref.index < len(values) else None
 
 
+def _input_layer(source: SourceLayer, feeds: dict[str, Any]) -> str | None:
+    """The Keras layer whose input is this source's input: its own, a stack's first layer's (or its
+    Bidirectional's), a SeparableConv's for its depthwise part; None for its pointwise part."""
+    if source.output_of is None:
+        return source.name
+    first = source.name.split("+")[0]
+    if first.endswith("/pointwise"):
+        return None
+    return next((name for name in (first, first.rpartition("/")[0]) if name in feeds), None)
+
+
+def rnn_output(module: nn.Module, output: Any, expected: np.ndarray) -> torch.Tensor | None:
+    """A torch RNN's output as Keras gives it: the sequence (batch first) for ``return_sequences``, else the last
+    step of a one-direction RNN; None where Keras's cannot be told from torch's (a bidirectional last state)."""
+    if not isinstance(output, tuple) or not isinstance(output[0], torch.Tensor):
+        return None
+    sequence = output[0] if module.batch_first else output[0].transpose(0, 1)
+    if expected.ndim == 3:
+        return sequence
+    return sequence[:, -1] if expected.ndim == 2 and not module.bidirectional else None
+
+
 def _recorder(seen: dict, path: str) -> Any:
     def hook(module: nn.Module, args: tuple, output: Any) -> None:
         if path not in seen:
@@ -138,10 +161,14 @@ def _error(target: TargetModule, source: SourceLayer, got: torch.Tensor, expecte
 def _compare(target: TargetModule, source: SourceLayer, got: Any, ref: list[np.ndarray] | None,
              keras_input: np.ndarray | None) -> dict[str, Any]:
     entry: dict[str, Any] = {"target": target.path, "source": source.name}
+    if got is not None and target.kind in ("lstm", "gru") and ref:
+        got = (got[0], rnn_output(target.module, got[1], ref[0]))
     if got is None or not ref or not isinstance(got[1], torch.Tensor):
         return {**entry, "compared": False}
     activation = source.config.get("activation", "linear") or "linear"
-    if target.kind in ("dense", "conv", "depthwise", "conv_transpose") and activation not in ACTIVATIONS:
+    if target.kind not in ("dense", "conv", "depthwise", "conv_transpose"):
+        activation = "linear"  # an RNN's "activation" is its cell's, inside the module
+    elif activation not in ACTIVATIONS:
         return {**entry, "compared": False}
     error = _error(target, source, ACTIVATIONS.get(activation, ACTIVATIONS["linear"])(got[1]), ref[0])
     if error is None:

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..graph import StoredArray, Weight
@@ -40,9 +40,19 @@ class SourceLayer:
     weights: dict[str, StoredArray] = field(default_factory=dict)
     flattened_channels_last: bool | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    direction: str | None = None  # an RNN: "forward"/"backward" half of a Bidirectional; None: a plain layer
+    names: dict[str, str] = field(default_factory=dict)  # role → the weight's name in the file, where not name/role
+    output_of: str | None = None  # the Keras layer whose output this one's equals (None: its own; "": none)
+
+    @property
+    def output_layer(self) -> str:
+        return self.name if self.output_of is None else self.output_of
+
+    def weight_name(self, role: str) -> str:
+        return self.names.get(role, f"{self.name}/{role}")
 
     def weight_names(self) -> list[str]:
-        return [f"{self.name}/{role}" for role in self.weights]
+        return [self.weight_name(role) for role in self.weights]
 
 
 def named_kind(weights: dict[str, Weight]) -> str | None:
@@ -50,8 +60,8 @@ def named_kind(weights: dict[str, Weight]) -> str | None:
     rank-3+ ``kernel`` is taken for a convolution: a transposed one stores the same rank and is told by class
     only, so a Keras 2 weights-only file's transposed convolutions need a mapping."""
     names = set(weights)
-    if "depthwise_kernel" in names and "pointwise_kernel" not in names:
-        return "depthwise"
+    if "depthwise_kernel" in names:
+        return "separable" if "pointwise_kernel" in names else "depthwise"
     if {"kernel", "recurrent_kernel"} <= names:
         gates = weights["kernel"].shape[-1] // max(1, weights["recurrent_kernel"].shape[0])
         return {4: "lstm", 3: "gru"}.get(gates)
@@ -59,6 +69,8 @@ def named_kind(weights: dict[str, Weight]) -> str | None:
         return "batchnorm"
     if names == {"embeddings"}:
         return "embedding"
+    if names == {"alpha"}:
+        return "prelu"
     if names <= {"gamma", "beta"}:
         return "layernorm"
     if "kernel" in names and names <= {"kernel", "bias"}:
@@ -68,3 +80,95 @@ def named_kind(weights: dict[str, Weight]) -> str | None:
 
 def natural(key: str) -> tuple[Any, ...]:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key))
+
+
+RNN_ROLES = ["kernel", "recurrent_kernel", "bias"]  # an LSTM's and a GRU's cell, in build order (both flavours)
+
+
+def hf_roles(layer: SourceLayer) -> SourceLayer:
+    """Hugging Face TF names: a ``TFConv1D``/``TFSharedEmbeddings`` stores ``weight`` (GPT-2's ``c_attn/weight``,
+    (in, out) as a Dense kernel; BERT's ``word_embeddings/weight``), not ``kernel``/``embeddings``
+    ([HF] ``modeling_tf_utils.py``). Renamed to the Keras role it is; the report keeps the file's name."""
+    if layer.kind is not None or "weight" not in layer.weights or len(layer.weights["weight"].shape) != 2:
+        return layer
+    if set(layer.weights) == {"weight", "bias"}:
+        role = "kernel"
+    elif set(layer.weights) == {"weight"}:
+        role = "embeddings"
+    else:
+        return layer
+    weights = {role if r == "weight" else r: w for r, w in layer.weights.items()}
+    kind = "dense" if role == "kernel" else "embedding"
+    return replace(layer, kind=kind, weights=weights, names={role: f"{layer.name}/weight"})
+
+
+def normalize(layer: SourceLayer) -> SourceLayer:
+    """A layer as the matching wants it: Hugging Face roles renamed (``hf_roles``); an RNN named as a
+    Bidirectional's half (``bidirectional/backward_lstm``, ``layer_with_weights-1/backward_layer``) marked with
+    its direction, so that it never loads into a one-direction torch RNN."""
+    layer = hf_roles(layer)
+    last = layer.name.rsplit("/", 1)[-1]
+    if layer.kind in ("lstm", "gru") and layer.direction is None and last.startswith(("forward_", "backward_")):
+        layer = replace(layer, direction="backward" if last.startswith("backward_") else "forward")
+    return layer
+
+
+def split_layer(layer: SourceLayer) -> list[SourceLayer]:
+    """One Keras layer that torch writes as two modules, split: a SeparableConv (``depthwise_kernel``,
+    ``pointwise_kernel``, ``bias``) → a depthwise part and a 1x1 conv part (``name/depthwise``,
+    ``name/pointwise``); a Bidirectional RNN (roles ``forward_lstm/lstm_cell/kernel``, ``forward_layer/cell/vars/0``
+    ...) → its two halves, each with its ``direction``, which a bidirectional torch RNN takes as one pair."""
+    if layer.kind == "separable" and {"depthwise_kernel", "pointwise_kernel"} <= set(layer.weights):
+        w = layer.weights
+        pointwise = {"kernel": w["pointwise_kernel"], **({"bias": w["bias"]} if "bias" in w else {})}
+        return [replace(layer, name=f"{layer.name}/depthwise", kind="depthwise", output_of="",
+                        weights={"depthwise_kernel": w["depthwise_kernel"]},
+                        names={"depthwise_kernel": layer.weight_name("depthwise_kernel")}),
+                replace(layer, name=f"{layer.name}/pointwise", kind="conv", weights=pointwise, output_of=layer.name,
+                        names={r: layer.weight_name("pointwise_kernel" if r == "kernel" else r) for r in pointwise})]
+    halves: dict[str, dict[str, Any]] = {}
+    for role, weight in layer.weights.items():
+        head = role.split("/")[0]
+        if "/" not in role or not head.startswith(("forward", "backward")):
+            return [layer]
+        halves.setdefault(head, {})[role] = weight
+    if len(halves) != 2:
+        return [layer]
+    return [half for head, weights in halves.items() for half in [_rnn_half(layer, head, weights)]]
+
+
+def _rnn_half(layer: SourceLayer, head: str, weights: dict[str, Any]) -> SourceLayer:
+    named = {role.rsplit("/", 1)[-1]: (role, w) for role, w in weights.items()}
+    if all(key.isdigit() for key in named) and len(named) <= len(RNN_ROLES):
+        named = {RNN_ROLES[int(key)]: value for key, value in named.items()}
+    roles = {role: w for role, (_, w) in named.items()}
+    direction = "backward" if head.startswith("backward") else "forward"
+    return SourceLayer(f"{layer.name}/{head}", named_kind(roles), layer.class_name, roles, None, layer.config,
+                       direction, {role: f"{layer.name}/{original}" for role, (original, _) in named.items()},
+                       layer.name)
+
+
+def stack_layers(layers: list[SourceLayer], directions: int) -> SourceLayer | None:
+    """Several RNN layers as one multi-layer (and/or bidirectional) torch RNN's source, roles named by torch's
+    suffixes (``l1_reverse.kernel``); None unless each torch layer gets a plain layer or a forward and a backward
+    half (in either order: a checkpoint lists ``backward_layer`` first)."""
+    if len(layers) % directions or len({s.kind for s in layers}) != 1:
+        return None
+    weights, names = {}, {}
+    for depth in range(len(layers) // directions):
+        group = layers[depth * directions:(depth + 1) * directions]
+        if directions == 2:
+            group = sorted(group, key=lambda s: s.direction != "forward")
+            if [s.direction for s in group] != ["forward", "backward"] or \
+                    group[0].name.rpartition("/")[0] != group[1].name.rpartition("/")[0]:
+                return None  # two halves of one Bidirectional, never of two
+        elif group[0].direction is not None:
+            return None
+        for suffix, part in zip(("", "_reverse"), group):
+            for role, w in part.weights.items():
+                weights[f"l{depth}{suffix}.{role}"] = w
+                names[f"l{depth}{suffix}.{role}"] = part.weight_name(role)
+    first, last = layers[0], layers[-1]
+    output = last.output_layer if directions == 1 or last.output_of else ""  # a checkpoint's halves: no graph
+    return SourceLayer("+".join(s.name for s in layers), first.kind, first.class_name, weights, None, last.config,
+                       None, names, output)

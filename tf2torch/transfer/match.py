@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import transforms as tx
-from .layers import SourceLayer
+from .layers import SourceLayer, stack_layers
 from .target import TargetModule
 
 
@@ -28,6 +28,7 @@ class Assignment:
     transform: str
     shape: tuple[int, ...]
     compute: Callable[[], np.ndarray]
+    used: tuple[str, ...] = ()  # the source weights it reads, by their names in the file
 
 
 def _shape(target: TargetModule, name: str) -> tuple[int, ...] | None:
@@ -51,8 +52,10 @@ def plan(target: TargetModule, source: SourceLayer) -> list[Assignment] | None:
     for name, role, transform, shape, compute in pieces:
         if _shape(target, name) != tuple(shape):
             return None
-        out.append(Assignment(f"{target.path}.{name}" if target.path else name, f"{source.name}/{role}",
-                              transform, tuple(shape), compute))
+        shown = source.weight_name(role)  # the file's own name where it is layer/name (HF's ``weight``)
+        shown = shown if shown.rpartition("/")[0] == source.name else f"{source.name}/{role}"
+        out.append(Assignment(f"{target.path}.{name}" if target.path else name, shown, transform, tuple(shape), compute,
+                              tuple(source.weight_name(r) for r in role.split("+"))))
     return out
 
 
@@ -74,7 +77,13 @@ def _kernel(name: str, source: SourceLayer, role: str, fn: Callable[[np.ndarray]
 
 
 def _bias(source: SourceLayer) -> list[Piece]:
-    return [_copy("bias", source, "bias")] if "bias" in source.weights else []
+    """The bias as it is; a Hugging Face ``TFConv1D``'s (1, nf) bias flattened to torch's (nf,)."""
+    bias = source.weights.get("bias")
+    if bias is None:
+        return []
+    if len(bias.shape) == 2 and bias.shape[0] == 1:
+        return [("bias", "bias", "reshape (1, n) -> (n,)", (bias.shape[1],), lambda: np.asarray(bias).reshape(-1))]
+    return [_copy("bias", source, "bias")]
 
 
 def plan_conv(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
@@ -100,6 +109,12 @@ def plan_dense(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
             return None
         if np.prod(spatial) > 1:
             transform = f"kernel_to_linear(flatten H,W,C -> C,H,W; channels={channels})"
+    if target.in_out:  # Hugging Face's Conv1D (GPT-2) stores the kernel as Keras does: (in, out)
+        if transform == "kernel_to_linear":
+            return [("weight", "kernel", "identity ((in, out), as Keras's kernel)", (rows, units),
+                     lambda: np.asarray(kernel)), *_bias(source)]
+        return [("weight", "kernel", f"{transform}, transposed back to (in, out)", (rows, units),
+                 lambda: tx.kernel_to_linear(kernel, channels, spatial).T), *_bias(source)]
     piece = ("weight", "kernel", transform, (units, rows), lambda: tx.kernel_to_linear(kernel, channels, spatial))
     return [piece, *_bias(source)]
 
@@ -122,37 +137,69 @@ def plan_embedding(target: TargetModule, source: SourceLayer) -> list[Piece] | N
     return [_copy("weight", source, "embeddings")] if "embeddings" in source.weights else None
 
 
-def plan_rnn(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
-    """One Keras LSTM/GRU → a one-layer, one-direction torch LSTM/GRU: kernels transposed (GRU gates z, r, h →
-    r, z, n); Keras's one LSTM bias → ``bias_ih`` with ``bias_hh`` zero; a GRU's (2, 3u) ``reset_after`` bias →
-    both. A GRU with ``reset_after=False`` (one 3u bias) is not torch's GRU: it does not fit."""
+def span(target: TargetModule) -> int:
+    """How many source layers one target takes: a torch RNN one per layer and direction (a Keras stack of
+    LSTMs, a Bidirectional's two halves); every other module one."""
     module = target.module
-    if module.num_layers != 1 or module.bidirectional or getattr(module, "proj_size", 0):
+    if target.kind in ("lstm", "gru"):
+        return module.num_layers * (2 if module.bidirectional else 1)
+    return 1
+
+
+def source_for(target: TargetModule, sources: list[SourceLayer]) -> SourceLayer | None:
+    """The one source layer a target takes from ``sources`` (its ``span`` of them, stacked)."""
+    if span(target) == 1:
+        return sources[0] if len(sources) == 1 else None
+    return stack_layers(sources, 2 if target.module.bidirectional else 1)
+
+
+def plan_rnn(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
+    """Keras LSTM/GRU layers → a torch LSTM/GRU, one layer and direction each (``stack_layers`` names a stack's
+    roles ``l1_reverse.kernel``): kernels transposed (GRU gates z, r, h → r, z, n); Keras's one LSTM bias →
+    ``bias_ih`` with ``bias_hh`` zero; a GRU's (2, 3u) ``reset_after`` bias → both. A GRU with
+    ``reset_after=False`` (one 3u bias) is not torch's GRU: it does not fit; nor does a Bidirectional's half
+    into a one-direction RNN."""
+    module = target.module
+    if getattr(module, "proj_size", 0):
         return None
-    if not {"kernel", "recurrent_kernel"} <= set(source.weights):
+    if span(target) == 1 and source.direction is not None:
         return None
-    lstm = target.kind == "lstm"
+    suffixes = [f"l{d}{r}" for d in range(module.num_layers) for r in ("", "_reverse")[:1 + module.bidirectional]]
+    pieces: list[Piece] = []
+    for suffix in suffixes:
+        prefix = f"{suffix}." if span(target) > 1 else ""
+        roles = {r.removeprefix(prefix): w for r, w in source.weights.items() if r.startswith(prefix)}
+        found = _rnn_pieces(target.kind == "lstm", suffix, prefix, roles)
+        if found is None:
+            return None
+        pieces += found
+    return pieces
+
+
+def _rnn_pieces(lstm: bool, suffix: str, prefix: str, w: dict) -> list[Piece] | None:
+    if not {"kernel", "recurrent_kernel"} <= set(w):
+        return None
     gates = tx.keras_gru_gates_to_torch if not lstm else (lambda m: m)
-    kernel, recurrent = source.weights["kernel"], source.weights["recurrent_kernel"]
+    kernel, recurrent, bias = w["kernel"], w["recurrent_kernel"], w.get("bias")
+    how = "transpose" if lstm else "keras_gru_to_torch"
     pieces: list[Piece] = [
-        ("weight_ih_l0", "kernel", "transpose" if lstm else "keras_gru_to_torch", tuple(kernel.shape[::-1]),
-         lambda: gates(np.asarray(kernel)).T),
-        ("weight_hh_l0", "recurrent_kernel", "transpose" if lstm else "keras_gru_to_torch",
-         tuple(recurrent.shape[::-1]), lambda: gates(np.asarray(recurrent)).T)]
-    bias = source.weights.get("bias")
+        (f"weight_ih_{suffix}", f"{prefix}kernel", how, tuple(kernel.shape[::-1]), lambda: gates(np.asarray(kernel)).T),
+        (f"weight_hh_{suffix}", f"{prefix}recurrent_kernel", how, tuple(recurrent.shape[::-1]),
+         lambda: gates(np.asarray(recurrent)).T)]
     if bias is None:
         return pieces
     if lstm and len(bias.shape) == 1:
-        return [*pieces, ("bias_ih_l0", "bias", "identity", tuple(bias.shape), lambda: np.asarray(bias)),
-                ("bias_hh_l0", "bias", "zeros (Keras has one bias)", tuple(bias.shape),
+        return [*pieces,
+                (f"bias_ih_{suffix}", f"{prefix}bias", "identity", tuple(bias.shape), lambda: np.asarray(bias)),
+                (f"bias_hh_{suffix}", f"{prefix}bias", "zeros (Keras has one bias)", tuple(bias.shape),
                  lambda: np.zeros(bias.shape, np.asarray(bias).dtype))]
     if not lstm and len(bias.shape) == 2 and bias.shape[0] == 2:
         def part(i: int) -> Callable[[], np.ndarray]:
             return lambda: gates(tx.input_and_recurrent_bias(np.asarray(bias))[i])
-        return [*pieces, ("bias_ih_l0", "bias", "input_and_recurrent_bias[0], gates z,r,h -> r,z,n",
+        return [*pieces, (f"bias_ih_{suffix}", f"{prefix}bias", "input_and_recurrent_bias[0], gates z,r,h -> r,z,n",
                           (bias.shape[1],), part(0)),
-                ("bias_hh_l0", "bias", "input_and_recurrent_bias[1], gates z,r,h -> r,z,n", (bias.shape[1],),
-                 part(1))]
+                (f"bias_hh_{suffix}", f"{prefix}bias", "input_and_recurrent_bias[1], gates z,r,h -> r,z,n",
+                 (bias.shape[1],), part(1))]
     return None
 
 
@@ -184,9 +231,19 @@ def plan_attention(target: TargetModule, source: SourceLayer) -> list[Piece] | N
     return pieces
 
 
+def plan_prelu(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
+    """Keras PReLU ``alpha`` → ``nn.PReLU.weight`` (C,): shared over every axis but channels (``shared_axes=[1,
+    2]`` stores (1, 1, C)) or over all; an alpha per position has no torch PReLU."""
+    alpha = source.weights.get("alpha")
+    if alpha is None or any(d != 1 for d in alpha.shape[:-1]):
+        return None
+    how = "identity" if len(alpha.shape) == 1 else f"reshape {tuple(alpha.shape)} -> ({alpha.shape[-1]},)"
+    return [("weight", "alpha", how, (alpha.shape[-1],), lambda: np.asarray(alpha).reshape(-1))]
+
+
 PLANNERS = {"attention": plan_attention, "conv": plan_conv, "depthwise": plan_conv, "conv_transpose": plan_conv,
             "dense": plan_dense, "batchnorm": plan_batchnorm, "layernorm": plan_layernorm, "embedding": plan_embedding,
-            "lstm": plan_rnn, "gru": plan_rnn}
+            "lstm": plan_rnn, "gru": plan_rnn, "prelu": plan_prelu}
 
 
 def tokens(path: str) -> set[str]:

@@ -22,6 +22,7 @@ import h5py
 
 from ..errors import ModelFileError
 from ..graph import KerasGraph, Weight
+from ..naming import to_snake_case
 from ..readers import (
     MAX_NESTING,
     Budget,
@@ -37,27 +38,16 @@ from ..readers import (
     open_model,
     read_attr_list,
 )
-from .layers import SourceLayer, attention_roles, named_kind, natural
+from .layers import RNN_ROLES, SourceLayer, attention_roles, named_kind, natural, normalize, split_layer
 
-KIND_OF_CLASS = {
-    **{f"Conv{n}D": "conv" for n in (1, 2, 3)}, **{f"Convolution{n}D": "conv" for n in (1, 2, 3)},
-    **{f"DepthwiseConv{n}D": "depthwise" for n in (1, 2)},
-    **{f"Conv{n}DTranspose": "conv_transpose" for n in (1, 2, 3)}, "Convolution2DTranspose": "conv_transpose",
-    "Dense": "dense", "BatchNormalization": "batchnorm", "LayerNormalization": "layernorm",
-    "LSTM": "lstm", "GRU": "gru", "Embedding": "embedding", "MultiHeadAttention": "attention",
-}
-KIND_OF_SNAKE = {
-    **{f"conv{n}d": "conv" for n in (1, 2, 3)}, **{f"depthwise_conv{n}d": "depthwise" for n in (1, 2)},
-    **{f"conv{n}d_transpose": "conv_transpose" for n in (1, 2, 3)}, "dense": "dense",
-    "batch_normalization": "batchnorm", "layer_normalization": "layernorm", "lstm": "lstm", "gru": "gru",
-    "embedding": "embedding", "multi_head_attention": "attention",
-}
 ROLES = {  # each kind's weights in Keras's own order (``layer.weights``)
     "conv": ["kernel", "bias"], "depthwise": ["depthwise_kernel", "bias"], "conv_transpose": ["kernel", "bias"],
+    "separable": ["depthwise_kernel", "pointwise_kernel", "bias"],
     "dense": ["kernel", "bias"], "batchnorm": ["gamma", "beta", "moving_mean", "moving_variance"],
     "layernorm": ["gamma", "beta"], "lstm": ["kernel", "recurrent_kernel", "bias"],
     "gru": ["kernel", "recurrent_kernel", "bias"], "embedding": ["embeddings"],
     "attention": [f"{p}_{w}" for p in ("query", "key", "value", "output") for w in ("kernel", "bias")],
+    "prelu": ["alpha"],
 }
 
 
@@ -84,6 +74,12 @@ def source_kind(path: str | os.PathLike) -> str:
 @contextlib.contextmanager
 def open_source(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
     """The file's layers with weights (values read when asked for); the file stays open inside the block."""
+    with _layers_of(path) as layers:
+        yield [part for layer in layers for part in split_layer(normalize(layer))]
+
+
+@contextlib.contextmanager
+def _layers_of(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
     kind = source_kind(path)
     if kind == "model":
         with open_model(path) as graph:
@@ -107,9 +103,20 @@ def open_source(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
         file.close()
 
 
+@functools.cache
+def kind_of_snake() -> dict[str, str]:
+    """A Keras 3 weights-only file's layer group, by Keras's default (snake-case) layer name → the kind of its
+    weights, as the converters declare it (``Facts.weight_kind``): ``conv2d_transpose`` → ``conv_transpose``."""
+    from .. import api
+
+    return {to_snake_case(name): api.layer_facts(name).weight_kind for name in api.classes_with("weight_kind")}
+
+
 # -- whole models ----------------------------------------------------------------------------------------------
 def graph_layers(graph: KerasGraph) -> list[SourceLayer]:
     """Layers with weights in the order of their first call; roles from the config (``use_bias``, ``scale``)."""
+    from .. import api
+
     order: list[str] = []
     for node in graph.nodes:
         if node.layer not in order:
@@ -120,14 +127,16 @@ def graph_layers(graph: KerasGraph) -> list[SourceLayer]:
         layer = graph.layers[key]
         if not layer.weights:
             continue
-        kind = KIND_OF_CLASS.get(layer.class_name)
+        kind = api.layer_facts(layer.class_name).weight_kind  # declared by its converter (``Facts.weight_kind``)
         roles = (attention_roles([w.name for w in layer.weights]) if kind == "attention" else
                  config_roles(kind, layer.config, len(layer.weights)) if kind else None)
         if roles is None:
             roles = [w.name for w in layer.weights]
             kind = None
         weights = {role: graph.load_weight(w, lazy=True) for role, w in zip(roles, layer.weights)}
-        layers.append(SourceLayer(key, kind, layer.class_name, weights, flatten_feeds(graph, key), layer.config))
+        backwards = "backward" if kind in ("lstm", "gru") and layer.config.get("go_backwards") else None
+        layers.append(SourceLayer(key, kind, layer.class_name, weights, flatten_feeds(graph, key), layer.config,
+                                  backwards))  # a go_backwards RNN is no one-direction torch RNN
     return layers
 
 
@@ -145,11 +154,13 @@ def config_roles(kind: str, config: dict[str, Any], count: int) -> list[str] | N
 def flatten_feeds(graph: KerasGraph, key: str) -> bool | None:
     """Whether the layer's first call takes a Flatten's output: True for a channels-last Flatten (rows in H,W,C
     order), False for a ``channels_first`` one, None when no Flatten feeds it."""
+    from .. import api
+
     for node in graph.nodes:
         if node.layer != key or not node.inputs:
             continue
         producer = graph.layers.get(graph.node(node.inputs[0].node).layer)
-        if producer is None or producer.class_name != "Flatten":
+        if producer is None or not api.layer_facts(producer.class_name).flattens:
             return None
         return producer.config.get("data_format") != "channels_first"
     return None
@@ -202,36 +213,70 @@ def _keras2_group(file: h5py.File, group: h5py.Group, name: str, budget: Budget)
 
 def keras3_structure(path: str) -> Structure:
     """A Keras 3 ``.weights.h5``: ``layers/<snake_class>[_N]/vars/<i>`` (an RNN's under ``cell/vars``), nested
-    models under their own ``layers``; each layer's weights in ``layer.weights`` order, roles by position."""
+    models under their own ``layers``; a subclassed model's layers under their attribute names (``conv1/vars``,
+    class unknown: kind from the shapes). Each layer's weights in ``layer.weights`` order, roles by position."""
     file, budget, out = open_h5(path), Budget.for_file(path), []
     try:
-        _keras3_layers(file, group_child(file, "layers", "/"), "", budget, out)
+        _keras3_children(file, file, "", budget, out, 0)
     finally:
         file.close()
     return out
 
 
-def _keras3_layers(file: h5py.File, layers: h5py.Group | None, prefix: str, budget: Budget,
-                   out: Structure, depth: int = 0) -> None:
-    if layers is None or depth > MAX_NESTING:
+RESERVED = {"vars", "layers", "cell", "forward_layer", "backward_layer", "optimizer"}  # not layers of their own
+
+
+def _keras3_children(file: h5py.File, group: h5py.Group, prefix: str, budget: Budget, out: Structure,
+                     depth: int) -> None:
+    """A group's layers: those of its ``layers`` list, then those held as attributes (subclassed models)."""
+    if depth > MAX_NESTING:
         return
-    for key in sorted(layers.keys(), key=natural):
-        group = group_child(layers, key, f"layer {prefix}{key}")
-        if group is None:
-            continue
-        _keras3_layers(file, group_child(group, "layers", key), f"{prefix}{key}/", budget, out, depth + 1)
-        found = [w for sub in ("vars", "cell/vars") for w in _vars(file, group, sub, f"{prefix}{key}", budget)]
-        kind = KIND_OF_SNAKE.get(re.sub(r"_\d+$", "", key))
-        if kind == "attention":  # its weights are its sub-layers' (query_dense/vars/0...)
-            found = [w for sub in sorted(group.keys()) if sub.endswith("_dense")
-                     for w in _vars(file, group, f"{sub}/vars", f"{prefix}{key}", budget)]
-        if not found:
-            continue
-        roles = (attention_roles([w.key.split(f"/{key}/", 1)[-1] for w in found]) if kind == "attention"
-                 else _positional_roles(kind, found))
-        if roles is None:
-            kind, roles = None, [f"vars/{i}" for i in range(len(found))]
-        out.append((f"{prefix}{key}", kind, key, dict(zip(roles, found))))
+    listed = group_child(group, "layers", prefix or "/")
+    if listed is not None:
+        for key in sorted(listed.keys(), key=natural):
+            _keras3_layer(file, listed, key, prefix, budget, out, depth)
+    for key in sorted(group.keys(), key=natural):
+        if key not in RESERVED:
+            _keras3_layer(file, group, key, prefix, budget, out, depth)
+
+
+def _keras3_layer(file: h5py.File, container: h5py.Group, key: str, prefix: str, budget: Budget,
+                  out: Structure, depth: int) -> None:
+    group = group_child(container, key, f"layer {prefix}{key}")
+    if group is None:
+        return
+    kind = kind_of_snake().get(re.sub(r"_\d+$", "", key))
+    if kind != "attention":  # an attention's children are its own projections
+        _keras3_children(file, group, f"{prefix}{key}/", budget, out, depth + 1)
+    found = [w for sub in ("vars", "cell/vars") for w in _vars(file, group, sub, f"{prefix}{key}", budget)]
+    if kind == "attention":  # its weights are its sub-layers' (query_dense/vars/0...)
+        found = [w for sub in sorted(group.keys()) if sub.endswith("_dense")
+                 for w in _vars(file, group, f"{sub}/vars", f"{prefix}{key}", budget)]
+    halves = {h: _vars(file, group, f"{h}/cell/vars", f"{prefix}{key}", budget)
+              for h in ("forward_layer", "backward_layer")} if not found else {}
+    if all(halves.values()) and halves:  # a Bidirectional: split into its halves by ``split_layer``
+        found = [w for ws in halves.values() for w in ws]
+        roles = [f"{h}/{RNN_ROLES[i]}" for h, ws in halves.items() for i in range(len(ws))]
+        out.append((f"{prefix}{key}", None, key, dict(zip(roles, found))))
+        return
+    if not found:
+        return
+    roles = (attention_roles([w.key.split(f"/{key}/", 1)[-1] for w in found]) if kind == "attention"
+             else _positional_roles(kind, found) if kind else _shape_roles(found))
+    class_name = key if kind else ""  # an attribute's name says no class: a mapping may say the kind
+    if roles is None:
+        kind, roles = None, [f"vars/{i}" for i in range(len(found))]
+    elif kind is None:
+        kind = named_kind(dict(zip(roles, found)))
+    out.append((f"{prefix}{key}", kind, class_name, dict(zip(roles, found))))
+
+
+def _shape_roles(weights: list[Weight]) -> list[str] | None:
+    """A layer of unknown class (an attribute of a subclassed model): a kernel and a bias by their ranks, or
+    nothing (one rank-2+ weight could be a kernel, an embedding or an alpha: refused, left for a mapping)."""
+    if len(weights) == 2 and len(weights[0].shape) >= 2 and len(weights[1].shape) == 1:
+        return ["kernel", "bias"]
+    return None
 
 
 def _vars(file: h5py.File, group: h5py.Group, sub: str, where: str, budget: Budget) -> list[Weight]:

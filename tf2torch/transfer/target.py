@@ -21,10 +21,11 @@ from ..errors import Tf2TorchError
 KIND_OF_MODULE: list[tuple[type, str]] = [
     (nn.Linear, "dense"), (nn.modules.conv._ConvTransposeNd, "conv_transpose"), (nn.modules.conv._ConvNd, "conv"),
     (nn.modules.batchnorm._BatchNorm, "batchnorm"), (nn.LayerNorm, "layernorm"), (nn.LSTM, "lstm"),
-    (nn.GRU, "gru"), (nn.Embedding, "embedding"), (nn.MultiheadAttention, "attention"),
+    (nn.GRU, "gru"), (nn.Embedding, "embedding"), (nn.MultiheadAttention, "attention"), (nn.PReLU, "prelu"),
 ]
 UNITS = (nn.MultiheadAttention,)  # modules loaded as one, their children's tensors with them (``out_proj``)
 FLATTENING = {torch.flatten, torch.reshape, torch.Tensor.flatten, torch.Tensor.view, torch.Tensor.reshape}
+PERMUTING = {torch.permute, torch.Tensor.permute}
 NOT_LOADED = ("num_batches_tracked",)  # torch's own counter: no source holds it, and eval never reads it
 
 
@@ -38,13 +39,30 @@ class TargetModule:
     kind: str | None
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     flatten_from: tuple[int, tuple[int, ...]] | None = None
+    in_out: bool = False  # a dense module storing its weight (in, out), as Hugging Face's Conv1D does
+
+    def __post_init__(self) -> None:
+        self.in_out = is_in_out_dense(self.module)
 
     def tensor_names(self) -> list[str]:
         return [f"{self.path}.{name}" if self.path else name for name in self.tensors]
 
 
+def is_in_out_dense(module: nn.Module) -> bool:
+    """Hugging Face's ``Conv1D`` (GPT-2, [HF] ``pytorch_utils.py``): a Linear whose ``weight`` is (in, out) =
+    (``nx``, ``nf``) and whose forward is ``x @ weight + bias``. Told by its class name and its shapes (the
+    bias as long as the weight's second axis), never by shape alone: a square weight fits both ways."""
+    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    return (type(module).__name__ == "Conv1D" and not isinstance(module, nn.modules.conv._ConvNd)
+            and isinstance(weight, torch.Tensor) and weight.ndim == 2 and getattr(module, "nf", None) == weight.shape[1]
+            and (bias is None or tuple(bias.shape) == (weight.shape[1],)))
+
+
 def module_kind(module: nn.Module) -> str | None:
-    """``conv``, ``depthwise`` (groups == in_channels > 1, torch's depthwise), ``dense``... or None."""
+    """``conv``, ``depthwise`` (groups == in_channels > 1, torch's depthwise), ``dense`` (a Linear, or a
+    Hugging Face ``Conv1D``)... or None."""
+    if is_in_out_dense(module):
+        return "dense"
     for cls, kind in KIND_OF_MODULE:
         if isinstance(module, cls):
             if kind == "conv" and module.groups > 1 and module.groups == module.in_channels:
@@ -72,16 +90,24 @@ def inside_unit(model: nn.Module) -> set[str]:
 
 
 class _FlattenWatch(TorchFunctionMode):
-    """Notes each tensor made by flattening a (N, C, *spatial) tensor to (N, features)."""
+    """Notes each tensor made by flattening a (N, C, *spatial) tensor to (N, features). A tensor the author
+    permuted first (facenet-pytorch's MTCNN: ``x.permute(0, 3, 2, 1).contiguous().view(n, -1)``) is flattened in
+    the author's own order, chosen to match the TF layout: its rows are not reordered."""
 
     def __init__(self) -> None:
         super().__init__()
         self.flattened: dict[int, tuple[int, tuple[int, ...]]] = {}
+        self.permuted: set[int] = set()
         self.keep: list[torch.Tensor] = []  # keeps the ids valid for the whole pass
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        if func in FLATTENING and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
+        if not (args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor)):
+            return out
+        if func in PERMUTING or (func is torch.Tensor.contiguous and id(args[0]) in self.permuted):
+            self.permuted.add(id(out))
+            self.keep.append(out)
+        elif func in FLATTENING and id(args[0]) not in self.permuted:
             x = args[0]
             if x.ndim >= 3 and out.ndim == 2 and out.shape[0] == x.shape[0]:
                 self.flattened[id(out)] = (int(x.shape[1]), tuple(int(s) for s in x.shape[2:]))

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["verify", "Report", "LayerResult", "Metrics", "SCHEMA"]
 _LAZY = {"verify": ".run", "Report": ".report", "SCHEMA": ".report", "LayerResult": ".compare", "Metrics": ".compare",
+         "report_kind": ".report",  # for the CLI, which checks --report paths before converting
          # the Keras reference side, for ``tf2torch.transfer``'s check (the door it uses; not in __all__)
          "load_keras_model": ".keras_side", "input_names": ".keras_side", "run_layers": ".keras_side"}
 

@@ -22,45 +22,16 @@ ROUND_OFF_FALL = 1e3
 DEFAULT_RTOL = {"float32": 1e-5, "float64": 1e-10}
 DEFAULT_ATOL = {"float32": 0.0, "float64": 0.0}
 
-# The config values that decide each layer's arithmetic, shown for the first layer that fails.
-RELEVANT_CONFIG = {
-    "BatchNormalization": ("axis", "epsilon", "center", "scale", "renorm"),
-    "LayerNormalization": ("axis", "epsilon", "center", "scale", "rms_scaling"),
-    "GroupNormalization": ("groups", "axis", "epsilon", "center", "scale"),
-    "UnitNormalization": ("axis",),
-    "Dense": ("units", "activation", "use_bias"),
-    "EinsumDense": ("equation", "output_shape", "bias_axes", "activation"),
-    "Activation": ("activation",),
-    "ReLU": ("max_value", "negative_slope", "threshold"),
-    "LeakyReLU": ("alpha", "negative_slope"),
-    "ELU": ("alpha",),
-    "Softmax": ("axis",),
-    "Embedding": ("input_dim", "output_dim", "mask_zero"),
-    "Rescaling": ("scale", "offset"),
-    "Normalization": ("axis", "mean", "variance", "invert"),
-    "Concatenate": ("axis",),
-    "Flatten": ("data_format",),
-    "Reshape": ("target_shape",),
-    "Permute": ("dims",),
-}
-CONV_KEYS = ("filters", "kernel_size", "strides", "padding", "dilation_rate", "groups", "depth_multiplier",
-             "output_padding", "data_format", "activation", "use_bias")
-POOL_KEYS = ("pool_size", "strides", "padding", "data_format", "keepdims")
-RNN_KEYS = ("units", "activation", "recurrent_activation", "return_sequences", "return_state", "go_backwards",
-            "reset_after", "unroll", "merge_mode")
 NOT_ARITHMETIC = ("name", "trainable", "dtype", "build_config", "batch_input_shape", "batch_shape")
 
 
 def relevant_config(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The config values that matter for ``class_name``'s arithmetic (initializers and the like left out)."""
-    keys = RELEVANT_CONFIG.get(class_name)
-    if keys is None and "Conv" in class_name:
-        keys = CONV_KEYS
-    elif keys is None and "Pool" in class_name:
-        keys = POOL_KEYS
-    elif keys is None and class_name.rstrip("D").endswith(("LSTM", "GRU", "RNN", "Bidirectional")):
-        keys = RNN_KEYS
-    if keys is not None:
+    """The config values that matter for ``class_name``'s arithmetic, as its converter declares them
+    (``Facts.arithmetic``); else every short scalar value but names, initializers and the like."""
+    from .. import api
+
+    keys = api.layer_facts(class_name).arithmetic
+    if keys:
         return {k: config[k] for k in keys if k in config}
     return {k: v for k, v in config.items()
             if k not in NOT_ARITHMETIC and not k.endswith(("_initializer", "_regularizer", "_constraint"))

@@ -42,11 +42,14 @@ def _number(value: Any) -> float | str:
 
 
 def vocabulary_sizes(graph: Mapping[str, Any]) -> dict[str, int]:
-    """Input node id → the smallest vocabulary (``Embedding.input_dim``, ``CategoryEncoding.num_tokens``) it feeds."""
+    """Input node id → the smallest vocabulary (``Embedding.input_dim``, ``CategoryEncoding.num_tokens``) it feeds,
+    the config key each converter declares (``Facts.vocabulary``)."""
+    from .. import api
+
     limits: dict[str, int] = {}
     for node in graph["nodes"]:
         layer = graph["layers"][node["layer"]]
-        size = {"Embedding": "input_dim", "CategoryEncoding": "num_tokens"}.get(layer["class_name"])
+        size = api.layer_facts(layer["class_name"]).vocabulary
         if size is None or not isinstance(layer["config"].get(size), int):
             continue
         for ref in node["inputs"]:
