@@ -4,7 +4,9 @@ Every mutated file must give exit 0 or a clean exit 2 (one ``error:`` line, no t
 temporary or unpacked file behind, never put the bytes of a file outside the input into the output, and never run
 code stored in the model (a Lambda whose bytecode would write a marker file). Mutations: byte flips, duplicated
 bytes, truncation, config (JSON) edits, weight edits (dtype, shape, type, links, external storage, virtual
-datasets, huge chunked datasets), and zip tricks (bombs, bad or missing members, junk).
+datasets, huge chunked datasets), and zip tricks (bombs, bad or missing members, junk). A small ``.tflite`` file
+(built here with ``tf.lite.TFLiteConverter``, once per run) is a seed too: byte flips, duplicated bytes, truncation and
+FlatBuffer word edits (a random aligned 32-bit offset, length or index replaced by a junk value; issue #23).
 
 ``make test`` runs ``FUZZ_CASES`` (default 240) cases in-process through click's CliRunner, plus two real
 subprocesses; ``make fuzz`` runs a longer seeded run (``FUZZ_CASES=3000 FUZZ_SEED=...``).
@@ -13,6 +15,7 @@ subprocesses; ``make fuzz`` runs a longer seeded run (``FUZZ_CASES=3000 FUZZ_SEE
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import marshal
@@ -55,6 +58,8 @@ class World:
         self.marker = root / "marker.txt"
         self.tiny_keras = root / "tiny.keras"
         write_tiny_keras(self.tiny_keras)
+        self.tiny_tflite = root / "tiny.tflite"
+        self.tiny_tflite.write_bytes(tiny_tflite())
 
     def lambda_config(self) -> dict:
         """A Keras 2 Lambda layer whose bytecode would create the marker file if it ever ran."""
@@ -68,6 +73,19 @@ class World:
         return {"class_name": "Lambda", "name": "touch",
                 "config": {"name": "touch", "function": [code, None, [marker]], "function_type": "lambda",
                            "output_shape": None, "arguments": {}}}
+
+
+@functools.cache
+def tiny_tflite() -> bytes:
+    """A conv (fused RELU), depthwise conv, max pool, reshape and dense head as ``.tflite`` (random weights)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    import tf_keras as keras
+
+    model = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(3, 3, activation="relu"),
+                              keras.layers.DepthwiseConv2D(3, padding="same"), keras.layers.MaxPooling2D(),
+                              keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
 def write_tiny_keras(path: Path) -> None:
@@ -109,6 +127,19 @@ def duplicate_byte(rng, world, src, dst):
 def truncate(rng, world, src, dst):
     data = src.read_bytes()
     dst.write_bytes(data[: rng.randrange(len(data))])
+
+
+JUNK_WORDS = [0, 1, 3, 0x7FFFFFFF, 0xFFFFFFFF, 0x80000000, 0xFFFF, 0x10000, 8, 4]
+
+
+def patch_word(rng, world, src, dst):
+    """One aligned 32-bit word (a FlatBuffer offset, vector length, index or scalar) set to a junk value."""
+    data = bytearray(src.read_bytes())
+    for _ in range(rng.choice([1, 1, 2])):
+        i = rng.randrange(len(data) // 4) * 4
+        value = rng.choice(JUNK_WORDS + [int.from_bytes(data[i:i + 4], "little") + rng.choice([-8, -4, 4, 8])])
+        data[i:i + 4] = (value % (1 << 32)).to_bytes(4, "little")
+    dst.write_bytes(bytes(data))
 
 
 JUNK_VALUES = [None, -1, 0, 2**40, 1.5, "x", "", [], {}, True, [None], [-3, "a"], {"class_name": "__tuple__"},
@@ -263,6 +294,7 @@ def rewrite_zip(src: Path, dst: Path, edits: dict, compression: int = zipfile.ZI
 
 MUTATIONS = [flip_bytes, flip_bytes, duplicate_byte, truncate, edit_config, edit_config, edit_config,
              edit_weight, edit_weight, zip_trick]
+TFLITE_MUTATIONS = [flip_bytes, flip_bytes, duplicate_byte, truncate, patch_word, patch_word, patch_word]
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
@@ -282,8 +314,8 @@ def check_result(world: World, exit_code: int, output: str, out: Path, case: str
 
 
 def make_case(rng: random.Random, world: World, index: int) -> tuple[Path, str]:
-    src = rng.choice(SEEDS + [world.tiny_keras, world.tiny_keras])
-    mutation = rng.choice(MUTATIONS)
+    src = rng.choice(SEEDS + [world.tiny_keras, world.tiny_keras, world.tiny_tflite, world.tiny_tflite])
+    mutation = rng.choice(TFLITE_MUTATIONS if src.suffix == ".tflite" else MUTATIONS)
     dst = world.root / f"case{index}{src.suffix}"
     mutation(rng, world, src, dst)
     if not dst.exists():
@@ -293,6 +325,7 @@ def make_case(rng: random.Random, world: World, index: int) -> tuple[Path, str]:
 
 @pytest.fixture
 def fuzz_world(tmp_path, monkeypatch):
+    tiny_tflite()  # built before the temporary directory is watched (TensorFlow's autograph leaves files there)
     work = tmp_path / "tmp"
     work.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(work))
@@ -307,6 +340,7 @@ def test_fuzz_in_process(fuzz_world):
     rng = random.Random(SEED)
     runner = CliRunner()
     outcomes = {0: 0, 2: 0}
+    tflite = {0: 0, 2: 0}
     for index in range(CASES):
         src, case = make_case(rng, world, index)
         out = world.root / f"out{index}.pt"
@@ -315,8 +349,10 @@ def test_fuzz_in_process(fuzz_world):
         check_result(world, result.exit_code, result.output, out, case)
         assert not list(work.iterdir()), f"{case}: temporary files left behind: {list(work.iterdir())}"
         outcomes[result.exit_code] += 1
+        tflite[result.exit_code] += src.suffix == ".tflite"
         src.unlink()
     assert outcomes[2] > CASES // 4 and outcomes[0] > 0, outcomes  # the mutations do reach both outcomes
+    assert CASES < 60 or (tflite[0] and tflite[2]), tflite  # and so do the .tflite seed's
 
 
 @pytest.mark.parametrize("index", [0, 1])

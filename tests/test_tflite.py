@@ -75,10 +75,21 @@ def ops_function(tf):
     return f
 
 
-def random_weights(model):
+def sparse(keras):
+    """A conv (relu) and a dense head whose kernels are 80% zeros, so TFLiteConverter's ``EXPERIMENTAL_SPARSITY``
+    stores them as CSR rows behind ``DENSIFY`` (and ``DEQUANTIZE`` with float16 weights), as MediaPipe's sparse
+    models do."""
+    return keras.Sequential([keras.Input((8, 8, 16)), keras.layers.Conv2D(32, 3, activation="relu"),
+                             keras.layers.Flatten(), keras.layers.Dense(8)])
+
+
+def random_weights(model, zeros: float = 0.0):
     rng = np.random.default_rng(1)
     for w in model.weights:
-        w.assign(rng.standard_normal(w.shape).astype("float32") * 0.3)
+        value = rng.standard_normal(w.shape).astype("float32") * 0.3
+        if len(w.shape) > 1:
+            value[rng.random(w.shape) < zeros] = 0
+        w.assign(value)
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +98,15 @@ def tflite_files(tmp_path_factory):
     import tf_keras as keras
 
     root = tmp_path_factory.mktemp("tflite")
-    models = {"cnn": cnn(keras), "lstm": lstm(keras)}
+    models = {"cnn": cnn(keras), "lstm": lstm(keras), "sparse": sparse(keras)}
     files = {}
     for name, f16 in ((f"{m}_{t}", t == "float16") for m in models for t in ("float32", "float16")):
         model = models[name.split("_")[0]]
-        random_weights(model)
+        random_weights(model, zeros=0.8 if name.startswith("sparse") else 0.0)
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if name.startswith("sparse") else []
         if f16:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.optimizations += [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]
         files[name] = root / f"{name}.tflite"
         files[name].write_bytes(converter.convert())
@@ -119,7 +131,8 @@ def interpreter_outputs(path: Path, inputs: list[np.ndarray]) -> list[np.ndarray
 
 
 CASES = {"cnn_float32": [(1, 16, 16, 3)], "cnn_float16": [(1, 16, 16, 3)], "lstm_float32": [(1, 7, 3)],
-         "lstm_float16": [(1, 7, 3)], "ops": [(1, 6, 6, 4)]}
+         "lstm_float16": [(1, 7, 3)], "ops": [(1, 6, 6, 4)], "sparse_float32": [(1, 8, 8, 16)],
+         "sparse_float16": [(1, 8, 8, 16)]}
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -141,6 +154,20 @@ def test_float16_weights_are_folded(tflite_files):
     graph, stored = read_structure("cnn_float16", data)
     assert all(s.widen and s.dtype == "float16" for s in stored.values()) and stored
     assert not any(layer.class_name == "tflite>DEQUANTIZE" for layer in graph.layers.values())
+
+
+@pytest.mark.parametrize("name", ["sparse_float32", "sparse_float16"])
+def test_sparse_weights_are_expanded(tflite_files, name):
+    """Sparse weights (``Tensor.sparsity``: CSR rows) are read with the dense position of each stored value; the
+    ``DENSIFY`` (and float16 ``DEQUANTIZE``) operators are folded, no node is left for them (the parity test above
+    checks the values)."""
+    from tf2torch.readers.tflite import read_structure
+
+    graph, stored = read_structure(name, tflite_files[name].read_bytes())
+    assert sum(s.positions is not None for s in stored.values()) == 2
+    assert all(s.nbytes < np.prod(s.shape) * np.dtype(s.dtype).itemsize for s in stored.values()
+               if s.positions is not None)  # stored compressed
+    assert not {"tflite>DENSIFY", "tflite>DEQUANTIZE"} & {layer.class_name for layer in graph.layers.values()}
 
 
 def test_conversion_does_not_import_tensorflow(tflite_files, tmp_path):
@@ -179,17 +206,27 @@ def with_custom_operator(source: Path, target: Path, code: str) -> None:
     target.write_bytes(builder.Output())
 
 
-def int8_model(path: Path) -> None:
+def int8_model(path: Path, kind: str = "int8") -> None:
+    """A conv, flatten and dense model quantized by TFLiteConverter: ``int8`` full-integer (a representative
+    dataset calibrates the activations; float inputs and outputs behind QUANTIZE / DEQUANTIZE), ``int8_io`` the
+    same with int8 inputs and outputs, ``dynamic`` dynamic-range (int8 weights, float activations)."""
     import tensorflow as tf
     import tf_keras as keras
 
+    keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
                               keras.layers.Flatten(), keras.layers.Dense(2)])
+    if kind == "dynamic":  # dynamic-range quantization only quantizes weights of 1024 values or more
+        model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(32, 3, activation="relu"),
+                                  keras.layers.Conv2D(32, 3), keras.layers.Flatten(), keras.layers.Dense(40)])
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([np.random.default_rng(i).standard_normal((1, 8, 8, 3))
-                                                 .astype("float32")] for i in range(8))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if kind != "dynamic":
+        converter.representative_dataset = lambda: ([np.random.default_rng(i).standard_normal((1, 8, 8, 3))
+                                                     .astype("float32")] for i in range(16))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if kind == "int8_io":
+        converter.inference_input_type = converter.inference_output_type = tf.int8
     path.write_bytes(converter.convert())
 
 
@@ -206,7 +243,42 @@ def test_quantized_model_refused_by_name(tmp_path):
     int8_model(path)
     with pytest.raises(UnsupportedLayerError, match="quantized") as info:
         tf2torch.convert(path)
-    assert "tflite>CONV_2D" in str(info.value)
+    assert "tflite>CONV_2D" in str(info.value) and "--dequantize" in str(info.value)
+
+
+QUANT_RTOL = 0.05  # a dequantized model against the interpreter's quantized run: int8 rounding, not round-off
+
+
+@pytest.mark.parametrize("kind", ["int8", "dynamic"])
+def test_dequantize_comes_close_to_the_quantized_model(tmp_path, kind):
+    """``dequantize=True``: the quantized weights read as ``(q - zero_point) * scale``, QUANTIZE / DEQUANTIZE as
+    identities, one notice; the float model comes within ``QUANT_RTOL`` of the interpreter's quantized output but
+    not within ``RTOL`` (it is a different computation: the test would notice a reference that is not quantized),
+    and ``verify`` judges it at its looser tolerance with a note saying so."""
+    from tf2torch.errors import ConversionNotice
+
+    path = tmp_path / f"{kind}.tflite"
+    int8_model(path, kind)
+    with pytest.raises(UnsupportedLayerError, match="quantized"):
+        tf2torch.convert(path)
+    with pytest.warns(ConversionNotice, match="dequantized"):
+        module = tf2torch.convert(path, dequantize=True)
+    x = [np.random.default_rng(6).standard_normal((1, 8, 8, 3)).astype("float32")]
+    error = assert_matches(torch_outputs(module, x, "channels_first"), interpreter_outputs(path, x), QUANT_RTOL,
+                           kind)
+    assert error > RTOL, error
+    with pytest.warns(ConversionNotice):
+        report = tf2torch.verify(path, tf_options={"dequantize": True}, batch_size=1)
+    assert report.ok and RTOL < report.max_rel_error <= QUANT_RTOL, report.failed
+    assert any("--dequantize" in note for note in report.notes)
+
+
+def test_dequantize_refuses_quantized_inputs(tmp_path):
+    """int8 inputs and outputs hold quantized numbers, which a float model cannot take: refused by name."""
+    path = tmp_path / "int8_io.tflite"
+    int8_model(path, "int8_io")
+    with pytest.raises(UnsupportedLayerError, match="float inputs and outputs"):
+        tf2torch.convert(path, dequantize=True)
 
 
 # -- damaged and hostile files: one error line, exit 2 ----------------------------------------------------------
@@ -295,10 +367,12 @@ def test_hostile_file_one_error_line(tflite_files, tmp_path, case):
     assert not (tmp_path / "out.pt").exists()
 
 
-def test_mutated_files_fail_cleanly(tflite_files):
-    """Every mutation converts or raises tf2torch's own error (which the CLI prints as one line, exit 2)."""
-    data = tflite_files["cnn_float32"].read_bytes()
-    root = tflite_files["cnn_float32"].parent
+@pytest.mark.parametrize("name", ["cnn_float32", "sparse_float16"])
+def test_mutated_files_fail_cleanly(tflite_files, name):
+    """Every mutation converts or raises tf2torch's own error (which the CLI prints as one line, exit 2); the
+    sparse file's mutations reach its CSR segments and indices."""
+    data = tflite_files[name].read_bytes()
+    root = tflite_files[name].parent
     for what, mutated in mutations(data, seed=23, count=int(os.environ.get("FUZZ_CASES", "60"))):
         path = root / "mutated.tflite"
         path.write_bytes(mutated)
@@ -326,7 +400,7 @@ def test_verify_compares_every_operator(tflite_files):
 # -- MediaPipe's custom operators ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("kernel,stride,padding", [(2, 2, "SAME"), (3, 2, "SAME"), (3, 2, "VALID"), (4, 3, "SAME")])
 def test_mediapipe_transpose_conv_bias(tmp_path, kernel, stride, padding):
-    """``Convolution2DTransposeBias`` has no kernel in TensorFlow's interpreter, so the reference is the builtin
+    """``Convolution2DTransposeBias`` (TF 2.21's interpreter runs it too, as MediaPipe's): the reference is the builtin
     ``TRANSPOSE_CONV`` of the same filter and bias with the output size MediaPipe's kernel computes; the custom
     file is that one with the operator rewritten as MediaPipe writes it (inputs, filter, bias; a 12-byte
     ``TfLiteTransposeConvParams``)."""
@@ -368,3 +442,148 @@ def test_mediapipe_transpose_conv_bias(tmp_path, kernel, stride, padding):
     for layout in LAYOUTS:
         got = torch_outputs(tf2torch.convert(custom, layout=layout), x, layout)
         assert_matches(got, interpreter_outputs(builtin, x), RTOL, f"{kernel}/{stride}/{padding}")
+
+
+def pooling_with_argmax_file(path: Path, size: int, kernel: int, stride: int, padding: str) -> None:
+    """Input → MediaPipe's ``MaxPoolingWithArgmax2D`` → ``MaxUnpooling2D``, outputs (unpooled, values, indices):
+    a builtin ``MAX_POOL_2D`` file (TFLiteConverter) rewritten with TFLite's object API as MediaPipe's files hold
+    the two custom operators (``TfLitePoolParams`` as custom options, a float32 indices tensor)."""
+    import flatbuffers
+    import tensorflow as tf
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    @tf.function(input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32)])
+    def f(x):
+        return tf.nn.max_pool2d(x, kernel, stride, padding)
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(
+        tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert(), 0))
+    sg = model.subgraphs[0]
+    (op,) = sg.operators
+    values = sg.tensors[op.outputs[0]]
+    options = list(struct.pack("<6i", 1 if padding == "SAME" else 2, stride, stride, kernel, kernel, 0) + bytes(16))
+    for code, shape, name in (("MaxPoolingWithArgmax2D", None, "pool/indices"),
+                              ("MaxUnpooling2D", [1, values.shape[1] * kernel, values.shape[2] * kernel, 3],
+                               "unpool/out")):
+        tensor = schema.TensorT()
+        tensor.shape, tensor.type, tensor.buffer, tensor.name = shape or list(values.shape), 0, 0, name
+        sg.tensors.append(tensor)
+        opcode = schema.OperatorCodeT()
+        opcode.builtinCode = opcode.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+        opcode.customCode = code
+        model.operatorCodes.append(opcode)
+    op.opcodeIndex, op.outputs = len(model.operatorCodes) - 2, [op.outputs[0], len(sg.tensors) - 2]
+    op.builtinOptionsType, op.builtinOptions, op.customOptions = 0, None, options
+    unpool = schema.OperatorT()
+    unpool.opcodeIndex, unpool.inputs, unpool.outputs = len(model.operatorCodes) - 1, list(op.outputs), \
+        [len(sg.tensors) - 1]
+    unpool.customOptions = options
+    sg.operators.append(unpool)
+    sg.outputs = [len(sg.tensors) - 1, *op.outputs]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(builder.Output())
+
+
+def argmax_reference(x: np.ndarray, kernel: int, stride: int, padding: str) -> list[np.ndarray]:
+    """TensorFlow's ``max_pool_with_argmax`` (flat NHWC indices) → the values, each max's position in its window
+    (``y * kernel + x + 0.1``, MediaPipe's encoding) and the unpooled tensor, its maxima scattered back into
+    (H_out * kernel, W_out * kernel) (when stride == kernel, the window origin of output (i, j) is (i, j) * stride
+    minus the SAME padding before)."""
+    import tensorflow as tf
+
+    values, flat = (np.asarray(t) for t in tf.nn.max_pool_with_argmax(x, kernel, stride, padding,
+                                                                      include_batch_in_index=True))
+    n, h, w, c = x.shape
+    _, oh, ow, _ = values.shape
+    py, px = (flat // c // w) % h, (flat // c) % w
+    out = [((oh - 1) * stride + kernel - s) // 2 if padding == "SAME" else 0 for s in (h, w)]
+    origin_y = np.arange(oh).reshape(1, -1, 1, 1) * stride - max(out[0], 0)
+    origin_x = np.arange(ow).reshape(1, 1, -1, 1) * stride - max(out[1], 0)
+    local = (py - origin_y) * kernel + (px - origin_x)
+    unpooled = np.zeros((n, oh * kernel, ow * kernel, c), np.float32)
+    dy, dx = local // kernel, local % kernel
+    oy = np.arange(oh).reshape(1, -1, 1, 1) * stride + dy
+    ox = np.arange(ow).reshape(1, 1, -1, 1) * stride + dx
+    nn_, cc = np.arange(n).reshape(-1, 1, 1, 1), np.arange(c).reshape(1, 1, 1, -1)
+    unpooled[nn_, oy, ox, cc] = values
+    return [unpooled, values, local.astype(np.float32) + 0.1]
+
+
+@pytest.mark.parametrize("size,kernel,stride,padding", [(8, 2, 2, "SAME"), (7, 2, 2, "SAME"), (7, 2, 2, "VALID"),
+                                                        (9, 3, 3, "SAME")])
+def test_mediapipe_pooling_with_argmax_and_unpooling(tmp_path, size, kernel, stride, padding):
+    """``MaxPoolingWithArgmax2D`` → ``MaxUnpooling2D`` (what MediaPipe's hair segmentation model chains) against
+    TensorFlow's ``max_pool_with_argmax``, and the unpooled and pooled outputs also against TFLite's interpreter,
+    which has kernels of its own for both. Its indices tensor is not compared with the interpreter's: TF 2.21's
+    kernel writes int32 bits, ``x * filter_h + y``, into the float32 tensor, where MediaPipe's kernel (which
+    MediaPipe's files are made for, and tf2torch follows) writes ``y * filter_w + x + 0.1``; each unpooling reads
+    its own, so the pair's result is the same. Windows do not overlap (stride == kernel, as MediaPipe uses them),
+    so the unpooling's writes never collide."""
+    path = tmp_path / "argmax.tflite"
+    pooling_with_argmax_file(path, size, kernel, stride, padding)
+    from tf2torch.readers.tflite import read_structure
+
+    graph, _ = read_structure("argmax", path.read_bytes())
+    assert {f"tflite>custom:{c}" for c in ("MaxPoolingWithArgmax2D", "MaxUnpooling2D")} <= \
+        {layer.class_name for layer in graph.layers.values()}
+    x = [np.random.default_rng(5).standard_normal((1, size, size, 3)).astype("float32")]
+    expected = argmax_reference(x[0], kernel, stride, padding)
+    interpreter = interpreter_outputs(path, x)
+    for layout in LAYOUTS:
+        got = torch_outputs(tf2torch.convert(path, layout=layout), x, layout)
+        assert_matches(got, expected, RTOL, f"{size}/{kernel}/{stride}/{padding}")
+        assert_matches(got[:2], interpreter[:2], RTOL, f"{size}/{kernel}/{stride}/{padding} vs the interpreter")
+
+
+# -- emitters and inspect --------------------------------------------------------------------------------------------
+def import_emitted(directory: Path, name: str):
+    """The package ``--emit python`` wrote, imported from its directory (its ``load()`` reads the safetensors)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, directory / "__init__.py",
+                                                  submodule_search_locations=[str(directory)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    spec.loader.exec_module(package)
+    return package.load()
+
+
+@pytest.mark.parametrize("name", ["cnn_float32", "sparse_float16", "ops", "lstm_float32"])
+def test_every_emitter(tflite_files, tmp_path, name):
+    """``--emit python``, ``pt2`` and ``onnx`` of the converted models (Keras layout, so each takes the
+    interpreter's own arrays) match the interpreter within ``RTOL``: the Python source, the ``torch.export``
+    program and onnxruntime. (A constant-shape ``RESHAPE`` is a static reshape: read from a tensor, it stopped
+    ``torch.export`` on a data-dependent size.)"""
+    import onnxruntime as ort
+    import torch
+
+    from tf2torch.emit import emit
+
+    path = tflite_files[name]
+    x = [np.random.default_rng(7).standard_normal(s).astype("float32") for s in CASES[name]]
+    ref = interpreter_outputs(path, x)
+    emit(tf2torch.convert(path, layout="keras"), tmp_path / "out", ("python", "pt2", "onnx"))
+    inputs = [torch.from_numpy(a) for a in x]
+    with torch.no_grad():
+        python = import_emitted(tmp_path / "out", f"emitted_tflite_{name}")(*inputs)
+        exported = torch.export.load(str(tmp_path / "out" / "model.pt2")).module()(*inputs)
+    for what, got in (("python", python), ("pt2", exported)):
+        got = list(got) if isinstance(got, (list, tuple)) else [got]
+        assert_matches([g.numpy() for g in got], ref, RTOL, f"{name} {what}")
+    session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx = session.run(None, {i.name: a for i, a in zip(session.get_inputs(), x)})
+    assert_matches(onnx, ref, RTOL, f"{name} onnx")
+
+
+def test_inspect_counts_the_operators(tflite_files):
+    """``inspect`` ends with the operators and their counts, most used first (the CNN's two transposed convs)."""
+    from tf2torch.readers.tflite import read_structure
+
+    result = CliRunner().invoke(main, ["inspect", str(tflite_files["cnn_float32"])])
+    assert result.exit_code == 0, result.output
+    graph, _ = read_structure("cnn", tflite_files["cnn_float32"].read_bytes())
+    ops = [layer.class_name for layer in graph.layers.values() if layer.class_name != "InputLayer"]
+    (line,) = [line for line in result.output.splitlines() if line.startswith("operators (")]
+    assert line.startswith(f"operators ({len(ops)}, {len(set(ops))} kinds): ")
+    assert "TRANSPOSE_CONV x 2" in line and "CONV_2D x 1" in line and "tflite>" not in line

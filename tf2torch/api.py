@@ -28,7 +28,7 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
             input_shapes: Sequence[Sequence[int | None]] | None = None, dtype: str | None = None,
             optimize: bool = False, *, signature: str | None = None, inputs: Sequence[str] | None = None,
             outputs: Sequence[str] | None = None, constants: dict[str, Any] | None = None,
-            flip_theano_kernels: bool = False) -> fx.GraphModule:
+            flip_theano_kernels: bool = False, dequantize: bool = False) -> fx.GraphModule:
     """Convert a Keras ``.h5`` or ``.keras`` file into a torch module in eval mode.
 
     ``layout="channels_first"`` (default): 4-D/5-D inputs and outputs are N,C,H,W / N,C,D,H,W; 2-D and 3-D ones
@@ -47,9 +47,14 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
     ``flip_theano_kernels=True``: a ``.h5`` trained with Keras's Theano backend is converted as it was trained,
     its convolution kernels flipped as Keras 2.0-2.3 flipped them on loading (``tf2torch.theano_kernels``); by
     default it is converted as today's Keras reads it, with a notice.
+    ``dequantize=True``: a quantized ``.tflite`` model (int8 / uint8) becomes a float model with its weights
+    dequantized, with a notice (refused by default: it computes in float, not as the quantized model).
     """
     tf_options = {"signature": signature, "inputs": inputs, "outputs": outputs, "constants": constants}
-    with read_model(path, tf_options) as graph:
+    read_options = {**tf_options, "dequantize": True} if dequantize else tf_options
+    with read_model(path, read_options) as graph:
+        dequantized = sum(bool(layer.config.get("dequantized")) for layer in graph.layers.values()) \
+            if dequantize else 0
         theano = theano_notice(graph, flip_theano_kernels)
         if flip_theano_kernels:
             with_flipped_kernels(graph)
@@ -57,6 +62,12 @@ def convert(path: str | os.PathLike, layout: str = "channels_first",
         _attach_meta(module, graph, layout, input_shapes, dtype)
     if theano is not None:
         module.tf2torch_notices.append(theano)
+    if dequantized:
+        module.tf2torch_meta["dequantized"] = dequantized
+        module.tf2torch_notices.append(
+            f"{path}: dequantized: {dequantized} quantized operator(s) converted to float32 with their weights "
+            "dequantized ((q - zero_point) * scale); the model computes in float, so it differs from the "
+            "interpreter's quantized output by the quantization's rounding (tf2torch verify says by how much)")
     if flip_theano_kernels:
         module.tf2torch_meta["flip_theano_kernels"] = True
     if any(v for v in tf_options.values()):

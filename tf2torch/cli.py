@@ -207,12 +207,15 @@ def verify_options(fn: Callable[..., Any], dtype_flag: str = "--verify-dtype") -
 @click.option("--flip-theano-kernels", is_flag=True,
               help="A .h5 trained with Keras's Theano backend: flip its convolution kernels as Keras 2.0-2.3 did on "
                    "loading (the model as trained; today's Keras runs them unflipped).")
+@click.option("--dequantize", is_flag=True,
+              help="A quantized .tflite (int8/uint8): convert it to a float model with its weights dequantized "
+                   "(refused by default; it then differs from the quantized model by the rounding).")
 @verify_options
 @tf_graph_options()
 @friendly_errors
 def convert(source: str, output: str, emit_kinds: tuple[str, ...], force: bool, keep_layout: bool,
             input_shape: tuple[str, ...],
-            model_dtype: str | None, run_verify: bool, optimize: bool, flip_theano_kernels: bool,
+            model_dtype: str | None, run_verify: bool, optimize: bool, flip_theano_kernels: bool, dequantize: bool,
             reports: tuple[str, ...], rtol: float | None, atol: float | None, verify_dtype: str,
             signature: str | None, tf_inputs: tuple[str, ...], tf_outputs: tuple[str, ...],
             constants: tuple[str, ...]) -> None:
@@ -237,7 +240,7 @@ def convert(source: str, output: str, emit_kinds: tuple[str, ...], force: bool, 
         warnings.simplefilter("always", ConversionNotice)
         module = api.convert(source, layout="keras" if keep_layout else "channels_first",
                              input_shapes=parse_input_shapes(input_shape), dtype=model_dtype, optimize=optimize,
-                             flip_theano_kernels=flip_theano_kernels, **tf_options)
+                             flip_theano_kernels=flip_theano_kernels, dequantize=dequantize, **tf_options)
     for warning in caught:
         if issubclass(warning.category, ConversionNotice):
             click.echo(f"notice: {_one_line(str(warning.message))}", err=True)
@@ -324,6 +327,9 @@ def write_single_file(module: Any, output: str, kind: str) -> None:
               help="Batch size of the random inputs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--quiet", "-q", is_flag=True, help="Print the verdict and the first failing layer calls only.")
+@click.option("--dequantize", is_flag=True,
+              help="A quantized .tflite (int8/uint8): convert it to a float model with its weights dequantized "
+                   "(refused by default; it then differs from the quantized model by the rounding).")
 @verify_options
 @tf_graph_options()
 @click.option("--dtype", "old_dtype", hidden=True, type=click.Choice(["float32", "float64", "both"]), default=None)
@@ -331,7 +337,7 @@ def write_single_file(module: Any, output: str, kind: str) -> None:
 @click.option("--output-tensors", "old_outputs", hidden=True, multiple=True)
 @friendly_errors
 def verify(source: str, converted: str | None, input_data: str | None, input_shape: tuple[str, ...],
-           batch_size: int, seed: int, quiet: bool, reports: tuple[str, ...], rtol: float | None,
+           batch_size: int, seed: int, quiet: bool, dequantize: bool, reports: tuple[str, ...], rtol: float | None,
            atol: float | None, verify_dtype: str, signature: str | None, tf_inputs: tuple[str, ...],
            tf_outputs: tuple[str, ...], constants: tuple[str, ...], old_dtype: str | None,
            old_inputs: tuple[str, ...], old_outputs: tuple[str, ...]) -> None:
@@ -347,7 +353,8 @@ def verify(source: str, converted: str | None, input_data: str | None, input_sha
     report = run_verification(source, model, reports=reports, rtol=rtol, atol=atol, dtype=verify_dtype,
                               input_shapes=parse_input_shapes(input_shape), inputs=input_data,
                               batch_size=batch_size, seed=seed, quiet=quiet,
-                              tf_options=tf_options_from(signature, tf_inputs, tf_outputs, constants))
+                              tf_options={**tf_options_from(signature, tf_inputs, tf_outputs, constants),
+                                          **({"dequantize": True} if dequantize else {})})
     sys.exit(0 if report.ok else 1)
 
 
@@ -448,7 +455,21 @@ def inspect(source: str, signature: str | None, tf_inputs: tuple[str, ...], tf_o
             click.echo(f"  {key:<{width}}  {layer.class_name:<24} calls={calls.get(key, 0)}  "
                        f"params={params:<10,} {used or 'NO CONVERTER'}")
         total = sum(int(np.prod(w.shape)) for layer in graph.layers.values() for w in layer.weights)
+        if graph.source_format == "tflite":
+            click.echo(operator_counts(graph))
         click.echo(f"total parameters: {total:,}; layers without a converter: {missing}")
+
+
+def operator_counts(graph: Any) -> str:
+    """A ``.tflite`` file's operators with their counts, most used first (``CONV_2D x 12``)."""
+    counts: dict[str, int] = {}
+    for layer in graph.layers.values():
+        if layer.class_name != "InputLayer":
+            name = layer.class_name.split(">", 1)[-1]
+            counts[name] = counts.get(name, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return f"operators ({sum(counts.values())}, {len(counts)} kinds): " + \
+        ", ".join(f"{name} x {n}" for name, n in ranked)
 
 
 transfer_command.callback = friendly_errors(transfer_command.callback)  # tf2torch/transfer/command.py

@@ -20,7 +20,8 @@ from .errors import UnsupportedLayerError
 from .graph import TRACED_LAYER, KerasGraph
 
 FUNCTION_CALL = "a function call left in the graph"
-QUANTIZED = "quantized tensors ({}); tf2torch converts float32 and float16-weight .tflite models, not quantized ones"
+QUANTIZED = ("quantized tensors ({}); tf2torch converts float32 and float16-weight .tflite models; --dequantize "
+             "(dequantize=True) converts a quantized one to a float model")
 CUSTOM_TFLITE = "a custom operator (not a TFLite builtin): tf2torch has no converter for it"
 
 

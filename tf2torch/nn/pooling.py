@@ -28,6 +28,7 @@ class TFSameAvgPool(nn.Module):
 
     def __init__(self, kernel_size: Sequence[int], stride: Sequence[int]):
         super().__init__()
+        self.kernel_size, self.stride = tuple(kernel_size), tuple(stride)  # read back by the Python emitter
         self.pad = same_pad_module(kernel_size, stride)
         self.pool = AVG_POOL_BY_RANK[len(kernel_size)](tuple(kernel_size), tuple(stride))
 

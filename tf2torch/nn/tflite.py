@@ -114,3 +114,79 @@ class DepthToSpace(nn.Module):
             return y.reshape(n, b * b * c, h // b, w // b)
         y = x.reshape(n, b, b, c // (b * b), h, w).permute(0, 3, 4, 1, 5, 2)
         return y.reshape(n, c // (b * b), h * b, w * b)
+
+
+class MaxPoolArgmax(nn.Module):
+    """MediaPipe's ``MaxPoolingWithArgmax2D`` (mediapipe/util/tflite/operations/max_pool_argmax.cc) on N,C,H,W:
+    the max of each window (padding never wins: the input is padded with -inf, ``pads`` = (top, bottom, left,
+    right) as TFLite's ``ComputePadding`` puts them), clamped to ``clamp`` (the fused activation's range), and the
+    position of the max inside its window, ``y * filter_w + x + 0.1``, as float32. Ties keep the first in row-major
+    order, as the kernel's strict ``>`` does (and ``max_pool2d``'s indices)."""
+
+    def __init__(self, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int],
+                 clamp: tuple[float, float] | None):
+        super().__init__()
+        self.kernel, self.stride, self.pads = tuple(kernel), tuple(stride), tuple(pads)
+        self.clamp = None if clamp is None else (float(clamp[0]), float(clamp[1]))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        top, bottom, left, right = self.pads
+        padded = torch.nn.functional.pad(x, (left, right, top, bottom), value=float("-inf"))
+        y, flat = torch.nn.functional.max_pool2d(padded, self.kernel, self.stride, return_indices=True)
+        width = padded.shape[-1]
+        oy = torch.arange(y.shape[-2], device=x.device).reshape(-1, 1) * self.stride[0]
+        ox = torch.arange(y.shape[-1], device=x.device).reshape(1, -1) * self.stride[1]
+        local = (torch.div(flat, width, rounding_mode="floor") - oy) * self.kernel[1] + (flat % width - ox)
+        if self.clamp is not None:
+            y = torch.clamp(y, self.clamp[0], self.clamp[1])
+        return y, local.to(x.dtype) + 0.1
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel}, stride={self.stride}, pads={self.pads}, clamp={self.clamp}"
+
+
+class MaxUnpool(nn.Module):
+    """MediaPipe's ``MaxUnpooling2D`` (mediapipe/util/tflite/operations/max_unpooling.cc) on N,C,H,W: an output of
+    (H * filter_h, W * filter_w) of zeros; each input value is written at its window's origin (``in * stride -
+    pad``) plus the position its index names (``int(index)``: ``y = idx / filter_w``, ``x = idx % filter_w``,
+    C's truncating division); a position outside the output is skipped, and where windows overlap the last write
+    in row-major order wins, as in the kernel's loop (a ``scatter_reduce`` of the writer's position keeps that
+    deterministic)."""
+
+    def __init__(self, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int]):
+        super().__init__()
+        self.kernel, self.stride, self.pads = tuple(kernel), tuple(stride), tuple(pads)
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        out_h, out_w = h * self.kernel[0], w * self.kernel[1]
+        idx = indices.to(torch.int64)  # truncation toward zero, as C's float -> int
+        dy = torch.div(idx, self.kernel[1], rounding_mode="trunc")
+        dx = torch.fmod(idx, self.kernel[1])
+        oy = torch.arange(h, device=x.device).reshape(-1, 1) * self.stride[0] - self.pads[0] + dy
+        ox = torch.arange(w, device=x.device).reshape(1, -1) * self.stride[1] - self.pads[1] + dx
+        inside = (oy >= 0) & (oy < out_h) & (ox >= 0) & (ox < out_w)
+        target = torch.where(inside, oy * out_w + ox, out_h * out_w).reshape(n, c, h * w)  # outside: a spare slot
+        source = torch.arange(h * w, device=x.device).expand(n, c, h * w)
+        winner = torch.full((n, c, out_h * out_w + 1), -1, dtype=torch.int64, device=x.device)
+        winner = winner.scatter_reduce(2, target, source, reduce="amax")[..., :-1]
+        values = torch.gather(x.reshape(n, c, h * w), 2, winner.clamp(min=0))
+        return torch.where(winner >= 0, values, torch.zeros_like(values)).reshape(n, c, out_h, out_w)
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel}, stride={self.stride}, pads={self.pads}"
+
+
+class Reshape(nn.Module):
+    """TFLite's ``RESHAPE`` to a shape the file holds as a constant (a ``-1`` inferred, as TF's): a fixed target
+    the module keeps as numbers, so ``torch.export`` and ONNX see a static reshape, not one read from a tensor."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(self.shape)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}"

@@ -22,14 +22,25 @@ from torch import nn
 from ..contract import Converted, LayerSpec, TrackedConfig, as_parameter, refuse_unread, to_tensor
 from ..layout import KERAS
 from ..nn.padding import tf_same_padding
-from ..nn.tflite import ACTIVATIONS, DepthToSpace, FullyConnected, FusedActivation, PReLU, SequenceLSTM
+from ..nn.tflite import (
+    ACTIVATIONS,
+    DepthToSpace,
+    FullyConnected,
+    FusedActivation,
+    MaxPoolArgmax,
+    MaxUnpool,
+    PReLU,
+    Reshape,
+    SequenceLSTM,
+)
 from ..nn.transposed import ConvBackpropInput
 from ..registry import converter
 from . import tf_raw
 
 PREFIX = "tflite>"
 STATEFUL = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM"})  # operators whose variable operands are their zero state
-METADATA_KEYS = ("op", "tflite_name", "output_tensors", "output_shapes", "output_dtypes", "quantized", "operands")
+METADATA_KEYS = ("op", "tflite_name", "output_tensors", "output_shapes", "output_dtypes", "quantized", "dequantized",
+                 "operands")
 
 
 def tflite_op(*ops: str):
@@ -229,6 +240,18 @@ def convert_unary(spec: LayerSpec, options: TrackedConfig) -> Converted:
     return tf_raw.convert_unary(raw_spec(spec, UNARY[spec.config["op"]], {}))
 
 
+@tflite_op("QUANTIZE", "DEQUANTIZE")
+def convert_quantize(spec: LayerSpec, options: TrackedConfig) -> Converted:
+    """In a model read with ``dequantize=True`` the tensors these move between (float ↔ int8 / uint8, or one int8
+    scale to another) are all float: an identity. Anywhere else (a ``DEQUANTIZE`` of a run-time float16 tensor, as
+    sparse models hold; the folded constant ones never reach here) refused."""
+    operands = spec.config["operands"]
+    if not spec.config.get("dequantized") or len(operands) != 1 or "input" not in operands[0]:
+        spec.fail(f"{spec.config['op']} of a {spec.config['output_dtypes'][0]} run-time tensor outside a quantized "
+                  "model read with --dequantize is not supported")
+    return Converted(nn.Identity())
+
+
 @tflite_op("HARD_SWISH")
 def convert_hard_swish(spec: LayerSpec, options: TrackedConfig) -> Converted:
     """``x * relu6(x + 3) / 6`` (kernels/activations.cc), which is ``nn.Hardswish``."""
@@ -265,6 +288,13 @@ def convert_reshape(spec: LayerSpec, options: TrackedConfig) -> Converted:
         if new_shape is None:
             spec.fail("neither a shape operand nor a new_shape option")
         operands = [operands[0], {"value": list(new_shape), "dtype": "int32", "shape": [len(new_shape)]}]
+    if "input" not in operands[0]:
+        spec.fail("reshaping a constant is not supported")
+    if "value" in operands[1]:  # a constant target: a static reshape (torch.export, ONNX)
+        shape = [int(v) for v in operands[1]["value"]]
+        if shape.count(-1) > 1 or any(v < -1 for v in shape):
+            spec.fail(f"target shape {shape}")
+        return Converted(Reshape(tuple(shape)), input_layouts=KERAS, output_layouts=KERAS)
     return tf_raw.convert_reshape(raw_spec(spec, "Reshape", {}, operands))
 
 
@@ -441,4 +471,66 @@ def convert_transpose_conv_bias(spec: LayerSpec, options: TrackedConfig) -> Conv
     conv.weight = as_parameter(kernel.transpose(3, 0, 1, 2))
     conv.bias = as_parameter(bias)
     return Converted(ConvBackpropInput(conv, crop), input_layouts=tf_raw.CHANNELS_FIRST,
+                     output_layouts=tf_raw.CHANNELS_FIRST)
+
+
+# TfLiteFusedActivation → the range ``CalculateActivationRange`` clamps a float pool's output to (None: no clamp;
+# TANH, SIGN_BIT and SIGMOID have no float range there, so the MediaPipe pooling kernels apply nothing for them)
+POOL_CLAMPS = {0: None, 1: (0.0, float("inf")), 2: (-1.0, 1.0), 3: (0.0, 6.0), 4: None, 5: None, 6: None}
+
+
+def pool_params(spec: LayerSpec, options: TrackedConfig) -> tuple[int, tuple[int, int], tuple[int, int], int]:
+    """A custom operator's ``TfLitePoolParams`` (tensorflow/lite/core/c/builtin_op_data.h, the struct MediaPipe's
+    pooling kernels cast ``custom_initial_data`` to): int32 padding (1 SAME, 2 VALID), stride_w, stride_h,
+    filter_w, filter_h, activation. Returns (padding, (filter_h, filter_w), (stride_h, stride_w), activation)."""
+    raw = bytes(options["custom_options"])
+    if len(raw) < 24:
+        spec.fail(f"custom options of {len(raw)} bytes; expected at least 24 (a TfLitePoolParams)")
+    padding, stride_w, stride_h, filter_w, filter_h, activation = struct.unpack_from("<6i", raw)
+    if padding not in (1, 2) or min(stride_w, stride_h, filter_w, filter_h) < 1 or activation not in POOL_CLAMPS \
+            or len(spec.input_shape) != 4 or None in spec.input_shape[1:3]:
+        spec.fail(f"padding {padding}, strides ({stride_h}, {stride_w}), filter ({filter_h}, {filter_w}), "
+                  f"activation {activation} on an input of shape {spec.input_shape}: not a pooling it can convert")
+    return padding, (filter_h, filter_w), (stride_h, stride_w), activation
+
+
+def compute_padding(stride: int, size: int, kernel: int, out: int) -> int:
+    """TFLite's ``ComputePadding`` (kernels/padding.h) without dilation: the padding before, never negative."""
+    return max(((out - 1) * stride + kernel - size) // 2, 0)
+
+
+@tflite_op("custom:MaxPoolingWithArgmax2D")
+def convert_max_pool_argmax(spec: LayerSpec, options: TrackedConfig) -> Converted:
+    """MediaPipe's ``MaxPoolingWithArgmax2D`` (mediapipe/util/tflite/operations/max_pool_argmax.cc): one input, two
+    float32 outputs (the pooled values, each max's position in its window). Output size as TF's
+    ``GetWindowedOutputSize`` (SAME ``ceil(in / s)``, VALID ``(in - k + s) // s``), padding before as
+    ``ComputePadding``; the fused activation's range clamps the values."""
+    padding, kernel, stride, activation = pool_params(spec, options)
+    if len(spec.config["operands"]) != 1 or len(spec.config["output_tensors"]) != 2:
+        spec.fail("expected one input and two outputs (values, indices)")
+    pads = []
+    for size, k, s in zip(spec.input_shape[1:3], kernel, stride):
+        out = (size + s - 1) // s if padding == 1 else (size - k + s) // s
+        if out < 1:
+            spec.fail(f"a window of {k} does not fit an input of {size}")
+        before = compute_padding(s, size, k, out)
+        pads += [before, max((out - 1) * s + k - size - before, 0)]
+    module = MaxPoolArgmax(kernel, stride, (pads[0], pads[1], pads[2], pads[3]), POOL_CLAMPS[activation])
+    return Converted(module, input_layouts=tf_raw.CHANNELS_FIRST,
+                     output_layouts=[tf_raw.CHANNELS_FIRST, tf_raw.CHANNELS_FIRST])
+
+
+@tflite_op("custom:MaxUnpooling2D")
+def convert_max_unpooling(spec: LayerSpec, options: TrackedConfig) -> Converted:
+    """MediaPipe's ``MaxUnpooling2D`` (mediapipe/util/tflite/operations/max_unpooling.cc): inputs (values,
+    indices as MaxPoolingWithArgmax2D writes them), output (H * filter_h, W * filter_w) whatever the padding and
+    strides; the padding before is ``ComputePadding(stride, out, filter, in)``. Its activation is read but never
+    applied by the kernel."""
+    _, kernel, stride, _ = pool_params(spec, options)
+    operands = spec.config["operands"]
+    if len(operands) != 2 or any("input" not in o for o in operands) or len(spec.input_shapes) != 2 \
+            or len(spec.input_shapes[1]) != 4:
+        spec.fail("expected two run-time inputs (values, indices), both 4-D")
+    pads = [compute_padding(s, size * k, k, size) for size, k, s in zip(spec.input_shape[1:3], kernel, stride)]
+    return Converted(MaxUnpool(kernel, stride, (pads[0], pads[1])), input_layouts=tf_raw.CHANNELS_FIRST,
                      output_layouts=tf_raw.CHANNELS_FIRST)

@@ -86,7 +86,8 @@ def prefetch(path: str | os.PathLike) -> None:
 def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None,
                convertible: Callable[[str], bool] | None = None) -> Iterator[KerasGraph]:
     """Read the graph and keep the file open so weights stream in one at a time while converting.
-    ``tf_options`` (TensorFlow formats only): ``signature``, ``inputs``, ``outputs``, ``constants``.
+    ``tf_options`` (TensorFlow formats only): ``signature``, ``inputs``, ``outputs``, ``constants``; for
+    ``.tflite`` only ``dequantize`` (a quantized model read as a float one).
     ``convertible`` (Keras SavedModels only): whether a layer class converts, as the caller decides (a layer it
     refuses converts from its traced call function); readers never look converters up themselves.
 
@@ -97,13 +98,14 @@ def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None
     if kind in ("savedmodel", "checkpoint", "graphdef"):
         from .tf_graph import open_tf_model
 
-        with open_tf_model(path, kind, tf_options or {}, convertible) as graph:
+        options = {k: v for k, v in (tf_options or {}).items() if k != "dequantize"}
+        with open_tf_model(path, kind, options, convertible) as graph:
             yield graph
         return
     if kind == "tflite":
         from .tflite import open_tflite
 
-        with open_tflite(path) as graph:
+        with open_tflite(path, bool((tf_options or {}).get("dequantize"))) as graph:
             yield graph
         return
     path = str(path)

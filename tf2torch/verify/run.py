@@ -36,6 +36,7 @@ from .inputs import InputArray, input_node_id, random_inputs, stand_in_size, use
 from .report import Report, format_error
 
 DTYPES = ("float32", "float64", "both")
+DEQUANTIZED_RTOL = 0.1  # a dequantized model against the quantized one it came from: how close, not 1e-5
 TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
 Progress = Callable[[int, int, str], None]  # (done, total, what is running)
 
@@ -66,11 +67,12 @@ def verify(source: Any, model: fx.GraphModule | str | os.PathLike | None = None,
     if not is_file and model is None:
         raise Tf2TorchError("verifying a Keras model in memory needs its converted module: verify(keras_model, module)")
     judged = "float64" if dtype == "float64" else "float32"
-    rtol = DEFAULT_RTOL[judged] if rtol is None else float(rtol)
-    atol = DEFAULT_ATOL[judged] if atol is None else float(atol)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     module = resolve_module(source, model, input_shapes, timings, tf_options)
+    dequantized = module.tf2torch_meta.get("dequantized")  # a quantized .tflite converted to float (tflite_side)
+    rtol = (DEQUANTIZED_RTOL if dequantized else DEFAULT_RTOL[judged]) if rtol is None else float(rtol)
+    atol = DEFAULT_ATOL[judged] if atol is None else float(atol)
     graph = module.tf2torch_meta["graph"]
     arrays = (user_inputs(inputs, graph) if inputs is not None else
               random_inputs(graph, input_shapes or module.tf2torch_meta.get("input_shapes"), batch_size, seed,
@@ -78,6 +80,8 @@ def verify(source: Any, model: fx.GraphModule | str | os.PathLike | None = None,
     runs = ["float32", "float64"] if dtype == "both" else [dtype]
     tracker = ProgressTracker(progress, total=len(runs) * 2 * torch_side.count_calls(module))
     session = Session(source, module, graph, arrays, rtol, atol, tracker, timings)
+    if dequantized:
+        session.notes.append(tflite_side.DEQUANTIZED_NOTE.format(rtol=rtol))
     results = {run: session.run(run) for run in runs}
     timings["total"] = time.perf_counter() - start
     return session.build_report(results, dtype, judged)

@@ -15,6 +15,7 @@ float16 weight, widened to float32 when it is loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -26,11 +27,13 @@ from ...graph import InputSpec, KerasGraph, Layer, Node, TensorRef, Weight
 from .. import policy
 from .flatbuf import Buffer, Table
 from .schema import IDENTIFIER, TENSOR_TYPES, TYPE_NAMES, builtin_name, element_count, read_options
+from .sparse import sparse_positions
 
 CLASS_PREFIX = "tflite>"
 INLINE_LIMIT = 64  # integer constants (shapes, axes, paddings) up to this size and float scalars live in the config
 MAX_CUSTOM_OPTIONS = 4096  # bytes of a custom operator's options kept in the IR
 QUANTIZED_TYPES = frozenset({"int8", "uint8", "int16"})
+DEQUANTIZED_TYPES = QUANTIZED_TYPES | {"int32"}  # constants with scales: weights, and biases (int32)
 
 
 @dataclass
@@ -42,6 +45,15 @@ class Stored:
     dtype: str
     shape: tuple[int, ...]
     widen: bool = False  # float16 read as float32 (a folded DEQUANTIZE)
+    scale: tuple[float, ...] = ()  # a quantized constant, read as float32 ``(q - zero_point) * scale``
+    zero_point: tuple[int, ...] = ()
+    axis: int = 0  # per-channel scales: the axis they run along (``quantized_dimension``)
+    positions: np.ndarray | None = None  # a sparse constant: the dense flat position of each stored value
+
+    @property
+    def value_dtype(self) -> str:
+        """The dtype its values are read as."""
+        return "float32" if self.widen or self.scale else self.dtype
 
 
 @dataclass
@@ -91,9 +103,18 @@ def _tensor(t: Table, i: int, spans: list[tuple[int, int]], buf: Buffer) -> Tens
     quant = t.table(12, f"{what} quantization")
     quantized = quant is not None and quant.vector(8, 4, f"{what} scales")[1] > 0
     offset, size = spans[index]
+    if quantized and size and dtype in DEQUANTIZED_TYPES and t.table(16, f"{what} sparsity") is None:
+        return TensorInfo(name, shape, signature, dtype, TYPE_NAMES.get(type_code, str(type_code)),
+                          _quantized_constant(quant, shape, dtype, offset, size, what, buf), quantized,
+                          bool(t.scalar(14, "?", False)))
     stored = None
     type_name = TYPE_NAMES.get(type_code, str(type_code))
-    if t.table(16, f"{what} sparsity") is not None:  # compressed values (a DENSIFY operator expands them)
+    sparsity = t.table(16, f"{what} sparsity")
+    if sparsity is not None and size and dtype is not None and not quantized and size % np.dtype(dtype).itemsize == 0:
+        positions = sparse_positions(sparsity, shape, size // np.dtype(dtype).itemsize, what, buf)
+        stored = Stored(offset, size, dtype, tuple(shape), positions=positions)  # what DENSIFY expands
+        return TensorInfo(name, shape, signature, dtype, type_name, stored, quantized, bool(t.scalar(14, "?", False)))
+    if sparsity is not None:  # compressed values tf2torch does not read
         dtype, type_name = None, f"sparse {type_name}"
     if size:
         if dtype is None:
@@ -108,6 +129,23 @@ def _tensor(t: Table, i: int, spans: list[tuple[int, int]], buf: Buffer) -> Tens
             stored = Stored(offset, size, dtype, tuple(shape))
     return TensorInfo(name, shape, signature, dtype, type_name, stored, quantized,
                       bool(t.scalar(14, "?", False)))
+
+
+def _quantized_constant(quant: Table, shape: list[int], dtype: str, offset: int, size: int, what: str,
+                        buf: Buffer) -> Stored:
+    """A quantized constant (int8 / uint8 / int16 weights, int32 biases) with its ``QuantizationParameters``
+    (schema.fbs: scale, zero_point, quantized_dimension): one scale, or one per index of ``quantized_dimension``;
+    read as float32 ``(q - zero_point) * scale``, as the interpreter's ``DEQUANTIZE`` computes."""
+    scale = quant.scalars(8, "f", f"{what} scales")
+    zero_point = quant.scalars(10, "q", f"{what} zero points") or [0] * len(scale)
+    axis = quant.scalar(16, "i")
+    expected = element_count(shape) * np.dtype(dtype).itemsize if shape else np.dtype(dtype).itemsize
+    if len(zero_point) != len(scale) or (len(scale) > 1 and not (0 <= axis < len(shape) and
+                                                                  shape[axis] == len(scale))) \
+            or 0 in shape or expected != size or 4 * size > policy.MAX_WEIGHT_BYTES * np.dtype(dtype).itemsize:
+        raise buf.damaged(f"{what}: {len(scale)} scales and {len(zero_point)} zero points on axis {axis} of a "
+                          f"{dtype} tensor of shape {shape} in {size} bytes")
+    return Stored(offset, size, dtype, tuple(shape), scale=tuple(scale), zero_point=tuple(zero_point), axis=axis)
 
 
 def _codes(model: Table) -> list[str]:
@@ -191,10 +229,15 @@ class Builder:
         kept = []
         for op in ops:
             name, ins, outs, _ = op
-            src = self.tensors[ins[0]] if name == "DEQUANTIZE" and len(ins) == 1 else None
-            if src is not None and src.stored is not None and src.dtype == "float16":
-                out = self.tensors[outs[0]]
-                out.stored = Stored(src.stored.offset, src.stored.nbytes, "float16", src.stored.shape, widen=True)
+            src = self.tensors[ins[0]] if name in ("DEQUANTIZE", "DENSIFY") and len(ins) == 1 else None
+            out = self.tensors[outs[0]]
+            if name == "DENSIFY" and src is not None and src.stored is not None and src.stored.positions is not None \
+                    and out.shape == src.shape and out.dtype == src.dtype:
+                out.stored = src.stored  # a sparse weight, expanded when it is loaded
+                continue
+            if src is not None and src.stored is not None and (src.dtype == "float16" or src.stored.scale):
+                # float16 weights, or int8 weights the interpreter dequantizes
+                out.stored = dataclasses.replace(src.stored, widen=src.dtype == "float16")
                 out.dtype = "float32"
                 continue
             kept.append(op)
@@ -214,14 +257,15 @@ class Builder:
             return {"input": len(refs) - 1}
         if not t.stored.dtype:
             return {"unreadable": t.type_name}
-        entry: dict[str, Any] = {"dtype": t.dtype, "shape": list(t.shape)}
+        dtype = "float32" if t.stored.scale else t.dtype
+        entry: dict[str, Any] = {"dtype": dtype, "shape": list(t.shape)}
         count = element_count(t.shape) if t.shape else 1
-        kind = np.dtype(t.stored.dtype).kind
+        kind = np.dtype(t.stored.value_dtype).kind
         if (count <= INLINE_LIMIT and kind in "biu") or (count == 1 and kind == "f"):
             entry["value"] = load(self.data, t.stored).reshape(-1).tolist()
         else:
             entry["weight"] = len(weights)
-            weights.append(Weight(f"operand{slot}", tuple(t.shape), str(t.dtype), f"tensor{index}"))
+            weights.append(Weight(f"operand{slot}", tuple(t.shape), str(dtype), f"tensor{index}"))
             self.stored[f"tensor{index}"] = t.stored
         return entry
 
@@ -275,5 +319,17 @@ def damaged(path: str, what: str) -> ModelFileError:
 def load(data: Any, stored: Stored) -> np.ndarray:
     """A constant's values, copied out of ``data`` (the file's bytes; FlatBuffers are little-endian)."""
     raw = bytes(data[stored.offset:stored.offset + stored.nbytes])
-    array = np.frombuffer(raw, dtype=np.dtype(stored.dtype).newbyteorder("<")).reshape(stored.shape)
+    array = np.frombuffer(raw, dtype=np.dtype(stored.dtype).newbyteorder("<"))
+    if stored.positions is not None:  # a sparse constant: its values scattered into zeros
+        dense = np.zeros(int(np.prod(stored.shape)), array.dtype)
+        dense[stored.positions] = array
+        array = dense
+    array = array.reshape(stored.shape)
+    if stored.scale:
+        shape = [1] * array.ndim
+        if len(stored.scale) > 1:
+            shape[stored.axis] = -1
+        scale = np.asarray(stored.scale, np.float32).reshape(shape)
+        zero_point = np.asarray(stored.zero_point, np.float32).reshape(shape)
+        return ((array.astype(np.float32) - zero_point) * scale).astype(np.float32)
     return array.astype(np.float32 if stored.widen else np.dtype(stored.dtype))
