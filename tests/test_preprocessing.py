@@ -15,16 +15,8 @@ from tf2torch.converters.preprocessing import broadcast_for, config_array, conve
 from tf2torch.converters.registry import LayerSpec
 from tf2torch.errors import ConversionError
 from tf2torch.layout import CHANNELS_FIRST, KERAS
-from tf2torch.nn.preprocessing import (
-    TFResize,
-    area_weights,
-    aspect_crop_box,
-    aspect_padding,
-    bicubic_table,
-    bicubic_weights,
-    keras_ratio,
-    scale_and_translate_weights,
-)
+from tf2torch.nn.image import TFResize, area_weights, bicubic_table, bicubic_weights, scale_and_translate_weights
+from tf2torch.nn.preprocessing import aspect_crop_box, aspect_padding, keras_ratio
 
 RNG = np.random.default_rng(0)
 IMAGENET_MEAN = [0.485, 0.456, 0.406]

@@ -40,10 +40,11 @@ from . import memory_format
 from .nn import noise
 from .nn.conv import Conv2d
 from .nn.fused import POST_OPS, FusedConv2d, FusedConvAdd2d, fused_conv_available
+from .nn.image import as_float
 from .nn.inplace import makes_fresh_output
 from .nn.merge import Add
 from .nn.normalization import BatchNormOnAxis
-from .nn.preprocessing import KerasNormalization, Rescale, as_float
+from .nn.preprocessing import KerasNormalization, Rescale
 
 CONVS = (nn.Conv1d, nn.Conv2d, Conv2d, nn.Conv3d)
 BATCH_NORM_RANK = {nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNorm3d: 3}

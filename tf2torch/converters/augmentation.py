@@ -20,7 +20,8 @@ from torch import nn
 
 from ..dtypes import policy_name
 from ..nn.augmentation import AugmentationAtInference
-from ..nn.preprocessing import CropToAspect, TFResize
+from ..nn.image import TFResize
+from ..nn.preprocessing import CropToAspect
 from .preprocessing import image_expansion, image_layout
 from .registry import Converted, LayerSpec, converter
 

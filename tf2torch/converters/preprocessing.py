@@ -17,17 +17,8 @@ import numpy as np
 from torch import nn
 
 from .. import layout as L
-from ..nn.preprocessing import (
-    MATRIX_METHODS,
-    TORCH_MODES,
-    CenterCrop2d,
-    CropToAspect,
-    KerasNormalization,
-    PadToAspect,
-    Rescale,
-    RoundToInputDtype,
-    TFResize,
-)
+from ..nn.image import MATRIX_METHODS, TORCH_MODES, TFResize
+from ..nn.preprocessing import CenterCrop2d, CropToAspect, KerasNormalization, PadToAspect, Rescale, RoundToInputDtype
 from .registry import NO_EFFECT, Converted, LayerSpec, converter, to_tensor
 
 RESIZE_METHODS = (*TORCH_MODES, *MATRIX_METHODS)
