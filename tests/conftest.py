@@ -8,9 +8,19 @@ import round_trip
 from harness import FLAVOURS
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist's controller: every worker records into the same directory (tests/round_trip.py)."""
+    node.workerinput[round_trip.WORKER_INPUT] = round_trip.share()
+
+
 def pytest_collection_modifyitems(config, items):
     """The round-trip test runs last, over every model the tests before it ran (tests/round_trip.py)."""
-    round_trip.arrange(items)
+    round_trip.arrange(config, items)
+
+
+def pytest_sessionfinish(session):
+    round_trip.worker_done(session.config)
 
 
 def pytest_unconfigure(config):
