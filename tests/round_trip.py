@@ -3,12 +3,12 @@
 While ``tests/test_round_trip.py::test_every_converted_model_loads_back`` is selected, ``torch_outputs`` hands each
 module it runs to ``Recorder.record``: the module is written with ``tf2torch.save`` beside the exact input tensors,
 the outputs it gave and its names (once per test, layout and ``optimize``; a large model in its first layout only).
-Nothing is converted again. That test runs last (``arrange``) and loads every file in ONE fresh interpreter
-(``RUNNER``) with ``tf2torch.load``. The loaded module runs the same torch kernels on the same tensors: outputs
-must agree within ``SAME_KERNELS_TOL`` of the largest output value (the load may lay weights out differently in
-memory, which may reorder float32 sums; every module measured so far came back bit-exact), ``output_names`` and
-``input_names`` exactly. Issue #20: a tf_keras MobileNetV3Small converted, then failed to load; dict-output names
-were lost on the way.
+Nothing is converted again. That test runs last (``arrange``) and loads every file in fresh interpreters
+(``RUNNER``, two at once, each taking every other file) with ``tf2torch.load``. The loaded module runs the same
+torch kernels on the same tensors: outputs must agree within ``SAME_KERNELS_TOL`` of the largest output value (the
+load may lay weights out differently in memory, which may reorder float32 sums; every module measured so far came
+back bit-exact), ``output_names`` and ``input_names`` exactly. Issue #20: a tf_keras MobileNetV3Small converted,
+then failed to load; dict-output names were lost on the way.
 
 Under pytest-xdist (``make test`` runs ``-n 2``) each worker records what it ran into ONE directory the controller
 made (``pytest_configure_node`` hands it over), its files named after the worker; a worker that ends writes
@@ -164,7 +164,8 @@ def compare(got, want):
             worst = float("inf")
     return exact, worst
 
-for case_path in sorted(Path(sys.argv[1]).glob("*.case")):
+shard, shards = int(sys.argv[2]), int(sys.argv[3])
+for case_path in sorted(Path(sys.argv[1]).glob("*.case"))[shard::shards]:
     case = torch.load(case_path, weights_only=True)
     answer = {"case": case_path.stem, "test": case["test"]}
     try:
@@ -185,12 +186,26 @@ for case_path in sorted(Path(sys.argv[1]).glob("*.case")):
 '''
 
 
-def load_all_in_a_fresh_process(directory: Path, timeout: float = 3600) -> list[dict[str, Any]]:
-    """One interpreter (tf2torch and torch imported once) loads every recorded file; one JSON line per case."""
+def load_all_in_a_fresh_process(directory: Path, timeout: float = 3600, processes: int = 2) -> list[dict[str, Any]]:
+    """Fresh interpreters (tf2torch and torch imported once in each) load every recorded file; one JSON line per
+    case. ``processes`` of them, each taking every n-th file, run at once: the test runs last, when the other
+    xdist worker has ended and its core is free (loading the 64 keras.applications modules alone took 149 s)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent.parent),
                                                        os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, "-c", RUNNER, str(directory)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
-    answers = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert done.returncode == 0, f"the loading process failed: {done.stderr[-2000:]}"
+    logs = [tempfile.TemporaryFile("w+") for _ in range(processes)]  # a pipe left unread would stall its process
+    runs = [subprocess.Popen([sys.executable, "-c", RUNNER, str(directory), str(i), str(processes)], env=env,
+                             stdout=log, stderr=subprocess.STDOUT, text=True) for i, log in enumerate(logs)]
+    answers = []
+    try:
+        deadline = time.monotonic() + timeout
+        for run, log in zip(runs, logs):
+            run.wait(timeout=max(1.0, deadline - time.monotonic()))
+            log.seek(0)
+            lines = log.read().splitlines()
+            answers += [json.loads(line) for line in lines if line.startswith("{")]
+            assert run.returncode == 0, "a loading process failed: " + "\n".join(lines[-20:])[-2000:]
+    finally:
+        for run, log in zip(runs, logs):
+            run.kill() if run.poll() is None else None
+            log.close()
     return answers
