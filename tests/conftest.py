@@ -2,9 +2,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-if os.environ.get("PYTEST_XDIST_WORKER"):  # -n 2 on 2 cores: one thread per worker (and its subprocesses), as
-    for _threads in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):  # torch, TF read
-        os.environ.setdefault(_threads, "1")  # these at import; two per worker left waiting threads spinning
+if os.environ.get("PYTEST_XDIST_WORKER"):  # make test: -n 2 on 2 cores, so one torch and TF thread per worker
+    for _threads in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):  # (read at import;
+        os.environ.setdefault(_threads, "1")  # the worker's subprocesses inherit them), not two each
 
 import pytest
 import round_trip
