@@ -26,7 +26,7 @@ PINS := $(shell sed -n 's/==/ /p' constraints.txt | tr '\n' ',' | sed 's/,$$//; 
 
 help:  ## list the targets
 	@echo "make <target>; installs into $(VENV_NOTE)"
-	@echo "  test       run the whole suite (about 15 minutes on 2 cores, TEST_WORKERS processes); installs first"
+	@echo "  test       run the whole suite in TEST_WORKERS (2) processes; installs first"
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-10s %s\n", $$1, $$2}'
 
 install: $(STAMP)  ## install tf2torch (editable) and what the tests need, once
