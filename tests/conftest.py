@@ -5,6 +5,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # make test: -n 2 on 2 cores, so one torch and TF thread per worker
     for _threads in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):  # (read at import;
         os.environ.setdefault(_threads, "1")  # the worker's subprocesses inherit them), not two each
+    import signal  # execnet starts workers with SIGINT ignored, which every CLI process a test starts inherits
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # (the Ctrl-C tests then wait 60 s and fail)
 
 import pytest
 import round_trip
