@@ -26,7 +26,7 @@ PINS := $(shell sed -n 's/==/ /p' constraints.txt | tr '\n' ',' | sed 's/,$$//; 
 
 help:  ## list the targets
 	@echo "make <target>; installs into $(VENV_NOTE)"
-	@echo "  test       run the whole suite (about 30 minutes on 2 cores); installs first"
+	@echo "  test       run the whole suite in TEST_WORKERS (2) processes; installs first"
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-10s %s\n", $$1, $$2}'
 
 install: $(STAMP)  ## install tf2torch (editable) and what the tests need, once
@@ -45,9 +45,11 @@ $(STAMP): pyproject.toml constraints.txt | $(if $(filter $(VENV_PYTHON),$(PYTHON
 
 # The suite, then the tests whose assertions rest on float round-off (marker numerics) again as an AVX2 CPU
 # computes them, whatever this CPU is: oneDNN, ATen's vector kernels and MKL held to AVX2 (docs/development.md).
+# pytest-xdist runs the suite in TEST_WORKERS processes (docs/development.md: each imports TF and torch, ~2 GB).
 AS_AVX2 := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
+TEST_WORKERS ?= 2
 test: install
-	$(PYTHON) -m pytest -q --durations=25
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --durations=25
 	$(AS_AVX2) $(PYTHON) -m pytest -q -m numerics
 
 # A longer seeded run of the mutation fuzzer (tests/test_fuzz.py); FUZZ_SEED picks another sequence of cases.

@@ -3,12 +3,18 @@
 While ``tests/test_round_trip.py::test_every_converted_model_loads_back`` is selected, ``torch_outputs`` hands each
 module it runs to ``Recorder.record``: the module is written with ``tf2torch.save`` beside the exact input tensors,
 the outputs it gave and its names (once per test, layout and ``optimize``; a large model in its first layout only).
-Nothing is converted again. That test runs last (``arrange``) and loads every file in ONE fresh interpreter
-(``RUNNER``) with ``tf2torch.load``. The loaded module runs the same torch kernels on the same tensors: outputs
-must agree within ``SAME_KERNELS_TOL`` of the largest output value (the load may lay weights out differently in
-memory, which may reorder float32 sums; every module measured so far came back bit-exact), ``output_names`` and
-``input_names`` exactly. Issue #20: a tf_keras MobileNetV3Small converted, then failed to load; dict-output names
-were lost on the way.
+Nothing is converted again. That test runs last (``arrange``) and loads every file in fresh interpreters
+(``RUNNER``, two at once, each taking every other file) with ``tf2torch.load``. The loaded module runs the same
+torch kernels on the same tensors: outputs must agree within ``SAME_KERNELS_TOL`` of the largest output value (the
+load may lay weights out differently in memory, which may reorder float32 sums; every module measured so far came
+back bit-exact), ``output_names`` and ``input_names`` exactly. Issue #20: a tf_keras MobileNetV3Small converted,
+then failed to load; dict-output names were lost on the way.
+
+Under pytest-xdist (``make test`` runs ``-n 2``) each worker records what it ran into ONE directory the controller
+made (``pytest_configure_node`` hands it over), its files named after the worker; a worker that ends writes
+``<worker>.done`` with its count. The final test is the last in the collection, so it is handed out last; the
+worker running it waits for every other worker's ``.done`` (they have nothing left to run) and then loads every
+worker's files, as one process would have.
 """
 
 from __future__ import annotations
@@ -32,13 +38,16 @@ SAME_KERNELS_TOL = 1e-6
 # one takes seconds (the IR is rebuilt and run once), and the other layout reads the same IR.
 LARGE_BYTES = 16 << 20
 FINAL_TEST = "test_round_trip.py::test_every_converted_model_loads_back"
+WORKER_INPUT = "tf2torch_round_trip_dir"  # the key in xdist's workerinput naming the shared directory
+SHARED: Path | None = None  # the controller's shared directory while xdist distributes the run
 
 
 class Recorder:
     """Writes ``NNNNN.pt`` (the module) and ``NNNNN.case`` (inputs, outputs, names, the test) into ``directory``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, prefix: str = "") -> None:
         self.directory = directory
+        self.prefix = prefix  # the xdist worker's id and "-", so workers sharing the directory never collide
         self.seen: set[tuple[str, str, bool]] = set()
         self.count = 0
         self.seconds = 0.0
@@ -54,7 +63,7 @@ class Recorder:
             return
         self.seen.add(key)
         started = time.perf_counter()
-        stem = self.directory / f"{self.count:05d}"
+        stem = self.directory / f"{self.prefix}{self.count:05d}"
         self.count += 1
         case = {"test": test, "inputs": [t.detach() for t in inputs], "outputs": [o.detach() for o in outputs],
                 "output_names": list(module.output_names), "input_names": list(module.input_names)}
@@ -66,7 +75,15 @@ class Recorder:
         self.seconds += time.perf_counter() - started
 
 
-def arrange(items: list[Any]) -> None:
+def share() -> str:
+    """On xdist's controller, once per worker: the directory every worker records into (made on first call)."""
+    global SHARED
+    if SHARED is None:
+        SHARED = Path(tempfile.mkdtemp(prefix="tf2torch-round-trip-"))
+    return str(SHARED)
+
+
+def arrange(config: Any, items: list[Any]) -> None:
     """Run the final test last; record only when it is selected (no cost otherwise)."""
     import harness
 
@@ -76,15 +93,53 @@ def arrange(items: list[Any]) -> None:
     for item in final:
         items.remove(item)
         items.append(item)
-    harness.ROUND_TRIP = Recorder(Path(tempfile.mkdtemp(prefix="tf2torch-round-trip-")))
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and WORKER_INPUT in workerinput:
+        harness.ROUND_TRIP = Recorder(Path(workerinput[WORKER_INPUT]), f"{workerinput['workerid']}-")
+    else:
+        harness.ROUND_TRIP = Recorder(Path(tempfile.mkdtemp(prefix="tf2torch-round-trip-")))
+
+
+def worker_done(config: Any) -> None:
+    """On an xdist worker at the end of its session: ``<worker>.done`` says how many files it wrote."""
+    import harness
+
+    recorder = harness.ROUND_TRIP
+    workerinput = getattr(config, "workerinput", None)
+    if recorder is None or workerinput is None or WORKER_INPUT not in workerinput:
+        return
+    marker = recorder.directory / f"{workerinput['workerid']}.done"
+    marker.write_text(json.dumps({"count": recorder.count, "seconds": recorder.seconds}))
+
+
+def wait_for_other_workers(timeout: float = 3600) -> tuple[int, float]:
+    """(files, seconds saving) the other xdist workers recorded, once each has written ``.done``; (0, 0) alone."""
+    import harness
+
+    if not harness.ROUND_TRIP.prefix:  # not an xdist worker sharing the directory
+        return 0, 0.0
+    others = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) - 1
+    me = os.environ.get("PYTEST_XDIST_WORKER", "")
+    deadline = time.monotonic() + timeout
+    while True:
+        done = [p for p in harness.ROUND_TRIP.directory.glob("*.done") if p.stem != me]
+        if len(done) >= others:
+            break
+        assert time.monotonic() < deadline, f"{len(done)} of {others} other xdist workers finished in {timeout:g} s"
+        time.sleep(0.5)
+    facts = [json.loads(p.read_text()) for p in done]
+    return sum(f["count"] for f in facts), sum(f["seconds"] for f in facts)
 
 
 def cleanup() -> None:
+    """A run alone removes its directory; under xdist the controller removes the shared one (workers end first)."""
     import harness
 
-    if harness.ROUND_TRIP is not None:
+    if harness.ROUND_TRIP is not None and not os.environ.get("PYTEST_XDIST_WORKER"):
         shutil.rmtree(harness.ROUND_TRIP.directory, ignore_errors=True)
-        harness.ROUND_TRIP = None
+    harness.ROUND_TRIP = None
+    if SHARED is not None:
+        shutil.rmtree(SHARED, ignore_errors=True)
 
 
 RUNNER = r'''
@@ -109,7 +164,8 @@ def compare(got, want):
             worst = float("inf")
     return exact, worst
 
-for case_path in sorted(Path(sys.argv[1]).glob("*.case")):
+shard, shards = int(sys.argv[2]), int(sys.argv[3])
+for case_path in sorted(Path(sys.argv[1]).glob("*.case"))[shard::shards]:
     case = torch.load(case_path, weights_only=True)
     answer = {"case": case_path.stem, "test": case["test"]}
     try:
@@ -130,12 +186,26 @@ for case_path in sorted(Path(sys.argv[1]).glob("*.case")):
 '''
 
 
-def load_all_in_a_fresh_process(directory: Path, timeout: float = 3600) -> list[dict[str, Any]]:
-    """One interpreter (tf2torch and torch imported once) loads every recorded file; one JSON line per case."""
+def load_all_in_a_fresh_process(directory: Path, timeout: float = 3600, processes: int = 2) -> list[dict[str, Any]]:
+    """Fresh interpreters (tf2torch and torch imported once in each) load every recorded file; one JSON line per
+    case. ``processes`` of them, each taking every n-th file, run at once: the test runs last, when the other
+    xdist worker has ended and its core is free (loading the 64 keras.applications modules alone took 149 s)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent.parent),
                                                        os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, "-c", RUNNER, str(directory)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
-    answers = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert done.returncode == 0, f"the loading process failed: {done.stderr[-2000:]}"
+    logs = [tempfile.TemporaryFile("w+") for _ in range(processes)]  # a pipe left unread would stall its process
+    runs = [subprocess.Popen([sys.executable, "-c", RUNNER, str(directory), str(i), str(processes)], env=env,
+                             stdout=log, stderr=subprocess.STDOUT, text=True) for i, log in enumerate(logs)]
+    answers = []
+    try:
+        deadline = time.monotonic() + timeout
+        for run, log in zip(runs, logs):
+            run.wait(timeout=max(1.0, deadline - time.monotonic()))
+            log.seek(0)
+            lines = log.read().splitlines()
+            answers += [json.loads(line) for line in lines if line.startswith("{")]
+            assert run.returncode == 0, "a loading process failed: " + "\n".join(lines[-20:])[-2000:]
+    finally:
+        for run, log in zip(runs, logs):
+            run.kill() if run.poll() is None else None
+            log.close()
     return answers

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from harness import RTOL, assert_matches, keras_module, keras_outputs, random_inputs, torch_outputs
-from round_trip import SAME_KERNELS_TOL, load_all_in_a_fresh_process
+from round_trip import SAME_KERNELS_TOL, load_all_in_a_fresh_process, wait_for_other_workers
 
 import tf2torch
 from tf2torch.errors import ModelFileError
@@ -75,19 +75,21 @@ def test_every_converted_model_loads_back():
     interpreter, gives the same outputs (``SAME_KERNELS_TOL``) and the same output and input names."""
     recorder = harness.ROUND_TRIP
     assert recorder is not None, "conftest did not turn recording on"
-    if recorder.count == 0:
+    others, others_seconds = wait_for_other_workers()  # under xdist: the other workers' files too
+    count, saving = recorder.count + others, recorder.seconds + others_seconds
+    if count == 0:
         pytest.skip("no model ran before this test: select it with the tests whose models it should load back")
     started = time.perf_counter()
     answers = load_all_in_a_fresh_process(recorder.directory)
     loading = time.perf_counter() - started
-    assert len(answers) == recorder.count, f"{recorder.count} recorded, {len(answers)} answered"
+    assert len(answers) == count, f"{count} recorded, {len(answers)} answered"
     failures = [f"{a['test']}: {a['failure']}" for a in answers if "failure" in a]
     failures += [f"{a['test']}: outputs differ by {a['error']:.3g}" for a in answers
                  if "error" in a and a["error"] > SAME_KERNELS_TOL]
     failures += [f"{a['test']}: names {a['names']} after loading, {a['names_before']} before" for a in answers
                  if "names" in a and a["names"] != a["names_before"]]
     exact = sum(1 for a in answers if a.get("exact"))
-    print(f"round trip: {len(answers)} modules ({exact} bit-exact); saving took {recorder.seconds:.1f} s in all, "
+    print(f"round trip: {len(answers)} modules ({exact} bit-exact); saving took {saving:.1f} s in all, "
           f"loading and running them in a fresh process {loading:.1f} s")
     assert not failures, f"{len(failures)} of {len(answers)} do not come back:\n" + "\n".join(failures[:40])
 
