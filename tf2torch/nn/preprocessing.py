@@ -5,14 +5,11 @@ resizes in ``nn/image.py``.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .image import TFResize, as_float
-
-F32 = np.float32
+from .image import F32, TFResize, as_float
 
 
 # -- rescaling and normalization -----------------------------------------------------------------------------

@@ -15,8 +15,7 @@ import torch
 from ..contract import Converted, LayerSpec
 from ..graph import TRACED_LAYER, KerasGraph, WeightFunction
 from ..layout import CHANNELS_FIRST, KERAS, normalize, to_keras_perm
-from ..nn.control import TFTensorList, TFWhile
-from ..nn.tf_lists import TFTensorListIndexed
+from ..nn.control import TFTensorList, TFTensorListIndexed, TFWhile
 from ..registry import converter
 from .tf_raw import TORCH_DTYPES, _slots, attr, operand, raw, tensor
 
