@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import pytest
 from harness import LAYOUTS, assert_matches, torch_outputs
+from test_applications import APPLICATIONS, KERAS3_APPLICATIONS
 
 import tf2torch
 from tf2torch.nn.shapes import TFBatchToSpace, TFSpaceToBatch
@@ -228,15 +229,8 @@ def test_keras3_export_with_nested_calls_and_exact_gelu(tmp_path, layout):
 
 # -- every keras.applications family through the raw graph (slow) ----------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("flavour, name", [("keras3", n) for n in ("ResNet50", "ResNet50V2", "VGG16", "InceptionV3",
-                                                                    "InceptionResNetV2", "Xception", "MobileNet",
-                                                                    "MobileNetV2", "MobileNetV3Small",
-                                                                    "MobileNetV3Large", "DenseNet121", "NASNetMobile",
-                                                                    "EfficientNetB0", "EfficientNetV2B0",
-                                                                    "ConvNeXtTiny")]
-                                          + [("tf_keras", n) for n in ("MobileNetV3Small", "ConvNeXtTiny",
-                                                                       "RegNetX002", "InceptionResNetV2",
-                                                                       "EfficientNetB0")])
+@pytest.mark.parametrize("flavour, name", [("keras3", n) for n in KERAS3_APPLICATIONS]
+                                          + [("tf_keras", n) for n in APPLICATIONS])
 def test_applications_through_the_raw_graph(tmp_path, flavour, name):
     """Keras 3 ``model.export()`` and ``tf.saved_model.save`` of the tf_keras model, walked op by op (no Keras
     metadata read), on logits with randomized batch-norm statistics."""
