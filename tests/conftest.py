@@ -21,7 +21,10 @@ def pytest_configure_node(node):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The round-trip test runs last, over every model the tests before it ran (tests/round_trip.py)."""
+    """Tests marked ``slow`` (whole keras.applications models, 10-55 s each) run first, in their order, so that the
+    two xdist workers share them and the quick tests fill the end; the round-trip test runs last, over every model
+    the tests before it ran (tests/round_trip.py)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the order within each kind
     round_trip.arrange(config, items)
 
 
