@@ -165,7 +165,7 @@ def compare(got, want):
     return exact, worst
 
 shard, shards = int(sys.argv[2]), int(sys.argv[3])
-for case_path in sorted(Path(sys.argv[1]).glob("*.case"))[shard::shards]:
+for case_path in [Path(p) for p in json.loads(Path(sys.argv[1]).read_text())][shard::shards]:
     case = torch.load(case_path, weights_only=True)
     answer = {"case": case_path.stem, "test": case["test"]}
     try:
@@ -186,26 +186,38 @@ for case_path in sorted(Path(sys.argv[1]).glob("*.case"))[shard::shards]:
 '''
 
 
-def load_all_in_a_fresh_process(directory: Path, timeout: float = 3600, processes: int = 2) -> list[dict[str, Any]]:
-    """Fresh interpreters (tf2torch and torch imported once in each) load every recorded file; one JSON line per
-    case. ``processes`` of them, each taking every n-th file, run at once: the test runs last, when the other
-    xdist worker has ended and its core is free (loading the 64 keras.applications modules alone took 149 s)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent.parent),
-                                                       os.environ.get("PYTHONPATH", "")]))
-    logs = [tempfile.TemporaryFile("w+") for _ in range(processes)]  # a pipe left unread would stall its process
-    runs = [subprocess.Popen([sys.executable, "-c", RUNNER, str(directory), str(i), str(processes)], env=env,
-                             stdout=log, stderr=subprocess.STDOUT, text=True) for i, log in enumerate(logs)]
-    answers = []
-    try:
-        deadline = time.monotonic() + timeout
-        for run, log in zip(runs, logs):
-            run.wait(timeout=max(1.0, deadline - time.monotonic()))
-            log.seek(0)
-            lines = log.read().splitlines()
-            answers += [json.loads(line) for line in lines if line.startswith("{")]
-            assert run.returncode == 0, "a loading process failed: " + "\n".join(lines[-20:])[-2000:]
-    finally:
-        for run, log in zip(runs, logs):
-            run.kill() if run.poll() is None else None
-            log.close()
-    return answers
+class Loading:
+    """Fresh interpreters (tf2torch and torch imported once in each) loading the given ``.case`` files, started at
+    once; ``answers()`` waits for them: one JSON line per case. ``processes`` of them, each taking every n-th file.
+    The final test starts one on its own worker's files while the other worker still runs tests (its core would
+    otherwise wait), and one on the other workers' files once they have ended (the 64 keras.applications modules
+    alone took 149 s to load)."""
+
+    def __init__(self, cases: list[Path], processes: int = 2) -> None:
+        self.listing = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+        json.dump([str(c) for c in cases], self.listing)
+        self.listing.close()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                                           os.environ.get("PYTHONPATH", "")]))
+        processes = min(processes, len(cases))
+        self.logs = [tempfile.TemporaryFile("w+") for _ in range(processes)]  # a pipe left unread would stall
+        self.runs = [subprocess.Popen([sys.executable, "-c", RUNNER, self.listing.name, str(i), str(processes)],
+                                      env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+                     for i, log in enumerate(self.logs)]
+
+    def answers(self, timeout: float = 3600) -> list[dict[str, Any]]:
+        answers = []
+        try:
+            deadline = time.monotonic() + timeout
+            for run, log in zip(self.runs, self.logs):
+                run.wait(timeout=max(1.0, deadline - time.monotonic()))
+                log.seek(0)
+                lines = log.read().splitlines()
+                answers += [json.loads(line) for line in lines if line.startswith("{")]
+                assert run.returncode == 0, "a loading process failed: " + "\n".join(lines[-20:])[-2000:]
+        finally:
+            for run, log in zip(self.runs, self.logs):
+                run.kill() if run.poll() is None else None
+                log.close()
+            os.unlink(self.listing.name)
+        return answers
