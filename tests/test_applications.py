@@ -118,7 +118,9 @@ def check_application(flavour: str, name: str, tmp_path, formats, standalone) ->
     for fmt in formats:
         path = tmp_path / f"{name}.{fmt}"
         model.save(str(path))
-        for layout in ("channels_first", "keras"):
+        # The layout is the assembler's, whichever reader built the IR: both layouts from the first format, the
+        # default one from the second (its reader is what that conversion proves).
+        for layout in ("channels_first", "keras") if fmt == formats[0] else ("channels_first",):
             module = tf2torch.convert(path, layout=layout)
             got = torch_outputs(module, [x], layout)
             errors[(fmt, layout)] = assert_matches(got, ref, RTOL, f"{flavour} {name} .{fmt} {layout}")
@@ -132,10 +134,12 @@ def check_application(flavour: str, name: str, tmp_path, formats, standalone) ->
                 errors[(fmt, "optimized")] = assert_matches(torch_outputs(optimized, [x], layout), ref, RTOL,
                                                             f"{flavour} {name} .{fmt} optimized")
                 del optimized
-                started = time.perf_counter()
-                emitted = check_emitted(module, name, x, ref, tmp_path, standalone)
-                errors.update({(kind, "emitted"): e for kind, e in emitted.items()})
-                print(f"{name} {flavour}: emitted and checked in {time.perf_counter() - started:.0f} s")
+                # a family the Keras 3 row emits is not emitted again: the same nn modules, written the same way
+                if flavour == "keras3" or name not in KERAS3_APPLICATIONS:
+                    started = time.perf_counter()
+                    emitted = check_emitted(module, name, x, ref, tmp_path, standalone)
+                    errors.update({(kind, "emitted"): e for kind, e in emitted.items()})
+                    print(f"{name} {flavour}: emitted and checked in {time.perf_counter() - started:.0f} s")
             del module
         path.unlink()
     print(name, flavour, {f"{f}/{lay}": f"{e:.2e}" for (f, lay), e in errors.items()})

@@ -46,7 +46,7 @@ REFUSED = {
 
 
 @pytest.fixture(scope="module")
-def test_operation():
+def contract_test_operation():
     """An operation that ignores its ``flag`` (default False), reached through a Keras 3 and a tf_keras spelling,
     declared with the decorators every shipped operation uses."""
     import tf2torch.ops  # noqa: F401  (registers every shipped operation first)
@@ -71,7 +71,7 @@ def spec_of(spelling: str, config: dict, call_kwargs: dict) -> LayerSpec:
 
 
 @pytest.mark.parametrize("case", REFUSED)
-def test_each_domain_refuses_what_its_converter_left_unread(case, test_operation):
+def test_each_domain_refuses_what_its_converter_left_unread(case, contract_test_operation):
     spelling, domain, clean, unread, named = REFUSED[case]
     assert registry.key_of(spelling)[0] == domain
     fn = registry.lookup(spelling)

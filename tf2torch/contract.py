@@ -101,6 +101,8 @@ class LayerSpec:
     # ``assemble.assemble_subgraph``, given by the assembler: how such a converter builds an IR sub-graph (a loop's
     # body, a traced call) on those values without importing the assembler.
     assemble_subgraph: Callable[..., Any] | None = field(default=None, repr=False)
+    # The raw TF attributes a converter has read (``ops.tf_raw.attr``): the rest are refused by name afterwards.
+    attributes_read: set[str] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, TrackedConfig):

@@ -66,10 +66,10 @@ def raw(*ops: str):
         def convert(spec: LayerSpec) -> Converted:
             for key in METADATA_KEYS:
                 spec.config.get(key)
-            spec.__dict__["_attrs_read"] = set()
+            spec.attributes_read.clear()
             converted = fn(spec)
             attrs = TrackedConfig(spec.config["attrs"], spec.class_name, is_config=False)
-            attrs.read.update(spec.__dict__["_attrs_read"])
+            attrs.read.update(spec.attributes_read)
             refuse_unread(spec, attrs, TYPE_DEFAULTS, "attribute")
             return converted
         return converter(*(RAW + op for op in ops))(convert)
@@ -98,7 +98,7 @@ def const_operand(spec: LayerSpec, i: int, what: str) -> np.ndarray:
 
 
 def attr(spec: LayerSpec, name: str, default: Any = None) -> Any:
-    spec.__dict__.setdefault("_attrs_read", set()).add(name)
+    spec.attributes_read.add(name)
     return spec.config["attrs"].get(name, default)
 
 
