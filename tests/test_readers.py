@@ -8,9 +8,11 @@ refs and ``__tuple__`` encodings.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import h5py
 import numpy as np
@@ -28,6 +30,7 @@ from harness import (
 import tf2torch
 from tf2torch.errors import ModelFileError
 from tf2torch.readers import policy
+from tf2torch.readers.keras_zip import read_keras_zip
 
 
 def sequential(k):
@@ -200,6 +203,36 @@ def test_tf_keras_keras_zip_format(tmp_path):
     path = tmp_path / "model.keras"
     model.save(str(path))
     compare_file(path, model)
+
+
+@pytest.mark.parametrize("compression, in_place", [(zipfile.ZIP_STORED, True), (zipfile.ZIP_DEFLATED, False)])
+def test_keras_zip_weights_read_in_place_when_stored(tmp_path, compression, in_place):
+    """Keras writes .keras archives uncompressed: model.weights.h5 is read inside the archive, never unpacked (a
+    1.3 GB model's weights were first copied to the temporary directory); a compressed member is unpacked."""
+    k = keras_module("keras3")
+    model = multi_io_conv(k)
+    saved, path, workdir = tmp_path / "saved.keras", tmp_path / "model.keras", tmp_path / "work"
+    model.save(str(saved))
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(path, "w", compression=compression) as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+    workdir.mkdir()
+    _, span = read_keras_zip(str(path), workdir)
+    assert (span.path == os.path.realpath(path) and span.start > 0) == in_place, span
+    assert sorted(p.name for p in workdir.iterdir()) == ([] if in_place else ["model.weights.h5"])
+    compare_file(path, model)
+
+
+def test_keras_zip_local_header_disagreeing_with_its_directory(tmp_path):
+    """The weights are read where the member's local header says they start, so a header naming another member
+    than the directory's entry is refused (zipfile checks the same when it unpacks)."""
+    path = tmp_path / "model.keras"
+    multi_io_conv(keras_module("keras3")).save(str(path))
+    data = path.read_bytes()
+    at = data.index(b"model.weights.h5")  # the local header's copy of the name comes before the directory's
+    path.write_bytes(data[:at] + b"model.weightsXh5" + data[at + 16:])
+    with pytest.raises(ModelFileError, match="local header of model.weights.h5 disagrees"):
+        tf2torch.convert(path)
 
 
 def test_save_load_round_trip(tmp_path):

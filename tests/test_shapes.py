@@ -29,6 +29,11 @@ CASES = [
     (Add(), [(2, 3, 4), (2, 3, 4), (2, 3, 4)]),
     (Subtract(), [(2, 3, 4), (2, 3, 4)]),
     (nn.Linear(3, 4), [(2, 3)]),
+    (nn.Linear(3, 4, bias=False), [(2, 5, 7, 3)]),
+    (nn.Sequential(nn.Linear(3, 8), nn.GELU()), [(2, 5, 3)]),
+    (nn.LayerNorm(4), [(2, 3, 4)]),
+    (nn.LayerNorm((3, 4), elementwise_affine=False), [(2, 3, 4)]),
+    (nn.LayerNorm(4, bias=False), [(2, 4)]),
 ]
 FAILING = [
     (nn.Conv2d(3, 5, 3), [(2, 4, 9, 8)]),  # wrong channel count
@@ -36,6 +41,9 @@ FAILING = [
     (nn.BatchNorm2d(3), [(2, 3, 4)]),  # wrong rank
     (Add(), [(2, 3, 4), (2, 1, 4)]),  # broadcasting: runs for real
     (BatchNormOnAxis(4, dim=2), [(2, 3, 4)]),  # a BatchNorm1d subclass with its own axis: runs for real
+    (nn.Linear(3, 4), [(2, 4)]),  # wrong feature count
+    (nn.Linear(3, 4).double(), [(2, 3)]),  # a float32 input to float64 weights
+    (nn.LayerNorm((3, 4)), [(2, 4, 3)]),  # normalized dims that are not the input's trailing ones
 ]
 
 
@@ -57,9 +65,10 @@ def test_no_shortcut_where_the_module_fails_or_broadcasts(module, shapes):
 
 
 def test_the_common_trunk_modules_are_covered():
-    """The point of the shortcut: conv, batch norm, activation and residual adds never run at full size."""
-    x = torch.randn(2, 3, 16, 16)
+    """The point of the shortcut: conv, batch norm, activation and residual adds never run at full size, nor a
+    transformer's dense layers and layer norms."""
+    x, tokens = torch.randn(2, 3, 16, 16), torch.randn(2, 16, 3)
     trunk = ((nn.Conv2d(3, 4, 3), [x]), (nn.BatchNorm2d(3), [x]), (KerasBatchNorm2d(3), [x]), (nn.ReLU(), [x]),
-             (Add(), [x, x]))
+             (Add(), [x, x]), (nn.Linear(3, 5), [tokens]), (nn.LayerNorm(3), [tokens]))
     for module, args in trunk:
         assert predicted_output(module.eval(), args, {}) is not None

@@ -19,7 +19,7 @@ from ..errors import ModelFileError
 from ..graph import KerasGraph, WeightFunction
 from . import policy, watchdog
 from .h5 import dataset_loader, h5_config_text, open_h5, parse_json, read_h5
-from .keras_zip import keras_zip_config, make_workdir, read_keras_zip
+from .keras_zip import WeightsSpan, keras_zip_config, make_workdir, open_weights, read_keras_zip
 from .tf_paths import tf_kind
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -112,14 +112,18 @@ def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None
     pending, workdir = _PREFETCHED.pop(file_identity(path), (None, None))
     if pending is None:
         workdir = make_workdir() if kind == "keras" else None
-    file = raw = None
+    file = raw = member = None
     try:
         if pending is None:
             pending = watchdog.start(functools.partial(read_structure, kind, path, workdir), path)
-        graph, weights_path = pending.result()
-        if weights_path is not None:
-            file = open_h5(str(weights_path))
-            raw = os.open(weights_path, os.O_RDONLY)
+        graph, weights = pending.result()
+        if isinstance(weights, WeightsSpan):  # a .keras archive's model.weights.h5, in place or unpacked
+            file, member = open_weights(weights, path)
+            raw = os.open(weights.path, os.O_RDONLY)
+            graph.weight_source = WeightFunction(dataset_loader(file, raw, weights.start, weights.size))
+        elif weights is not None:
+            file = open_h5(str(weights))
+            raw = os.open(weights, os.O_RDONLY)
             graph.weight_source = WeightFunction(dataset_loader(file, raw))
         yield graph
     finally:
@@ -127,6 +131,8 @@ def open_model(path: str | os.PathLike, tf_options: dict[str, Any] | None = None
             os.close(raw)
         if file is not None:
             file.close()
+        if member is not None:
+            member.close()
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -161,8 +167,9 @@ def _config_of(kind: str, path: str) -> object:
     return keras_zip_config(path)
 
 
-def read_structure(kind: str, path: str, workdir: Path | None) -> tuple[KerasGraph, str | Path | None]:
-    """The graph of a model file (no weight values) and the HDF5 file its weights are in."""
+def read_structure(kind: str, path: str, workdir: Path | None) -> tuple[KerasGraph, str | WeightsSpan | None]:
+    """The graph of a model file (no weight values) and the HDF5 file its weights are in (a ``.keras`` archive's:
+    where its ``model.weights.h5`` lies)."""
     try:
         if kind == "h5":
             file = open_h5(path)

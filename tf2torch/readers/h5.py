@@ -179,18 +179,19 @@ class _OwnerIndex:
         return None
 
 
-def dataset_loader(file: h5py.File, raw: int | None = None):
+def dataset_loader(file: h5py.File, raw: int | None = None, start: int = 0, size: int | None = None):
     """Weights of an open file as ``policy.StoredWeight``: checked now, their values read when asked for;
     those the structure's reading found contiguous (``Weight.offset``) straight from ``raw``, a descriptor of the
-    same file, once their extent is checked against its size now."""
+    same file, once their extent is checked against its size now. ``start`` and ``size``: where the HDF5 file
+    lies inside ``raw`` (a ``.keras`` archive's ``model.weights.h5``, read in place); default the whole file."""
     def load(weight: Weight) -> policy.StoredWeight:
         if raw is not None and weight.offset is not None:
             dtype = np.dtype(weight.dtype)
             nbytes = int(np.prod(weight.shape, dtype=np.int64)) * dtype.itemsize
-            if weight.offset + nbytes > os.fstat(raw).st_size:
+            if weight.offset + nbytes > file_size or start + weight.offset + nbytes > os.fstat(raw).st_size:
                 raise ModelFileError(f"cannot read weight {weight.key}: the file ends before its values; the file "
                                      "is truncated")
-            return policy.ContiguousStoredWeight(raw, weight.offset, weight.key, tuple(weight.shape), dtype)
+            return policy.ContiguousStoredWeight(raw, start + weight.offset, weight.key, tuple(weight.shape), dtype)
         try:
             obj = file.get(weight.key)
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
@@ -198,7 +199,7 @@ def dataset_loader(file: h5py.File, raw: int | None = None):
         if obj is None:
             raise ModelFileError(f"cannot read weight {weight.key}: missing; the file is damaged")
         return policy.stored_weight(obj, weight.key, file_size)
-    file_size = os.path.getsize(file.filename)
+    file_size = os.path.getsize(file.filename) if size is None else size
     return load
 
 

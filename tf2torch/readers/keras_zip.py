@@ -10,10 +10,15 @@ alphabetically.
 
 from __future__ import annotations
 
+import io
+import os
+import struct
 import tempfile
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 
@@ -25,6 +30,64 @@ from .config import ModelTree, parse_model_config
 from .h5 import parse_json
 
 CHILD_ORDER = {"forward_layer": 0, "backward_layer": 1}
+WEIGHTS_MEMBER = "model.weights.h5"
+LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... file name length, extra field length (APPNOTE 4.3.7)
+
+
+@dataclass(frozen=True)
+class WeightsSpan:
+    """Where ``model.weights.h5`` lies: bytes ``start`` to ``start + size`` of ``path``. Keras writes the archive
+    uncompressed ([K3] ``saving_lib.py``: ``zipfile.ZipFile(..., "w")``, ZIP_STORED), so the weights are read in
+    place, from the archive itself: unpacking a 1.3 GB model's weights first cost a second copy on disk (in memory
+    where /tmp is a tmpfs) and a third of its conversion time. A compressed member is unpacked (streamed,
+    size-checked) into the work directory and read from there (``start`` 0)."""
+
+    path: str
+    start: int
+    size: int
+
+
+class MemberFile(io.RawIOBase):
+    """A read-only file over ``span``'s bytes, for h5py's file-object driver: positions are relative to the member,
+    and nothing before or past it can be read."""
+
+    def __init__(self, span: WeightsSpan):
+        super().__init__()
+        self.span, self.position = span, 0
+        self.fd = os.open(span.path, os.O_RDONLY)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.span.size}[whence]
+        if base + offset < 0:
+            raise OSError("seek before the start of model.weights.h5")
+        self.position = base + offset
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = max(0, min(len(view), self.span.size - self.position))
+        done = 0
+        while done < count:
+            got = os.preadv(self.fd, [view[done:count]], self.span.start + self.position + done)
+            if got <= 0:
+                break
+            done += got
+        self.position += done
+        return done
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self.fd)
+        super().close()
 
 
 def not_a_keras_zip(path: str, names: set[str]) -> str:
@@ -37,9 +100,10 @@ def not_a_keras_zip(path: str, names: set[str]) -> str:
     return f"{path}: zip file without config.json; not a Keras .keras model file"
 
 
-def read_keras_zip(path: str, workdir: Path) -> tuple[KerasGraph, Path | None]:
-    """Parse the archive; ``model.weights.h5`` is streamed (size-checked) to ``workdir`` so h5py reads it lazily.
-    Returns the graph and the path of the unpacked weights file (None without weights)."""
+def read_keras_zip(path: str, workdir: Path) -> tuple[KerasGraph, WeightsSpan | None]:
+    """Parse the archive; ``model.weights.h5`` is read in place when stored uncompressed, else streamed
+    (size-checked) to ``workdir``, so h5py reads it lazily. Returns the graph and where the weights file lies
+    (None without weights)."""
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
@@ -48,12 +112,8 @@ def read_keras_zip(path: str, workdir: Path) -> tuple[KerasGraph, Path | None]:
             config_text = policy.read_zip_member(archive, "config.json", policy.MAX_CONFIG_BYTES, path)
             metadata_text = (policy.read_zip_member(archive, "metadata.json", policy.MAX_METADATA_BYTES, path)
                              if "metadata.json" in names else None)
-            weights_path = None
-            if "model.weights.h5" in names:
-                weights_path = workdir / "model.weights.h5"
-                with open(weights_path, "wb") as dst:
-                    policy.read_zip_member(archive, "model.weights.h5", policy.MAX_TOTAL_BYTES, path, dst)
-            elif "model.weights.npz" in names:
+            span = _weights_span(archive, path, workdir) if WEIGHTS_MEMBER in names else None
+            if span is None and "model.weights.npz" in names:
                 raise ModelFileError(f"{path}: weights stored as .npz are not supported; re-save with Keras 3's "
                                      "default (model.weights.h5)")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError) as exc:
@@ -66,21 +126,58 @@ def read_keras_zip(path: str, workdir: Path) -> tuple[KerasGraph, Path | None]:
         raise ModelFileError(f"{path}: metadata.json is not a JSON object")
     keras_version = str(metadata.get("keras_version", "3"))
     graph, tree = parse_model_config(model_config, keras_version, "keras")
-    if weights_path is None:
+    if span is None:
         return graph, None
+    file, member = open_weights(span, path)
     try:
-        file = h5py.File(weights_path, "r")
-    except OSError as exc:
-        raise ModelFileError(f"{path}: model.weights.h5 inside the archive is damaged ({exc})") from None
-    try:
-        budget = policy.Budget.for_file(weights_path)
-        root = policy.group_child(file, "_layer_checkpoint_dependencies", "model.weights.h5") or file
-        layers = policy.group_child(root, "layers", "model.weights.h5")
+        budget = policy.Budget(span.size)
+        root = policy.group_child(file, "_layer_checkpoint_dependencies", WEIGHTS_MEMBER) or file
+        layers = policy.group_child(root, "layers", WEIGHTS_MEMBER)
         if layers is not None:
             _attach(graph, tree, layers, budget)
     finally:
         file.close()
-    return graph, weights_path
+        if member is not None:
+            member.close()
+    return graph, span
+
+
+def _weights_span(archive: zipfile.ZipFile, path: str, workdir: Path) -> WeightsSpan:
+    """Where ``model.weights.h5``'s bytes lie: in the archive when stored uncompressed and unencrypted, its local
+    header checked (name, extent inside the file); else unpacked to ``workdir``, counting bytes."""
+    info = archive.getinfo(WEIGHTS_MEMBER)
+    policy.check_zip_member(info, policy.MAX_TOTAL_BYTES, path)
+    if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x1 and info.compress_size == info.file_size:
+        with open(path, "rb") as f:
+            f.seek(info.header_offset)
+            header = f.read(LOCAL_HEADER.size)
+            signature, name_length, extra_length = LOCAL_HEADER.unpack(header.ljust(LOCAL_HEADER.size, b"\0"))
+            name = f.read(name_length)
+            start = info.header_offset + LOCAL_HEADER.size + name_length + extra_length
+            if signature == b"PK\x03\x04" and name == WEIGHTS_MEMBER.encode() and \
+                    start + info.file_size <= os.fstat(f.fileno()).st_size:
+                return WeightsSpan(os.path.realpath(path), start, info.file_size)
+        raise ModelFileError(f"{path}: the local header of {WEIGHTS_MEMBER} disagrees with the archive's directory; "
+                             "the archive is damaged")
+    unpacked = workdir / WEIGHTS_MEMBER
+    with open(unpacked, "wb") as dst:
+        policy.read_zip_member(archive, WEIGHTS_MEMBER, policy.MAX_TOTAL_BYTES, path, dst)
+    return WeightsSpan(str(unpacked), 0, os.path.getsize(unpacked))
+
+
+def open_weights(span: WeightsSpan, path: str) -> tuple[h5py.File, MemberFile | None]:
+    """``model.weights.h5`` opened with h5py where ``span`` says it lies: inside the archive through a
+    ``MemberFile`` (returned too: h5py never closes a file object it was given), else the unpacked file itself."""
+    member = None
+    try:
+        if span.start == 0 and span.size == os.path.getsize(span.path):
+            return h5py.File(span.path, "r"), None
+        member = MemberFile(span)
+        return h5py.File(member, "r"), member
+    except (OSError, ValueError, RuntimeError) as exc:
+        if member is not None:
+            member.close()
+        raise ModelFileError(f"{path}: {WEIGHTS_MEMBER} inside the archive is damaged ({exc})") from None
 
 
 def keras_zip_config(path: str) -> object:
