@@ -243,9 +243,12 @@ class GraphWalker:
         return self.flatten(op(*args, **kwargs))
 
     def to_numpy(self, value: Any) -> np.ndarray:
-        if self.keras3:
-            return np.asarray(self.k.ops.convert_to_numpy(value))
-        return np.asarray(value)
+        """A TensorFlow tensor as a read-only view of its own buffer: ``keras.ops.convert_to_numpy`` copies it
+        (``np.array`` in [K3] ``backend/tensorflow/core.py``), a second copy of every activation held to the
+        end of the run (DenseNet121, batch 2: 428 outputs)."""
+        if not self.keras3 or type(value).__name__ == "EagerTensor":
+            return np.asarray(value)
+        return np.asarray(self.k.ops.convert_to_numpy(value))
 
     # The walk itself.
     def run(self, model: Any, inputs: list[Any], prefix: str = "") -> list[Any]:
