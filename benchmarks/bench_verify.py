@@ -64,7 +64,10 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def measure(name: str, tmp: Path) -> dict[str, object]:
-    import keras
+    sys.path.insert(0, str(ROOT))
+    from tf2torch.quiet import import_quietly
+
+    keras = import_quietly("keras")  # without TensorFlow's import-time log lines
 
     source, saved, out = tmp / f"{name}.keras", tmp / f"{name}.pt", tmp / f"{name}-again.pt"
     getattr(keras.applications, name)(weights=None).save(str(source))
