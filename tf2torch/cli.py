@@ -343,6 +343,9 @@ def verify(source: str, converted: str | None, input_data: str | None, input_sha
            old_inputs: tuple[str, ...], old_outputs: tuple[str, ...]) -> None:
     """Run SOURCE with Keras and its conversion (CONVERTED .pt, or converted now) on the same inputs and compare
     every layer's output. Exit 0 when all match, 1 on a mismatch, 2 on bad usage or input."""
+    from . import readers
+
+    readers.prefetch(source)  # the file's structure is read in a child process while torch and Keras are imported
     check_report_paths(reports)
     input_data, tf_inputs, tf_outputs, verify_dtype = old_spellings(
         input_data, tf_inputs + old_inputs, tf_outputs + old_outputs, old_dtype or verify_dtype,
