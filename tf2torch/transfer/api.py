@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import Tf2TorchError
 from .check import verify_transfer
-from .layers import SourceLayer
+from .layers import SourceLayer, loose_weights
 from .match import Assignment, plan, similarity, source_for, span
 from .report import TransferReport
 from .source import open_source, source_kind
@@ -67,10 +67,11 @@ def transfer(source: str | os.PathLike, model: nn.Module, example_inputs: tuple 
 def align(targets: list[TargetModule], layers: list[SourceLayer],
           mapping: dict[str, str]) -> tuple[list[tuple[TargetModule, SourceLayer]], list[dict]]:
     """(target, source) pairs: the mapping's first, then per kind in order, each pair fitting exactly."""
-    by_name = {s.name: s for s in layers}
+    loose = [piece for s in layers for piece in loose_weights(s)]  # weights of no known kind, one by one
+    by_name = {s.name: s for s in layers + loose}
     pairs, taken, ambiguous = [], set(), []
     for target in targets:
-        name = mapped_name(mapping, target.path)
+        name = mapped_name(mapping, target.label)
         if name is None:
             continue
         names = [name] if name in by_name else name.split("+")
@@ -87,10 +88,11 @@ def align(targets: list[TargetModule], layers: list[SourceLayer],
             source = replace(source, kind=target.kind)               # map says what the layer was
         pairs.append((target, source))
         taken.update(names)
-    mapped = {t.path for t, _ in pairs}
+    mapped = {t.label for t, _ in pairs}
     for kind in dict.fromkeys(t.kind for t in targets if t.kind):
-        kind_targets = [t for t in targets if t.kind == kind and t.path not in mapped]
-        kind_sources = [s for s in layers if s.kind == kind and s.name not in taken]
+        kind_targets = [t for t in targets if t.kind == kind and t.label not in mapped]
+        kind_sources = [s for s in layers if s.kind == kind and s.name not in taken] if kind != "tensor" else \
+            [s for s in loose if s.name not in taken and s.name.rpartition("/")[0] not in taken]
         found, unsure = align_kind(kind_targets, kind_sources)
         pairs += found
         ambiguous += unsure
@@ -130,7 +132,7 @@ def align_kind(targets: list[TargetModule], sources: list[SourceLayer]) -> tuple
     takes its ``span`` of consecutive sources); otherwise each target takes the one later source that fits, the
     best name match among several, or is listed as ambiguous."""
     spans = [span(t) for t in targets]
-    if sum(spans) == len(sources):
+    if sum(spans) == len(sources) and not any(t.kind == "tensor" for t in targets):  # loose tensors: by name
         starts = [sum(spans[:i]) for i in range(len(spans))]
         pairs = [(t, source_for(t, sources[i:i + n])) for t, i, n in zip(targets, starts, spans)]
         if all(s is not None and plan(t, s) is not None for t, s in pairs):
@@ -140,11 +142,11 @@ def align_kind(targets: list[TargetModule], sources: list[SourceLayer]) -> tuple
         fits = [(i, s) for i in range(start, len(sources) - n + 1)
                 if (s := source_for(target, sources[i:i + n])) is not None and plan(target, s) is not None]
         if len(fits) > 1:
-            scores = sorted(((similarity(target.path, s.name), k) for k, (_, s) in enumerate(fits)), reverse=True)
+            scores = sorted(((similarity(target.label, s.name), k) for k, (_, s) in enumerate(fits)), reverse=True)
             if scores[0][0] > 0 and scores[0][0] > scores[1][0]:
                 fits = [fits[scores[0][1]]]
             else:
-                ambiguous.append({"target": target.path, "kind": target.kind,
+                ambiguous.append({"target": target.label, "kind": target.kind,
                                   "candidates": [s.name for _, s in fits]})
                 continue
         if fits:
@@ -176,7 +178,8 @@ def summarize(source: str, targets: list[TargetModule], layers: list[SourceLayer
     loaded = {a.target for a in assignments}
     used = {name for a in assignments for name in a.used}
     return TransferReport(
-        mapping={a.target: {"source": a.source, "transform": a.transform} for a in assignments},
+        mapping={a.target: {"source": a.source, "transform": a.transform, **({"loose": True} if a.loose else {})}
+                 for a in assignments},
         unused_source=[w for s in layers for w in s.weight_names() if w not in used],
         unloaded_target=[n for t in targets for n in t.tensor_names() if n not in loaded],
         ambiguous=ambiguous, source=source)

@@ -76,6 +76,7 @@ def verify_transfer(path: str | os.PathLike, model: nn.Module, example_inputs: t
     with open_model(path) as graph:
         specs, major, output = graph.input_specs, graph.keras_major, graph.outputs[0]
         feeds = {node.layer: node.inputs[0] for node in reversed(graph.nodes) if node.inputs}  # first calls
+    pairs = [(t, s) for t, s in pairs if t.kind != "tensor"]  # a loose tensor has no output of its own
     arrays = keras_inputs(specs, example_inputs)
     if arrays is None:
         return {"compared": False, "why": "the example inputs fit neither the Keras input shapes nor their "

@@ -148,6 +148,17 @@ def _rnn_half(layer: SourceLayer, head: str, weights: dict[str, Any]) -> SourceL
                        layer.name)
 
 
+def loose_weights(layer: SourceLayer) -> list[SourceLayer]:
+    """A layer of no kind tf2torch knows (a weight made with ``add_weight``: Hugging Face's ``TFViTEmbeddings``
+    holds ``cls_token`` and ``position_embeddings`` so, [HF] ``models/vit/modeling_tf_vit.py``), each weight a
+    ``tensor`` source of its own, named ``layer/role``; it loads as is into a torch tensor of the same shape that
+    a module of no known kind holds (``ViTEmbeddings.cls_token``)."""
+    if layer.kind is not None:
+        return []
+    return [SourceLayer(f"{layer.name}/{role}", "tensor", layer.class_name, {role: w}, None, layer.config, None,
+                        {role: layer.weight_name(role)}, "") for role, w in layer.weights.items()]
+
+
 def stack_layers(layers: list[SourceLayer], directions: int) -> SourceLayer | None:
     """Several RNN layers as one multi-layer (and/or bidirectional) torch RNN's source, roles named by torch's
     suffixes (``l1_reverse.kernel``); None unless each torch layer gets a plain layer or a forward and a backward

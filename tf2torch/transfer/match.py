@@ -29,6 +29,7 @@ class Assignment:
     shape: tuple[int, ...]
     compute: Callable[[], np.ndarray]
     used: tuple[str, ...] = ()  # the source weights it reads, by their names in the file
+    loose: bool = False  # a tensor of no known module kind, paired by itself (``plan_tensor``)
 
 
 def _shape(target: TargetModule, name: str) -> tuple[int, ...] | None:
@@ -53,9 +54,9 @@ def plan(target: TargetModule, source: SourceLayer) -> list[Assignment] | None:
         if _shape(target, name) != tuple(shape):
             return None
         shown = source.weight_name(role)  # the file's own name where it is layer/name (HF's ``weight``)
-        shown = shown if shown.rpartition("/")[0] == source.name else f"{source.name}/{role}"
+        shown = shown if source.kind == "tensor" or shown.rpartition("/")[0] == source.name else f"{source.name}/{role}"
         out.append(Assignment(f"{target.path}.{name}" if target.path else name, shown, transform, tuple(shape), compute,
-                              tuple(source.weight_name(r) for r in role.split("+"))))
+                              tuple(source.weight_name(r) for r in role.split("+")), source.kind == "tensor"))
     return out
 
 
@@ -241,9 +242,22 @@ def plan_prelu(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
     return [("weight", "alpha", how, (alpha.shape[-1],), lambda: np.asarray(alpha).reshape(-1))]
 
 
+def plan_tensor(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
+    """A loose tensor (``loose_tensors``, ``loose_weights``) as is, or reshaped when the two differ only in axes of
+    size 1 (the order of the values is then the same: TF's (1, 1, C) ↔ torch's (C,)); nothing else fits."""
+    ((name, tensor),), ((role, weight),) = target.tensors.items(), source.weights.items()
+    have, want = tuple(weight.shape), tuple(tensor.shape)
+    if have == want:
+        return [(name, role, "identity", want, _array(source, role))]
+    if [d for d in have if d != 1] != [d for d in want if d != 1]:
+        return None
+    return [(name, role, f"reshape {have} -> {want}", want, lambda: np.asarray(weight).reshape(want))]
+
+
 PLANNERS = {"attention": plan_attention, "conv": plan_conv, "depthwise": plan_conv, "conv_transpose": plan_conv,
             "dense": plan_dense, "batchnorm": plan_batchnorm, "layernorm": plan_layernorm, "embedding": plan_embedding,
-            "lstm": plan_rnn, "gru": plan_rnn, "prelu": plan_prelu}
+            "lstm": plan_rnn, "gru": plan_rnn, "prelu": plan_prelu,
+            "tensor": plan_tensor}
 
 
 def tokens(path: str) -> set[str]:

@@ -47,6 +47,20 @@ class TargetModule:
     def tensor_names(self) -> list[str]:
         return [f"{self.path}.{name}" if self.path else name for name in self.tensors]
 
+    @property
+    def label(self) -> str:
+        """What a mapping key and the name matching read: the module path, or a loose tensor's own name."""
+        return self.tensor_names()[0] if self.kind == "tensor" else self.path
+
+
+def loose_tensors(target: TargetModule) -> list[TargetModule]:
+    """A module of no known kind that holds tensors itself (Hugging Face's ``ViTEmbeddings`` with its
+    ``cls_token`` and ``position_embeddings`` parameters beside its child modules; a custom scale): each tensor
+    a ``tensor`` target of its own, loaded as is from a source weight of the same shape (``loose_weights``)."""
+    if target.kind is not None:
+        return [target]
+    return [TargetModule(target.path, target.module, "tensor", {name: t}) for name, t in target.tensors.items()]
+
 
 def is_in_out_dense(module: nn.Module) -> bool:
     """Hugging Face's ``Conv1D`` (GPT-2, [HF] ``pytorch_utils.py``): a Linear whose ``weight`` is (in, out) =
@@ -122,7 +136,7 @@ def target_modules(model: nn.Module, example_inputs: tuple | None) -> list[Targe
     found = {path: TargetModule(path, m, module_kind(m), own_tensors(m))
              for path, m in model.named_modules() if path not in skip and own_tensors(m)}
     if example_inputs is None:
-        return list(found.values())
+        return [t for found_target in found.values() for t in loose_tensors(found_target)]
     order: list[str] = []
     watch = _FlattenWatch()
     by_module = {id(t.module): t for t in found.values()}
@@ -148,4 +162,5 @@ def target_modules(model: nn.Module, example_inputs: tuple | None) -> list[Targe
         model.train(was_training)
         for handle in handles:
             handle.remove()
-    return [found[p] for p in order] + [t for p, t in found.items() if p not in order]
+    ordered = [found[p] for p in order] + [t for p, t in found.items() if p not in order]
+    return [t for found_target in ordered for t in loose_tensors(found_target)]
