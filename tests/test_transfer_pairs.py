@@ -166,3 +166,93 @@ def test_loose_tensors_ambiguous_refused(tmp_path):
     report = tf2torch.transfer(tmp_path / "model.weights.h5", twin, mapping={"alpha": "scales/vars/0",
                                                                               "beta": "scales/vars/1"})
     assert report.ok and torch.equal(twin.beta, torch.from_numpy(np.asarray(model.weights[1])))
+
+
+class BatchNormAct(nn.BatchNorm2d):
+    """timm's ``BatchNormAct2d``: the BatchNorm and the activation after it in one module."""
+
+    def forward(self, x):
+        return nn.functional.silu(super().forward(x))
+
+
+class StemTwin(nn.Module):
+    def __init__(self, fused=True):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.bn = BatchNormAct(4, eps=1e-3) if fused else nn.BatchNorm2d(4)  # unfused: torch's eps 1e-5
+        self.fused = fused
+
+    def forward(self, x):
+        x = self.bn(self.conv(x))
+        return x.mean((2, 3)) if self.fused else nn.functional.silu(x).mean((2, 3))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_verification_sees_a_fused_activation(fused, tmp_path):
+    """A module that applies the weightless Keras layer after it (``stem_bn`` then ``Activation("swish")``, as
+    keras.applications' EfficientNets write it, into timm's fused ``BatchNormAct2d``) is compared with that
+    layer's output, not reported as a divergence; a real trap at the same place is still named."""
+    k = keras_module("keras3")
+    L = k.layers
+    model = k.Sequential([k.Input((6, 6, 3)), L.Conv2D(4, 3, padding="same", use_bias=False, name="stem_conv"),
+                          L.BatchNormalization(name="stem_bn"), L.Activation("swish", name="stem_activation"),
+                          L.GlobalAveragePooling2D()])
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in model.weights])
+    model.save(str(tmp_path / "model.keras"))
+    x = rng.standard_normal((2, 3, 6, 6)).astype("float32")
+    report = tf2torch.transfer(tmp_path / "model.keras", StemTwin(fused), example_inputs=(torch.from_numpy(x),))
+    layer = next(entry for entry in report.verification["layers"] if entry["target"] == "bn")
+    if fused:
+        assert report.ok and layer["fused_through"] == "stem_activation", report.to_markdown()
+        assert layer["max_rel_error"] <= RTOL
+    else:
+        assert not report.ok and "epsilon: Keras 0.001, torch 1e-05" in layer["diagnosis"][0]
+
+
+def test_small_epsilon_errors_named_downstream(tmp_path):
+    """torch's BatchNorm eps 1e-5 where Keras's is 1e-3 moves a channel of variance 10 by ~5e-5 of its output:
+    under the tolerance there; a head that subtracts two nearly equal features diverges, and its diagnosis names
+    the epsilon upstream (timm's ``legacy_xception`` against Keras's Xception)."""
+    k = keras_module("keras3")
+    model = k.Sequential([k.Input((2,)), k.layers.BatchNormalization(name="bn"),
+                          k.layers.Dense(1, use_bias=False, name="head")])
+    model.set_weights([np.ones(2), np.zeros(2), np.zeros(2), np.array([10.0, 1000.0]), np.array([[1.0], [-1.0]])])
+    model.save(str(tmp_path / "model.keras"))
+    x = torch.tensor([[np.sqrt(10 + 1e-3), 0.99 * np.sqrt(1000 + 1e-3)]], dtype=torch.float32)
+    twin = nn.Sequential(nn.BatchNorm1d(2), nn.Linear(2, 1, bias=False))
+    report = tf2torch.transfer(tmp_path / "model.keras", twin, example_inputs=(x,))
+    first = report.first_divergence
+    assert first["target"] == "1" and report.verification["layers"][0]["diverges"] is False
+    assert first["diagnosis"][-1] == "upstream at 0 (from bn): epsilon: Keras 0.001, torch 1e-05. Fix: " \
+                                     "BatchNorm1d(..., eps=0.001)"
+
+
+def test_batchnorm_without_scale_loads_ones(tmp_path):
+    """Keras ``BatchNormalization(scale=False, center=False)`` stores only its statistics; an affine torch
+    BatchNorm takes ones and zeros there (keras.applications' InceptionV3 into timm's)."""
+    k = keras_module("keras3")
+    model = k.Sequential([k.Input((3,)), k.layers.BatchNormalization(scale=False, center=False, name="bn")])
+    model.set_weights([np.array([0.5, -1.0, 2.0]), np.array([2.0, 0.5, 1.5])])
+    model.save(str(tmp_path / "model.keras"))
+    twin = nn.Sequential(nn.BatchNorm1d(3, eps=1e-3))
+    nn.init.uniform_(twin[0].weight)
+    nn.init.uniform_(twin[0].bias)
+    x = torch.randn(4, 3)
+    report = tf2torch.transfer(tmp_path / "model.keras", twin, example_inputs=(x,))
+    assert report.ok and report.mapping["0.weight"]["transform"] == "ones (Keras scale=False)"
+    with torch.no_grad():
+        assert max_rel_error(twin.eval()(x).numpy(), np.asarray(model(x.numpy()))) <= RTOL
+
+
+def test_first_divergence_in_execution_order(tmp_path):
+    """Pairs are matched kind by kind (both Linears, then the BatchNorm); the first divergence is the first in
+    the order the model runs: the BatchNorm with torch's eps, not the Linear after it."""
+    k = keras_module("keras3")
+    model = k.Sequential([k.Input((4,)), k.layers.Dense(4, name="fc1"), k.layers.BatchNormalization(name="bn"),
+                          k.layers.Dense(2, name="fc2")])
+    model.save(str(tmp_path / "model.keras"))
+    twin = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    report = tf2torch.transfer(tmp_path / "model.keras", twin, example_inputs=(torch.randn(3, 4),))
+    assert report.first_divergence["target"] == "1", report.to_markdown()
+    assert [entry["target"] for entry in report.verification["layers"]] == ["0", "1", "2"]

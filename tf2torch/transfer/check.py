@@ -76,6 +76,7 @@ def verify_transfer(path: str | os.PathLike, model: nn.Module, example_inputs: t
     with open_model(path) as graph:
         specs, major, output = graph.input_specs, graph.keras_major, graph.outputs[0]
         feeds = {node.layer: node.inputs[0] for node in reversed(graph.nodes) if node.inputs}  # first calls
+        after = followers(graph)
     pairs = [(t, s) for t, s in pairs if t.kind != "tensor"]  # a loose tensor has no output of its own
     arrays = keras_inputs(specs, example_inputs)
     if arrays is None:
@@ -91,13 +92,50 @@ def verify_transfer(path: str | os.PathLike, model: nn.Module, example_inputs: t
     finally:
         for hook in hooks:
             hook.remove()
+    ran = {path: i for i, path in enumerate(seen)}  # the hooks fired in execution order; pairs come kind by kind
+    pairs = sorted(pairs, key=lambda pair: ran.get(pair[0].path, len(ran)))
     layers = [_compare(t, s, seen.get(t.path), reference.get(s.output_layer),
-                       _output_of(reference, feeds.get(_input_layer(s, feeds))))
+                       _output_of(reference, feeds.get(_input_layer(s, feeds))),
+                       {n: reference[n][0] for n in after.get(s.output_layer, []) if reference.get(n)})
               for t, s in pairs]
     first = next((entry for entry in layers if entry.get("diverges")), None)
+    if first is not None and (first["diagnosis"][0].startswith("its input already differs")
+                              or first["diagnosis"] == ["no known trap at this layer"]):
+        first["diagnosis"] += upstream_traps(pairs[:layers.index(first)])
     expected = reference.get(output.node, [None] * (output.index + 1))[output.index]
     return {"compared": True, "layers": layers, "first_divergence": first,
             "output_max_rel_error": output_error(got, expected)}
+
+
+def upstream_traps(pairs: list[tuple[TargetModule, SourceLayer]]) -> list[str]:
+    """Traps at the matched layers before a divergence whose input already differed: each small enough to pass
+    there (a BatchNorm's epsilon 1e-5 for Keras's 1e-3 moves each output by ~5e-4 of a unit variance, often under
+    the tolerance), they add up downstream (timm's ``legacy_xception``, torch's default eps, against Keras's
+    Xception). Those told by the configuration alone: the epsilons."""
+    return [f"upstream at {t.path} (from {s.name}): {trap}" for t, s in pairs if t.kind in ("batchnorm", "layernorm")
+            for trap in diagnose(t, s, None)]
+
+
+def followers(graph: Any, most: int = 3) -> dict[str, list[str]]:
+    """Each node → the weightless one-input nodes that alone follow it, in a chain (``stem_bn`` →
+    ``stem_activation``): a torch module may fuse them (timm's ``BatchNormAct2d`` applies the SiLU that Keras
+    writes as a separate ``Activation`` layer), so its output is Keras's after them."""
+    consumers: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        for ref in node.all_inputs():
+            consumers.setdefault(ref.node, []).append(node.id)
+    chains: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        chain, current = [], node.id
+        while len(chain) < most and len(consumers.get(current, [])) == 1:
+            after = graph.node(consumers[current][0])
+            layer = graph.layers.get(after.layer)
+            if layer is None or layer.weights or len(after.all_inputs()) != 1:
+                break
+            chain.append(after.id)
+            current = after.id
+        chains[node.id] = chain
+    return chains
 
 
 def output_error(got: Any, expected: np.ndarray | None) -> float | None:
@@ -160,7 +198,7 @@ def _error(target: TargetModule, source: SourceLayer, got: torch.Tensor, expecte
 
 
 def _compare(target: TargetModule, source: SourceLayer, got: Any, ref: list[np.ndarray] | None,
-             keras_input: np.ndarray | None) -> dict[str, Any]:
+             keras_input: np.ndarray | None, fused: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {"target": target.path, "source": source.name}
     if got is not None and target.kind in ("lstm", "gru") and ref:
         got = (got[0], rnn_output(target.module, got[1], ref[0]))
@@ -176,12 +214,18 @@ def _compare(target: TargetModule, source: SourceLayer, got: Any, ref: list[np.n
         return {**entry, "compared": False}
     entry.update(compared=True, max_rel_error=error, diverges=error > RTOL)
     if error > RTOL:
-        input_error = None if got[0] is None or keras_input is None else _error(target, source, got[0], keras_input)
-        if input_error is not None and input_error > RTOL:
-            entry["diagnosis"] = [f"its input already differs from Keras's (max relative error {input_error:.3g}): "
-                                  "the cause is upstream, in a layer without weights (pooling padding, an "
-                                  "activation variant, a reshape order)"]
-        else:
-            shape = None if got[0] is None else tuple(got[0].shape)
-            entry["diagnosis"] = diagnose(target, source, shape) or ["no known trap at this layer"]
+        for name, expected in (fused or {}).items():  # the module applied the weightless layers after it too
+            fused_error = _error(target, source, got[1], expected)
+            if fused_error is not None and fused_error <= RTOL:
+                return {**entry, "max_rel_error": fused_error, "diverges": False, "fused_through": name}
+        entry["diagnosis"] = _diagnosis(target, source, got, keras_input)
     return entry
+
+
+def _diagnosis(target: TargetModule, source: SourceLayer, got: Any, keras_input: np.ndarray | None) -> list[str]:
+    input_error = None if got[0] is None or keras_input is None else _error(target, source, got[0], keras_input)
+    if input_error is not None and input_error > RTOL:
+        return [f"its input already differs from Keras's (max relative error {input_error:.3g}): the cause is "
+                "upstream, in a layer without weights (pooling padding, an activation variant, a reshape order)"]
+    shape = None if got[0] is None else tuple(got[0].shape)
+    return diagnose(target, source, shape) or ["no known trap at this layer"]

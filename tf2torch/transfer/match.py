@@ -121,11 +121,20 @@ def plan_dense(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
 
 
 def plan_batchnorm(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
+    """BatchNormalization → ``BatchNorm*d``. A Keras layer with ``scale=False`` (keras.applications' InceptionV3)
+    or ``center=False`` stores no gamma or beta: an affine torch module takes ones or zeros there, which
+    computes the same."""
     names = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
     if not {"moving_mean", "moving_variance"} <= set(source.weights):
         return None
-    return [(names[role], role, "identity (keras_bn_to_torch_params)", tuple(source.weights[role].shape),
-             _array(source, role)) for role in source.weights]
+    pieces: list[Piece] = [(names[role], role, "identity (keras_bn_to_torch_params)",
+                            tuple(source.weights[role].shape), _array(source, role)) for role in source.weights]
+    mean = source.weights["moving_mean"]
+    for role, fill, flag in (("gamma", np.ones, "scale"), ("beta", np.zeros, "center")):
+        if role not in source.weights and names[role] in target.tensors:
+            pieces.append((names[role], "moving_mean", f"{fill.__name__} (Keras {flag}=False)", tuple(mean.shape),
+                           lambda fill=fill: fill(mean.shape, np.float32)))
+    return pieces
 
 
 def plan_layernorm(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
