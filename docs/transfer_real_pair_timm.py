@@ -6,6 +6,8 @@ verification (each matched layer's output against Keras's) and prints its verdic
 
 - EfficientNetV2B0 -> timm ``tf_efficientnetv2_b0`` (TF SAME padding, eps 1e-3, fused BatchNorm+SiLU modules):
   loads and agrees.
+- MobileNetV3Large -> timm ``tf_mobilenetv3_large_100`` (Keras's classifier is a 1x1 ``Conv2D``, timm's a
+  ``Linear``): loads and agrees.
 - MobileNetV2 -> timm ``mobilenetv2_100`` (symmetric padding): loads; the verification names the padding trap at
   the stem.
 - InceptionV3 -> timm ``inception_v3`` (Keras's BatchNorms have ``scale=False``: ones loaded): loads; diverges at
@@ -35,6 +37,8 @@ import timm  # noqa: E402
 PAIRS = {  # keras.applications class, timm name, input size
     "efficientnetv2_b0": (lambda **kw: keras.applications.EfficientNetV2B0(include_preprocessing=False, **kw),
                           "tf_efficientnetv2_b0", 64),
+    "mobilenetv3_large": (lambda **kw: keras.applications.MobileNetV3Large(include_preprocessing=False, **kw),
+                          "tf_mobilenetv3_large_100", 64),
     "mobilenetv2": (keras.applications.MobileNetV2, "mobilenetv2_100", 64),
     "inceptionv3": (keras.applications.InceptionV3, "inception_v3", 96),
     "xception": (keras.applications.Xception, "legacy_xception", 96),

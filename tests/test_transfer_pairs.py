@@ -256,3 +256,36 @@ def test_first_divergence_in_execution_order(tmp_path):
     report = tf2torch.transfer(tmp_path / "model.keras", twin, example_inputs=(torch.randn(3, 4),))
     assert report.first_divergence["target"] == "1", report.to_markdown()
     assert [entry["target"] for entry in report.verification["layers"]] == ["0", "1", "2"]
+
+
+class PooledHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head, self.classifier = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 6, 1), nn.Linear(6, 5)
+
+    def forward(self, x):
+        x = self.head(torch.relu(self.conv(x)).mean((2, 3), keepdim=True))
+        return self.classifier(x.flatten(1))
+
+
+@pytest.mark.parametrize("file", ["model.keras", "model.weights.h5"])
+def test_pointwise_conv_head_into_linear(file, tmp_path):
+    """A classifier written as ``Conv2D(classes, 1)`` on a (N, 1, 1, C) tensor (keras.applications'
+    MobileNetV3) into a ``Linear`` (timm's): the last 1x1 convolution is taken as the Dense it computes, since
+    torch has one more Linear and one fewer conv; the 1x1 conv before it stays a conv."""
+    k = keras_module("keras3")
+    L = k.layers
+    model = k.Sequential([k.Input((6, 6, 3)), L.Conv2D(4, 3, activation="relu"),
+                          L.GlobalAveragePooling2D(keepdims=True), L.Conv2D(6, 1), L.Conv2D(5, 1, name="logits"),
+                          L.Flatten()])
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.standard_normal(w.shape).astype("float32") for w in model.weights])
+    model.save_weights(str(tmp_path / file)) if file.endswith(".weights.h5") else model.save(str(tmp_path / file))
+    x = rng.standard_normal((2, 3, 6, 6)).astype("float32")
+    twin = PooledHead()
+    report = tf2torch.transfer(tmp_path / file, twin, example_inputs=(torch.from_numpy(x),))
+    assert report.loaded and report.mapping["classifier.weight"]["transform"] == "kernel_to_linear"
+    assert report.mapping["head.weight"]["transform"] == "hwio_to_oihw"
+    with torch.no_grad():
+        assert max_rel_error(twin.eval()(torch.from_numpy(x)).numpy(),
+                             np.asarray(model(x.transpose(0, 2, 3, 1)))) <= RTOL

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import Tf2TorchError
 from .check import verify_transfer
-from .layers import SourceLayer, loose_weights
+from .layers import SourceLayer, loose_weights, pointwise_as_dense
 from .match import Assignment, plan, similarity, source_for, span
 from .report import TransferReport
 from .source import open_source, source_kind
@@ -89,6 +89,7 @@ def align(targets: list[TargetModule], layers: list[SourceLayer],
         pairs.append((target, source))
         taken.update(names)
     mapped = {t.label for t, _ in pairs}
+    layers = pointwise_heads(targets, [s for s in layers if s.name not in taken], mapped)
     for kind in dict.fromkeys(t.kind for t in targets if t.kind):
         kind_targets = [t for t in targets if t.kind == kind and t.label not in mapped]
         kind_sources = [s for s in layers if s.kind == kind and s.name not in taken] if kind != "tensor" else \
@@ -97,6 +98,22 @@ def align(targets: list[TargetModule], layers: list[SourceLayer],
         pairs += found
         ambiguous += unsure
     return pairs, ambiguous
+
+
+def pointwise_heads(targets: list[TargetModule], layers: list[SourceLayer], mapped: set[str]) -> list[SourceLayer]:
+    """When torch has k more Linears than the source has Dense layers and k fewer convolutions, the source's last
+    k convolutions, if 1x1, are taken as Dense (``pointwise_as_dense``: a classifier written as a 1x1 conv);
+    otherwise the layers as they are."""
+    count = {kind: sum(t.kind == kind and t.label not in mapped for t in targets) -
+             sum(s.kind == kind for s in layers) for kind in ("dense", "conv")}
+    k = min(count["dense"], -count["conv"])
+    if k <= 0:
+        return layers
+    last = [s.name for s in layers if s.kind == "conv"][-k:]
+    dense = {s.name: pointwise_as_dense(s) for s in layers if s.name in last}
+    if any(d is None for d in dense.values()):
+        return layers
+    return [dense.get(s.name, s) for s in layers]
 
 
 def read_mapping(path: str | os.PathLike) -> dict[str, str]:

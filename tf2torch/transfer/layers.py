@@ -159,6 +159,36 @@ def loose_weights(layer: SourceLayer) -> list[SourceLayer]:
                         {role: layer.weight_name(role)}, "") for role, w in layer.weights.items()]
 
 
+class Reshaped:
+    """A stored weight seen in another shape (same values, same order), read when asked for."""
+
+    def __init__(self, stored: StoredArray, shape: tuple[int, ...]):
+        self.stored, self.shape, self.dtype = stored, shape, stored.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, rows: slice) -> Any:
+        return self.__array__()[rows]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        import numpy as np
+
+        array = np.asarray(self.stored).reshape(self.shape)
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+
+def pointwise_as_dense(layer: SourceLayer) -> SourceLayer | None:
+    """A convolution with a 1x1 kernel as the Dense it computes per position (keras.applications' MobileNetV3
+    ends in ``Conv2D(classes, 1)`` on a (N, 1, 1, C) tensor where timm has a ``Linear``); None for any other."""
+    kernel = layer.weights.get("kernel")
+    if layer.kind != "conv" or kernel is None or any(d != 1 for d in kernel.shape[:-2]):
+        return None
+    weights = {**layer.weights, "kernel": Reshaped(kernel, tuple(kernel.shape[-2:]))}
+    return replace(layer, kind="dense", weights=weights, names={r: layer.weight_name(r) for r in weights})
+
+
 def stack_layers(layers: list[SourceLayer], directions: int) -> SourceLayer | None:
     """Several RNN layers as one multi-layer (and/or bidirectional) torch RNN's source, roles named by torch's
     suffixes (``l1_reverse.kernel``); None unless each torch layer gets a plain layer or a forward and a backward
