@@ -289,3 +289,46 @@ def test_pointwise_conv_head_into_linear(file, tmp_path):
     with torch.no_grad():
         assert max_rel_error(twin.eval()(torch.from_numpy(x)).numpy(),
                              np.asarray(model(x.transpose(0, 2, 3, 1)))) <= RTOL
+
+
+# -- a TensorFlow Lite model as the source (MediaPipe's BlazeFace into face-alignment's, by hand) ----------------
+class TFLiteTwin(nn.Module):
+    """TF SAME with stride 2 written as torch ports write it (a ZeroPad2d before an unpadded conv)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pad, self.conv, self.prelu = nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(3, 8, 3, 2), nn.PReLU(8)
+        self.dw = nn.Conv2d(8, 16, 3, padding=1, groups=8)
+        self.up, self.fc = nn.ConvTranspose2d(16, 4, 2, stride=2), nn.Linear(12 * 12 * 4, 5)
+
+    def forward(self, x):
+        return self.fc(self.up(self.dw(self.prelu(self.conv(self.pad(x))))).flatten(1))
+
+
+@pytest.mark.parametrize("weights", ["float32", "float16"])
+def test_tflite_source(weights, tmp_path):
+    """A .tflite file's operators as the source: OHWI conv filters, a (1, kh, kw, C·multiplier) depthwise filter,
+    a TRANSPOSE_CONV (bias in operand 3), a PRELU and a FULLY_CONNECTED after a channels-last flatten, float16
+    weights behind DEQUANTIZE read widened; the loaded twin against TensorFlow Lite's interpreter."""
+    import tensorflow as tf
+    import tf_keras as k
+    from test_tflite import interpreter_outputs
+
+    L = k.layers
+    model = k.Sequential([k.Input((12, 12, 3)), L.Conv2D(8, 3, strides=2, padding="same"),
+                          L.PReLU(shared_axes=[1, 2]), L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+                          L.Conv2DTranspose(4, 2, strides=2), L.Flatten(), L.Dense(5)])
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.standard_normal(w.shape).astype("float32") * 0.5 for w in model.weights])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if weights == "float16":
+        converter.optimizations, converter.target_spec.supported_types = [tf.lite.Optimize.DEFAULT], [tf.float16]
+    path = tmp_path / "model.tflite"
+    path.write_bytes(converter.convert())
+    x = rng.standard_normal((1, 12, 12, 3)).astype("float32")
+    twin = TFLiteTwin()
+    report = tf2torch.transfer(path, twin, example_inputs=(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()),))
+    assert report.ok and report.verification is None, report.to_markdown()
+    with torch.no_grad():
+        got = twin.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    assert max_rel_error(got, interpreter_outputs(path, [x])[0]) <= RTOL

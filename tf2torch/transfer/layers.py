@@ -159,11 +159,12 @@ def loose_weights(layer: SourceLayer) -> list[SourceLayer]:
                         {role: layer.weight_name(role)}, "") for role, w in layer.weights.items()]
 
 
-class Reshaped:
-    """A stored weight seen in another shape (same values, same order), read when asked for."""
+class Derived:
+    """A stored weight seen through a function (a reshape, a transpose), with the shape it gives; read when
+    asked for."""
 
-    def __init__(self, stored: StoredArray, shape: tuple[int, ...]):
-        self.stored, self.shape, self.dtype = stored, shape, stored.dtype
+    def __init__(self, stored: Any, shape: tuple[int, ...], fn: Any):
+        self.stored, self.shape, self.dtype, self.fn = stored, tuple(shape), stored.dtype, fn
 
     @property
     def ndim(self) -> int:
@@ -175,7 +176,7 @@ class Reshaped:
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
         import numpy as np
 
-        array = np.asarray(self.stored).reshape(self.shape)
+        array = np.ascontiguousarray(self.fn(np.asarray(self.stored)))
         return array if dtype is None else array.astype(dtype, copy=False)
 
 
@@ -185,7 +186,8 @@ def pointwise_as_dense(layer: SourceLayer) -> SourceLayer | None:
     kernel = layer.weights.get("kernel")
     if layer.kind != "conv" or kernel is None or any(d != 1 for d in kernel.shape[:-2]):
         return None
-    weights = {**layer.weights, "kernel": Reshaped(kernel, tuple(kernel.shape[-2:]))}
+    shape = tuple(kernel.shape[-2:])
+    weights = {**layer.weights, "kernel": Derived(kernel, shape, lambda a: a.reshape(shape))}
     return replace(layer, kind="dense", weights=weights, names={r: layer.weight_name(r) for r in weights})
 
 

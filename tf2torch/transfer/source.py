@@ -53,14 +53,15 @@ ROLES = {  # each kind's weights in Keras's own order (``layer.weights``)
 
 def source_kind(path: str | os.PathLike) -> str:
     """``model`` (a whole Keras model), ``keras2_weights`` or ``keras3_weights`` (``save_weights`` files),
-    ``tf_checkpoint`` (a TF 1 or TF 2 checkpoint, read by variable name)."""
+    ``tf_checkpoint`` (a TF 1 or TF 2 checkpoint, read by variable name), ``tflite`` (a TensorFlow Lite model,
+    by its operators: ``source_tflite``)."""
     kind = file_kind(path)
     if kind != "h5":
-        if kind in ("keras", "checkpoint"):
-            return "model" if kind == "keras" else "tf_checkpoint"
-        raise ModelFileError(f"{path}: tf2torch.transfer reads Keras files (.h5, .keras, .weights.h5) and TF "
-                             f"checkpoints so far; this is a {kind}. Convert it with tf2torch.convert, or save "
-                             "the weights with Keras's save_weights")
+        if kind in ("keras", "checkpoint", "tflite"):
+            return {"keras": "model", "checkpoint": "tf_checkpoint", "tflite": "tflite"}[kind]
+        raise ModelFileError(f"{path}: tf2torch.transfer reads Keras files (.h5, .keras, .weights.h5), TF "
+                             f"checkpoints and .tflite files so far; this is a {kind}. Convert it with "
+                             "tf2torch.convert, or save the weights with Keras's save_weights")
     with contextlib.closing(open_h5(str(path))) as file:
         if h5_attribute(file, "model_config", "/") is not None:
             return "model"
@@ -84,6 +85,12 @@ def _layers_of(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
     if kind == "model":
         with open_model(path) as graph:
             yield graph_layers(graph)
+        return
+    if kind == "tflite":
+        from .source_tflite import tflite_layers
+
+        with open_model(path) as graph:
+            yield tflite_layers(graph)
         return
     if kind == "tf_checkpoint":
         from .source_tf import checkpoint_layers
