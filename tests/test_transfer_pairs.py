@@ -332,3 +332,28 @@ def test_tflite_source(weights, tmp_path):
     with torch.no_grad():
         got = twin.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
     assert max_rel_error(got, interpreter_outputs(path, [x])[0]) <= RTOL
+
+
+class PoolTwin(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):  # avg_pool2d counts its padding (count_include_pad=True), as timm's inception_v3 does
+        return self.conv2(nn.functional.avg_pool2d(self.conv1(x), 3, stride=1, padding=1))
+
+
+def test_pooling_padding_named_upstream(tmp_path):
+    """Keras's ``AveragePooling2D(3, 1, padding="same")`` averages the input positions only; torch's
+    ``avg_pool2d(padding=1)`` counts the zeros: the next conv's input differs, and the diagnosis names the
+    pooling layer and the fix (keras.applications' InceptionV3 into timm's)."""
+    k = keras_module("keras3")
+    L = k.layers
+    model = k.Sequential([k.Input((5, 5, 3)), L.Conv2D(4, 1), L.AveragePooling2D(3, 1, padding="same", name="pool"),
+                          L.Conv2D(2, 1)])
+    model.save(str(tmp_path / "model.keras"))
+    report = tf2torch.transfer(tmp_path / "model.keras", PoolTwin(), example_inputs=(torch.randn(1, 3, 5, 5),))
+    first = report.first_divergence
+    assert first["target"] == "conv2" and first["diagnosis"][0].startswith("its input already differs")
+    assert first["diagnosis"][1].startswith('upstream at pool (AveragePooling2D, padding="same")')
+    assert first["diagnosis"][1].endswith("Fix: count_include_pad=False")

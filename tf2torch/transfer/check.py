@@ -76,7 +76,7 @@ def verify_transfer(path: str | os.PathLike, model: nn.Module, example_inputs: t
     with open_model(path) as graph:
         specs, major, output = graph.input_specs, graph.keras_major, graph.outputs[0]
         feeds = {node.layer: node.inputs[0] for node in reversed(graph.nodes) if node.inputs}  # first calls
-        after = followers(graph)
+        after, before = followers(graph), weightless_before(graph)
     pairs = [(t, s) for t, s in pairs if t.kind != "tensor"]  # a loose tensor has no output of its own
     arrays = keras_inputs(specs, example_inputs)
     if arrays is None:
@@ -101,6 +101,8 @@ def verify_transfer(path: str | os.PathLike, model: nn.Module, example_inputs: t
     first = next((entry for entry in layers if entry.get("diverges")), None)
     if first is not None and (first["diagnosis"][0].startswith("its input already differs")
                               or first["diagnosis"] == ["no known trap at this layer"]):
+        t, s = pairs[layers.index(first)]
+        first["diagnosis"] += weightless_traps(before.get(_input_layer(s, feeds) or "", []))
         first["diagnosis"] += upstream_traps(pairs[:layers.index(first)])
     expected = reference.get(output.node, [None] * (output.index + 1))[output.index]
     return {"compared": True, "layers": layers, "first_divergence": first,
@@ -114,6 +116,41 @@ def upstream_traps(pairs: list[tuple[TargetModule, SourceLayer]]) -> list[str]:
     Xception). Those told by the configuration alone: the epsilons."""
     return [f"upstream at {t.path} (from {s.name}): {trap}" for t, s in pairs if t.kind in ("batchnorm", "layernorm")
             for trap in diagnose(t, s, None)]
+
+
+def weightless_before(graph: Any, most: int = 8) -> dict[str, list[tuple[str, str, dict]]]:
+    """Each layer → the layers without weights its input passed through since the last layer with weights
+    (breadth first, at most ``most``): (name, class, config), where a divergence's upstream cause must be."""
+    out: dict[str, list[tuple[str, str, dict]]] = {}
+    for node in graph.nodes:
+        found, queue = [], [ref.node for ref in node.all_inputs()]
+        while queue and len(found) < most:
+            before = graph.node(queue.pop(0))
+            layer = graph.layers.get(before.layer)
+            if layer is None or layer.weights or any(f[0] == before.layer for f in found):
+                continue
+            found.append((before.layer, layer.class_name, layer.config))
+            queue += [ref.node for ref in before.all_inputs()]
+        out.setdefault(node.layer, found)
+    return out
+
+
+def weightless_traps(chain: list[tuple[str, str, dict]]) -> list[str]:
+    """The known traps among the weightless layers before a divergence ([K3] ``layers/pooling/``): Keras's
+    average pooling with ``same`` padding averages the input positions only, torch's counts the zeros of its
+    padding; TF ``SAME`` max pooling with stride > 1 pads (total // 2 before, the rest after)."""
+    found = []
+    for name, class_name, config in chain:
+        same = str(config.get("padding", "")).lower() == "same"
+        strides = config.get("strides") or config.get("pool_size") or 1
+        if class_name.startswith("AveragePooling") and same:
+            found.append(f"upstream at {name} ({class_name}, padding=\"same\"): Keras averages over the input "
+                         "positions only, torch's AvgPool/avg_pool2d count the padding. Fix: count_include_pad=False")
+        elif class_name.startswith("MaxPooling") and same and any(v > 1 for v in np.atleast_1d(strides)):
+            found.append(f"upstream at {name} ({class_name}, padding=\"same\", strides {strides}): TF pads "
+                         "(total // 2 before, the rest after), torch's padding is symmetric. Fix: pad with "
+                         "F.pad(x, ..., value=-inf) as TF does, then pool with padding=0")
+    return found
 
 
 def followers(graph: Any, most: int = 3) -> dict[str, list[str]]:
