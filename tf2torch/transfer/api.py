@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import Tf2TorchError
 from .check import verify_transfer
-from .layers import SourceLayer, loose_weights, pointwise_as_dense
+from .layers import SourceLayer, grouped_as_depthwise, loose_weights, pointwise_as_dense
 from .match import Assignment, plan, similarity, source_for, span
 from .report import TransferReport
 from .source import open_source, source_kind
@@ -90,6 +90,7 @@ def align(targets: list[TargetModule], layers: list[SourceLayer],
         taken.update(names)
     mapped = {t.label for t, _ in pairs}
     layers = pointwise_heads(targets, [s for s in layers if s.name not in taken], mapped)
+    layers = grouped_depthwise(targets, layers, mapped)
     for kind in dict.fromkeys(t.kind for t in targets if t.kind):
         kind_targets = [t for t in targets if t.kind == kind and t.label not in mapped]
         kind_sources = [s for s in layers if s.kind == kind and s.name not in taken] if kind != "tensor" else \
@@ -114,6 +115,19 @@ def pointwise_heads(targets: list[TargetModule], layers: list[SourceLayer], mapp
     if any(d is None for d in dense.values()):
         return layers
     return [dense.get(s.name, s) for s in layers]
+
+
+def grouped_depthwise(targets: list[TargetModule], layers: list[SourceLayer], mapped: set[str]) -> list[SourceLayer]:
+    """When torch has k more depthwise convolutions than the source and the source has exactly k convolutions
+    with one input channel per group (``grouped_as_depthwise``), those are the depthwise ones, provided no torch
+    convolution takes one input channel per group itself (a grayscale stem would fit both ways)."""
+    k = sum(t.kind == "depthwise" and t.label not in mapped for t in targets) - \
+        sum(s.kind == "depthwise" for s in layers)
+    singles = [s.name for s in layers if grouped_as_depthwise(s) is not None]
+    if k <= 0 or len(singles) != k or any(t.kind == "conv" and t.tensors["weight"].shape[1] == 1 for t in targets
+                                           if "weight" in t.tensors):
+        return layers
+    return [grouped_as_depthwise(s) if s.name in singles else s for s in layers]
 
 
 def read_mapping(path: str | os.PathLike) -> dict[str, str]:
@@ -160,7 +174,7 @@ def align_kind(targets: list[TargetModule], sources: list[SourceLayer]) -> tuple
                 if (s := source_for(target, sources[i:i + n])) is not None and plan(target, s) is not None]
         if len(fits) > 1:
             scores = sorted(((similarity(target.label, s.name), k) for k, (_, s) in enumerate(fits)), reverse=True)
-            if scores[0][0] > 0 and scores[0][0] > scores[1][0]:
+            if scores[0][0][0] > 0 and scores[0][0] > scores[1][0]:
                 fits = [fits[scores[0][1]]]
             else:
                 ambiguous.append({"target": target.label, "kind": target.kind,

@@ -62,7 +62,7 @@ def diagnose(target: TargetModule, source: SourceLayer, input_shape: tuple[int, 
             found.append(f"padding: TF SAME with stride {tuple(module.stride)} pads (before, after) = {pads} on "
                          f"input {tuple(spatial)}, torch pads {torch_pads} on both sides. Fix: padding=0 and "
                          f"nn.ZeroPad{len(spatial)}d({tuple(lr)}) before the conv")
-    if target.kind in ("batchnorm", "layernorm"):
+    if target.kind in ("batchnorm", "layernorm") and isinstance(getattr(module, "eps", None), float):
         keras_eps = float(config.get("epsilon", 1e-3))
         if not math.isclose(keras_eps, module.eps, rel_tol=1e-6):
             found.append(f"epsilon: Keras {keras_eps:g}, torch {module.eps:g}. Fix: "
@@ -229,6 +229,8 @@ def _error(target: TargetModule, source: SourceLayer, got: torch.Tensor, expecte
     out = got.detach().float().numpy()
     if target.kind in CHANNELS_FIRST_KINDS and out.ndim > 2 and source.config.get("data_format") != "channels_first":
         out = np.moveaxis(out, 1, -1)  # by kind, not by shape: (N, 8, 8, 8) fits either way
+    elif out.shape != expected.shape and out.ndim > 2 and np.moveaxis(out, 1, -1).shape == expected.shape:
+        out = np.moveaxis(out, 1, -1)  # a norm over channels first (nn.GroupNorm): told by the shapes alone
     if out.shape != expected.shape:
         return None
     return float(np.abs(out - expected).max() / max(float(np.abs(expected).max()), 1e-30))

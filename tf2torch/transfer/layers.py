@@ -191,6 +191,21 @@ def pointwise_as_dense(layer: SourceLayer) -> SourceLayer | None:
     return replace(layer, kind="dense", weights=weights, names={r: layer.weight_name(r) for r in weights})
 
 
+def grouped_as_depthwise(layer: SourceLayer) -> SourceLayer | None:
+    """A convolution whose kernel takes one input channel per group (kh, kw, 1, N) as the depthwise convolution it
+    is when ``groups`` equals its input channels (Hugging Face's TF ConvNeXt writes its 7x7 depthwise conv as
+    ``Conv2D(groups=dim)``): Keras's output channel o belongs to group o // multiplier, as in a depthwise kernel
+    (kh, kw, N, 1) seen through ``depthwise_kernel_to_oihw``. None for any other."""
+    kernel = layer.weights.get("kernel")
+    if layer.kind != "conv" or kernel is None or len(kernel.shape) < 3 or kernel.shape[-2] != 1:
+        return None
+    shape = (*kernel.shape[:-2], kernel.shape[-1], 1)
+    weights = {("depthwise_kernel" if r == "kernel" else r): (Derived(w, shape, lambda a: a.reshape(shape))
+                                                             if r == "kernel" else w) for r, w in layer.weights.items()}
+    names = {("depthwise_kernel" if r == "kernel" else r): layer.weight_name(r) for r in layer.weights}
+    return replace(layer, kind="depthwise", weights=weights, names=names)
+
+
 def stack_layers(layers: list[SourceLayer], directions: int) -> SourceLayer | None:
     """Several RNN layers as one multi-layer (and/or bidirectional) torch RNN's source, roles named by torch's
     suffixes (``l1_reverse.kernel``); None unless each torch layer gets a plain layer or a forward and a backward

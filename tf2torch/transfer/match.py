@@ -255,12 +255,20 @@ def plan_tensor(target: TargetModule, source: SourceLayer) -> list[Piece] | None
     """A loose tensor (``loose_tensors``, ``loose_weights``) as is, or reshaped when the two differ only in axes of
     size 1 (the order of the values is then the same: TF's (1, 1, C) ↔ torch's (C,)); nothing else fits."""
     ((name, tensor),), ((role, weight),) = target.tensors.items(), source.weights.items()
+    if {part(name), part(role)} == {"scale", "shift"}:  # a bias never loads into a weight (MobileBERT's NoNorm)
+        return None
     have, want = tuple(weight.shape), tuple(tensor.shape)
     if have == want:
         return [(name, role, "identity", want, _array(source, role))]
     if [d for d in have if d != 1] != [d for d in want if d != 1]:
         return None
     return [(name, role, f"reshape {have} -> {want}", want, lambda: np.asarray(weight).reshape(want))]
+
+
+def part(name: str) -> str | None:
+    """What a loose tensor's own name says it is: ``scale`` (weight, gamma, kernel), ``shift`` (bias, beta)."""
+    last = name.rsplit("/", 1)[-1].split(":")[0].lower()
+    return "scale" if last in ("weight", "gamma", "kernel", "scale") else "shift" if last in ("bias", "beta") else None
 
 
 PLANNERS = {"attention": plan_attention, "conv": plan_conv, "depthwise": plan_conv, "conv_transpose": plan_conv,
@@ -275,6 +283,16 @@ def tokens(path: str) -> set[str]:
     return {w for w in words if w and w not in ("kernel", "weight", "bias", "0", "vars")}
 
 
-def similarity(a: str, b: str) -> float:
+def numbers(path: str) -> list[str]:
+    """The indices in a path, in order (``block_._0/layer_._1/layer_norm/weight:0`` → [0, 1]; the ``:0`` of a TF
+    variable and a Keras 3 ``vars/<i>`` position are no index)."""
+    return re.findall(r"\d+", re.sub(r"(:\d+$)|((^|/)vars/\d+)", "", path.lower()))
+
+
+def similarity(a: str, b: str) -> tuple[float, int]:
+    """Shared name tokens (Jaccard), then how many indices agree counted from the end: token sets cannot tell
+    ``block.0.layer.1`` from ``block_._1/layer_._0`` (T5's layer norms), the indices in order can."""
     ta, tb = tokens(a), tokens(b)
-    return len(ta & tb) / len(ta | tb) if ta | tb else 0.0
+    na, nb = numbers(a)[::-1], numbers(b)[::-1]
+    trailing = next((i for i, (x, y) in enumerate(zip(na, nb)) if int(x) != int(y)), min(len(na), len(nb)))
+    return (len(ta & tb) / len(ta | tb) if ta | tb else 0.0), trailing

@@ -76,7 +76,21 @@ def source_kind(path: str | os.PathLike) -> str:
 def open_source(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
     """The file's layers with weights (values read when asked for); the file stays open inside the block."""
     with _layers_of(path) as layers:
-        yield [part for layer in layers for part in split_layer(normalize(layer))]
+        yield once([part for layer in layers for part in split_layer(normalize(layer))])
+
+
+def once(layers: list[SourceLayer]) -> list[SourceLayer]:
+    """Each layer once: a weight shared by two layers (Hugging Face's T5 ties its encoder's ``embed_tokens`` to
+    ``shared``; ``save_weights`` lists the group under both layer names, ``shared/shared/embeddings`` twice) is one
+    source, as the tied torch parameter is one target tensor."""
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for layer in layers:
+        key = (layer.name, *layer.weight_names())
+        if key not in seen:
+            seen.add(key)
+            out.append(layer)
+    return out
 
 
 @contextlib.contextmanager

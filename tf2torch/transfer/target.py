@@ -82,7 +82,18 @@ def module_kind(module: nn.Module) -> str | None:
             if kind == "conv" and module.groups > 1 and module.groups == module.in_channels:
                 return "depthwise"
             return kind
-    return None
+    return "layernorm" if is_norm(module) else None
+
+
+def is_norm(module: nn.Module) -> bool:
+    """A normalization of a class torch does not name as one — ``nn.GroupNorm``, Hugging Face's
+    ``ConvNextLayerNorm`` (channels first), a user's LayerNorm: a ``weight`` and a ``bias`` of one shape (C,) and
+    an epsilon. Loaded as Keras's LayerNormalization/GroupNormalization gamma and beta (a scale-only RMS norm,
+    T5's, has no beta: it stays a loose tensor)."""
+    params = dict(module.named_parameters(recurse=False))
+    return (set(params) == {"weight", "bias"} and params["weight"].ndim == 1
+            and params["weight"].shape == params["bias"].shape
+            and any(isinstance(getattr(module, a, None), float) for a in ("eps", "epsilon", "variance_epsilon")))
 
 
 def own_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
