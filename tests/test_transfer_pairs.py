@@ -357,3 +357,168 @@ def test_pooling_padding_named_upstream(tmp_path):
     assert first["target"] == "conv2" and first["diagnosis"][0].startswith("its input already differs")
     assert first["diagnosis"][1].startswith('upstream at pool (AveragePooling2D, padding="same")')
     assert first["diagnosis"][1].endswith("Fix: count_include_pad=False")
+
+
+# -- what transformers' TF classes showed: T5, MobileBERT, ConvNeXt (their patterns, built here) ------------------
+V = 11
+
+
+def t5_like(k):
+    """T5's patterns in tf_keras: the embedding shared between the model and its encoder (``save_weights`` lists
+    ``shared/shared/embeddings`` twice), scale-only RMS norms ``block_._i/layer_._j/layer_norm/weight`` of one
+    shape (only the indices in order tell them apart), and MobileBERT's ``NoNorm`` (``weight`` and ``bias`` of one
+    shape, no epsilon: loose tensors whose names must not cross)."""
+    import tensorflow as tf
+
+    L = k.layers
+
+    class RMSNorm(L.Layer):
+        def build(self, input_shape):
+            self.weight = self.add_weight(name="weight", shape=(H,))
+
+        def call(self, x):
+            return x * tf.math.rsqrt(tf.reduce_mean(x * x, -1, keepdims=True) + 1e-6) * self.weight
+
+    class NoNorm(L.Layer):
+        def build(self, input_shape):
+            self.weight, self.bias = (self.add_weight(name=n, shape=(H,)) for n in ("weight", "bias"))
+
+        def call(self, x):
+            return x * self.weight + self.bias
+
+    class Sub(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.layer_norm, self.dense = RMSNorm(name="layer_norm"), L.Dense(H, name="dense")
+
+        def call(self, x):
+            return x + self.dense(self.layer_norm(x))
+
+    class Encoder(L.Layer):
+        def __init__(self, shared, **kwargs):
+            super().__init__(**kwargs)
+            self.embed_tokens, self.no_norm = shared, NoNorm(name="no_norm")
+            self.block = [[Sub(name=f"block_._{i}/layer_._{j}") for j in range(2)] for i in range(2)]
+
+        def call(self, ids):
+            x = self.no_norm(self.embed_tokens(ids))
+            for block in self.block:
+                for sub in block:
+                    x = sub(x)
+            return x
+
+    class T5(k.Model):
+        def __init__(self):
+            super().__init__(name="tft5_encoder_model")
+            self.shared = L.Embedding(V, H, name="shared")
+            self.encoder = Encoder(self.shared, name="encoder")
+
+        def call(self, ids):
+            return self.encoder(ids)
+
+    return T5()
+
+
+class RMSNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight, self.variance_epsilon = nn.Parameter(torch.ones(H)), 1e-6
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon) * self.weight
+
+
+class NoNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(torch.ones(H)), nn.Parameter(torch.zeros(H))
+
+    def forward(self, x):
+        return x * self.weight + self.bias
+
+
+class T5Twin(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.shared = nn.Embedding(V, H)
+        self.encoder = nn.Module()
+        self.encoder.embed_tokens, self.encoder.no_norm = self.shared, NoNorm()  # tied, as transformers ties them
+        self.encoder.block = nn.ModuleList(nn.Module() for _ in range(2))
+        for block in self.encoder.block:
+            block.layer = nn.ModuleList(nn.ModuleDict({"layer_norm": RMSNorm(), "dense": nn.Linear(H, H)})
+                                        for _ in range(2))
+
+    def forward(self, ids):
+        x = self.encoder.no_norm(self.encoder.embed_tokens(ids))
+        for block in self.encoder.block:
+            for sub in block.layer:
+                x = x + sub["dense"](sub["layer_norm"](x))
+        return x
+
+
+def test_tied_weights_indices_and_loose_roles(tmp_path):
+    model = t5_like(keras_module("tf_keras"))
+    ids = np.random.default_rng(1).integers(0, V, (2, 5))
+    model(ids)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.standard_normal(w.shape).astype("float32") for w in model.get_weights()])
+    model.save_weights(str(tmp_path / "tf_model.h5"))
+    twin = T5Twin()
+    report = tf2torch.transfer(tmp_path / "tf_model.h5", twin, example_inputs=(torch.from_numpy(ids),))
+    assert report.ok, report.to_markdown()
+    assert report.mapping["encoder.block.0.layer.1.layer_norm.weight"]["source"].endswith(
+        "block_._0/layer_._1/layer_norm/weight")
+    assert report.mapping["encoder.no_norm.bias"]["source"].endswith("no_norm/bias")
+    with torch.no_grad():
+        assert max_rel_error(twin.eval()(torch.from_numpy(ids)).numpy(), np.asarray(model(ids))) <= RTOL
+
+
+def convnext_like(k):
+    """Hugging Face's TF ConvNeXt: the depthwise 7x7 written as ``Conv2D(groups=C)`` (kernel (7, 7, 1, C)) and
+    Keras LayerNormalization where torch has a channels-first LayerNorm of its own class; ``nn.GroupNorm`` after."""
+    L = k.layers
+    return k.Sequential([k.Input((8, 8, 3)), L.Conv2D(4, 2, strides=2, name="stem"),
+                         L.LayerNormalization(epsilon=1e-6, name="layernorm"),
+                         L.Conv2D(4, 3, padding="same", groups=4, name="dwconv"),
+                         L.GroupNormalization(2, epsilon=1e-5, name="groupnorm") if hasattr(L, "GroupNormalization")
+                         else L.LayerNormalization(name="groupnorm"), L.GlobalAveragePooling2D(), L.Dense(3)])
+
+
+class ChannelsFirstLayerNorm(nn.Module):
+    """transformers' ``ConvNextLayerNorm(data_format="channels_first")``."""
+
+    def __init__(self, channels, eps=1e-6):
+        super().__init__()
+        self.weight, self.bias, self.eps = nn.Parameter(torch.ones(channels)), nn.Parameter(torch.zeros(channels)), eps
+        self.data_format = "channels_first"  # says its layout: (N, 4, 4, 4) fits either way
+
+    def forward(self, x):
+        u, s = x.mean(1, keepdim=True), (x - x.mean(1, keepdim=True)).pow(2).mean(1, keepdim=True)
+        return self.weight[:, None, None] * (x - u) / torch.sqrt(s + self.eps) + self.bias[:, None, None]
+
+
+class ConvNextTwin(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.layernorm = nn.Conv2d(3, 4, 2, stride=2), ChannelsFirstLayerNorm(4)
+        self.dwconv, self.groupnorm = nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.GroupNorm(2, 4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(self.groupnorm(self.dwconv(self.layernorm(self.stem(x)))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("file", ["model.keras", "model.weights.h5"])
+def test_grouped_conv_and_norms_of_other_classes(file, tmp_path):
+    model = convnext_like(keras_module("keras3"))
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.standard_normal(w.shape).astype("float32") for w in model.weights])
+    model.save_weights(str(tmp_path / file)) if file.endswith(".weights.h5") else model.save(str(tmp_path / file))
+    x = rng.standard_normal((2, 3, 8, 8)).astype("float32")
+    twin = ConvNextTwin()
+    report = tf2torch.transfer(tmp_path / file, twin, example_inputs=(torch.from_numpy(x),))
+    assert report.ok, report.to_markdown()
+    assert report.mapping["dwconv.weight"]["transform"] == "depthwise_kernel_to_oihw"
+    with torch.no_grad():
+        assert max_rel_error(twin.eval()(torch.from_numpy(x)).numpy(),
+                             np.asarray(model(x.transpose(0, 2, 3, 1)))) <= RTOL

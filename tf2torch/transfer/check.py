@@ -62,7 +62,7 @@ def diagnose(target: TargetModule, source: SourceLayer, input_shape: tuple[int, 
             found.append(f"padding: TF SAME with stride {tuple(module.stride)} pads (before, after) = {pads} on "
                          f"input {tuple(spatial)}, torch pads {torch_pads} on both sides. Fix: padding=0 and "
                          f"nn.ZeroPad{len(spatial)}d({tuple(lr)}) before the conv")
-    if target.kind in ("batchnorm", "layernorm") and isinstance(getattr(module, "eps", None), float):
+    if target.kind in ("batchnorm", "layernorm", "groupnorm") and isinstance(getattr(module, "eps", None), float):
         keras_eps = float(config.get("epsilon", 1e-3))
         if not math.isclose(keras_eps, module.eps, rel_tol=1e-6):
             found.append(f"epsilon: Keras {keras_eps:g}, torch {module.eps:g}. Fix: "
@@ -224,10 +224,18 @@ def _recorder(seen: dict, path: str) -> Any:
     return hook
 
 
+def channels_first(target: TargetModule) -> bool:
+    """Whether the module keeps channels on axis 1: by kind, or a norm that says so (``nn.GroupNorm`` always;
+    transformers' ``ConvNextLayerNorm`` by its ``data_format``), never by shape: (N, 4, 4, 4) fits either way."""
+    module = target.module
+    return (target.kind in CHANNELS_FIRST_KINDS or isinstance(module, nn.GroupNorm)
+            or getattr(module, "data_format", None) == "channels_first")
+
+
 def _error(target: TargetModule, source: SourceLayer, got: torch.Tensor, expected: np.ndarray) -> float | None:
     """max|Δ| / max|ref| of a torch tensor against Keras's, in Keras's layout; None when the shapes disagree."""
     out = got.detach().float().numpy()
-    if target.kind in CHANNELS_FIRST_KINDS and out.ndim > 2 and source.config.get("data_format") != "channels_first":
+    if channels_first(target) and out.ndim > 2 and source.config.get("data_format") != "channels_first":
         out = np.moveaxis(out, 1, -1)  # by kind, not by shape: (N, 8, 8, 8) fits either way
     elif out.shape != expected.shape and out.ndim > 2 and np.moveaxis(out, 1, -1).shape == expected.shape:
         out = np.moveaxis(out, 1, -1)  # a norm over channels first (nn.GroupNorm): told by the shapes alone

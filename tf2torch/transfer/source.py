@@ -44,11 +44,15 @@ ROLES = {  # each kind's weights in Keras's own order (``layer.weights``)
     "conv": ["kernel", "bias"], "depthwise": ["depthwise_kernel", "bias"], "conv_transpose": ["kernel", "bias"],
     "separable": ["depthwise_kernel", "pointwise_kernel", "bias"],
     "dense": ["kernel", "bias"], "batchnorm": ["gamma", "beta", "moving_mean", "moving_variance"],
-    "layernorm": ["gamma", "beta"], "lstm": ["kernel", "recurrent_kernel", "bias"],
+    "layernorm": ["gamma", "beta"], "groupnorm": ["gamma", "beta"], "lstm": ["kernel", "recurrent_kernel", "bias"],
     "gru": ["kernel", "recurrent_kernel", "bias"], "embedding": ["embeddings"],
     "attention": [f"{p}_{w}" for p in ("query", "key", "value", "output") for w in ("kernel", "bias")],
     "prelu": ["alpha"],
 }
+
+
+MORE_KINDS = {"GroupNormalization": "groupnorm"}  # where the converter declares no weight kind: a kind of its own
+# (a Keras 3 weights file orders layers within a kind only), gamma and beta as a LayerNormalization's
 
 
 def source_kind(path: str | os.PathLike) -> str:
@@ -130,7 +134,8 @@ def kind_of_snake() -> dict[str, str]:
     weights, as the converters declare it (``Facts.weight_kind``): ``conv2d_transpose`` → ``conv_transpose``."""
     from .. import api
 
-    return {to_snake_case(name): api.layer_facts(name).weight_kind for name in api.classes_with("weight_kind")}
+    kinds = {to_snake_case(name): api.layer_facts(name).weight_kind for name in api.classes_with("weight_kind")}
+    return {**{to_snake_case(name): kind for name, kind in MORE_KINDS.items()}, **kinds}
 
 
 # -- whole models ----------------------------------------------------------------------------------------------
@@ -148,7 +153,7 @@ def graph_layers(graph: KerasGraph) -> list[SourceLayer]:
         layer = graph.layers[key]
         if not layer.weights:
             continue
-        kind = api.layer_facts(layer.class_name).weight_kind  # declared by its converter (``Facts.weight_kind``)
+        kind = api.layer_facts(layer.class_name).weight_kind or MORE_KINDS.get(layer.class_name)
         roles = (attention_roles([w.name for w in layer.weights]) if kind == "attention" else
                  config_roles(kind, layer.config, len(layer.weights)) if kind else None)
         if roles is None:

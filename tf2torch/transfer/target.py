@@ -20,7 +20,7 @@ from ..errors import Tf2TorchError
 
 KIND_OF_MODULE: list[tuple[type, str]] = [
     (nn.Linear, "dense"), (nn.modules.conv._ConvTransposeNd, "conv_transpose"), (nn.modules.conv._ConvNd, "conv"),
-    (nn.modules.batchnorm._BatchNorm, "batchnorm"), (nn.LayerNorm, "layernorm"), (nn.LSTM, "lstm"),
+    (nn.modules.batchnorm._BatchNorm, "batchnorm"), (nn.LayerNorm, "layernorm"), (nn.GroupNorm, "groupnorm"), (nn.LSTM, "lstm"),
     (nn.GRU, "gru"), (nn.Embedding, "embedding"), (nn.MultiheadAttention, "attention"), (nn.PReLU, "prelu"),
 ]
 UNITS = (nn.MultiheadAttention,)  # modules loaded as one, their children's tensors with them (``out_proj``)
@@ -86,9 +86,9 @@ def module_kind(module: nn.Module) -> str | None:
 
 
 def is_norm(module: nn.Module) -> bool:
-    """A normalization of a class torch does not name as one — ``nn.GroupNorm``, Hugging Face's
-    ``ConvNextLayerNorm`` (channels first), a user's LayerNorm: a ``weight`` and a ``bias`` of one shape (C,) and
-    an epsilon. Loaded as Keras's LayerNormalization/GroupNormalization gamma and beta (a scale-only RMS norm,
+    """A normalization of a class torch does not have — Hugging Face's ``ConvNextLayerNorm`` (channels
+    first), a user's LayerNorm: a ``weight`` and a ``bias`` of one shape (C,) and
+    an epsilon. Loaded as Keras's LayerNormalization gamma and beta (a scale-only RMS norm,
     T5's, has no beta: it stays a loose tensor)."""
     params = dict(module.named_parameters(recurse=False))
     return (set(params) == {"weight", "bias"} and params["weight"].ndim == 1
