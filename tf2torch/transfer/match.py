@@ -272,7 +272,8 @@ def part(name: str) -> str | None:
 
 
 PLANNERS = {"attention": plan_attention, "conv": plan_conv, "depthwise": plan_conv, "conv_transpose": plan_conv,
-            "dense": plan_dense, "batchnorm": plan_batchnorm, "layernorm": plan_layernorm, "groupnorm": plan_layernorm, "embedding": plan_embedding,
+            "dense": plan_dense, "batchnorm": plan_batchnorm, "layernorm": plan_layernorm, "groupnorm": plan_layernorm,
+            "embedding": plan_embedding,
             "lstm": plan_rnn, "gru": plan_rnn, "prelu": plan_prelu,
             "tensor": plan_tensor}
 
