@@ -21,7 +21,8 @@ from ..errors import Tf2TorchError
 KIND_OF_MODULE: list[tuple[type, str]] = [
     (nn.Linear, "dense"), (nn.modules.conv._ConvTransposeNd, "conv_transpose"), (nn.modules.conv._ConvNd, "conv"),
     (nn.modules.batchnorm._BatchNorm, "batchnorm"), (nn.LayerNorm, "layernorm"), (nn.GroupNorm, "groupnorm"),
-    (nn.LSTM, "lstm"), (nn.GRU, "gru"), (nn.Embedding, "embedding"), (nn.MultiheadAttention, "attention"), (nn.PReLU, "prelu"),
+    (nn.LSTM, "lstm"), (nn.GRU, "gru"), (nn.Embedding, "embedding"), (nn.MultiheadAttention, "attention"),
+    (nn.PReLU, "prelu"),
 ]
 UNITS = (nn.MultiheadAttention,)  # modules loaded as one, their children's tensors with them (``out_proj``)
 FLATTENING = {torch.flatten, torch.reshape, torch.Tensor.flatten, torch.Tensor.view, torch.Tensor.reshape}
