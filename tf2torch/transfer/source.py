@@ -51,10 +51,6 @@ ROLES = {  # each kind's weights in Keras's own order (``layer.weights``)
 }
 
 
-MORE_KINDS = {"GroupNormalization": "groupnorm"}  # where the converter declares no weight kind: a kind of its own
-# (a Keras 3 weights file orders layers within a kind only), gamma and beta as a LayerNormalization's
-
-
 def source_kind(path: str | os.PathLike) -> str:
     """``model`` (a whole Keras model), ``keras2_weights`` or ``keras3_weights`` (``save_weights`` files),
     ``tf_checkpoint`` (a TF 1 or TF 2 checkpoint, read by variable name), ``tflite`` (a TensorFlow Lite model,
@@ -134,8 +130,7 @@ def kind_of_snake() -> dict[str, str]:
     weights, as the converters declare it (``Facts.weight_kind``): ``conv2d_transpose`` → ``conv_transpose``."""
     from .. import api
 
-    kinds = {to_snake_case(name): api.layer_facts(name).weight_kind for name in api.classes_with("weight_kind")}
-    return {**{to_snake_case(name): kind for name, kind in MORE_KINDS.items()}, **kinds}
+    return {to_snake_case(name): api.layer_facts(name).weight_kind for name in api.classes_with("weight_kind")}
 
 
 # -- whole models ----------------------------------------------------------------------------------------------
@@ -153,7 +148,7 @@ def graph_layers(graph: KerasGraph) -> list[SourceLayer]:
         layer = graph.layers[key]
         if not layer.weights:
             continue
-        kind = api.layer_facts(layer.class_name).weight_kind or MORE_KINDS.get(layer.class_name)
+        kind = api.layer_facts(layer.class_name).weight_kind  # declared by its converter (``Facts.weight_kind``)
         roles = (attention_roles([w.name for w in layer.weights]) if kind == "attention" else
                  config_roles(kind, layer.config, len(layer.weights)) if kind else None)
         if roles is None:
