@@ -522,3 +522,33 @@ def test_grouped_conv_and_norms_of_other_classes(file, tmp_path):
     with torch.no_grad():
         assert max_rel_error(twin.eval()(torch.from_numpy(x)).numpy(),
                              np.asarray(model(x.transpose(0, 2, 3, 1)))) <= RTOL
+
+
+# -- the real pairs themselves, where their packages are importable (not in the project's environment) ------------
+@pytest.mark.parametrize("name", ["Bert", "GPT2", "ViT", "ConvNext", "T5Encoder"])
+def test_hugging_face_pair_when_installed(name, tmp_path, monkeypatch):
+    """transformers' TF class → its PyTorch class with no map (docs/transfer_real_pair_hf.py, small configs)."""
+    monkeypatch.setenv("TF_USE_LEGACY_KERAS", "1")
+    T = pytest.importorskip("transformers")
+    if not hasattr(T, "TFBertModel"):
+        pytest.skip("transformers without TF classes (5.x)")
+    config = {"Bert": lambda: T.BertConfig(vocab_size=99, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                           intermediate_size=20),
+              "GPT2": lambda: T.GPT2Config(vocab_size=99, n_embd=16, n_layer=1, n_head=2),
+              "ViT": lambda: T.ViTConfig(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                         num_attention_heads=2, intermediate_size=20),
+              "ConvNext": lambda: T.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2),
+              "T5Encoder": lambda: T.T5Config(vocab_size=99, d_model=16, d_kv=8, d_ff=20, num_layers=1, num_heads=2),
+              }[name]()
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((1, 3, 16 if name == "ViT" else 32, 16 if name == "ViT" else 32)).astype("float32")
+         if name in ("ViT", "ConvNext") else rng.integers(0, 99, (1, 5)).astype("int32"))
+    tf_model = getattr(T, f"TF{name}Model")(config)
+    expected = tf_model(x).last_hidden_state.numpy()
+    tf_model.save_pretrained(str(tmp_path))
+    model = getattr(T, f"{name}Model")(config)
+    tx = torch.from_numpy(x.astype("int64") if x.dtype.kind == "i" else x)
+    report = tf2torch.transfer(tmp_path / "tf_model.h5", model, example_inputs=(tx,))
+    assert report.ok, report.to_markdown()
+    with torch.no_grad():
+        assert max_rel_error(model.eval()(tx).last_hidden_state.numpy(), expected) <= RTOL
