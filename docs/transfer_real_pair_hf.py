@@ -1,6 +1,6 @@
 """Hugging Face's TF classes into its own PyTorch classes, with no map: BERT, GPT-2, ViT, DistilBERT, RoBERTa,
-ALBERT, the T5 encoder, ConvNeXt, Swin and DeiT (TFBertModel -> BertModel, ...; transformers 4.46.3, the 4.x line
-that still has TF classes). The TF and the
+ALBERT, the T5 encoder, ConvNeXt, Swin, DeiT, MobileBERT and Wav2Vec2 (TFBertModel -> BertModel, ...;
+transformers 4.46.3, the 4.x line that still has TF classes). The TF and the
 torch classes are separate code (names, layouts and GPT-2's (in, out) ``Conv1D`` differ); the weights are random
 (small configs, ``save_pretrained`` writes ``tf_model.h5``), not a published checkpoint. The bar is transformers'
 own hand-written loader, ``from_pretrained(..., from_tf=True)``: both errors against TF are printed.
@@ -29,6 +29,7 @@ rng = np.random.default_rng(0)
 ids = rng.integers(0, 99, (2, 7)).astype("int32")
 pixels = rng.standard_normal((2, 3, 32, 32)).astype("float32")
 img = rng.standard_normal((2, 3, 32, 32)).astype("float32")
+audio = rng.standard_normal((2, 800)).astype("float32")
 PAIRS = {  # name: (config, TF class, torch class, input)
     "bert": (T.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                           intermediate_size=37, max_position_embeddings=64), T.TFBertModel, T.BertModel, ids),
@@ -50,6 +51,12 @@ PAIRS = {  # name: (config, TF class, torch class, input)
              T.TFSwinModel, T.SwinModel, img),
     "deit": (T.DeiTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                           intermediate_size=37), T.TFDeiTModel, T.DeiTModel, pixels),
+    "mobilebert": (T.MobileBertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                      intermediate_size=37, embedding_size=16, intra_bottleneck_size=16,
+                                      true_hidden_size=16), T.TFMobileBertModel, T.MobileBertModel, ids),
+    "wav2vec2": (T.Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                                  conv_dim=(8, 8), conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+                                  num_conv_pos_embedding_groups=4), T.TFWav2Vec2Model, T.Wav2Vec2Model, audio),
 }
 
 

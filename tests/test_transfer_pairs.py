@@ -552,3 +552,80 @@ def test_hugging_face_pair_when_installed(name, tmp_path, monkeypatch):
     assert report.ok, report.to_markdown()
     with torch.no_grad():
         assert max_rel_error(model.eval()(tx).last_hidden_state.numpy(), expected) <= RTOL
+
+
+def wav2vec2_like(k):
+    """Hugging Face's TF Wav2Vec2 (and BART) attention makes ``k_proj``, ``v_proj``, ``q_proj``, ``out_proj`` in that
+    order (the file's) while torch calls ``q_proj`` first: all square, every projection fits every other, so
+    in order they would load crossed; and its weight-normalized positional conv stores ``weight_v`` (out, in, K)
+    and ``weight_g`` (K, 1, 1), torch's ``weight_norm(dim=2)`` ``original1`` and ``original0`` (1, 1, K)."""
+    import tensorflow as tf
+
+    L = k.layers
+
+    class Attention(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.k_proj, self.v_proj, self.q_proj, self.out_proj = (L.Dense(H, name=n) for n in
+                                                                    ("k_proj", "v_proj", "q_proj", "out_proj"))
+
+        def call(self, x):
+            scores = tf.matmul(self.q_proj(x), self.k_proj(x), transpose_b=True) / H ** 0.5
+            return x + self.out_proj(tf.matmul(tf.nn.softmax(scores, -1), self.v_proj(x)))
+
+    class WeightNormConv(L.Layer):
+        def build(self, input_shape):
+            self.weight_v = self.add_weight(name="weight_v", shape=(H, H, 3))
+            self.weight_g = self.add_weight(name="weight_g", shape=(3, 1, 1))
+            self.bias = self.add_weight(name="bias", shape=(H,))
+
+        def call(self, x):
+            kernel = tf.nn.l2_normalize(self.weight_v, axis=[0, 1]) * tf.transpose(self.weight_g)
+            return tf.nn.conv1d(x, tf.transpose(kernel, (2, 1, 0)), 1, "SAME") + self.bias
+
+    class Model(k.Model):
+        def __init__(self):
+            super().__init__(name="tf_wav2_vec2_model")
+            self.conv = WeightNormConv(name="conv")
+            self.layers_ = [Attention(name=f"layers.{i}/attention") for i in range(2)]
+
+        def call(self, x):
+            x = self.conv(x)
+            for layer in self.layers_:
+                x = layer(x)
+            return x
+
+    return Model()
+
+
+class Wav2Vec2Twin(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.utils.parametrizations.weight_norm(nn.Conv1d(H, H, 3, padding=1), dim=2)
+        self.layers = nn.ModuleList(nn.Module() for _ in range(2))
+        for layer in self.layers:
+            layer.attention = nn.ModuleDict({n: nn.Linear(H, H) for n in ("q_proj", "k_proj", "v_proj", "out_proj")})
+
+    def forward(self, x):
+        x = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        for layer in self.layers:
+            a = layer.attention
+            scores = a["q_proj"](x) @ a["k_proj"](x).transpose(1, 2) / H ** 0.5
+            x = x + a["out_proj"](scores.softmax(-1) @ a["v_proj"](x))
+        return x
+
+
+def test_names_overrule_a_crossed_order_and_weight_norm(tmp_path):
+    model = wav2vec2_like(keras_module("tf_keras"))
+    x = np.random.default_rng(1).standard_normal((2, 6, H)).astype("float32")
+    model(x)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.standard_normal(w.shape).astype("float32") for w in model.get_weights()])
+    model.save_weights(str(tmp_path / "tf_model.h5"))
+    twin = Wav2Vec2Twin()
+    report = tf2torch.transfer(tmp_path / "tf_model.h5", twin, example_inputs=(torch.from_numpy(x),))
+    assert report.ok, report.to_markdown()
+    assert report.mapping["layers.1.attention.q_proj.weight"]["source"].endswith("layers.1/attention/q_proj/kernel")
+    assert report.mapping["conv.parametrizations.weight.original0"]["transform"] == "reshape (3, 1, 1) -> (1, 1, 3)"
+    with torch.no_grad():
+        assert max_rel_error(twin.eval()(torch.from_numpy(x)).numpy(), np.asarray(model(x))) <= RTOL

@@ -91,13 +91,18 @@ def align(targets: list[TargetModule], layers: list[SourceLayer],
     mapped = {t.label for t, _ in pairs}
     layers = pointwise_heads(targets, [s for s in layers if s.name not in taken], mapped)
     layers = grouped_depthwise(targets, layers, mapped)
-    for kind in dict.fromkeys(t.kind for t in targets if t.kind):
+    kinds = sorted(dict.fromkeys(t.kind for t in targets if t.kind), key=lambda k: k != "groupnorm")
+    for kind in kinds:
         kind_targets = [t for t in targets if t.kind == kind and t.label not in mapped]
         kind_sources = [s for s in layers if s.kind == kind and s.name not in taken] if kind != "tensor" else \
             [s for s in loose if s.name not in taken and s.name.rpartition("/")[0] not in taken]
+        if kind == "groupnorm" and len(kind_sources) < len(kind_targets):  # a weights-only file names no class:
+            kind_sources += [replace(s, kind=kind) for s in layers   # its gamma/beta read as a LayerNormalization's
+                             if s.kind == "layernorm" and not s.class_name and s.name not in taken]
         found, unsure = align_kind(kind_targets, kind_sources)
         pairs += found
         ambiguous += unsure
+        taken.update(s.name for _, s in found)
     return pairs, ambiguous
 
 
@@ -166,10 +171,12 @@ def align_kind(targets: list[TargetModule], sources: list[SourceLayer]) -> tuple
     if sum(spans) == len(sources) and not any(t.kind == "tensor" for t in targets):  # loose tensors: by name
         starts = [sum(spans[:i]) for i in range(len(spans))]
         pairs = [(t, source_for(t, sources[i:i + n])) for t, i, n in zip(targets, starts, spans)]
-        if all(s is not None and plan(t, s) is not None for t, s in pairs):
+        if all(s is not None and plan(t, s) is not None for t, s in pairs) and not leaf_conflict(pairs, sources):
             return pairs, []
-    pairs, ambiguous, start = [], [], 0
-    for target, n in zip(targets, spans):
+    named = leaf_pairs(targets, sources)
+    pairs, ambiguous, start = list(named), [], 0
+    sources = [s for s in sources if all(s is not p for _, p in named)]
+    for target, n in [(t, n) for t, n in zip(targets, spans) if all(t is not d for d, _ in named)]:
         fits = [(i, s) for i in range(start, len(sources) - n + 1)
                 if (s := source_for(target, sources[i:i + n])) is not None and plan(target, s) is not None]
         if len(fits) > 1:
@@ -186,16 +193,48 @@ def align_kind(targets: list[TargetModule], sources: list[SourceLayer]) -> tuple
     return pairs + unique_leftovers(targets, sources, pairs, ambiguous), ambiguous
 
 
+def leaf(name: str) -> str:
+    """A module's or layer's own name, the last part of its path (``attention.q_proj`` → ``q_proj``)."""
+    return re.split(r"[./]", name)[-1].lower()
+
+
+def leaf_conflict(pairs: list, sources: list[SourceLayer]) -> bool:
+    """Whether the order contradicts the names: a target paired with a source of another own name while a source
+    of its own name exists (transformers' TF Wav2Vec2/BART attention makes ``k_proj``, ``v_proj``, then ``q_proj``;
+    torch calls ``q_proj`` first, and every projection fits every other: in order they would load crossed)."""
+    leaves = {leaf(s.name) for s in sources}
+    return any(leaf(t.label) != leaf(s.name) and leaf(t.label) in leaves for t, s in pairs)
+
+
+def leaf_pairs(targets: list[TargetModule], sources: list[SourceLayer]) -> list:
+    """Pairs by own name: each single-span target and the fitting source of the same own name (``q_proj``), the
+    one whose path agrees best where several do (``layers.1/attention/q_proj`` for ``layers.1.attention.q_proj``:
+    the indices decide); a source two targets would take goes to neither."""
+    chosen: dict[int, tuple[TargetModule, SourceLayer]] = {}
+    clashes: set[int] = set()
+    for target in targets:
+        fits = [s for s in sources if leaf(s.name) == leaf(target.label) and span(target) == 1
+                and plan(target, s) is not None]
+        scored = sorted(((similarity(target.label, s.name), i) for i, s in enumerate(fits)), reverse=True)
+        if not scored or (len(scored) > 1 and scored[0][0] == scored[1][0]):
+            continue
+        source = fits[scored[0][1]]
+        if id(source) in chosen:
+            clashes.add(id(source))
+        chosen[id(source)] = (target, source)
+    return [pair for key, pair in chosen.items() if key not in clashes]
+
+
 def unique_leftovers(targets: list[TargetModule], sources: list[SourceLayer], pairs: list,
                      ambiguous: list[dict]) -> list:
     """Targets the in-order pass left out, each paired with the one unused single source that fits it, in
     any position: two heads written in the other order (MTCNN's PNet: Keras's box head before its face head,
     facenet-pytorch's after). Several that fit stay unloaded (no guess)."""
-    done = {t.path for t, _ in pairs} | {a["target"] for a in ambiguous}
+    done = {t.label for t, _ in pairs} | {a["target"] for a in ambiguous}
     used = {s.name for _, s in pairs}
     out = []
     for target in targets:
-        if target.path in done or span(target) != 1:
+        if target.label in done or span(target) != 1:
             continue
         fits = [s for s in sources if s.name not in used and plan(target, s) is not None]
         if len(fits) == 1:

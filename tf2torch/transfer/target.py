@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
 from ..errors import Tf2TorchError
@@ -78,6 +79,8 @@ def module_kind(module: nn.Module) -> str | None:
     Hugging Face ``Conv1D``)... or None."""
     if is_in_out_dense(module):
         return "dense"
+    if parametrize.is_parametrized(module):  # weight_norm's g and v live in a child: its tensors are loose ones
+        return None
     for cls, kind in KIND_OF_MODULE:
         if isinstance(module, cls):
             if kind == "conv" and module.groups > 1 and module.groups == module.in_channels:
