@@ -200,10 +200,13 @@ def leaf(name: str) -> str:
 
 def leaf_conflict(pairs: list, sources: list[SourceLayer]) -> bool:
     """Whether the order contradicts the names: a target paired with a source of another own name while a source
-    of its own name exists (transformers' TF Wav2Vec2/BART attention makes ``k_proj``, ``v_proj``, then ``q_proj``;
+    of its own name fits it (transformers' TF Wav2Vec2/BART attention makes ``k_proj``, ``v_proj``, then ``q_proj``;
     torch calls ``q_proj`` first, and every projection fits every other: in order they would load crossed)."""
-    leaves = {leaf(s.name) for s in sources}
-    return any(leaf(t.label) != leaf(s.name) and leaf(t.label) in leaves for t, s in pairs)
+    by_leaf: dict[str, list[SourceLayer]] = {}
+    for source in sources:
+        by_leaf.setdefault(leaf(source.name), []).append(source)
+    return any(leaf(t.label) != leaf(s.name) and any(plan(t, o) is not None for o in by_leaf.get(leaf(t.label), []))
+               for t, s in pairs if span(t) == 1)
 
 
 def leaf_pairs(targets: list[TargetModule], sources: list[SourceLayer]) -> list:
