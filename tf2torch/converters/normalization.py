@@ -338,7 +338,7 @@ def convert_unit_normalization(spec: LayerSpec) -> Converted:
 
 
 # -- GroupNormalization --------------------------------------------------------------------------------------
-@converter("GroupNormalization", mask="propagate", regularizers=NORMALIZATION_WEIGHTS,
+@converter("GroupNormalization", mask="propagate", regularizers=NORMALIZATION_WEIGHTS, weight_kind="groupnorm",
            arithmetic=("groups", "axis", "epsilon", "center", "scale"))
 def convert_group_normalization(spec: LayerSpec) -> Converted:
     """Contiguous channel groups in both ([K3]/[TFK] reshape (..., C) → (..., G, C/G)); ``groups=-1`` is one

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import Tf2TorchError
 from .check import verify_transfer
-from .layers import SourceLayer
+from .layers import SourceLayer, grouped_as_depthwise, loose_weights, pointwise_as_dense
 from .match import Assignment, plan, similarity, source_for, span
 from .report import TransferReport
 from .source import open_source, source_kind
@@ -67,10 +67,11 @@ def transfer(source: str | os.PathLike, model: nn.Module, example_inputs: tuple 
 def align(targets: list[TargetModule], layers: list[SourceLayer],
           mapping: dict[str, str]) -> tuple[list[tuple[TargetModule, SourceLayer]], list[dict]]:
     """(target, source) pairs: the mapping's first, then per kind in order, each pair fitting exactly."""
-    by_name = {s.name: s for s in layers}
+    loose = [piece for s in layers for piece in loose_weights(s)]  # weights of no known kind, one by one
+    by_name = {s.name: s for s in layers + loose}
     pairs, taken, ambiguous = [], set(), []
     for target in targets:
-        name = mapped_name(mapping, target.path)
+        name = mapped_name(mapping, target.label)
         if name is None:
             continue
         names = [name] if name in by_name else name.split("+")
@@ -87,14 +88,51 @@ def align(targets: list[TargetModule], layers: list[SourceLayer],
             source = replace(source, kind=target.kind)               # map says what the layer was
         pairs.append((target, source))
         taken.update(names)
-    mapped = {t.path for t, _ in pairs}
-    for kind in dict.fromkeys(t.kind for t in targets if t.kind):
-        kind_targets = [t for t in targets if t.kind == kind and t.path not in mapped]
-        kind_sources = [s for s in layers if s.kind == kind and s.name not in taken]
+    mapped = {t.label for t, _ in pairs}
+    layers = pointwise_heads(targets, [s for s in layers if s.name not in taken], mapped)
+    layers = grouped_depthwise(targets, layers, mapped)
+    kinds = sorted(dict.fromkeys(t.kind for t in targets if t.kind), key=lambda k: k != "groupnorm")
+    for kind in kinds:
+        kind_targets = [t for t in targets if t.kind == kind and t.label not in mapped]
+        kind_sources = [s for s in layers if s.kind == kind and s.name not in taken] if kind != "tensor" else \
+            [s for s in loose if s.name not in taken and s.name.rpartition("/")[0] not in taken]
+        if kind == "groupnorm" and len(kind_sources) < len(kind_targets):  # a weights-only file names no class:
+            kind_sources += [replace(s, kind=kind) for s in layers   # its gamma/beta read as a LayerNormalization's
+                             if s.kind == "layernorm" and not s.class_name and s.name not in taken]
         found, unsure = align_kind(kind_targets, kind_sources)
         pairs += found
         ambiguous += unsure
+        taken.update(s.name for _, s in found)
     return pairs, ambiguous
+
+
+def pointwise_heads(targets: list[TargetModule], layers: list[SourceLayer], mapped: set[str]) -> list[SourceLayer]:
+    """When torch has k more Linears than the source has Dense layers and k fewer convolutions, the source's last
+    k convolutions, if 1x1, are taken as Dense (``pointwise_as_dense``: a classifier written as a 1x1 conv);
+    otherwise the layers as they are."""
+    count = {kind: sum(t.kind == kind and t.label not in mapped for t in targets) -
+             sum(s.kind == kind for s in layers) for kind in ("dense", "conv")}
+    k = min(count["dense"], -count["conv"])
+    if k <= 0:
+        return layers
+    last = [s.name for s in layers if s.kind == "conv"][-k:]
+    dense = {s.name: pointwise_as_dense(s) for s in layers if s.name in last}
+    if any(d is None for d in dense.values()):
+        return layers
+    return [dense.get(s.name, s) for s in layers]
+
+
+def grouped_depthwise(targets: list[TargetModule], layers: list[SourceLayer], mapped: set[str]) -> list[SourceLayer]:
+    """When torch has k more depthwise convolutions than the source and the source has exactly k convolutions
+    with one input channel per group (``grouped_as_depthwise``), those are the depthwise ones, provided no torch
+    convolution takes one input channel per group itself (a grayscale stem would fit both ways)."""
+    k = sum(t.kind == "depthwise" and t.label not in mapped for t in targets) - \
+        sum(s.kind == "depthwise" for s in layers)
+    singles = [s.name for s in layers if grouped_as_depthwise(s) is not None]
+    if k <= 0 or len(singles) != k or any(t.kind == "conv" and t.tensors["weight"].shape[1] == 1 for t in targets
+                                           if "weight" in t.tensors):
+        return layers
+    return [grouped_as_depthwise(s) if s.name in singles else s for s in layers]
 
 
 def read_mapping(path: str | os.PathLike) -> dict[str, str]:
@@ -130,21 +168,23 @@ def align_kind(targets: list[TargetModule], sources: list[SourceLayer]) -> tuple
     takes its ``span`` of consecutive sources); otherwise each target takes the one later source that fits, the
     best name match among several, or is listed as ambiguous."""
     spans = [span(t) for t in targets]
-    if sum(spans) == len(sources):
+    if sum(spans) == len(sources) and not any(t.kind == "tensor" for t in targets):  # loose tensors: by name
         starts = [sum(spans[:i]) for i in range(len(spans))]
         pairs = [(t, source_for(t, sources[i:i + n])) for t, i, n in zip(targets, starts, spans)]
-        if all(s is not None and plan(t, s) is not None for t, s in pairs):
+        if all(s is not None and plan(t, s) is not None for t, s in pairs) and not leaf_conflict(pairs, sources):
             return pairs, []
-    pairs, ambiguous, start = [], [], 0
-    for target, n in zip(targets, spans):
+    named = leaf_pairs(targets, sources)
+    pairs, ambiguous, start = list(named), [], 0
+    sources = [s for s in sources if all(s is not p for _, p in named)]
+    for target, n in [(t, n) for t, n in zip(targets, spans) if all(t is not d for d, _ in named)]:
         fits = [(i, s) for i in range(start, len(sources) - n + 1)
                 if (s := source_for(target, sources[i:i + n])) is not None and plan(target, s) is not None]
         if len(fits) > 1:
-            scores = sorted(((similarity(target.path, s.name), k) for k, (_, s) in enumerate(fits)), reverse=True)
-            if scores[0][0] > 0 and scores[0][0] > scores[1][0]:
+            scores = sorted(((similarity(target.label, s.name), k) for k, (_, s) in enumerate(fits)), reverse=True)
+            if scores[0][0][0] > 0 and scores[0][0] > scores[1][0]:
                 fits = [fits[scores[0][1]]]
             else:
-                ambiguous.append({"target": target.path, "kind": target.kind,
+                ambiguous.append({"target": target.label, "kind": target.kind,
                                   "candidates": [s.name for _, s in fits]})
                 continue
         if fits:
@@ -153,16 +193,51 @@ def align_kind(targets: list[TargetModule], sources: list[SourceLayer]) -> tuple
     return pairs + unique_leftovers(targets, sources, pairs, ambiguous), ambiguous
 
 
+def leaf(name: str) -> str:
+    """A module's or layer's own name, the last part of its path (``attention.q_proj`` → ``q_proj``)."""
+    return re.split(r"[./]", name)[-1].lower()
+
+
+def leaf_conflict(pairs: list, sources: list[SourceLayer]) -> bool:
+    """Whether the order contradicts the names: a target paired with a source of another own name while a source
+    of its own name fits it (transformers' TF Wav2Vec2/BART attention makes ``k_proj``, ``v_proj``, then ``q_proj``;
+    torch calls ``q_proj`` first, and every projection fits every other: in order they would load crossed)."""
+    by_leaf: dict[str, list[SourceLayer]] = {}
+    for source in sources:
+        by_leaf.setdefault(leaf(source.name), []).append(source)
+    return any(leaf(t.label) != leaf(s.name) and any(plan(t, o) is not None for o in by_leaf.get(leaf(t.label), []))
+               for t, s in pairs if span(t) == 1)
+
+
+def leaf_pairs(targets: list[TargetModule], sources: list[SourceLayer]) -> list:
+    """Pairs by own name: each single-span target and the fitting source of the same own name (``q_proj``), the
+    one whose path agrees best where several do (``layers.1/attention/q_proj`` for ``layers.1.attention.q_proj``:
+    the indices decide); a source two targets would take goes to neither."""
+    chosen: dict[int, tuple[TargetModule, SourceLayer]] = {}
+    clashes: set[int] = set()
+    for target in targets:
+        fits = [s for s in sources if leaf(s.name) == leaf(target.label) and span(target) == 1
+                and plan(target, s) is not None]
+        scored = sorted(((similarity(target.label, s.name), i) for i, s in enumerate(fits)), reverse=True)
+        if not scored or (len(scored) > 1 and scored[0][0] == scored[1][0]):
+            continue
+        source = fits[scored[0][1]]
+        if id(source) in chosen:
+            clashes.add(id(source))
+        chosen[id(source)] = (target, source)
+    return [pair for key, pair in chosen.items() if key not in clashes]
+
+
 def unique_leftovers(targets: list[TargetModule], sources: list[SourceLayer], pairs: list,
                      ambiguous: list[dict]) -> list:
     """Targets the in-order pass left out, each paired with the one unused single source that fits it, in
     any position: two heads written in the other order (MTCNN's PNet: Keras's box head before its face head,
     facenet-pytorch's after). Several that fit stay unloaded (no guess)."""
-    done = {t.path for t, _ in pairs} | {a["target"] for a in ambiguous}
+    done = {t.label for t, _ in pairs} | {a["target"] for a in ambiguous}
     used = {s.name for _, s in pairs}
     out = []
     for target in targets:
-        if target.path in done or span(target) != 1:
+        if target.label in done or span(target) != 1:
             continue
         fits = [s for s in sources if s.name not in used and plan(target, s) is not None]
         if len(fits) == 1:
@@ -176,7 +251,8 @@ def summarize(source: str, targets: list[TargetModule], layers: list[SourceLayer
     loaded = {a.target for a in assignments}
     used = {name for a in assignments for name in a.used}
     return TransferReport(
-        mapping={a.target: {"source": a.source, "transform": a.transform} for a in assignments},
+        mapping={a.target: {"source": a.source, "transform": a.transform, **({"loose": True} if a.loose else {})}
+                 for a in assignments},
         unused_source=[w for s in layers for w in s.weight_names() if w not in used],
         unloaded_target=[n for t in targets for n in t.tensor_names() if n not in loaded],
         ambiguous=ambiguous, source=source)

@@ -62,7 +62,7 @@ def diagnose(target: TargetModule, source: SourceLayer, input_shape: tuple[int, 
             found.append(f"padding: TF SAME with stride {tuple(module.stride)} pads (before, after) = {pads} on "
                          f"input {tuple(spatial)}, torch pads {torch_pads} on both sides. Fix: padding=0 and "
                          f"nn.ZeroPad{len(spatial)}d({tuple(lr)}) before the conv")
-    if target.kind in ("batchnorm", "layernorm"):
+    if target.kind in ("batchnorm", "layernorm", "groupnorm") and isinstance(getattr(module, "eps", None), float):
         keras_eps = float(config.get("epsilon", 1e-3))
         if not math.isclose(keras_eps, module.eps, rel_tol=1e-6):
             found.append(f"epsilon: Keras {keras_eps:g}, torch {module.eps:g}. Fix: "
@@ -76,6 +76,8 @@ def verify_transfer(path: str | os.PathLike, model: nn.Module, example_inputs: t
     with open_model(path) as graph:
         specs, major, output = graph.input_specs, graph.keras_major, graph.outputs[0]
         feeds = {node.layer: node.inputs[0] for node in reversed(graph.nodes) if node.inputs}  # first calls
+        after, before = followers(graph), weightless_before(graph)
+    pairs = [(t, s) for t, s in pairs if t.kind != "tensor"]  # a loose tensor has no output of its own
     arrays = keras_inputs(specs, example_inputs)
     if arrays is None:
         return {"compared": False, "why": "the example inputs fit neither the Keras input shapes nor their "
@@ -90,13 +92,87 @@ def verify_transfer(path: str | os.PathLike, model: nn.Module, example_inputs: t
     finally:
         for hook in hooks:
             hook.remove()
+    ran = {path: i for i, path in enumerate(seen)}  # the hooks fired in execution order; pairs come kind by kind
+    pairs = sorted(pairs, key=lambda pair: ran.get(pair[0].path, len(ran)))
     layers = [_compare(t, s, seen.get(t.path), reference.get(s.output_layer),
-                       _output_of(reference, feeds.get(_input_layer(s, feeds))))
+                       _output_of(reference, feeds.get(_input_layer(s, feeds))),
+                       {n: reference[n][0] for n in after.get(s.output_layer, []) if reference.get(n)})
               for t, s in pairs]
     first = next((entry for entry in layers if entry.get("diverges")), None)
+    if first is not None and (first["diagnosis"][0].startswith("its input already differs")
+                              or first["diagnosis"] == ["no known trap at this layer"]):
+        t, s = pairs[layers.index(first)]
+        first["diagnosis"] += weightless_traps(before.get(_input_layer(s, feeds) or "", []))
+        first["diagnosis"] += upstream_traps(pairs[:layers.index(first)])
     expected = reference.get(output.node, [None] * (output.index + 1))[output.index]
     return {"compared": True, "layers": layers, "first_divergence": first,
             "output_max_rel_error": output_error(got, expected)}
+
+
+def upstream_traps(pairs: list[tuple[TargetModule, SourceLayer]]) -> list[str]:
+    """Traps at the matched layers before a divergence whose input already differed: each small enough to pass
+    there (a BatchNorm's epsilon 1e-5 for Keras's 1e-3 moves each output by ~5e-4 of a unit variance, often under
+    the tolerance), they add up downstream (timm's ``legacy_xception``, torch's default eps, against Keras's
+    Xception). Those told by the configuration alone: the epsilons."""
+    return [f"upstream at {t.path} (from {s.name}): {trap}" for t, s in pairs if t.kind in ("batchnorm", "layernorm")
+            for trap in diagnose(t, s, None)]
+
+
+def weightless_before(graph: Any, most: int = 8) -> dict[str, list[tuple[str, str, dict]]]:
+    """Each layer → the layers without weights its input passed through since the last layer with weights
+    (breadth first, at most ``most``): (name, class, config), where a divergence's upstream cause must be."""
+    out: dict[str, list[tuple[str, str, dict]]] = {}
+    for node in graph.nodes:
+        found, queue = [], [ref.node for ref in node.all_inputs()]
+        while queue and len(found) < most:
+            before = graph.node(queue.pop(0))
+            layer = graph.layers.get(before.layer)
+            if layer is None or layer.weights or any(f[0] == before.layer for f in found):
+                continue
+            found.append((before.layer, layer.class_name, layer.config))
+            queue += [ref.node for ref in before.all_inputs()]
+        out.setdefault(node.layer, found)
+    return out
+
+
+def weightless_traps(chain: list[tuple[str, str, dict]]) -> list[str]:
+    """The known traps among the weightless layers before a divergence ([K3] ``layers/pooling/``): Keras's
+    average pooling with ``same`` padding averages the input positions only, torch's counts the zeros of its
+    padding; TF ``SAME`` max pooling with stride > 1 pads (total // 2 before, the rest after)."""
+    found = []
+    for name, class_name, config in chain:
+        same = str(config.get("padding", "")).lower() == "same"
+        strides = config.get("strides") or config.get("pool_size") or 1
+        if class_name.startswith("AveragePooling") and same:
+            found.append(f"upstream at {name} ({class_name}, padding=\"same\"): Keras averages over the input "
+                         "positions only, torch's AvgPool/avg_pool2d count the padding. Fix: count_include_pad=False")
+        elif class_name.startswith("MaxPooling") and same and any(v > 1 for v in np.atleast_1d(strides)):
+            found.append(f"upstream at {name} ({class_name}, padding=\"same\", strides {strides}): TF pads "
+                         "(total // 2 before, the rest after), torch's padding is symmetric. Fix: pad with "
+                         "F.pad(x, ..., value=-inf) as TF does, then pool with padding=0")
+    return found
+
+
+def followers(graph: Any, most: int = 3) -> dict[str, list[str]]:
+    """Each node → the weightless one-input nodes that alone follow it, in a chain (``stem_bn`` →
+    ``stem_activation``): a torch module may fuse them (timm's ``BatchNormAct2d`` applies the SiLU that Keras
+    writes as a separate ``Activation`` layer), so its output is Keras's after them."""
+    consumers: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        for ref in node.all_inputs():
+            consumers.setdefault(ref.node, []).append(node.id)
+    chains: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        chain, current = [], node.id
+        while len(chain) < most and len(consumers.get(current, [])) == 1:
+            after = graph.node(consumers[current][0])
+            layer = graph.layers.get(after.layer)
+            if layer is None or layer.weights or len(after.all_inputs()) != 1:
+                break
+            chain.append(after.id)
+            current = after.id
+        chains[node.id] = chain
+    return chains
 
 
 def output_error(got: Any, expected: np.ndarray | None) -> float | None:
@@ -148,18 +224,28 @@ def _recorder(seen: dict, path: str) -> Any:
     return hook
 
 
+def channels_first(target: TargetModule) -> bool:
+    """Whether the module keeps channels on axis 1: by kind, or a norm that says so (``nn.GroupNorm`` always;
+    transformers' ``ConvNextLayerNorm`` by its ``data_format``), never by shape: (N, 4, 4, 4) fits either way."""
+    module = target.module
+    return (target.kind in CHANNELS_FIRST_KINDS or isinstance(module, nn.GroupNorm)
+            or getattr(module, "data_format", None) == "channels_first")
+
+
 def _error(target: TargetModule, source: SourceLayer, got: torch.Tensor, expected: np.ndarray) -> float | None:
     """max|Δ| / max|ref| of a torch tensor against Keras's, in Keras's layout; None when the shapes disagree."""
     out = got.detach().float().numpy()
-    if target.kind in CHANNELS_FIRST_KINDS and out.ndim > 2 and source.config.get("data_format") != "channels_first":
+    if channels_first(target) and out.ndim > 2 and source.config.get("data_format") != "channels_first":
         out = np.moveaxis(out, 1, -1)  # by kind, not by shape: (N, 8, 8, 8) fits either way
+    elif out.shape != expected.shape and out.ndim > 2 and np.moveaxis(out, 1, -1).shape == expected.shape:
+        out = np.moveaxis(out, 1, -1)  # a norm over channels first (nn.GroupNorm): told by the shapes alone
     if out.shape != expected.shape:
         return None
     return float(np.abs(out - expected).max() / max(float(np.abs(expected).max()), 1e-30))
 
 
 def _compare(target: TargetModule, source: SourceLayer, got: Any, ref: list[np.ndarray] | None,
-             keras_input: np.ndarray | None) -> dict[str, Any]:
+             keras_input: np.ndarray | None, fused: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {"target": target.path, "source": source.name}
     if got is not None and target.kind in ("lstm", "gru") and ref:
         got = (got[0], rnn_output(target.module, got[1], ref[0]))
@@ -175,12 +261,18 @@ def _compare(target: TargetModule, source: SourceLayer, got: Any, ref: list[np.n
         return {**entry, "compared": False}
     entry.update(compared=True, max_rel_error=error, diverges=error > RTOL)
     if error > RTOL:
-        input_error = None if got[0] is None or keras_input is None else _error(target, source, got[0], keras_input)
-        if input_error is not None and input_error > RTOL:
-            entry["diagnosis"] = [f"its input already differs from Keras's (max relative error {input_error:.3g}): "
-                                  "the cause is upstream, in a layer without weights (pooling padding, an "
-                                  "activation variant, a reshape order)"]
-        else:
-            shape = None if got[0] is None else tuple(got[0].shape)
-            entry["diagnosis"] = diagnose(target, source, shape) or ["no known trap at this layer"]
+        for name, expected in (fused or {}).items():  # the module applied the weightless layers after it too
+            fused_error = _error(target, source, got[1], expected)
+            if fused_error is not None and fused_error <= RTOL:
+                return {**entry, "max_rel_error": fused_error, "diverges": False, "fused_through": name}
+        entry["diagnosis"] = _diagnosis(target, source, got, keras_input)
     return entry
+
+
+def _diagnosis(target: TargetModule, source: SourceLayer, got: Any, keras_input: np.ndarray | None) -> list[str]:
+    input_error = None if got[0] is None or keras_input is None else _error(target, source, got[0], keras_input)
+    if input_error is not None and input_error > RTOL:
+        return [f"its input already differs from Keras's (max relative error {input_error:.3g}): the cause is "
+                "upstream, in a layer without weights (pooling padding, an activation variant, a reshape order)"]
+    shape = None if got[0] is None else tuple(got[0].shape)
+    return diagnose(target, source, shape) or ["no known trap at this layer"]

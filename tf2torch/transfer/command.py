@@ -104,8 +104,9 @@ def write_report(report: Any, path: str) -> None:
 @click.option("--no-strict", is_flag=True, help="Load what fits exactly and list the rest, instead of refusing.")
 def transfer_command(source: str, out: str, into: str, factory_args: str | None, example: tuple[str, ...],
                      mapping: str | None, save_mapping: str | None, report_path: str | None, no_strict: bool) -> None:
-    """Load SOURCE's weights (Keras .h5/.keras, or save_weights .h5/.weights.h5) into your own torch model and
-    write its state_dict to OUT (.pt or .safetensors). Exit 1 when the verification finds a divergence."""
+    """Load SOURCE's weights (Keras .h5/.keras, save_weights .h5/.weights.h5, a TF checkpoint, a .tflite model)
+    into your own torch model and write its state_dict to OUT (.pt or .safetensors). Exit 1 when the
+    verification finds a divergence."""
     from . import transfer
 
     if not out.endswith((".pt", ".pth", ".safetensors")):

@@ -148,6 +148,64 @@ def _rnn_half(layer: SourceLayer, head: str, weights: dict[str, Any]) -> SourceL
                        layer.name)
 
 
+def loose_weights(layer: SourceLayer) -> list[SourceLayer]:
+    """A layer of no kind tf2torch knows (a weight made with ``add_weight``: Hugging Face's ``TFViTEmbeddings``
+    holds ``cls_token`` and ``position_embeddings`` so, [HF] ``models/vit/modeling_tf_vit.py``), each weight a
+    ``tensor`` source of its own, named ``layer/role``; it loads as is into a torch tensor of the same shape that
+    a module of no known kind holds (``ViTEmbeddings.cls_token``)."""
+    if layer.kind is not None:
+        return []
+    return [SourceLayer(f"{layer.name}/{role}", "tensor", layer.class_name, {role: w}, None, layer.config, None,
+                        {role: layer.weight_name(role)}, "") for role, w in layer.weights.items()]
+
+
+class Derived:
+    """A stored weight seen through a function (a reshape, a transpose), with the shape it gives; read when
+    asked for."""
+
+    def __init__(self, stored: Any, shape: tuple[int, ...], fn: Any):
+        self.stored, self.shape, self.dtype, self.fn = stored, tuple(shape), stored.dtype, fn
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, rows: slice) -> Any:
+        return self.__array__()[rows]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        import numpy as np
+
+        array = np.ascontiguousarray(self.fn(np.asarray(self.stored)))
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+
+def pointwise_as_dense(layer: SourceLayer) -> SourceLayer | None:
+    """A convolution with a 1x1 kernel as the Dense it computes per position (keras.applications' MobileNetV3
+    ends in ``Conv2D(classes, 1)`` on a (N, 1, 1, C) tensor where timm has a ``Linear``); None for any other."""
+    kernel = layer.weights.get("kernel")
+    if layer.kind != "conv" or kernel is None or any(d != 1 for d in kernel.shape[:-2]):
+        return None
+    shape = tuple(kernel.shape[-2:])
+    weights = {**layer.weights, "kernel": Derived(kernel, shape, lambda a: a.reshape(shape))}
+    return replace(layer, kind="dense", weights=weights, names={r: layer.weight_name(r) for r in weights})
+
+
+def grouped_as_depthwise(layer: SourceLayer) -> SourceLayer | None:
+    """A convolution whose kernel takes one input channel per group (kh, kw, 1, N) as the depthwise convolution it
+    is when ``groups`` equals its input channels (Hugging Face's TF ConvNeXt writes its 7x7 depthwise conv as
+    ``Conv2D(groups=dim)``): Keras's output channel o belongs to group o // multiplier, as in a depthwise kernel
+    (kh, kw, N, 1) seen through ``depthwise_kernel_to_oihw``. None for any other."""
+    kernel = layer.weights.get("kernel")
+    if layer.kind != "conv" or kernel is None or len(kernel.shape) < 3 or kernel.shape[-2] != 1:
+        return None
+    shape = (*kernel.shape[:-2], kernel.shape[-1], 1)
+    weights = {("depthwise_kernel" if r == "kernel" else r): (Derived(w, shape, lambda a: a.reshape(shape))
+                                                             if r == "kernel" else w) for r, w in layer.weights.items()}
+    names = {("depthwise_kernel" if r == "kernel" else r): layer.weight_name(r) for r in layer.weights}
+    return replace(layer, kind="depthwise", weights=weights, names=names)
+
+
 def stack_layers(layers: list[SourceLayer], directions: int) -> SourceLayer | None:
     """Several RNN layers as one multi-layer (and/or bidirectional) torch RNN's source, roles named by torch's
     suffixes (``l1_reverse.kernel``); None unless each torch layer gets a plain layer or a forward and a backward

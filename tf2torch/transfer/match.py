@@ -29,6 +29,7 @@ class Assignment:
     shape: tuple[int, ...]
     compute: Callable[[], np.ndarray]
     used: tuple[str, ...] = ()  # the source weights it reads, by their names in the file
+    loose: bool = False  # a tensor of no known module kind, paired by itself (``plan_tensor``)
 
 
 def _shape(target: TargetModule, name: str) -> tuple[int, ...] | None:
@@ -53,9 +54,9 @@ def plan(target: TargetModule, source: SourceLayer) -> list[Assignment] | None:
         if _shape(target, name) != tuple(shape):
             return None
         shown = source.weight_name(role)  # the file's own name where it is layer/name (HF's ``weight``)
-        shown = shown if shown.rpartition("/")[0] == source.name else f"{source.name}/{role}"
+        shown = shown if source.kind == "tensor" or shown.rpartition("/")[0] == source.name else f"{source.name}/{role}"
         out.append(Assignment(f"{target.path}.{name}" if target.path else name, shown, transform, tuple(shape), compute,
-                              tuple(source.weight_name(r) for r in role.split("+"))))
+                              tuple(source.weight_name(r) for r in role.split("+")), source.kind == "tensor"))
     return out
 
 
@@ -120,11 +121,20 @@ def plan_dense(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
 
 
 def plan_batchnorm(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
+    """BatchNormalization → ``BatchNorm*d``. A Keras layer with ``scale=False`` (keras.applications' InceptionV3)
+    or ``center=False`` stores no gamma or beta: an affine torch module takes ones or zeros there, which
+    computes the same."""
     names = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
     if not {"moving_mean", "moving_variance"} <= set(source.weights):
         return None
-    return [(names[role], role, "identity (keras_bn_to_torch_params)", tuple(source.weights[role].shape),
-             _array(source, role)) for role in source.weights]
+    pieces: list[Piece] = [(names[role], role, "identity (keras_bn_to_torch_params)",
+                            tuple(source.weights[role].shape), _array(source, role)) for role in source.weights]
+    mean = source.weights["moving_mean"]
+    for role, fill, flag in (("gamma", np.ones, "scale"), ("beta", np.zeros, "center")):
+        if role not in source.weights and names[role] in target.tensors:
+            pieces.append((names[role], "moving_mean", f"{fill.__name__} (Keras {flag}=False)", tuple(mean.shape),
+                           lambda fill=fill: fill(mean.shape, np.float32)))
+    return pieces
 
 
 def plan_layernorm(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
@@ -241,9 +251,31 @@ def plan_prelu(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
     return [("weight", "alpha", how, (alpha.shape[-1],), lambda: np.asarray(alpha).reshape(-1))]
 
 
+def plan_tensor(target: TargetModule, source: SourceLayer) -> list[Piece] | None:
+    """A loose tensor (``loose_tensors``, ``loose_weights``) as is, or reshaped when the two differ only in axes of
+    size 1 (the order of the values is then the same: TF's (1, 1, C) ↔ torch's (C,)); nothing else fits."""
+    ((name, tensor),), ((role, weight),) = target.tensors.items(), source.weights.items()
+    if {part(name), part(role)} == {"scale", "shift"}:  # a bias never loads into a weight (MobileBERT's NoNorm)
+        return None
+    have, want = tuple(weight.shape), tuple(tensor.shape)
+    if have == want:
+        return [(name, role, "identity", want, _array(source, role))]
+    if [d for d in have if d != 1] != [d for d in want if d != 1]:
+        return None
+    return [(name, role, f"reshape {have} -> {want}", want, lambda: np.asarray(weight).reshape(want))]
+
+
+def part(name: str) -> str | None:
+    """What a loose tensor's own name says it is: ``scale`` (weight, gamma, kernel), ``shift`` (bias, beta)."""
+    last = name.rsplit("/", 1)[-1].split(":")[0].lower()
+    return "scale" if last in ("weight", "gamma", "kernel", "scale") else "shift" if last in ("bias", "beta") else None
+
+
 PLANNERS = {"attention": plan_attention, "conv": plan_conv, "depthwise": plan_conv, "conv_transpose": plan_conv,
-            "dense": plan_dense, "batchnorm": plan_batchnorm, "layernorm": plan_layernorm, "embedding": plan_embedding,
-            "lstm": plan_rnn, "gru": plan_rnn, "prelu": plan_prelu}
+            "dense": plan_dense, "batchnorm": plan_batchnorm, "layernorm": plan_layernorm, "groupnorm": plan_layernorm,
+            "embedding": plan_embedding,
+            "lstm": plan_rnn, "gru": plan_rnn, "prelu": plan_prelu,
+            "tensor": plan_tensor}
 
 
 def tokens(path: str) -> set[str]:
@@ -252,6 +284,16 @@ def tokens(path: str) -> set[str]:
     return {w for w in words if w and w not in ("kernel", "weight", "bias", "0", "vars")}
 
 
-def similarity(a: str, b: str) -> float:
+def numbers(path: str) -> list[str]:
+    """The indices in a path, in order (``block_._0/layer_._1/layer_norm/weight:0`` → [0, 1]; the ``:0`` of a TF
+    variable and a Keras 3 ``vars/<i>`` position are no index)."""
+    return re.findall(r"\d+", re.sub(r"(:\d+$)|((^|/)vars/\d+)", "", path.lower()))
+
+
+def similarity(a: str, b: str) -> tuple[float, int]:
+    """Shared name tokens (Jaccard), then how many indices agree counted from the end: token sets cannot tell
+    ``block.0.layer.1`` from ``block_._1/layer_._0`` (T5's layer norms), the indices in order can."""
     ta, tb = tokens(a), tokens(b)
-    return len(ta & tb) / len(ta | tb) if ta | tb else 0.0
+    na, nb = numbers(a)[::-1], numbers(b)[::-1]
+    trailing = next((i for i, (x, y) in enumerate(zip(na, nb)) if int(x) != int(y)), min(len(na), len(nb)))
+    return (len(ta & tb) / len(ta | tb) if ta | tb else 0.0), trailing

@@ -48,10 +48,14 @@ class TransferReport:
                 "ambiguous": self.ambiguous, "verification": self.verification}
 
     def module_mapping(self) -> dict[str, str]:
-        """Target module path → source layer name: the form ``transfer(mapping=...)`` takes, to read and edit."""
+        """Target module path → source layer name: the form ``transfer(mapping=...)`` takes, to read and edit; a
+        loose tensor (``"loose": true``: no module kind, paired by itself) by its own names on both sides."""
         pairs: dict[str, str] = {}
         for target, entry in self.mapping.items():
-            pairs.setdefault(target.rpartition(".")[0], entry["source"].rpartition("/")[0])
+            if entry.get("loose"):
+                pairs[target] = entry["source"]
+            else:
+                pairs.setdefault(target.rpartition(".")[0], entry["source"].rpartition("/")[0])
         return pairs
 
     def save_mapping(self, path: str) -> None:

@@ -44,7 +44,7 @@ ROLES = {  # each kind's weights in Keras's own order (``layer.weights``)
     "conv": ["kernel", "bias"], "depthwise": ["depthwise_kernel", "bias"], "conv_transpose": ["kernel", "bias"],
     "separable": ["depthwise_kernel", "pointwise_kernel", "bias"],
     "dense": ["kernel", "bias"], "batchnorm": ["gamma", "beta", "moving_mean", "moving_variance"],
-    "layernorm": ["gamma", "beta"], "lstm": ["kernel", "recurrent_kernel", "bias"],
+    "layernorm": ["gamma", "beta"], "groupnorm": ["gamma", "beta"], "lstm": ["kernel", "recurrent_kernel", "bias"],
     "gru": ["kernel", "recurrent_kernel", "bias"], "embedding": ["embeddings"],
     "attention": [f"{p}_{w}" for p in ("query", "key", "value", "output") for w in ("kernel", "bias")],
     "prelu": ["alpha"],
@@ -53,14 +53,15 @@ ROLES = {  # each kind's weights in Keras's own order (``layer.weights``)
 
 def source_kind(path: str | os.PathLike) -> str:
     """``model`` (a whole Keras model), ``keras2_weights`` or ``keras3_weights`` (``save_weights`` files),
-    ``tf_checkpoint`` (a TF 1 or TF 2 checkpoint, read by variable name)."""
+    ``tf_checkpoint`` (a TF 1 or TF 2 checkpoint, read by variable name), ``tflite`` (a TensorFlow Lite model,
+    by its operators: ``source_tflite``)."""
     kind = file_kind(path)
     if kind != "h5":
-        if kind in ("keras", "checkpoint"):
-            return "model" if kind == "keras" else "tf_checkpoint"
-        raise ModelFileError(f"{path}: tf2torch.transfer reads Keras files (.h5, .keras, .weights.h5) and TF "
-                             f"checkpoints so far; this is a {kind}. Convert it with tf2torch.convert, or save "
-                             "the weights with Keras's save_weights")
+        if kind in ("keras", "checkpoint", "tflite"):
+            return {"keras": "model", "checkpoint": "tf_checkpoint", "tflite": "tflite"}[kind]
+        raise ModelFileError(f"{path}: tf2torch.transfer reads Keras files (.h5, .keras, .weights.h5), TF "
+                             f"checkpoints and .tflite files so far; this is a {kind}. Convert it with "
+                             "tf2torch.convert, or save the weights with Keras's save_weights")
     with contextlib.closing(open_h5(str(path))) as file:
         if h5_attribute(file, "model_config", "/") is not None:
             return "model"
@@ -75,7 +76,21 @@ def source_kind(path: str | os.PathLike) -> str:
 def open_source(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
     """The file's layers with weights (values read when asked for); the file stays open inside the block."""
     with _layers_of(path) as layers:
-        yield [part for layer in layers for part in split_layer(normalize(layer))]
+        yield once([part for layer in layers for part in split_layer(normalize(layer))])
+
+
+def once(layers: list[SourceLayer]) -> list[SourceLayer]:
+    """Each layer once: a weight shared by two layers (Hugging Face's T5 ties its encoder's ``embed_tokens`` to
+    ``shared``; ``save_weights`` lists the group under both layer names, ``shared/shared/embeddings`` twice) is one
+    source, as the tied torch parameter is one target tensor."""
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for layer in layers:
+        key = (layer.name, *layer.weight_names())
+        if key not in seen:
+            seen.add(key)
+            out.append(layer)
+    return out
 
 
 @contextlib.contextmanager
@@ -84,6 +99,12 @@ def _layers_of(path: str | os.PathLike) -> Iterator[list[SourceLayer]]:
     if kind == "model":
         with open_model(path) as graph:
             yield graph_layers(graph)
+        return
+    if kind == "tflite":
+        from .source_tflite import tflite_layers
+
+        with open_model(path) as graph:
+            yield tflite_layers(graph)
         return
     if kind == "tf_checkpoint":
         from .source_tf import checkpoint_layers

@@ -14,14 +14,16 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
 from ..errors import Tf2TorchError
 
 KIND_OF_MODULE: list[tuple[type, str]] = [
     (nn.Linear, "dense"), (nn.modules.conv._ConvTransposeNd, "conv_transpose"), (nn.modules.conv._ConvNd, "conv"),
-    (nn.modules.batchnorm._BatchNorm, "batchnorm"), (nn.LayerNorm, "layernorm"), (nn.LSTM, "lstm"),
-    (nn.GRU, "gru"), (nn.Embedding, "embedding"), (nn.MultiheadAttention, "attention"), (nn.PReLU, "prelu"),
+    (nn.modules.batchnorm._BatchNorm, "batchnorm"), (nn.LayerNorm, "layernorm"), (nn.GroupNorm, "groupnorm"),
+    (nn.LSTM, "lstm"), (nn.GRU, "gru"), (nn.Embedding, "embedding"), (nn.MultiheadAttention, "attention"),
+    (nn.PReLU, "prelu"),
 ]
 UNITS = (nn.MultiheadAttention,)  # modules loaded as one, their children's tensors with them (``out_proj``)
 FLATTENING = {torch.flatten, torch.reshape, torch.Tensor.flatten, torch.Tensor.view, torch.Tensor.reshape}
@@ -47,6 +49,20 @@ class TargetModule:
     def tensor_names(self) -> list[str]:
         return [f"{self.path}.{name}" if self.path else name for name in self.tensors]
 
+    @property
+    def label(self) -> str:
+        """What a mapping key and the name matching read: the module path, or a loose tensor's own name."""
+        return self.tensor_names()[0] if self.kind == "tensor" else self.path
+
+
+def loose_tensors(target: TargetModule) -> list[TargetModule]:
+    """A module of no known kind that holds tensors itself (Hugging Face's ``ViTEmbeddings`` with its
+    ``cls_token`` and ``position_embeddings`` parameters beside its child modules; a custom scale): each tensor
+    a ``tensor`` target of its own, loaded as is from a source weight of the same shape (``loose_weights``)."""
+    if target.kind is not None:
+        return [target]
+    return [TargetModule(target.path, target.module, "tensor", {name: t}) for name, t in target.tensors.items()]
+
 
 def is_in_out_dense(module: nn.Module) -> bool:
     """Hugging Face's ``Conv1D`` (GPT-2, [HF] ``pytorch_utils.py``): a Linear whose ``weight`` is (in, out) =
@@ -63,12 +79,25 @@ def module_kind(module: nn.Module) -> str | None:
     Hugging Face ``Conv1D``)... or None."""
     if is_in_out_dense(module):
         return "dense"
+    if parametrize.is_parametrized(module):  # weight_norm's g and v live in a child: its tensors are loose ones
+        return None
     for cls, kind in KIND_OF_MODULE:
         if isinstance(module, cls):
             if kind == "conv" and module.groups > 1 and module.groups == module.in_channels:
                 return "depthwise"
             return kind
-    return None
+    return "layernorm" if is_norm(module) else None
+
+
+def is_norm(module: nn.Module) -> bool:
+    """A normalization of a class torch does not have — Hugging Face's ``ConvNextLayerNorm`` (channels
+    first), a user's LayerNorm: a ``weight`` and a ``bias`` of one shape (C,) and
+    an epsilon. Loaded as Keras's LayerNormalization gamma and beta (a scale-only RMS norm,
+    T5's, has no beta: it stays a loose tensor)."""
+    params = dict(module.named_parameters(recurse=False))
+    return (set(params) == {"weight", "bias"} and params["weight"].ndim == 1
+            and params["weight"].shape == params["bias"].shape
+            and any(isinstance(getattr(module, a, None), float) for a in ("eps", "epsilon", "variance_epsilon")))
 
 
 def own_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -122,7 +151,7 @@ def target_modules(model: nn.Module, example_inputs: tuple | None) -> list[Targe
     found = {path: TargetModule(path, m, module_kind(m), own_tensors(m))
              for path, m in model.named_modules() if path not in skip and own_tensors(m)}
     if example_inputs is None:
-        return list(found.values())
+        return [t for found_target in found.values() for t in loose_tensors(found_target)]
     order: list[str] = []
     watch = _FlattenWatch()
     by_module = {id(t.module): t for t in found.values()}
@@ -148,4 +177,5 @@ def target_modules(model: nn.Module, example_inputs: tuple | None) -> list[Targe
         model.train(was_training)
         for handle in handles:
             handle.remove()
-    return [found[p] for p in order] + [t for p, t in found.items() if p not in order]
+    ordered = [found[p] for p in order] + [t for p, t in found.items() if p not in order]
+    return [t for found_target in ordered for t in loose_tensors(found_target)]
