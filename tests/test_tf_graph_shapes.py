@@ -228,26 +228,35 @@ def test_keras3_export_with_nested_calls_and_exact_gelu(tmp_path, layout):
 
 
 # -- every keras.applications family through the raw graph (slow) ----------------------------------------------
+# How each row's SavedModel is written: ``model.export()`` (Keras 3 and tf_keras: the serving function only), and
+# for two small tf_keras families also ``tf.saved_model.save`` as TF Serving users write it, which stores every
+# layer's traced call beside it (same signature graph; 3-4x slower to write and to load: DenseNet121 20 s vs 6 s).
+FULL_SAVED_MODEL = ("MobileNetV3Small", "MobileNet")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("flavour, name", [("keras3", n) for n in KERAS3_APPLICATIONS]
-                                          + [("tf_keras", n) for n in APPLICATIONS])
-def test_applications_through_the_raw_graph(tmp_path, flavour, name):
-    """Keras 3 ``model.export()`` and ``tf.saved_model.save`` of the tf_keras model, walked op by op (no Keras
-    metadata read), on logits with randomized batch-norm statistics."""
+@pytest.mark.parametrize("flavour, name, writer", [("keras3", n, "export") for n in KERAS3_APPLICATIONS]
+                         + [("tf_keras", n, "export") for n in APPLICATIONS]
+                         + [("tf_keras", n, "tf.saved_model.save") for n in FULL_SAVED_MODEL])
+def test_applications_through_the_raw_graph(tmp_path, flavour, name, writer):
+    """The exported SavedModel walked op by op (no Keras metadata read), on logits with randomized batch-norm
+    statistics."""
     import tensorflow as tf
     from test_applications import build, image_batch, shape_of
 
     model = build(flavour, name)
     directory = tmp_path / "saved"
-    if flavour == "keras3":
+    if writer == "tf.saved_model.save":
+        tf.saved_model.save(model, str(directory))
+    elif flavour == "keras3":
         model.export(str(directory), verbose=False)
     else:
-        tf.saved_model.save(model, str(directory))
+        model.export(str(directory))  # tf_keras's export takes no verbose
     x = image_batch(shape_of(name))
     reference = [np.asarray(model(x, training=False))]
     module = tf2torch.convert(directory, signature="serving_default")
     assert "tf.raw>Conv2D" in str(module.tf2torch_meta["graph"])  # the graph walked, not Keras metadata
-    assert_matches(torch_outputs(module, [x], "channels_first"), reference, what=f"{flavour} {name}")
+    assert_matches(torch_outputs(module, [x], "channels_first"), reference, what=f"{flavour} {name} {writer}")
 
 
 def test_emitted_python_keeps_run_time_sizes(tmp_path):
