@@ -89,9 +89,10 @@ def optimized_copy(module: nn.Module) -> nn.Module:
     meta = getattr(module, "tf2torch_meta", None)
     if isinstance(module, CompiledModule):
         module = module.optimized
-    copied = copy.deepcopy(module).eval()
-    if isinstance(meta, dict) and not meta.get("optimize") and hasattr(copied, "graph"):
-        optimize(copied)
+    copied = copy.deepcopy(module).eval()  # an fx.GraphModule's deepcopy drops attributes it does not know
+    if isinstance(meta, dict):
+        if not meta.get("optimize") and hasattr(copied, "graph"):
+            optimize(copied)
         copied.tf2torch_meta = dict(meta, optimize=True)
     return copied
 

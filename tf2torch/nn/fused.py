@@ -52,6 +52,13 @@ class FusedConv2d(nn.Module):
             POST_OPS[type(activation)][0], POST_OPS[type(activation)][1](activation))
         self._packed: dict[tuple[int, ...], tuple[int, torch.Tensor]] = {}
 
+    def __getstate__(self) -> dict:
+        """Without the packed-weight cache: oneDNN's opaque tensors have no storage to copy or pickle
+        (``copy.deepcopy`` of a module that has run raised "Cannot access storage of OpaqueTensorImpl")."""
+        state = dict(super().__getstate__())
+        state["_packed"] = {}
+        return state
+
     def plain(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         return y if self.activation is None else self.activation(y)
