@@ -13,7 +13,9 @@ the output's scale, as the suite checks the optimised module against Keras) and 
 - ``torch.jit.freeze`` + ``optimize_for_inference`` was measured and is not a candidate: tracing a converted
   module fails on TF ``SAME`` padding computed from traced sizes, and TorchScript is deprecated in torch 2.
 
-Traps handled: freezing only applies when the compiled call runs without autograd (``torch._inductor`` checks
+Traps handled: dynamo's limit of 8 compiled variants per code object counts every converted module compiled in
+the process (they share ``fx.GraphModule.__call__``), so compiling lifts it (``RECOMPILE_LIMIT``); freezing only
+applies when the compiled call runs without autograd (``torch._inductor`` checks
 ``torch.is_grad_enabled()`` when it compiles), so the result runs under ``torch.no_grad``; frozen weights are
 constants of the compiled code, so the result is for inference with the weights it was compiled with. The
 returned module shares the optimised module's submodules, parameters and ``tf2torch_meta``: ``state_dict`` keys
@@ -36,6 +38,10 @@ from .optimize import optimize
 TOLERANCE = 1e-5  # max |candidate - reference| / max |reference|, the suite's bound for the optimised module
 ROUTES = ("optimized", "inductor")
 INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True, "max_autotune": False}
+# Every compiled module's first frame is the same code (``fx.GraphModule.__call__``): with dynamo's default limit
+# of 8 compiled variants per code object, the ninth module compiled in a process failed (``fullgraph=True``:
+# FailOnRecompileLimitHit), so compiling raises it; each module is guarded on its own identity and shapes.
+RECOMPILE_LIMIT = 1024
 
 
 class CompiledModule(nn.Module):
@@ -149,7 +155,8 @@ def runners_for(route: str, base: nn.Module, xs: tuple[torch.Tensor, ...], refer
     t0 = time.perf_counter()
     try:
         run = torch.compile(base, backend="inductor", fullgraph=True, dynamic=False, options=INDUCTOR_OPTIONS)
-        got = run(*xs)
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+            got = run(*xs)
     except Exception as exc:  # a route that does not compile here is a result: refused, with the reason
         report[route] = {"refused": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
         return
