@@ -73,7 +73,9 @@ demo: install  ## convert and verify the small model in fixtures/, reports in bu
 fixtures: install  ## re-create fixtures/small_cnn.{h5,keras}
 	$(PYTHON) fixtures/make_fixtures.py
 
-bench: install  ## benchmarks/run.py (latency, conversion cost)
+bench: install  ## benchmarks/run.py (latency, conversion cost); installs the peers into build/benchenv first
+	@test -x build/benchenv/bin/python || PYTHON=$(PYTHON) sh benchmarks/install_peers.sh \
+		|| echo "peers not installed (no package index?): their columns are skipped"
 	$(PYTHON) benchmarks/run.py
 
 clean:  ## remove build outputs (not .venv/)

@@ -3,10 +3,13 @@
 Candidates (each skipped with a message when its packages are missing):
   tf2torch            tf2torch.convert(path)                          NCHW input
   tf2torch -O         tf2torch.convert(path, optimize=True)           NCHW input
-  tf2torch -O compiled   torch.compile of the above (--compile; compiling takes minutes on 2 cores)
+  tf2torch compile    tf2torch.compile(-O module, the batch's input)  NCHW input; the route it picked and its
+                      compile seconds are in the JSON (--no-compile leaves it out)
   onnx2torch          tf2onnx (opset 17, open batch) then onnx2torch  NHWC input
   Keras 3 torch       KERAS_BACKEND=torch, keras.saving.load_model     NHWC input
-  ONNX Runtime        the same ONNX graph, CPUExecutionProvider        NHWC input
+  ONNX Runtime        the same ONNX graph, CPUExecutionProvider        NHWC input; where ONNX Runtime cannot load
+                      tf2onnx's graph (the transformer: tf2onnx emits Erfc, not an ONNX op) it runs the graph
+                      tf2torch's own emitter writes (``tf2torch.to_onnx`` of the default module), named in the row
 
 The peers are installed for benchmarks only, never as dependencies: ``sh benchmarks/install_peers.sh`` creates
 ``build/benchenv`` (tf2onnx, onnx2torch with a torchvision stub, onnxruntime), then run
@@ -14,9 +17,11 @@ The peers are installed for benchmarks only, never as dependencies: ``sh benchma
 
 Method (the machine is shared and noisy, so ratios from one interleaved run are what count): every candidate is
 loaded in this one process, warmed up, then timed in turns (A, B, C, A, B, C, ...) for several rounds; the table
-shows medians and the ratios of ``tf2torch -O`` to each peer. ``torch.set_num_threads(2)`` and ONNX Runtime's
-``intra_op_num_threads=2`` for all. The Keras models (random weights, nothing downloaded) are built and exported to
-ONNX in a child process on the TensorFlow backend; this process runs Keras on its torch backend.
+shows medians and the ratios of the best tf2torch route (the fastest of default, -O and compile) to each peer.
+``torch.set_num_threads(2)`` and ONNX Runtime's ``intra_op_num_threads=2`` for all, ONNX Runtime's spinning off
+(its spinning threads slow every candidate timed after it on 2 cores: /work/shared/benchmarking.md). The Keras
+models (random weights, nothing downloaded) are built and exported to ONNX in a child process on the TensorFlow
+backend; this process runs Keras on its torch backend.
 """
 
 from __future__ import annotations
@@ -130,8 +135,10 @@ def make_inputs(spec: list, batch: int) -> list:
     return arrays
 
 
-def candidates(entry: dict[str, Any], compile_: bool) -> tuple[dict[str, Callable[[list], Any]], dict[str, str]]:
-    """name → function taking the NHWC numpy inputs and returning a runner (a no-argument callable)."""
+def candidates(entry: dict[str, Any], compile_: bool,
+               notes: dict[str, Any]) -> tuple[dict[str, Callable[[list], Any]], dict[str, str]]:
+    """name → function taking the NHWC numpy inputs and returning a runner (a no-argument callable); ``notes``
+    gets what a row should say about its candidates (compile route and seconds, the graph ONNX Runtime runs)."""
     import numpy as np
     import torch
 
@@ -153,7 +160,7 @@ def candidates(entry: dict[str, Any], compile_: bool) -> tuple[dict[str, Callabl
     optimized = tf2torch.convert(entry["keras"], optimize=True)
     found["tf2torch -O"] = torch_runner(optimized, True)
     if compile_:
-        found["tf2torch -O compiled"] = torch_runner(torch.compile(optimized), True)
+        found["tf2torch compile"] = compile_runner(optimized, notes)
     if "onnx" in entry:
         try:
             import onnx
@@ -164,20 +171,15 @@ def candidates(entry: dict[str, Any], compile_: bool) -> tuple[dict[str, Callabl
             skipped["onnx2torch"] = f"{exc}; {PEERS_HINT}"
         except Exception as exc:  # a peer failing on a model is a result
             skipped["onnx2torch"] = f"onnx2torch failed: {type(exc).__name__}: {str(exc)[:200]}"
-        try:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
-            session = ort.InferenceSession(entry["onnx"], options, providers=["CPUExecutionProvider"])
-            names = [i.name for i in session.get_inputs()]
-            found["ONNX Runtime"] = lambda arrays: (lambda: session.run(None, dict(zip(names, arrays)))[0])
-        except ImportError as exc:
-            skipped["ONNX Runtime"] = f"{exc}; {PEERS_HINT}"
-        except Exception as exc:
-            skipped["ONNX Runtime"] = f"ONNX Runtime failed: {type(exc).__name__}: {str(exc)[:200]}"
+        ort_candidate(entry["onnx"], "tf2onnx", False, found, skipped, notes)
     else:
-        skipped["onnx2torch"] = skipped["ONNX Runtime"] = f"{entry.get('onnx_error')}; {PEERS_HINT}"
+        skipped["onnx2torch"] = f"{entry.get('onnx_error')}; {PEERS_HINT}"
+    if "ONNX Runtime" not in found and "No module named" not in skipped.get("ONNX Runtime", ""):
+        notes["peer_graph_error"] = skipped.get("ONNX Runtime")  # then tf2torch's own ONNX graph
+        try:
+            ort_candidate(own_onnx(entry), "tf2torch.to_onnx", True, found, skipped, notes)
+        except Exception as exc:
+            skipped["ONNX Runtime"] = f"tf2torch.to_onnx failed: {type(exc).__name__}: {str(exc)[:200]}"
     try:
         import keras
 
@@ -190,6 +192,57 @@ def candidates(entry: dict[str, Any], compile_: bool) -> tuple[dict[str, Callabl
     except Exception as exc:
         skipped["Keras 3 torch"] = f"{type(exc).__name__}: {exc}"
     return found, skipped
+
+
+def compile_runner(optimized: Any, notes: dict[str, Any]) -> Callable[[list], Any]:
+    """``tf2torch.compile`` on the batch's inputs (shapes are static: each batch compiles its own)."""
+    import torch
+
+    import tf2torch
+
+    def bind(arrays: list) -> Callable[[], Any]:
+        xs = [torch.from_numpy(a).permute(0, 3, 1, 2).contiguous() if a.ndim == 4 else torch.from_numpy(a)
+              for a in arrays]
+        t0 = time.perf_counter()
+        module = tf2torch.compile(optimized, xs)
+        notes["compile"] = {"route": module.route, "seconds": time.perf_counter() - t0, "report": module.report}
+        print(f"    tf2torch.compile at batch {len(arrays[0])}: {module.route} "
+              f"({notes['compile']['seconds']:.1f} s)", flush=True)
+        return lambda: module(*xs)
+    return bind
+
+
+def own_onnx(entry: dict[str, Any]) -> str:
+    """tf2torch's ONNX graph of the default module (``tf2torch.to_onnx``), beside the .keras file."""
+    import tf2torch
+
+    out = Path(entry["keras"]).with_suffix(".tf2torch_onnx")
+    return str(tf2torch.to_onnx(tf2torch.convert(entry["keras"]), out)[0])
+
+
+def ort_candidate(onnx_path: str, source: str, channels_first: bool, found: dict[str, Any], skipped: dict[str, str],
+                  notes: dict[str, Any]) -> None:
+    try:
+        import numpy as np
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+
+        def bind(arrays: list) -> Callable[[], Any]:
+            feed = [np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if channels_first and a.ndim == 4 else a
+                    for a in arrays]
+            return lambda: session.run(None, dict(zip(names, feed)))[0]
+        found["ONNX Runtime"] = bind
+        notes["ort_graph"] = source
+        skipped.pop("ONNX Runtime", None)
+    except ImportError as exc:
+        skipped["ONNX Runtime"] = f"{exc}; {PEERS_HINT}"
+    except Exception as exc:  # a peer failing on a model is a result
+        skipped["ONNX Runtime"] = f"ONNX Runtime failed on {source}'s graph: {type(exc).__name__}: {str(exc)[:200]}"
 
 
 def as_numpy(out: Any) -> Any:
@@ -217,7 +270,8 @@ def bench_model(name: str, entry: dict[str, Any], batches: list[int], rounds: in
                 compile_: bool) -> list[dict[str, Any]]:
     import torch
 
-    found, skipped = candidates(entry, compile_)
+    notes: dict[str, Any] = {}
+    found, skipped = candidates(entry, compile_, notes)
     for peer, why in skipped.items():
         print(f"  {name}: no {peer} column ({why})", flush=True)
     rows = []
@@ -233,13 +287,33 @@ def bench_model(name: str, entry: dict[str, Any], batches: list[int], rounds: in
                 errors[k] = float(abs(got - reference).max()) / scale if got.shape == reference.shape else None
             times = time_interleaved(runners, rounds, warmup)
         medians = {k: 1000 * statistics.median(v) for k, v in times.items()}
-        rows.append({"model": name, "batch": batch, "median_ms": medians, "rel_error_vs_tf2torch": errors,
-                     "rounds": rounds, "skipped": skipped})
+        row = {"model": name, "batch": batch, "median_ms": medians, "rel_error_vs_tf2torch": errors,
+               "rounds": rounds, "skipped": skipped, **{k: v for k, v in notes.items() if k != "compile"}}
+        if "compile" in notes:
+            row["compile"] = {k: v for k, v in notes["compile"].items()}
+        row["best"], row["ratios"] = best_and_ratios(row)
+        rows.append(row)
         print_row(rows[-1])
     return rows
 
 
-COLUMNS = ("tf2torch", "tf2torch -O", "tf2torch -O compiled", "onnx2torch", "Keras 3 torch", "ONNX Runtime")
+TF2TORCH_ROUTES = ("tf2torch", "tf2torch -O", "tf2torch compile")
+TARGETS = {"best/ORT": 1.0, "best/onnx2torch": 0.9, "best/Keras": 0.5}
+
+
+def best_and_ratios(row: dict[str, Any]) -> tuple[str, dict[str, float | None]]:
+    """The fastest tf2torch route and its ratios to the peers (< 1: tf2torch faster), with -O's and compile's
+    to ONNX Runtime."""
+    m = row["median_ms"]
+    best = min((r for r in TF2TORCH_ROUTES if r in m), key=m.__getitem__)
+    return best, {"best/ORT": ratio(row, best, "ONNX Runtime"), "best/onnx2torch": ratio(row, best, "onnx2torch"),
+                  "best/Keras": ratio(row, best, "Keras 3 torch"),
+                  "compile/ORT": ratio(row, "tf2torch compile", "ONNX Runtime"),
+                  "-O/ORT": ratio(row, "tf2torch -O", "ONNX Runtime"),
+                  "default/onnx2torch": ratio(row, "tf2torch", "onnx2torch")}
+
+
+COLUMNS = ("tf2torch", "tf2torch -O", "tf2torch compile", "onnx2torch", "Keras 3 torch", "ONNX Runtime")
 
 
 def ratio(row: dict[str, Any], a: str, b: str) -> float | None:
@@ -253,21 +327,38 @@ def fmt(value: float | None, spec: str) -> str:
 
 def print_row(row: dict[str, Any]) -> None:
     cells = " | ".join(f"{c} {fmt(row['median_ms'].get(c), '.1f')}" for c in COLUMNS if c in row["median_ms"])
-    print(f"  {row['model']} B={row['batch']}: {cells} ms", flush=True)
+    print(f"  {row['model']} B={row['batch']}: {cells} ms; best {row['best']}, "
+          + ", ".join(f"{k} {fmt(v, '.2f')}" for k, v in row["ratios"].items()), flush=True)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     present = [c for c in COLUMNS if any(c in r["median_ms"] for r in rows)]
-    head = ["model", "batch", *[f"{c} ms" for c in present], "-O/onnx2torch", "-O/Keras", "default/onnx2torch",
-            "-O/ORT"]
+    ratio_names = ["best/ORT", "compile/ORT", "-O/ORT", "best/onnx2torch", "best/Keras"]
+    head = ["model", "batch", *[f"{c} ms" for c in present], "compile s (route)", "ORT graph", "best",
+            *ratio_names]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        ratios = [ratio(r, "tf2torch -O", "onnx2torch"), ratio(r, "tf2torch -O", "Keras 3 torch"),
-                  ratio(r, "tf2torch", "onnx2torch"), ratio(r, "tf2torch -O", "ONNX Runtime")]
+        compiled = r.get("compile")
         cells = [r["model"], str(r["batch"]), *[fmt(r["median_ms"].get(c), ".1f") for c in present],
-                 *[fmt(x, ".2f") for x in ratios]]
+                 f"{compiled['seconds']:.0f} ({compiled['route']})" if compiled else "—", r.get("ort_graph", "—"),
+                 r["best"].replace("tf2torch ", "").replace("tf2torch", "default"),
+                 *[fmt(r["ratios"].get(k), ".2f") + (" ✗" if k in TARGETS and r["ratios"].get(k) is not None
+                                                     and r["ratios"][k] > TARGETS[k] else "")
+                   for k in ratio_names]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def omp_wait_policy() -> str:
+    return os.environ.get("OMP_WAIT_POLICY", "unset")
+
+
+def ort_version() -> str | None:
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime.__version__
 
 
 def main() -> int:
@@ -276,7 +367,8 @@ def main() -> int:
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per candidate (default 15, quick 3)")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile of the optimized module")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="leave out tf2torch.compile (it compiles each model at each batch: minutes on 2 cores)")
     parser.add_argument("--json", default=str(ROOT / "build" / "bench" / "routes.json"))
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 15)
@@ -298,12 +390,15 @@ def main() -> int:
         for name in names:
             print(f"{name}:", flush=True)
             rows += bench_model(name, entries[name], [int(b) for b in args.batches.split(",")], rounds, warmup,
-                                args.compile)
-    print(f"\nmedians of {rounds} interleaved rounds, {THREADS} threads, CPU; ratios < 1: tf2torch is faster\n")
+                                not args.no_compile)
+    print(f"\nmedians of {rounds} interleaved rounds, {THREADS} threads, CPU, OMP_WAIT_POLICY={omp_wait_policy()}; "
+          f"ratios < 1: tf2torch is faster; ✗: misses its target {TARGETS}\n")
     print(table(rows))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"machine": facts, "threads": THREADS, "rounds": rounds,
-                                           "torch": torch.__version__, "rows": rows}, indent=1))
+                                           "omp_wait_policy": omp_wait_policy(), "targets": TARGETS,
+                                           "torch": torch.__version__, "onnxruntime": ort_version(), "rows": rows},
+                                          indent=1, default=str))
     print(f"\nwritten to {args.json}")
     return 0
 

@@ -303,3 +303,34 @@ def test_activations_in_place_read_fresh_private_tensors(flavour, tmp_path):
     inputs = random_inputs(model)
     assert_matches(torch_outputs(tf2torch.convert(path, optimize=True), inputs, "channels_first"),
                    keras_outputs(model, inputs), what=f"{flavour} optimized")
+
+
+@pytest.mark.parametrize("shape", [(1, 16), (5, 16), (2, 7, 16), (0, 16)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_linear_equals_the_linear_it_replaces(shape, bias):
+    """``FusedLinear`` (oneDNN, weight packed once) against ``nn.Linear`` (MKL) on the same parameters: any batch
+    shape, with and without bias; the packed weight follows an in-place weight change; a copy runs alike."""
+    import copy
+
+    from tf2torch.nn.fused import FusedLinear, fused_linear_available
+
+    if not fused_linear_available():
+        pytest.skip("no oneDNN linear in this torch build")
+    linear = nn.Linear(16, 9, bias=bias)
+    fused = FusedLinear(linear)
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), linear(x), rtol=1e-5, atol=1e-5)
+        linear.weight.mul_(2)  # the same parameter: the packed copy must be rebuilt
+        torch.testing.assert_close(fused(x), linear(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(copy.deepcopy(fused)(x), linear(x), rtol=1e-5, atol=1e-5)
+    assert list(fused.state_dict()) == list(linear.state_dict())
+
+
+def test_dense_layers_run_as_fused_linears(tmp_path):
+    module = tf2torch.convert(saved(dense_bn, tmp_path), optimize=True)
+    from tf2torch.nn.fused import FusedLinear, fused_linear_available
+
+    if not fused_linear_available():
+        pytest.skip("no oneDNN linear in this torch build")
+    assert isinstance(module.d1, FusedLinear) and isinstance(module.d2[0], FusedLinear)  # d2: (linear, relu)

@@ -13,17 +13,19 @@ from .version import __version__  # noqa: F401  (in a leaf module: emit and veri
 
 if TYPE_CHECKING:
     from .api import convert, load, register, save
+    from .compiled import compile
     from .contract import Converted, LayerSpec
     from .emit import to_onnx, to_pt2, to_python
     from .training import regularization_loss
     from .transfer import TransferError, TransferReport, transfer
     from .verify import verify
 
-__all__ = ["convert", "verify", "transfer", "TransferReport", "TransferError",
+__all__ = ["convert", "compile", "verify", "transfer", "TransferReport", "TransferError",
            "save", "load", "register", "regularization_loss", "to_python", "to_pt2", "to_onnx",
            "LayerSpec", "Converted", "Tf2TorchError", "ModelFileError", "UnsupportedLayerError", "ConversionError",
            "ConversionNotice"]
-_LAZY = {"convert": (".api", "convert"), "load": (".api", "load"), "save": (".api", "save"),
+_LAZY = {"convert": (".api", "convert"), "compile": (".compiled", "compile"), "load": (".api", "load"),
+         "save": (".api", "save"),
          "Converted": (".contract", "Converted"), "LayerSpec": (".contract", "LayerSpec"),
          "register": (".api", "register"), "to_onnx": (".emit", "to_onnx"),
          "to_pt2": (".emit", "to_pt2"), "to_python": (".emit", "to_python"),

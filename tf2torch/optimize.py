@@ -21,6 +21,8 @@ keeps its name, with the folded layers listed in its node's ``meta["tf2torch"]["
 - 2-D convolutions become ``FusedConv2d`` (``tf2torch/nn/fused.py``): weight prepacked for oneDNN and the
   activation after it (ReLU, ReLU6, SiLU, Hardswish; a separate layer nothing else reads, or the conv layer's own)
   applied in the same pass. Same module name; a fused activation layer disappears like a folded BN.
+- Dense layers (``nn.Linear``) become ``FusedLinear`` (``tf2torch/nn/fused.py``): oneDNN's matrix product with
+  the weight packed once, in place of MKL's (slower on the AMD benchmark machine).
 - 4-D inputs and weights in ``torch.channels_last`` when the model has 2-D convolutions (faster with oneDNN on
   CPU; measured in ``benchmarks/bench_routes.py``); outputs are made contiguous again.
 
@@ -39,7 +41,14 @@ from torch import nn
 from . import memory_format
 from .nn import noise
 from .nn.conv import Conv2d
-from .nn.fused import POST_OPS, FusedConv2d, FusedConvAdd2d, fused_conv_available
+from .nn.fused import (
+    POST_OPS,
+    FusedConv2d,
+    FusedConvAdd2d,
+    FusedLinear,
+    fused_conv_available,
+    fused_linear_available,
+)
 from .nn.image import as_float
 from .nn.inplace import makes_fresh_output
 from .nn.merge import Add
@@ -66,6 +75,8 @@ def optimize(module: fx.GraphModule, channels_last: bool = True) -> fx.GraphModu
         fuse_convolutions(module)
         fuse_residual_adds(module)
     fold_zero_padding(module)
+    if fused_linear_available():
+        fuse_linears(module)
     if channels_last and has_conv2d:
         to_channels_last(module)
     module.graph.eliminate_dead_code()
@@ -390,6 +401,20 @@ def fuse_residual_adds(gm: fx.GraphModule) -> None:
         gm.delete_submodule(add.target)
         gm.graph.erase_node(conv_node)
         removed.update((add, conv_node) if act_node is None else (add, conv_node, act_node))
+
+
+def fuse_linears(gm: fx.GraphModule) -> None:
+    """``nn.Linear`` (a Dense layer, after any batch norm folded into it) → ``FusedLinear``: oneDNN's matrix
+    product with the weight packed once (MKL's, torch's default, ran 2.5-3.7× slower on the benchmark's AMD CPU).
+    Same module name and parameters; inside a layer's ``nn.Sequential`` (a Dense with its activation) too."""
+    for node in list(gm.graph.nodes):
+        module = module_of(gm, node)
+        if type(module) is nn.Linear:
+            replace_submodule(gm, node.target, FusedLinear(module))
+        elif type(module) is nn.Sequential:
+            for name, part in module.named_children():
+                if type(part) is nn.Linear:
+                    setattr(module, name, FusedLinear(part))
 
 
 def symmetric_zero_pad2d(module: nn.Module | None) -> tuple[int, int] | None:

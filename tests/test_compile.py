@@ -1,0 +1,83 @@
+"""``tf2torch.compile`` on a small conv net (conv + BN + ReLU, depthwise, a residual add, squeeze-excite's
+sigmoid-multiply), both layouts: the route it picks matches Keras within the suite's tolerance, compiles without
+a graph break (``fullgraph=True``: a break would refuse the inductor route), and keeps the converted module's names
+and output shapes; a route that is not exact, or unknown, is refused. Speed is measured in ``benchmarks/``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from harness import LAYOUTS, assert_matches, keras_module, keras_outputs, random_inputs, to_torch_input
+
+import tf2torch
+from tf2torch import compiled
+
+
+def small_net(k):
+    inp = k.Input((16, 15, 3))
+    x = k.layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(inp)
+    x = k.layers.BatchNormalization(name="stem_bn")(x)
+    x = k.layers.ReLU(name="stem_relu")(x)
+    y = k.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    y = k.layers.Activation("swish", name="dw_swish")(y)
+    se = k.layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(y)
+    se = k.layers.Conv2D(8, 1, activation="sigmoid", name="se_gate")(se)
+    y = k.layers.Multiply(name="se_mul")([y, se])
+    y = k.layers.Conv2D(8, 1, name="project")(y)
+    x = k.layers.ReLU(name="out_relu")(k.layers.Add(name="add")([x, y]))
+    return k.Model(inp, k.layers.Dense(5, name="head")(k.layers.GlobalAveragePooling2D(name="pool")(x)))
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """(path, model, inputs, Keras outputs) of the small net, saved as .keras."""
+    keras = keras_module("keras3")
+    model = small_net(keras)
+    path = tmp_path_factory.mktemp("compile") / "model.keras"
+    model.save(str(path))
+    inputs = random_inputs(model)
+    return path, inputs, keras_outputs(model, inputs)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_compiled_module_matches_keras_and_keeps_names(saved, layout):
+    path, inputs, ref = saved
+    module = tf2torch.convert(path, layout=layout)
+    optimized = tf2torch.convert(path, layout=layout, optimize=True)
+    x = to_torch_input(inputs[0], layout)
+    fast = tf2torch.compile(module, x, rounds=1)
+    assert "refused" not in fast.report["inductor"], fast.report  # fullgraph: a graph break would refuse it
+    assert fast.route in compiled.ROUTES and fast.report["inductor"]["rel_error"] <= compiled.TOLERANCE
+    got = fast(x)
+    assert not got.requires_grad and got.shape == optimized(x).shape
+    out = got.numpy() if layout == "keras" or got.dim() != 4 else got.permute(0, 2, 3, 1).numpy()
+    assert_matches([out], ref, what=f"compile {layout} ({fast.route})")
+    assert list(dict(fast.named_children())) == list(dict(optimized.named_children()))
+    assert list(fast.state_dict()) == list(optimized.state_dict())
+    assert fast.tf2torch_meta["compiled"] == fast.route and "compiled" not in module.tf2torch_meta
+
+
+def test_inexact_route_is_refused_and_the_optimized_module_stands(saved):
+    """A negative tolerance refuses every compiled output; the example input comes from the declared shape; an
+    optimized module that has already run (its oneDNN packed weights cached) copies."""
+    path, inputs, _ = saved
+    module = tf2torch.convert(path, optimize=True)
+    x = to_torch_input(inputs[0], "channels_first")
+    with torch.no_grad():  # the fused oneDNN pass, as the compiled module runs it
+        expected = module(x)
+    fast = tf2torch.compile(module, rounds=1, tolerance=-1.0)
+    assert fast.route == "optimized" and "differs" in fast.report["inductor"]["refused"]
+    torch.testing.assert_close(fast(x), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"routes": ("optimized", "jit")}, "unknown compile routes"),
+    ({}, "pass example_inputs"),
+])
+def test_bad_requests_say_what_to_do(kwargs, message, tmp_path):
+    keras = keras_module("keras3")
+    inp = keras.Input((None, None, 3))
+    path = tmp_path / "open.keras"
+    keras.Model(inp, keras.layers.Conv2D(4, 3, name="c")(inp)).save(str(path))
+    with pytest.raises(ValueError, match=message):
+        tf2torch.compile(tf2torch.convert(path), **kwargs)
