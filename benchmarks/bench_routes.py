@@ -21,7 +21,10 @@ shows medians and the ratios of the best tf2torch route (the fastest of default,
 ``torch.set_num_threads(2)`` and ONNX Runtime's ``intra_op_num_threads=2`` for all, ONNX Runtime's spinning off
 (its spinning threads slow every candidate timed after it on 2 cores: /work/shared/benchmarking.md). The Keras
 models (random weights, nothing downloaded) are built and exported to ONNX in a child process on the TensorFlow
-backend; this process runs Keras on its torch backend.
+backend; this process runs Keras on its torch backend. ``tf2torch.compile`` raises glibc's mmap and trim
+thresholds so freed activations stay in the process (``compiled.retain_freed_memory``): process-wide, so from the
+first compile on every torch candidate gains from it too (with ``--no-compile`` none does); ONNX Runtime has its
+own arena either way.
 """
 
 from __future__ import annotations
@@ -205,7 +208,9 @@ def compile_runner(optimized: Any, notes: dict[str, Any]) -> Callable[[list], An
               for a in arrays]
         t0 = time.perf_counter()
         module = tf2torch.compile(optimized, xs)
-        notes["compile"] = {"route": module.route, "seconds": time.perf_counter() - t0, "report": module.report}
+        notes["compile"] = {"route": module.route, "seconds": time.perf_counter() - t0, "report": module.report,
+                            # process-wide from the first compile on: every torch candidate after it gains too
+                            "keeps_freed_memory": module.keeps_freed_memory}
         print(f"    tf2torch.compile at batch {len(arrays[0])}: {module.route} "
               f"({notes['compile']['seconds']:.1f} s)", flush=True)
         return lambda: module(*xs)

@@ -55,6 +55,20 @@ def test_compiled_module_matches_keras_and_keeps_names(saved, layout):
     assert list(dict(fast.named_children())) == list(dict(optimized.named_children()))
     assert list(fast.state_dict()) == list(optimized.state_dict())
     assert fast.tf2torch_meta["compiled"] == fast.route and "compiled" not in module.tf2torch_meta
+    assert fast.keeps_freed_memory  # glibc here (compiled.retain_freed_memory)
+
+
+def test_freed_activations_stay_in_the_process():
+    """After ``retain_freed_memory`` a 64 MB tensor freed and allocated again reuses its pages. glibc's own
+    thresholds (mmap at most 32 MB, dynamically) would unmap it and fault its 16,384 pages in again on each call:
+    the page faults MobileNetV2 paid at batch 8 (docs/performance.md)."""
+    import resource
+
+    assert compiled.retain_freed_memory()
+    torch.ones(16 << 20)  # 64 MB, allocated, written and freed once
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(16 << 20)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 1000
 
 
 def test_inexact_route_is_refused_and_the_optimized_module_stands(saved):
