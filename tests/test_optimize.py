@@ -14,6 +14,7 @@ from harness import (
     keras_module,
     keras_outputs,
     random_inputs,
+    to_torch_input,
     torch_outputs,
 )
 from torch import nn
@@ -334,3 +335,45 @@ def test_dense_layers_run_as_fused_linears(tmp_path):
     if not fused_linear_available():
         pytest.skip("no oneDNN linear in this torch build")
     assert isinstance(module.d1, FusedLinear) and isinstance(module.d2[0], FusedLinear)  # d2: (linear, relu)
+
+
+# -- zero paddings that stay: only their border written with zeros -------------------------------------------
+@pytest.mark.parametrize("pads", [(0, 1, 0, 1), (1, 1, 1, 1), (2, 0, 0, 3), (0, 0, 0, 0)])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_border_zero_pad_equals_f_pad(pads, memory_format, monkeypatch):
+    """Bit for bit ``F.pad``'s result, in its memory format. ``torch.empty`` hands out NaNs here, so a border
+    region left unwritten shows."""
+    import torch.nn.functional as F
+
+    from tf2torch.nn.fused import pad_zero_border
+
+    empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **kw: empty(*a, **kw).fill_(float("nan")))
+    x = torch.randn(2, 5, 7, 6).contiguous(memory_format=memory_format)
+    got, want = pad_zero_border(x, *pads), F.pad(x, pads)
+    assert torch.equal(got, want)
+    assert got.is_contiguous(memory_format=memory_format) == want.is_contiguous(memory_format=memory_format)
+
+
+def test_zero_paddings_that_stay_zero_only_their_border(flavour, tmp_path):
+    """TF ``SAME`` with stride 2 (padded (0, 1) at run time) and an asymmetric ``ZeroPadding2D`` before a strided
+    depthwise conv (MobileNetV2's pattern) run as the border-zeroing twins, match Keras, and fall back to
+    ``F.pad`` where autograd records."""
+    from tf2torch.nn.fused import BorderZeroPad2d, TFSameZeroPad2d
+    from tf2torch.nn.padding import TFSamePad2d
+
+    k = keras_module(flavour)
+    inp = k.Input((12, 12, 3))
+    x = k.layers.Conv2D(4, 3, strides=2, padding="same", name="same2")(inp)
+    x = k.layers.ZeroPadding2D(((0, 1), (0, 1)), name="pad")(x)
+    model = k.Model(inp, k.layers.DepthwiseConv2D(3, strides=2, name="dw")(x))
+    inputs = random_inputs(model)
+    path = tmp_path / "model.h5"
+    model.save(str(path))
+    module = tf2torch.convert(path, optimize=True)
+    kinds = {type(m) for m in module.modules()}
+    assert {BorderZeroPad2d, TFSameZeroPad2d} <= kinds and not {nn.ZeroPad2d, TFSamePad2d} & kinds, kinds
+    assert_matches(torch_outputs(module, inputs, "channels_first"), keras_outputs(model, inputs), what="pads")
+    x = to_torch_input(inputs[0], "channels_first").requires_grad_()
+    pad = next(m for m in module.modules() if type(m) is BorderZeroPad2d)
+    assert pad(x).grad_fn.name() == "ConstantPadNdBackward0"

@@ -15,6 +15,8 @@ keeps its name, with the folded layers listed in its node's ``meta["tf2torch"]["
 - Inference no-ops dropped: ``nn.Identity`` and dropouts (the optimised module is for inference only).
 - A symmetric ``ZeroPad2d`` before a max pooling of a ReLU's output becomes the pooling's own padding (-inf and 0
   pad alike where every value is ≥ 0 and each window holds one).
+- Zero paddings that stay (``ZeroPad2d``, TF ``SAME`` padding) zero only their border (``nn/fused.py``
+  ``pad_zero_border``): ``F.pad`` zero-fills the whole padded tensor before copying the input over it.
 - Activations in place (``inplace=True``) where they read a fresh tensor nothing else reads (a conv's, a dense
   layer's, a batch norm's or a merge's output: ``nn/inplace.py``'s ``makes_fresh_output``, the rule the default
   module applies per call): one allocation and one pass over memory fewer per activation.
@@ -43,9 +45,11 @@ from .nn import noise
 from .nn.conv import Conv2d
 from .nn.fused import (
     POST_OPS,
+    BorderZeroPad2d,
     FusedConv2d,
     FusedConvAdd2d,
     FusedLinear,
+    TFSameZeroPad2d,
     fused_conv_available,
     fused_linear_available,
 )
@@ -53,6 +57,7 @@ from .nn.image import as_float
 from .nn.inplace import makes_fresh_output
 from .nn.merge import Add
 from .nn.normalization import BatchNormOnAxis
+from .nn.padding import TFSamePad2d
 from .nn.preprocessing import KerasNormalization, Rescale
 
 CONVS = (nn.Conv1d, nn.Conv2d, Conv2d, nn.Conv3d)
@@ -75,6 +80,7 @@ def optimize(module: fx.GraphModule, channels_last: bool = True) -> fx.GraphModu
         fuse_convolutions(module)
         fuse_residual_adds(module)
     fold_zero_padding(module)
+    border_zero_pads(module)
     if fused_linear_available():
         fuse_linears(module)
     if channels_last and has_conv2d:
@@ -465,6 +471,16 @@ def fold_zero_padding(gm: fx.GraphModule) -> None:
         note_fold(user, pad_node, computes_it=False)
         remove_node(gm, pad_node, source)
         gm.delete_submodule(pad_node.target)
+
+
+def border_zero_pads(gm: fx.GraphModule) -> None:
+    """Zero paddings that stayed (``ZeroPad2d``, TF ``SAME`` padding with zeros) become their twins in
+    ``nn/fused.py`` that zero only the border (``pad_zero_border``)."""
+    for path, module in list(gm.named_modules()):
+        if type(module) is nn.ZeroPad2d:
+            replace_submodule(gm, path, BorderZeroPad2d(module.padding))
+        elif type(module) is TFSamePad2d and module.value == 0:
+            replace_submodule(gm, path, TFSameZeroPad2d(module.kernel_size, module.stride, module.dilation))
 
 
 def channels_last_if_4d(x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import Hardswish, ReLU, ReLU6, SiLU
+from .padding import TFSamePad2d
 
 # torch activation module (or its ``activations`` subclass) → (oneDNN post-op name, its scalars)
 POST_OPS = {nn.ReLU: ("relu", lambda m: [None]), nn.ReLU6: ("hardtanh", lambda m: [0.0, 6.0]),
@@ -160,3 +161,46 @@ class FusedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def pad_zero_border(x: torch.Tensor, left: int, right: int, top: int, bottom: int) -> torch.Tensor:
+    """``F.pad(x, (left, right, top, bottom))`` of an N,C,H,W tensor as one copy of ``x`` into an uninitialised
+    tensor and zeros written on its border only. The trap: ``F.pad`` fills the whole padded tensor with zeros,
+    then copies ``x`` over it: two passes over memory where one does (MobileNetV2's five zero paddings before its
+    stride-2 convolutions took 0.8-1.0 ms of the -O module's 5.3 ms at batch 1, docs/performance.md). The same
+    values bit for bit; a channels-last ``x`` gives a channels-last result, as ``F.pad``'s is."""
+    n, c, h, w = x.shape
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    out = torch.empty((n, c, h + top + bottom, w + left + right), dtype=x.dtype, device=x.device,
+                      memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    out[:, :, top:top + h, left:left + w] = x
+    for rows, columns in ((slice(0, top), slice(None)), (slice(top + h, None), slice(None)),
+                          (slice(top, top + h), slice(0, left)), (slice(top, top + h), slice(left + w, None))):
+        region = out[:, :, rows, columns]
+        if region.numel():
+            region.zero_()
+    return out
+
+
+def border_pad_applies(x: torch.Tensor, pads: Sequence[int]) -> bool:
+    """Eager inference on a 4-D tensor with padding only (no cropping): else ``F.pad`` (compiled or exported
+    graphs see the one op they know; autograd records ``F.pad``'s backward)."""
+    return (not _compiling() and x.dim() == 4 and len(pads) == 4 and min(pads) >= 0
+            and not (torch.is_grad_enabled() and x.requires_grad))
+
+
+class BorderZeroPad2d(nn.ZeroPad2d):
+    """``nn.ZeroPad2d`` (Keras ``ZeroPadding2D``) for ``optimize=True``: ``pad_zero_border`` in eager inference."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = list(self.padding)
+        return pad_zero_border(x, *pads) if border_pad_applies(x, pads) else super().forward(x)
+
+
+class TFSameZeroPad2d(TFSamePad2d):
+    """``TFSamePad2d`` with zeros for ``optimize=True``: TF ``SAME``'s padding (computed from the input's size) by
+    ``pad_zero_border`` in eager inference."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = self.pads_for(x)
+        return pad_zero_border(x, *pads) if border_pad_applies(x, pads) else super().forward(x)

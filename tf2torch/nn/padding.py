@@ -54,13 +54,17 @@ class TFSamePad(nn.Module):
         self.dilation = tuple(dilation or (1,) * len(self.kernel_size))
         self.value = value
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def pads_for(self, x: torch.Tensor) -> list[int]:
+        """``F.pad``'s list (last axis first, before then after) for this input's size."""
         pads: list[int] = []
         spatial = x.shape[-len(self.kernel_size):]
         for size, k, s, d in zip(reversed(spatial), reversed(self.kernel_size), reversed(self.stride),
                                  reversed(self.dilation)):
             pads.extend(tf_same_padding(size, k, s, d))
-        return F.pad(x, pads, value=self.value)
+        return pads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, self.pads_for(x), value=self.value)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, dilation={self.dilation}, value={self.value}"
