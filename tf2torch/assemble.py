@@ -8,8 +8,6 @@ differs between the two is dynamic (None) for the converters.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import math
 import operator
 import re
@@ -29,6 +27,7 @@ from . import layout as L
 from . import ops as _ops  # noqa: F401
 from .dtypes import compute_dtype, input_dtype, parse_forced
 from .errors import ConversionError, ModelFileError, Tf2TorchError, UnsupportedLayerError
+from .glibc import malloc_trim
 from .graph import InputSpec, KerasGraph, Layer, Node, TensorRef
 from .masks import MaskRules
 from .naming import TorchNames, legal_segment
@@ -41,15 +40,6 @@ from .tensor_state import TensorState, example
 MAX_EXAMPLE_ELEMENTS = 1 << 26  # per example input (256 MiB of float32): shapes are found by running examples
 NO_OP_INPUT = "InputLayer"
 TRIM_EVERY_BYTES = 64 << 20  # stored weight bytes converted between two returns of freed heap pages to the OS
-
-
-@functools.cache
-def _malloc_trim() -> Any:
-    """glibc's ``malloc_trim``, or None where there is none (musl, macOS, Windows)."""
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
 
 
 def stored_bytes(layer: Layer) -> int:
@@ -78,10 +68,9 @@ class FreedHeap:
 
     def after(self, layer: Layer) -> None:
         self.pending += stored_bytes(layer)
-        trim = _malloc_trim()
-        if self.pending >= TRIM_EVERY_BYTES and trim is not None:
+        if self.pending >= TRIM_EVERY_BYTES:
             self.pending = 0
-            trim(0)
+            malloc_trim()
 
 
 def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:

@@ -49,12 +49,9 @@ def return_freed_memory_to_the_os() -> None:
     """Large temporaries (a weight as read, before its transposed copy) go back to the OS when freed. glibc raises
     its mmap threshold after the first large free (up to 32 MB), after which those temporaries come from the heap
     and fragment it: ResNet50's conversion peaked 15 MB higher. A fixed threshold stops that (glibc only)."""
-    import ctypes
+    from .glibc import M_MMAP_THRESHOLD, mallopt
 
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024)
 
 
 def parse_input_shapes(values: tuple[str, ...]) -> list[list[int | None]] | None:
