@@ -25,7 +25,6 @@ and ``named_children`` are the converted module's names (``conv1_conv``), not ``
 from __future__ import annotations
 
 import copy
-import ctypes
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .glibc import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, mallopt
 from .optimize import optimize
 
 TOLERANCE = 1e-5  # max |candidate - reference| / max |reference|, the suite's bound for the optimised module
@@ -43,8 +43,7 @@ INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True, "max_autotune": False
 # of 8 compiled variants per code object, the ninth module compiled in a process failed (``fullgraph=True``:
 # FailOnRecompileLimitHit), so compiling raises it; each module is guarded on its own identity and shapes.
 RECOMPILE_LIMIT = 1024
-# glibc's mallopt parameters (malloc.h) and the size below which freed blocks stay in the process
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+# the size below which freed blocks stay in the process
 KEEP_FREED_BYTES = 1 << 30
 
 
@@ -108,11 +107,7 @@ def retain_freed_memory() -> bool:
     reason). Process-wide, as an arena is: freed memory up to the threshold stays with the process for reuse. It
     holds for blocks of the main thread (glibc's main arena); a thread of its own allocates from a per-thread arena,
     where a 48 MB block was still mapped afresh on each allocation (measured; tests/test_compile.py)."""
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, KEEP_FREED_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, 2 * KEEP_FREED_BYTES))
+    return mallopt(M_MMAP_THRESHOLD, KEEP_FREED_BYTES) and mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES)
 
 
 def optimized_copy(module: nn.Module) -> nn.Module:
