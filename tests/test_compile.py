@@ -30,6 +30,7 @@ def small_net(k):
     y = k.layers.Multiply(name="se_mul")([y, se])
     y = k.layers.Conv2D(8, 1, name="project")(y)
     x = k.layers.ReLU(name="out_relu")(k.layers.Add(name="add")([x, y]))
+    x = k.layers.DepthwiseConv2D(3, strides=2, name="down")(k.layers.ZeroPadding2D(((0, 1), (0, 1)), name="down_pad")(x))
     return k.Model(inp, k.layers.Dense(5, name="head")(k.layers.GlobalAveragePooling2D(name="pool")(x)))
 
 
@@ -61,6 +62,26 @@ def test_compiled_module_matches_keras_and_keeps_names(saved, layout):
     assert list(fast.state_dict()) == list(optimized.state_dict())
     assert fast.tf2torch_meta["compiled"] == fast.route and "compiled" not in module.tf2torch_meta
     assert fast.keeps_freed_memory  # glibc here (compiled.retain_freed_memory)
+
+
+def test_the_inductor_route_holds_frozen_weights_and_recompiles_for_a_new_shape(saved):
+    """Freezing is in effect (``compiled.frozen``): ``options={"freezing": True}`` alone left the weights graph
+    inputs, unpacked and unfused; frozen, a weight changed after compiling does not reach the compiled code.
+    Dynamo's guards on the module's attributes are dropped, those on the inputs stay: a batch of 2 compiles
+    again and is right."""
+    path, inputs, _ = saved
+    base = tf2torch.convert(path, optimize=True)
+    x = to_torch_input(inputs[0], "channels_first")
+    runners, report = {}, {}
+    with torch.no_grad():
+        compiled.runners_for("inductor", base, (x,), base(x), compiled.TOLERANCE, runners, report)
+        assert "inductor" in runners, report
+        before = runners["inductor"](x)
+        pair = torch.cat([x, x.flip(0)])
+        torch.testing.assert_close(runners["inductor"](pair), base(pair), rtol=0, atol=1e-5)
+        next(p for p in base.parameters() if p.dim() == 4).mul_(2.0)
+        assert not torch.allclose(base(x), before, atol=1e-3)  # the eager module sees the change
+        torch.testing.assert_close(runners["inductor"](x), before, rtol=0, atol=0)
 
 
 def test_freed_activations_stay_in_the_process():

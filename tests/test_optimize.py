@@ -116,6 +116,25 @@ def padded_pools(k):
     return k.Model(inp, k.layers.Concatenate()(pooled))
 
 
+def padded_depthwise(k):
+    """Zero paddings before stride-2 depthwise convolutions run inside them (``ZeroPaddedDepthwiseConv2d``): a
+    ``ZeroPadding2D`` one more after (MobileNetV2's), one more before on one axis, two more (padded first at run
+    time), TF ``SAME`` inside the layer (an even size: (1, 2)) with a depth multiplier and a ReLU; before a
+    regular convolution the padding stays."""
+    inp = k.Input((12, 12, 4))
+    x = k.layers.Conv2D(6, 1, name="c1")(inp)
+    branches = [
+        k.layers.DepthwiseConv2D(3, strides=2, name="dw_a")(k.layers.ZeroPadding2D(((0, 1), (0, 1)), name="a_pad")(x)),
+        k.layers.DepthwiseConv2D(3, strides=2, name="dw_b")(k.layers.ZeroPadding2D(((1, 0), (0, 1)), name="b_pad")(x)),
+        k.layers.DepthwiseConv2D(3, strides=2, name="dw_c")(k.layers.ZeroPadding2D(((0, 2), (0, 2)), name="c_pad")(x)),
+        k.layers.DepthwiseConv2D(5, strides=2, padding="same", depth_multiplier=2, activation="relu",
+                                 name="dw_same")(x),
+        k.layers.Conv2D(4, 3, strides=2, name="conv")(k.layers.ZeroPadding2D(((0, 1), (0, 1)), name="conv_pad")(x)),
+    ]
+    pooled = [k.layers.GlobalAveragePooling2D()(b) for b in branches]
+    return k.Model(inp, k.layers.Concatenate()(pooled + [k.layers.Flatten()(branches[0])]))
+
+
 def steps_batch_norm(k):
     """BatchNormalization(axis=1) after a Conv1D normalizes the steps, not the filters: no fold, even where there
     are as many steps as filters."""
@@ -151,6 +170,7 @@ CASES = [
     (conv1d, {"c1_bn"}, {"c1", "c2"}),
     (residual, {"c1_bn", "add1", "out1", "c2_bn", "add2"}, {"proj", "c1", "c2"}),
     (padded_pools, {"pool_pad"}, {"pool", "neg_pad", "asym_pad", "wide_pad", "conv_pad"}),
+    (padded_depthwise, {"a_pad", "b_pad", "c_pad"}, {"dw_a", "dw_b", "dw_c", "dw_same", "conv", "conv_pad"}),
     (steps_batch_norm, set(), {"c1", "bn"}),
     (dense_bn, {"bn1"}, {"d1", "d2", "bn2"}),
     (dense_steps_bn, set(), {"d1", "d2", "bn_steps", "bn_last"}),
@@ -357,8 +377,8 @@ def test_border_zero_pad_equals_f_pad(pads, memory_format, monkeypatch):
 
 def test_zero_paddings_that_stay_zero_only_their_border(flavour, tmp_path):
     """TF ``SAME`` with stride 2 (padded (0, 1) at run time) and an asymmetric ``ZeroPadding2D`` before a strided
-    depthwise conv (MobileNetV2's pattern) run as the border-zeroing twins, match Keras, and fall back to
-    ``F.pad`` where autograd records."""
+    regular conv run as the border-zeroing twins, match Keras, and fall back to ``F.pad`` where autograd
+    records."""
     from tf2torch.nn.fused import BorderZeroPad2d, TFSameZeroPad2d
     from tf2torch.nn.padding import TFSamePad2d
 
@@ -366,7 +386,7 @@ def test_zero_paddings_that_stay_zero_only_their_border(flavour, tmp_path):
     inp = k.Input((12, 12, 3))
     x = k.layers.Conv2D(4, 3, strides=2, padding="same", name="same2")(inp)
     x = k.layers.ZeroPadding2D(((0, 1), (0, 1)), name="pad")(x)
-    model = k.Model(inp, k.layers.DepthwiseConv2D(3, strides=2, name="dw")(x))
+    model = k.Model(inp, k.layers.Conv2D(2, 3, strides=2, name="c")(x))
     inputs = random_inputs(model)
     path = tmp_path / "model.h5"
     model.save(str(path))
@@ -377,3 +397,26 @@ def test_zero_paddings_that_stay_zero_only_their_border(flavour, tmp_path):
     x = to_torch_input(inputs[0], "channels_first").requires_grad_()
     pad = next(m for m in module.modules() if type(m) is BorderZeroPad2d)
     assert pad(x).grad_fn.name() == "ConstantPadNdBackward0"
+
+
+def test_same_padding_inside_a_depthwise_conv_follows_the_input_size(flavour, tmp_path):
+    """TF ``SAME`` before a stride-2 depthwise conv of an input whose size is known only at run time: (0, 1) on
+    an even size, (1, 1) on an odd one, each run by the convolution (``ZeroPaddedDepthwiseConv2d``), and by
+    ``F.pad`` first where autograd records (the same values)."""
+    from tf2torch.nn.fused import ZeroPaddedDepthwiseConv2d
+
+    k = keras_module(flavour)
+    inp = k.Input((None, None, 3))
+    model = k.Model(inp, k.layers.DepthwiseConv2D(3, strides=2, padding="same", name="dw")(inp))
+    path = tmp_path / "model.h5"
+    model.save(str(path))
+    module = tf2torch.convert(path, optimize=True)
+    assert any(type(m) is ZeroPaddedDepthwiseConv2d for m in module.modules())
+    rng = np.random.default_rng(0)
+    for size in ((12, 12), (13, 13), (12, 13)):
+        x = rng.standard_normal((1, *size, 3)).astype("float32")
+        ref = keras_outputs(model, [x])
+        with torch.no_grad():
+            assert_matches(torch_outputs(module, [x], "channels_first"), ref, what=f"{size}")
+        assert_matches([module(to_torch_input(x, "channels_first").requires_grad_()).detach().permute(0, 2, 3, 1)
+                        .numpy()], ref, what=f"{size} with autograd")

@@ -38,7 +38,11 @@ from .optimize import optimize
 
 TOLERANCE = 1e-5  # max |candidate - reference| / max |reference|, the suite's bound for the optimised module
 ROUTES = ("optimized", "inductor")
-INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True, "max_autotune": False}
+# ``guard_filter_fn``: no guards on the module's own attributes (the weights are frozen into the compiled code,
+# which a change to them would not reach anyway): dynamo checked ~300 parameters on every call, 645 → 60 µs per
+# call on EfficientNetB0. The inputs' guards stay, so another input shape compiles again.
+INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True, "max_autotune": False,
+                    "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
 # Every compiled module's first frame is the same code (``fx.GraphModule.__call__``): with dynamo's default limit
 # of 8 compiled variants per code object, the ninth module compiled in a process failed (``fullgraph=True``:
 # FailOnRecompileLimitHit), so compiling raises it; each module is guarded on its own identity and shapes.
@@ -169,12 +173,27 @@ def flat(value: Any) -> list[torch.Tensor]:
     return []
 
 
+def frozen(compiled: Callable[..., Any]) -> Callable[..., Any]:
+    """``compiled`` called with inductor's ``freezing`` on in the global config. The trap: ``torch.compile(...,
+    options={"freezing": True})`` is not enough (torch 2.13): dynamo decides whether parameters are frozen
+    constants from the global ``torch._inductor.config.freezing`` when it traces (``is_parameter_freezing``), so
+    with the option alone the weights stayed graph inputs, no convolution was prepacked or fused
+    (``aten.convolution``, the slow ``thnn_conv2d`` for squeeze-excite's 1×1 maps): EfficientNetB0 at batch 1 ran
+    at 8.2 ms a call, frozen at 7.6 ms (ONNX Runtime 6.7-6.8 ms in the same runs), MobileNetV2 3.7 against ONNX
+    Runtime's 3.3 ms where it had been slower than the eager -O module. Every call enters the patch (≈ 12 µs), so
+    that a recompile (a new input shape) freezes too."""
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch._inductor.config.patch(freezing=True):
+            return compiled(*args, **kwargs)
+    return run
+
+
 def runners_for(route: str, base: nn.Module, xs: tuple[torch.Tensor, ...], reference: Any, tolerance: float,
                 runners: dict[str, Callable[..., Any]], report: dict[str, dict[str, Any]]) -> None:
     """Compile ``route``, run it once (that compiles), and keep it when it is exact."""
     t0 = time.perf_counter()
     try:
-        run = torch.compile(base, backend="inductor", fullgraph=True, dynamic=False, options=INDUCTOR_OPTIONS)
+        run = frozen(torch.compile(base, backend="inductor", fullgraph=True, dynamic=False, options=INDUCTOR_OPTIONS))
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
             got = run(*xs)
     except Exception as exc:  # a route that does not compile here is a result: refused, with the reason
@@ -190,13 +209,15 @@ def runners_for(route: str, base: nn.Module, xs: tuple[torch.Tensor, ...], refer
 
 def time_in_turns(runners: dict[str, Callable[..., Any]], xs: tuple[torch.Tensor, ...],
                   rounds: int) -> dict[str, float]:
-    """Median milliseconds per route, timed in turns (A, B, A, B, ...) after one warm-up call each, so a noisy
-    machine slows every route alike."""
+    """Median milliseconds per route, timed in turns (A, B, then B, A, ...: the order rotated each round, since a
+    route finds the caches as the one before it left them) after one warm-up call each, so a noisy machine slows
+    every route alike."""
     times: dict[str, list[float]] = {route: [] for route in runners}
     for run in runners.values():
         run(*xs)
-    for _ in range(max(1, rounds)):
-        for route, run in runners.items():
+    order = list(runners.items())
+    for turn in range(max(1, rounds)):
+        for route, run in order[turn % len(order):] + order[:turn % len(order)]:  # each route first in turn
             t0 = time.perf_counter()
             run(*xs)
             times[route].append(time.perf_counter() - t0)

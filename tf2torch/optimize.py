@@ -15,6 +15,8 @@ keeps its name, with the folded layers listed in its node's ``meta["tf2torch"]["
 - Inference no-ops dropped: ``nn.Identity`` and dropouts (the optimised module is for inference only).
 - A symmetric ``ZeroPad2d`` before a max pooling of a ReLU's output becomes the pooling's own padding (-inf and 0
   pad alike where every value is ≥ 0 and each window holds one).
+- A zero padding before a depthwise convolution (``ZeroPad2d``, TF ``SAME`` at run time) run by the
+  convolution itself, asymmetric ones with one zero tap added to the kernel (``ZeroPaddedDepthwiseConv2d``).
 - Zero paddings that stay (``ZeroPad2d``, TF ``SAME`` padding) zero only their border (``nn/fused.py``
   ``pad_zero_border``): ``F.pad`` zero-fills the whole padded tensor before copying the input over it.
 - Activations in place (``inplace=True``) where they read a fresh tensor nothing else reads (a conv's, a dense
@@ -34,6 +36,7 @@ file records it and ``load`` replays it on the rebuilt module before loading the
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -50,6 +53,7 @@ from .nn.fused import (
     FusedConvAdd2d,
     FusedLinear,
     TFSameZeroPad2d,
+    ZeroPaddedDepthwiseConv2d,
     fused_conv_available,
     fused_linear_available,
 )
@@ -80,6 +84,8 @@ def optimize(module: fx.GraphModule, channels_last: bool = True) -> fx.GraphModu
         fuse_convolutions(module)
         fuse_residual_adds(module)
     fold_zero_padding(module)
+    if fused_conv_available():
+        fold_padding_into_depthwise(module)
     border_zero_pads(module)
     if fused_linear_available():
         fuse_linears(module)
@@ -471,6 +477,46 @@ def fold_zero_padding(gm: fx.GraphModule) -> None:
         note_fold(user, pad_node, computes_it=False)
         remove_node(gm, pad_node, source)
         gm.delete_submodule(pad_node.target)
+
+
+def padding_folded_by(pad: nn.Module, conv: nn.Module) -> tuple[bool, list[int] | None]:
+    """(whether the zero padding ``pad`` can run inside the depthwise ``conv`` after it, its fixed pads or None
+    for TF ``SAME`` computed from the input's size)."""
+    depthwise = (type(conv) is FusedConv2d and conv.groups > 1 and conv.weight.shape[1] == 1
+                 and conv.padding == [0, 0] and conv.dilation == [1, 1])
+    if not depthwise:
+        return False, None
+    if type(pad) is nn.ZeroPad2d and min(pad.padding) >= 0:
+        return True, list(pad.padding)
+    same = (type(pad) is TFSamePad2d and pad.value == 0 and pad.kernel_size == tuple(conv.weight.shape[2:])
+            and pad.stride == tuple(conv.stride) and pad.dilation == tuple(conv.dilation))
+    return same, None
+
+
+def fold_padding_into_depthwise(gm: fx.GraphModule) -> None:
+    """A zero padding read only by a depthwise ``FusedConv2d`` (a ``ZeroPadding2D`` layer before it, as in
+    MobileNetV2 and EfficientNet, or the TF ``SAME`` padding inside its own layer) → ``ZeroPaddedDepthwiseConv2d``
+    (``nn/fused.py``): the conv pads, and no padded copy of its input is made."""
+    for node in list(gm.graph.nodes):
+        module = module_of(gm, node)
+        if type(module) is nn.Sequential and len(module) >= 2 and list(module._modules)[0] in PAD_MODULE_PREFIXES:
+            applies, pads = padding_folded_by(module[0], module[1])
+            if applies and called_once(gm, node):
+                names, parts = list(module._modules)[1:], list(module)[1:]
+                parts[0] = ZeroPaddedDepthwiseConv2d(parts[0], pads)
+                replace_submodule(gm, node.target, parts[0] if len(parts) == 1 else nn.Sequential(
+                    OrderedDict(zip(names, parts))))
+            continue
+        source = sole_input(node)
+        if module is None or source is None or len(node.users) != 1 or not called_once(gm, node):
+            continue
+        user = next(iter(node.users))
+        applies, pads = padding_folded_by(module, module_of(gm, user))
+        if applies and sole_input(user) is node and called_once(gm, user):
+            replace_submodule(gm, user.target, ZeroPaddedDepthwiseConv2d(module_of(gm, user), pads))
+            note_fold(user, node, computes_it=False)
+            remove_node(gm, node, source)
+            gm.delete_submodule(node.target)
 
 
 def border_zero_pads(gm: fx.GraphModule) -> None:

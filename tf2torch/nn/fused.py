@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import Hardswish, ReLU, ReLU6, SiLU
-from .padding import TFSamePad2d
+from .padding import TFSamePad2d, tf_same_padding
 
 # torch activation module (or its ``activations`` subclass) → (oneDNN post-op name, its scalars)
 POST_OPS = {nn.ReLU: ("relu", lambda m: [None]), nn.ReLU6: ("hardtanh", lambda m: [0.0, 6.0]),
@@ -64,21 +64,31 @@ class FusedConv2d(nn.Module):
         y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         return y if self.activation is None else self.activation(y)
 
-    def packed_weight(self, size: Sequence[int]) -> torch.Tensor:
+    def packed_weight(self, size: Sequence[int], weight_pads: Sequence[int] = (),
+                      padding: Sequence[int] | None = None) -> torch.Tensor:
+        """The weight (zero-padded by ``weight_pads``, ``F.pad``'s order) packed for an input of ``size`` and a
+        convolution padded by ``padding`` (default: the module's); both follow from the size, the cache key."""
         key = tuple(size)
         cached = self._packed.get(key)
         if cached is None or cached[0] != self.weight._version:
             if len(self._packed) >= MAX_CACHED_SHAPES:
                 self._packed.clear()
+            weight = self.weight.detach()
+            weight = F.pad(weight, list(weight_pads)).contiguous() if any(weight_pads) else weight
             packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
-                self.weight.detach().to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, list(key))
+                weight.to_mkldnn(), list(padding or self.padding), self.stride, self.dilation, self.groups, list(key))
             cached = self._packed[key] = (self.weight._version, packed)
         return cached[1]
 
+    def runs_fused(self, x: torch.Tensor) -> bool:
+        """Eager float32 inference on CPU: the oneDNN op; else (autograd, other dtypes or devices, tracing) the
+        plain one."""
+        return not (_compiling() or x.dim() != 4 or x.dtype != torch.float32 or x.device.type != "cpu"
+                    or x.shape[1] != self.weight.shape[1] * self.groups  # torch's own error names the mismatch
+                    or self.weight.dtype != torch.float32 or (torch.is_grad_enabled() and self.weight.requires_grad))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (_compiling() or x.dim() != 4 or x.dtype != torch.float32 or x.device.type != "cpu"
-                or x.shape[1] != self.weight.shape[1] * self.groups  # torch's own error names the mismatch
-                or self.weight.dtype != torch.float32 or (torch.is_grad_enabled() and self.weight.requires_grad)):
+        if not self.runs_fused(x):
             return self.plain(x)
         return torch.ops.mkldnn._convolution_pointwise(x, self.packed_weight(x.shape), self.bias.detach(),
                                                        self.padding, self.stride, self.dilation, self.groups,
@@ -118,6 +128,61 @@ class FusedConvAdd2d(FusedConv2d):
         return torch.ops.mkldnn._convolution_pointwise.binary(
             x, other, self.packed_weight(x.shape), self.bias.detach(), self.padding, self.stride, self.dilation,
             self.groups, "add", None, post_op, self.scalars, "")
+
+
+class ZeroPaddedDepthwiseConv2d(FusedConv2d):
+    """A zero padding (Keras ``ZeroPadding2D``, or TF ``SAME`` computed from the input's size) and the depthwise
+    convolution that reads it, as one convolution: no padded copy of the input. The trap: torch's convolutions
+    (and ``_convolution_pointwise``) pad each axis symmetrically, while TF ``SAME`` with stride 2 on an even size
+    pads (0, 1) (MobileNetV2's and EfficientNet's ``ZeroPadding2D(((0, 1), (0, 1)))`` and TF ``SAME`` alike,
+    ``nn/padding.py``). A side padded one more than the other is the kernel with a zero row (column) added on
+    the other side and the larger padding on both: with ``K' = [0, K]`` and padding ``p + 1``,
+    ``out[i] = sum_j K'[j] x[s*i - p - 1 + j] = sum_j K[j] x[s*i - p + j]``, TF's sum plus one exact zero term,
+    with the same output size. Only for depthwise convolutions (one more tap per kernel row costs less than
+    copying the input: MobileNetV2's 96×112×112 stride-2 3×3 at batch 1, 144 → 87 µs with the pad; a
+    3-channel stem conv gains nothing) without dilation; paddings that differ by more than one, or sizes only
+    known symbolically (export), pad first. One difference from TF: an infinite input value next to the added
+    zero tap gives NaN (0 × inf) where TF never reads that pixel."""
+
+    def __init__(self, conv: FusedConv2d, pads: Sequence[int] | None):
+        super().__init__(conv, conv.activation)  # type: ignore[arg-type]  # the same parameters
+        self.pads = None if pads is None else list(pads)  # F.pad's order; None: TF SAME for the input's size
+
+    def pads_for(self, x: torch.Tensor) -> list[int]:
+        if self.pads is not None:
+            return list(self.pads)
+        return [p for size, k, s, d in zip(reversed(x.shape[2:]), reversed(self.weight.shape[2:]),
+                                           reversed(self.stride), reversed(self.dilation))
+                for p in tf_same_padding(size, k, s, d)]
+
+    @staticmethod
+    def folded(pads: Sequence[int]) -> tuple[list[int], list[int]] | None:
+        """(the zeros added around the kernel, ``F.pad``'s order; the convolution's padding per axis) for the
+        input padding ``pads``, or None where no kernel of one more tap per axis covers it."""
+        weight_pads, padding = [0, 0, 0, 0], [0, 0]
+        for axis, (before, after) in enumerate(((pads[2], pads[3]), (pads[0], pads[1]))):
+            if not (isinstance(before, int) and isinstance(after, int)) or abs(after - before) > 1:
+                return None
+            padding[axis] = max(before, after)
+            weight_pads[2 - 2 * axis + (1 if before > after else 0)] = abs(after - before)
+        return weight_pads, padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = self.pads_for(x) if x.dim() == 4 else None
+        fold = self.folded(pads) if pads is not None and self.dilation == [1, 1] else None
+        if fold is None:
+            return super().forward(F.pad(x, pads) if pads is not None else x)
+        weight_pads, padding = fold
+        if self.runs_fused(x):
+            return torch.ops.mkldnn._convolution_pointwise(
+                x, self.packed_weight(x.shape, weight_pads, padding), self.bias.detach(), padding, self.stride,
+                self.dilation, self.groups, self.post_op, self.scalars, "")
+        weight = F.pad(self.weight, weight_pads)  # a constant a frozen compile folds
+        y = F.conv2d(x, weight, self.bias, self.stride, padding, self.dilation, self.groups)
+        return y if self.activation is None else self.activation(y)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, pads={'TF SAME' if self.pads is None else tuple(self.pads)}"
 
 
 def fused_linear_available() -> bool:
