@@ -30,7 +30,8 @@ def small_net(k):
     y = k.layers.Multiply(name="se_mul")([y, se])
     y = k.layers.Conv2D(8, 1, name="project")(y)
     x = k.layers.ReLU(name="out_relu")(k.layers.Add(name="add")([x, y]))
-    x = k.layers.DepthwiseConv2D(3, strides=2, name="down")(k.layers.ZeroPadding2D(((0, 1), (0, 1)), name="down_pad")(x))
+    x = k.layers.ZeroPadding2D(((0, 1), (0, 1)), name="down_pad")(x)  # MobileNetV2's stride-2 depthwise
+    x = k.layers.DepthwiseConv2D(3, strides=2, name="down")(x)
     return k.Model(inp, k.layers.Dense(5, name="head")(k.layers.GlobalAveragePooling2D(name="pool")(x)))
 
 
