@@ -65,20 +65,26 @@ def test_compiled_module_matches_keras_and_keeps_names(saved, layout):
     assert fast.keeps_freed_memory  # glibc here (compiled.retain_freed_memory)
 
 
-def test_the_inductor_route_holds_frozen_weights_and_recompiles_for_a_new_shape(saved):
+def test_the_inductor_route_holds_frozen_weights_and_recompiles_for_a_new_shape(saved, tmp_path):
     """Freezing is in effect (``compiled.frozen``): ``options={"freezing": True}`` alone left the weights graph
     inputs, unpacked and unfused; frozen, a weight changed after compiling does not reach the compiled code.
     Dynamo's guards on the module's attributes are dropped, those on the inputs stay: a batch of 2 compiles
-    again and is right."""
+    again and is right; another model (other weights) compiled at the same shape gets code of its own (one
+    model's code once ran for the other's input)."""
     path, inputs, _ = saved
-    base = tf2torch.convert(path, optimize=True)
+    other_path = tmp_path / "other.keras"
+    small_net(keras_module("keras3")).save(str(other_path))  # the same net, other random weights
+    base, other = tf2torch.convert(path, optimize=True), tf2torch.convert(other_path, optimize=True)
     x = to_torch_input(inputs[0], "channels_first")
-    runners, report = {}, {}
+    pair = torch.cat([x, x.flip(0)])
+    runners, other_runners, report = {}, {}, {}
     with torch.no_grad():
         compiled.runners_for("inductor", base, (x,), base(x), compiled.TOLERANCE, runners, report)
-        assert "inductor" in runners, report
+        compiled.runners_for("inductor", other, (x,), other(x), compiled.TOLERANCE, other_runners, report)
+        assert "inductor" in runners and "inductor" in other_runners, report
         before = runners["inductor"](x)
-        pair = torch.cat([x, x.flip(0)])
+        assert not torch.allclose(other(x), before, atol=1e-3)
+        torch.testing.assert_close(other_runners["inductor"](x), other(x), rtol=0, atol=1e-5)
         torch.testing.assert_close(runners["inductor"](pair), base(pair), rtol=0, atol=1e-5)
         next(p for p in base.parameters() if p.dim() == 4).mul_(2.0)
         assert not torch.allclose(base(x), before, atol=1e-3)  # the eager module sees the change

@@ -13,9 +13,11 @@ the output's scale, as the suite checks the optimised module against Keras) and 
 - ``torch.jit.freeze`` + ``optimize_for_inference`` was measured and is not a candidate: tracing a converted
   module fails on TF ``SAME`` padding computed from traced sizes, and TorchScript is deprecated in torch 2.
 
-Traps handled: dynamo's limit of 8 compiled variants per code object counts every converted module compiled in
-the process (they share ``fx.GraphModule.__call__``), so compiling lifts it (``RECOMPILE_LIMIT``); freezing only
-applies when the compiled call runs without autograd (``torch._inductor`` checks
+Traps handled: every converted module's call is the same code (``fx.GraphModule.__call__``), on which dynamo
+keeps compiled code and guards, so each compiled module gets an entry point of its own (``entry_point``) and the
+guards on the module's attributes can go (``INDUCTOR_OPTIONS``); dynamo's limit of 8 compiled variants per code
+object is lifted (``RECOMPILE_LIMIT``); freezing is read from the global config when dynamo traces (``frozen``)
+and only applies when the compiled call runs without autograd (``torch._inductor`` checks
 ``torch.is_grad_enabled()`` when it compiles), so the result runs under ``torch.no_grad``; frozen weights are
 constants of the compiled code, so the result is for inference with the weights it was compiled with. The
 returned module shares the optimised module's submodules, parameters and ``tf2torch_meta``: ``state_dict`` keys
@@ -27,6 +29,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,14 +41,16 @@ from .optimize import optimize
 
 TOLERANCE = 1e-5  # max |candidate - reference| / max |reference|, the suite's bound for the optimised module
 ROUTES = ("optimized", "inductor")
-# ``guard_filter_fn``: no guards on the module's own attributes (the weights are frozen into the compiled code,
-# which a change to them would not reach anyway): dynamo checked ~300 parameters on every call, 645 → 60 µs per
-# call on EfficientNetB0. The inputs' guards stay, so another input shape compiles again.
+
+# ``guard_filter_fn``: no guards on the module's attributes (the weights are frozen into the compiled code, which a
+# change to them would not reach anyway): dynamo checked every parameter, submodule attribute and hook dict on each
+# call, 645 → 60 µs per call on EfficientNetB0. The inputs' guards stay, so another input shape compiles again.
+# Safe because each compiled module has code of its own (``entry_point``).
 INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True, "max_autotune": False,
                     "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
-# Every compiled module's first frame is the same code (``fx.GraphModule.__call__``): with dynamo's default limit
-# of 8 compiled variants per code object, the ninth module compiled in a process failed (``fullgraph=True``:
-# FailOnRecompileLimitHit), so compiling raises it; each module is guarded on its own identity and shapes.
+# Dynamo's default limit of 8 compiled variants per code object: when every module shared one code object the ninth
+# module compiled in a process failed (``fullgraph=True``: FailOnRecompileLimitHit); each now has its own entry
+# point, and the limit stays lifted for a module run at many input shapes.
 RECOMPILE_LIMIT = 1024
 # the size below which freed blocks stay in the process
 KEEP_FREED_BYTES = 1 << 30
@@ -173,6 +178,19 @@ def flat(value: Any) -> list[torch.Tensor]:
     return []
 
 
+def _call_module(*args: Any) -> Any:
+    return module(*args)  # type: ignore[name-defined]  # noqa: F821  # a global of each entry point's own
+
+
+def entry_point(module: nn.Module) -> Callable[..., Any]:
+    """A function that calls ``module``, with a code object of its own. Dynamo keeps compiled code and its guards
+    per code object, and every converted module's call is the same code (``fx.GraphModule.__call__``): with the
+    guards on the module dropped (``INDUCTOR_OPTIONS``), one model's compiled code ran for another's input of the
+    same shape (MobileNetV2 given ResNet50's code, caught by the exactness check)."""
+    code = _call_module.__code__.replace(co_name=f"tf2torch_compiled_{type(module).__name__}_{id(module):x}")
+    return types.FunctionType(code, {"module": module, "__builtins__": __builtins__})
+
+
 def frozen(compiled: Callable[..., Any]) -> Callable[..., Any]:
     """``compiled`` called with inductor's ``freezing`` on in the global config. The trap: ``torch.compile(...,
     options={"freezing": True})`` is not enough (torch 2.13): dynamo decides whether parameters are frozen
@@ -193,7 +211,8 @@ def runners_for(route: str, base: nn.Module, xs: tuple[torch.Tensor, ...], refer
     """Compile ``route``, run it once (that compiles), and keep it when it is exact."""
     t0 = time.perf_counter()
     try:
-        run = frozen(torch.compile(base, backend="inductor", fullgraph=True, dynamic=False, options=INDUCTOR_OPTIONS))
+        run = frozen(torch.compile(entry_point(base), backend="inductor", fullgraph=True, dynamic=False,
+                                   options=INDUCTOR_OPTIONS))
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
             got = run(*xs)
     except Exception as exc:  # a route that does not compile here is a result: refused, with the reason
