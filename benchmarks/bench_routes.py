@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -259,17 +260,19 @@ def as_numpy(out: Any) -> Any:
 
 
 def time_interleaved(runners: dict[str, Callable[[], Any]], rounds: int, warmup: int) -> dict[str, list[float]]:
-    """Each candidate's times over ``rounds`` turns, the order rotated by one each round. A candidate finds the
-    caches (and glibc's freed blocks) as the one before it left them: with a fixed order the candidate after
-    ONNX Runtime always paid (EfficientNetB0 at batch 1, the same -O module: 8.5 ms timed after ONNX Runtime,
-    7.5 ms in shuffled order)."""
+    """Each candidate's times over ``rounds`` turns, in an order shuffled each round (seeded: the same orders on
+    every run). A candidate finds the caches (and glibc's freed blocks) as the one before it left them, so with a
+    fixed order one candidate always followed Keras and another ONNX Runtime (a rotated order keeps those
+    neighbours): EfficientNetB0's -O module at batch 1 measured 9.1 ms timed right after ONNX Runtime in every
+    round and 7.5 ms in shuffled order, in the same kind of run."""
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(warmup):
         for run in runners.values():
             run()
-    order = list(runners.items())
-    for turn in range(rounds):
-        for name, run in order[turn % len(order):] + order[:turn % len(order)]:
+    order, shuffle = list(runners.items()), random.Random(0).shuffle
+    for _ in range(rounds):
+        shuffle(order)
+        for name, run in order:
             t0 = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - t0)

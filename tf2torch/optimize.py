@@ -45,6 +45,7 @@ from torch import nn
 
 from . import memory_format
 from .nn import noise
+from .nn.attention import KerasMaskedMultiheadAttention
 from .nn.conv import Conv2d
 from .nn.fused import (
     POST_OPS,
@@ -418,7 +419,11 @@ def fuse_residual_adds(gm: fx.GraphModule) -> None:
 def fuse_linears(gm: fx.GraphModule) -> None:
     """``nn.Linear`` (a Dense layer, after any batch norm folded into it) → ``FusedLinear``: oneDNN's matrix
     product with the weight packed once (MKL's, torch's default, ran 2.5-3.7× slower on the benchmark's AMD CPU).
-    Same module name and parameters; inside a layer's ``nn.Sequential`` (a Dense with its activation) too."""
+    Same module name and parameters; inside a layer's ``nn.Sequential`` (a Dense with its activation) too; a
+    MultiHeadAttention's projections the same way (``packed_projections``)."""
+    for module in gm.modules():
+        if isinstance(module, KerasMaskedMultiheadAttention):
+            module.packed_projections = True
     for node in list(gm.graph.nodes):
         module = module_of(gm, node)
         if type(module) is nn.Linear:

@@ -17,10 +17,13 @@ Where a whole row of scores is masked, the Keras versions disagree, and each is 
 from __future__ import annotations
 
 import string
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .fused import packed_linear
 
 # [K3] backend/tensorflow/nn.py ``_get_large_negative``: the fill of ``ops.dot_product_attention``.
 DOT_PRODUCT_ATTENTION_FILL = 3.38953e38 * -0.7
@@ -270,6 +273,19 @@ class KerasMaskedMultiheadAttention(nn.Module):
         self.attention = attention
         self.softmax_style = softmax_style
         self.causal, self.sliding_window, self.return_scores = causal, sliding_window, return_scores
+        self.packed_projections = False  # optimize=True: the projections by oneDNN, weights packed once
+        self._packed: dict[str, Any] = {}
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        state["_packed"] = {}  # a cache: nothing to copy or pickle
+        return state
+
+    def project(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, key: str,
+                source: torch.Tensor) -> torch.Tensor:
+        if self.packed_projections:
+            return packed_linear(x, weight, bias, self._packed, key, source)
+        return F.linear(x, weight, bias)
 
     def forward(self, query: torch.Tensor, value: torch.Tensor | None = None, key: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, masks: list[torch.Tensor | None] | None = None,
@@ -294,18 +310,20 @@ class KerasMaskedMultiheadAttention(nn.Module):
         mha = self.attention
         embed, heads = mha.embed_dim, mha.num_heads
         if query is key and key is value:
-            q, k, v = F.linear(query, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
+            q, k, v = self.project(query, mha.in_proj_weight, mha.in_proj_bias, "qkv", mha.in_proj_weight).chunk(3, -1)
         else:
             weights = mha.in_proj_weight.chunk(3)
             biases = mha.in_proj_bias.chunk(3) if mha.in_proj_bias is not None else (None, None, None)
-            q, k, v = (F.linear(x, w, b) for x, w, b in zip((query, key, value), weights, biases))
+            q, k, v = (self.project(x, w, b, name, mha.in_proj_weight)
+                       for x, w, b, name in zip((query, key, value), weights, biases, "qkv"))
         batch, t, s = query.shape[0], query.shape[1], key.shape[1]
         q, k, v = (x.unflatten(-1, (heads, embed // heads)).transpose(1, 2) for x in (q, k, v))
         additive = additive_attention_mask(keep, self.softmax_style, (batch, heads, t, s), query.dtype,
                                            per_head=False)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=additive,
                                              dropout_p=mha.dropout if self.training else 0.0)
-        return mha.out_proj(out.transpose(1, 2).flatten(2))
+        return self.project(out.transpose(1, 2).flatten(2), mha.out_proj.weight, mha.out_proj.bias, "out",
+                            mha.out_proj.weight)
 
 
 def dot_attention_scores(query: torch.Tensor, key: torch.Tensor, scale: torch.Tensor | None,

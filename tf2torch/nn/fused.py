@@ -13,6 +13,7 @@ devices, tracing by ``torch.compile``) runs the plain ``F.conv2d`` + activation.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -190,39 +191,46 @@ def fused_linear_available() -> bool:
             and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 
 
+def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, cache: dict[str, Any],
+                  key: str, source: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` by oneDNN with ``weight`` packed once into ``cache[key]`` (rebuilt when
+    ``source``, the parameter ``weight`` is or is a view of, changes: ``_version``); autograd, other dtypes or
+    devices and tracing by ``torch.compile`` run the plain ``F.linear``. The trap: torch's own ``F.linear`` is
+    MKL's GEMM, which on the AMD EPYC benchmark machine ran a (1024, 256) × (256, 1024) product in 8.5 ms against
+    oneDNN's 2.3-3.1 ms (the transformer's matrix products were 18.6 of its 28 ms at batch 8), and its attention
+    projections (128, 256) × (256, 768) in 182 µs."""
+    source = weight if source is None else source
+    if (_compiling() or x.dim() < 1 or x.dtype != torch.float32 or x.device.type != "cpu" or x.numel() == 0
+            or x.shape[-1] != weight.shape[1] or weight.dtype != torch.float32
+            or torch.is_grad_enabled() and (source.requires_grad or x.requires_grad)):
+        return F.linear(x, weight, bias)
+    cached = cache.get(key)
+    if cached is None or cached[0] is not source or cached[1] != source._version:
+        cached = cache[key] = (source, source._version,
+                               torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous()))
+    y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, weight.shape[1]), cached[2],
+                                           bias.detach() if bias is not None else None, "none", [None], "")
+    return y.reshape(*x.shape[:-1], weight.shape[0])
+
+
 class FusedLinear(nn.Module):
-    """``nn.Linear`` run by oneDNN with its weight packed once (``mkldnn._linear_pointwise``, the op
-    ``torch.compile``'s CPU backend emits for a frozen linear). torch's own ``F.linear`` is MKL's GEMM, which on the
-    AMD EPYC benchmark machine ran a (1024, 256) × (256, 1024) product in 8.5 ms against oneDNN's 2.3-3.1 ms
-    (the transformer's matrix products were 18.6 of its 28 ms at batch 8). Same parameters and ``state_dict`` as
-    the ``nn.Linear``; the packed weight is rebuilt when the weight changes (``weight._version``); autograd, other
-    dtypes or devices and tracing by ``torch.compile`` run the plain ``F.linear``."""
+    """``nn.Linear`` run by oneDNN with its weight packed once (``packed_linear``: ``mkldnn._linear_pointwise``, the
+    op ``torch.compile``'s CPU backend emits for a frozen linear, in place of MKL's GEMM). Same parameters and
+    ``state_dict`` as the ``nn.Linear``."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight, self.bias = linear.weight, linear.bias
-        self._packed: tuple[int, torch.Tensor] | None = None
+        self._packed: dict[str, Any] = {}
 
     def __getstate__(self) -> dict:
         state = dict(super().__getstate__())
-        state["_packed"] = None  # oneDNN's opaque tensor: nothing to copy or pickle
+        state["_packed"] = {}  # a cache: nothing to copy or pickle
         return state
 
-    def packed_weight(self) -> torch.Tensor:
-        if self._packed is None or self._packed[0] != self.weight._version:
-            self._packed = (self.weight._version, torch.ops.mkldnn._reorder_linear_weight(self.weight.detach()))
-        return self._packed[1]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (_compiling() or x.dim() < 1 or x.dtype != torch.float32 or x.device.type != "cpu" or x.numel() == 0
-                or x.shape[-1] != self.in_features or self.weight.dtype != torch.float32
-                or torch.is_grad_enabled() and (self.weight.requires_grad or x.requires_grad)):
-            return F.linear(x, self.weight, self.bias)
-        bias = self.bias.detach() if self.bias is not None else None
-        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, self.in_features), self.packed_weight(), bias,
-                                               "none", [None], "")
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return packed_linear(x, self.weight, self.bias, self._packed, "weight")
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
