@@ -88,7 +88,21 @@ class FusedConv2d(nn.Module):
                     or x.shape[1] != self.weight.shape[1] * self.groups  # torch's own error names the mismatch
                     or self.weight.dtype != torch.float32 or (torch.is_grad_enabled() and self.weight.requires_grad))
 
+    def on_one_pixel(self, x: torch.Tensor) -> torch.Tensor | None:
+        """A 1×1 convolution of 1×1 maps (squeeze-excite's two, on the pooled channels) as a plain matrix product
+        of (N, C): ``_convolution_pointwise`` costs ~20 µs a call whatever its size (oneDNN's descriptors and
+        thread fork per call), MKL's GEMM a few; the same sums. None where it does not apply."""
+        if (x.dim() != 4 or x.shape[2] != 1 or x.shape[3] != 1 or self.weight.shape[2:] != (1, 1)
+                or self.padding != [0, 0] or self.groups != 1 or x.shape[1] != self.weight.shape[1]):
+            return None
+        y = F.linear(x.reshape(x.shape[0], -1), self.weight.reshape(self.weight.shape[0], -1), self.bias)
+        y = y.reshape(x.shape[0], -1, 1, 1)
+        return y if self.activation is None else self.activation(y)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pixel = self.on_one_pixel(x)
+        if pixel is not None:
+            return pixel
         if not self.runs_fused(x):
             return self.plain(x)
         return torch.ops.mkldnn._convolution_pointwise(x, self.packed_weight(x.shape), self.bias.detach(),
