@@ -135,6 +135,24 @@ def padded_depthwise(k):
     return k.Model(inp, k.layers.Concatenate()(pooled + [k.layers.Flatten()(branches[0])]))
 
 
+def pooled_branches(k):
+    """An average pooling read only by a 1×1 convolution that narrows the channels moves after it
+    (``PooledPointwiseConv2d``; InceptionV3's branch pools): ``SAME`` (padding out of the count) with a batch norm
+    and ReLU after the conv, and ``valid`` stride 2; not before a widening conv, a 3×3 conv or two readers."""
+    inp = k.Input((9, 9, 16))
+    x = k.layers.Conv2D(16, 1, name="c0")(inp)
+    same = k.layers.AveragePooling2D(3, strides=1, padding="same", name="pool")(x)
+    same = k.layers.Conv2D(4, 1, use_bias=False, name="c1")(same)
+    same = k.layers.ReLU(name="relu")(k.layers.BatchNormalization(name="bn")(same))
+    valid = k.layers.Conv2D(6, 1, name="c2")(k.layers.AveragePooling2D(2, name="pool2")(x))
+    wide = k.layers.Conv2D(32, 1, name="wide")(k.layers.AveragePooling2D(3, 1, "same", name="wide_pool")(x))
+    square = k.layers.Conv2D(4, 3, name="square")(k.layers.AveragePooling2D(3, 1, "same", name="square_pool")(x))
+    shared = k.layers.AveragePooling2D(3, 1, "same", name="shared_pool")(x)
+    twice = [k.layers.Conv2D(4, 1, name=f"reader{i}")(shared) for i in (1, 2)]
+    pooled = [k.layers.GlobalAveragePooling2D()(b) for b in (valid, wide, square, *twice)]
+    return k.Model(inp, k.layers.Concatenate()([k.layers.Flatten()(same), *pooled]))
+
+
 def steps_batch_norm(k):
     """BatchNormalization(axis=1) after a Conv1D normalizes the steps, not the filters: no fold, even where there
     are as many steps as filters."""
@@ -171,6 +189,8 @@ CASES = [
     (residual, {"c1_bn", "add1", "out1", "c2_bn", "add2"}, {"proj", "c1", "c2"}),
     (padded_pools, {"pool_pad"}, {"pool", "neg_pad", "asym_pad", "wide_pad", "conv_pad"}),
     (padded_depthwise, {"a_pad", "b_pad", "c_pad"}, {"dw_a", "dw_b", "dw_c", "dw_same", "conv", "conv_pad"}),
+    (pooled_branches, {"pool", "bn", "relu", "pool2"},
+     {"c1", "c2", "wide", "wide_pool", "square", "square_pool", "shared_pool", "reader1", "reader2"}),
     (steps_batch_norm, set(), {"c1", "bn"}),
     (dense_bn, {"bn1"}, {"d1", "d2", "bn2"}),
     (dense_steps_bn, set(), {"d1", "d2", "bn_steps", "bn_last"}),

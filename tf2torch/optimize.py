@@ -17,6 +17,8 @@ keeps its name, with the folded layers listed in its node's ``meta["tf2torch"]["
   pad alike where every value is ≥ 0 and each window holds one).
 - A zero padding before a depthwise convolution (``ZeroPad2d``, TF ``SAME`` at run time) run by the
   convolution itself, asymmetric ones with one zero tap added to the kernel (``ZeroPaddedDepthwiseConv2d``).
+- An average pooling read only by a 1×1 convolution moved after it (``PooledPointwiseConv2d``): the two commute,
+  and the pooling then runs on the convolution's (fewer) output channels.
 - Zero paddings that stay (``ZeroPad2d``, TF ``SAME`` padding) zero only their border (``nn/fused.py``
   ``pad_zero_border``): ``F.pad`` zero-fills the whole padded tensor before copying the input over it.
 - Activations in place (``inplace=True``) where they read a fresh tensor nothing else reads (a conv's, a dense
@@ -53,6 +55,7 @@ from .nn.fused import (
     FusedConv2d,
     FusedConvAdd2d,
     FusedLinear,
+    PooledPointwiseConv2d,
     TFSameZeroPad2d,
     ZeroPaddedDepthwiseConv2d,
     fused_conv_available,
@@ -87,6 +90,7 @@ def optimize(module: fx.GraphModule, channels_last: bool = True) -> fx.GraphModu
     fold_zero_padding(module)
     if fused_conv_available():
         fold_padding_into_depthwise(module)
+        pool_after_pointwise_convs(module)
     border_zero_pads(module)
     if fused_linear_available():
         fuse_linears(module)
@@ -522,6 +526,37 @@ def fold_padding_into_depthwise(gm: fx.GraphModule) -> None:
             note_fold(user, node, computes_it=False)
             remove_node(gm, node, source)
             gm.delete_submodule(node.target)
+
+
+def pointwise(conv: nn.Module | None) -> bool:
+    return (type(conv) is FusedConv2d and tuple(conv.weight.shape[2:]) == (1, 1) and conv.stride == [1, 1]
+            and conv.padding == [0, 0] and conv.dilation == [1, 1] and conv.groups == 1)
+
+
+def averages_each_channel_alike(pool: nn.Module | None) -> bool:
+    """A 2-D average pooling whose divisor is the same for every channel at each pixel: no padding, or padding
+    left out of the count (Keras ``SAME``), no divisor override."""
+    return (type(pool) is nn.AvgPool2d and not pool.ceil_mode and pool.divisor_override is None
+            and (not pool.count_include_pad or pair(pool.padding) == (0, 0)))
+
+
+def pool_after_pointwise_convs(gm: fx.GraphModule) -> None:
+    """An average pooling read only by a 1×1 ``FusedConv2d`` → ``PooledPointwiseConv2d`` (``nn/fused.py``): the
+    convolution reads the pooling's input and pools its own output, on fewer channels where it narrows them."""
+    for pool_node in list(gm.graph.nodes):
+        pool, source = module_of(gm, pool_node), sole_input(pool_node)
+        if not averages_each_channel_alike(pool) or source is None or len(pool_node.users) != 1 \
+                or not called_once(gm, pool_node):
+            continue
+        conv_node = next(iter(pool_node.users))
+        conv = module_of(gm, conv_node)
+        if not pointwise(conv) or sole_input(conv_node) is not pool_node or not called_once(gm, conv_node) \
+                or conv.weight.shape[0] >= conv.weight.shape[1]:  # pools fewer channels only where it narrows
+            continue
+        replace_submodule(gm, conv_node.target, PooledPointwiseConv2d(conv, pool))
+        note_fold(conv_node, pool_node, computes_it=False)
+        remove_node(gm, pool_node, source)
+        gm.delete_submodule(pool_node.target)
 
 
 def border_zero_pads(gm: fx.GraphModule) -> None:
