@@ -83,10 +83,16 @@ SIZE_CASES = ["resize_to_input_size", "resize_nearest_to_twice", "reshape_comput
 
 @pytest.mark.parametrize("case", SIZE_CASES)
 def test_runtime_sizes_follow_the_input(case, tmp_path):
+    """One conversion with open sizes, compared with TensorFlow at two input sizes (``converted_matches``); the
+    output's size follows the second input, not the first."""
     import tensorflow as tf
 
-    converted_matches(tf, size_cases(tf)[case], (None, None, None, 4), [(2, 8, 8, 4), (1, 12, 6, 4)],
-                      tmp_path / f"{case}.pb")
+    fn = size_cases(tf)[case]
+    modules = converted_matches(tf, fn, (None, None, None, 4), [(2, 8, 8, 4), (1, 12, 6, 4)], tmp_path / f"{case}.pb")
+    x = RNG.standard_normal((1, 12, 6, 4)).astype("float32")
+    want = np.asarray(fn(tf.constant(x))).shape
+    assert {layout: torch_outputs(module, [x], layout)[0].shape for layout, module in modules.items()} == \
+        {layout: want for layout in modules}
 
 
 @pytest.mark.parametrize("signature, static", [((2, 8, 6, 4), True), ((None, 8, 6, 4), False),
