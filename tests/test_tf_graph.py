@@ -302,6 +302,32 @@ def test_tf1_ref_variable_graph_outputs_are_the_model_not_its_optimizer(tmp_path
     assert_matches(outputs_of(module, fixture["inputs"], "channels_first"), [fixture["reference"]], what="ref vars")
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_frozen_graph_with_its_batch_fixed(tmp_path, layout):
+    """A TF 1 frozen graph whose placeholder is [1, 8, 8, 3] and whose reshape names that batch (``[1, -1]``, as
+    research code and phone exports write it): built at batch 1, where examples of batch 2 fail in the reshape;
+    matches TensorFlow and says in a notice that it takes batches of 1 only."""
+    import tensorflow as tf
+
+    from tf2torch.errors import ConversionNotice
+
+    rng = np.random.default_rng(3)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, (1, 8, 8, 3), name="x")
+        y = tf.nn.relu(tf.nn.conv2d(x, rng.standard_normal((3, 3, 3, 4)).astype("float32"), 1, "SAME"))
+        tf.identity(tf.matmul(tf.reshape(y, [1, -1]), rng.standard_normal((256, 5)).astype("float32")), name="y")
+    path = tmp_path / "fixed.pb"
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+    inputs = image_batch((1, 8, 8, 3))
+    with tf.compat.v1.Session(graph=graph) as session:
+        reference = session.run("y:0", {"x:0": inputs})
+    with pytest.warns(ConversionNotice, match="fixes its batch size at 1"):
+        module = tf2torch.convert(path, layout=layout)
+    assert module.tf2torch_meta["batch"] == 1
+    assert_matches(outputs_of(module, inputs, layout), [reference], what="fixed batch")
+
+
 def test_frozen_graph_fed_by_an_input_pipeline(tmp_path):
     """deepbrain's graph.pb: the image placeholder defaults to a tf.data iterator's next batch, so it is the
     input; the sink that reads the iterator's labels is refused with the way out, and so is the dropout that a

@@ -102,6 +102,8 @@ def _attach_meta(module: fx.GraphModule, graph: KerasGraph, layout: str,
         "dtype": dtype,
         "submodules": submodule_names(module),
     }
+    if getattr(module, "tf2torch_batch", None) is not None:  # built at the batch size the model fixes
+        module.tf2torch_meta["batch"] = module.tf2torch_batch
 
 
 def submodule_names(module: fx.GraphModule) -> dict[str, str]:

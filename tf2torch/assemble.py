@@ -138,13 +138,15 @@ def check_example_size(name: str, sizes: Sequence[Sequence[int]]) -> None:
 class Assembler:
     def __init__(self, graph: KerasGraph, layout: str = "channels_first",
                  input_shapes: Sequence[Sequence[int | None]] | None = None,
-                 dynamic_sizes: tuple[int, int] = DYNAMIC_SIZES[0], dtype: str | None = None):
+                 dynamic_sizes: tuple[int, int] = DYNAMIC_SIZES[0], dtype: str | None = None,
+                 example_batch: int = EXAMPLE_BATCH):
         if layout not in ("channels_first", "keras"):
             raise Tf2TorchError(f"layout must be 'channels_first' or 'keras', not {layout!r}")
         self.graph = graph
         self.layout = layout
         self.input_shapes = input_shapes
         self.dynamic_sizes = dynamic_sizes
+        self.example_batch = example_batch
         self.forced_dtype = parse_forced(dtype)
         self.notices: list[str] = []
         self.fx = fx.Graph()
@@ -194,7 +196,7 @@ class Assembler:
                 self.open_inputs.append(spec.name)
             variants = self.dynamic_sizes if dynamic else self.dynamic_sizes[:1]
             dtype = input_dtype(spec.name, spec.dtype, self.forced_dtype, self.notices)
-            sizes = [(EXAMPLE_BATCH, *[d if d is not None else v for d in shape]) for v in variants]
+            sizes = [(self.example_batch, *[d if d is not None else v for d in shape]) for v in variants]
             if dynamic and self.dynamic_sizes != DYNAMIC_SIZES[0] and \
                     max(math.prod(s) for s in sizes) > MAX_EXAMPLE_ELEMENTS:
                 raise ExampleTooLarge()  # later stand-ins only: the first ones get the clear error below
@@ -554,12 +556,54 @@ def assemble_subgraph(graph: KerasGraph, examples: list[list[torch.Tensor]]) -> 
 
 def assemble(graph: KerasGraph, layout: str = "channels_first",
              input_shapes: Sequence[Sequence[int | None]] | None = None, dtype: str | None = None) -> fx.GraphModule:
-    """Build the module; when a layer refuses the stand-in sizes of open dimensions, try the next ones."""
+    """Build the module (examples of batch ``EXAMPLE_BATCH``); when a layer fails on them and every input fixes
+    another batch size (``declared_batch``), build it at that batch: the module then takes that batch only, as
+    the file does (``module.tf2torch_batch``, with a notice)."""
     declare_input_shapes(graph, input_shapes)
+    try:
+        return assemble_at(graph, layout, input_shapes, dtype, EXAMPLE_BATCH)
+    except (ConversionError, StandInSizeError) as exc:
+        batch = declared_batch(graph)
+        if batch is None or batch == EXAMPLE_BATCH:
+            raise
+        try:
+            module = assemble_at(graph, layout, input_shapes, dtype, batch)
+        except Tf2TorchError:
+            raise exc from None
+        failed = exc.error if isinstance(exc, StandInSizeError) else exc
+    layer = f"layer {failed.layer} ({failed.class_name})" if isinstance(failed, ConversionError) else "a layer"
+    module.tf2torch_batch = batch
+    module.tf2torch_notices.append(
+        f"the model fixes its batch size at {batch} (its inputs declare it and {layer} depends on it): the "
+        f"converted module takes batches of {batch} only, as the model does")
+    return module
+
+
+def declared_batch(graph: KerasGraph) -> int | None:
+    """The batch size every input of ``graph`` fixes, or None where one leaves it open. The trap: a TFLite file
+    from a phone, or a TF 1 graph whose placeholder is ``[1, 224, 224, 3]``, writes its batch into constants
+    (MobileNet's ``RESHAPE`` to ``[1, 1000]``, a ``tf.reshape(x, [1, 48])``), which the examples of batch
+    ``EXAMPLE_BATCH`` cannot pass. Read from each ``InputLayer``'s ``batch_shape`` (Keras 3, and what the TFLite
+    and TF graph readers record) or ``batch_input_shape`` (tf_keras)."""
+    sizes = set()
+    for ref in graph.inputs:
+        config = graph.layers[graph.node(ref.node).layer].config
+        shape = config.get("batch_shape") or config.get("batch_input_shape")
+        first = shape[0] if isinstance(shape, (list, tuple)) and shape else None
+        if not isinstance(first, int) or isinstance(first, bool) or first < 1:
+            return None
+        sizes.add(first)
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def assemble_at(graph: KerasGraph, layout: str, input_shapes: Sequence[Sequence[int | None]] | None,
+                dtype: str | None, batch: int) -> fx.GraphModule:
+    """Build the module on examples of ``batch``; when a layer refuses the stand-in sizes of open dimensions,
+    try the next ones."""
     errors: list[StandInSizeError] = []
     for sizes in DYNAMIC_SIZES:
         try:
-            return Assembler(graph, layout, input_shapes, sizes, dtype).build()
+            return Assembler(graph, layout, input_shapes, sizes, dtype, batch).build()
         except StandInSizeError as exc:
             errors.append(exc)
         except ExampleTooLarge:

@@ -19,14 +19,15 @@ from ..stand_ins import DYNAMIC_SIZES, EXAMPLE_BATCH
 class InputInfo:
     name: str  # the forward argument (the Keras input's name, made an identifier)
     keras_name: str
-    shape: tuple[int | None, ...]  # as held, batch first (None)
+    shape: tuple[int | None, ...]  # as held, batch first (None, or the batch size the model fixes)
     dtype: torch.dtype
     channels_first: bool
     keras_dtype: str = "float32"  # as the Keras Input declares it (int32 token ids where the module takes int64)
 
     def example(self, batch: int = EXAMPLE_BATCH, open_size: int = DYNAMIC_SIZES[0][0],
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        shape = [batch, *[open_size if d is None else d for d in self.shape[1:]]]
+        shape = [batch if self.shape[0] is None else self.shape[0],
+                 *[open_size if d is None else d for d in self.shape[1:]]]
         if self.dtype.is_floating_point:
             return torch.randn(shape, generator=generator, dtype=self.dtype)
         if self.dtype == torch.bool:
@@ -34,7 +35,8 @@ class InputInfo:
         return torch.randint(0, 5, shape, generator=generator, dtype=self.dtype)
 
     def describe(self) -> str:
-        dims = ", ".join("N" if i == 0 else "?" if d is None else str(d) for i, d in enumerate(self.shape))
+        dims = ", ".join("N" if i == 0 and d is None else "?" if d is None else str(d)
+                         for i, d in enumerate(self.shape))
         where = " (channels first)" if self.channels_first else ""
         return f"{self.name}: ({dims}) {str(self.dtype).replace('torch.', '')}{where}"
 
@@ -57,7 +59,7 @@ def module_inputs(module: fx.GraphModule) -> list[InputInfo]:
             shape = tuple(given[i])
         rank = len(shape) + 1
         channels_first = meta["layout"] == "channels_first" and rank in (4, 5)
-        full = (None, *shape)
+        full = (meta.get("batch"), *shape)  # a batch the model fixes stays fixed (``assemble.declared_batch``)
         if channels_first:
             full = tuple(full[j] for j in L.to_channels_first_perm(rank))
         infos.append(InputInfo(node.target, spec["name"], full, input_dtype(spec["name"], spec["dtype"], forced, []),

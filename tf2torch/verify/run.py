@@ -54,6 +54,7 @@ def verify(source: Any, model: fx.GraphModule | str | os.PathLike | None = None,
     or a dict (input name → array), Keras layout with the batch axis; seeded random inputs when absent, their open
     dimensions from ``input_shapes`` or else at the stand-in size the conversion was built with (as ``convert``).
     A module made with ``optimize=True``: calls folded into another layer are rows with status ``folded``.
+    ``batch_size``: of the random inputs, unless the model fixes its batch (a ``.tflite`` of batch 1): then that.
     ``dtype``: ``float32``, ``float64``, or ``both`` (judged in float32; the float64 run tells round-off from a
     semantic mismatch). Pass/fail per call: ``max|Δ| <= atol + rtol * max|Keras output|``.
     TensorFlow graphs (SavedModel signature, TF1 checkpoint, frozen ``.pb``) run on TensorFlow, op by op;
@@ -74,6 +75,7 @@ def verify(source: Any, model: fx.GraphModule | str | os.PathLike | None = None,
     rtol = (DEQUANTIZED_RTOL if dequantized else DEFAULT_RTOL[judged]) if rtol is None else float(rtol)
     atol = DEFAULT_ATOL[judged] if atol is None else float(atol)
     graph = module.tf2torch_meta["graph"]
+    batch_size = module.tf2torch_meta.get("batch") or batch_size  # a model that fixes its batch runs at it
     arrays = (user_inputs(inputs, graph) if inputs is not None else
               random_inputs(graph, input_shapes or module.tf2torch_meta.get("input_shapes"), batch_size, seed,
                             stand_in_size(module)))
