@@ -55,6 +55,42 @@ def lstm(keras):
     return keras.Model(i, keras.layers.Dense(2)(x))
 
 
+def fixed_batch(keras):
+    """A model on a batch fixed at 1, as phone models are: the TFLite converter writes the batch into RESHAPE's
+    constant shapes ([1, 4, 16, 8], [1, 140]; MobileNet's head has [1, 1000]), which examples of batch 2 cannot
+    pass; then GELU, exact (Keras's ``gelu``) and in its tanh form (``approximate=True``)."""
+    import tensorflow as tf
+
+    i = keras.Input((16, 16, 3), batch_size=1)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(i)
+    x = keras.layers.Conv2D(5, 3, activation="relu")(keras.layers.Reshape((4, 16, 8))(x))
+    x = keras.layers.Dense(6, activation="gelu")(keras.layers.Flatten()(x))
+    return keras.Model(i, keras.layers.Lambda(lambda t: tf.nn.gelu(t * 3.0, approximate=True))(x))
+
+
+def dilated_conv1d(keras):
+    """Dilated ``Conv1D`` layers (``same`` and ``valid``) on an open batch: the TFLite converter leaves each between
+    SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND (with a batch fixed at 1 it folds them into a dilated CONV_2D)."""
+    i = keras.Input((20, 3))
+    x = keras.layers.Conv1D(4, 3, dilation_rate=2, padding="same", activation="relu")(i)
+    return keras.Model(i, keras.layers.Conv1D(2, 2, dilation_rate=3)(x))
+
+
+def space_to_batch_function(tf):
+    """SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND with uneven paddings and crops (each block scaled by its index, so a
+    wrong block order shows), and the pair the TFLite converter leaves around a dilated 1-D convolution."""
+    w = tf.constant(RNG.standard_normal((3, 3, 4)).astype("float32"))
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 10, 10, 3), tf.float32)])
+    def f(x):
+        s = tf.space_to_batch_nd(x, block_shape=[2, 3], paddings=[[1, 1], [0, 2]])
+        s = s * tf.reshape(tf.range(1, 7, dtype=tf.float32), (6, 1, 1, 1))
+        t = tf.batch_to_space(s, block_shape=[2, 3], crops=[[0, 1], [1, 0]])
+        return t, tf.nn.convolution(tf.reshape(x, (1, 100, 3)), w, padding="VALID", dilations=[2])
+
+    return f
+
+
 def ops_function(tf):
     """Builtins a Keras CNN does not make: nearest resizes (align_corners, half_pixel_centers), legacy bilinear,
     PAD, RESHAPE, SUB, MUL by a constant, ABS, DIV of two run-time tensors, SPACE_TO_DEPTH and DEPTH_TO_SPACE
@@ -110,10 +146,14 @@ def tflite_files(tmp_path_factory):
             converter.target_spec.supported_types = [tf.float16]
         files[name] = root / f"{name}.tflite"
         files[name].write_bytes(converter.convert())
-    f = ops_function(tf)
-    files["ops"] = root / "ops.tflite"
-    files["ops"].write_bytes(tf.lite.TFLiteConverter.from_concrete_functions(
-        [f.get_concrete_function()], f).convert())
+    for name, build in (("fixed_batch", fixed_batch), ("dilated_conv1d", dilated_conv1d)):
+        random_weights(model := build(keras))
+        files[name] = root / f"{name}.tflite"
+        files[name].write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    for name, f in (("ops", ops_function(tf)), ("space_to_batch", space_to_batch_function(tf))):
+        files[name] = root / f"{name}.tflite"
+        files[name].write_bytes(tf.lite.TFLiteConverter.from_concrete_functions(
+            [f.get_concrete_function()], f).convert())
     return files
 
 
@@ -132,7 +172,8 @@ def interpreter_outputs(path: Path, inputs: list[np.ndarray]) -> list[np.ndarray
 
 CASES = {"cnn_float32": [(1, 16, 16, 3)], "cnn_float16": [(1, 16, 16, 3)], "lstm_float32": [(1, 7, 3)],
          "lstm_float16": [(1, 7, 3)], "ops": [(1, 6, 6, 4)], "sparse_float32": [(1, 8, 8, 16)],
-         "sparse_float16": [(1, 8, 8, 16)]}
+         "sparse_float16": [(1, 8, 8, 16)], "fixed_batch": [(1, 16, 16, 3)], "space_to_batch": [(1, 10, 10, 3)],
+         "dilated_conv1d": [(1, 20, 3)]}
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -384,6 +425,46 @@ def test_mutated_files_fail_cleanly(tflite_files, name):
             pytest.fail(f"{what}: {type(exc).__name__}: {exc}")
 
 
+@pytest.mark.parametrize("name,operators", [
+    ("fixed_batch", {"RESHAPE": 2, "GELU": 2}), ("dilated_conv1d", {"SPACE_TO_BATCH_ND": 2, "BATCH_TO_SPACE_ND": 2}),
+    ("space_to_batch", {"SPACE_TO_BATCH_ND": 1, "BATCH_TO_SPACE_ND": 1, "RESHAPE": 1})])
+def test_the_files_hold_their_operators(tflite_files, name, operators):
+    """The new cases hold what they are about, at least so many of each (GELU exact and tanh, the block
+    operators, RESHAPEs whose constant shapes hold the batch): a converter that folds them away would leave the
+    comparisons above testing nothing."""
+    from tf2torch.readers.tflite import read_structure
+
+    graph, _ = read_structure(name, tflite_files[name].read_bytes())
+    ops = [layer.class_name.removeprefix("tflite>") for layer in graph.layers.values()]
+    assert all(ops.count(op) >= count for op, count in operators.items()), ops
+
+
+@pytest.mark.parametrize("name", ["fixed_batch", "space_to_batch"])
+def test_a_fixed_batch_is_kept(tflite_files, name):
+    """The batch of 1 these files fix (in RESHAPE's constant shapes) stays fixed: the module is built on examples
+    of that batch, says so in a notice and its metadata, and another batch fails in a reshape, as the file's own
+    shapes would."""
+    import torch
+
+    from tf2torch.errors import ConversionNotice
+
+    with pytest.warns(ConversionNotice, match="fixes its batch size at 1"):
+        module = tf2torch.convert(tflite_files[name], layout="keras")
+    assert module.tf2torch_meta["batch"] == 1
+    with pytest.raises(RuntimeError, match="invalid for input of size"):
+        module(torch.zeros(2, *CASES[name][0][1:]))
+
+
+def test_an_open_batch_is_not_fixed(tflite_files):
+    """A file whose signature leaves the batch open (``from_keras_model`` of an ``Input`` without batch size)
+    keeps it open: no batch in the metadata, and a batch of 3 runs."""
+    import torch
+
+    module = tf2torch.convert(tflite_files["cnn_float32"], layout="keras")
+    assert "batch" not in module.tf2torch_meta
+    assert module(torch.zeros(3, 16, 16, 3))[0].shape == (3, 3)
+
+
 # -- verify ------------------------------------------------------------------------------------------------------
 def test_verify_compares_every_operator(tflite_files):
     """``verify`` runs TFLite's interpreter with every tensor kept and compares each operator's output; a batch of
@@ -395,6 +476,13 @@ def test_verify_compares_every_operator(tflite_files):
     assert report.ok, report.failed
     assert [r.node for r in report.layers] == [n.id for n in graph.nodes if n.id in graph.layers
                                                  and graph.layers[n.id].class_name != "InputLayer"]
+
+
+def test_verify_runs_a_fixed_batch_at_its_size(tflite_files):
+    """A model that fixes its batch at 1 is verified at batch 1 (the default 2 would not run it)."""
+    report = tf2torch.verify(tflite_files["fixed_batch"])
+    assert report.ok, report.failed
+    assert report.layers and all(r.ok for r in report.layers)
 
 
 # -- MediaPipe's custom operators ----------------------------------------------------------------------------------
@@ -549,7 +637,7 @@ def import_emitted(directory: Path, name: str):
     return package.load()
 
 
-@pytest.mark.parametrize("name", ["cnn_float32", "sparse_float16", "ops", "lstm_float32"])
+@pytest.mark.parametrize("name", ["cnn_float32", "sparse_float16", "ops", "lstm_float32", "fixed_batch"])
 def test_every_emitter(tflite_files, tmp_path, name):
     """``--emit python``, ``pt2`` and ``onnx`` of the converted models (Keras layout, so each takes the
     interpreter's own arrays) match the interpreter within ``RTOL``: the Python source, the ``torch.export``

@@ -405,6 +405,27 @@ def convert_leaky_relu(spec: LayerSpec, options: TrackedConfig) -> Converted:
     return tf_raw.convert_unary(raw_spec(spec, "LeakyRelu", {"alpha": options["alpha"]}))
 
 
+# TensorFlow has no raw op of this name (it writes gelu with Erf or Tanh, which the TFLite converter fuses into
+# GELU): the spelling lets TFLite's GELU reach the ``gelu`` operation keras.ops.gelu and tf.nn.gelu convert to
+tf_raw.raw_spelling("Gelu", "gelu", "features:x, approximate=False")
+
+
+@tflite_op("GELU")
+def convert_gelu(spec: LayerSpec, options: TrackedConfig) -> Converted:
+    """``0.5 x (1 + erf(x / sqrt 2))``, or with ``approximate`` the tanh form ``0.5 x (1 + tanh(sqrt(2 / pi) (x +
+    0.044715 x^3)))`` ([TFLite] ``kernels/internal/reference/gelu.h``): ``ops/elementwise.py``'s ``gelu``."""
+    return tf_raw.via_operation(raw_spec(spec, "Gelu", {"approximate": options["approximate"]}))
+
+
+@tflite_op("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND")
+def convert_space_to_batch(spec: LayerSpec, options: TrackedConfig) -> Converted:
+    """TF's ``SpaceToBatchND`` / ``BatchToSpaceND`` (block shape, then paddings or crops, as operands; [TFLite]
+    ``kernels/space_to_batch_nd.cc``), which the TFLite converter leaves around a dilated convolution it does not
+    fold back (a Keras ``Conv1D`` with ``dilation_rate``): each exact on its own (``ops/tf_raw.py``)."""
+    op = {"SPACE_TO_BATCH_ND": "SpaceToBatchND", "BATCH_TO_SPACE_ND": "BatchToSpaceND"}[spec.config["op"]]
+    return tf_raw.convert_space_to_batch(raw_spec(spec, op, {}))
+
+
 # -- recurrent --------------------------------------------------------------------------------------------------
 LSTM_ABSENT = {9: "peephole weights", 10: "peephole weights", 11: "peephole weights", 16: "a projection",
                17: "a projection bias", 20: "layer normalization", 21: "layer normalization",

@@ -139,13 +139,14 @@ OPTIONS = {
     10: _concat, 11: _activation_only, 15: _resize_bilinear, 17: _reshape, 21: _activation_only,
     27: lambda t: {"keep_dims": bool(t.scalar(4, "?", False))},
     28: _activation_only, 29: _activation_only, 49: _transpose_conv, 74: _resize_nearest,
+    116: lambda t: {"approximate": bool(t.scalar(4, "?", False))},
 }
 
 
-# options tables without fields (PadOptions, TransposeOptions, ExpOptions, DequantizeOptions, NegOptions, PadV2Options,
-# HardSwishOptions, MaximumMinimumOptions, PowOptions, SquareOptions, SquaredDifferenceOptions, AbsOptions,
-# CosOptions, ExpandDimsOptions)
-EMPTY_OPTIONS = frozenset({22, 26, 33, 38, 39, 42, 43, 52, 56, 66, 76, 78, 84, 91})
+# options tables without fields (PadOptions, BatchToSpaceNDOptions, SpaceToBatchNDOptions, TransposeOptions,
+# ExpOptions, DequantizeOptions, NegOptions, PadV2Options, HardSwishOptions, MaximumMinimumOptions, PowOptions,
+# SquareOptions, SquaredDifferenceOptions, AbsOptions, CosOptions, ExpandDimsOptions)
+EMPTY_OPTIONS = frozenset({22, 24, 25, 26, 33, 38, 39, 42, 43, 52, 56, 66, 76, 78, 84, 91})
 
 
 def read_options(op: Table) -> dict[str, Any]:
