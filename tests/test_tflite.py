@@ -91,6 +91,37 @@ def space_to_batch_function(tf):
     return f
 
 
+def builtins_function(tf):
+    """Builtins phone models hold that a Keras CNN does not make, each matched by a raw TF op: ARG_MAX, ARG_MIN,
+    CAST, LOG_SOFTMAX, L2_NORMALIZATION, LOCAL_RESPONSE_NORMALIZATION, MIRROR_PAD (both modes), SLICE, TILE,
+    SELECT and SELECT_V2 (where, with a broadcast condition), the comparisons and logical operators, ROUND, SIGN, FLOOR_DIV, FLOOR_MOD, CUMSUM
+    (exclusive, reversed), REVERSE_V2, GATHER_ND, TOPK_V2 (values and indices), ONE_HOT, REDUCE_ANY and
+    REDUCE_ALL, RELU_N1_TO_1."""
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 6, 6, 4), tf.float32)])
+    def f(x):
+        as_float = lambda t: tf.cast(t, tf.float32)  # noqa: E731
+        pads = [[0, 0], [2, 1], [1, 2], [0, 0]]
+        a = tf.pad(x, pads, mode="REFLECT")[:, :6, :6] + tf.pad(x, pads, mode="SYMMETRIC")[:, 1:7, 2:8]
+        a = tf.nn.local_response_normalization(tf.math.l2_normalize(a, axis=-1), 2, 1.0, 0.5, 0.75)
+        b = tf.where(x > 0, x, x * 0.1) + tf.where(x[..., :1] > 0.5, x, 0.25)
+        b = b + as_float(tf.logical_or(tf.logical_and(x > -0.5, x <= 0.5), x >= 1.5))
+        b = b + as_float(tf.not_equal(tf.round(x * 3), 0.0)) + as_float(tf.logical_not(tf.cast(tf.round(x), tf.bool)))
+        b = b + tf.sign(x) + tf.clip_by_value(x, -1, 1)
+        c = tf.math.floordiv(x * 3, 2.0) + tf.math.floormod(x * 3, 2.0) + tf.cumsum(x, axis=2, exclusive=True,
+                                                                                       reverse=True)
+        d = tf.tile(tf.slice(tf.reverse(x, [1]), [0, 1, 2, 0], [1, 3, 2, 4]), [1, 2, 1, 3])
+        top = tf.math.top_k(tf.reshape(x, (1, -1)), k=5)
+        arg = tf.argmax(x, axis=-1, output_type=tf.int32)
+        e = tf.one_hot(arg, 4) + as_float(tf.reduce_any(x > 1.0, axis=-1, keepdims=True))
+        e = e + as_float(tf.reduce_all(x > -1.0, axis=-1, keepdims=True)) + as_float(tf.less(x, x[..., :1]))
+        e = e + as_float(tf.equal(tf.round(x), 0.0))
+        return (a, b, c, d, top.values, top.indices, e, tf.argmin(x, axis=1), tf.gather_nd(x, [[0, 1, 2], [0, 3, 4]]),
+                tf.nn.log_softmax(x))
+
+    return f
+
+
 def ops_function(tf):
     """Builtins a Keras CNN does not make: nearest resizes (align_corners, half_pixel_centers), legacy bilinear,
     PAD, RESHAPE, SUB, MUL by a constant, ABS, DIV of two run-time tensors, SPACE_TO_DEPTH and DEPTH_TO_SPACE
@@ -150,7 +181,8 @@ def tflite_files(tmp_path_factory):
         random_weights(model := build(keras))
         files[name] = root / f"{name}.tflite"
         files[name].write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    for name, f in (("ops", ops_function(tf)), ("space_to_batch", space_to_batch_function(tf))):
+    for name, f in (("ops", ops_function(tf)), ("space_to_batch", space_to_batch_function(tf)),
+                    ("builtins", builtins_function(tf))):
         files[name] = root / f"{name}.tflite"
         files[name].write_bytes(tf.lite.TFLiteConverter.from_concrete_functions(
             [f.get_concrete_function()], f).convert())
@@ -173,7 +205,7 @@ def interpreter_outputs(path: Path, inputs: list[np.ndarray]) -> list[np.ndarray
 CASES = {"cnn_float32": [(1, 16, 16, 3)], "cnn_float16": [(1, 16, 16, 3)], "lstm_float32": [(1, 7, 3)],
          "lstm_float16": [(1, 7, 3)], "ops": [(1, 6, 6, 4)], "sparse_float32": [(1, 8, 8, 16)],
          "sparse_float16": [(1, 8, 8, 16)], "fixed_batch": [(1, 16, 16, 3)], "space_to_batch": [(1, 10, 10, 3)],
-         "dilated_conv1d": [(1, 20, 3)]}
+         "dilated_conv1d": [(1, 20, 3)], "builtins": [(1, 6, 6, 4)]}
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -427,7 +459,12 @@ def test_mutated_files_fail_cleanly(tflite_files, name):
 
 @pytest.mark.parametrize("name,operators", [
     ("fixed_batch", {"RESHAPE": 2, "GELU": 2}), ("dilated_conv1d", {"SPACE_TO_BATCH_ND": 2, "BATCH_TO_SPACE_ND": 2}),
-    ("space_to_batch", {"SPACE_TO_BATCH_ND": 1, "BATCH_TO_SPACE_ND": 1, "RESHAPE": 1})])
+    ("space_to_batch", {"SPACE_TO_BATCH_ND": 1, "BATCH_TO_SPACE_ND": 1, "RESHAPE": 1}),
+    ("builtins", {op: 1 for op in (
+        "ARG_MAX", "ARG_MIN", "CAST", "LOG_SOFTMAX", "L2_NORMALIZATION", "LOCAL_RESPONSE_NORMALIZATION", "SLICE",
+        "TILE", "SELECT", "SELECT_V2", "GREATER", "LESS_EQUAL", "GREATER_EQUAL", "NOT_EQUAL", "LOGICAL_AND", "LOGICAL_OR",
+        "LOGICAL_NOT", "ROUND", "SIGN", "FLOOR_DIV", "FLOOR_MOD", "CUMSUM", "REVERSE_V2", "GATHER_ND", "TOPK_V2",
+        "ONE_HOT", "REDUCE_ANY", "REDUCE_ALL", "LESS", "EQUAL", "RELU_N1_TO_1")} | {"MIRROR_PAD": 2})])
 def test_the_files_hold_their_operators(tflite_files, name, operators):
     """The new cases hold what they are about, at least so many of each (GELU exact and tanh, the block
     operators, RESHAPEs whose constant shapes hold the batch): a converter that folds them away would leave the

@@ -34,7 +34,7 @@ from ..nn.tflite import (
     SequenceLSTM,
 )
 from ..nn.transposed import ConvBackpropInput
-from ..registry import converter
+from ..registry import converter, lookup
 from . import tf_raw
 
 PREFIX = "tflite>"
@@ -73,7 +73,8 @@ def raw_spec(spec: LayerSpec, op: str, attrs: dict[str, Any], operands: list[dic
     """The same node as the raw TF op ``op`` with ``attrs`` (NHWC, as TFLite always is), for a ``tf.raw``
     converter; it reads the weights through this node's loader."""
     config = {"op": op, "attrs": attrs, "operands": spec.config["operands"] if operands is None else operands,
-              "output_shapes": spec.config["output_shapes"], "outputs_used": [0]}
+              "output_shapes": spec.config["output_shapes"], "output_dtypes": spec.config["output_dtypes"],
+              "outputs_used": list(range(len(spec.config["output_shapes"])))}
     return LayerSpec(spec.name, tf_raw.RAW + op, config, spec.input_shapes, spec.input_layouts, spec.input_dtypes,
                      spec.keras_version, spec.weight_handles, _load=spec._load)
 
@@ -219,7 +220,9 @@ def convert_pool_2d(spec: LayerSpec, options: TrackedConfig) -> Converted:
 
 # -- element-wise --------------------------------------------------------------------------------------------
 BINARY = {"ADD": "AddV2", "SUB": "Sub", "MUL": "Mul", "DIV": "RealDiv", "MAXIMUM": "Maximum", "MINIMUM": "Minimum",
-          "SQUARED_DIFFERENCE": "SquaredDifference", "POW": "Pow"}
+          "SQUARED_DIFFERENCE": "SquaredDifference", "POW": "Pow", "FLOOR_DIV": "FloorDiv", "FLOOR_MOD": "FloorMod",
+          "GREATER": "Greater", "GREATER_EQUAL": "GreaterEqual", "LESS": "Less", "LESS_EQUAL": "LessEqual",
+          "EQUAL": "Equal", "NOT_EQUAL": "NotEqual", "LOGICAL_AND": "LogicalAnd", "LOGICAL_OR": "LogicalOr"}
 
 
 @tflite_op(*BINARY)
@@ -232,7 +235,8 @@ def convert_binary(spec: LayerSpec, options: TrackedConfig) -> Converted:
 
 UNARY = {"LOGISTIC": "Sigmoid", "TANH": "Tanh", "RELU": "Relu", "RELU6": "Relu6", "EXP": "Exp", "LOG": "Log",
          "SQRT": "Sqrt", "RSQRT": "Rsqrt", "NEG": "Neg", "ABS": "Abs", "SQUARE": "Square", "FLOOR": "Floor",
-         "CEIL": "Ceil", "SIN": "Sin", "COS": "Cos", "ELU": "Elu"}
+         "CEIL": "Ceil", "SIN": "Sin", "COS": "Cos", "ELU": "Elu", "ROUND": "Round", "SIGN": "Sign",
+         "LOGICAL_NOT": "LogicalNot"}
 
 
 @tflite_op(*UNARY)
@@ -327,7 +331,8 @@ def convert_transpose(spec: LayerSpec, options: TrackedConfig) -> Converted:
     return tf_raw.convert_transpose(raw_spec(spec, "Transpose", {}))
 
 
-REDUCERS = {"MEAN": "Mean", "SUM": "Sum", "REDUCE_MAX": "Max", "REDUCE_MIN": "Min", "REDUCE_PROD": "Prod"}
+REDUCERS = {"MEAN": "Mean", "SUM": "Sum", "REDUCE_MAX": "Max", "REDUCE_MIN": "Min", "REDUCE_PROD": "Prod",
+            "REDUCE_ANY": "Any", "REDUCE_ALL": "All"}
 
 
 @tflite_op(*REDUCERS)
@@ -415,6 +420,57 @@ def convert_gelu(spec: LayerSpec, options: TrackedConfig) -> Converted:
     """``0.5 x (1 + erf(x / sqrt 2))``, or with ``approximate`` the tanh form ``0.5 x (1 + tanh(sqrt(2 / pi) (x +
     0.044715 x^3)))`` ([TFLite] ``kernels/internal/reference/gelu.h``): ``ops/elementwise.py``'s ``gelu``."""
     return tf_raw.via_operation(raw_spec(spec, "Gelu", {"approximate": options["approximate"]}))
+
+
+# -- builtins that are a raw TF op with the same operands ---------------------------------------------------------
+# TFLite builtin → (raw TF op, its attributes from the options); converted by that op's ``tf.raw`` converter
+SAME_AS_RAW = {
+    "SLICE": ("Slice", lambda o: {}), "TILE": ("Tile", lambda o: {}), "REVERSE_V2": ("ReverseV2", lambda o: {}),
+    "GATHER_ND": ("GatherNd", lambda o: {}), "SELECT": ("Select", lambda o: {}),
+    "SELECT_V2": ("SelectV2", lambda o: {}), "LOG_SOFTMAX": ("LogSoftmax", lambda o: {}),
+    "TOPK_V2": ("TopKV2", lambda o: {"sorted": True}),
+    "ARG_MAX": ("ArgMax", lambda o: {"output_type": o["output_type"]}),
+    "ARG_MIN": ("ArgMin", lambda o: {"output_type": o["output_type"]}),
+    "MIRROR_PAD": ("MirrorPad", lambda o: {"mode": o["mode"]}),
+    "CUMSUM": ("Cumsum", lambda o: {"exclusive": o["exclusive"], "reverse": o["reverse"]}),
+    "ONE_HOT": ("OneHot", lambda o: {"axis": o["axis"]}),
+    "LOCAL_RESPONSE_NORMALIZATION": ("LRN", lambda o: {"depth_radius": o["radius"], "bias": o["bias"],
+                                                        "alpha": o["alpha"], "beta": o["beta"]}),
+}
+
+
+@tflite_op(*SAME_AS_RAW)
+def convert_same_as_raw(spec: LayerSpec, options: TrackedConfig) -> Converted:
+    """A builtin whose operands and options are a raw TF op's (``SAME_AS_RAW``; [TFLite] ``kernels/`` implement
+    each as TF does: ``SELECT`` with a rank-1 condition picks rows, ``TOPK_V2`` sorts, ``MIRROR_PAD``'s two modes)."""
+    op, attrs = SAME_AS_RAW[spec.config["op"]]
+    return lookup(tf_raw.RAW + op)(raw_spec(spec, op, attrs(options)))
+
+
+@tflite_op("CAST")
+def convert_cast(spec: LayerSpec, options: TrackedConfig) -> Converted:
+    """To the output tensor's type: TFLite's kernel (``kernels/cast.cc``) reads the tensors' types, not the options
+    (which older files leave out)."""
+    options.get("in_data_type"), options.get("out_data_type")
+    return tf_raw.convert_cast(raw_spec(spec, "Cast", {"DstT": spec.config["output_dtypes"][0]}))
+
+
+@tflite_op("RELU_N1_TO_1")
+def convert_relu_n1_to_1(spec: LayerSpec, options: TrackedConfig) -> Converted:
+    """``min(max(x, -1), 1)`` (``kernels/activations.cc``), which is ``nn.Hardtanh``."""
+    return Converted(nn.Hardtanh(-1.0, 1.0))
+
+
+# TensorFlow has no raw op of this name (tf.math.l2_normalize is Square, Sum, Maximum, Rsqrt, Mul, which the TFLite
+# converter fuses): the spelling reaches the ``l2_normalize`` operation tf.math and keras.ops convert to
+tf_raw.raw_spelling("L2Normalize", "l2_normalize", "x, axis=-1, epsilon=1e-12")
+
+
+@tflite_op("L2_NORMALIZATION")
+def convert_l2_normalization(spec: LayerSpec, options: TrackedConfig) -> Converted:
+    """Over the last axis, ``x / max(sqrt(sum(x^2)), 1e-6)`` ([TFLite] ``kernels/internal/reference/
+    l2normalization.h``), which is TF's ``x * rsqrt(max(sum(x^2), 1e-12))``; then the fused activation."""
+    return fused(spec, tf_raw.via_operation(raw_spec(spec, "L2Normalize", {})), options)
 
 
 @tflite_op("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND")

@@ -140,13 +140,26 @@ OPTIONS = {
     27: lambda t: {"keep_dims": bool(t.scalar(4, "?", False))},
     28: _activation_only, 29: _activation_only, 49: _transpose_conv, 74: _resize_nearest,
     116: lambda t: {"approximate": bool(t.scalar(4, "?", False))},
+    40: lambda t: {"output_type": TENSOR_TYPES.get(t.scalar(4, "b"))},
+    57: lambda t: {"output_type": TENSOR_TYPES.get(t.scalar(4, "b"))},
+    37: lambda t: {"in_data_type": TENSOR_TYPES.get(t.scalar(4, "b")), "out_data_type": TENSOR_TYPES.get(t.scalar(6, "b"))},
+    12: lambda t: {"fused_activation_function": _act(t, 4)},
+    13: lambda t: {"radius": t.scalar(4, "i"), "bias": t.scalar(6, "f", 0.0), "alpha": t.scalar(8, "f", 0.0),
+                   "beta": t.scalar(10, "f", 0.0)},
+    77: lambda t: {"mode": {0: "REFLECT", 1: "SYMMETRIC"}.get(t.scalar(4, "b"), f"mode {t.scalar(4, 'b')}")},
+    102: lambda t: {"exclusive": bool(t.scalar(4, "?", False)), "reverse": bool(t.scalar(6, "?", False))},
+    61: lambda t: {"axis": t.scalar(4, "i")},
 }
 
 
 # options tables without fields (PadOptions, BatchToSpaceNDOptions, SpaceToBatchNDOptions, TransposeOptions,
 # ExpOptions, DequantizeOptions, NegOptions, PadV2Options, HardSwishOptions, MaximumMinimumOptions, PowOptions,
-# SquareOptions, SquaredDifferenceOptions, AbsOptions, CosOptions, ExpandDimsOptions)
-EMPTY_OPTIONS = frozenset({22, 24, 25, 26, 33, 38, 39, 42, 43, 52, 56, 66, 76, 78, 84, 91})
+# SquareOptions, SquaredDifferenceOptions, AbsOptions, CosOptions, ExpandDimsOptions; TopKV2Options,
+# LogSoftmaxOptions, LessOptions, GreaterOptions, GreaterEqualOptions, LessEqualOptions, SelectOptions,
+# SliceOptions, TileOptions, EqualOptions, NotEqualOptions, LogicalOrOptions, LogicalAndOptions, LogicalNotOptions,
+# FloorDivOptions, FloorModOptions, ReverseV2Options, GatherNdOptions, SelectV2Options, SignOptions)
+EMPTY_OPTIONS = frozenset({22, 24, 25, 26, 33, 38, 39, 42, 43, 52, 56, 66, 76, 78, 84, 91, 34, 36, 41, 44, 45, 46, 47,
+                           48, 51, 53, 54, 60, 62, 63, 65, 72, 81, 83, 98, 123})
 
 
 def read_options(op: Table) -> dict[str, Any]:
