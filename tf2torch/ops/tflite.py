@@ -21,6 +21,7 @@ from torch import nn
 
 from ..contract import Converted, LayerSpec, TrackedConfig, as_parameter, refuse_unread, to_tensor
 from ..layout import KERAS
+from ..nn.ops import Op, Slot
 from ..nn.padding import tf_same_padding
 from ..nn.tflite import (
     ACTIVATIONS,
@@ -73,7 +74,7 @@ def raw_spec(spec: LayerSpec, op: str, attrs: dict[str, Any], operands: list[dic
     """The same node as the raw TF op ``op`` with ``attrs`` (NHWC, as TFLite always is), for a ``tf.raw``
     converter; it reads the weights through this node's loader."""
     config = {"op": op, "attrs": attrs, "operands": spec.config["operands"] if operands is None else operands,
-              "output_shapes": spec.config["output_shapes"], "output_dtypes": spec.config["output_dtypes"],
+              "output_shapes": spec.config["output_shapes"], "output_dtypes": spec.config.get("output_dtypes"),
               "outputs_used": list(range(len(spec.config["output_shapes"])))}
     return LayerSpec(spec.name, tf_raw.RAW + op, config, spec.input_shapes, spec.input_layouts, spec.input_dtypes,
                      spec.keras_version, spec.weight_handles, _load=spec._load)
@@ -410,16 +411,12 @@ def convert_leaky_relu(spec: LayerSpec, options: TrackedConfig) -> Converted:
     return tf_raw.convert_unary(raw_spec(spec, "LeakyRelu", {"alpha": options["alpha"]}))
 
 
-# TensorFlow has no raw op of this name (it writes gelu with Erf or Tanh, which the TFLite converter fuses into
-# GELU): the spelling lets TFLite's GELU reach the ``gelu`` operation keras.ops.gelu and tf.nn.gelu convert to
-tf_raw.raw_spelling("Gelu", "gelu", "features:x, approximate=False")
-
-
 @tflite_op("GELU")
 def convert_gelu(spec: LayerSpec, options: TrackedConfig) -> Converted:
     """``0.5 x (1 + erf(x / sqrt 2))``, or with ``approximate`` the tanh form ``0.5 x (1 + tanh(sqrt(2 / pi) (x +
-    0.044715 x^3)))`` ([TFLite] ``kernels/internal/reference/gelu.h``): ``ops/elementwise.py``'s ``gelu``."""
-    return tf_raw.via_operation(raw_spec(spec, "Gelu", {"approximate": options["approximate"]}))
+    0.044715 x^3)))`` ([TFLite] ``kernels/internal/reference/gelu.h``): the ``gelu`` function keras.ops.gelu and
+    tf.nn.gelu run (``nn/ops.py``; TF has no raw op of that name: the TFLite converter fuses Erf or Tanh into it)."""
+    return Converted(Op("gelu", [Slot(0)], {"approximate": bool(options["approximate"])}, label=PREFIX + "GELU"))
 
 
 # -- builtins that are a raw TF op with the same operands ---------------------------------------------------------
@@ -461,16 +458,15 @@ def convert_relu_n1_to_1(spec: LayerSpec, options: TrackedConfig) -> Converted:
     return Converted(nn.Hardtanh(-1.0, 1.0))
 
 
-# TensorFlow has no raw op of this name (tf.math.l2_normalize is Square, Sum, Maximum, Rsqrt, Mul, which the TFLite
-# converter fuses): the spelling reaches the ``l2_normalize`` operation tf.math and keras.ops convert to
-tf_raw.raw_spelling("L2Normalize", "l2_normalize", "x, axis=-1, epsilon=1e-12")
-
-
 @tflite_op("L2_NORMALIZATION")
 def convert_l2_normalization(spec: LayerSpec, options: TrackedConfig) -> Converted:
     """Over the last axis, ``x / max(sqrt(sum(x^2)), 1e-6)`` ([TFLite] ``kernels/internal/reference/
-    l2normalization.h``), which is TF's ``x * rsqrt(max(sum(x^2), 1e-12))``; then the fused activation."""
-    return fused(spec, tf_raw.via_operation(raw_spec(spec, "L2Normalize", {})), options)
+    l2normalization.h``), which is TF's ``x * rsqrt(max(sum(x^2), 1e-12))``: the ``l2_normalize`` function
+    tf.math.l2_normalize runs (``nn/ops.py``; the TFLite converter fuses its Square, Sum, Maximum, Rsqrt, Mul);
+    then the fused activation."""
+    last = len(spec.input_shape) - 1
+    module = Op("l2_normalize", [Slot(0), [last]], {"epsilon": 1e-12}, label=PREFIX + "L2_NORMALIZATION")
+    return fused(spec, Converted(module, input_layouts=KERAS, output_layouts=KERAS), options)
 
 
 @tflite_op("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND")
