@@ -78,7 +78,8 @@ def dilated_conv1d(keras):
 
 def space_to_batch_function(tf):
     """SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND with uneven paddings and crops (each block scaled by its index, so a
-    wrong block order shows), and the pair the TFLite converter leaves around a dilated 1-D convolution."""
+    wrong block order shows), and a dilated 1-D convolution of a reshape that holds the batch of 1 (with the batch
+    fixed, the TFLite converter folds that one into a dilated CONV_2D)."""
     w = tf.constant(RNG.standard_normal((3, 3, 4)).astype("float32"))
 
     @tf.function(input_signature=[tf.TensorSpec((1, 10, 10, 3), tf.float32)])
