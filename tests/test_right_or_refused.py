@@ -49,6 +49,22 @@ def test_shared_conv_gets_each_calls_same_padding(flavour, tmp_path):
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_batch_written_into_the_graph(flavour, tmp_path):
+    """``Input(batch_size=1)`` and a reshape to ``(1, -1)`` (``keras.ops.reshape``, tf_keras's ``tf.reshape``): the
+    graph holds its batch, so the module is built at batch 1 (at batch 2 the Dense after it fails), with a notice;
+    it matches Keras in both formats and layouts."""
+    from tf2torch.errors import ConversionNotice
+
+    def build(k):
+        i = k.Input((4, 4, 3), batch_size=1, name="image")
+        flat = k.ops.reshape(i, (1, -1)) if flavour == "keras3" else __import__("tensorflow").reshape(i, (1, -1))
+        return k.Model(i, k.layers.Dense(5, name="head")(flat))
+
+    with pytest.warns(ConversionNotice, match="fixes its batch size at 1 .* layer head"):
+        check_conversion(build, flavour, tmp_path)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
 def test_shared_layer_converted_twice_keeps_one_set_of_weights(flavour, tmp_path):
     k = keras_module(flavour)
     a, b = k.Input((8, 8, 3)), k.Input((9, 9, 3))

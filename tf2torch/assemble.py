@@ -574,8 +574,8 @@ def assemble(graph: KerasGraph, layout: str = "channels_first",
     layer = f"layer {failed.layer} ({failed.class_name})" if isinstance(failed, ConversionError) else "a layer"
     module.tf2torch_batch = batch
     module.tf2torch_notices.append(
-        f"the model fixes its batch size at {batch} (its inputs declare it and {layer} depends on it): the "
-        f"converted module takes batches of {batch} only, as the model does")
+        f"the model fixes its batch size at {batch} (its inputs declare it, and at batch {EXAMPLE_BATCH} {layer} "
+        f"failed): the converted module takes batches of {batch} only, as the model does")
     return module
 
 
