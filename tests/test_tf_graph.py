@@ -328,6 +328,21 @@ def test_frozen_graph_with_its_batch_fixed(tmp_path, layout):
     assert_matches(outputs_of(module, inputs, layout), [reference], what="fixed batch")
 
 
+def test_a_hostile_tiling_is_refused_before_it_is_built(tmp_path):
+    """A frozen graph whose ``tf.tile`` multiplies an 8×8×3 input by 100000 × 100000: refused by name before the
+    example run would allocate its 1.9e12 values."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, (None, 8, 8, 3), name="x")
+        tf.identity(tf.tile(x, [1, 100000, 100000, 1]), name="y")
+    path = tmp_path / "tile.pb"
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+    with pytest.raises(Tf2TorchError, match="Tile.*more than"):
+        tf2torch.convert(path)
+
+
 def test_frozen_graph_fed_by_an_input_pipeline(tmp_path):
     """deepbrain's graph.pb: the image placeholder defaults to a tf.data iterator's next batch, so it is the
     input; the sink that reads the iterator's labels is refused with the way out, and so is the dropout that a

@@ -630,6 +630,11 @@ def torch_pads(pairs: list[Any]) -> list[int]:
 
 @raw("Tile")
 def convert_tile(spec: LayerSpec) -> Converted:
+    """A constant ``multiples`` is checked before the examples run: a hostile file's tiling would otherwise
+    allocate its output while the model is assembled."""
+    multiples = operand(spec, 1)
+    if multiples is not None:
+        spec.check_declared_size(float(np.prod(np.abs(multiples.astype(np.float64)))))
     slots, consts = _slots(spec)
     return Converted(TFCall("Tile", slots, consts), input_layouts=KERAS, output_layouts=KERAS)
 
