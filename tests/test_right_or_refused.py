@@ -394,7 +394,7 @@ def _user_layer(k, name: str, module: str, package: str | None = None):
     return cls
 
 
-def _refusal(path, name: str, spelled: str) -> str:
+def assert_refused_by_name(path, name: str, spelled: str) -> str:
     """Convert ``path`` and return the refusal, checking it is the one for a user's class named ``name``."""
     from tf2torch.errors import UnsupportedLayerError
 
@@ -428,7 +428,7 @@ def test_user_class_named_like_a_converted_keras_layer_is_refused(name, flavour,
     model = k.Model(x, _user_layer(k, name, module, package)(name="user_layer")(x))
     path = tmp_path / f"user.{fmt}"
     model.save(str(path))
-    _refusal(path, name, spelled.format(name))
+    assert_refused_by_name(path, name, spelled.format(name))
 
 
 # -- backend-tensor constants among an operation's arguments -------------------------------------------------------
