@@ -328,18 +328,29 @@ def test_frozen_graph_with_its_batch_fixed(tmp_path, layout):
     assert_matches(outputs_of(module, inputs, layout), [reference], what="fixed batch")
 
 
-def test_a_hostile_tiling_is_refused_before_it_is_built(tmp_path):
-    """A frozen graph whose ``tf.tile`` multiplies an 8×8×3 input by 100000 × 100000: refused by name before the
-    example run would allocate its 1.9e12 values."""
+HOSTILE_EXPANSIONS = {  # op → (what the frozen graph computes from its 8×8×3 input, the refused op)
+    "tile": (lambda tf, x: tf.tile(x, [1, 100000, 100000, 1]), "Tile"),
+    "pad": (lambda tf, x: tf.pad(x, [[0, 0], [100000, 0], [0, 100000], [0, 0]]), "Pad"),
+    "mirror_pad": (lambda tf, x: tf.pad(x, [[0, 0], [0, 0], [0, 0], [0, 10 ** 9]], mode="SYMMETRIC"), "MirrorPad"),
+    "one_hot": (lambda tf, x: tf.one_hot(tf.cast(x, tf.int32), 10 ** 9), "OneHot"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_EXPANSIONS))
+def test_a_hostile_expansion_is_refused_before_it_is_built(tmp_path, case):
+    """A frozen graph whose constants make an 8×8×3 input's output 1e8 times larger or more (tiling by 100000 ×
+    100000, paddings of 100000 or 1e9, a one-hot depth of 1e9): refused by name before the example run would
+    allocate it (the tiling asked the allocator for 15 TB)."""
     import tensorflow as tf
 
+    build, op = HOSTILE_EXPANSIONS[case]
     graph = tf.Graph()
     with graph.as_default():
         x = tf.compat.v1.placeholder(tf.float32, (None, 8, 8, 3), name="x")
-        tf.identity(tf.tile(x, [1, 100000, 100000, 1]), name="y")
-    path = tmp_path / "tile.pb"
+        tf.identity(build(tf, x), name="y")
+    path = tmp_path / f"{case}.pb"
     path.write_bytes(graph.as_graph_def().SerializeToString())
-    with pytest.raises(Tf2TorchError, match="Tile.*more than"):
+    with pytest.raises(Tf2TorchError, match=f"{op}.*more than"):
         tf2torch.convert(path)
 
 

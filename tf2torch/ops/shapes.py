@@ -230,6 +230,8 @@ def convert_pad(call: OpCall) -> Converted:
         [int(paddings[0]), int(paddings[1])]] * rank
     if len(pairs) != rank:
         call.fail(f"{len(pairs)} padding pairs for a tensor of rank {rank}")
+    sizes = [1, *[d or 1 for d in call.shape(x)[1:]]]  # constant paddings from the file: checked before building
+    call.spec.check_declared_size(float(np.prod([(d + sum(pair)) / d for d, pair in zip(sizes, pairs)])))
     layout = call.layout(x)
     if layout == L.CHANNELS_FIRST:
         pairs = [pairs[p] for p in L.to_channels_first_perm(rank)]

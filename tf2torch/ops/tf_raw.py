@@ -767,6 +767,10 @@ def convert_depth_to_space(spec: LayerSpec) -> Converted:
 
 @raw("OneHot")
 def convert_one_hot(spec: LayerSpec) -> Converted:
+    """A constant ``depth`` is checked before the examples run (the output is ``depth`` times the indices)."""
+    depth = operand(spec, 1)
+    if depth is not None:
+        spec.check_declared_size(float(np.abs(depth.astype(np.float64)).max(initial=1.0)))
     return _call(spec, axis=int(attr(spec, "axis", -1)))
 
 
